@@ -1,0 +1,3 @@
+from agentledger.entrypoints.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,95 @@
+"""The Ledger application: every command on a session, as load, decide, save.
+
+Each command loads the ``Session`` aggregate, calls one command method on it
+and saves the new events. Saving is a compare-and-set on the aggregate's
+version (the store refuses a second event at the same version), so two
+writers racing on one session never both land: the loser reloads and decides
+again on the state that won. Infrastructure (SQLite or later PostgreSQL, the
+orjson transcoder) is chosen by the environment handed in, as the
+eventsourcing library intends.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, OperationalError
+
+from agentledger.application.clock import utc_now
+from agentledger.application.errors import SessionNotFound, StoreError
+from agentledger.domain.session import Session
+
+T = TypeVar("T")
+
+#: Attempts at a command whose save keeps losing races, before giving up loudly.
+MAX_ATTEMPTS = 50
+#: How long a command keeps retrying while another process holds the write lock.
+LOCKED_RETRY_SECONDS = 120.0
+
+
+class Ledger(Application[UUID]):
+    """The append-only log of session events, and the commands that append to it."""
+
+    name = "agentledger"
+    snapshotting_intervals = {Session: 200}  # noqa: RUF012 - library's class-level setting
+
+    # -- reading ---------------------------------------------------------------
+
+    def session(self, session_id: UUID) -> Session:
+        try:
+            return self.repository.get(session_id)
+        except AggregateNotFoundError:
+            raise SessionNotFound(f"no session {session_id.hex}") from None
+
+    def session_events(self, session_id: UUID) -> list[Any]:
+        return list(self.events.get(session_id))
+
+    # -- writing ---------------------------------------------------------------
+
+    def launch(self, *, session_id: UUID, fuse_ttl: float | None, fuse_set_by: str, **fields: Any) -> Session:
+        """Record ``Launched`` and, when a TTL is given, ``FuseSet`` in one atomic save."""
+        session = Session.launch(session_id=session_id, **fields)
+        if fuse_ttl is not None:
+            session.set_fuse(ttl=fuse_ttl, set_by=fuse_set_by, now=utc_now())
+        self.save_retrying(session)
+        return session
+
+    def change(self, session_id: UUID, command: Callable[[Session], T]) -> T:
+        """Apply ``command`` to the latest state of the session and save, retrying on races.
+
+        ``command`` must decide from the aggregate it is given (never from a
+        value read before), because a lost race hands it a newer state.
+        """
+        for _ in range(MAX_ATTEMPTS):
+            session = self.session(session_id)
+            result = command(session)
+            try:
+                self.save_retrying(session)
+            except IntegrityError:
+                time.sleep(random.uniform(0.001, 0.02))
+                continue
+            return result
+        raise StoreError(f"gave up after {MAX_ATTEMPTS} concurrent changes to session {session_id.hex}")
+
+    def save_retrying(self, session: Session) -> None:
+        """Save a session's new events; if SQLite stayed locked past its busy timeout, wait and try again.
+
+        A failed save left nothing behind, so retrying cannot duplicate events;
+        the pending events are kept on a copy because ``save`` collects them.
+        """
+        pending = list(session._pending_events)  # noqa: SLF001 - re-queued on retry only
+        deadline = time.monotonic() + LOCKED_RETRY_SECONDS
+        while True:
+            try:
+                self.save(session)
+                return
+            except OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise StoreError(f"could not write to the store: {error}") from error
+                session._pending_events[:] = pending  # noqa: SLF001
+                time.sleep(random.uniform(0.05, 0.25))

@@ -1,0 +1,138 @@
+"""``agentledger stop``: end a session's process group and make sure the stop is recorded.
+
+The normal path: append ``StopRequested`` (who asked, which signal), signal the
+process group, and let the supervisor, which sees the exact exit status, append
+``Stopped`` with reason ``user``. SIGTERM first; when the grace period ends and
+the group still exists, SIGKILL (recorded as a second ``StopRequested``);
+``--force`` sends SIGKILL at once. Only when no supervisor is left to do it
+does the stop command append ``Stopped`` itself, after checking that the
+process is gone. The PID's start time is checked before any signal, so a
+reused PID is never killed.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from agentledger.application.errors import LedgerError
+from agentledger.domain.errors import SessionAlreadyStopped
+from agentledger.domain.session import Session
+from agentledger.domain.vocabulary import Component, StopReason
+from agentledger.infrastructure import processes
+from agentledger.infrastructure.host import actor, host_name
+
+POLL_INTERVAL = 0.02
+#: After SIGKILL, how long to wait for the supervisor to record the exit.
+AFTER_KILL_WAIT = 5.0
+
+
+@dataclass
+class StopOutcome:
+    session: Session
+    already_stopped: bool = False
+    signals_sent: list[str] = field(default_factory=list)
+    recorded_by: str | None = None  # "supervisor" or "cli"
+
+
+def stop_session(
+    ledger: Any, session_id: UUID, *, force: bool, grace: float, note: str | None
+) -> StopOutcome:
+    session = ledger.session(session_id)
+    if session.is_stopped:
+        return StopOutcome(session=session, already_stopped=True)
+    if session.host != host_name():
+        raise LedgerError(
+            f"session {session_id.hex[:12]} runs on host {session.host!r}; stop it from there"
+        )
+    identity = processes.ProcessIdentity(
+        pid=session.pid,
+        start_time=session.pid_start_time,
+        boot_time=session.boot_time,
+        host=session.host,
+        boot_id=session.boot_id,
+    )
+    outcome = StopOutcome(session=session)
+    requester = actor(Component.CLI.value)["user"]
+    first = signal.SIGKILL if force else signal.SIGTERM
+    if processes.probe(identity).alive:
+        _request_and_signal(ledger, session_id, identity.pid, first, grace, note, requester, outcome)
+        if not _wait_until_done(ledger, session_id, identity.pid, grace):
+            if processes.group_exists(identity.pid) and first != signal.SIGKILL:
+                _request_and_signal(
+                    ledger, session_id, identity.pid, signal.SIGKILL, 0.0,
+                    "grace period ended", requester, outcome,
+                )
+            _wait_until_done(ledger, session_id, identity.pid, AFTER_KILL_WAIT)
+    else:
+        # Nothing to signal. A live supervisor is recording the exit right now.
+        _wait_until_done(ledger, session_id, identity.pid, 2.0)
+    final = ledger.session(session_id)
+    if not final.is_stopped:
+        probe = processes.probe(identity)
+        if probe.alive:
+            raise LedgerError(f"session {session_id.hex[:12]}: process {identity.pid} survived SIGKILL")
+        if processes.supervisor_alive(final.supervisor_pid, session_id.hex):
+            raise LedgerError(
+                f"session {session_id.hex[:12]}: the process is gone but its supervisor has not "
+                "recorded the stop yet; check again with 'agentledger status'"
+            )
+        _record_stop_without_supervisor(ledger, session_id, probe.as_evidence(), note, outcome)
+        final = ledger.session(session_id)
+    else:
+        outcome.recorded_by = outcome.recorded_by or final.stop["decided_by"].get("component")
+    outcome.session = final
+    return outcome
+
+
+def _request_and_signal(
+    ledger: Any, session_id: UUID, pgid: int, signum: int, grace: float,
+    note: str | None, requester: str, outcome: StopOutcome,
+) -> None:
+    name = processes.signal_name(signum)
+    try:
+        ledger.change(
+            session_id,
+            lambda s: s.request_stop(requested_by=requester, signal=name, grace=grace, note=note),
+        )
+    except SessionAlreadyStopped:
+        return  # ended on its own meanwhile: nothing to signal
+    if processes.signal_group(pgid, signum):
+        outcome.signals_sent.append(name)
+
+
+def _wait_until_done(ledger: Any, session_id: UUID, pgid: int, timeout: float) -> bool:
+    """Wait until ``Stopped`` is in the log and the whole process group is gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if ledger.session(session_id).is_stopped and not processes.group_exists(pgid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_INTERVAL)
+
+
+def _record_stop_without_supervisor(
+    ledger: Any, session_id: UUID, probe: dict[str, Any], note: str | None, outcome: StopOutcome
+) -> None:
+    def stop(session: Session) -> None:
+        session.record_stop(
+            reason=StopReason.USER,
+            decided_by=actor(Component.CLI.value),
+            note=note,
+            evidence={
+                "observed": "process gone, no supervisor left to record its exit",
+                "pid_probe": probe,
+                "stop_requests": session.stop_requests,
+                "decided_on_version": session.version,
+            },
+        )
+
+    try:
+        ledger.change(session_id, stop)
+        outcome.recorded_by = Component.CLI.value
+    except SessionAlreadyStopped:
+        outcome.recorded_by = Component.SUPERVISOR.value

@@ -1,0 +1,242 @@
+"""The Session aggregate: one agent run, from launch to its single, final stop.
+
+Every change is a small, explicit domain event. Command methods (public) check
+the rules and raise :class:`DomainError` subclasses; the ``@event`` methods
+(private) only apply facts, so replaying the log never re-checks anything.
+Time is passed in by the caller: the aggregate never reads a clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from agentledger.domain.errors import NoFuse, SessionAlreadyStopped
+from agentledger.domain.vocabulary import FuseState, SessionStatus, StopReason
+
+
+class Session(Aggregate):
+    """A supervised process and what the log knows about its lifetime."""
+
+    class Launched(Aggregate.Created):
+        """A session exists. ``pid`` is None only when spawning failed."""
+
+        argv: list[str]
+        cwd: str
+        adapter: str
+        name: str | None
+        model: str | None
+        prompt: str | None
+        group: str | None
+        labels: dict[str, str]
+        host: str
+        boot_id: str
+        pid: int | None
+        pid_start_time: float | None
+        boot_time: float | None
+        supervisor_pid: int | None
+        log_path: str | None
+        launched_by: str
+
+    class FuseSet(Aggregate.Event):
+        """A lease on the lifecycle: until ``expires_at`` someone watches the session."""
+
+        ttl: float
+        expires_at: datetime
+        set_by: str
+
+    class Heartbeat(Aggregate.Event):
+        """Evidence of life; ``fuse_expires_at`` is the fuse's new expiry, if it was live."""
+
+        source: str
+        fuse_expires_at: datetime | None
+
+    class FuseCancelled(Aggregate.Event):
+        by: str
+        reason: str
+
+    class StopRequested(Aggregate.Event):
+        """Someone asked for the session to end and sent ``signal`` to its group."""
+
+        requested_by: str
+        signal: str
+        grace: float
+        note: str | None
+
+    class Stopped(Aggregate.Event):
+        """Final. ``decided_by`` says who appended it; ``evidence`` what it saw."""
+
+        reason: str
+        exit_code: int | None
+        signal: str | None
+        decided_by: dict[str, Any]
+        evidence: dict[str, Any]
+        note: str | None
+
+    @event(Launched)
+    def __init__(
+        self,
+        *,
+        argv: list[str],
+        cwd: str,
+        adapter: str,
+        name: str | None,
+        model: str | None,
+        prompt: str | None,
+        group: str | None,
+        labels: dict[str, str],
+        host: str,
+        boot_id: str,
+        pid: int | None,
+        pid_start_time: float | None,
+        boot_time: float | None,
+        supervisor_pid: int | None,
+        log_path: str | None,
+        launched_by: str,
+    ) -> None:
+        self.argv = argv
+        self.cwd = cwd
+        self.adapter = adapter
+        self.name = name
+        self.model = model
+        self.prompt = prompt
+        self.group = group
+        self.labels = labels
+        self.host = host
+        self.boot_id = boot_id
+        self.pid = pid
+        self.pid_start_time = pid_start_time
+        self.boot_time = boot_time
+        self.supervisor_pid = supervisor_pid
+        self.log_path = log_path
+        self.launched_by = launched_by
+        self.status = SessionStatus.RUNNING.value
+        self.fuse_state = FuseState.NONE.value
+        self.fuse_ttl: float | None = None
+        self.fuse_expires_at: datetime | None = None
+        self.last_heartbeat_at: datetime | None = None
+        self.stop_requests: list[dict[str, Any]] = []
+        self.stop: dict[str, Any] | None = None
+
+    @classmethod
+    def launch(cls, *, session_id: UUID, **fields: Any) -> Session:
+        """Create a session under an id chosen by the caller (the CLI prints it first)."""
+        return cls._create(cls.Launched, id=session_id, **fields)
+
+    # -- queries ---------------------------------------------------------------
+
+    @property
+    def is_stopped(self) -> bool:
+        return self.stop is not None
+
+    def fuse_is_live(self, now: datetime) -> bool:
+        return (
+            self.fuse_state == FuseState.SET.value
+            and self.fuse_expires_at is not None
+            and self.fuse_expires_at > now
+        )
+
+    # -- commands --------------------------------------------------------------
+
+    def set_fuse(self, *, ttl: float, set_by: str, now: datetime) -> None:
+        self._refuse_if_stopped()
+        self._fuse_set(ttl=ttl, expires_at=now + timedelta(seconds=ttl), set_by=set_by)
+
+    def heartbeat(self, *, source: str, now: datetime) -> None:
+        """Record evidence of life; a live fuse is extended by its TTL from ``now``.
+
+        A fuse that has already lapsed or was cancelled is not revived here: the
+        gap is a fact the log must keep. Re-arming takes an explicit ``set_fuse``.
+        """
+        self._refuse_if_stopped()
+        new_expiry = None
+        if self.fuse_is_live(now):
+            assert self.fuse_ttl is not None and self.fuse_expires_at is not None
+            new_expiry = max(self.fuse_expires_at, now + timedelta(seconds=self.fuse_ttl))
+        self._heartbeat(source=source, fuse_expires_at=new_expiry)
+
+    def cancel_fuse(self, *, by: str, reason: str) -> None:
+        self._refuse_if_stopped()
+        if self.fuse_state != FuseState.SET.value:
+            raise NoFuse(f"session {self.id.hex[:12]} has no fuse set")
+        self._fuse_cancelled(by=by, reason=reason)
+
+    def request_stop(self, *, requested_by: str, signal: str, grace: float, note: str | None) -> None:
+        self._refuse_if_stopped()
+        self._stop_requested(requested_by=requested_by, signal=signal, grace=grace, note=note)
+
+    def record_stop(
+        self,
+        *,
+        reason: StopReason,
+        decided_by: dict[str, Any],
+        evidence: dict[str, Any],
+        exit_code: int | None = None,
+        signal: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Append the one and only ``Stopped``, cancelling a fuse still set first."""
+        self._refuse_if_stopped()
+        reason = StopReason(reason)  # refuses anything outside the closed set
+        if self.fuse_state == FuseState.SET.value:
+            self._fuse_cancelled(by=decided_by.get("component", "unknown"), reason="session stopped")
+        self._stopped(
+            reason=reason.value,
+            exit_code=exit_code,
+            signal=signal,
+            decided_by=decided_by,
+            evidence=evidence,
+            note=note,
+        )
+
+    def _refuse_if_stopped(self) -> None:
+        if self.stop is not None:
+            raise SessionAlreadyStopped(self.id.hex, self.stop["reason"], self.stop["at"])
+
+    # -- facts -----------------------------------------------------------------
+
+    @event(FuseSet)
+    def _fuse_set(self, *, ttl: float, expires_at: datetime, set_by: str) -> None:
+        self.fuse_state = FuseState.SET.value
+        self.fuse_ttl = ttl
+        self.fuse_expires_at = expires_at
+
+    @event(Heartbeat)
+    def _heartbeat(self, *, source: str, fuse_expires_at: datetime | None) -> None:
+        self.last_heartbeat_at = self.modified_on
+        if fuse_expires_at is not None:
+            self.fuse_expires_at = fuse_expires_at
+
+    @event(FuseCancelled)
+    def _fuse_cancelled(self, *, by: str, reason: str) -> None:
+        self.fuse_state = FuseState.CANCELLED.value
+
+    @event(StopRequested)
+    def _stop_requested(self, *, requested_by: str, signal: str, grace: float, note: str | None) -> None:
+        self.status = SessionStatus.STOPPING.value
+        self.stop_requests.append(
+            {"requested_by": requested_by, "signal": signal, "grace": grace, "note": note}
+        )
+
+    @event(Stopped)
+    def _stopped(
+        self,
+        *,
+        reason: str,
+        exit_code: int | None,
+        signal: str | None,
+        decided_by: dict[str, Any],
+        evidence: dict[str, Any],
+        note: str | None,
+    ) -> None:
+        self.status = SessionStatus.STOPPED.value
+        self.stop = {
+            "reason": reason,
+            "exit_code": exit_code,
+            "signal": signal,
+            "decided_by": decided_by,
+            "at": self.modified_on.isoformat(),
+        }

@@ -1,0 +1,36 @@
+"""The closed sets the log speaks in: stop reasons, session statuses, fuse states."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class StopReason(StrEnum):
+    """Why a session stopped. Closed: a stop with any other reason is refused."""
+
+    EXITED = "exited"  # the process ended by itself with an exit code
+    SIGNALLED = "signalled"  # the process was killed by a signal nobody here sent
+    USER = "user"  # a person asked (``agentledger stop``)
+    SPAWN_FAILED = "spawn-failed"  # the binary could not be started at all
+    RECONCILED = "reconciled"  # the reconciler found no live fuse and a dead PID
+    TIMEOUT = "timeout"  # the session's master timeout passed
+
+
+class SessionStatus(StrEnum):
+    RUNNING = "running"
+    STOPPING = "stopping"  # a stop was requested; the process has not ended yet
+    STOPPED = "stopped"
+
+
+class FuseState(StrEnum):
+    NONE = "none"  # never set
+    SET = "set"  # set; live until its expiry, which heartbeats extend
+    CANCELLED = "cancelled"
+
+
+class Component(StrEnum):
+    """Who appended an event, for the ``decided_by`` / ``by`` fields."""
+
+    SUPERVISOR = "supervisor"
+    CLI = "cli"
+    RECONCILER = "reconciler"

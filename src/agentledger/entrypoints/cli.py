@@ -1,0 +1,537 @@
+"""The ``agentledger`` command line: parse, call the service layer, print, exit.
+
+Heavy modules (eventsourcing, psutil, SQLAlchemy/Alembic) are imported inside
+the commands that need them, so ``agentledger list`` starts fast. Every error
+a user can cause ends as one line on stderr and a non-zero exit (2 for usage
+errors); set ``AGENTLEDGER_DEBUG=1`` to see tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from agentledger import __version__
+from agentledger.domain.durations import InvalidDuration, format_duration, parse_duration
+
+DEFAULT_FUSE_TTL = 60.0
+DEFAULT_GRACE = 10.0
+
+
+# -- argument parsing -----------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus where to get help), exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except InvalidDuration as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"invalid label {text!r} (use KEY=VALUE)")
+    return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="agentledger", description="Launch, supervise and explain AI coding-agent sessions.")
+    parser.add_argument("--version", action="version", version=f"agentledger {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help)
+
+    def session_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("session", metavar="ID", help="session id or a unique prefix of it")
+
+    def json_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="machine-readable output (see docs/cli.md)")
+
+    p = command("launch", "start ARGV under a supervisor and print its session id")
+    p.add_argument("--cwd", default=None, help="working directory (default: the current one)")
+    p.add_argument("--fuse-ttl", type=_duration, default=DEFAULT_FUSE_TTL, metavar="DURATION",
+                   help=f"fuse lifetime; the supervisor heartbeats every TTL/3 (default {format_duration(DEFAULT_FUSE_TTL)})")
+    p.add_argument("--name", help="a label for people")
+    p.add_argument("--adapter", default="command", help="agent adapter name (default: command)")
+    p.add_argument("--model", help="model the agent uses, recorded for reference")
+    p.add_argument("--prompt", help="prompt given to the agent, recorded for reference")
+    p.add_argument("--group", help="group this session belongs to")
+    p.add_argument("--label", type=_label, action="append", default=[], metavar="KEY=VALUE", help="repeatable")
+    json_flag(p)
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- ARGV...", help="the command to run")
+
+    p = command("stop", "terminate a session's process group and record the stop")
+    session_arg(p)
+    p.add_argument("--force", action="store_true", help="send SIGKILL at once instead of SIGTERM")
+    p.add_argument("--grace", type=_duration, default=DEFAULT_GRACE, metavar="DURATION",
+                   help=f"wait this long after SIGTERM before SIGKILL (default {format_duration(DEFAULT_GRACE)})")
+    p.add_argument("--reason", help="why, in words; recorded with the stop")
+    json_flag(p)
+
+    p = command("heartbeat", "record evidence that a session is alive (extends a live fuse)")
+    session_arg(p)
+    p.add_argument("--source", default="cli", help="who reports it (default: cli)")
+
+    p = command("fuse", "set or cancel a session's fuse by hand")
+    fuse_commands = p.add_subparsers(dest="fuse_command", metavar="ACTION", parser_class=_Parser)
+    fuse_commands.required = True
+    fp = fuse_commands.add_parser("set", help="set (or replace) the fuse with a TTL")
+    session_arg(fp)
+    fp.add_argument("--ttl", type=_duration, required=True, metavar="DURATION")
+    fp = fuse_commands.add_parser("cancel", help="cancel the fuse")
+    session_arg(fp)
+    fp.add_argument("--reason", default="cancelled by hand")
+
+    p = command("fuses", "list fuses that are set (live or lapsed)")
+    p.add_argument("--all", action="store_true", help="include cancelled and replaced fuses")
+    json_flag(p)
+
+    p = command("list", "list sessions, newest first (default: not stopped)")
+    p.add_argument("--all", action="store_true", help="include stopped sessions")
+    p.add_argument("--status", help="only sessions with this status (running, stopping, stopped)")
+    json_flag(p)
+
+    p = command("status", "show one session")
+    session_arg(p)
+    json_flag(p)
+
+    p = command("logs", "print a session's captured output")
+    session_arg(p)
+    p.add_argument("-n", "--lines", type=int, default=None, metavar="N", help="only the last N lines")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the session stops")
+
+    p = command("history", "a session's events in log order")
+    session_arg(p)
+    json_flag(p)
+
+    p = command("db", "manage the store")
+    db_commands = p.add_subparsers(dest="db_command", metavar="ACTION", parser_class=_Parser)
+    db_commands.required = True
+    db_commands.add_parser("upgrade", help="apply read-model schema migrations (first use does this too)")
+    db_commands.add_parser("rebuild", help="drop the read models and replay the whole log into them")
+    dp = db_commands.add_parser("info", help="where the store is and how far the read models are")
+    json_flag(dp)
+    return parser
+
+
+# -- running --------------------------------------------------------------------
+
+
+class Context:
+    """The store, opened on first use, with the read models caught up on request."""
+
+    def __init__(self) -> None:
+        self._store: Any = None
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from agentledger.infrastructure.config import store_location
+            from agentledger.infrastructure.store import open_store
+
+            self._store = open_store(store_location())
+        return self._store
+
+    def fresh_db(self) -> Any:
+        """The read-model connection, after applying every event already in the log."""
+        from agentledger.projections.catchup import catch_up
+
+        catch_up(self.store)
+        return self.store.db
+
+    def resolve(self, text: str) -> str:
+        from agentledger.projections.queries import resolve_session_id
+
+        return resolve_session_id(self.fresh_db(), text)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    context = Context()
+    try:
+        handler = _HANDLERS[args.command]
+        return handler(context, args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
+        return 0
+    except Exception as error:  # translated to one line; see _describe_error
+        message, code = _describe_error(error)
+        sys.stderr.write(f"agentledger: {message}\n")
+        if os.environ.get("AGENTLEDGER_DEBUG"):
+            raise
+        return code
+    finally:
+        try:
+            context.close()
+        except Exception:
+            pass
+
+
+def _describe_error(error: Exception) -> tuple[str, int]:
+    import sqlite3
+
+    from agentledger.application.errors import LedgerError
+    from agentledger.domain.errors import DomainError
+    from agentledger.infrastructure.config import ConfigError
+
+    if isinstance(error, LedgerError):
+        return str(error), error.exit_code
+    if isinstance(error, (ConfigError, InvalidDuration)):
+        return str(error), 2
+    if isinstance(error, DomainError):
+        return str(error), 1
+    if isinstance(error, sqlite3.DatabaseError) or type(error).__module__.startswith("eventsourcing"):
+        return f"store error: {error}", 1
+    if isinstance(error, OSError):
+        return f"{error.strerror or error}: {error.filename}" if error.filename else str(error), 1
+    return f"internal error: {type(error).__name__}: {error} (AGENTLEDGER_DEBUG=1 shows the traceback)", 1
+
+
+# -- commands -------------------------------------------------------------------
+
+
+def cmd_launch(context: Context, args: argparse.Namespace) -> int:
+    from uuid import uuid4
+
+    from agentledger.application.errors import UsageError
+    from agentledger.infrastructure.config import home_dir, logs_dir
+    from agentledger.infrastructure.host import os_user
+    from agentledger.infrastructure.launcher import start_supervisor
+    from agentledger.infrastructure.supervisor import LaunchSpec
+
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        raise UsageError("launch needs a command: agentledger launch [OPTIONS] -- ARGV...")
+    cwd = os.path.abspath(args.cwd or os.getcwd())
+    if not os.path.isdir(cwd):
+        raise UsageError(f"--cwd {args.cwd!r} is not a directory")
+    store = context.store  # creates the store now rather than in the supervisor
+    session_id = uuid4().hex
+    logs = logs_dir()
+    logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    spec = LaunchSpec(
+        session_id=session_id,
+        argv=argv,
+        cwd=cwd,
+        fuse_ttl=args.fuse_ttl,
+        log_path=str(logs / f"{session_id}.log"),
+        launched_by=os_user(),
+        adapter=args.adapter,
+        name=args.name,
+        model=args.model,
+        prompt=args.prompt,
+        group=args.group,
+        labels=dict(args.label),
+    )
+    env = dict(os.environ, AGENTLEDGER_HOME=str(home_dir()), AGENTLEDGER_DB=store.location.url)
+    answer = start_supervisor(spec, env, logs / f"{session_id}.supervisor.log")
+    if not answer["ok"]:
+        if answer.get("kind") == "spawn-failed":
+            raise UsageError(f"{answer['error']} (recorded as session {session_id[:12]}, spawn-failed)")
+        from agentledger.application.errors import LedgerError
+
+        raise LedgerError(answer["error"])
+    if args.json:
+        from agentledger.entrypoints.render import write_json
+
+        write_json({"id": session_id, "pid": answer["pid"], "log_path": spec.log_path})
+    else:
+        print(session_id)
+    return 0
+
+
+def cmd_stop(context: Context, args: argparse.Namespace) -> int:
+    from uuid import UUID
+
+    from agentledger.application.stopping import stop_session
+
+    session_id = UUID(context.resolve(args.session))
+    outcome = stop_session(
+        context.store.ledger, session_id, force=args.force, grace=args.grace, note=args.reason
+    )
+    stop = outcome.session.stop
+    if args.json:
+        from agentledger.entrypoints.render import write_json
+
+        write_json({
+            "id": session_id.hex,
+            "already_stopped": outcome.already_stopped,
+            "signals_sent": outcome.signals_sent,
+            "recorded_by": outcome.recorded_by,
+            "stop_reason": stop["reason"],
+            "exit_code": stop["exit_code"],
+            "signal": stop["signal"],
+            "stopped_at": stop["at"],
+        })
+    elif outcome.already_stopped:
+        print(f"session {session_id.hex[:12]} was already stopped ({stop['reason']} at {stop['at']}); nothing to do")
+    else:
+        sent = ", ".join(outcome.signals_sent) or "no signal (process already gone)"
+        status = f"exit code {stop['exit_code']}" if stop["exit_code"] is not None else (stop["signal"] or "exit status unknown")
+        print(f"stopped {session_id.hex[:12]}: sent {sent}; {status}; recorded by {outcome.recorded_by}")
+    return 0
+
+
+def cmd_heartbeat(context: Context, args: argparse.Namespace) -> int:
+    from uuid import UUID
+
+    from agentledger.application.clock import utc_now
+
+    session_id = UUID(context.resolve(args.session))
+    session = context.store.ledger.change(
+        session_id, lambda s: (s.heartbeat(source=args.source, now=utc_now()), s)[1]
+    )
+    if session.fuse_is_live(utc_now()):
+        print(f"heartbeat recorded; fuse live until {session.fuse_expires_at.isoformat()}")
+    else:
+        print("heartbeat recorded; no live fuse to extend (use 'agentledger fuse set')")
+    return 0
+
+
+def cmd_fuse(context: Context, args: argparse.Namespace) -> int:
+    from uuid import UUID
+
+    from agentledger.application.clock import utc_now
+    from agentledger.infrastructure.host import os_user
+
+    session_id = UUID(context.resolve(args.session))
+    ledger = context.store.ledger
+    if args.fuse_command == "set":
+        session = ledger.change(
+            session_id,
+            lambda s: (s.set_fuse(ttl=args.ttl, set_by=f"user:{os_user()}", now=utc_now()), s)[1],
+        )
+        print(f"fuse set on {session_id.hex[:12]}: live until {session.fuse_expires_at.isoformat()} "
+              f"(ttl {format_duration(args.ttl)}; heartbeats extend it)")
+    else:
+        ledger.change(session_id, lambda s: s.cancel_fuse(by=f"user:{os_user()}", reason=args.reason))
+        print(f"fuse cancelled on {session_id.hex[:12]}")
+    return 0
+
+
+def cmd_fuses(context: Context, args: argparse.Namespace) -> int:
+    from agentledger.entrypoints.render import relative, table, write_json_lines
+    from agentledger.projections.queries import fuse_json, list_fuses
+
+    rows = list_fuses(context.fresh_db(), include_ended=args.all)
+    now = time.time()
+    if args.json:
+        write_json_lines(fuse_json(r, now) for r in rows)
+        return 0
+    def state(r: Any) -> str:
+        if r["state"] != "set":
+            return r["state"]
+        return "live" if r["expires_at"] > now else "lapsed"
+    table(
+        ["SESSION", "NAME", "STATE", "TTL", "EXPIRES", "EXTENDED", "SET BY", "SET"],
+        [
+            (r["session_id"][:12], r["session_name"], state(r), format_duration(r["ttl"]),
+             relative(r["expires_at"], now), r["extensions"], r["set_by"], relative(r["set_at"], now))
+            for r in rows
+        ],
+    )
+    return 0
+
+
+def cmd_list(context: Context, args: argparse.Namespace) -> int:
+    from agentledger.entrypoints.render import table, write_json_lines
+    from agentledger.projections.queries import list_sessions, session_json
+
+    rows = list_sessions(context.fresh_db(), include_stopped=args.all, status=args.status)
+    now = time.time()
+    if args.json:
+        write_json_lines(session_json(r, now) for r in rows)
+        return 0
+    table(
+        ["ID", "NAME", "ADAPTER", "STATUS", "PID", "STARTED", "FUSE", "EXIT", "COMMAND"],
+        [_list_row(r, now) for r in rows],
+    )
+    return 0
+
+
+def _list_row(r: Any, now: float) -> tuple[Any, ...]:
+    from agentledger.entrypoints.render import relative, shorten
+
+    import orjson
+
+    if r["status"] == "stopped":
+        outcome = r["stop_reason"] + (f" {r['exit_code']}" if r["exit_code"] is not None else "") + (f" {r['signal']}" if r["signal"] else "")
+    else:
+        outcome = None
+    return (
+        r["id"][:12], r["name"], r["adapter"], r["status"], r["pid"], relative(r["started_at"], now),
+        _fuse_text(r, now), outcome, shorten(" ".join(orjson.loads(r["argv"])), 48),
+    )
+
+
+def _fuse_text(r: Any, now: float) -> str:
+    from agentledger.entrypoints.render import relative
+
+    if r["fuse_state"] != "set":
+        return r["fuse_state"]
+    expires = r["fuse_expires_at"]
+    return f"live, ends {relative(expires, now)}" if expires > now else f"lapsed {relative(expires, now)}"
+
+
+def cmd_status(context: Context, args: argparse.Namespace) -> int:
+    from agentledger.entrypoints.render import key_values, relative, write_json
+    from agentledger.projections.queries import get_session, iso, session_json
+
+    row = get_session(context.store.db, context.resolve(args.session))
+    now = time.time()
+    if args.json:
+        write_json(session_json(row, now))
+        return 0
+    data = session_json(row, now)
+    pairs = [
+        ("ID", row["id"]),
+        ("Name", row["name"]),
+        ("Status", row["status"]),
+        ("Adapter", row["adapter"]),
+        ("Command", " ".join(data["argv"])),
+        ("Cwd", row["cwd"]),
+        ("Host", row["host"]),
+        ("PID", row["pid"]),
+        ("Started", f"{iso(row['started_at'])} ({relative(row['started_at'], now)})"),
+        ("Fuse", _fuse_text(row, now)),
+        ("Last heartbeat", relative(row["last_heartbeat_at"], now) + f" ({row['heartbeat_count']} in all)"),
+    ]
+    if row["status"] == "stopped":
+        pairs += [
+            ("Stopped", f"{iso(row['stopped_at'])} ({relative(row['stopped_at'], now)})"),
+            ("Reason", row["stop_reason"]),
+            ("Exit code", row["exit_code"]),
+            ("Signal", row["signal"]),
+            ("Stopped by", row["stopped_by"]),
+            ("Ran for", format_duration(row["stopped_at"] - row["started_at"])),
+        ]
+    pairs += [("Log", row["log_path"]), ("Version", row["version"])]
+    key_values(pairs)
+    return 0
+
+
+def cmd_logs(context: Context, args: argparse.Namespace) -> int:
+    from agentledger.application.errors import LedgerError, UsageError
+    from agentledger.projections.queries import get_session
+
+    if args.lines is not None and args.lines < 0:
+        raise UsageError("-n takes a number of lines >= 0")
+    session_id = context.resolve(args.session)
+    path = get_session(context.store.db, session_id)["log_path"]
+    try:
+        handle = open(path, "rb")
+    except (OSError, TypeError):
+        raise LedgerError(f"no output captured for session {session_id[:12]} ({path})") from None
+    out = sys.stdout.buffer
+    with handle:
+        if args.lines is not None:
+            from collections import deque
+
+            out.writelines(deque(handle, maxlen=args.lines))
+        else:
+            out.write(handle.read())
+        out.flush()
+        while args.follow:
+            chunk = handle.read()
+            if chunk:
+                out.write(chunk)
+                out.flush()
+                continue
+            if get_session(context.fresh_db(), session_id)["status"] == "stopped":
+                out.write(handle.read())
+                break
+            time.sleep(0.2)
+    return 0
+
+
+def cmd_history(context: Context, args: argparse.Namespace) -> int:
+    from uuid import UUID
+
+    from agentledger.entrypoints.render import table, write_json_lines
+    from agentledger.projections.history import event_records
+
+    session_id = context.resolve(args.session)
+    store = context.store
+    records = event_records(
+        store.ledger.session_events(UUID(session_id)), store.event_positions(session_id)
+    )
+    if args.json:
+        write_json_lines(records)
+        return 0
+    table(
+        ["POS", "VER", "TIME", "+DELTA", "EVENT", "DETAILS"],
+        [(r["position"], r["version"], r["time"][:23].replace("T", " "), r["delta"], r["type"], r["summary"]) for r in records],
+    )
+    return 0
+
+
+def cmd_db(context: Context, args: argparse.Namespace) -> int:
+    if args.db_command == "upgrade":
+        from agentledger.infrastructure.config import store_location
+        from agentledger.infrastructure.store import SCHEMA_HEAD, initialise, schema_revision
+
+        location = store_location()
+        before = schema_revision(location.path)
+        initialise(location)
+        print(f"{location.path}: read-model schema at {SCHEMA_HEAD}" + (" (was {before})".format(before=before) if before != SCHEMA_HEAD else " (already current)"))
+        return 0
+    if args.db_command == "rebuild":
+        from agentledger.projections.catchup import rebuild
+
+        started = time.perf_counter()
+        applied = rebuild(context.store)
+        print(f"rebuilt read models from {applied} events in {format_duration(time.perf_counter() - started)}")
+        return 0
+    from agentledger.infrastructure.store import schema_revision
+    from agentledger.projections.catchup import tracked_position
+
+    store = context.store
+    info = {
+        "url": store.location.url,
+        "schema_revision": schema_revision(store.location.path),
+        "log_head": store.ledger.recorder.max_notification_id() or 0,
+        "read_models_at": tracked_position(store.db),
+    }
+    if args.json:
+        from agentledger.entrypoints.render import write_json
+
+        write_json(info)
+    else:
+        from agentledger.entrypoints.render import key_values
+
+        key_values(list(info.items()))
+    return 0
+
+
+_HANDLERS = {
+    "launch": cmd_launch,
+    "stop": cmd_stop,
+    "heartbeat": cmd_heartbeat,
+    "fuse": cmd_fuse,
+    "fuses": cmd_fuses,
+    "list": cmd_list,
+    "status": cmd_status,
+    "logs": cmd_logs,
+    "history": cmd_history,
+    "db": cmd_db,
+}

@@ -1,0 +1,49 @@
+"""``python -m agentledger.entrypoints.supervise SPEC_JSON HANDSHAKE_FD``: run one supervisor.
+
+Started by ``agentledger launch``, detached in its own session. Its own
+diagnostics go to stderr, which the launcher points at
+``$AGENTLEDGER_HOME/logs/<id>.supervisor.log``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import orjson
+
+
+def main(argv: list[str]) -> int:
+    spec_json, handshake_fd = argv[0], int(argv[1])
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s supervisor[%(process)d] %(levelname)s %(message)s"
+    )
+    os.umask(0o077)
+
+    def report(message: dict) -> None:
+        nonlocal handshake_fd
+        if handshake_fd >= 0:
+            try:
+                os.write(handshake_fd, orjson.dumps(message) + b"\n")
+            except OSError:  # the launching CLI is gone; nothing waits for the answer
+                pass
+            os.close(handshake_fd)
+            handshake_fd = -1
+
+    try:
+        from agentledger.infrastructure.config import store_location
+        from agentledger.infrastructure.store import open_store
+        from agentledger.infrastructure.supervisor import LaunchSpec, Supervisor
+
+        spec = LaunchSpec(**orjson.loads(spec_json))
+        store = open_store(store_location())
+        return Supervisor(store.ledger, spec, report).run()
+    except Exception as error:
+        logging.exception("supervisor failed")
+        report({"ok": False, "kind": "supervisor", "error": f"supervisor failed: {error}"})
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Adapters to the outside world: the store, processes, the host, migrations."""

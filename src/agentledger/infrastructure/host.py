@@ -1,0 +1,41 @@
+"""Who and where we are: host name, boot id, OS user."""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import os
+import socket
+
+
+@functools.cache
+def host_name() -> str:
+    return socket.gethostname()
+
+
+@functools.cache
+def boot_id() -> str:
+    """An id that changes at every boot, so a PID from before a reboot reads as dead.
+
+    Linux gives one directly; elsewhere the boot time stands in for it.
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        import psutil
+
+        return f"boot-{int(psutil.boot_time())}"
+
+
+@functools.cache
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers): fall back to the uid
+        return str(os.getuid())
+
+
+def actor(component: str) -> dict[str, object]:
+    """The ``decided_by`` / ``by`` record: which component, on which host, as which process."""
+    return {"component": component, "host": host_name(), "pid": os.getpid(), "user": os_user()}

@@ -1,0 +1,161 @@
+"""Opening the store: the event log (eventsourcing) and the read models beside it.
+
+The embedded default is one SQLite file holding the library's event tables and
+our Alembic-managed read-model tables. Opening it the first time creates the
+directory (0700) and file (0600), the event tables and the read-model schema,
+under a file lock so that twenty processes starting at once agree.
+
+Read models are read and written with the standard ``sqlite3`` module rather
+than SQLAlchemy: importing SQLAlchemy costs ~120 ms and ~28 MB, more than half
+the start-up budget of ``agentledger list``. SQLAlchemy and Alembic own the
+schema (``agentledger db upgrade``), and are imported only when it must change.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from contextlib import contextmanager
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from agentledger.application.errors import StoreError
+from agentledger.infrastructure.config import StoreLocation
+
+#: The Alembic revision this code expects; ``tests/test_store.py`` checks it is the head.
+SCHEMA_HEAD = "0001"
+BUSY_TIMEOUT_SECONDS = 30.0
+
+
+class Store:
+    """An open store: ``ledger`` appends and loads events, ``db`` reads and writes read models."""
+
+    def __init__(self, location: StoreLocation) -> None:
+        self.location = location
+        self._ledger: Any = None
+        self.db = _connect(location.path)
+
+    @property
+    def ledger(self) -> Any:
+        """The eventsourcing application, constructed on first use (it costs ~40 ms to import)."""
+        if self._ledger is None:
+            from agentledger.application.ledger import Ledger
+
+            self._ledger = Ledger(env=ledger_env(self.location.path, create_tables=False))
+        return self._ledger
+
+    def event_positions(self, session_id_hex: str) -> dict[int, int]:
+        """Log position (notification id) of each of a session's events, by version."""
+        rows = self.db.execute(
+            "SELECT originator_version, rowid FROM stored_events WHERE originator_id = ?",
+            (session_id_hex,),
+        )
+        return dict(rows.fetchall())
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+        self.db.close()
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[sqlite3.Cursor]:
+        """A read-model transaction holding SQLite's write lock from its first statement.
+
+        ``BEGIN IMMEDIATE`` avoids the deadlock of two deferred transactions that
+        both read, then both try to write.
+        """
+        cursor = self.db.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            yield cursor
+        except BaseException:
+            self.db.rollback()
+            raise
+        else:
+            self.db.commit()
+
+
+def ledger_env(db_path: Path, *, create_tables: bool) -> dict[str, str]:
+    """The eventsourcing settings for the embedded SQLite store."""
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(db_path),
+        "SQLITE_LOCK_TIMEOUT": str(int(BUSY_TIMEOUT_SECONDS)),
+        "TRANSCODER_TOPIC": "agentledger.infrastructure.transcoder:OrjsonTranscoder",
+        "CREATE_TABLE": "y" if create_tables else "n",
+    }
+
+
+def open_store(location: StoreLocation) -> Store:
+    """Open the store, creating or upgrading it first if it is new or older than this code."""
+    try:
+        if schema_revision(location.path) != SCHEMA_HEAD:
+            initialise(location)
+        return Store(location)
+    except sqlite3.DatabaseError as error:
+        raise StoreError(_describe(location, error)) from None
+
+
+def schema_revision(path: Path) -> str | None:
+    """The read-model schema revision recorded in the file, or None if it has none yet."""
+    if not path.exists():
+        return None
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS)
+    try:
+        row = db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name='alembic_version'"
+        ).fetchone()
+        if row is None:
+            return None
+        found = db.execute("SELECT version_num FROM alembic_version").fetchone()
+        return found[0] if found else None
+    finally:
+        db.close()
+
+
+def initialise(location: StoreLocation) -> None:
+    """Create the private directory and file, the event tables, and migrate the read models."""
+    path = location.path
+    _make_private_dir(path.parent)
+    with _exclusive_lock(path.with_name(path.name + ".lock")):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        from agentledger.application.ledger import Ledger
+
+        Ledger(env=ledger_env(path, create_tables=True)).close()
+        from agentledger.infrastructure.schema import upgrade_to_head
+
+        upgrade_to_head(location)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(
+        str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+    )
+    db.row_factory = sqlite3.Row
+    return db
+
+
+def _make_private_dir(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+@contextmanager
+def _exclusive_lock(lock_path: Path) -> Iterator[None]:
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _describe(location: StoreLocation, error: Exception) -> str:
+    text = str(error)
+    if "not a database" in text or "malformed" in text:
+        return f"the store {location.path} is not a readable SQLite database ({text}); restore it from a backup"
+    if "unable to open" in text:
+        return f"cannot open the store {location.path} ({text})"
+    return f"store {location.path}: {text}"

@@ -1,0 +1,252 @@
+"""The supervisor: starts one session's process, keeps its fuse alive, records its end.
+
+It runs as its own detached process (``python -m agentledger.entrypoints.supervise``),
+so it outlives the CLI that launched it and needs no daemon. It is the one
+component that knows the exact exit status, because it is the process's parent.
+
+Life of a supervisor:
+
+1. spawn ARGV in its own session and process group, output to the session log;
+2. append ``Launched`` + ``FuseSet`` (or ``Launched`` + ``Stopped(spawn-failed)``)
+   and tell the waiting CLI through the handshake pipe;
+3. every TTL/3 append a ``Heartbeat`` extending the fuse, so one late beat never
+   lets a live fuse lapse (re-arming it if the machine slept past its expiry);
+4. the moment the process ends (pidfd), append ``FuseCancelled`` + ``Stopped``
+   with the exit code or signal, then exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from agentledger.application.clock import utc_now
+from agentledger.application.errors import LedgerError
+from agentledger.domain.errors import SessionAlreadyStopped
+from agentledger.domain.exits import ObservedExit, reason_for_exit
+from agentledger.domain.session import Session
+from agentledger.domain.vocabulary import Component, FuseState, StopReason
+from agentledger.infrastructure.host import actor, boot_id, host_name
+from agentledger.infrastructure.processes import ExitWatcher, identity_of, signal_group, signal_name
+
+log = logging.getLogger("agentledger.supervisor")
+
+#: How long a supervisor keeps trying to record a stop while the store refuses writes.
+RECORD_STOP_PATIENCE = 3600.0
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything a supervisor needs, passed to it as JSON by ``agentledger launch``."""
+
+    session_id: str
+    argv: list[str]
+    cwd: str
+    fuse_ttl: float
+    log_path: str
+    launched_by: str
+    adapter: str = "command"
+    name: str | None = None
+    model: str | None = None
+    prompt: str | None = None
+    group: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.fuse_ttl / 3
+
+    def launched_fields(self) -> dict[str, Any]:
+        return {
+            "argv": self.argv,
+            "cwd": self.cwd,
+            "adapter": self.adapter,
+            "name": self.name,
+            "model": self.model,
+            "prompt": self.prompt,
+            "group": self.group,
+            "labels": self.labels,
+            "host": host_name(),
+            "boot_id": boot_id(),
+            "log_path": self.log_path,
+            "launched_by": self.launched_by,
+            "supervisor_pid": os.getpid(),
+        }
+
+
+class Supervisor:
+    def __init__(self, ledger: Any, spec: LaunchSpec, report: Any) -> None:
+        self.ledger = ledger
+        self.spec = spec
+        self.session_id = UUID(spec.session_id)
+        self.report = report  # called once with the handshake dict for the CLI
+        self.process: subprocess.Popen[bytes] | None = None
+        self.stopped_elsewhere = False
+
+    def run(self) -> int:
+        process = self._spawn()
+        if process is None:
+            return 0
+        watcher = ExitWatcher(process)
+        self._forward_termination_signals(process.pid)
+        try:
+            returncode = self._watch(watcher)
+        finally:
+            watcher.close()
+        self._record_exit(ObservedExit(returncode, signal_name(-returncode) if returncode < 0 else None))
+        return 0
+
+    # -- start -----------------------------------------------------------------
+
+    def _spawn(self) -> subprocess.Popen[bytes] | None:
+        spec = self.spec
+        env = dict(os.environ, AGENTLEDGER_SESSION_ID=spec.session_id)
+        fd = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            process = subprocess.Popen(
+                spec.argv,
+                cwd=spec.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=fd,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own session and process group: stop signals the group
+                env=env,
+            )
+        except OSError as error:
+            self._record_spawn_failure(error)
+            return None
+        finally:
+            os.close(fd)
+        self.process = process
+        identity = identity_of(process.pid)
+        try:
+            self.ledger.launch(
+                session_id=self.session_id,
+                fuse_ttl=spec.fuse_ttl,
+                fuse_set_by=Component.SUPERVISOR.value,
+                pid=process.pid,
+                pid_start_time=identity.start_time,
+                boot_time=identity.boot_time,
+                **spec.launched_fields(),
+            )
+        except Exception as error:
+            # A session we cannot record would run unwatched and unexplained: end it.
+            signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+            self.report({"ok": False, "error": f"could not record the launch: {error}", "kind": "store"})
+            raise
+        self.report({"ok": True, "session_id": spec.session_id, "pid": process.pid})
+        return process
+
+    def _record_spawn_failure(self, error: OSError) -> None:
+        session = Session.launch(
+            session_id=self.session_id,
+            pid=None,
+            pid_start_time=None,
+            boot_time=None,
+            **self.spec.launched_fields(),
+        )
+        session.record_stop(
+            reason=StopReason.SPAWN_FAILED,
+            decided_by=actor(Component.SUPERVISOR.value),
+            evidence={"error": error.strerror or str(error), "errno": error.errno, "filename": str(error.filename)},
+            note=str(error),
+        )
+        self.ledger.save_retrying(session)
+        self.report({"ok": False, "kind": "spawn-failed", "error": _spawn_error_text(self.spec.argv[0], error)})
+
+    def _forward_termination_signals(self, pgid: int) -> None:
+        """A supervisor told to terminate passes it on, then still records the real exit."""
+
+        def forward(signum: int, _frame: Any) -> None:
+            signal_group(pgid, signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    # -- watch -----------------------------------------------------------------
+
+    def _watch(self, watcher: ExitWatcher) -> int:
+        interval = self.spec.heartbeat_interval
+        next_beat = time.monotonic() + interval
+        while True:
+            returncode = watcher.wait(next_beat - time.monotonic())
+            if returncode is not None:
+                return returncode
+            if not self.stopped_elsewhere:
+                self._heartbeat()
+            next_beat = max(next_beat + interval, time.monotonic() + interval / 2)
+
+    def _heartbeat(self) -> None:
+        ttl = self.spec.fuse_ttl
+
+        def beat(session: Session) -> None:
+            now = utc_now()
+            if session.fuse_state == FuseState.SET.value and not session.fuse_is_live(now):
+                session.set_fuse(ttl=ttl, set_by=Component.SUPERVISOR.value, now=now)
+            session.heartbeat(source=Component.SUPERVISOR.value, now=now)
+
+        try:
+            self.ledger.change(self.session_id, beat)
+        except SessionAlreadyStopped:
+            log.warning("session was stopped by another component; supervising without heartbeats")
+            self.stopped_elsewhere = True
+        except LedgerError as error:  # the next beat will try again
+            log.warning("heartbeat not recorded: %s", error)
+
+    # -- end -------------------------------------------------------------------
+
+    def _record_exit(self, observed: ObservedExit) -> None:
+        decided_by = actor(Component.SUPERVISOR.value)
+
+        def stop(session: Session) -> None:
+            now = utc_now()
+            requests = session.stop_requests
+            session.record_stop(
+                reason=reason_for_exit(observed, stop_was_requested=bool(requests)),
+                decided_by=decided_by,
+                exit_code=observed.exit_code,
+                signal=observed.signal_name,
+                note=requests[-1]["note"] if requests else None,
+                evidence={
+                    "observed": "waitpid",
+                    "pid": self.process.pid if self.process else None,
+                    "returncode": observed.returncode,
+                    "stop_requests": requests,
+                    "fuse": {
+                        "state": session.fuse_state,
+                        "live": session.fuse_is_live(now),
+                        "expires_at": session.fuse_expires_at,
+                    },
+                    "last_heartbeat_at": session.last_heartbeat_at,
+                    "decided_on_version": session.version,
+                },
+            )
+
+        deadline = time.monotonic() + RECORD_STOP_PATIENCE
+        while True:
+            try:
+                self.ledger.change(self.session_id, stop)
+                return
+            except SessionAlreadyStopped:
+                return
+            except LedgerError as error:
+                if time.monotonic() > deadline:
+                    raise
+                log.error("stop not recorded yet (%s); retrying", error)
+                time.sleep(1.0)
+
+
+def _spawn_error_text(binary: str, error: OSError) -> str:
+    if isinstance(error, FileNotFoundError):
+        return f"cannot launch {binary!r}: no such file or command"
+    if isinstance(error, PermissionError):
+        return f"cannot launch {binary!r}: permission denied (not executable?)"
+    return f"cannot launch {binary!r}: {error.strerror or error}"

@@ -1,0 +1,1 @@
+"""The read side: projections of the log into tables, and the queries over them."""

@@ -1,0 +1,138 @@
+"""Questions answered from the read models: which sessions, which fuses, whose id is this.
+
+Rows come back as plain dicts in the stable shape that ``--json`` prints (see
+``docs/cli.md``); times are ISO 8601 UTC strings there, epoch floats here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import string
+from typing import Any
+
+import orjson
+
+from agentledger.application.errors import AmbiguousSessionId, SessionNotFound, UsageError
+from agentledger.domain.vocabulary import SessionStatus
+
+_HEX = set(string.hexdigits)
+_LISTED_CANDIDATES = 10
+
+
+def resolve_session_id(db: sqlite3.Connection, text: str) -> str:
+    """Turn a full id or a unique prefix (like git) into the full 32-hex id."""
+    prefix = text.strip().lower().replace("-", "")
+    if not prefix or not set(prefix) <= _HEX or len(prefix) > 32:
+        raise SessionNotFound(f"no session matches {text!r} (ids are hexadecimal, see 'agentledger list --all')")
+    rows = db.execute(
+        "SELECT id, name, status FROM sessions WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+        (prefix, prefix + "g", _LISTED_CANDIDATES + 1),
+    ).fetchall()
+    if not rows:
+        raise SessionNotFound(f"no session matches {text!r} (see 'agentledger list --all')")
+    if len(rows) > 1:
+        shown = ", ".join(f"{r['id'][:12]} ({r['status']}{', ' + r['name'] if r['name'] else ''})" for r in rows[:_LISTED_CANDIDATES])
+        more = " and more" if len(rows) > _LISTED_CANDIDATES else ""
+        raise AmbiguousSessionId(f"session id {text!r} is ambiguous: {shown}{more}; give more characters")
+    return rows[0]["id"]
+
+
+def list_sessions(db: sqlite3.Connection, *, include_stopped: bool, status: str | None) -> list[sqlite3.Row]:
+    """Sessions newest first: not-stopped ones by default, all with ``include_stopped``."""
+    if status is not None:
+        try:
+            SessionStatus(status)
+        except ValueError:
+            known = ", ".join(s.value for s in SessionStatus)
+            raise UsageError(f"unknown status {status!r} (one of: {known})") from None
+        return db.execute(
+            "SELECT * FROM sessions WHERE status = ? ORDER BY started_at DESC", (status,)
+        ).fetchall()
+    if include_stopped:
+        return db.execute("SELECT * FROM sessions ORDER BY started_at DESC").fetchall()
+    return db.execute(
+        "SELECT * FROM sessions WHERE status != ? ORDER BY started_at DESC",
+        (SessionStatus.STOPPED.value,),
+    ).fetchall()
+
+
+def get_session(db: sqlite3.Connection, session_id: str) -> sqlite3.Row:
+    row = db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    if row is None:
+        raise SessionNotFound(f"no session {session_id}")
+    return row
+
+
+def list_fuses(db: sqlite3.Connection, *, include_ended: bool) -> list[sqlite3.Row]:
+    """Fuses still set (live or lapsed), or every fuse ever set with ``include_ended``."""
+    where = "" if include_ended else "WHERE f.state = 'set'"
+    return db.execute(
+        "SELECT f.*, s.name AS session_name, s.status AS session_status FROM fuses f"
+        f" JOIN sessions s ON s.id = f.session_id {where} ORDER BY f.set_at DESC"
+    ).fetchall()
+
+
+def iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
+
+
+def session_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
+    """The documented, stable JSON shape of one session."""
+    fuse_live = row["fuse_state"] == "set" and (row["fuse_expires_at"] or 0) > now
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "adapter": row["adapter"],
+        "status": row["status"],
+        "argv": orjson.loads(row["argv"]),
+        "cwd": row["cwd"],
+        "host": row["host"],
+        "boot_id": row["boot_id"],
+        "pid": row["pid"],
+        "pid_start_time": row["pid_start_time"],
+        "supervisor_pid": row["supervisor_pid"],
+        "model": row["model"],
+        "prompt": row["prompt"],
+        "group": row["group_name"],
+        "labels": orjson.loads(row["labels"]),
+        "log_path": row["log_path"],
+        "launched_by": row["launched_by"],
+        "started_at": iso(row["started_at"]),
+        "stop_requested_at": iso(row["stop_requested_at"]),
+        "stopped_at": iso(row["stopped_at"]),
+        "stop_reason": row["stop_reason"],
+        "exit_code": row["exit_code"],
+        "signal": row["signal"],
+        "stopped_by": row["stopped_by"],
+        "fuse": {
+            "state": row["fuse_state"],
+            "live": fuse_live,
+            "ttl_seconds": row["fuse_ttl"],
+            "expires_at": iso(row["fuse_expires_at"]),
+        },
+        "last_heartbeat_at": iso(row["last_heartbeat_at"]),
+        "heartbeat_count": row["heartbeat_count"],
+        "version": row["version"],
+        "position": row["position"],
+    }
+
+
+def fuse_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
+    return {
+        "session_id": row["session_id"],
+        "session_name": row["session_name"],
+        "session_status": row["session_status"],
+        "state": row["state"],
+        "live": row["state"] == "set" and row["expires_at"] > now,
+        "ttl_seconds": row["ttl"],
+        "set_at": iso(row["set_at"]),
+        "set_by": row["set_by"],
+        "expires_at": iso(row["expires_at"]),
+        "extensions": row["extensions"],
+        "ended_at": iso(row["ended_at"]),
+        "ended_by": row["ended_by"],
+    }
