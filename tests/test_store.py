@@ -1,0 +1,127 @@
+"""The real SQLite store: creation, schema, projections, concurrency, corruption."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import stat
+import sqlite3
+import subprocess
+import sys
+from uuid import UUID, uuid4
+
+import pytest
+
+from agentledger.application.clock import utc_now
+from agentledger.application.errors import StoreError
+from agentledger.domain.session import Session
+from agentledger.infrastructure.config import ConfigError, StoreLocation, store_location
+from agentledger.infrastructure.store import SCHEMA_HEAD, open_store
+from agentledger.projections.catchup import catch_up, rebuild
+
+FIELDS = dict(argv=["true"], cwd="/", adapter="command", name=None, model=None, prompt=None, group=None,
+              labels={}, host="h", boot_id="b", pid=1, pid_start_time=1.0, boot_time=0.0,
+              supervisor_pid=None, log_path=None, launched_by="t")
+
+
+def snapshot(db: sqlite3.Connection) -> dict[str, list[tuple]]:
+    return {t: [tuple(r) for r in db.execute(f"SELECT * FROM {t} ORDER BY 1, 2")] for t in ("sessions", "fuses")}
+
+
+def test_first_use_creates_a_private_store(home):
+    store = open_store(store_location())
+    store.close()
+    assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(home / "ledger.db").st_mode) == 0o600
+
+
+def test_schema_head_matches_the_alembic_migrations():
+    from agentledger.infrastructure.schema import head_revision
+
+    assert head_revision() == SCHEMA_HEAD
+
+
+def test_store_url_selection(home, monkeypatch, tmp_path):
+    assert store_location().path == home / "ledger.db"
+    monkeypatch.setenv("AGENTLEDGER_DB", f"sqlite:///{tmp_path}/other.db")
+    assert store_location().path == tmp_path / "other.db"
+    for bad in ("banana", "mysql://x/y", "sqlite://", "sqlite:///:memory:", "postgresql://u@h/db"):
+        monkeypatch.setenv("AGENTLEDGER_DB", bad)
+        with pytest.raises(ConfigError):
+            store_location()
+
+
+def test_events_round_trip_through_the_store(store):
+    sid = uuid4()
+    store.ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="t", **FIELDS)
+    store.ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
+    loaded = store.ledger.session(sid)
+    assert loaded.version == 3 and loaded.fuse_expires_at.tzinfo is not None
+    assert sorted(store.event_positions(sid.hex)) == [1, 2, 3]
+
+
+def test_rebuild_equals_incremental_projection(store):
+    for i in range(30):
+        sid = uuid4()
+        store.ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="t", **FIELDS)
+        catch_up(store)  # incremental, interleaved with appends
+        store.ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
+        if i % 3 == 0:
+            store.ledger.change(sid, lambda s: s.set_fuse(ttl=5, set_by="p", now=utc_now()))
+        if i % 2 == 0:
+            store.ledger.change(sid, lambda s: s.record_stop(reason="exited", exit_code=i, decided_by={"component": "t"}, evidence={}))
+    catch_up(store)
+    incremental = snapshot(store.db)
+    assert len(incremental["sessions"]) == 30
+    assert rebuild(store) == store.ledger.recorder.max_notification_id()
+    assert snapshot(store.db) == incremental
+
+
+def test_compare_and_set_refuses_a_save_from_a_stale_version(store):
+    from eventsourcing.persistence import IntegrityError
+
+    sid = uuid4()
+    store.ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="t", **FIELDS)
+    first, second = store.ledger.session(sid), store.ledger.session(sid)
+    first.heartbeat(source="a", now=utc_now())
+    store.ledger.save(first)
+    second.record_stop(reason="reconciled", decided_by={"component": "t"}, evidence={})
+    with pytest.raises(IntegrityError):
+        store.ledger.save(second)
+    assert not store.ledger.session(sid).is_stopped
+
+
+def _hammer(db_path: str, session_hex: str, count: int) -> None:
+    location = StoreLocation(path=__import__("pathlib").Path(db_path))
+    store = open_store(location)
+    for _ in range(count):
+        store.ledger.change(UUID(session_hex), lambda s: s.heartbeat(source=str(os.getpid()), now=utc_now()))
+        catch_up(store)
+    store.close()
+
+
+def test_concurrent_processes_lose_nothing(store):
+    sid = uuid4()
+    store.ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="t", **FIELDS)
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_hammer, args=(str(store.location.path), sid.hex, 40)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+        assert w.exitcode == 0
+    assert store.ledger.session(sid).version == 2 + 4 * 40
+    catch_up(store)
+    assert store.db.execute("SELECT heartbeat_count FROM sessions").fetchone()[0] == 160
+
+
+def test_a_corrupted_store_is_one_clear_line(home):
+    home.mkdir(mode=0o700)
+    (home / "ledger.db").write_bytes(b"this is not a database" * 100)
+    result = subprocess.run([sys.executable, "-m", "agentledger", "list"], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "not a readable SQLite database" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (home / "ledger.db").read_bytes().startswith(b"this is not a database")  # left as found
+    with pytest.raises(StoreError):
+        open_store(store_location())
