@@ -178,3 +178,12 @@ def test_db_rebuild_reproduces_the_projection(cli):
     assert cli.json_lines("list", "--all") == before
     info = cli.json("db", "info")
     assert info["log_head"] == info["read_models_at"] > 0
+
+
+def test_the_session_gets_the_users_environment_and_umask(cli, tmp_path):
+    os.umask(0o022)
+    sid = cli.launch("sh", "-c", f"umask > {tmp_path}/umask; echo $AGENTLEDGER_SESSION_ID > {tmp_path}/id",
+                     options=("--cwd", str(tmp_path)))
+    wait_for(lambda: cli.json("status", sid)["status"] == "stopped")
+    assert (tmp_path / "umask").read_text().strip() == "0022"
+    assert (tmp_path / "id").read_text().strip() == sid

@@ -125,3 +125,18 @@ def test_a_corrupted_store_is_one_clear_line(home):
     assert (home / "ledger.db").read_bytes().startswith(b"this is not a database")  # left as found
     with pytest.raises(StoreError):
         open_store(store_location())
+
+
+def test_alembic_from_the_repository_root_then_first_use(home, tmp_path):
+    """`alembic upgrade head` (alembic.ini at the top level) makes the read models; first use adds the rest."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = dict(os.environ, AGENTLEDGER_DB=f"sqlite:///{tmp_path}/via-alembic.db")
+    done = subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=root, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    listed = subprocess.run([sys.executable, "-m", "agentledger", "list", "--all"], env=env,
+                            capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split() == ["ID", "NAME", "ADAPTER", "STATUS", "PID", "STARTED", "FUSE", "EXIT", "COMMAND"]

@@ -298,9 +298,11 @@ def cmd_heartbeat(context: Context, args: argparse.Namespace) -> int:
     from agentledger.application.clock import utc_now
 
     session_id = UUID(context.resolve(args.session))
-    session = context.store.ledger.change(
-        session_id, lambda s: (s.heartbeat(source=args.source, now=utc_now()), s)[1]
-    )
+    def beat(session: Any) -> Any:
+        session.heartbeat(source=args.source, now=utc_now())
+        return session
+
+    session = context.store.ledger.change(session_id, beat)
     if session.fuse_is_live(utc_now()):
         print(f"heartbeat recorded; fuse live until {session.fuse_expires_at.isoformat()}")
     else:
@@ -317,10 +319,11 @@ def cmd_fuse(context: Context, args: argparse.Namespace) -> int:
     session_id = UUID(context.resolve(args.session))
     ledger = context.store.ledger
     if args.fuse_command == "set":
-        session = ledger.change(
-            session_id,
-            lambda s: (s.set_fuse(ttl=args.ttl, set_by=f"user:{os_user()}", now=utc_now()), s)[1],
-        )
+        def set_fuse(session: Any) -> Any:
+            session.set_fuse(ttl=args.ttl, set_by=f"user:{os_user()}", now=utc_now())
+            return session
+
+        session = ledger.change(session_id, set_fuse)
         print(f"fuse set on {session_id.hex[:12]}: live until {session.fuse_expires_at.isoformat()} "
               f"(ttl {format_duration(args.ttl)}; heartbeats extend it)")
     else:

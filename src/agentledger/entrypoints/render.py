@@ -14,7 +14,7 @@ def relative(epoch: float | None, now: float) -> str:
     if epoch is None:
         return "-"
     delta = now - epoch
-    if abs(delta) < 0.5:
+    if abs(delta) < 0.05:
         return "now"
     return f"{format_duration(abs(delta))} ago" if delta > 0 else f"in {format_duration(-delta)}"
 

@@ -19,7 +19,6 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s supervisor[%(process)d] %(levelname)s %(message)s"
     )
-    os.umask(0o077)
 
     def report(message: dict) -> None:
         nonlocal handshake_fd

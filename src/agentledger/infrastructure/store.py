@@ -91,23 +91,35 @@ def ledger_env(db_path: Path, *, create_tables: bool) -> dict[str, str]:
 def open_store(location: StoreLocation) -> Store:
     """Open the store, creating or upgrading it first if it is new or older than this code."""
     try:
-        if schema_revision(location.path) != SCHEMA_HEAD:
+        if not is_ready(location.path):
             initialise(location)
         return Store(location)
     except sqlite3.DatabaseError as error:
         raise StoreError(_describe(location, error)) from None
 
 
-def schema_revision(path: Path) -> str | None:
-    """The read-model schema revision recorded in the file, or None if it has none yet."""
+def is_ready(path: Path) -> bool:
+    """Does the file hold the event tables and the read-model schema this code expects?"""
+    return schema_revision(path, also_require="stored_events") == SCHEMA_HEAD
+
+
+def schema_revision(path: Path, also_require: str | None = None) -> str | None:
+    """The read-model schema revision recorded in the file, or None if it has none yet.
+
+    With ``also_require``, None as well when that table is missing.
+    """
     if not path.exists():
         return None
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS)
     try:
-        row = db.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name='alembic_version'"
-        ).fetchone()
-        if row is None:
+        wanted = {"alembic_version", also_require or "alembic_version"}
+        found_tables = {
+            name for (name,) in db.execute(
+                f"SELECT name FROM sqlite_master WHERE type='table' AND name IN ({','.join('?' * len(wanted))})",
+                tuple(wanted),
+            )
+        }
+        if found_tables != wanted:
             return None
         found = db.execute("SELECT version_num FROM alembic_version").fetchone()
         return found[0] if found else None
