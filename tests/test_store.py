@@ -140,3 +140,21 @@ def test_alembic_from_the_repository_root_then_first_use(home, tmp_path):
                             capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.split() == ["ID", "NAME", "ADAPTER", "STATUS", "PID", "STARTED", "FUSE", "EXIT", "COMMAND"]
+
+
+def test_snapshots_restore_the_same_state_as_a_full_replay(store):
+    sid = uuid4()
+    ledger = store.ledger
+    ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="t", **FIELDS)
+    session = ledger.session(sid)
+    for _ in range(450):
+        session.heartbeat(source="t", now=utc_now())
+        ledger.save(session)
+    session.request_stop(requested_by="me", signal="SIGTERM", grace=1.0, note=None)
+    ledger.save(session)
+    assert [s.originator_version for s in ledger.snapshots.get(sid)] == [200, 400]
+    from_snapshot = ledger.session(sid)
+    full = None
+    for event in ledger.events.get(sid):
+        full = event.mutate(full)
+    assert vars(from_snapshot) == vars(full)
