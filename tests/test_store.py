@@ -158,3 +158,28 @@ def test_snapshots_restore_the_same_state_as_a_full_replay(store):
     for event in ledger.events.get(sid):
         full = event.mutate(full)
     assert vars(from_snapshot) == vars(full)
+
+
+def test_a_store_locked_past_the_busy_timeout_is_waited_out(store, monkeypatch):
+    """A write lock held longer than SQLite's busy timeout delays a command; it never fails it."""
+    import threading
+    import time
+
+    import agentledger.infrastructure.store as store_module
+
+    sid = uuid4()
+    store.ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="t", **FIELDS)
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_SECONDS", 1)
+    impatient = open_store(store.location)  # waits 1 s for the lock, then gets "database is locked"
+    holder = sqlite3.connect(str(store.location.path), isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(2.5, holder.rollback).start()
+    started = time.monotonic()
+    impatient.ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
+    assert time.monotonic() - started >= 2.0
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(2.5, holder.rollback).start()
+    assert catch_up(impatient) == 3
+    assert impatient.ledger.session(sid).version == 3
+    impatient.close()
+    holder.close()

@@ -18,18 +18,17 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, OperationalError
+from eventsourcing.persistence import IntegrityError
 
 from agentledger.application.clock import utc_now
 from agentledger.application.errors import SessionNotFound, StoreError
+from agentledger.application.retry import retry_while_locked
 from agentledger.domain.session import Session
 
 T = TypeVar("T")
 
 #: Attempts at a command whose save keeps losing races, before giving up loudly.
 MAX_ATTEMPTS = 50
-#: How long a command keeps retrying while another process holds the write lock.
-LOCKED_RETRY_SECONDS = 120.0
 
 
 class Ledger(Application[UUID]):
@@ -77,19 +76,15 @@ class Ledger(Application[UUID]):
         raise StoreError(f"gave up after {MAX_ATTEMPTS} concurrent changes to session {session_id.hex}")
 
     def save_retrying(self, session: Session) -> None:
-        """Save a session's new events; if SQLite stayed locked past its busy timeout, wait and try again.
+        """Save a session's new events, waiting out a store locked past its busy timeout.
 
-        A failed save left nothing behind, so retrying cannot duplicate events;
-        the pending events are kept on a copy because ``save`` collects them.
+        ``save`` collects the pending events even when it fails, so they are
+        put back before each new attempt.
         """
-        pending = list(session._pending_events)  # noqa: SLF001 - re-queued on retry only
-        deadline = time.monotonic() + LOCKED_RETRY_SECONDS
-        while True:
-            try:
-                self.save(session)
-                return
-            except OperationalError as error:
-                if "locked" not in str(error) or time.monotonic() > deadline:
-                    raise StoreError(f"could not write to the store: {error}") from error
-                session._pending_events[:] = pending  # noqa: SLF001
-                time.sleep(random.uniform(0.05, 0.25))
+        pending = list(session._pending_events)  # noqa: SLF001
+
+        def attempt() -> None:
+            session._pending_events[:] = pending  # noqa: SLF001
+            self.save(session)
+
+        retry_while_locked(attempt)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from agentledger.application.retry import retry_while_locked
 from agentledger.infrastructure.store import Store
 from agentledger.projections.sessions import PROJECTION_NAME, SessionsProjection
 
@@ -29,17 +30,25 @@ def catch_up(store: Store) -> int:
     head = store.ledger.recorder.max_notification_id() or 0
     if head <= tracked_position(store.db):
         return 0
-    with store.write_transaction() as cursor:
-        return _apply_from(store, cursor, tracked_position(cursor))
+
+    def apply() -> int:
+        with store.write_transaction() as cursor:
+            return _apply_from(store, cursor, tracked_position(cursor))
+
+    return retry_while_locked(apply)
 
 
 def rebuild(store: Store) -> int:
     """Drop the read models' rows and replay the whole log into them, atomically."""
-    with store.write_transaction() as cursor:
-        for table in READ_MODEL_TABLES:
-            cursor.execute(f"DELETE FROM {table}")
-        cursor.execute("DELETE FROM projection_tracking WHERE name = ?", (PROJECTION_NAME,))
-        return _apply_from(store, cursor, 0)
+
+    def replay() -> int:
+        with store.write_transaction() as cursor:
+            for table in READ_MODEL_TABLES:
+                cursor.execute(f"DELETE FROM {table}")
+            cursor.execute("DELETE FROM projection_tracking WHERE name = ?", (PROJECTION_NAME,))
+            return _apply_from(store, cursor, 0)
+
+    return retry_while_locked(replay)
 
 
 def _apply_from(store: Store, cursor: sqlite3.Cursor, position: int) -> int:
