@@ -20,7 +20,7 @@ def test_refuses_anything_else(text):
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0.25, "250ms"), (1.5, "1.5s"), (30, "30s"), (90, "1m30s"), (5400, "1h30m"), (90061, "1d1h1m"), (3600, "1h")],
+    [(0.25, "250ms"), (0.9996, "1s"), (1.5, "1.5s"), (30, "30s"), (90, "1m30s"), (5400, "1h30m"), (90061, "1d1h1m"), (3600, "1h")],
 )
 def test_formats_compactly(seconds, text):
     assert format_duration(seconds) == text

@@ -38,7 +38,7 @@ def format_duration(seconds: float) -> str:
     """Render seconds compactly: 0.25 -> '250ms', 5400 -> '1h30m', 90061 -> '1d1h1m'."""
     if seconds < 0:
         return "-" + format_duration(-seconds)
-    if seconds < 1:
+    if round(seconds * 1000) < 1000:
         return f"{round(seconds * 1000)}ms"
     if seconds < 60:
         text = f"{seconds:.1f}".rstrip("0").rstrip(".")
