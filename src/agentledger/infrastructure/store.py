@@ -85,6 +85,8 @@ def ledger_env(db_path: Path, *, create_tables: bool) -> dict[str, str]:
         "SQLITE_LOCK_TIMEOUT": str(int(BUSY_TIMEOUT_SECONDS)),
         "TRANSCODER_TOPIC": "agentledger.infrastructure.transcoder:OrjsonTranscoder",
         "CREATE_TABLE": "y" if create_tables else "n",
+        # Keep recently used sessions in memory and read only newer events on load.
+        "AGGREGATE_CACHE_MAXSIZE": "1000",
     }
 
 
