@@ -405,13 +405,14 @@ def cmd_status(context: Context, args: argparse.Namespace) -> int:
     if args.json:
         write_json(session_json(row, now))
         return 0
-    data = session_json(row, now)
+    import orjson
+
     pairs = [
         ("ID", row["id"]),
         ("Name", row["name"]),
         ("Status", row["status"]),
         ("Adapter", row["adapter"]),
-        ("Command", " ".join(data["argv"])),
+        ("Command", " ".join(orjson.loads(row["argv"]))),
         ("Cwd", row["cwd"]),
         ("Host", row["host"]),
         ("PID", row["pid"]),

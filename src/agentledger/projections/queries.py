@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import string
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -75,20 +76,23 @@ def list_fuses(db: sqlite3.Connection, *, include_ended: bool) -> list[sqlite3.R
 def iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
-    from datetime import datetime, timezone
-
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
 
 
 def session_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
-    """The documented, stable JSON shape of one session."""
+    """The documented, stable JSON shape of one session.
+
+    ``argv`` and ``labels`` are stored as JSON text and passed through as
+    ``orjson.Fragment``s, unparsed: ``list --all --json`` over 10,000 rows
+    would otherwise spend a fifth of its time re-encoding them.
+    """
     fuse_live = row["fuse_state"] == "set" and (row["fuse_expires_at"] or 0) > now
     return {
         "id": row["id"],
         "name": row["name"],
         "adapter": row["adapter"],
         "status": row["status"],
-        "argv": orjson.loads(row["argv"]),
+        "argv": orjson.Fragment(row["argv"]),
         "cwd": row["cwd"],
         "host": row["host"],
         "boot_id": row["boot_id"],
@@ -98,7 +102,7 @@ def session_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
         "model": row["model"],
         "prompt": row["prompt"],
         "group": row["group_name"],
-        "labels": orjson.loads(row["labels"]),
+        "labels": orjson.Fragment(row["labels"]),
         "log_path": row["log_path"],
         "launched_by": row["launched_by"],
         "started_at": iso(row["started_at"]),

@@ -1,0 +1,92 @@
+"""Whole-command wall time of `list` and `status` with 10,000 sessions in the projection.
+
+Targets: `agentledger list` <= 250 ms, `agentledger status ID` <= 150 ms (fresh
+process each run, read models caught up; one more case where a few new events
+must be caught up first).
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from uuid import uuid4
+
+from benchlib import AGENTLEDGER, LAUNCHED, machine, open_temp_store
+
+SESSIONS = 10_000
+RUNNING = 1_000
+RUNS = 15
+
+
+def populate(store) -> list[str]:
+    from agentledger.application.clock import utc_now
+    from agentledger.domain.session import Session
+    from agentledger.projections.catchup import catch_up
+
+    ids, batch = [], []
+    for i in range(SESSIONS):
+        session = Session.launch(session_id=uuid4(), **{**LAUNCHED, "argv": ["opencode", "run", f"task {i}"]})
+        session.set_fuse(ttl=60, set_by="bench", now=utc_now())
+        session.heartbeat(source="bench", now=utc_now())
+        if i >= RUNNING:
+            session.record_stop(reason="exited", exit_code=0, decided_by={"component": "bench"}, evidence={})
+        ids.append(session.id.hex)
+        batch.append(session)
+        if len(batch) == 500:
+            store.ledger.save(*batch)
+            batch = []
+    if batch:
+        store.ledger.save(*batch)
+    started = time.perf_counter()
+    catch_up(store)
+    print(f"populated {SESSIONS:,} sessions ({RUNNING:,} running); first catch-up of "
+          f"{store.ledger.recorder.max_notification_id():,} events took {time.perf_counter() - started:.1f}s")
+    return ids
+
+
+def time_command(args: list[str]) -> float:
+    times = []
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        subprocess.run([*AGENTLEDGER, *args], check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    store = open_temp_store("queries")
+    print(f"machine: {machine()}")
+    ids = populate(store)
+    running_id = ids[0]
+    rows = [
+        ("list", ["list"], 0.250),
+        ("list --all", ["list", "--all"], None),
+        ("list --json", ["list", "--json"], None),
+        ("list --all --json", ["list", "--all", "--json"], None),
+        ("status ID", ["status", running_id[:10]], 0.150),
+        ("status ID --json", ["status", running_id, "--json"], None),
+        ("--version (interpreter start-up floor)", ["--version"], None),
+    ]
+    for label, args, target in rows:
+        median = time_command(args)
+        verdict = "" if target is None else f"  target <= {target * 1000:.0f} ms: {'met' if median <= target else 'MISSED'}"
+        print(f"{label:42s} median {median * 1000:6.1f} ms over {RUNS} runs{verdict}")
+
+    from agentledger.application.clock import utc_now
+
+    behind = []
+    for _ in range(RUNS):
+        for sid in ids[1:6]:
+            from uuid import UUID
+
+            store.ledger.change(UUID(sid), lambda s: s.heartbeat(source="bench", now=utc_now()))
+        started = time.perf_counter()
+        subprocess.run([*AGENTLEDGER, "list"], check=True, stdout=subprocess.DEVNULL)
+        behind.append(time.perf_counter() - started)
+    print(f"{'list, 5 new events to catch up first':42s} median {statistics.median(behind) * 1000:6.1f} ms over {RUNS} runs")
+    store.close()
+
+
+if __name__ == "__main__":
+    main()
