@@ -187,3 +187,12 @@ def test_the_session_gets_the_users_environment_and_umask(cli, tmp_path):
     wait_for(lambda: cli.json("status", sid)["status"] == "stopped")
     assert (tmp_path / "umask").read_text().strip() == "0022"
     assert (tmp_path / "id").read_text().strip() == sid
+
+
+def test_a_supervisor_told_to_terminate_passes_it_on_and_records_the_exit(cli):
+    sid = cli.launch("sleep", "600")
+    status = cli.json("status", sid)
+    os.kill(status["supervisor_pid"], 15)
+    stopped = wait_for(lambda: (s := cli.json("status", sid))["status"] == "stopped" and s)
+    assert (stopped["stop_reason"], stopped["signal"], stopped["stopped_by"]) == ("signalled", "SIGTERM", "supervisor")
+    assert not psutil.pid_exists(status["pid"])
