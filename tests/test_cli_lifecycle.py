@@ -151,7 +151,7 @@ def test_logs_capture_output(cli):
 @pytest.mark.parametrize(
     "args",
     [("status", "nosuchid"), ("status", "zzzz"), ("fuse", "set", "0", "--ttl", "banana"), ("stop",),
-     ("launch",), ("launch", "--cwd", "/no/such/dir", "--", "true"), ("list", "--status", "asleep"),
+     ("launch",), ("launch", "--", ""), ("launch", "--cwd", "/no/such/dir", "--", "true"), ("list", "--status", "asleep"),
      ("launch", "--fuse-ttl", "-1s", "--", "true"), ("frobnicate",), ("logs", "0", "-n", "-3")],
 )
 def test_bad_input_is_one_line_and_exit_2(cli, args):

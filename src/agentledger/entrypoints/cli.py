@@ -220,7 +220,7 @@ def cmd_launch(context: Context, args: argparse.Namespace) -> int:
     from agentledger.infrastructure.supervisor import LaunchSpec
 
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-    if not argv:
+    if not argv or not argv[0]:
         raise UsageError("launch needs a command: agentledger launch [OPTIONS] -- ARGV...")
     cwd = os.path.abspath(args.cwd or os.getcwd())
     if not os.path.isdir(cwd):
