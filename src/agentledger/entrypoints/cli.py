@@ -17,7 +17,8 @@ from typing import Any
 from agentledger import __version__
 from agentledger.domain.durations import InvalidDuration, format_duration, parse_duration
 
-DEFAULT_FUSE_TTL = 60.0
+#: A heartbeat every 10 s: a dead supervisor shows within 30 s, at ~8,600 events a day per session.
+DEFAULT_FUSE_TTL = 30.0
 DEFAULT_GRACE = 10.0
 
 
