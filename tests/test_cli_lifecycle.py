@@ -95,6 +95,10 @@ def test_stop_records_it_when_no_supervisor_is_left(cli):
 def test_heartbeats_extend_the_fuse_while_the_process_lives(cli):
     sid = cli.launch("sleep", "600", options=("--fuse-ttl", "600ms"))
     wait_for(lambda: cli.json("status", sid)["heartbeat_count"] >= 3)
+    other = cli.launch("sleep", "600", options=("--heartbeat-every", "100ms"))
+    wait_for(lambda: cli.json("status", other)["heartbeat_count"] >= 5, timeout=3)
+    assert cli.json("status", other)["fuse"]["ttl_seconds"] == 30.0
+    cli("stop", other, "--force")
     status = cli.json("status", sid)
     assert status["fuse"]["live"] and ts(status["fuse"]["expires_at"]) > time.time()
     cli("stop", sid, "--force")
@@ -152,7 +156,7 @@ def test_logs_capture_output(cli):
     "args",
     [("status", "nosuchid"), ("status", "zzzz"), ("fuse", "set", "0", "--ttl", "banana"), ("stop",),
      ("launch",), ("launch", "--", ""), ("launch", "--cwd", "/no/such/dir", "--", "true"), ("list", "--status", "asleep"),
-     ("launch", "--fuse-ttl", "-1s", "--", "true"), ("frobnicate",), ("logs", "0", "-n", "-3")],
+     ("launch", "--fuse-ttl", "-1s", "--", "true"), ("launch", "--fuse-ttl", "1s", "--heartbeat-every", "600ms", "--", "true"), ("frobnicate",), ("logs", "0", "-n", "-3")],
 )
 def test_bad_input_is_one_line_and_exit_2(cli, args):
     cli.launch("true")  # a store with a session in it

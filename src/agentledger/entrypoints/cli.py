@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cwd", default=None, help="working directory (default: the current one)")
     p.add_argument("--fuse-ttl", type=_duration, default=DEFAULT_FUSE_TTL, metavar="DURATION",
                    help=f"fuse lifetime; the supervisor heartbeats every TTL/3 (default {format_duration(DEFAULT_FUSE_TTL)})")
+    p.add_argument("--heartbeat-every", type=_duration, default=None, metavar="DURATION",
+                   help="supervisor heartbeat interval, at most TTL/2 (default TTL/3)")
     p.add_argument("--name", help="a label for people")
     p.add_argument("--adapter", default="command", help="agent adapter name (default: command)")
     p.add_argument("--model", help="model the agent uses, recorded for reference")
@@ -223,6 +225,11 @@ def cmd_launch(context: Context, args: argparse.Namespace) -> int:
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if not argv or not argv[0]:
         raise UsageError("launch needs a command: agentledger launch [OPTIONS] -- ARGV...")
+    if args.heartbeat_every is not None and args.heartbeat_every > args.fuse_ttl / 2:
+        raise UsageError(
+            f"--heartbeat-every {format_duration(args.heartbeat_every)} is more than half the fuse TTL "
+            f"({format_duration(args.fuse_ttl)}): one late heartbeat would let the fuse lapse"
+        )
     cwd = os.path.abspath(args.cwd or os.getcwd())
     if not os.path.isdir(cwd):
         raise UsageError(f"--cwd {args.cwd!r} is not a directory")
@@ -243,6 +250,7 @@ def cmd_launch(context: Context, args: argparse.Namespace) -> int:
         prompt=args.prompt,
         group=args.group,
         labels=dict(args.label),
+        heartbeat_every=args.heartbeat_every,
     )
     env = dict(os.environ, AGENTLEDGER_HOME=str(home_dir()), AGENTLEDGER_DB=store.location.url)
     answer = start_supervisor(spec, env, logs / f"{session_id}.supervisor.log")

@@ -9,7 +9,7 @@ Life of a supervisor:
 1. spawn ARGV in its own session and process group, output to the session log;
 2. append ``Launched`` + ``FuseSet`` (or ``Launched`` + ``Stopped(spawn-failed)``)
    and tell the waiting CLI through the handshake pipe;
-3. every TTL/3 append a ``Heartbeat`` extending the fuse, so one late beat never
+3. every TTL/3 (or ``--heartbeat-every``) append a ``Heartbeat`` extending the fuse, so one late beat never
    lets a live fuse lapse (re-arming it if the machine slept past its expiry);
 4. the moment the process ends (pidfd), append ``FuseCancelled`` + ``Stopped``
    with the exit code or signal, then exit.
@@ -57,10 +57,11 @@ class LaunchSpec:
     prompt: str | None = None
     group: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    heartbeat_every: float | None = None  # default TTL/3
 
     @property
     def heartbeat_interval(self) -> float:
-        return self.fuse_ttl / 3
+        return self.heartbeat_every or self.fuse_ttl / 3
 
     def launched_fields(self) -> dict[str, Any]:
         return {
