@@ -200,3 +200,26 @@ def test_a_supervisor_told_to_terminate_passes_it_on_and_records_the_exit(cli):
     stopped = wait_for(lambda: (s := cli.json("status", sid))["status"] == "stopped" and s)
     assert (stopped["stop_reason"], stopped["signal"], stopped["stopped_by"]) == ("signalled", "SIGTERM", "supervisor")
     assert not psutil.pid_exists(status["pid"])
+
+
+def test_the_session_outlives_the_terminal_that_launched_it(cli, tmp_path):
+    """Kill the launching shell's whole process group, as closing a terminal would."""
+    import signal
+    import subprocess
+    import sys
+
+    id_file = tmp_path / "id"
+    shell = subprocess.Popen(
+        ["sh", "-c", f"{sys.executable} -m agentledger launch -- sleep 600 > {id_file}; sleep 600"],
+        start_new_session=True,
+    )
+    wait_for(lambda: id_file.exists() and len(id_file.read_text().strip()) == 32)
+    os.killpg(shell.pid, signal.SIGHUP)
+    os.killpg(shell.pid, signal.SIGKILL)
+    shell.wait()
+    sid = id_file.read_text().strip()
+    status = cli.json("status", sid)
+    assert status["status"] == "running"
+    assert psutil.Process(status["pid"]).is_running() and psutil.Process(status["supervisor_pid"]).is_running()
+    cli("stop", sid)
+    assert cli.json("status", sid)["stop_reason"] == "user"

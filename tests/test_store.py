@@ -183,3 +183,17 @@ def test_a_store_locked_past_the_busy_timeout_is_waited_out(store, monkeypatch):
     assert impatient.ledger.session(sid).version == 3
     impatient.close()
     holder.close()
+
+
+def test_stored_events_are_orjson_with_tagged_utc_datetimes(store):
+    import orjson
+
+    sid = uuid4()
+    store.ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="t", **FIELDS)
+    topic, state = store.db.execute(
+        "SELECT topic, state FROM stored_events WHERE originator_id = ? AND originator_version = 2", (sid.hex,)
+    ).fetchone()
+    assert topic == "agentledger.domain.session:Session.FuseSet"
+    payload = orjson.loads(state)
+    assert payload["expires_at"]["_type_"] == "datetime_iso"
+    assert payload["expires_at"]["_data_"].endswith("+00:00") and payload["timestamp"]["_data_"].endswith("+00:00")
