@@ -350,6 +350,7 @@ def cmd_fuses(context: Context, args: argparse.Namespace) -> int:
     if args.json:
         write_json_lines(fuse_json(r, now) for r in rows)
         return 0
+
     def state(r: Any) -> str:
         if r["state"] != "set":
             return r["state"]
@@ -386,14 +387,19 @@ def _list_row(r: Any, now: float) -> tuple[Any, ...]:
 
     import orjson
 
-    if r["status"] == "stopped":
-        outcome = r["stop_reason"] + (f" {r['exit_code']}" if r["exit_code"] is not None else "") + (f" {r['signal']}" if r["signal"] else "")
-    else:
-        outcome = None
     return (
         r["id"][:12], r["name"], r["adapter"], r["status"], r["pid"], relative(r["started_at"], now),
-        _fuse_text(r, now), outcome, shorten(" ".join(orjson.loads(r["argv"])), 48),
+        _fuse_text(r, now), _outcome_text(r), shorten(" ".join(orjson.loads(r["argv"])), 48),
     )
+
+
+def _outcome_text(r: Any) -> str | None:
+    """'exited 7', 'user SIGTERM', 'spawn-failed'; None while not stopped."""
+    if r["status"] != "stopped":
+        return None
+    details = [str(r["exit_code"])] if r["exit_code"] is not None else []
+    details += [r["signal"]] if r["signal"] else []
+    return " ".join([r["stop_reason"], *details])
 
 
 def _fuse_text(r: Any, now: float) -> str:
@@ -506,7 +512,8 @@ def cmd_db(context: Context, args: argparse.Namespace) -> int:
         location = store_location()
         before = schema_revision(location.path)
         initialise(location)
-        print(f"{location.path}: read-model schema at {SCHEMA_HEAD}" + (" (was {before})".format(before=before) if before != SCHEMA_HEAD else " (already current)"))
+        change = "already current" if before == SCHEMA_HEAD else f"was {before or 'absent'}"
+        print(f"{location.path}: read-model schema at {SCHEMA_HEAD} ({change})")
         return 0
     if args.db_command == "rebuild":
         from agentledger.projections.catchup import rebuild
