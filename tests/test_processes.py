@@ -24,7 +24,7 @@ def sleeper():
 def test_a_running_process_is_alive(sleeper):
     identity = processes.identity_of(sleeper.pid)
     result = processes.probe(identity)
-    assert result.alive and result.detail == "alive"
+    assert result.alive and result.liveness == "alive"
     assert result.found_start_time == pytest.approx(identity.start_time)
 
 
@@ -32,21 +32,21 @@ def test_an_unreaped_process_is_dead(sleeper):
     identity = processes.identity_of(sleeper.pid)
     sleeper.send_signal(signal.SIGKILL)
     os.waitid(os.P_PID, sleeper.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
-    assert processes.probe(identity).detail == "zombie"
+    assert processes.probe(identity).liveness == "zombie"
     sleeper.wait()
-    assert processes.probe(identity).detail == "no such process"
+    assert processes.probe(identity).liveness == "no such process"
 
 
 def test_a_reused_pid_is_dead(sleeper):
     # The PID is taken by a process that started at another time than the one recorded.
     identity = dataclasses.replace(processes.identity_of(sleeper.pid), start_time=processes.identity_of(sleeper.pid).start_time - 60)
     result = processes.probe(identity)
-    assert not result.alive and result.detail == "pid reused"
+    assert not result.alive and result.liveness == "pid reused"
 
 
 def test_another_boot_makes_a_pid_dead(sleeper):
     identity = dataclasses.replace(processes.identity_of(sleeper.pid), boot_id="some-earlier-boot")
-    assert processes.probe(identity).detail == "rebooted"
+    assert processes.probe(identity).liveness == "rebooted"
 
 
 def test_never_judges_another_host(sleeper):

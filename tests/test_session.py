@@ -5,7 +5,7 @@ from uuid import uuid4
 
 import pytest
 
-from agentledger.domain.errors import NoFuse, SessionAlreadyStopped
+from agentledger.domain.errors import FuseStillLive, NoFuse, SessionAlreadyStopped
 from agentledger.domain.exits import ObservedExit, reason_for_exit
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import StopReason
@@ -47,12 +47,39 @@ def test_a_heartbeat_never_shortens_the_fuse():
     assert session.fuse_expires_at == T0 + timedelta(seconds=60)
 
 
-def test_a_lapsed_fuse_is_not_revived_by_a_heartbeat():
+def test_expiry_counts_heartbeats_a_lapsed_fuse_is_live_again_after_one():
     session = launched()
     session.set_fuse(ttl=1, set_by="supervisor", now=T0)
-    session.heartbeat(source="late", now=T0 + timedelta(seconds=5))
     assert not session.fuse_is_live(T0 + timedelta(seconds=5))
-    assert session.last_heartbeat_at is not None
+    session.heartbeat(source="late", now=T0 + timedelta(seconds=5))
+    assert session.fuse_is_live(T0 + timedelta(seconds=5))
+    assert session.fuse_expires_at == T0 + timedelta(seconds=6)
+
+
+def test_a_heartbeat_revives_a_recorded_expiry_but_never_a_cancelled_fuse():
+    session = launched()
+    session.set_fuse(ttl=1, set_by="supervisor", now=T0)
+    session.record_fuse_expired(decided_by={"component": "reconciler"}, evidence={}, now=T0 + timedelta(seconds=2))
+    assert (session.status, session.fuse_state) == ("unwatched", "expired")
+    session.heartbeat(source="supervisor", now=T0 + timedelta(seconds=3))
+    assert (session.status, session.fuse_state) == ("running", "set")
+    session.cancel_fuse(by="me", reason="done watching")
+    session.heartbeat(source="x", now=T0 + timedelta(seconds=3))
+    assert not session.fuse_is_live(T0 + timedelta(seconds=3)) and session.fuse_state == "cancelled"
+
+
+def test_a_fuse_expiry_is_recorded_only_once_it_lapsed_and_once_per_fuse():
+    session = launched()
+    with pytest.raises(NoFuse):
+        session.record_fuse_expired(decided_by={}, evidence={}, now=T0)
+    session.set_fuse(ttl=10, set_by="supervisor", now=T0)
+    with pytest.raises(FuseStillLive):
+        session.record_fuse_expired(decided_by={}, evidence={}, now=T0 + timedelta(seconds=9))
+    session.record_fuse_expired(decided_by={}, evidence={}, now=T0 + timedelta(seconds=10))
+    with pytest.raises(NoFuse):
+        session.record_fuse_expired(decided_by={}, evidence={}, now=T0 + timedelta(seconds=11))
+    session.set_fuse(ttl=10, set_by="user:me", now=T0 + timedelta(seconds=12))
+    assert session.status == "running"
 
 
 def test_cancel_needs_a_set_fuse():
@@ -95,9 +122,16 @@ def test_a_stop_request_marks_the_session_stopping():
 
 
 @pytest.mark.parametrize(
-    ("returncode", "requested", "reason"),
-    [(0, False, StopReason.EXITED), (7, False, StopReason.EXITED), (-9, False, StopReason.SIGNALLED),
-     (-15, True, StopReason.USER), (0, True, StopReason.USER)],
+    ("returncode", "cause", "reason"),
+    [(0, None, StopReason.EXITED), (7, None, StopReason.EXITED), (-9, None, StopReason.SIGNALLED),
+     (-15, "user", StopReason.USER), (0, "user", StopReason.USER), (-15, "timeout", StopReason.TIMEOUT),
+     (-9, "timeout", StopReason.TIMEOUT)],
 )
-def test_exit_status_to_reason(returncode, requested, reason):
-    assert reason_for_exit(ObservedExit(returncode, None), stop_was_requested=requested) is reason
+def test_exit_status_to_reason(returncode, cause, reason):
+    assert reason_for_exit(ObservedExit(returncode, None), stop_cause=cause) is reason
+
+
+def test_a_master_timeout_runs_from_the_launch():
+    session = launched(timeout=90.0)
+    assert session.deadline == session.created_on + timedelta(seconds=90)
+    assert launched().deadline is None

@@ -48,13 +48,7 @@ def stop_session(
         raise LedgerError(
             f"session {session_id.hex[:12]} runs on host {session.host!r}; stop it from there"
         )
-    identity = processes.ProcessIdentity(
-        pid=session.pid,
-        start_time=session.pid_start_time,
-        boot_time=session.boot_time,
-        host=session.host,
-        boot_id=session.boot_id,
-    )
+    identity = session.identity
     outcome = StopOutcome(session=session)
     requester = actor(Component.CLI.value)["user"]
     first = signal.SIGKILL if force else signal.SIGTERM
@@ -134,5 +128,5 @@ def _record_stop_without_supervisor(
     try:
         ledger.change(session_id, stop)
         outcome.recorded_by = Component.CLI.value
-    except SessionAlreadyStopped:
-        outcome.recorded_by = Component.SUPERVISOR.value
+    except SessionAlreadyStopped:  # the supervisor, or a reconciler, got there first
+        outcome.recorded_by = ledger.session(session_id).stop["decided_by"].get("component")

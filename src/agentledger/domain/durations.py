@@ -7,6 +7,7 @@ print them back the same way.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -51,3 +52,8 @@ def format_duration(seconds: float) -> str:
     if days or hours:
         units = units[:3]  # seconds are noise at that scale
     return "".join(f"{n}{u}" for n, u in units if n) or "0s"
+
+
+def format_clock(at: datetime) -> str:
+    """Time of day to the millisecond, in ``at``'s zone (UTC here): enough to line events up by eye."""
+    return at.strftime("%H:%M:%S.%f")[:-3]

@@ -22,3 +22,7 @@ class SessionAlreadyStopped(DomainError):
 
 class NoFuse(DomainError):
     """Cancelling needs a fuse that is set."""
+
+
+class FuseStillLive(DomainError):
+    """A fuse's lapse can be recorded only once it has lapsed."""

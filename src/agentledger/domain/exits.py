@@ -19,8 +19,9 @@ class ObservedExit:
         return self.returncode if self.returncode >= 0 else None
 
 
-def reason_for_exit(observed: ObservedExit, *, stop_was_requested: bool) -> StopReason:
-    """A requested stop is the user's, however the process ended; otherwise the status says."""
-    if stop_was_requested:
-        return StopReason.USER
+def reason_for_exit(observed: ObservedExit, *, stop_cause: str | None) -> StopReason:
+    """A requested stop ends for its cause (``user``, ``timeout``), however the process
+    ended; otherwise the exit status says."""
+    if stop_cause is not None:
+        return StopReason(stop_cause)
     return StopReason.SIGNALLED if observed.returncode < 0 else StopReason.EXITED

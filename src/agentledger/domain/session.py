@@ -4,6 +4,9 @@ Every change is a small, explicit domain event. Command methods (public) check
 the rules and raise :class:`DomainError` subclasses; the ``@event`` methods
 (private) only apply facts, so replaying the log never re-checks anything.
 Time is passed in by the caller: the aggregate never reads a clock.
+
+Fields added after the first release have defaults, on the events (for events
+stored before them) and on the class (for snapshots taken before them).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from agentledger.domain.errors import NoFuse, SessionAlreadyStopped
-from agentledger.domain.vocabulary import FuseState, SessionStatus, StopReason
+from agentledger.domain.errors import FuseStillLive, NoFuse, SessionAlreadyStopped
+from agentledger.domain.liveness import ProcessIdentity
+from agentledger.domain.vocabulary import FuseState, SessionStatus, StopCause, StopReason
 
 
 class Session(Aggregate):
@@ -40,6 +44,7 @@ class Session(Aggregate):
         supervisor_pid: int | None
         log_path: str | None
         launched_by: str
+        timeout: float | None = None  # master timeout in seconds from launch, opt-in
 
     class FuseSet(Aggregate.Event):
         """A lease on the lifecycle: until ``expires_at`` someone watches the session."""
@@ -49,7 +54,7 @@ class Session(Aggregate):
         set_by: str
 
     class Heartbeat(Aggregate.Event):
-        """Evidence of life; ``fuse_expires_at`` is the fuse's new expiry, if it was live."""
+        """Evidence of life; ``fuse_expires_at`` is the fuse's new expiry, if a fuse was set."""
 
         source: str
         fuse_expires_at: datetime | None
@@ -65,6 +70,14 @@ class Session(Aggregate):
         signal: str
         grace: float
         note: str | None
+        cause: str = StopCause.USER.value  # a StopCause: becomes the stop's reason
+
+    class FuseExpired(Aggregate.Event):
+        """The reconciler saw the fuse lapse while the process lived: watching ended at ``expired_at``."""
+
+        expired_at: datetime
+        decided_by: dict[str, Any]
+        evidence: dict[str, Any]
 
     class Stopped(Aggregate.Event):
         """Final. ``decided_by`` says who appended it; ``evidence`` what it saw."""
@@ -96,6 +109,7 @@ class Session(Aggregate):
         supervisor_pid: int | None,
         log_path: str | None,
         launched_by: str,
+        timeout: float | None = None,
     ) -> None:
         self.argv = argv
         self.cwd = cwd
@@ -113,6 +127,7 @@ class Session(Aggregate):
         self.supervisor_pid = supervisor_pid
         self.log_path = log_path
         self.launched_by = launched_by
+        self.timeout = timeout
         self.status = SessionStatus.RUNNING.value
         self.fuse_state = FuseState.NONE.value
         self.fuse_ttl: float | None = None
@@ -126,11 +141,29 @@ class Session(Aggregate):
         """Create a session under an id chosen by the caller (the CLI prints it first)."""
         return cls._create(cls.Launched, id=session_id, **fields)
 
+    #: Defaults for attributes newer than some stored snapshots.
+    timeout: float | None = None
+
     # -- queries ---------------------------------------------------------------
 
     @property
     def is_stopped(self) -> bool:
         return self.stop is not None
+
+    @property
+    def deadline(self) -> datetime | None:
+        """When the master timeout passes, if one was asked for."""
+        return self.created_on + timedelta(seconds=self.timeout) if self.timeout else None
+
+    @property
+    def identity(self) -> ProcessIdentity:
+        return ProcessIdentity(
+            pid=self.pid,
+            start_time=self.pid_start_time,
+            boot_time=self.boot_time,
+            host=self.host,
+            boot_id=self.boot_id,
+        )
 
     def fuse_is_live(self, now: datetime) -> bool:
         return (
@@ -146,14 +179,16 @@ class Session(Aggregate):
         self._fuse_set(ttl=ttl, expires_at=now + timedelta(seconds=ttl), set_by=set_by)
 
     def heartbeat(self, *, source: str, now: datetime) -> None:
-        """Record evidence of life; a live fuse is extended by its TTL from ``now``.
+        """Record evidence of life; a set fuse is extended to ``now`` + its TTL.
 
-        A fuse that has already lapsed or was cancelled is not revived here: the
-        gap is a fact the log must keep. Re-arming takes an explicit ``set_fuse``.
+        Expiry counts heartbeats: a fuse that had lapsed (or whose lapse the
+        reconciler recorded) is live again after one, and the gap stays in the
+        log as the time between the expiry and this event. A cancelled fuse is
+        not revived: cancelling was on purpose; re-arming takes ``set_fuse``.
         """
         self._refuse_if_stopped()
         new_expiry = None
-        if self.fuse_is_live(now):
+        if self.fuse_state in (FuseState.SET.value, FuseState.EXPIRED.value):
             assert self.fuse_ttl is not None and self.fuse_expires_at is not None
             new_expiry = max(self.fuse_expires_at, now + timedelta(seconds=self.fuse_ttl))
         self._heartbeat(source=source, fuse_expires_at=new_expiry)
@@ -164,9 +199,28 @@ class Session(Aggregate):
             raise NoFuse(f"session {self.id.hex[:12]} has no fuse set")
         self._fuse_cancelled(by=by, reason=reason)
 
-    def request_stop(self, *, requested_by: str, signal: str, grace: float, note: str | None) -> None:
+    def request_stop(
+        self,
+        *,
+        requested_by: str,
+        signal: str,
+        grace: float,
+        note: str | None,
+        cause: StopCause = StopCause.USER,
+    ) -> None:
         self._refuse_if_stopped()
-        self._stop_requested(requested_by=requested_by, signal=signal, grace=grace, note=note)
+        self._stop_requested(
+            requested_by=requested_by, signal=signal, grace=grace, note=note, cause=StopCause(cause).value
+        )
+
+    def record_fuse_expired(self, *, decided_by: dict[str, Any], evidence: dict[str, Any], now: datetime) -> None:
+        """Record that the fuse lapsed (once per fuse): from its expiry, nobody watched."""
+        self._refuse_if_stopped()
+        if self.fuse_state != FuseState.SET.value:
+            raise NoFuse(f"session {self.id.hex[:12]} has no set fuse to expire (fuse {self.fuse_state})")
+        if self.fuse_is_live(now):
+            raise FuseStillLive(f"session {self.id.hex[:12]}: fuse live until {self.fuse_expires_at}")
+        self._fuse_expired(expired_at=self.fuse_expires_at, decided_by=decided_by, evidence=evidence)
 
     def record_stop(
         self,
@@ -200,26 +254,44 @@ class Session(Aggregate):
 
     @event(FuseSet)
     def _fuse_set(self, *, ttl: float, expires_at: datetime, set_by: str) -> None:
-        self.fuse_state = FuseState.SET.value
         self.fuse_ttl = ttl
-        self.fuse_expires_at = expires_at
+        self._arm(expires_at)
 
     @event(Heartbeat)
     def _heartbeat(self, *, source: str, fuse_expires_at: datetime | None) -> None:
         self.last_heartbeat_at = self.modified_on
         if fuse_expires_at is not None:
-            self.fuse_expires_at = fuse_expires_at
+            self._arm(fuse_expires_at)
+
+    def _arm(self, expires_at: datetime) -> None:
+        self.fuse_state = FuseState.SET.value
+        self.fuse_expires_at = expires_at
+        if self.status == SessionStatus.UNWATCHED.value:
+            self.status = SessionStatus.RUNNING.value
+
+    @event(FuseExpired)
+    def _fuse_expired(self, *, expired_at: datetime, decided_by: dict[str, Any], evidence: dict[str, Any]) -> None:
+        self.fuse_state = FuseState.EXPIRED.value
+        if self.status == SessionStatus.RUNNING.value:
+            self.status = SessionStatus.UNWATCHED.value
 
     @event(FuseCancelled)
     def _fuse_cancelled(self, *, by: str, reason: str) -> None:
         self.fuse_state = FuseState.CANCELLED.value
 
     @event(StopRequested)
-    def _stop_requested(self, *, requested_by: str, signal: str, grace: float, note: str | None) -> None:
+    def _stop_requested(
+        self, *, requested_by: str, signal: str, grace: float, note: str | None, cause: str = StopCause.USER.value
+    ) -> None:
         self.status = SessionStatus.STOPPING.value
-        self.stop_requests.append(
-            {"requested_by": requested_by, "signal": signal, "grace": grace, "note": note}
-        )
+        self.stop_requests.append({
+            "requested_by": requested_by,
+            "signal": signal,
+            "grace": grace,
+            "note": note,
+            "cause": cause,
+            "at": self.modified_on,
+        })
 
     @event(Stopped)
     def _stopped(

@@ -17,7 +17,8 @@ class StopReason(StrEnum):
 
 
 class SessionStatus(StrEnum):
-    RUNNING = "running"
+    RUNNING = "running"  # a live fuse: someone (normally the supervisor) is watching it
+    UNWATCHED = "unwatched"  # no live fuse, not stopped: only the reconciler looks after it
     STOPPING = "stopping"  # a stop was requested; the process has not ended yet
     STOPPED = "stopped"
 
@@ -25,7 +26,8 @@ class SessionStatus(StrEnum):
 class FuseState(StrEnum):
     NONE = "none"  # never set
     SET = "set"  # set; live until its expiry, which heartbeats extend
-    CANCELLED = "cancelled"
+    EXPIRED = "expired"  # lapsed, and the reconciler recorded it (``FuseExpired``); a heartbeat revives it
+    CANCELLED = "cancelled"  # ended on purpose; only a new ``FuseSet`` re-arms it
 
 
 class Component(StrEnum):
@@ -34,3 +36,10 @@ class Component(StrEnum):
     SUPERVISOR = "supervisor"
     CLI = "cli"
     RECONCILER = "reconciler"
+
+
+class StopCause(StrEnum):
+    """Why a stop was requested (``StopRequested.cause``); it becomes the stop's reason."""
+
+    USER = "user"  # ``agentledger stop``
+    TIMEOUT = "timeout"  # the session's master timeout passed

@@ -15,7 +15,10 @@ import time
 from typing import Any
 
 from agentledger import __version__
-from agentledger.domain.durations import InvalidDuration, format_duration, parse_duration
+from agentledger.domain.durations import InvalidDuration, format_duration
+from agentledger.domain.reconciliation import DEFAULT_TERMINATION_GRACE
+from agentledger.entrypoints import args as types
+from agentledger.entrypoints.args import Parser, json_flag
 
 #: A heartbeat every 10 s: a dead supervisor shows within 30 s, at ~8,600 events a day per session.
 DEFAULT_FUSE_TTL = 30.0
@@ -25,62 +28,42 @@ DEFAULT_GRACE = 10.0
 # -- argument parsing -----------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (plus where to get help), exit 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-        raise SystemExit(2)
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except InvalidDuration as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _label(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"invalid label {text!r} (use KEY=VALUE)")
-    return key, value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="agentledger", description="Launch, supervise and explain AI coding-agent sessions.")
+    parser = Parser(prog="agentledger", description="Launch, supervise and explain AI coding-agent sessions.")
     parser.add_argument("--version", action="version", version=f"agentledger {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help, description=help)
+        p = commands.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=_HANDLERS.get(name))
+        return p
 
     def session_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("session", metavar="ID", help="session id or a unique prefix of it")
 
-    def json_flag(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--json", action="store_true", help="machine-readable output (see docs/cli.md)")
-
     p = command("launch", "start ARGV under a supervisor and print its session id")
     p.add_argument("--cwd", default=None, help="working directory (default: the current one)")
-    p.add_argument("--fuse-ttl", type=_duration, default=DEFAULT_FUSE_TTL, metavar="DURATION",
+    p.add_argument("--fuse-ttl", type=types.duration, default=DEFAULT_FUSE_TTL, metavar="DURATION",
                    help=f"fuse lifetime; the supervisor heartbeats every TTL/3 (default {format_duration(DEFAULT_FUSE_TTL)})")
-    p.add_argument("--heartbeat-every", type=_duration, default=None, metavar="DURATION",
+    p.add_argument("--heartbeat-every", type=types.duration, default=None, metavar="DURATION",
                    help="supervisor heartbeat interval, at most TTL/2 (default TTL/3)")
+    p.add_argument("--timeout", type=types.duration, default=None, metavar="DURATION",
+                   help="master timeout: when it passes, SIGTERM the process group (SIGKILL "
+                        f"{format_duration(DEFAULT_TERMINATION_GRACE)} later) and record the stop as 'timeout'")
     p.add_argument("--name", help="a label for people")
     p.add_argument("--adapter", default="command", help="agent adapter name (default: command)")
     p.add_argument("--model", help="model the agent uses, recorded for reference")
     p.add_argument("--prompt", help="prompt given to the agent, recorded for reference")
     p.add_argument("--group", help="group this session belongs to")
-    p.add_argument("--label", type=_label, action="append", default=[], metavar="KEY=VALUE", help="repeatable")
+    p.add_argument("--label", type=types.label, action="append", default=[], metavar="KEY=VALUE", help="repeatable")
     json_flag(p)
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- ARGV...", help="the command to run")
 
     p = command("stop", "terminate a session's process group and record the stop")
     session_arg(p)
     p.add_argument("--force", action="store_true", help="send SIGKILL at once instead of SIGTERM")
-    p.add_argument("--grace", type=_duration, default=DEFAULT_GRACE, metavar="DURATION",
+    p.add_argument("--grace", type=types.duration, default=DEFAULT_GRACE, metavar="DURATION",
                    help=f"wait this long after SIGTERM before SIGKILL (default {format_duration(DEFAULT_GRACE)})")
     p.add_argument("--reason", help="why, in words; recorded with the stop")
     json_flag(p)
@@ -90,11 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="cli", help="who reports it (default: cli)")
 
     p = command("fuse", "set or cancel a session's fuse by hand")
-    fuse_commands = p.add_subparsers(dest="fuse_command", metavar="ACTION", parser_class=_Parser)
+    fuse_commands = p.add_subparsers(dest="fuse_command", metavar="ACTION", parser_class=Parser)
     fuse_commands.required = True
     fp = fuse_commands.add_parser("set", help="set (or replace) the fuse with a TTL")
     session_arg(fp)
-    fp.add_argument("--ttl", type=_duration, required=True, metavar="DURATION")
+    fp.add_argument("--ttl", type=types.duration, required=True, metavar="DURATION")
     fp = fuse_commands.add_parser("cancel", help="cancel the fuse")
     session_arg(fp)
     fp.add_argument("--reason", default="cancelled by hand")
@@ -105,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("list", "list sessions, newest first (default: not stopped)")
     p.add_argument("--all", action="store_true", help="include stopped sessions")
-    p.add_argument("--status", help="only sessions with this status (running, stopping, stopped)")
+    p.add_argument("--status", help="only sessions with this status (running, unwatched, stopping, stopped)")
     json_flag(p)
 
     p = command("status", "show one session")
@@ -122,12 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     json_flag(p)
 
     p = command("db", "manage the store")
-    db_commands = p.add_subparsers(dest="db_command", metavar="ACTION", parser_class=_Parser)
+    db_commands = p.add_subparsers(dest="db_command", metavar="ACTION", parser_class=Parser)
     db_commands.required = True
     db_commands.add_parser("upgrade", help="apply read-model schema migrations (first use does this too)")
     db_commands.add_parser("rebuild", help="drop the read models and replay the whole log into them")
     dp = db_commands.add_parser("info", help="where the store is and how far the read models are")
     json_flag(dp)
+
+    from agentledger.entrypoints import reconcile_commands
+
+    reconcile_commands.add_parsers(command)
     return parser
 
 
@@ -170,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     context = Context()
     try:
-        handler = _HANDLERS[args.command]
-        return handler(context, args) or 0
+        return args.handler(context, args) or 0
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -251,6 +237,7 @@ def cmd_launch(context: Context, args: argparse.Namespace) -> int:
         group=args.group,
         labels=dict(args.label),
         heartbeat_every=args.heartbeat_every,
+        timeout=args.timeout,
     )
     env = dict(os.environ, AGENTLEDGER_HOME=str(home_dir()), AGENTLEDGER_DB=store.location.url)
     answer = start_supervisor(spec, env, logs / f"{session_id}.supervisor.log")
@@ -353,7 +340,7 @@ def cmd_fuses(context: Context, args: argparse.Namespace) -> int:
 
     def state(r: Any) -> str:
         if r["state"] != "set":
-            return r["state"]
+            return r["state"]  # expired (lapse recorded by the reconciler), cancelled, replaced
         return "live" if r["expires_at"] > now else "lapsed"
     table(
         ["SESSION", "NAME", "STATE", "TTL", "EXPIRES", "EXTENDED", "SET BY", "SET"],
@@ -370,8 +357,8 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
     from agentledger.entrypoints.render import table, write_json_lines
     from agentledger.projections.queries import list_sessions, session_json
 
-    rows = list_sessions(context.fresh_db(), include_stopped=args.all, status=args.status)
     now = time.time()
+    rows = list_sessions(context.fresh_db(), include_stopped=args.all, status=args.status, now=now)
     if args.json:
         write_json_lines(session_json(r, now) for r in rows)
         return 0
@@ -383,12 +370,13 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
 
 
 def _list_row(r: Any, now: float) -> tuple[Any, ...]:
-    from agentledger.entrypoints.render import relative, shorten
-
     import orjson
 
+    from agentledger.entrypoints.render import relative, shorten
+    from agentledger.projections.queries import current_status
+
     return (
-        r["id"][:12], r["name"], r["adapter"], r["status"], r["pid"], relative(r["started_at"], now),
+        r["id"][:12], r["name"], r["adapter"], current_status(r, now), r["pid"], relative(r["started_at"], now),
         _fuse_text(r, now), _outcome_text(r), shorten(" ".join(orjson.loads(r["argv"])), 48),
     )
 
@@ -405,15 +393,17 @@ def _outcome_text(r: Any) -> str | None:
 def _fuse_text(r: Any, now: float) -> str:
     from agentledger.entrypoints.render import relative
 
+    expires = r["fuse_expires_at"]
+    if r["fuse_state"] == "expired":
+        return f"expired {relative(expires, now)}"
     if r["fuse_state"] != "set":
         return r["fuse_state"]
-    expires = r["fuse_expires_at"]
     return f"live, ends {relative(expires, now)}" if expires > now else f"lapsed {relative(expires, now)}"
 
 
 def cmd_status(context: Context, args: argparse.Namespace) -> int:
     from agentledger.entrypoints.render import key_values, relative, write_json
-    from agentledger.projections.queries import get_session, iso, session_json
+    from agentledger.projections.queries import current_status, get_session, iso, session_json
 
     row = get_session(context.store.db, context.resolve(args.session))
     now = time.time()
@@ -425,7 +415,7 @@ def cmd_status(context: Context, args: argparse.Namespace) -> int:
     pairs = [
         ("ID", row["id"]),
         ("Name", row["name"]),
-        ("Status", row["status"]),
+        ("Status", current_status(row, now)),
         ("Adapter", row["adapter"]),
         ("Command", " ".join(orjson.loads(row["argv"]))),
         ("Cwd", row["cwd"]),
@@ -433,6 +423,7 @@ def cmd_status(context: Context, args: argparse.Namespace) -> int:
         ("PID", row["pid"]),
         ("Started", f"{iso(row['started_at'])} ({relative(row['started_at'], now)})"),
         ("Fuse", _fuse_text(row, now)),
+        ("Timeout", f"{iso(row['timeout_at'])} ({relative(row['timeout_at'], now)})" if row["timeout_at"] else None),
         ("Last heartbeat", relative(row["last_heartbeat_at"], now) + f" ({row['heartbeat_count']} in all)"),
     ]
     if row["status"] == "stopped":

@@ -8,28 +8,18 @@ diagnostics go to stderr, which the launcher points at
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 import orjson
 
 
 def main(argv: list[str]) -> int:
-    spec_json, handshake_fd = argv[0], int(argv[1])
+    from agentledger.infrastructure.launcher import Handshake
+
+    spec_json, handshake = argv[0], Handshake(int(argv[1]))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s supervisor[%(process)d] %(levelname)s %(message)s"
     )
-
-    def report(message: dict) -> None:
-        nonlocal handshake_fd
-        if handshake_fd >= 0:
-            try:
-                os.write(handshake_fd, orjson.dumps(message) + b"\n")
-            except OSError:  # the launching CLI is gone; nothing waits for the answer
-                pass
-            os.close(handshake_fd)
-            handshake_fd = -1
-
     try:
         from agentledger.infrastructure.config import store_location
         from agentledger.infrastructure.store import open_store
@@ -37,10 +27,10 @@ def main(argv: list[str]) -> int:
 
         spec = LaunchSpec(**orjson.loads(spec_json))
         store = open_store(store_location())
-        return Supervisor(store.ledger, spec, report).run()
+        return Supervisor(store.ledger, spec, handshake.send).run()
     except Exception as error:
         logging.exception("supervisor failed")
-        report({"ok": False, "kind": "supervisor", "error": f"supervisor failed: {error}"})
+        handshake.send({"ok": False, "kind": "supervisor", "error": f"supervisor failed: {error}"})
         return 1
 
 

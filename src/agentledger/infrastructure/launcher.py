@@ -1,9 +1,11 @@
-"""Starting a supervisor from the CLI and waiting for its one-line answer.
+"""Starting a detached helper process (a supervisor, the daemon) and waiting for its one-line answer.
 
-The supervisor is a detached child (its own session, no terminal, stdin from
-/dev/null) that outlives the CLI. It answers on an inherited pipe once the
-launch is recorded, so ``launch`` returns at once yet never prints an id the
-log does not hold, and can report a missing binary as a usage error.
+The helper runs in its own session, with no terminal and stdin from
+/dev/null, and outlives the command that started it. It answers on an
+inherited pipe, whose descriptor is its last argument, once it is ready (a
+supervisor: the launch is recorded; the daemon: it holds its lock). So the
+starting command returns at once yet never reports something that did not
+happen, and can turn the helper's refusal into a clear error.
 """
 
 from __future__ import annotations
@@ -19,24 +21,30 @@ from typing import Any
 
 import orjson
 
+from agentledger.application.errors import LedgerError
 from agentledger.infrastructure.supervisor import LaunchSpec
 
-#: A supervisor that has not answered by then is reported as failed to start.
+#: A helper that has not answered by then is reported as failed to start.
 HANDSHAKE_TIMEOUT = 60.0
 
 
-class SupervisorStartError(Exception):
-    pass
+class HelperStartError(LedgerError):
+    """The helper did not come up; the message names its log."""
 
 
 def start_supervisor(spec: LaunchSpec, env: dict[str, str], supervisor_log: Path) -> dict[str, Any]:
     """Start the supervisor for ``spec`` and return its handshake message."""
+    argv = [sys.executable, "-m", "agentledger.entrypoints.supervise", orjson.dumps(asdict(spec)).decode()]
+    return start_detached(argv, env, supervisor_log, what="supervisor")
+
+
+def start_detached(argv: list[str], env: dict[str, str], log_path: Path, *, what: str) -> dict[str, Any]:
+    """Start ``argv`` + [handshake fd] detached, output appended to ``log_path``; return its answer."""
     read_fd, write_fd = os.pipe()
-    log_fd = os.open(supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         subprocess.Popen(
-            [sys.executable, "-m", "agentledger.entrypoints.supervise",
-             orjson.dumps(asdict(spec)).decode(), str(write_fd)],
+            [*argv, str(write_fd)],
             stdin=subprocess.DEVNULL,
             stdout=log_fd,
             stderr=log_fd,
@@ -49,23 +57,40 @@ def start_supervisor(spec: LaunchSpec, env: dict[str, str], supervisor_log: Path
         os.close(write_fd)
         os.close(log_fd)
     try:
-        return _read_handshake(read_fd, supervisor_log)
+        return _read_handshake(read_fd, log_path, what)
     finally:
         os.close(read_fd)
 
 
-def _read_handshake(fd: int, supervisor_log: Path) -> dict[str, Any]:
+class Handshake:
+    """The helper's side: send one JSON line to whoever started it, once."""
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.write(self._fd, orjson.dumps(message) + b"\n")
+        except OSError:  # the starting command is gone; nothing waits for the answer
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+
+def _read_handshake(fd: int, log_path: Path, what: str) -> dict[str, Any]:
     buffer = b""
     deadline = time.monotonic() + HANDSHAKE_TIMEOUT
     while b"\n" not in buffer:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise SupervisorStartError(f"the supervisor did not answer within {HANDSHAKE_TIMEOUT:.0f}s; see {supervisor_log}")
+            raise HelperStartError(f"the {what} did not answer within {HANDSHAKE_TIMEOUT:.0f}s; see {log_path}")
         ready, _, _ = select.select([fd], [], [], remaining)
         if not ready:
             continue
         chunk = os.read(fd, 4096)
         if not chunk:
-            raise SupervisorStartError(f"the supervisor exited before answering; see {supervisor_log}")
+            raise HelperStartError(f"the {what} exited before answering; see {log_path}")
         buffer += chunk
     return orjson.loads(buffer.split(b"\n", 1)[0])

@@ -25,7 +25,7 @@ from agentledger.application.errors import StoreError
 from agentledger.infrastructure.config import StoreLocation
 
 #: The Alembic revision this code expects; ``tests/test_store.py`` checks it is the head.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 BUSY_TIMEOUT_SECONDS = 30.0
 
 
@@ -53,6 +53,14 @@ class Store:
             (session_id_hex,),
         )
         return dict(rows.fetchall())
+
+    def event_position(self, session_id_hex: str, version: int) -> int | None:
+        """Log position of one of a session's events."""
+        row = self.db.execute(
+            "SELECT rowid FROM stored_events WHERE originator_id = ? AND originator_version = ?",
+            (session_id_hex, version),
+        ).fetchone()
+        return row[0] if row else None
 
     def close(self) -> None:
         if self._ledger is not None:

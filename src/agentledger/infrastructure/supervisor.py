@@ -10,14 +10,17 @@ Life of a supervisor:
 2. append ``Launched`` + ``FuseSet`` (or ``Launched`` + ``Stopped(spawn-failed)``)
    and tell the waiting CLI through the handshake pipe;
 3. every TTL/3 (or ``--heartbeat-every``) append a ``Heartbeat`` extending the fuse, so one late beat never
-   lets a live fuse lapse (re-arming it if the machine slept past its expiry);
-4. the moment the process ends (pidfd), append ``FuseCancelled`` + ``Stopped``
-   with the exit code or signal, then exit.
+   lets a live fuse lapse (and re-arming it if the machine slept past its expiry);
+4. with ``--timeout``: when it passes, append ``StopRequested(cause=timeout)`` and
+   SIGTERM the process group, then SIGKILL after the termination grace;
+5. the moment the process ends (pidfd), append ``FuseCancelled`` + ``Stopped``
+   with the exit code or signal (reason ``timeout`` after step 4), then exit.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -28,10 +31,12 @@ from uuid import UUID
 
 from agentledger.application.clock import utc_now
 from agentledger.application.errors import LedgerError
+from agentledger.domain.durations import format_duration
 from agentledger.domain.errors import SessionAlreadyStopped
 from agentledger.domain.exits import ObservedExit, reason_for_exit
+from agentledger.domain.reconciliation import DEFAULT_TERMINATION_GRACE
 from agentledger.domain.session import Session
-from agentledger.domain.vocabulary import Component, FuseState, StopReason
+from agentledger.domain.vocabulary import Component, SessionStatus, StopCause, StopReason
 from agentledger.infrastructure.host import actor, boot_id, host_name
 from agentledger.infrastructure.processes import ExitWatcher, identity_of, signal_group, signal_name
 
@@ -58,6 +63,8 @@ class LaunchSpec:
     group: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     heartbeat_every: float | None = None  # default TTL/3
+    timeout: float | None = None  # master timeout, seconds from launch
+    termination_grace: float = DEFAULT_TERMINATION_GRACE  # after the timeout's SIGTERM, before SIGKILL
 
     @property
     def heartbeat_interval(self) -> float:
@@ -78,6 +85,7 @@ class LaunchSpec:
             "log_path": self.log_path,
             "launched_by": self.launched_by,
             "supervisor_pid": os.getpid(),
+            "timeout": self.timeout,
         }
 
 
@@ -175,32 +183,66 @@ class Supervisor:
     # -- watch -----------------------------------------------------------------
 
     def _watch(self, watcher: ExitWatcher) -> int:
+        """Heartbeat, and enforce the timeout, until the process ends; return its status."""
         interval = self.spec.heartbeat_interval
-        next_beat = time.monotonic() + interval
+        started = time.monotonic()
+        next_beat = started + interval
+        timeout_at = started + self.spec.timeout if self.spec.timeout else math.inf
+        kill_at = math.inf
         while True:
-            returncode = watcher.wait(next_beat - time.monotonic())
+            returncode = watcher.wait(min(next_beat, timeout_at, kill_at) - time.monotonic())
             if returncode is not None:
                 return returncode
-            if not self.stopped_elsewhere:
-                self._heartbeat()
-            next_beat = max(next_beat + interval, time.monotonic() + interval / 2)
+            now = time.monotonic()
+            if now >= timeout_at:
+                timeout_at = math.inf
+                if self._terminate_for_timeout(signal.SIGTERM):
+                    kill_at = now + self.spec.termination_grace
+            elif now >= kill_at:
+                kill_at = math.inf
+                self._terminate_for_timeout(signal.SIGKILL)
+            if now >= next_beat:
+                if not self.stopped_elsewhere:
+                    self._heartbeat()
+                next_beat = max(next_beat + interval, time.monotonic() + interval / 2)
 
     def _heartbeat(self) -> None:
-        ttl = self.spec.fuse_ttl
-
-        def beat(session: Session) -> None:
-            now = utc_now()
-            if session.fuse_state == FuseState.SET.value and not session.fuse_is_live(now):
-                session.set_fuse(ttl=ttl, set_by=Component.SUPERVISOR.value, now=now)
-            session.heartbeat(source=Component.SUPERVISOR.value, now=now)
-
         try:
-            self.ledger.change(self.session_id, beat)
+            self.ledger.change(self.session_id, lambda s: s.heartbeat(source=Component.SUPERVISOR.value, now=utc_now()))
         except SessionAlreadyStopped:
             log.warning("session was stopped by another component; supervising without heartbeats")
             self.stopped_elsewhere = True
         except LedgerError as error:  # the next beat will try again
             log.warning("heartbeat not recorded: %s", error)
+
+    def _terminate_for_timeout(self, signum: int) -> bool:
+        """Record the timeout's stop request and signal the group; False if a user's stop came first."""
+        assert self.process is not None and self.spec.timeout is not None
+        name = signal_name(signum)
+
+        def request(session: Session) -> bool:
+            requests = session.stop_requests
+            if session.status == SessionStatus.STOPPING.value and requests[-1].get("cause") != StopCause.TIMEOUT:
+                return False
+            session.request_stop(
+                requested_by=Component.SUPERVISOR.value,
+                signal=name,
+                grace=self.spec.termination_grace if signum != signal.SIGKILL else 0.0,
+                note=f"timeout {format_duration(self.spec.timeout)} passed",
+                cause=StopCause.TIMEOUT,
+            )
+            return True
+
+        try:
+            if not self.ledger.change(self.session_id, request):
+                return False
+        except SessionAlreadyStopped:
+            return False
+        except LedgerError as error:  # a timeout is a promise: keep it even if the log is unwritable
+            log.error("timeout stop request not recorded (%s); signalling anyway", error)
+        log.info("timeout passed: %s to the process group", name)
+        signal_group(self.process.pid, signum)
+        return True
 
     # -- end -------------------------------------------------------------------
 
@@ -211,7 +253,7 @@ class Supervisor:
             now = utc_now()
             requests = session.stop_requests
             session.record_stop(
-                reason=reason_for_exit(observed, stop_was_requested=bool(requests)),
+                reason=reason_for_exit(observed, stop_cause=requests[-1].get("cause", "user") if requests else None),
                 decided_by=decided_by,
                 exit_code=observed.exit_code,
                 signal=observed.signal_name,

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from agentledger.domain.durations import format_duration
+from agentledger.domain.durations import format_clock, format_duration
 
 _ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 
@@ -36,9 +36,9 @@ def summarise(kind: str, f: dict[str, Any]) -> str:
         where = f"pid {f['pid']}" if f["pid"] is not None else "not started"
         return f"{' '.join(f['argv'])} ({where}, {f['adapter']}, {f['host']})"
     if kind == "FuseSet":
-        return f"ttl {format_duration(f['ttl'])}, expires {_clock(f['expires_at'])}, by {f['set_by']}"
+        return f"ttl {format_duration(f['ttl'])}, expires {format_clock(f['expires_at'])}, by {f['set_by']}"
     if kind == "Heartbeat":
-        extended = f"fuse to {_clock(f['fuse_expires_at'])}" if f["fuse_expires_at"] else "no live fuse"
+        extended = f"fuse to {format_clock(f['fuse_expires_at'])}" if f["fuse_expires_at"] else "no live fuse"
         return f"from {f['source']}, {extended}"
     if kind == "FuseCancelled":
         return f"by {f['by']}: {f['reason']}"
@@ -48,8 +48,3 @@ def summarise(kind: str, f: dict[str, Any]) -> str:
         status = f"exit code {f['exit_code']}" if f["exit_code"] is not None else (f["signal"] or "exit status unknown")
         return f"{f['reason']}, {status}, by {f['decided_by'].get('component')}"
     return ""
-
-
-def _clock(at: datetime) -> str:
-    """Time of day to the millisecond, UTC: enough to line events up by eye."""
-    return at.strftime("%H:%M:%S.%f")[:-3]

@@ -14,7 +14,9 @@ from typing import Any
 import orjson
 
 from agentledger.application.errors import AmbiguousSessionId, SessionNotFound, UsageError
-from agentledger.domain.vocabulary import SessionStatus
+from agentledger.domain.liveness import ProcessIdentity
+from agentledger.domain.reconciliation import SessionFacts, StopRequestFacts
+from agentledger.domain.vocabulary import FuseState, SessionStatus
 
 _HEX = set(string.hexdigits)
 _LISTED_CANDIDATES = 10
@@ -38,16 +40,37 @@ def resolve_session_id(db: sqlite3.Connection, text: str) -> str:
     return rows[0]["id"]
 
 
-def list_sessions(db: sqlite3.Connection, *, include_stopped: bool, status: str | None) -> list[sqlite3.Row]:
+#: Running or unwatched is a matter of time (is the fuse live *now*?), so both
+#: are derived at query time from the recorded status and the fuse.
+_WATCHED = "(fuse_state = 'set' AND fuse_expires_at > :now)"
+_STATUS_WHERE = {
+    SessionStatus.RUNNING: f"status IN ('running', 'unwatched') AND {_WATCHED}",
+    SessionStatus.UNWATCHED: f"status IN ('running', 'unwatched') AND NOT {_WATCHED}",
+    SessionStatus.STOPPING: "status = 'stopping'",
+    SessionStatus.STOPPED: "status = 'stopped'",
+}
+
+
+def current_status(row: sqlite3.Row, now: float) -> str:
+    """``running`` while a fuse is live, ``unwatched`` once none is; else as recorded."""
+    if row["status"] in (SessionStatus.RUNNING.value, SessionStatus.UNWATCHED.value):
+        live = row["fuse_state"] == FuseState.SET.value and (row["fuse_expires_at"] or 0) > now
+        return SessionStatus.RUNNING.value if live else SessionStatus.UNWATCHED.value
+    return row["status"]
+
+
+def list_sessions(
+    db: sqlite3.Connection, *, include_stopped: bool, status: str | None, now: float
+) -> list[sqlite3.Row]:
     """Sessions newest first: not-stopped ones by default, all with ``include_stopped``."""
     if status is not None:
         try:
-            SessionStatus(status)
+            where = _STATUS_WHERE[SessionStatus(status)]
         except ValueError:
             known = ", ".join(s.value for s in SessionStatus)
             raise UsageError(f"unknown status {status!r} (one of: {known})") from None
         return db.execute(
-            "SELECT * FROM sessions WHERE status = ? ORDER BY started_at DESC", (status,)
+            f"SELECT * FROM sessions WHERE {where} ORDER BY started_at DESC", {"now": now}
         ).fetchall()
     if include_stopped:
         return db.execute("SELECT * FROM sessions ORDER BY started_at DESC").fetchall()
@@ -64,9 +87,48 @@ def get_session(db: sqlite3.Connection, session_id: str) -> sqlite3.Row:
     return row
 
 
+def not_stopped_on_host(db: sqlite3.Connection, host: str) -> list[sqlite3.Row]:
+    """The sessions a reconciler on ``host`` looks after."""
+    return db.execute(
+        "SELECT * FROM sessions WHERE host = ? AND status != ?", (host, SessionStatus.STOPPED.value)
+    ).fetchall()
+
+
+def session_facts(row: sqlite3.Row) -> SessionFacts:
+    """What the reconciler's rule needs of a session, as the projection shows it."""
+    return SessionFacts(
+        session_id=row["id"],
+        status=row["status"],
+        identity=ProcessIdentity(
+            pid=row["pid"],
+            start_time=row["pid_start_time"],
+            boot_time=row["boot_time"],
+            host=row["host"],
+            boot_id=row["boot_id"],
+        ),
+        fuse_state=row["fuse_state"],
+        fuse_ttl=row["fuse_ttl"],
+        fuse_expires_at=_datetime(row["fuse_expires_at"]),
+        last_heartbeat_at=_datetime(row["last_heartbeat_at"]),
+        deadline=_datetime(row["timeout_at"]),
+        last_stop_request=None if row["stop_request_signal"] is None else StopRequestFacts(
+            cause=row["stop_request_cause"],
+            signal=row["stop_request_signal"],
+            grace=row["stop_request_grace"],
+            at=_datetime(row["stop_requested_at"]),
+        ),
+        version=row["version"],
+        position=row["position"],
+    )
+
+
+def _datetime(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
+
+
 def list_fuses(db: sqlite3.Connection, *, include_ended: bool) -> list[sqlite3.Row]:
-    """Fuses still set (live or lapsed), or every fuse ever set with ``include_ended``."""
-    where = "" if include_ended else "WHERE f.state = 'set'"
+    """Fuses set, live or lapsed (also once the lapse is recorded), or every fuse with ``include_ended``."""
+    where = "" if include_ended else "WHERE f.state IN ('set', 'expired')"
     return db.execute(
         "SELECT f.*, s.name AS session_name, s.status AS session_status FROM fuses f"
         f" JOIN sessions s ON s.id = f.session_id {where} ORDER BY f.set_at DESC"
@@ -74,9 +136,8 @@ def list_fuses(db: sqlite3.Connection, *, include_ended: bool) -> list[sqlite3.R
 
 
 def iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
+    at = _datetime(epoch)
+    return None if at is None else at.isoformat()
 
 
 def session_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
@@ -91,13 +152,14 @@ def session_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
         "id": row["id"],
         "name": row["name"],
         "adapter": row["adapter"],
-        "status": row["status"],
+        "status": current_status(row, now),
         "argv": orjson.Fragment(row["argv"]),
         "cwd": row["cwd"],
         "host": row["host"],
         "boot_id": row["boot_id"],
         "pid": row["pid"],
         "pid_start_time": row["pid_start_time"],
+        "boot_time": row["boot_time"],
         "supervisor_pid": row["supervisor_pid"],
         "model": row["model"],
         "prompt": row["prompt"],
@@ -106,6 +168,7 @@ def session_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
         "log_path": row["log_path"],
         "launched_by": row["launched_by"],
         "started_at": iso(row["started_at"]),
+        "timeout_at": iso(row["timeout_at"]),
         "stop_requested_at": iso(row["stop_requested_at"]),
         "stopped_at": iso(row["stopped_at"]),
         "stop_reason": row["stop_reason"],

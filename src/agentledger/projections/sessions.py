@@ -32,11 +32,12 @@ class SessionsProjection:
 
     @process.register
     def _launched(self, event: Session.Launched, position: int) -> None:
+        started_at = event.timestamp.timestamp()
         self.cursor.execute(
             "INSERT INTO sessions (id, name, adapter, status, argv, cwd, host, boot_id, pid,"
-            " pid_start_time, supervisor_pid, model, prompt, group_name, labels, log_path,"
-            " launched_by, started_at, fuse_state, heartbeat_count, version, position)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,?,?)",
+            " pid_start_time, boot_time, supervisor_pid, model, prompt, group_name, labels, log_path,"
+            " launched_by, started_at, timeout_at, fuse_state, heartbeat_count, version, position)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,?,?)",
             (
                 event.originator_id.hex,
                 event.name,
@@ -48,6 +49,7 @@ class SessionsProjection:
                 event.boot_id,
                 event.pid,
                 event.pid_start_time,
+                event.boot_time,
                 event.supervisor_pid,
                 event.model,
                 event.prompt,
@@ -55,7 +57,8 @@ class SessionsProjection:
                 orjson.dumps(event.labels).decode(),
                 event.log_path,
                 event.launched_by,
-                event.timestamp.timestamp(),
+                started_at,
+                started_at + event.timeout if event.timeout else None,
                 FuseState.NONE.value,
                 event.originator_version,
                 position,
@@ -76,13 +79,8 @@ class SessionsProjection:
             " extensions, state) VALUES (?,?,?,?,?,?,0,'set')",
             (sid, event.originator_version, at, event.set_by, event.ttl, event.expires_at.timestamp()),
         )
-        self._update(
-            event,
-            position,
-            fuse_state=FuseState.SET.value,
-            fuse_ttl=event.ttl,
-            fuse_expires_at=event.expires_at.timestamp(),
-        )
+        self._update(event, position, fuse_ttl=event.ttl)
+        self._arm(sid, event.expires_at.timestamp())
 
     @process.register
     def _heartbeat(self, event: Session.Heartbeat, position: int) -> None:
@@ -93,19 +91,39 @@ class SessionsProjection:
             return
         expires = event.fuse_expires_at.timestamp()
         self.cursor.execute(
-            "UPDATE fuses SET expires_at = ?, extensions = extensions + 1"
-            " WHERE session_id = ? AND state = 'set'",
+            "UPDATE fuses SET expires_at = ?, extensions = extensions + 1, state = 'set', ended_at = NULL,"
+            " ended_by = NULL WHERE session_id = ? AND state IN ('set', 'expired')",
             (expires, sid),
         )
-        self._update(
-            event, position, last_heartbeat_at=at, heartbeat_count=("+", 1), fuse_expires_at=expires
+        self._update(event, position, last_heartbeat_at=at, heartbeat_count=("+", 1))
+        self._arm(sid, expires)
+
+    def _arm(self, sid: str, expires_at: float) -> None:
+        """A fuse set or extended: live until ``expires_at``; an unwatched session is watched again."""
+        self.cursor.execute(
+            "UPDATE sessions SET fuse_state = ?, fuse_expires_at = ?,"
+            " status = CASE WHEN status = ? THEN ? ELSE status END WHERE id = ?",
+            (FuseState.SET.value, expires_at, SessionStatus.UNWATCHED.value, SessionStatus.RUNNING.value, sid),
+        )
+
+    @process.register
+    def _fuse_expired(self, event: Session.FuseExpired, position: int) -> None:
+        sid = event.originator_id.hex
+        self.cursor.execute(
+            "UPDATE fuses SET state = 'expired', ended_at = ?, ended_by = ? WHERE session_id = ? AND state = 'set'",
+            (event.expired_at.timestamp(), event.decided_by.get("component"), sid),
+        )
+        self._update(event, position, fuse_state=FuseState.EXPIRED.value)
+        self.cursor.execute(
+            "UPDATE sessions SET status = ? WHERE id = ? AND status = ?",
+            (SessionStatus.UNWATCHED.value, sid, SessionStatus.RUNNING.value),
         )
 
     @process.register
     def _fuse_cancelled(self, event: Session.FuseCancelled, position: int) -> None:
         self.cursor.execute(
             "UPDATE fuses SET state = 'cancelled', ended_at = ?, ended_by = ?"
-            " WHERE session_id = ? AND state = 'set'",
+            " WHERE session_id = ? AND state IN ('set', 'expired')",
             (event.timestamp.timestamp(), event.by, event.originator_id.hex),
         )
         self._update(event, position, fuse_state=FuseState.CANCELLED.value)
@@ -117,6 +135,9 @@ class SessionsProjection:
             position,
             status=SessionStatus.STOPPING.value,
             stop_requested_at=event.timestamp.timestamp(),
+            stop_request_cause=event.cause,
+            stop_request_signal=event.signal,
+            stop_request_grace=event.grace,
         )
 
     @process.register

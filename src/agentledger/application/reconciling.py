@@ -1,0 +1,314 @@
+"""One reconcile pass: judge every session of this host, append only what the rule decides.
+
+1. Catch the read models up and read this host's sessions that are not stopped.
+2. Judge each on the projection: a live fuse keeps it without looking further;
+   otherwise its PID is probed and :func:`~agentledger.domain.reconciliation.decide`
+   applied.
+3. Screen the stops through the mass-stop guard (:mod:`agentledger.domain.stop_guard`).
+4. For each session with something to append: load the aggregate, probe the
+   PID *after* loading it, apply the same rule to the aggregate's own state,
+   and save. The save is a compare-and-set on the version just loaded: if
+   anything was appended since (a heartbeat, a fuse, a supervisor's stop) it
+   fails, and the session is loaded and judged again from the new state. So a
+   decision made on stale state never lands, however many reconcilers run.
+
+The pass appends nothing with ``dry_run``, and stops between two sessions
+(never between a decision and its append) once ``stopping`` is set.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from agentledger.application.clock import utc_now
+from agentledger.application.errors import LedgerError, StoreError
+from agentledger.domain.liveness import Liveness
+from agentledger.domain.reconciliation import (
+    DEFAULT_POLICY,
+    Action,
+    Decision,
+    ReconcilePolicy,
+    SessionFacts,
+    decide,
+)
+from agentledger.domain.session import Session
+from agentledger.domain.stop_guard import Screened, StopGuard, guard_id, screen_stops
+from agentledger.domain.vocabulary import Component, StopCause
+from agentledger.infrastructure import processes
+from agentledger.infrastructure.host import actor, boot_id, host_name
+from agentledger.projections.catchup import catch_up
+from agentledger.projections.queries import not_stopped_on_host, session_facts
+
+#: Re-judging a session that keeps changing under the reconciler: give up for this pass after this many.
+MAX_ATTEMPTS = 20
+
+
+class Outcome:
+    """What became of one session in a pass."""
+
+    KEPT = "kept"
+    STOPPED = "stopped"
+    FUSE_EXPIRED = "fuse-expired"
+    TERMINATING = "terminating"
+    HELD = "held"  # a stop held back by the mass-stop guard
+    WOULD = "would"  # --dry-run: what would have been appended
+    NOT_REACHED = "not-reached"  # the pass was told to stop first
+
+    DONE = {Action.STOP: STOPPED, Action.EXPIRE_FUSE: FUSE_EXPIRED, Action.TERMINATE: TERMINATING}
+
+
+@dataclass(frozen=True)
+class Judged:
+    decision: Decision
+    outcome: str
+    attempts: int = 1  # > 1: the session changed under the reconciler and was judged again
+
+    def as_json(self) -> dict[str, Any]:
+        d = self.decision
+        return {
+            "session_id": d.session_id,
+            "outcome": self.outcome,
+            "action": d.action.value,
+            "reason": d.reason.value if d.reason else None,
+            "signal": d.signal,
+            "certain": d.certain,
+            "why": d.why,
+            "attempts": self.attempts,
+            "evidence": d.evidence,
+        }
+
+
+@dataclass
+class PassReport:
+    host: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    dry_run: bool = False
+    judged: list[Judged] = field(default_factory=list)
+    guard: dict[str, Any] | None = None  # set when the mass-stop guard tripped or released
+    next_due: datetime | None = None  # when a fuse, timeout or grace period runs out next
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(j.outcome for j in self.judged))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "dry_run": self.dry_run,
+            "sessions": len(self.judged),
+            "counts": self.counts,
+            "guard": self.guard,
+            "next_due": self.next_due,
+            "decisions": [j.as_json() for j in self.judged],
+        }
+
+
+class ObserverBroken(LedgerError):
+    """The PID probe cannot see the reconciler's own process: its answers mean nothing."""
+
+
+class Reconciler:
+    """Runs reconcile passes over one store for this host; keep one per process (it caches pidfds)."""
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        policy: ReconcilePolicy = DEFAULT_POLICY,
+        clock: Callable[[], datetime] = utc_now,
+        before_append: Callable[[UUID, Decision], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.clock = clock
+        self.before_append = before_append  # a seam: runs between a decision and its append
+        self.stopping = threading.Event()
+        self.host = host_name()
+        self.decided_by = actor(Component.RECONCILER.value)
+        self.watch = processes.ProcessWatch()
+        self._self_identity = processes.identity_of(self.decided_by["pid"])
+
+    def close(self) -> None:
+        self.watch.close()
+
+    def run_pass(self, *, dry_run: bool = False, confirm: bool = False) -> PassReport:
+        report = PassReport(host=self.host, started_at=self.clock(), dry_run=dry_run)
+        self._check_observer()
+        catch_up(self.store)
+        rows = not_stopped_on_host(self.store.db, self.host)
+        now = self.clock()
+        self.watch.start_pass()
+        facts = [session_facts(row) for row in rows]
+        first_looks = [decide(f, None if f.fuse_live(now) else self.watch.probe(f.identity), now, self.policy)
+                       for f in facts]
+        self.watch.finish_pass()
+        report.next_due = _next_due(facts, now)
+
+        guard = self._guard()
+        screened = screen_stops(
+            [d for d in first_looks if d.action is Action.STOP],
+            not_stopped=len(rows),
+            policy=self.policy,
+            previously_held=guard.holding if guard else frozenset(),
+            confirm=confirm,
+        )
+        held = {d.session_id for d in screened.held}
+        confirmation = _confirmation(guard, screened, confirm)
+        for decision in first_looks:
+            if decision.session_id in held:
+                report.judged.append(Judged(decision, Outcome.HELD))
+            elif not decision.appends:
+                report.judged.append(Judged(decision, Outcome.KEPT))
+            elif self.stopping.is_set():
+                report.judged.append(Judged(decision, Outcome.NOT_REACHED))
+            else:
+                report.judged.append(self._act(
+                    UUID(decision.session_id), dry_run=dry_run, guard_note=confirmation.get(decision.session_id)
+                ))
+        if not dry_run:
+            report.guard = self._record_guard(guard, screened, confirm)
+        elif screened.held:
+            report.guard = {"tripped": True, "held": sorted(held), "would_stop": screened.would_stop,
+                            "limit": screened.limit, "recorded": False}
+        report.finished_at = self.clock()
+        return report
+
+    # -- one session -------------------------------------------------------------
+
+    def _act(self, session_id: UUID, *, dry_run: bool, guard_note: dict[str, Any] | None) -> Judged:
+        """Load, probe after loading, decide, compare-and-set; on a lost race, judge again."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            session = self.store.ledger.session(session_id)
+            now = self.clock()
+            facts = SessionFacts.of_session(session, self.store.event_position(session_id.hex, session.version))
+            probe = None if facts.fuse_live(now) else processes.probe(session.identity)
+            decision = decide(facts, probe, now, self.policy)
+            if not decision.appends:
+                return Judged(decision, Outcome.KEPT, attempt)
+            if dry_run:
+                return Judged(decision, Outcome.WOULD, attempt)
+            if guard_note and decision.action is Action.STOP:
+                decision.evidence["mass_stop_guard"] = guard_note
+            self._apply(session, decision, now)
+            if self.before_append is not None:
+                self.before_append(session_id, decision)
+            try:
+                self.store.ledger.save_retrying(session)
+            except IntegrityError:
+                continue  # something was appended since this version: judge the new state
+            if decision.action is Action.TERMINATE:
+                self._signal(session, decision.signal)
+            return Judged(decision, Outcome.DONE[decision.action], attempt)
+        raise StoreError(f"session {session_id.hex[:12]} kept changing; gave up after {MAX_ATTEMPTS} judgements")
+
+    def _apply(self, session: Session, decision: Decision, now: datetime) -> None:
+        assert decision.evidence is not None
+        if decision.action is Action.STOP:
+            assert decision.reason is not None
+            session.record_stop(
+                reason=decision.reason, decided_by=self.decided_by, evidence=decision.evidence, note=decision.why
+            )
+        elif decision.action is Action.EXPIRE_FUSE:
+            session.record_fuse_expired(decided_by=self.decided_by, evidence=decision.evidence, now=now)
+        else:
+            session.request_stop(
+                requested_by=Component.RECONCILER.value,
+                signal=decision.signal,
+                grace=self.policy.termination_grace if decision.signal != "SIGKILL" else 0.0,
+                note=decision.why,
+                cause=StopCause.TIMEOUT,
+            )
+
+    @staticmethod
+    def _signal(session: Session, name: str | None) -> None:
+        # The probe that judged the process alive was taken after loading, moments ago.
+        assert session.pid is not None and name is not None
+        processes.signal_group(session.pid, signal.Signals[name])
+
+    # -- the observer and the guard --------------------------------------------
+
+    def _check_observer(self) -> None:
+        seen = processes.probe(self._self_identity)
+        if seen.liveness is not Liveness.ALIVE:
+            raise ObserverBroken(
+                f"the process probe cannot see this reconciler itself (pid {seen.pid}: {seen.liveness.value}"
+                f"{', ' + seen.error if seen.error else ''}); judging nothing until it can"
+            )
+
+    def _guard(self) -> StopGuard | None:
+        return load_guard(self.store.ledger, self.host)
+
+    def _record_guard(self, guard: StopGuard | None, screened: Screened, confirm: bool) -> dict[str, Any] | None:
+        """Record a trip or a release of the guard; another reconciler racing on it just wins."""
+        held = sorted(d.session_id for d in screened.held)
+        released = guard is not None and bool(guard.held) and guard.held != held
+        if not held and not released:
+            return None
+        guard = guard or StopGuard(host=self.host)
+        summary: dict[str, Any] = {}
+        if released:
+            how = "confirmed by hand" if confirm else "next pass"
+            guard.release(how=how, confirmed=screened.confirmed, cleared=screened.cleared, decided_by=self.decided_by)
+            summary["released"] = {"how": how, "confirmed": screened.confirmed, "cleared": screened.cleared}
+        if held:
+            guard.trip(
+                boot_id=boot_id(),
+                not_stopped=screened.not_stopped,
+                would_stop=screened.would_stop,
+                limit=screened.limit,
+                held=held,
+                decided_by=self.decided_by,
+                policy_version=self.policy.version,
+            )
+            summary.update(tripped=True, held=held, would_stop=screened.would_stop, limit=screened.limit)
+        try:
+            self.store.ledger.save_retrying(guard)
+        except IntegrityError:
+            summary["recorded"] = False
+        else:
+            summary["recorded"] = True
+        return summary
+
+
+def load_guard(ledger: Any, host: str) -> StopGuard | None:
+    """The mass-stop guard of ``host``, or None if it never tripped there."""
+    try:
+        return ledger.repository.get(guard_id(host))
+    except AggregateNotFoundError:
+        return None
+
+
+def _confirmation(guard: StopGuard | None, screened: Screened, confirm: bool) -> dict[str, dict[str, Any]]:
+    """The note a confirmed stop carries in its evidence: held since when, confirmed how."""
+    if guard is None or not guard.held:
+        return {}
+    note = {"held_since": guard.tripped_at, "confirmed": "by hand" if confirm else "next pass"}
+    return {sid: note for sid in screened.confirmed}
+
+
+def _next_due(facts: list[SessionFacts], now: datetime) -> datetime | None:
+    """The next moment a session's judgement can change with no new event: a fuse or timeout running out."""
+    due = []
+    for f in facts:
+        if f.fuse_live(now):
+            due.append(f.fuse_expires_at)
+        if f.deadline is not None and f.deadline > now:
+            due.append(f.deadline)
+        request = f.last_stop_request
+        if request is not None and request.cause == StopCause.TIMEOUT and request.signal != "SIGKILL":
+            due.append(request.at + timedelta(seconds=request.grace))
+    upcoming = [d for d in due if d is not None and d > now]
+    return min(upcoming) if upcoming else None

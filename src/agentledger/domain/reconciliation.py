@@ -1,0 +1,229 @@
+"""The reconciler's rule: keep, record a lapsed fuse, terminate for a timeout, or stop.
+
+One pure function, :func:`decide`, of what the log says about a session
+(:class:`SessionFacts`, from the projection or from the aggregate itself), a
+PID probe, the time and the policy. The reconciler calls it twice per
+session (on the projection, then on the freshly loaded aggregate, before its
+compare-and-set append), and replay calls it again on recorded history, so
+all three agree by construction.
+
+The rule, in one line: **a session is stopped only when no fuse is live and
+its PID is dead.** A live fuse means someone (normally the supervisor, which
+will record the exact exit) is watching; a live PID means the session runs,
+whatever any other signal says. ``docs/reconciler.md`` has the truth table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from agentledger.domain.durations import format_clock, format_duration
+from agentledger.domain.liveness import Liveness, PidProbe, ProcessIdentity
+from agentledger.domain.vocabulary import FuseState, SessionStatus, StopCause, StopReason
+
+if TYPE_CHECKING:
+    from agentledger.domain.session import Session
+
+#: Recorded with every decision; bump it when the rule changes, so replay can tell.
+POLICY_VERSION = "1"
+#: Ending a session for its timeout: SIGTERM, then SIGKILL this many seconds later.
+DEFAULT_TERMINATION_GRACE = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcilePolicy:
+    #: When enforcing a timeout: SIGTERM, then SIGKILL once this many seconds pass.
+    termination_grace: float = DEFAULT_TERMINATION_GRACE
+    #: Mass-stop guard: hold uncertain stops when one pass would stop more than
+    #: this share of the host's not-stopped sessions *and* more than ``mass_stop_min``.
+    mass_stop_share: float = 0.5
+    mass_stop_min: int = 5
+    version: str = POLICY_VERSION
+
+
+DEFAULT_POLICY = ReconcilePolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class StopRequestFacts:
+    cause: str  # a StopCause
+    signal: str
+    grace: float
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFacts:
+    """What the rule looks at, as of one version of the session."""
+
+    session_id: str
+    status: str
+    identity: ProcessIdentity
+    fuse_state: str
+    fuse_ttl: float | None
+    fuse_expires_at: datetime | None
+    last_heartbeat_at: datetime | None
+    deadline: datetime | None  # master timeout, if any
+    last_stop_request: StopRequestFacts | None
+    version: int
+    position: int | None  # log position of the event that made ``version``
+
+    def fuse_live(self, now: datetime) -> bool:
+        return (
+            self.fuse_state == FuseState.SET.value
+            and self.fuse_expires_at is not None
+            and self.fuse_expires_at > now
+        )
+
+    @classmethod
+    def of_session(cls, session: Session, position: int | None) -> SessionFacts:
+        request = session.stop_requests[-1] if session.stop_requests else None
+        return cls(
+            session_id=session.id.hex,
+            status=session.status,
+            identity=session.identity,
+            fuse_state=session.fuse_state,
+            fuse_ttl=session.fuse_ttl,
+            fuse_expires_at=session.fuse_expires_at,
+            last_heartbeat_at=session.last_heartbeat_at,
+            deadline=session.deadline,
+            last_stop_request=None if request is None else StopRequestFacts(
+                cause=request.get("cause", StopCause.USER.value),
+                signal=request["signal"],
+                grace=request["grace"],
+                at=request.get("at") or session.modified_on,
+            ),
+            version=session.version,
+            position=position,
+        )
+
+
+class Action(StrEnum):
+    KEEP = "keep"
+    EXPIRE_FUSE = "expire-fuse"  # append FuseExpired: the fuse lapsed while the process lives
+    TERMINATE = "terminate"  # timeout passed, process alive: StopRequested(timeout) + signal its group
+    STOP = "stop"  # append Stopped: no live fuse, dead PID
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    session_id: str
+    action: Action
+    why: str  # one line for people
+    reason: StopReason | None = None  # with STOP
+    signal: str | None = None  # with TERMINATE
+    certain: bool = False  # with STOP: evidence no glitch of the observer can produce
+    evidence: dict[str, Any] | None = None  # with every action but KEEP: recorded in the event
+
+    @property
+    def appends(self) -> bool:
+        return self.action is not Action.KEEP
+
+
+def decide(
+    facts: SessionFacts, probe: PidProbe | None, now: datetime, policy: ReconcilePolicy = DEFAULT_POLICY
+) -> Decision:
+    """Keep, expire the fuse, terminate for a timeout, or stop ``facts``'s session.
+
+    ``probe`` may be None only while the fuse is live (then no probe is
+    needed: someone else is watching).
+    """
+    sid = facts.session_id
+
+    def keep(why: str) -> Decision:
+        return Decision(sid, Action.KEEP, why)
+
+    if facts.status == SessionStatus.STOPPED.value:
+        return keep("already stopped")
+    if facts.fuse_live(now):
+        assert facts.fuse_expires_at is not None
+        return keep(f"fuse live until {format_clock(facts.fuse_expires_at)} ({_in(facts.fuse_expires_at, now)})")
+    if probe is None:
+        raise ValueError(f"session {sid}: no live fuse, so the rule needs a PID probe")
+    pid = f"PID {probe.pid}"
+    unwatched = _no_live_fuse(facts, now)
+    if probe.liveness is Liveness.UNKNOWN:
+        return keep(f"{unwatched}, but {pid} could not be checked ({probe.error}): not judged dead")
+    if probe.dead:
+        request = facts.last_stop_request
+        reason = StopReason(request.cause) if request else StopReason.RECONCILED
+        return Decision(
+            sid,
+            Action.STOP,
+            f"{unwatched} and {pid} is dead ({probe.liveness.value})",
+            reason=reason,
+            certain=probe.liveness.certain,
+            evidence=_evidence(facts, probe, now, policy),
+        )
+    # The process is alive: it is never stopped, only ended for a timeout.
+    if facts.deadline is not None and now >= facts.deadline:
+        return _enforce_timeout(facts, probe, now, policy, unwatched)
+    if facts.fuse_state == FuseState.SET.value:
+        return Decision(
+            sid,
+            Action.EXPIRE_FUSE,
+            f"{unwatched} while {pid} is alive: unwatched from then on",
+            evidence=_evidence(facts, probe, now, policy),
+        )
+    return keep(f"unwatched ({unwatched}), {pid} alive")
+
+
+def _enforce_timeout(
+    facts: SessionFacts, probe: PidProbe, now: datetime, policy: ReconcilePolicy, unwatched: str
+) -> Decision:
+    assert facts.deadline is not None
+    request = facts.last_stop_request
+    passed = f"timeout passed at {format_clock(facts.deadline)}, {unwatched}, PID {probe.pid} alive"
+    if request is None or request.cause != StopCause.TIMEOUT.value:
+        signal = "SIGTERM"
+    elif request.signal != "SIGKILL" and now >= request.at + timedelta(seconds=request.grace):
+        signal = "SIGKILL"
+    else:
+        return Decision(facts.session_id, Action.KEEP, f"{passed}: {request.signal} sent at {format_clock(request.at)}, "
+                        "waiting for the process group to end")
+    evidence = _evidence(facts, probe, now, policy)
+    evidence["deadline"] = facts.deadline
+    return Decision(
+        facts.session_id, Action.TERMINATE, f"{passed}: {signal} to its process group", signal=signal, evidence=evidence
+    )
+
+
+def _evidence(facts: SessionFacts, probe: PidProbe, now: datetime, policy: ReconcilePolicy) -> dict[str, Any]:
+    """What the decision saw, recorded in the event it appends."""
+    request = facts.last_stop_request
+    return {
+        "fuse": {
+            "state": facts.fuse_state,
+            "live": facts.fuse_live(now),
+            "ttl": facts.fuse_ttl,
+            "expires_at": facts.fuse_expires_at,
+        },
+        "last_heartbeat_at": facts.last_heartbeat_at,
+        "pid_probe": probe.as_evidence(),
+        "stop_request": None if request is None else {
+            "cause": request.cause, "signal": request.signal, "grace": request.grace, "at": request.at,
+        },
+        "decided_on": {"version": facts.version, "position": facts.position, "at": now},
+        "policy_version": policy.version,
+    }
+
+
+def _no_live_fuse(facts: SessionFacts, now: datetime) -> str:
+    if facts.fuse_state == FuseState.NONE.value:
+        return "no fuse was ever set"
+    if facts.fuse_state == FuseState.CANCELLED.value:
+        return "fuse cancelled"
+    assert facts.fuse_expires_at is not None
+    return f"fuse expired at {format_clock(facts.fuse_expires_at)} ({_ago(facts.fuse_expires_at, now)})"
+
+
+def _in(at: datetime, now: datetime) -> str:
+    return f"in {format_duration((at - now).total_seconds())}"
+
+
+def _ago(at: datetime, now: datetime) -> str:
+    seconds = (now - at).total_seconds()
+    return "just now" if seconds < 0.001 else f"{format_duration(seconds)} ago"

@@ -1,0 +1,56 @@
+"""argparse, the way every ``agentledger`` command wants it: one-line usage errors, typed values."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from agentledger.domain.durations import InvalidDuration, parse_duration
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus where to get help), exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except InvalidDuration as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"invalid label {text!r} (use KEY=VALUE)")
+    return key, value
+
+
+def share(text: str) -> float:
+    """A fraction in (0, 1]: ``0.5`` or ``50%``."""
+    cleaned = text.strip()
+    try:
+        value = float(cleaned[:-1]) / 100 if cleaned.endswith("%") else float(cleaned)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"invalid share {text!r} (a fraction in (0, 1], e.g. 0.5 or 50%)")
+    return value
+
+
+def count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r} (a whole number >= 0)")
+    return value
+
+
+def json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output (see docs/cli.md)")

@@ -1,0 +1,208 @@
+"""``agentledger daemon run``: the scheduled reconciler, one per host and store.
+
+An APScheduler ``BackgroundScheduler`` runs the reconcile pass every interval
+on a single worker thread with ``max_instances=1`` and ``coalesce``, so a pass
+never overlaps itself and a late pass is not run twice. After each pass, if a
+fuse, a timeout or a termination grace period runs out before the next regular
+pass, the job is brought forward to that moment: a dead session is stopped
+within milliseconds of its fuse expiring rather than up to an interval later.
+
+SIGTERM and SIGINT set a flag that the pass checks between two sessions (never
+between a decision and its append), then the scheduler shuts down waiting for
+that pass: no decision is left half made. Logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import signal
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from agentledger import __version__
+from agentledger.application.reconciling import Outcome, PassReport, Reconciler
+from agentledger.domain.durations import format_duration
+from agentledger.domain.reconciliation import ReconcilePolicy
+from agentledger.infrastructure.daemon_files import DaemonAlreadyRunning, DaemonFiles
+from agentledger.infrastructure.host import boot_id, host_name
+from agentledger.infrastructure.launcher import Handshake
+
+log = logging.getLogger("agentledger.daemon")
+
+JOB_ID = "reconcile"
+#: Bringing a pass forward to a fuse's expiry: land just after it, not just before.
+WAKE_MARGIN = timedelta(milliseconds=5)
+
+
+class Daemon:
+    def __init__(self, store: Any, files: DaemonFiles, *, interval: float, policy: ReconcilePolicy) -> None:
+        self.store = store
+        self.files = files
+        self.interval = interval
+        self.policy = policy
+        self.reconciler = Reconciler(store, policy=policy)
+        self.started_at = datetime.now(timezone.utc)
+        self.passes = 0
+        self.last_pass: dict[str, Any] | None = None
+        self.guard: dict[str, Any] | None = None
+        self.scheduler: Any = None
+        self.shutdown = threading.Event()
+
+    def run(self, handshake: Handshake) -> int:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.scheduler = BackgroundScheduler(
+            timezone=timezone.utc,
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self.scheduler.add_job(
+            self.run_pass, "interval", seconds=self.interval, id=JOB_ID, next_run_time=datetime.now(timezone.utc)
+        )
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        self.scheduler.start()
+        log.info(
+            "daemon started: pid %d, host %s, store %s, pass every %s",
+            os.getpid(), host_name(), self.store.location.url, format_duration(self.interval),
+        )
+        handshake.send({"ok": True, "pid": os.getpid(), "log": str(self.files.log_path)})
+        while not self.shutdown.wait(1.0):
+            pass
+        self.scheduler.shutdown(wait=True)  # the pass in flight stops at its next session
+        self.reconciler.close()
+        self._write_status(state="stopped")
+        log.info("daemon stopped after %d passes", self.passes)
+        return 0
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        log.info("%s received: finishing the decision in hand, then stopping", signal.Signals(signum).name)
+        self.reconciler.stopping.set()
+        self.shutdown.set()
+
+    def run_pass(self) -> None:
+        if self.reconciler.stopping.is_set():
+            return
+        started = time.perf_counter()
+        try:
+            report = self.reconciler.run_pass()
+        except Exception as error:  # the next pass tries again; the daemon keeps running
+            log.error("reconcile pass failed: %s", error, exc_info=log.isEnabledFor(logging.DEBUG))
+            self.last_pass = {"at": datetime.now(timezone.utc), "error": str(error)}
+        else:
+            self._log(report)
+            self.last_pass = {
+                "at": report.started_at,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "sessions": len(report.judged),
+                "counts": report.counts,
+                "error": None,
+            }
+            self._bring_forward(report.next_due)
+        self.passes += 1
+        self._write_status(state="running")
+
+    def _bring_forward(self, due: datetime | None) -> None:
+        """Run the next pass when ``due`` comes, if that is before the next regular one."""
+        if due is None or self.shutdown.is_set():
+            return
+        job = self.scheduler.get_job(JOB_ID)
+        wake = due + WAKE_MARGIN
+        if job is not None and job.next_run_time is not None and wake < job.next_run_time:
+            job.modify(next_run_time=wake)
+
+    def _log(self, report: PassReport) -> None:
+        for judged in report.judged:
+            d = judged.decision
+            if judged.outcome == Outcome.STOPPED:
+                log.info("stopped %s (%s): %s", d.session_id[:12], d.reason, d.why)
+            elif judged.outcome == Outcome.FUSE_EXPIRED:
+                log.info("unwatched %s: %s", d.session_id[:12], d.why)
+            elif judged.outcome == Outcome.TERMINATING:
+                log.info("terminating %s: %s", d.session_id[:12], d.why)
+        guard = report.guard
+        if guard and "released" in guard:
+            released = guard["released"]
+            log.info("mass-stop guard released (%s): %d confirmed and stopped, %d seen alive again",
+                     released["how"], len(released["confirmed"]), len(released["cleared"]))
+            self.guard = None
+        if guard and guard.get("tripped"):
+            log.warning(
+                "mass-stop guard: this pass would stop %d sessions (limit %.0f); holding %d whose only evidence "
+                "is a failed PID probe until the next pass confirms them or 'agentledger reconcile --confirm'",
+                guard["would_stop"], guard["limit"], len(guard["held"]),
+            )
+            self.guard = {"held": guard["held"], "since": report.started_at, "would_stop": guard["would_stop"]}
+
+    def _write_status(self, *, state: str) -> None:
+        job = self.scheduler.get_job(JOB_ID) if self.scheduler and state == "running" else None
+        self.files.write_status({
+            "state": state,
+            "pid": os.getpid(),
+            "version": __version__,
+            "host": host_name(),
+            "boot_id": boot_id(),
+            "store": self.store.location.url,
+            "interval_seconds": self.interval,
+            "policy": {
+                "version": self.policy.version,
+                "mass_stop_share": self.policy.mass_stop_share,
+                "mass_stop_min": self.policy.mass_stop_min,
+                "termination_grace_seconds": self.policy.termination_grace,
+            },
+            "started_at": self.started_at,
+            "updated_at": datetime.now(timezone.utc),
+            "passes": self.passes,
+            "last_pass": self.last_pass,
+            "sessions_watched": (self.last_pass or {}).get("sessions"),
+            "guard": self.guard,
+            "next_pass_at": job.next_run_time if job else None,
+        })
+
+
+def run_daemon(*, interval: float, policy: ReconcilePolicy, handshake_fd: int | None) -> int:
+    """Take the store's daemon lock and reconcile until told to stop; the exit status."""
+    import psutil
+
+    from agentledger.infrastructure.config import home_dir, store_location
+    from agentledger.infrastructure.store import open_store
+
+    handshake = Handshake(handshake_fd)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s agentledger-daemon[%(process)d] %(levelname)s %(message)s"
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    _raise_file_limit()
+    location = store_location()
+    files = DaemonFiles.locate(location, home_dir())
+    me = psutil.Process()
+    try:
+        store = open_store(location)
+        lock = files.acquire({
+            "pid": me.pid, "start_time": me.create_time(), "boot_time": psutil.boot_time(),
+            "host": host_name(), "boot_id": boot_id(), "home": str(files.home),
+            "started_at": datetime.now(timezone.utc).isoformat(),
+        })
+    except Exception as error:
+        handshake.send({"ok": False, "error": str(error), "already_running": isinstance(error, DaemonAlreadyRunning)})
+        raise
+    try:
+        return Daemon(store, files, interval=interval, policy=policy).run(handshake)
+    finally:
+        store.close()
+        lock.release()
+
+
+def _raise_file_limit() -> None:
+    """One pidfd per unwatched session: allow as many open files as the system lets us."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass

@@ -1,0 +1,240 @@
+"""``agentledger reconcile`` and ``agentledger daemon run|start|stop|status``.
+
+Translation only: arguments to a policy, a pass or the daemon's files, and
+reports to text or JSON. Heavy modules are imported inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agentledger.domain.durations import format_duration
+from agentledger.domain.reconciliation import DEFAULT_POLICY, ReconcilePolicy
+from agentledger.entrypoints import args as types
+from agentledger.entrypoints.args import Parser, json_flag
+
+DEFAULT_INTERVAL = 5.0
+#: How long ``daemon stop`` waits for the daemon to finish its pass and exit.
+STOP_PATIENCE = 30.0
+#: ``daemon status`` exits with this when no daemon runs (the LSB convention).
+NOT_RUNNING = 3
+
+
+def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = command("reconcile", "run one reconcile pass now and print each decision")
+    p.add_argument("--dry-run", action="store_true", help="decide, but append nothing and signal nothing")
+    p.add_argument("--confirm", action="store_true",
+                   help="stop every session judged dead, including those the mass-stop guard holds")
+    _policy_options(p)
+    json_flag(p)
+    p.set_defaults(handler=cmd_reconcile)
+
+    p = command("daemon", "the scheduled reconciler: one per host and store")
+    actions = p.add_subparsers(dest="daemon_command", metavar="ACTION", parser_class=Parser)
+    actions.required = True
+    for name, help_text in (("run", "run in the foreground, logging to stderr"),
+                            ("start", "start in the background (pid and log files under $AGENTLEDGER_HOME)")):
+        dp = actions.add_parser(name, help=help_text, description=help_text)
+        dp.add_argument("--interval", type=types.duration, default=DEFAULT_INTERVAL, metavar="DURATION",
+                        help=f"time between passes, e.g. 500ms or 0.5 (default {format_duration(DEFAULT_INTERVAL)})")
+        _policy_options(dp)
+        if name == "run":
+            dp.add_argument("--handshake-fd", type=int, default=None, help=argparse.SUPPRESS)
+    dp = actions.add_parser("stop", help="stop the daemon after the decision in hand")
+    dp.add_argument("--wait", type=types.duration, default=STOP_PATIENCE, metavar="DURATION",
+                    help=f"how long to wait for it to exit (default {format_duration(STOP_PATIENCE)})")
+    dp = actions.add_parser("status", help="is it running; its last pass; the mass-stop guard")
+    json_flag(dp)
+    p.set_defaults(handler=cmd_daemon)
+
+
+def _policy_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mass-stop-share", type=types.share, default=DEFAULT_POLICY.mass_stop_share, metavar="FRACTION",
+                   help="hold uncertain stops when one pass would stop more than this share of the host's "
+                        f"sessions (default {DEFAULT_POLICY.mass_stop_share:g}; 1 turns the guard off)")
+    p.add_argument("--mass-stop-min", type=types.count, default=DEFAULT_POLICY.mass_stop_min, metavar="N",
+                   help=f"... and more than N sessions (default {DEFAULT_POLICY.mass_stop_min})")
+
+
+def _policy(args: argparse.Namespace) -> ReconcilePolicy:
+    return ReconcilePolicy(mass_stop_share=args.mass_stop_share, mass_stop_min=args.mass_stop_min)
+
+
+# -- reconcile --------------------------------------------------------------------
+
+
+def cmd_reconcile(context: Any, args: argparse.Namespace) -> int:
+    from agentledger.application.reconciling import Outcome, Reconciler
+    from agentledger.entrypoints.render import table, write_json
+
+    reconciler = Reconciler(context.store, policy=_policy(args))
+    try:
+        report = reconciler.run_pass(dry_run=args.dry_run, confirm=args.confirm)
+    finally:
+        reconciler.close()
+    if args.json:
+        write_json(report.as_json())
+        return 0
+    took = (report.finished_at - report.started_at).total_seconds()
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.counts.items())) or "nothing to judge"
+    print(f"{'dry run: ' if args.dry_run else ''}host {report.host}: {len(report.judged)} sessions judged "
+          f"in {format_duration(took)}: {counts}")
+    if report.judged:
+        def outcome(j: Any) -> str:
+            if j.outcome == Outcome.WOULD:
+                return f"would {j.decision.action.value}"
+            return j.outcome + (f" ({j.decision.reason})" if j.decision.reason and j.outcome == Outcome.STOPPED else "")
+
+        table(["ID", "OUTCOME", "WHY"], [(j.decision.session_id[:12], outcome(j), j.decision.why) for j in report.judged])
+    guard = report.guard or {}
+    if guard.get("tripped"):
+        print(f"mass-stop guard: this pass would stop {guard['would_stop']} sessions (more than "
+              f"{guard['limit']:g}); {len(guard['held'])} held until the next pass confirms them, "
+              "or 'agentledger reconcile --confirm'")
+    if "released" in guard:
+        released = guard["released"]
+        print(f"mass-stop guard released ({released['how']}): {len(released['confirmed'])} confirmed, "
+              f"{len(released['cleared'])} seen alive again")
+    return 0
+
+
+# -- daemon -----------------------------------------------------------------------
+
+
+def cmd_daemon(context: Any, args: argparse.Namespace) -> int:
+    return {"run": _daemon_run, "start": _daemon_start, "stop": _daemon_stop, "status": _daemon_status}[
+        args.daemon_command
+    ](context, args)
+
+
+def _files() -> Any:
+    from agentledger.infrastructure.config import home_dir, store_location
+    from agentledger.infrastructure.daemon_files import DaemonFiles
+
+    return DaemonFiles.locate(store_location(), home_dir())
+
+
+def _running(files: Any) -> dict[str, Any] | None:
+    """The lock's recorded holder, if that very process still runs on this host."""
+    from agentledger.infrastructure.daemon_files import holder_identity
+    from agentledger.infrastructure.host import host_name
+    from agentledger.infrastructure.processes import probe
+
+    holder = files.recorded_holder()
+    if holder is None or holder.get("host") != host_name():
+        return None
+    return holder if probe(holder_identity(holder)).alive else None
+
+
+def _daemon_run(context: Any, args: argparse.Namespace) -> int:
+    from agentledger.entrypoints.daemon import run_daemon
+
+    return run_daemon(interval=args.interval, policy=_policy(args), handshake_fd=args.handshake_fd)
+
+
+def _daemon_start(context: Any, args: argparse.Namespace) -> int:
+    from agentledger.application.errors import LedgerError
+    from agentledger.infrastructure.config import home_dir
+    from agentledger.infrastructure.daemon_files import DaemonAlreadyRunning
+    from agentledger.infrastructure.launcher import start_detached
+
+    store = context.store  # create the store now, in this process, with its errors reported here
+    files = _files()
+    holder = _running(files)
+    if holder is not None:
+        raise DaemonAlreadyRunning(holder, files.lock_path)
+    argv = [sys.executable, "-m", "agentledger", "daemon", "run", "--interval", repr(args.interval),
+            "--mass-stop-share", repr(args.mass_stop_share), "--mass-stop-min", str(args.mass_stop_min),
+            "--handshake-fd"]
+    env = dict(os.environ, AGENTLEDGER_HOME=str(home_dir()), AGENTLEDGER_DB=store.location.url)
+    answer = start_detached(argv, env, files.log_path, what="daemon")
+    if not answer["ok"]:
+        raise LedgerError(answer["error"])
+    print(f"daemon started (pid {answer['pid']}), a pass every {format_duration(args.interval)}; log: {answer['log']}")
+    return 0
+
+
+def _daemon_stop(context: Any, args: argparse.Namespace) -> int:
+    import signal
+
+    from agentledger.application.errors import LedgerError
+
+    files = _files()
+    holder = _running(files)
+    if holder is None:
+        print("no daemon is running for this store")
+        return 0
+    os.kill(holder["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + args.wait
+    while _running(files) is not None:
+        if time.monotonic() > deadline:
+            raise LedgerError(f"the daemon (pid {holder['pid']}) has not exited after {format_duration(args.wait)}; "
+                              f"see {files.log_path}")
+        time.sleep(0.05)
+    print(f"daemon stopped (pid {holder['pid']})")
+    return 0
+
+
+def _daemon_status(context: Any, args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from agentledger.application.reconciling import load_guard
+    from agentledger.entrypoints.render import key_values, relative, write_json
+    from agentledger.infrastructure.host import host_name
+
+    files = _files()
+    holder = _running(files)
+    status = files.read_status() if holder else None
+    if status is not None and status.get("pid") != holder["pid"]:
+        status = None  # left by an earlier daemon, not yet rewritten by this one
+    guard = load_guard(context.store.ledger, host_name())
+    holding = {"held": guard.held, "since": guard.tripped_at, "would_stop": guard.would_stop,
+               "not_stopped": guard.not_stopped} if guard is not None and guard.held else None
+    now = time.time()
+    started = datetime.fromisoformat(holder["started_at"]) if holder else None
+    if args.json:
+        write_json({
+            "running": holder is not None,
+            "pid": holder["pid"] if holder else None,
+            "uptime_seconds": now - started.timestamp() if started else None,
+            "log": str(files.log_path),
+            "daemon": status,
+            "guard": holding,
+        })
+        return 0 if holder else NOT_RUNNING
+    if holder is None:
+        print("daemon: not running" + (f"; last log: {files.log_path}" if files.log_path.exists() else ""))
+        if holding:
+            print(f"mass-stop guard: holding {len(holding['held'])} stops since {holding['since']}")
+        return NOT_RUNNING
+    pairs: list[tuple[str, Any]] = [
+        ("Daemon", f"running, pid {holder['pid']}, up {format_duration(now - started.timestamp())}"),
+        ("Store", context.store.location.url),
+    ]
+    if status is not None:
+        last = status.get("last_pass") or {}
+        pairs.append(("Interval", format_duration(status["interval_seconds"])))
+        if last.get("error"):
+            pairs.append(("Last pass", f"{relative(_epoch(last['at']), now)}: FAILED: {last['error']}"))
+        elif last:
+            counts = ", ".join(f"{n} {k}" for k, n in sorted(last["counts"].items())) or "no sessions"
+            pairs.append(("Last pass", f"{relative(_epoch(last['at']), now)}, took {last['duration_ms']:.1f}ms: {counts}"))
+        pairs += [("Passes", status["passes"]), ("Watching", f"{status['sessions_watched']} sessions on this host")]
+    pairs.append(("Mass-stop guard", "holding {} stops since {} (a pass would have stopped {} of {}); the next pass "
+                  "confirms them, or 'agentledger reconcile --confirm'".format(
+                      len(holding["held"]), holding["since"], holding["would_stop"], holding["not_stopped"])
+                  if holding else "clear"))
+    pairs.append(("Log", files.log_path))
+    key_values(pairs)
+    return 0
+
+
+def _epoch(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text).timestamp()
