@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -70,3 +72,51 @@ def store(home: Path):
     opened = open_store(store_location())
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Any]:
+    """Start real processes; every one is killed and reaped at the end of the test."""
+    started: list[subprocess.Popen] = []
+
+    def start(*argv: str) -> subprocess.Popen:
+        process = subprocess.Popen(list(argv or ("sleep", "600")), start_new_session=True)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def dead_identity(spawn) -> Any:
+    """The identity of a real process that has ended (and been reaped)."""
+    from agentledger.infrastructure import processes
+
+    process = spawn("sleep", "0")
+    identity = processes.identity_of(process.pid)
+    process.wait()
+    return identity
+
+
+def record(store, identity, *, fuse_ttl: float | None = 1.0, lapsed: bool = True, **fields) -> UUID:
+    """A session as a supervisor would record it, with no supervisor; its fuse lapsed unless told otherwise."""
+    from agentledger.application.clock import utc_now
+    from agentledger.domain.session import Session
+
+    sid = uuid4()
+    session = Session.launch(
+        session_id=sid, argv=["sleep", "600"], cwd="/", adapter="command", name=None, model=None, prompt=None,
+        group=None, labels={}, host=fields.pop("host", identity.host), boot_id=fields.pop("boot_id", identity.boot_id),
+        pid=identity.pid, pid_start_time=identity.start_time, boot_time=identity.boot_time, supervisor_pid=None,
+        log_path=None, launched_by="test", **fields,
+    )
+    if fuse_ttl is not None:
+        set_at = utc_now() - timedelta(seconds=fuse_ttl + 5 if lapsed else 0)
+        session.set_fuse(ttl=fuse_ttl, set_by="supervisor", now=set_at)
+    store.ledger.save(session)
+    return sid
+
+

@@ -6,10 +6,8 @@ import dataclasses
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import psutil
 import pytest
@@ -17,53 +15,14 @@ import pytest
 from agentledger.application.clock import utc_now
 from agentledger.application.reconciling import Outcome, Reconciler, load_guard
 from agentledger.domain.reconciliation import ReconcilePolicy
-from agentledger.domain.session import Session
 from agentledger.infrastructure import processes
 from agentledger.infrastructure.host import boot_id, host_name
 from agentledger.infrastructure.store import open_store
 from agentledger.projections.catchup import catch_up
 
+from conftest import dead_identity, record
+
 NO_GUARD = ReconcilePolicy(mass_stop_share=1.0)
-
-
-@pytest.fixture
-def spawn() -> Iterator[Any]:
-    """Start real processes; every one is killed and reaped at the end of the test."""
-    started: list[subprocess.Popen] = []
-
-    def start(*argv: str) -> subprocess.Popen:
-        process = subprocess.Popen(list(argv or ("sleep", "600")), start_new_session=True)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-
-
-def dead_identity(spawn) -> processes.ProcessIdentity:
-    process = spawn("sleep", "0")
-    identity = processes.identity_of(process.pid)
-    process.wait()
-    return identity
-
-
-def record(store, identity, *, fuse_ttl: float | None = 1.0, lapsed: bool = True, **fields) -> UUID:
-    """A session as a supervisor would record it; its fuse already lapsed unless told otherwise."""
-    sid = uuid4()
-    session = Session.launch(
-        session_id=sid, argv=["sleep", "600"], cwd="/", adapter="command", name=None, model=None, prompt=None,
-        group=None, labels={}, host=fields.pop("host", identity.host), boot_id=fields.pop("boot_id", identity.boot_id),
-        pid=identity.pid, pid_start_time=identity.start_time, boot_time=identity.boot_time, supervisor_pid=None,
-        log_path=None, launched_by="test", **fields,
-    )
-    if fuse_ttl is not None:
-        set_at = utc_now() - timedelta(seconds=fuse_ttl + 5 if lapsed else 0)
-        session.set_fuse(ttl=fuse_ttl, set_by="supervisor", now=set_at)
-    store.ledger.save(session)
-    return sid
 
 
 def event_types(store, sid: UUID) -> list[str]:

@@ -8,8 +8,8 @@ pass, the job is brought forward to that moment: a dead session is stopped
 within milliseconds of its fuse expiring rather than up to an interval later.
 
 SIGTERM and SIGINT set a flag that the pass checks between two sessions (never
-between a decision and its append), then the scheduler shuts down waiting for
-that pass: no decision is left half made. Logs go to stderr.
+between a decision and its append); the daemon then waits for that pass to end
+before it closes the store: no decision is left half made. Logs go to stderr.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class Daemon:
         self.guard: dict[str, Any] | None = None
         self.scheduler: Any = None
         self.shutdown = threading.Event()
+        self.in_pass = threading.Lock()  # held by the pass in flight
 
     def run(self, handshake: Handshake) -> int:
         from apscheduler.executors.pool import ThreadPoolExecutor
@@ -74,9 +75,12 @@ class Daemon:
         handshake.send({"ok": True, "pid": os.getpid(), "log": str(self.files.log_path)})
         while not self.shutdown.wait(1.0):
             pass
-        self.scheduler.shutdown(wait=True)  # the pass in flight stops at its next session
-        self.reconciler.close()
-        self._write_status(state="stopped")
+        # Not shutdown(wait=True): APScheduler 3 holds its job-store lock while it
+        # waits, and the pass calls into the scheduler. Wait for the pass ourselves.
+        self.scheduler.shutdown(wait=False)
+        with self.in_pass:
+            self.reconciler.close()
+            self._write_status(state="stopped")
         log.info("daemon stopped after %d passes", self.passes)
         return 0
 
@@ -86,8 +90,11 @@ class Daemon:
         self.shutdown.set()
 
     def run_pass(self) -> None:
-        if self.reconciler.stopping.is_set():
-            return
+        with self.in_pass:
+            if not self.reconciler.stopping.is_set():
+                self._pass()
+
+    def _pass(self) -> None:
         started = time.perf_counter()
         try:
             report = self.reconciler.run_pass()

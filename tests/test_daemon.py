@@ -1,0 +1,220 @@
+"""The daemon end to end: the real CLI, real daemons, real supervisors and processes, a real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+
+import psutil
+import pytest
+
+from conftest import dead_identity, record, wait_for
+
+
+@pytest.fixture
+def daemon(cli):
+    """Start the daemon with the given options; it is always stopped (or killed) afterwards."""
+    started: list[int] = []
+
+    def start(*options: str) -> int:
+        result = cli("daemon", "start", *options)
+        pid = int(result.stdout.split("(pid ")[1].split(")")[0])
+        started.append(pid)
+        return pid
+
+    yield start
+    cli("daemon", "stop", check=False)
+    for pid in started:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def history(cli, sid: str) -> list[dict]:
+    return cli.json_lines("history", sid)
+
+
+def test_the_seeds_race_compressed_a_heartbeating_session_is_never_stopped_by_the_reconciler(cli, daemon):
+    """agentctl #147: a live session marked stopped ~10 s into a 20-minute run. Here: 8 s, TTL 2 s, passes every 0.5 s."""
+    daemon("--interval", "500ms")
+    sid = cli.launch("sleep", "8", options=("--fuse-ttl", "2s"))
+    seen = []
+    while (status := cli.json("status", sid))["status"] != "stopped":
+        seen.append(status["status"])
+        time.sleep(0.2)
+    assert set(seen) == {"running"} and len(seen) >= 10
+    assert (status["stop_reason"], status["exit_code"], status["stopped_by"]) == ("exited", 0, "supervisor")
+    events = history(cli, sid)
+    assert [e["type"] for e in events].count("Stopped") == 1
+    assert not any(e["type"] == "FuseExpired" for e in events)
+    assert not any(e["fields"].get("decided_by", {}).get("component") == "reconciler" for e in events)
+    assert ts(status["stopped_at"]) - ts(status["started_at"]) >= 8
+
+
+def test_a_killed_supervisor_leaves_the_session_unwatched_then_the_reconciler_stops_it(cli, daemon):
+    daemon("--interval", "500ms")
+    sid = cli.launch("sleep", "600", options=("--fuse-ttl", "1s"))
+    status = cli.json("status", sid)
+    agent, supervisor = status["pid"], status["supervisor_pid"]
+    os.kill(supervisor, signal.SIGKILL)
+    wait_for(lambda: cli.json("status", sid)["status"] == "unwatched", timeout=10)
+    wait_for(lambda: any(e["type"] == "FuseExpired" for e in history(cli, sid)), timeout=5)
+    time.sleep(1.5)  # three more passes: an unwatched live session stays as it is
+    assert cli.json("status", sid)["status"] == "unwatched" and psutil.pid_exists(agent)
+    [unwatched] = cli.json_lines("list", "--status", "unwatched")
+    assert unwatched["id"] == sid and cli.json_lines("list", "--status", "running") == []
+
+    os.kill(agent, signal.SIGKILL)
+    killed = time.time()
+    stopped = wait_for(lambda: (s := cli.json("status", sid))["status"] == "stopped" and s, timeout=10)
+    assert ts(stopped["stopped_at"]) - killed <= 1.0 + 2 * 0.5  # TTL + 2 intervals
+    assert (stopped["stop_reason"], stopped["stopped_by"]) == ("reconciled", "reconciler")
+    evidence = history(cli, sid)[-1]["fields"]["evidence"]
+    assert evidence["pid_probe"]["pid"] == agent and not evidence["pid_probe"]["alive"]
+    assert evidence["pid_probe"]["detail"] in ("zombie", "no such process")
+    assert evidence["fuse"]["state"] == "expired" and not evidence["fuse"]["live"]
+    assert evidence["fuse"]["expires_at"] < stopped["stopped_at"]
+    assert [e["type"] for e in history(cli, sid)].count("Stopped") == 1
+
+
+def test_start_status_stop_and_one_daemon_per_store(cli, daemon):
+    pid = daemon("--interval", "0.5")
+    again = cli("daemon", "start", check=False)
+    assert again.returncode == 1 and again.stderr.count("\n") == 1 and f"pid {pid}" in again.stderr
+    foreground = cli("daemon", "run", check=False)
+    assert foreground.returncode == 1 and "already running" in foreground.stderr
+    home = os.environ["AGENTLEDGER_HOME"]
+    assert open(os.path.join(home, "daemon.pid")).read().strip() == str(pid)
+    wait_for(lambda: cli.json("daemon", "status")["daemon"]["passes"] >= 2)
+    status = cli.json("daemon", "status")
+    assert status["running"] and status["pid"] == pid and status["daemon"]["interval_seconds"] == 0.5
+    assert status["daemon"]["last_pass"]["error"] is None and status["guard"] is None
+    text = cli("daemon", "status").stdout
+    assert f"pid {pid}" in text and "Last pass" in text and "Mass-stop guard  clear" in text
+    assert "daemon stopped" in cli("daemon", "stop").stdout
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    stopped = cli("daemon", "status", check=False)
+    assert stopped.returncode == 3 and "not running" in stopped.stdout
+    assert not os.path.exists(os.path.join(home, "daemon.pid"))
+    assert "no daemon is running" in cli("daemon", "stop").stdout
+
+
+@pytest.mark.parametrize("interval", ["0", "-1s", "soon"])
+def test_a_bad_interval_is_a_usage_error(cli, interval):
+    result = cli("daemon", "start", "--interval", interval, check=False)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+
+
+def test_killed_with_sigkill_and_restarted_nothing_is_lost_or_duplicated(cli, daemon, store):
+    watched = cli.launch("sleep", "600", options=("--fuse-ttl", "1s"))
+    orphan = cli.launch("sleep", "600", options=("--fuse-ttl", "1s"))
+    finishing = cli.launch("sh", "-c", "sleep 2; exit 7", options=("--fuse-ttl", "1s"))
+    first = daemon("--interval", "500ms")
+    orphan_status = cli.json("status", orphan)
+    time.sleep(1.0)
+    os.kill(first, signal.SIGKILL)  # no chance to clean up
+    os.kill(orphan_status["supervisor_pid"], signal.SIGKILL)
+    time.sleep(1.5)  # the orphan's fuse lapses while no daemon runs
+    os.kill(orphan_status["pid"], signal.SIGKILL)
+    wait_for(lambda: cli.json("status", finishing)["status"] == "stopped", timeout=10)
+    assert cli.json("status", orphan)["status"] == "unwatched"  # nobody judged it while the daemon was down
+
+    second = daemon("--interval", "500ms")
+    assert second != first
+    stopped = wait_for(lambda: (s := cli.json("status", orphan))["status"] == "stopped" and s, timeout=10)
+    assert (stopped["stop_reason"], stopped["stopped_by"]) == ("reconciled", "reconciler")
+    assert history(cli, orphan)[-1]["fields"]["evidence"]["pid_probe"]["pid"] == orphan_status["pid"]
+    done = cli.json("status", finishing)
+    assert (done["stop_reason"], done["exit_code"], done["stopped_by"]) == ("exited", 7, "supervisor")
+    time.sleep(1.0)
+    assert cli.json("status", watched)["status"] == "running"  # its supervisor still heartbeats
+    for sid in (watched, orphan, finishing):
+        types = [e["type"] for e in history(cli, sid)]
+        assert types.count("Stopped") <= 1 and types.count("Launched") == 1
+    cli("stop", watched)
+
+
+def test_sigterm_mid_pass_leaves_no_half_made_decision(cli, store, spawn, tmp_path):
+    sids = [record(store, dead_identity(spawn)) for _ in range(300)]
+    log = open(tmp_path / "daemon.log", "w")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "agentledger", "daemon", "run", "--interval", "1h", "--mass-stop-share", "1"],
+        stdout=log, stderr=log, env=dict(os.environ),
+    )
+    try:
+        wait_for(lambda: store.db.execute(
+            "SELECT count(*) FROM stored_events WHERE topic LIKE '%Session.Stopped'").fetchone()[0] > 0,
+            timeout=60, interval=0.005)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+    stopped = 0
+    for sid in sids:
+        types = [type(e).__name__ for e in store.ledger.session_events(sid)]
+        assert types in (["Launched", "FuseSet"], ["Launched", "FuseSet", "FuseCancelled", "Stopped"]), types
+        stopped += types[-1] == "Stopped"
+    assert 0 < stopped < len(sids)  # it really was mid-pass
+    text = (tmp_path / "daemon.log").read_text()
+    assert "SIGTERM received" in text and "daemon stopped" in text and "Traceback" not in text
+    status = json.loads((tmp_path / "home" / "daemon.status.json").read_text())
+    assert status["state"] == "stopped"
+
+
+def test_the_mass_stop_guard_shows_in_daemon_status_and_its_log(cli, daemon, store, spawn):
+    for _ in range(8):
+        record(store, dead_identity(spawn))
+    for _ in range(2):
+        record(store, dead_identity(spawn), fuse_ttl=3600, lapsed=False)
+    daemon("--interval", "1h")
+    status = wait_for(lambda: (s := cli.json("daemon", "status"))["guard"] and s)
+    assert len(status["guard"]["held"]) == 8 and status["guard"]["would_stop"] == 8
+    text = cli("daemon", "status").stdout
+    assert "holding 8 stops" in text and "reconcile --confirm" in text
+    log = open(os.path.join(os.environ["AGENTLEDGER_HOME"], "daemon.log")).read()
+    assert "mass-stop guard" in log and "holding 8" in log
+    assert cli.json_lines("list", "--status", "stopped") == []
+
+    confirmed = cli.json("reconcile", "--confirm")
+    assert confirmed["counts"] == {"stopped": 8, "kept": 2}
+    assert confirmed["guard"]["released"]["how"] == "confirmed by hand"
+    assert cli.json("daemon", "status")["guard"] is None
+    assert len(cli.json_lines("list", "--status", "stopped")) == 8
+
+
+def test_reconcile_prints_each_decision(cli, store, spawn):
+    dead = record(store, dead_identity(spawn))
+    alive = record(store, dead_identity(spawn), fuse_ttl=3600, lapsed=False)
+    dry = cli("reconcile", "--dry-run").stdout
+    assert dry.startswith("dry run: host") and "would stop" in dry and "fuse live until" in dry
+    assert cli.json("status", dead.hex)["status"] == "unwatched"
+    out = cli("reconcile").stdout.splitlines()
+    assert "1 kept" in out[0] and "1 stopped" in out[0]
+    rows = {line.split()[0]: line for line in out[2:]}
+    assert "stopped (reconciled)" in rows[dead.hex[:12]] and "no such process" in rows[dead.hex[:12]]
+    assert "kept" in rows[alive.hex[:12]]
+    report = cli.json("reconcile")
+    assert [d["outcome"] for d in report["decisions"]] == ["kept"] and report["host"]
+
+
+def test_a_master_timeout_ends_the_session_with_reason_timeout(cli):
+    sid = cli.launch("sleep", "600", options=("--timeout", "1s"))
+    assert cli.json("status", sid)["timeout_at"] is not None
+    stopped = wait_for(lambda: (s := cli.json("status", sid))["status"] == "stopped" and s, timeout=15)
+    assert (stopped["stop_reason"], stopped["signal"], stopped["stopped_by"]) == ("timeout", "SIGTERM", "supervisor")
+    assert 1.0 <= ts(stopped["stopped_at"]) - ts(stopped["started_at"]) < 5
+    request = next(e for e in history(cli, sid) if e["type"] == "StopRequested")
+    assert (request["fields"]["cause"], request["fields"]["requested_by"]) == ("timeout", "supervisor")
+    assert not psutil.pid_exists(stopped["pid"])
