@@ -197,3 +197,59 @@ def test_stored_events_are_orjson_with_tagged_utc_datetimes(store):
     payload = orjson.loads(state)
     assert payload["expires_at"]["_type_"] == "datetime_iso"
     assert payload["expires_at"]["_data_"].endswith("+00:00") and payload["timestamp"]["_data_"].endswith("+00:00")
+
+
+def test_events_stored_before_the_reconciler_fields_existed_still_load_and_project(store):
+    """Launched without ``timeout`` and StopRequested without ``cause``, as issue-2 versions stored them."""
+    import orjson
+
+    sid = uuid4()
+    store.ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="t", **FIELDS)
+    store.ledger.change(sid, lambda s: s.request_stop(requested_by="me", signal="SIGTERM", grace=1.0, note=None))
+    for version, field in ((1, "timeout"), (3, "cause")):
+        state = orjson.loads(store.db.execute(
+            "SELECT state FROM stored_events WHERE originator_id = ? AND originator_version = ?",
+            (sid.hex, version)).fetchone()[0])
+        del state[field]
+        store.db.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = ?",
+                         (orjson.dumps(state), sid.hex, version))
+    fresh = open_store(store.location)  # no cached aggregate
+    session = fresh.ledger.session(sid)
+    assert session.timeout is None and session.deadline is None
+    assert session.stop_requests[0]["cause"] == "user"
+    rebuild(fresh)
+    row = fresh.db.execute("SELECT timeout_at, stop_request_cause, status FROM sessions").fetchone()
+    assert tuple(row) == (None, "user", "stopping")
+    fresh.close()
+
+
+def test_a_store_at_schema_0001_is_upgraded_and_its_read_models_replayed(home, tmp_path):
+    """Migration 0002 adds columns derived from events, so it empties the read models for a replay."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from agentledger.application.ledger import Ledger
+    from agentledger.infrastructure.schema import alembic_config
+    from agentledger.infrastructure.store import ledger_env, schema_revision
+
+    location = StoreLocation(path=tmp_path / "old.db")
+    Ledger(env=ledger_env(location.path, create_tables=True)).close()
+    engine = create_engine(location.url)
+    with engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.exec_driver_sql("INSERT INTO projection_tracking (name, position) VALUES ('sessions', 99)")
+    engine.dispose()
+    old = Ledger(env=ledger_env(location.path, create_tables=False))
+    sid = uuid4()
+    old.launch(session_id=sid, fuse_ttl=30, fuse_set_by="t", **FIELDS)
+    old.close()
+    assert schema_revision(location.path) == "0001"
+
+    store = open_store(location)
+    assert schema_revision(location.path) == SCHEMA_HEAD
+    catch_up(store)
+    row = store.db.execute("SELECT id, boot_time FROM sessions").fetchone()
+    assert tuple(row) == (sid.hex, 0.0)
+    store.close()

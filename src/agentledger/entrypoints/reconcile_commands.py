@@ -82,8 +82,8 @@ def cmd_reconcile(context: Any, args: argparse.Namespace) -> int:
         return 0
     took = (report.finished_at - report.started_at).total_seconds()
     counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.counts.items())) or "nothing to judge"
-    print(f"{'dry run: ' if args.dry_run else ''}host {report.host}: {len(report.judged)} sessions judged "
-          f"in {format_duration(took)}: {counts}")
+    sessions = f"{len(report.judged)} session{'' if len(report.judged) == 1 else 's'}"
+    print(f"{'dry run: ' if args.dry_run else ''}host {report.host}: {sessions} judged in {format_duration(took)}: {counts}")
     if report.judged:
         def outcome(j: Any) -> str:
             if j.outcome == Outcome.WOULD:

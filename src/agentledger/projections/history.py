@@ -43,8 +43,18 @@ def summarise(kind: str, f: dict[str, Any]) -> str:
     if kind == "FuseCancelled":
         return f"by {f['by']}: {f['reason']}"
     if kind == "StopRequested":
-        return f"by {f['requested_by']}, {f['signal']}" + (f": {f['note']}" if f["note"] else "")
+        cause = "" if f.get("cause", "user") == "user" else f" ({f['cause']})"
+        return f"by {f['requested_by']}{cause}, {f['signal']}" + (f": {f['note']}" if f["note"] else "")
+    if kind == "FuseExpired":
+        return f"fuse expired at {format_clock(f['expired_at'])} with {_probe(f['evidence'])}: unwatched"
     if kind == "Stopped":
         status = f"exit code {f['exit_code']}" if f["exit_code"] is not None else (f["signal"] or "exit status unknown")
-        return f"{f['reason']}, {status}, by {f['decided_by'].get('component')}"
+        decider = f["decided_by"].get("component")
+        seen = f", {_probe(f['evidence'])}" if decider == "reconciler" else ""
+        return f"{f['reason']}, {status}, by {decider}{seen}"
     return ""
+
+
+def _probe(evidence: dict[str, Any]) -> str:
+    probe = evidence.get("pid_probe") or {}
+    return f"PID {probe.get('pid')} {probe.get('detail', 'not probed')}"
