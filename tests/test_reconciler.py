@@ -253,3 +253,16 @@ def test_the_process_watch_answers_from_pidfds_and_notices_an_exit(spawn):
     assert watch.probe(identity).liveness == "no such process"
     watch.finish_pass()
     watch.close()
+
+
+def test_a_session_that_cannot_be_loaded_fails_alone(store, spawn):
+    broken, fine = record(store, dead_identity(spawn)), record(store, dead_identity(spawn))
+    catch_up(store)
+    store.db.execute("UPDATE stored_events SET topic = 'gone.module:Vanished' WHERE originator_id = ?"
+                     " AND originator_version = 2", (broken.hex,))
+    fresh = open_store(store.location)  # nothing cached
+    report = Reconciler(fresh, policy=NO_GUARD).run_pass()
+    outcomes = {j.decision.session_id: j for j in report.judged}
+    assert outcomes[fine.hex].outcome == Outcome.STOPPED
+    assert outcomes[broken.hex].outcome == Outcome.FAILED and "Vanished" in outcomes[broken.hex].error
+    fresh.close()

@@ -63,6 +63,7 @@ class Outcome:
     HELD = "held"  # a stop held back by the mass-stop guard
     WOULD = "would"  # --dry-run: what would have been appended
     NOT_REACHED = "not-reached"  # the pass was told to stop first
+    FAILED = "failed"  # this session could not be judged; the others were (``error`` says why)
 
     DONE = {Action.STOP: STOPPED, Action.EXPIRE_FUSE: FUSE_EXPIRED, Action.TERMINATE: TERMINATING}
 
@@ -72,6 +73,7 @@ class Judged:
     decision: Decision
     outcome: str
     attempts: int = 1  # > 1: the session changed under the reconciler and was judged again
+    error: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         d = self.decision
@@ -84,6 +86,7 @@ class Judged:
             "certain": d.certain,
             "why": d.why,
             "attempts": self.attempts,
+            "error": self.error,
             "evidence": d.evidence,
         }
 
@@ -175,9 +178,7 @@ class Reconciler:
             elif self.stopping.is_set():
                 report.judged.append(Judged(decision, Outcome.NOT_REACHED))
             else:
-                report.judged.append(self._act(
-                    UUID(decision.session_id), dry_run=dry_run, guard_note=confirmation.get(decision.session_id)
-                ))
+                report.judged.append(self._act_on(decision, dry_run=dry_run, note=confirmation.get(decision.session_id)))
         if not dry_run:
             report.guard = self._record_guard(guard, screened, confirm)
         elif screened.held:
@@ -187,6 +188,13 @@ class Reconciler:
         return report
 
     # -- one session -------------------------------------------------------------
+
+    def _act_on(self, first_look: Decision, *, dry_run: bool, note: dict[str, Any] | None) -> Judged:
+        """One session's failure (an unreadable event, a store error) must not stop the others'."""
+        try:
+            return self._act(UUID(first_look.session_id), dry_run=dry_run, guard_note=note)
+        except Exception as error:  # reported per session (and logged by the daemon), never swallowed
+            return Judged(first_look, Outcome.FAILED, error=f"{type(error).__name__}: {error}")
 
     def _act(self, session_id: UUID, *, dry_run: bool, guard_note: dict[str, Any] | None) -> Judged:
         """Load, probe after loading, decide, compare-and-set; on a lost race, judge again."""

@@ -132,6 +132,8 @@ class Daemon:
                 log.info("unwatched %s: %s", d.session_id[:12], d.why)
             elif judged.outcome == Outcome.TERMINATING:
                 log.info("terminating %s: %s", d.session_id[:12], d.why)
+            elif judged.outcome == Outcome.FAILED:
+                log.error("could not judge %s: %s", d.session_id[:12], judged.error)
         guard = report.guard
         if guard and "released" in guard:
             released = guard["released"]

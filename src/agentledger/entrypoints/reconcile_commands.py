@@ -90,7 +90,8 @@ def cmd_reconcile(context: Any, args: argparse.Namespace) -> int:
                 return f"would {j.decision.action.value}"
             return j.outcome + (f" ({j.decision.reason})" if j.decision.reason and j.outcome == Outcome.STOPPED else "")
 
-        table(["ID", "OUTCOME", "WHY"], [(j.decision.session_id[:12], outcome(j), j.decision.why) for j in report.judged])
+        table(["ID", "OUTCOME", "WHY"], [(j.decision.session_id[:12], outcome(j), j.error or j.decision.why)
+                                         for j in report.judged])
     guard = report.guard or {}
     if guard.get("tripped"):
         print(f"mass-stop guard: this pass would stop {guard['would_stop']} sessions (more than "
