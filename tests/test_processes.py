@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -39,18 +38,18 @@ def test_an_unreaped_process_is_dead(sleeper):
 
 def test_a_reused_pid_is_dead(sleeper):
     # The PID is taken by a process that started at another time than the one recorded.
-    identity = dataclasses.replace(processes.identity_of(sleeper.pid), start_time=processes.identity_of(sleeper.pid).start_time - 60)
+    identity = (found := processes.identity_of(sleeper.pid))._replace(start_time=found.start_time - 60)
     result = processes.probe(identity)
     assert not result.alive and result.liveness == "pid reused"
 
 
 def test_another_boot_makes_a_pid_dead(sleeper):
-    identity = dataclasses.replace(processes.identity_of(sleeper.pid), boot_id="some-earlier-boot")
+    identity = processes.identity_of(sleeper.pid)._replace(boot_id="some-earlier-boot")
     assert processes.probe(identity).liveness == "rebooted"
 
 
 def test_never_judges_another_host(sleeper):
-    identity = dataclasses.replace(processes.identity_of(sleeper.pid), host="elsewhere")
+    identity = processes.identity_of(sleeper.pid)._replace(host="elsewhere")
     with pytest.raises(ValueError):
         processes.probe(identity)
 

@@ -5,7 +5,6 @@ No store, no processes, no clock: facts, a probe and ``now`` in, a decision out.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -39,7 +38,7 @@ def facts(**changes) -> SessionFacts:
         version=7,
         position=123,
     )
-    return replace(base, **changes)
+    return base._replace(**changes)
 
 
 def probe(liveness: Liveness, error: str | None = None) -> PidProbe:
@@ -189,7 +188,7 @@ def found(offset_seconds: float = 100.25, zombie: bool = False, boot_time: float
     ],
 )
 def test_pid_liveness(identity_changes, here_boot, seen, error, expected):
-    identity = replace(IDENTITY, **identity_changes)
+    identity = IDENTITY._replace(**identity_changes)
     result = judge(identity, here_host="h", here_boot_id=here_boot, found=seen, error=error)
     assert result.liveness is expected
     assert result.dead == (expected not in (Liveness.ALIVE, Liveness.UNKNOWN))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -55,7 +54,7 @@ def test_a_dead_pid_with_a_lapsed_fuse_is_stopped_with_its_evidence(store, spawn
 def test_a_reused_pid_is_judged_dead_and_the_process_that_has_it_now_is_not_touched(store, spawn):
     impostor = spawn()
     identity = processes.identity_of(impostor.pid)
-    recorded = dataclasses.replace(identity, start_time=identity.start_time - 30)  # launched 30s earlier
+    recorded = identity._replace(start_time=identity.start_time - 30)  # launched 30s earlier
     sid = record(store, recorded)
     [judged] = Reconciler(store, policy=NO_GUARD).run_pass().judged
     assert judged.outcome == Outcome.STOPPED

@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -43,7 +43,7 @@ from agentledger.domain.reconciliation import (
 )
 from agentledger.domain.session import Session
 from agentledger.domain.stop_guard import Screened, StopGuard, guard_id, screen_stops
-from agentledger.domain.vocabulary import Component, StopCause
+from agentledger.domain.vocabulary import Component, FuseState, StopCause
 from agentledger.infrastructure import processes
 from agentledger.infrastructure.host import actor, boot_id, host_name
 from agentledger.projections.catchup import catch_up
@@ -68,8 +68,7 @@ class Outcome:
     DONE = {Action.STOP: STOPPED, Action.EXPIRE_FUSE: FUSE_EXPIRED, Action.TERMINATE: TERMINATING}
 
 
-@dataclass(frozen=True)
-class Judged:
+class Judged(NamedTuple):
     decision: Decision
     outcome: str
     attempts: int = 1  # > 1: the session changed under the reconciler and was judged again
@@ -311,12 +310,10 @@ def _next_due(facts: list[SessionFacts], now: datetime) -> datetime | None:
     """The next moment a session's judgement can change with no new event: a fuse or timeout running out."""
     due = []
     for f in facts:
-        if f.fuse_live(now):
+        if f.fuse_state == FuseState.SET:
             due.append(f.fuse_expires_at)
-        if f.deadline is not None and f.deadline > now:
-            due.append(f.deadline)
+        due.append(f.deadline)
         request = f.last_stop_request
         if request is not None and request.cause == StopCause.TIMEOUT and request.signal != "SIGKILL":
             due.append(request.at + timedelta(seconds=request.grace))
-    upcoming = [d for d in due if d is not None and d > now]
-    return min(upcoming) if upcoming else None
+    return min((d for d in due if d is not None and d > now), default=None)

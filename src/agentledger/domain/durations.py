@@ -56,4 +56,4 @@ def format_duration(seconds: float) -> str:
 
 def format_clock(at: datetime) -> str:
     """Time of day to the millisecond, in ``at``'s zone (UTC here): enough to line events up by eye."""
-    return at.strftime("%H:%M:%S.%f")[:-3]
+    return at.isoformat(timespec="milliseconds")[11:23]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agentledger.domain.durations import format_clock, format_duration
 from agentledger.domain.liveness import Liveness, PidProbe, ProcessIdentity
@@ -47,17 +47,18 @@ class ReconcilePolicy:
 DEFAULT_POLICY = ReconcilePolicy()
 
 
-@dataclass(frozen=True, slots=True)
-class StopRequestFacts:
+class StopRequestFacts(NamedTuple):
     cause: str  # a StopCause
     signal: str
     grace: float
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class SessionFacts:
-    """What the rule looks at, as of one version of the session."""
+class SessionFacts(NamedTuple):
+    """What the rule looks at, as of one version of the session.
+
+    A NamedTuple, like the other values here: a pass makes one per session.
+    """
 
     session_id: str
     status: str
@@ -73,7 +74,7 @@ class SessionFacts:
 
     def fuse_live(self, now: datetime) -> bool:
         return (
-            self.fuse_state == FuseState.SET.value
+            self.fuse_state == FuseState.SET
             and self.fuse_expires_at is not None
             and self.fuse_expires_at > now
         )
@@ -108,8 +109,7 @@ class Action(StrEnum):
     STOP = "stop"  # append Stopped: no live fuse, dead PID
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     session_id: str
     action: Action
     why: str  # one line for people
@@ -136,11 +136,11 @@ def decide(
     def keep(why: str) -> Decision:
         return Decision(sid, Action.KEEP, why)
 
-    if facts.status == SessionStatus.STOPPED.value:
+    if facts.status == SessionStatus.STOPPED:
         return keep("already stopped")
     if facts.fuse_live(now):
         assert facts.fuse_expires_at is not None
-        return keep(f"fuse live until {format_clock(facts.fuse_expires_at)} ({_in(facts.fuse_expires_at, now)})")
+        return keep(f"fuse live until {format_clock(facts.fuse_expires_at)}")
     if probe is None:
         raise ValueError(f"session {sid}: no live fuse, so the rule needs a PID probe")
     pid = f"PID {probe.pid}"
@@ -161,7 +161,7 @@ def decide(
     # The process is alive: it is never stopped, only ended for a timeout.
     if facts.deadline is not None and now >= facts.deadline:
         return _enforce_timeout(facts, probe, now, policy, unwatched)
-    if facts.fuse_state == FuseState.SET.value:
+    if facts.fuse_state == FuseState.SET:
         return Decision(
             sid,
             Action.EXPIRE_FUSE,
@@ -177,7 +177,7 @@ def _enforce_timeout(
     assert facts.deadline is not None
     request = facts.last_stop_request
     passed = f"timeout passed at {format_clock(facts.deadline)}, {unwatched}, PID {probe.pid} alive"
-    if request is None or request.cause != StopCause.TIMEOUT.value:
+    if request is None or request.cause != StopCause.TIMEOUT:
         signal = "SIGTERM"
     elif request.signal != "SIGKILL" and now >= request.at + timedelta(seconds=request.grace):
         signal = "SIGKILL"
@@ -212,16 +212,12 @@ def _evidence(facts: SessionFacts, probe: PidProbe, now: datetime, policy: Recon
 
 
 def _no_live_fuse(facts: SessionFacts, now: datetime) -> str:
-    if facts.fuse_state == FuseState.NONE.value:
+    if facts.fuse_state == FuseState.NONE:
         return "no fuse was ever set"
-    if facts.fuse_state == FuseState.CANCELLED.value:
+    if facts.fuse_state == FuseState.CANCELLED:
         return "fuse cancelled"
     assert facts.fuse_expires_at is not None
     return f"fuse expired at {format_clock(facts.fuse_expires_at)} ({_ago(facts.fuse_expires_at, now)})"
-
-
-def _in(at: datetime, now: datetime) -> str:
-    return f"in {format_duration((at - now).total_seconds())}"
 
 
 def _ago(at: datetime, now: datetime) -> str:

@@ -28,38 +28,55 @@ def identity_of(pid: int) -> ProcessIdentity:
 
 
 def probe(identity: ProcessIdentity) -> PidProbe:
-    """Is the process of ``identity`` still running? Looks only on its own host and boot."""
-    here_host, here_boot = host_name(), boot_id()
-    found, error = None, None
-    if identity.pid is not None and identity.host == here_host and identity.boot_id == here_boot:
-        found, error = _look(identity.pid)
-    return judge(identity, here_host=here_host, here_boot_id=here_boot, found=found, error=error)
+    """A fresh look: is the process of ``identity`` still running? Looks only on its own host and boot."""
+    found, error = _look(identity.pid) if _here(identity) else (None, None)
+    return _judge(identity, found, error)
 
 
-def _look(pid: int) -> tuple[FoundProcess | None, str | None]:
-    """What has ``pid`` now: its start time and whether it is a zombie, or nothing."""
+def _here(identity: ProcessIdentity) -> bool:
+    return identity.pid is not None and identity.host == host_name() and identity.boot_id == boot_id()
+
+
+def _judge(identity: ProcessIdentity, found: FoundProcess | None, error: str | None) -> PidProbe:
+    return judge(identity, here_host=host_name(), here_boot_id=boot_id(), found=found, error=error)
+
+
+def _look(pid: int, *, pidfd: int | None = None, boot_time: float | None = None) -> tuple[FoundProcess | None, str | None]:
+    """What has ``pid`` now: its start time and whether it has ended (a zombie), or nothing.
+
+    With a ``pidfd`` opened on the PID beforehand, "has it ended" is a poll of
+    that descriptor instead of a second read of ``/proc/PID/stat``; with a
+    ``boot_time`` read once for a whole pass, no read of ``/proc/stat`` either.
+    """
     try:
         process = psutil.Process(pid)
         start = process.create_time()
-        zombie = process.status() == psutil.STATUS_ZOMBIE
-        return FoundProcess(start_time=start, boot_time=psutil.boot_time(), zombie=zombie), None
+        zombie = _has_ended(pidfd) if pidfd is not None else process.status() == psutil.STATUS_ZOMBIE
+        return FoundProcess(start, psutil.boot_time() if boot_time is None else boot_time, zombie), None
     except psutil.NoSuchProcess:  # including ZombieProcess: either way the process has ended
         return None, None
     except (psutil.Error, OSError) as error:
         return None, f"{type(error).__name__}: {error}"
 
 
+def _has_ended(pidfd: int) -> bool:
+    """A pidfd turns readable when its process ends (zombie or reaped)."""
+    poller = select.poll()  # not select(): descriptors past 1023 are common here
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class ProcessWatch:
     """Probes for a reconciler that runs pass after pass: live processes are kept as pidfds.
 
-    The first look at a process goes through :func:`probe` (psutil, start time
-    checked). A pidfd is opened *before* that look, and kept if the look says
-    alive: it then names that very process, never a later one that reuses the
-    PID, and turns readable when the process ends. Later passes learn "still
-    alive" from one ``poll()`` over all pidfds instead of reading ``/proc``
-    once per PID; a process whose pidfd turned readable is looked at afresh.
-    Where pidfds are unavailable (old kernels) or file descriptors run short,
-    every probe is a fresh look.
+    The first look at a process opens a pidfd on its PID, then checks through
+    psutil that the process there started when the session's did, and polls
+    the pidfd to tell a zombie. If it is alive the pidfd is kept: it names that
+    very process, never a later one that reuses the PID, and turns readable
+    when the process ends. Later passes learn "still alive" from one ``poll()``
+    over all the pidfds instead of reading ``/proc`` once per PID. Where pidfds
+    are unavailable (old kernels) or file descriptors run short, every probe is
+    a full psutil look.
     """
 
     #: File descriptors left for everything else (the store, logs, sockets).
@@ -70,11 +87,13 @@ class ProcessWatch:
         self._poller = select.poll()
         self._ended: set[int] = set()
         self._seen: set[ProcessIdentity] = set()
+        self._boot_time: float | None = None
         self._capacity = max(0, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - self.RESERVED_FDS)
 
     def start_pass(self) -> None:
         self._ended = {fd for fd, _ in self._poller.poll(0)} if self._watched else set()
         self._seen = set()
+        self._boot_time = psutil.boot_time()
 
     def probe(self, identity: ProcessIdentity) -> PidProbe:
         self._seen.add(identity)
@@ -87,8 +106,16 @@ class ProcessWatch:
                     host=identity.host, boot_id=identity.boot_id, liveness=Liveness.ALIVE,
                 )
             self._forget(identity)
-        fd = self._open(identity)
-        result = probe(identity)
+        if not _here(identity):
+            return _judge(identity, None, None)
+        try:
+            fd = self._open(identity.pid)
+        except ProcessLookupError:
+            return _judge(identity, None, None)
+        found, error = _look(identity.pid, pidfd=fd, boot_time=self._boot_time)
+        result = _judge(identity, found, error)
+        if result.liveness is Liveness.PID_REUSED:
+            result = probe(identity)  # unless the wall clock stepped since this pass read the boot time
         if fd is not None:
             if result.alive:
                 self._watched[identity] = (fd, result.found_start_time)
@@ -106,12 +133,15 @@ class ProcessWatch:
         for identity in list(self._watched):
             self._forget(identity)
 
-    def _open(self, identity: ProcessIdentity) -> int | None:
-        if identity.pid is None or len(self._watched) >= self._capacity or identity.host != host_name():
+    def _open(self, pid: int) -> int | None:
+        """A pidfd on ``pid``, or None (no pidfd support, no descriptors to spare); raises if no such process."""
+        if len(self._watched) >= self._capacity:
             return None
         try:
-            return os.pidfd_open(identity.pid)
-        except (AttributeError, OSError):  # no such process, no pidfd support, no fds left
+            return os.pidfd_open(pid)
+        except ProcessLookupError:
+            raise
+        except (AttributeError, OSError):
             return None
 
     def _forget(self, identity: ProcessIdentity) -> None:

@@ -87,38 +87,43 @@ def get_session(db: sqlite3.Connection, session_id: str) -> sqlite3.Row:
     return row
 
 
+#: What :func:`session_facts` reads: a pass over 10,000 sessions selects only these.
+_FACT_COLUMNS = (
+    "id, status, pid, pid_start_time, boot_time, host, boot_id, fuse_state, fuse_ttl, fuse_expires_at,"
+    " last_heartbeat_at, timeout_at, stop_request_cause, stop_request_signal, stop_request_grace,"
+    " stop_requested_at, version, position"
+)
+
+
 def not_stopped_on_host(db: sqlite3.Connection, host: str) -> list[sqlite3.Row]:
-    """The sessions a reconciler on ``host`` looks after."""
+    """The sessions a reconciler on ``host`` looks after, with the columns their facts need."""
     return db.execute(
-        "SELECT * FROM sessions WHERE host = ? AND status != ?", (host, SessionStatus.STOPPED.value)
+        f"SELECT {_FACT_COLUMNS} FROM sessions WHERE host = ? AND status != ?", (host, SessionStatus.STOPPED.value)
     ).fetchall()
 
 
 def session_facts(row: sqlite3.Row) -> SessionFacts:
-    """What the reconciler's rule needs of a session, as the projection shows it."""
+    """What the reconciler's rule needs of a session, as the projection shows it.
+
+    ``row`` is one of :func:`not_stopped_on_host`'s: unpacked by position (in
+    the order of ``_FACT_COLUMNS``), which is what makes 10,000 of them cheap.
+    """
+    (sid, status, pid, pid_start_time, boot_time, host, boot_id, fuse_state, fuse_ttl, fuse_expires_at,
+     last_heartbeat_at, timeout_at, stop_cause, stop_signal, stop_grace, stop_requested_at, version, position) = row
     return SessionFacts(
-        session_id=row["id"],
-        status=row["status"],
-        identity=ProcessIdentity(
-            pid=row["pid"],
-            start_time=row["pid_start_time"],
-            boot_time=row["boot_time"],
-            host=row["host"],
-            boot_id=row["boot_id"],
+        session_id=sid,
+        status=status,
+        identity=ProcessIdentity(pid, pid_start_time, boot_time, host, boot_id),
+        fuse_state=fuse_state,
+        fuse_ttl=fuse_ttl,
+        fuse_expires_at=_datetime(fuse_expires_at),
+        last_heartbeat_at=_datetime(last_heartbeat_at),
+        deadline=_datetime(timeout_at),
+        last_stop_request=None if stop_signal is None else StopRequestFacts(
+            stop_cause, stop_signal, stop_grace, _datetime(stop_requested_at)
         ),
-        fuse_state=row["fuse_state"],
-        fuse_ttl=row["fuse_ttl"],
-        fuse_expires_at=_datetime(row["fuse_expires_at"]),
-        last_heartbeat_at=_datetime(row["last_heartbeat_at"]),
-        deadline=_datetime(row["timeout_at"]),
-        last_stop_request=None if row["stop_request_signal"] is None else StopRequestFacts(
-            cause=row["stop_request_cause"],
-            signal=row["stop_request_signal"],
-            grace=row["stop_request_grace"],
-            at=_datetime(row["stop_requested_at"]),
-        ),
-        version=row["version"],
-        position=row["position"],
+        version=version,
+        position=position,
     )
 
 
