@@ -156,7 +156,11 @@ def test_logs_capture_output(cli):
     "args",
     [("status", "nosuchid"), ("status", "zzzz"), ("fuse", "set", "0", "--ttl", "banana"), ("stop",),
      ("launch",), ("launch", "--", ""), ("launch", "--cwd", "/no/such/dir", "--", "true"), ("list", "--status", "asleep"),
-     ("launch", "--fuse-ttl", "-1s", "--", "true"), ("launch", "--fuse-ttl", "1s", "--heartbeat-every", "600ms", "--", "true"), ("frobnicate",), ("logs", "0", "-n", "-3")],
+     ("launch", "--fuse-ttl", "-1s", "--", "true"), ("launch", "--fuse-ttl", "1s", "--heartbeat-every", "600ms", "--", "true"), ("frobnicate",), ("logs", "0", "-n", "-3"),
+     ("launch", "--timeout", "0", "--", "true"), ("launch", "--timeout", "soon", "--", "true"),
+     ("reconcile", "--mass-stop-share", "2"), ("reconcile", "--mass-stop-share", "0"), ("reconcile", "--mass-stop-min", "-1"),
+     ("daemon",), ("daemon", "restart"), ("daemon", "stop", "--wait", "banana"), ("daemon", "run", "--interval", "0ms"),
+     ("list", "--status", "watched")],
 )
 def test_bad_input_is_one_line_and_exit_2(cli, args):
     cli.launch("true")  # a store with a session in it
