@@ -9,6 +9,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 AGENTLEDGER = [sys.executable, "-m", "agentledger"]
@@ -54,3 +56,99 @@ def machine() -> str:
 LAUNCHED = dict(argv=["sleep", "1"], cwd="/", adapter="command", name=None, model=None, prompt=None, group=None,
                 labels={}, host="bench", boot_id="bench", pid=1, pid_start_time=1.0, boot_time=0.0,
                 supervisor_pid=None, log_path=None, launched_by="bench")
+
+
+# -- real processes and the sessions recorded for them (reconciler and daemon benchmarks) --------------
+
+
+def raise_file_limit() -> tuple[int, int]:
+    """Raise RLIMIT_NOFILE's soft limit to the hard one (a reconciler keeps a pidfd per live process)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def process_limits() -> str:
+    import resource
+
+    nproc = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
+    pid_max = Path("/proc/sys/kernel/pid_max").read_text().strip()
+    return (f"RLIMIT_NPROC (ulimit -u) {'unlimited' if nproc == resource.RLIM_INFINITY else nproc}, "
+            f"pid_max {pid_max}, RLIMIT_NOFILE soft {nofile[0]} / hard {nofile[1]}, "
+            f"{sum(1 for p in os.listdir('/proc') if p.isdigit())} processes running")
+
+
+@contextmanager
+def sleeping(count: int, seconds: int = 3600) -> Iterator[list[subprocess.Popen]]:
+    """``count`` real ``sleep`` processes in one process group of their own; killed and reaped on the
+    way out, even on error or Ctrl-C."""
+    procs: list[subprocess.Popen] = []
+    try:
+        for _ in range(count):
+            group = procs[0].pid if procs else 0
+            procs.append(subprocess.Popen(["sleep", str(seconds)], stdin=subprocess.DEVNULL, process_group=group))
+        yield procs
+    finally:
+        reap(procs)
+
+
+def reap(procs: list[subprocess.Popen]) -> None:
+    """Kill (one signal to their group, then each one still unreaped) and reap ``procs``."""
+    import signal
+
+    if procs:
+        try:
+            os.killpg(procs[0].pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for proc in procs:
+        if proc.poll() is None:  # reaps a zombie; never signals a reused PID
+            proc.kill()
+    for proc in procs:
+        proc.wait(timeout=30)
+
+
+def session_fields(identity, argv: list[str]) -> dict:
+    """``Launched`` fields for a session of the real process ``identity``, with no supervisor."""
+    return dict(argv=list(argv), cwd="/", adapter="command", name=None, model=None, prompt=None, group=None,
+                labels={}, host=identity.host, boot_id=identity.boot_id, pid=identity.pid,
+                pid_start_time=identity.start_time, boot_time=identity.boot_time, supervisor_pid=None,
+                log_path=None, launched_by="bench")
+
+
+def record_sessions(store, identities, *, fuse_ttl: float | None, argv: list[str], batch: int = 500) -> list[str]:
+    """One session per identity (with a fuse of ``fuse_ttl`` seconds, or none), saved in batches,
+    then projected; their ids."""
+    from uuid import uuid4
+
+    from agentledger.application.clock import utc_now
+    from agentledger.domain.session import Session
+    from agentledger.projections.catchup import catch_up
+
+    ids, pending = [], []
+    for identity in identities:
+        session = Session.launch(session_id=uuid4(), **session_fields(identity, argv))
+        if fuse_ttl is not None:
+            session.set_fuse(ttl=fuse_ttl, set_by="bench", now=utc_now())
+        ids.append(session.id.hex)
+        pending.append(session)
+        if len(pending) == batch:
+            store.ledger.save(*pending)
+            pending = []
+    if pending:
+        store.ledger.save(*pending)
+    catch_up(store)
+    return ids
+
+
+def remove_temp_home(home: Path) -> None:
+    """Delete a throw-away home made by :func:`temp_home` (the temporary directory around it)."""
+    import shutil
+
+    parent = Path(home).parent
+    if parent.name.startswith("agentledger-") and parent.parent == Path(tempfile.gettempdir()):
+        shutil.rmtree(parent, ignore_errors=True)

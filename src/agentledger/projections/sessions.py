@@ -69,9 +69,10 @@ class SessionsProjection:
     def _fuse_set(self, event: Session.FuseSet, position: int) -> None:
         sid = event.originator_id.hex
         at = event.timestamp.timestamp()
+        # The fuse before it ends here, unless it already ended when its lapse was recorded.
         self.cursor.execute(
-            "UPDATE fuses SET state = 'replaced', ended_at = ?, ended_by = ?"
-            " WHERE session_id = ? AND state = 'set'",
+            "UPDATE fuses SET state = 'replaced', ended_at = COALESCE(ended_at, ?), ended_by = COALESCE(ended_by, ?)"
+            " WHERE session_id = ? AND state IN ('set', 'expired')",
             (at, event.set_by, sid),
         )
         self.cursor.execute(
