@@ -140,7 +140,7 @@ class Context:
         """The read-model connection, after applying every event already in the log."""
         from agentledger.projections.catchup import catch_up
 
-        catch_up(self.store)
+        warn_skipped(catch_up(self.store).skipped)
         return self.store.db
 
     def resolve(self, text: str) -> str:
@@ -151,6 +151,12 @@ class Context:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+
+
+def warn_skipped(skipped: list[Any]) -> None:
+    """One line per event the read models had to skip: the command goes on, the user is told."""
+    for entry in skipped:
+        sys.stderr.write(f"agentledger: warning: skipped {entry.describe_error()}; see 'agentledger verify'\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -510,8 +516,9 @@ def cmd_db(context: Context, args: argparse.Namespace) -> int:
         from agentledger.projections.catchup import rebuild
 
         started = time.perf_counter()
-        applied = rebuild(context.store)
-        print(f"rebuilt read models from {applied} events in {format_duration(time.perf_counter() - started)}")
+        result = rebuild(context.store)
+        warn_skipped(result.skipped)
+        print(f"rebuilt read models from {result.applied} events in {format_duration(time.perf_counter() - started)}")
         return 0
     from agentledger.infrastructure.store import schema_revision
     from agentledger.projections.catchup import tracked_position

@@ -9,12 +9,14 @@ empties the read models and replays the whole log the same way.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 from agentledger.application.retry import retry_while_locked
 from agentledger.infrastructure.store import Store
+from agentledger.projections.log import LogEntry, read_log
 from agentledger.projections.sessions import PROJECTION_NAME, SessionsProjection
 
-PAGE_SIZE = 1000
 READ_MODEL_TABLES = ("sessions", "fuses")
 
 
@@ -25,23 +27,30 @@ def tracked_position(db: sqlite3.Connection | sqlite3.Cursor) -> int:
     return row[0] if row else 0
 
 
-def catch_up(store: Store) -> int:
-    """Apply every event not yet projected; return how many were applied."""
+class Applied(NamedTuple):
+    """What one catch-up or rebuild did: events applied, and events skipped as unreadable."""
+
+    applied: int
+    skipped: list[LogEntry]
+
+
+def catch_up(store: Store) -> Applied:
+    """Apply every event not yet projected."""
     head = store.ledger.recorder.max_notification_id() or 0
     if head <= tracked_position(store.db):
-        return 0
+        return Applied(0, [])
 
-    def apply() -> int:
+    def apply() -> Applied:
         with store.write_transaction() as cursor:
             return _apply_from(store, cursor, tracked_position(cursor))
 
     return retry_while_locked(apply)
 
 
-def rebuild(store: Store) -> int:
+def rebuild(store: Store) -> Applied:
     """Drop the read models' rows and replay the whole log into them, atomically."""
 
-    def replay() -> int:
+    def replay() -> Applied:
         with store.write_transaction() as cursor:
             for table in READ_MODEL_TABLES:
                 cursor.execute(f"DELETE FROM {table}")
@@ -51,25 +60,37 @@ def rebuild(store: Store) -> int:
     return retry_while_locked(replay)
 
 
-def _apply_from(store: Store, cursor: sqlite3.Cursor, position: int) -> int:
-    ledger = store.ledger
+def project(cursor: sqlite3.Cursor, entries: Iterable[LogEntry]) -> Applied:
+    """Apply ``entries`` to the read-model tables behind ``cursor``; unreadable ones are skipped.
+
+    An event this version cannot read is skipped rather than stopping every
+    command that catches up; ``agentledger verify`` reports it, and a rebuild
+    by a version that can read it applies it.
+    """
     projection = SessionsProjection(cursor)
-    applied = 0
-    start = position
-    while True:
-        page = ledger.recorder.select_notifications(
-            start=position, limit=PAGE_SIZE, inclusive_of_start=False
-        )
-        for notification in page:
-            projection.process(ledger.mapper.to_domain_event(notification), notification.id)
-            position = notification.id
-        applied += len(page)
-        if len(page) < PAGE_SIZE:
-            break
-    if position != start:
+    applied, skipped = 0, []
+    for entry in entries:
+        if entry.event is None:
+            skipped.append(entry)
+        else:
+            projection.process(entry.event, entry.position)
+            applied += 1
+    return Applied(applied, skipped)
+
+
+def _apply_from(store: Store, cursor: sqlite3.Cursor, position: int) -> Applied:
+    last = [position]
+
+    def tracked(entries: Iterable[LogEntry]) -> Iterator[LogEntry]:
+        for entry in entries:
+            last[0] = entry.position
+            yield entry
+
+    result = project(cursor, tracked(read_log(store.ledger, after=position)))
+    if last[0] != position:
         cursor.execute(
             "INSERT INTO projection_tracking (name, position) VALUES (?, ?)"
             " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-            (PROJECTION_NAME, position),
+            (PROJECTION_NAME, last[0]),
         )
-    return applied
+    return result

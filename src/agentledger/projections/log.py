@@ -1,0 +1,88 @@
+"""Reading the log itself, one stored event at a time, surviving events it cannot read.
+
+Every reader of the whole log (catch-up, ``verify``, ``events``, ``--as-of``,
+``history``) goes through here, so that an event this version cannot decode
+(a topic it does not know, a truncated or garbled payload) becomes a
+:class:`LogEntry` with an ``error`` instead of an exception that ends the
+command. The entry still says where it is (position, session, version), so
+a person can be told exactly what was skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, NamedTuple
+from uuid import UUID
+
+PAGE_SIZE = 1000
+
+
+class LogEntry(NamedTuple):
+    position: int | None  # None only where the reader was not given positions
+    originator_id: UUID
+    version: int
+    topic: str
+    event: Any | None  # the domain event; None when it could not be decoded
+    error: str | None = None  # why it could not be decoded
+
+    @property
+    def type_name(self) -> str:
+        """``Heartbeat`` for ``agentledger.domain.session:Session.Heartbeat``."""
+        return self.topic.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+
+    @property
+    def timestamp(self) -> datetime | None:
+        return None if self.event is None else self.event.timestamp
+
+    @property
+    def readable(self) -> bool:
+        return self.error is None
+
+    def describe_error(self) -> str:
+        return (f"unreadable event at position {self.position} (session {self.originator_id.hex[:12]}, "
+                f"version {self.version}, topic {self.topic!r}): {self.error}")
+
+
+def decode(mapper: Any, stored: Any, position: int | None) -> LogEntry:
+    """One stored event (a notification or a stored event record) as a :class:`LogEntry`."""
+    originator_id = stored.originator_id if isinstance(stored.originator_id, UUID) else UUID(str(stored.originator_id))
+    try:
+        event = mapper.to_domain_event(stored)
+    except Exception as error:  # any decoding failure: unknown topic, bad bytes, missing fields
+        return LogEntry(position, originator_id, stored.originator_version, stored.topic, None,
+                        f"{type(error).__name__}: {error}")
+    return LogEntry(position, originator_id, stored.originator_version, stored.topic, event)
+
+
+def read_log(ledger: Any, *, after: int = 0, upto: int | None = None) -> Iterator[LogEntry]:
+    """The log in position order, from just after ``after`` to ``upto`` (inclusive) or its end."""
+    recorder, mapper = ledger.recorder, ledger.mapper
+    position = after
+    while True:
+        page = recorder.select_notifications(start=position, limit=PAGE_SIZE, inclusive_of_start=False, stop=upto)
+        for notification in page:
+            yield decode(mapper, notification, notification.id)
+        if len(page) < PAGE_SIZE:
+            return
+        position = page[-1].id
+
+
+def session_log(ledger: Any, session_id: UUID, positions: dict[int, int], *, upto_version: int | None = None
+                ) -> list[LogEntry]:
+    """One session's events in version order (``positions`` maps version to log position)."""
+    stored = ledger.recorder.select_events(session_id, lte=upto_version)
+    return [decode(ledger.mapper, s, positions.get(s.originator_version)) for s in stored]
+
+
+def replay_state(entries: list[LogEntry]) -> Any | None:
+    """The aggregate the readable events make, applied in order (None before a ``Launched``).
+
+    Used where the repository cannot be (a version in the middle of a log that
+    holds an unreadable event): unreadable events are skipped.
+    """
+    aggregate = None
+    for entry in entries:
+        if entry.event is not None:
+            aggregate = entry.event.mutate(aggregate)
+    return aggregate
