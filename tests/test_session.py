@@ -135,3 +135,17 @@ def test_a_master_timeout_runs_from_the_launch():
     session = launched(timeout=90.0)
     assert session.deadline == session.created_on + timedelta(seconds=90)
     assert launched().deadline is None
+
+
+def test_events_that_record_their_time_use_their_own_timestamp():
+    """While an event applies, modified_on is still the previous event's: times come from the event itself."""
+    session = launched()
+    session.set_fuse(ttl=30, set_by="test", now=T0)
+    session.heartbeat(source="test", now=T0 + timedelta(seconds=1))
+    heartbeat = session.collect_events()[-1]
+    assert session.last_heartbeat_at == heartbeat.timestamp
+    session.request_stop(requested_by="me", signal="SIGTERM", grace=1.0, note=None)
+    session.record_stop(reason=StopReason.USER, decided_by={"component": "cli"}, evidence={})
+    requested, _cancelled, stopped = session.collect_events()
+    assert session.stop_requests[-1]["at"] == requested.timestamp
+    assert session.stop["at"] == stopped.timestamp.isoformat()

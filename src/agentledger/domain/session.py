@@ -2,7 +2,11 @@
 
 Every change is a small, explicit domain event. Command methods (public) check
 the rules and raise :class:`DomainError` subclasses; the ``@event`` methods
-(private) only apply facts, so replaying the log never re-checks anything.
+(private) and the events' own ``apply`` only apply facts, so replaying the log
+never re-checks anything. Events that record their own time (a heartbeat, a
+stop request, the stop) apply it in ``apply``, from ``self.timestamp``: while
+an event applies, the aggregate's ``modified_on`` is still the previous
+event's.
 Time is passed in by the caller: the aggregate never reads a clock.
 
 Fields added after the first release have defaults, on the events (for events
@@ -59,6 +63,11 @@ class Session(Aggregate):
         source: str
         fuse_expires_at: datetime | None
 
+        def apply(self, aggregate: Session) -> None:
+            aggregate.last_heartbeat_at = self.timestamp
+            if self.fuse_expires_at is not None:
+                aggregate._arm(self.fuse_expires_at)
+
     class FuseCancelled(Aggregate.Event):
         by: str
         reason: str
@@ -71,6 +80,17 @@ class Session(Aggregate):
         grace: float
         note: str | None
         cause: str = StopCause.USER.value  # a StopCause: becomes the stop's reason
+
+        def apply(self, aggregate: Session) -> None:
+            aggregate.status = SessionStatus.STOPPING.value
+            aggregate.stop_requests.append({
+                "requested_by": self.requested_by,
+                "signal": self.signal,
+                "grace": self.grace,
+                "note": self.note,
+                "cause": self.cause,
+                "at": self.timestamp,
+            })
 
     class FuseExpired(Aggregate.Event):
         """The reconciler saw the fuse lapse while the process lived: watching ended at ``expired_at``."""
@@ -88,6 +108,16 @@ class Session(Aggregate):
         decided_by: dict[str, Any]
         evidence: dict[str, Any]
         note: str | None
+
+        def apply(self, aggregate: Session) -> None:
+            aggregate.status = SessionStatus.STOPPED.value
+            aggregate.stop = {
+                "reason": self.reason,
+                "exit_code": self.exit_code,
+                "signal": self.signal,
+                "decided_by": self.decided_by,
+                "at": self.timestamp.isoformat(),
+            }
 
     @event(Launched)
     def __init__(
@@ -191,7 +221,7 @@ class Session(Aggregate):
         if self.fuse_state in (FuseState.SET.value, FuseState.EXPIRED.value):
             assert self.fuse_ttl is not None and self.fuse_expires_at is not None
             new_expiry = max(self.fuse_expires_at, now + timedelta(seconds=self.fuse_ttl))
-        self._heartbeat(source=source, fuse_expires_at=new_expiry)
+        self.trigger_event(self.Heartbeat, source=source, fuse_expires_at=new_expiry)
 
     def cancel_fuse(self, *, by: str, reason: str) -> None:
         self._refuse_if_stopped()
@@ -209,8 +239,9 @@ class Session(Aggregate):
         cause: StopCause = StopCause.USER,
     ) -> None:
         self._refuse_if_stopped()
-        self._stop_requested(
-            requested_by=requested_by, signal=signal, grace=grace, note=note, cause=StopCause(cause).value
+        self.trigger_event(
+            self.StopRequested,
+            requested_by=requested_by, signal=signal, grace=grace, note=note, cause=StopCause(cause).value,
         )
 
     def record_fuse_expired(self, *, decided_by: dict[str, Any], evidence: dict[str, Any], now: datetime) -> None:
@@ -237,7 +268,8 @@ class Session(Aggregate):
         reason = StopReason(reason)  # refuses anything outside the closed set
         if self.fuse_state == FuseState.SET.value:
             self._fuse_cancelled(by=decided_by.get("component", "unknown"), reason="session stopped")
-        self._stopped(
+        self.trigger_event(
+            self.Stopped,
             reason=reason.value,
             exit_code=exit_code,
             signal=signal,
@@ -257,12 +289,6 @@ class Session(Aggregate):
         self.fuse_ttl = ttl
         self._arm(expires_at)
 
-    @event(Heartbeat)
-    def _heartbeat(self, *, source: str, fuse_expires_at: datetime | None) -> None:
-        self.last_heartbeat_at = self.modified_on
-        if fuse_expires_at is not None:
-            self._arm(fuse_expires_at)
-
     def _arm(self, expires_at: datetime) -> None:
         self.fuse_state = FuseState.SET.value
         self.fuse_expires_at = expires_at
@@ -278,37 +304,3 @@ class Session(Aggregate):
     @event(FuseCancelled)
     def _fuse_cancelled(self, *, by: str, reason: str) -> None:
         self.fuse_state = FuseState.CANCELLED.value
-
-    @event(StopRequested)
-    def _stop_requested(
-        self, *, requested_by: str, signal: str, grace: float, note: str | None, cause: str = StopCause.USER.value
-    ) -> None:
-        self.status = SessionStatus.STOPPING.value
-        self.stop_requests.append({
-            "requested_by": requested_by,
-            "signal": signal,
-            "grace": grace,
-            "note": note,
-            "cause": cause,
-            "at": self.modified_on,
-        })
-
-    @event(Stopped)
-    def _stopped(
-        self,
-        *,
-        reason: str,
-        exit_code: int | None,
-        signal: str | None,
-        decided_by: dict[str, Any],
-        evidence: dict[str, Any],
-        note: str | None,
-    ) -> None:
-        self.status = SessionStatus.STOPPED.value
-        self.stop = {
-            "reason": reason,
-            "exit_code": exit_code,
-            "signal": signal,
-            "decided_by": decided_by,
-            "at": self.modified_on.isoformat(),
-        }

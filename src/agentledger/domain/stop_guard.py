@@ -84,6 +84,12 @@ class StopGuard(Aggregate):
         decided_by: dict[str, Any]
         policy_version: str
 
+        def apply(self, aggregate: StopGuard) -> None:
+            aggregate.held = list(self.held)
+            aggregate.tripped_at = self.timestamp  # the aggregate's modified_on is still the previous event's
+            aggregate.would_stop = self.would_stop
+            aggregate.not_stopped = self.not_stopped
+
     class Released(Aggregate.Event):
         """The hold ended: ``confirmed`` were stopped, ``cleared`` were seen alive again."""
 
@@ -108,7 +114,6 @@ class StopGuard(Aggregate):
     def holding(self) -> frozenset[str]:
         return frozenset(self.held)
 
-    @event(Tripped)
     def trip(
         self,
         *,
@@ -120,10 +125,10 @@ class StopGuard(Aggregate):
         decided_by: dict[str, Any],
         policy_version: str,
     ) -> None:
-        self.held = list(held)
-        self.tripped_at = self.modified_on
-        self.would_stop = would_stop
-        self.not_stopped = not_stopped
+        self.trigger_event(
+            self.Tripped, boot_id=boot_id, not_stopped=not_stopped, would_stop=would_stop, limit=limit,
+            held=list(held), decided_by=decided_by, policy_version=policy_version,
+        )
 
     @event(Released)
     def release(self, *, how: str, confirmed: list[str], cleared: list[str], decided_by: dict[str, Any]) -> None:
