@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     def session_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("session", metavar="ID", help="session id or a unique prefix of it")
 
+    def as_of_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--as-of", metavar="WHEN", default=None,
+                       help="answer from the log as it stood then: an ISO time, -15m, or @POSITION "
+                            "(replayed into a scratch copy; the live read models are not used)")
+
     p = command("launch", "start ARGV under a supervisor and print its session id")
     p.add_argument("--cwd", default=None, help="working directory (default: the current one)")
     p.add_argument("--fuse-ttl", type=types.duration, default=DEFAULT_FUSE_TTL, metavar="DURATION",
@@ -89,10 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("list", "list sessions, newest first (default: not stopped)")
     p.add_argument("--all", action="store_true", help="include stopped sessions")
     p.add_argument("--status", help="only sessions with this status (running, unwatched, stopping, stopped)")
+    as_of_option(p)
     json_flag(p)
 
     p = command("status", "show one session")
     session_arg(p)
+    as_of_option(p)
     json_flag(p)
 
     p = command("logs", "print a session's captured output")
@@ -115,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agentledger.entrypoints import reconcile_commands
 
     reconcile_commands.add_parsers(command)
+    from agentledger.entrypoints import audit_commands
+
+    audit_commands.add_parsers(command)
     return parser
 
 
@@ -143,10 +153,22 @@ class Context:
         warn_skipped(catch_up(self.store).skipped)
         return self.store.db
 
-    def resolve(self, text: str) -> str:
+    def resolve(self, text: str, db: Any = None) -> str:
         from agentledger.projections.queries import resolve_session_id
 
-        return resolve_session_id(self.fresh_db(), text)
+        return resolve_session_id(self.fresh_db() if db is None else db, text)
+
+    def read_models(self, as_of: str | None) -> tuple[Any, float]:
+        """The read models and the "now" to judge them at: live, or replayed up to ``as_of``."""
+        if as_of is None:
+            return self.fresh_db(), time.time()
+        from datetime import datetime, timezone
+
+        from agentledger.projections.as_of import parse_moment, read_models_as_of
+
+        scratch = read_models_as_of(self.store, parse_moment(as_of, datetime.now(timezone.utc)))
+        warn_skipped(scratch.applied.skipped)
+        return scratch.db, scratch.now
 
     def close(self) -> None:
         if self._store is not None:
@@ -159,8 +181,23 @@ def warn_skipped(skipped: list[Any]) -> None:
         sys.stderr.write(f"agentledger: warning: skipped {entry.describe_error()}; see 'agentledger verify'\n")
 
 
+#: Options whose value may start with "-" (``--as-of -15m``), which argparse would take for an option.
+_DASHED_VALUES = ("--as-of",)
+
+
+def _attach_dashed_values(argv: list[str]) -> list[str]:
+    """``--as-of -15m`` -> ``--as-of=-15m``, so that a relative time parses as a value."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in _DASHED_VALUES and arg.startswith("-") and arg != "--" and "--" not in out[:-1]:
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_attach_dashed_values(sys.argv[1:] if argv is None else argv))
     context = Context()
     try:
         return args.handler(context, args) or 0
@@ -363,8 +400,8 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
     from agentledger.entrypoints.render import table, write_json_lines
     from agentledger.projections.queries import list_sessions, session_json
 
-    now = time.time()
-    rows = list_sessions(context.fresh_db(), include_stopped=args.all, status=args.status, now=now)
+    db, now = context.read_models(args.as_of)
+    rows = list_sessions(db, include_stopped=args.all, status=args.status, now=now)
     if args.json:
         write_json_lines(session_json(r, now) for r in rows)
         return 0
@@ -411,8 +448,8 @@ def cmd_status(context: Context, args: argparse.Namespace) -> int:
     from agentledger.entrypoints.render import key_values, relative, write_json
     from agentledger.projections.queries import current_status, get_session, iso, session_json
 
-    row = get_session(context.store.db, context.resolve(args.session))
-    now = time.time()
+    db, now = context.read_models(args.as_of)
+    row = get_session(db, context.resolve(args.session, db))
     if args.json:
         write_json(session_json(row, now))
         return 0
@@ -481,22 +518,28 @@ def cmd_logs(context: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_history(context: Context, args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
     from uuid import UUID
 
     from agentledger.entrypoints.render import table, write_json_lines
-    from agentledger.projections.history import event_records
+    from agentledger.projections.history import history_records
+    from agentledger.projections.log import session_log
 
     session_id = context.resolve(args.session)
     store = context.store
-    records = event_records(
-        store.ledger.session_events(UUID(session_id)), store.event_positions(session_id)
-    )
+    entries = session_log(store.ledger, UUID(session_id), store.event_positions(session_id))
+    records = history_records(entries, datetime.now(timezone.utc))
+    for entry in entries:
+        if entry.error is not None:
+            sys.stderr.write(f"agentledger: warning: {entry.describe_error()}\n")
     if args.json:
         write_json_lines(records)
         return 0
     table(
-        ["POS", "VER", "TIME", "+DELTA", "EVENT", "DETAILS"],
-        [(r["position"], r["version"], r["time"][:23].replace("T", " "), r["delta"], r["type"], r["summary"]) for r in records],
+        ["POS", "VER", "TIME", "+DELTA", "EVENT", "STATUS", "DETAILS"],
+        [(r["position"], r["version"], (r["time"] or "?")[:23].replace("T", " "), r["delta"],
+          r["type"] or f"· {r['marker']}", r["status"], "; ".join([*r["marks"], r["summary"]]))
+         for r in records],
     )
     return 0
 

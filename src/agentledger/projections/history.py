@@ -1,33 +1,90 @@
-"""A session's events as records for ``history``: position, time, type, fields, summary."""
+"""A session's history for ``history``: each event, the status it left, and when the fuse went live or lapsed.
+
+The status after each event is the session's as of that event's time: the
+events up to it are applied to a fresh aggregate, and a set fuse counts as
+live only until its expiry. A lapse has no event of its own unless a
+reconciler recorded ``FuseExpired``, so a marker row is put in at the expiry
+whenever the next event (or now) comes after it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from agentledger.domain.durations import format_clock, format_duration
+from agentledger.domain.session import Session
+from agentledger.domain.vocabulary import SessionStatus
+from agentledger.projections.log import LogEntry
 
 _ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 
 
-def event_records(events: Iterable[Any], positions: dict[int, int]) -> list[dict[str, Any]]:
+def history_records(entries: list[LogEntry], now: datetime) -> list[dict[str, Any]]:
+    """One record per event in version order, with marker records where a fuse lapsed."""
     records: list[dict[str, Any]] = []
+    session: Session | None = None
     previous: datetime | None = None
-    for event in events:
+    status: str | None = None
+    for index, entry in enumerate(entries):
+        event = entry.event
+        if event is None:
+            records.append({"position": entry.position, "version": entry.version, "time": None, "delta": "",
+                            "type": entry.type_name, "error": entry.error, "status": status, "marks": [],
+                            "summary": f"UNREADABLE: {entry.error}"})
+            continue
+        at = event.timestamp
+        was_live = session is not None and session.fuse_is_live(at)
+        session = event.mutate(session)
+        status = status_at(session, at)
         fields = {k: v for k, v in vars(event).items() if k not in _ENVELOPE}
-        delta = (event.timestamp - previous).total_seconds() if previous else None
-        previous = event.timestamp
         records.append({
-            "position": positions.get(event.originator_version),
-            "version": event.originator_version,
-            "time": event.timestamp.isoformat(),
-            "delta": f"+{format_duration(delta)}" if delta is not None else "",
-            "type": type(event).__name__,
+            "position": entry.position,
+            "version": entry.version,
+            "time": at.isoformat(),
+            "delta": f"+{format_duration((at - previous).total_seconds())}" if previous else "",
+            "type": entry.type_name,
             "fields": fields,
-            "summary": summarise(type(event).__name__, fields),
+            "status": status,
+            "marks": ["fuse live"] if session.fuse_is_live(at) and not was_live else [],
+            "summary": summarise(entry.type_name, fields),
         })
+        previous = at
+        lapse = _lapse_before(session, at, _next_time(entries, index, session, now))
+        if lapse is not None:
+            records.append(_lapse_marker(session, lapse))
     return records
+
+
+def status_at(session: Session, at: datetime) -> str:
+    """running while a fuse is live, unwatched once none is; stopping and stopped as recorded."""
+    if session.status in (SessionStatus.STOPPED, SessionStatus.STOPPING):
+        return session.status
+    return SessionStatus.RUNNING.value if session.fuse_is_live(at) else SessionStatus.UNWATCHED.value
+
+
+def _next_time(entries: list[LogEntry], index: int, session: Session, now: datetime) -> datetime | None:
+    """When the session's state next changes: the next readable event's time, or now if none follows."""
+    for later in entries[index + 1:]:
+        if later.event is not None:
+            return later.event.timestamp
+    return None if session.status == SessionStatus.STOPPED else now
+
+
+def _lapse_before(session: Session, at: datetime, until: datetime | None) -> datetime | None:
+    """The expiry of a fuse live at ``at`` that passes before ``until``."""
+    if until is None or not session.fuse_is_live(at):
+        return None
+    expires = session.fuse_expires_at
+    return expires if expires is not None and expires < until else None
+
+
+def _lapse_marker(session: Session, expires: datetime) -> dict[str, Any]:
+    since = session.last_heartbeat_at
+    heartbeat = f"last heartbeat {format_clock(since)}" if since else "no heartbeat"
+    return {"position": None, "version": None, "time": expires.isoformat(), "delta": "", "type": None,
+            "marker": "fuse-lapsed", "status": status_at(session, expires), "marks": [],
+            "summary": f"fuse lapsed: TTL {format_duration(session.fuse_ttl or 0)} passed, {heartbeat}"}
 
 
 def summarise(kind: str, f: dict[str, Any]) -> str:

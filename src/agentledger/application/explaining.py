@@ -1,0 +1,225 @@
+"""``why``: why a session is stopped, or what keeps it running, from the log's own record.
+
+It reads the session through the repository (snapshots, so a session with
+100,000 heartbeats loads in milliseconds), the last few stored events for the
+``Stopped`` and its evidence, and the state the decider saw (the aggregate at
+the version it decided on). It never scans the log.
+
+:func:`explain` gathers the facts as a plain dict (what ``--json`` prints);
+:func:`headline` turns them into the one plain-words answer people read first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from agentledger.domain.durations import format_clock, format_duration
+from agentledger.domain.session import Session
+from agentledger.domain.vocabulary import Component, FuseState, StopReason
+
+#: A stop appends at most these events (``FuseCancelled`` "session stopped", ``Stopped``).
+_STOP_TAIL = 3
+
+
+def explain(store: Any, session_id: str, now: datetime) -> dict[str, Any]:
+    """The facts that answer "why is this session stopped, or why is it still running?"."""
+    ledger = store.ledger
+    session: Session = ledger.session(UUID(session_id))
+    facts: dict[str, Any] = {
+        "session_id": session_id,
+        "command": session.argv,
+        "host": session.host,
+        "pid": session.pid,
+        "started_at": session.created_on,
+        "version": session.version,
+        "position": store.event_position(session_id, session.version),
+    }
+    if session.stop is not None:
+        facts["status"] = "stopped"
+        facts["stop"] = _stop_facts(store, session)
+    else:
+        facts["status"] = session.status
+        facts["running"] = _running_facts(session, now)
+    facts["headline"] = headline(facts)
+    return facts
+
+
+def _stop_facts(store: Any, session: Session) -> dict[str, Any]:
+    from agentledger.projections.log import decode
+
+    ledger = store.ledger
+    tail = [decode(ledger.mapper, s, None) for s in
+            ledger.recorder.select_events(session.id, desc=True, limit=_STOP_TAIL)]
+    stopped = next(e.event for e in tail if isinstance(e.event, Session.Stopped))
+    evidence = stopped.evidence or {}
+    decided_on = _decided_on_version(evidence, stopped, tail)
+    seen: Session = ledger.repository.get(session.id, version=decided_on)
+    at = stopped.timestamp
+    fuse = {
+        "state": seen.fuse_state,
+        "ttl": seen.fuse_ttl,
+        "expires_at": seen.fuse_expires_at,
+        "live": seen.fuse_is_live(at),
+    }
+    last_heartbeat = seen.last_heartbeat_at
+    return {
+        "reason": stopped.reason,
+        "at": at,
+        "ran_for": (at - session.created_on).total_seconds(),
+        "decided_by": stopped.decided_by,
+        "decider": _decider(stopped),
+        "exit_code": stopped.exit_code,
+        "signal": stopped.signal,
+        "note": stopped.note,
+        "version": stopped.originator_version,
+        "position": store.event_position(session.id.hex, stopped.originator_version),
+        "decided_on": {
+            "version": decided_on,
+            "position": store.event_position(session.id.hex, decided_on),
+            "at": (evidence.get("decided_on") or {}).get("at", at),
+        },
+        "fuse": fuse,
+        "last_heartbeat_at": last_heartbeat,
+        "last_heartbeat_age": (at - last_heartbeat).total_seconds() if last_heartbeat else None,
+        "stop_requests": seen.stop_requests,
+        "pid_probe": evidence.get("pid_probe"),
+        "evidence": evidence,
+    }
+
+
+def _decided_on_version(evidence: dict[str, Any], stopped: Any, tail: list[Any]) -> int:
+    """The version the decider looked at: recorded in the evidence, else the one before its events."""
+    recorded = (evidence.get("decided_on") or {}).get("version") or evidence.get("decided_on_version")
+    if recorded:
+        return int(recorded)
+    version = stopped.originator_version - 1
+    before = next((e.event for e in tail if e.version == version), None)
+    if isinstance(before, Session.FuseCancelled) and before.reason == "session stopped":
+        version -= 1
+    return max(version, 1)
+
+
+def _decider(stopped: Any) -> str:
+    """supervisor / user / reconciler / timeout: who, in the product's words, ended it."""
+    component = stopped.decided_by.get("component")
+    if stopped.reason == StopReason.TIMEOUT:
+        return "timeout"
+    if stopped.reason == StopReason.USER:
+        return "user"
+    return component or "unknown"
+
+
+def _running_facts(session: Session, now: datetime) -> dict[str, Any]:
+    from agentledger.infrastructure import processes
+    from agentledger.infrastructure.host import host_name
+
+    if session.host == host_name():
+        probe = processes.probe(session.identity).as_evidence()
+    else:
+        probe = None  # only the session's own host can look at its PID
+    return {
+        "now": now,
+        "fuse": {
+            "state": session.fuse_state,
+            "ttl": session.fuse_ttl,
+            "expires_at": session.fuse_expires_at,
+            "live": session.fuse_is_live(now),
+        },
+        "last_heartbeat_at": session.last_heartbeat_at,
+        "last_heartbeat_age": (now - session.last_heartbeat_at).total_seconds() if session.last_heartbeat_at else None,
+        "deadline": session.deadline,
+        "supervisor_pid": session.supervisor_pid,
+        "stop_requests": session.stop_requests,
+        "pid_probe": probe,
+    }
+
+
+# -- plain words ---------------------------------------------------------------
+
+
+def headline(facts: dict[str, Any]) -> str:
+    """The answer in one or two sentences, from :func:`explain`'s facts alone."""
+    if facts["status"] == "stopped":
+        return _why_stopped(facts["stop"])
+    return _why_running(facts["running"], facts["status"])
+
+
+def _why_stopped(stop: dict[str, Any]) -> str:
+    who = stop["decided_by"]
+    where = f"on {who.get('host')} (pid {who.get('pid')})"
+    reason = stop["reason"]
+    status = _exit_status(stop)
+    if reason == StopReason.EXITED:
+        return f"The process exited by itself with {status}; its supervisor {where} saw the exit and recorded it."
+    if reason == StopReason.SIGNALLED:
+        return (f"The process was killed by {stop['signal'] or 'a signal'}, which nobody here sent; "
+                f"its supervisor {where} saw it end and recorded it.")
+    if reason == StopReason.SPAWN_FAILED:
+        error = stop["evidence"].get("error") or stop["note"]
+        return f"The command could not be started ({error}); the supervisor {where} recorded that, and nothing ran."
+    if reason == StopReason.USER:
+        asked = _last_request(stop)
+        recorder = "its supervisor" if who.get("component") == Component.SUPERVISOR else "the CLI"
+        return (f"A user stopped it{asked}; it ended with {status}, recorded by {recorder} {where}.")
+    if reason == StopReason.TIMEOUT:
+        asked = _last_request(stop)
+        return (f"Its master timeout passed{asked}: the process group was signalled and ended with {status}, "
+                f"recorded by the {who.get('component')} {where}.")
+    if reason == StopReason.RECONCILED:
+        probe = stop.get("pid_probe") or {}
+        return (f"Nobody was watching it ({_fuse_words(stop['fuse'], stop['at'])}) and its PID {probe.get('pid')} "
+                f"was dead ({probe.get('detail', 'unknown')}), so the reconciler {where} stopped it. "
+                "Its exit status is unknown: no supervisor was left to see it.")
+    return f"It stopped with reason {reason!r}, recorded by {who.get('component')} {where}."
+
+
+def _why_running(running: dict[str, Any], status: str) -> str:
+    now = running["now"]
+    probe = running["pid_probe"]
+    pid = f"PID {probe['pid']} is {probe['detail']}" if probe else "its PID is on another host (not probed here)"
+    fuse = running["fuse"]
+    if fuse["live"]:
+        keeping = f"A live fuse keeps it running until {format_clock(fuse['expires_at'])} UTC (heartbeats extend it)"
+        ends = ("if the heartbeats stop, the fuse lapses then, and the reconciler stops it at its next pass "
+                "after the PID is dead")
+    else:
+        keeping = f"No live fuse watches it ({_fuse_words(fuse, now)}), but"
+        ends = "the reconciler stops it at the first pass that finds its PID dead"
+    parts = [f"{keeping}; {pid}.", f"What would stop it: `agentledger stop`; {ends}"]
+    if running["deadline"] is not None:
+        parts[-1] += f"; its master timeout at {format_clock(running['deadline'])} UTC"
+    if status == "stopping":
+        parts.insert(0, f"A stop was requested{_last_request(running)} and the process has not ended yet.")
+    return " ".join(parts) + "."
+
+
+def _fuse_words(fuse: dict[str, Any], at: datetime) -> str:
+    state = fuse["state"]
+    if state == FuseState.NONE:
+        return "no fuse was ever set"
+    if state == FuseState.CANCELLED:
+        return "its fuse was cancelled"
+    expires = fuse["expires_at"]
+    if fuse["live"]:
+        return f"fuse live until {format_clock(expires)}"
+    return f"its fuse expired at {format_clock(expires)} UTC, {format_duration((at - expires).total_seconds())} before"
+
+
+def _exit_status(stop: dict[str, Any]) -> str:
+    if stop["exit_code"] is not None:
+        return f"exit code {stop['exit_code']}"
+    if stop["signal"]:
+        return f"signal {stop['signal']}"
+    return "an unknown exit status"
+
+
+def _last_request(facts: dict[str, Any]) -> str:
+    requests = facts.get("stop_requests") or []
+    if not requests:
+        return ""
+    request = requests[-1]
+    at = request.get("at")
+    when = f" at {format_clock(at)} UTC" if isinstance(at, datetime) else ""
+    return f" ({request.get('requested_by')} sent {request.get('signal')}{when})"

@@ -1,0 +1,161 @@
+"""``verify``: replay the whole log and check what must always hold.
+
+* every event is readable by this version;
+* each aggregate's versions run 1, 2, 3, ... with no gap;
+* at most one ``Stopped`` per session, and nothing after it;
+* no reconciler stop whose evidence shows a live fuse or a live PID, and none
+  made while the log itself shows a live fuse (the race of the seed bug:
+  a stop decided on a signal that lagged the log);
+* the read models equal a fresh rebuild from the same log.
+
+Violations are collected, never raised: one bad event must not hide the next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+from uuid import UUID
+
+from agentledger.domain.session import Session
+from agentledger.domain.vocabulary import Component, FuseState
+from agentledger.projections.log import LogEntry, read_log
+
+#: Read-model rows compared against a fresh rebuild, with the order that lines them up.
+_COMPARED = {"sessions": "id", "fuses": "session_id, set_version"}
+#: At most this many differing rows are named per table.
+_SHOWN = 5
+
+
+class Violation(NamedTuple):
+    kind: str
+    detail: str
+    position: int | None = None
+    session_id: str | None = None
+    version: int | None = None
+
+
+@dataclass
+class VerifyReport:
+    events: int = 0
+    aggregates: int = 0
+    sessions: int = 0
+    stops: int = 0
+    reconciler_stops: int = 0
+    read_models_at: int | None = None
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok, "events": self.events, "aggregates": self.aggregates, "sessions": self.sessions,
+            "stops": self.stops, "reconciler_stops": self.reconciler_stops, "read_models_at": self.read_models_at,
+            "violations": [v._asdict() for v in self.violations],
+        }
+
+
+class _Seen:
+    """What verify remembers of one aggregate while the log goes by."""
+
+    __slots__ = ("version", "state", "stopped_at_version", "fuse_before_previous")
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.state: Any = None
+        self.stopped_at_version: int | None = None
+        #: The fuse (state, expiry) before the previous event, kept when that event was a stop's own
+        #: ``FuseCancelled``: the fuse the stop was decided under.
+        self.fuse_before_previous: tuple[str, Any] | None = None
+
+    def fuse(self) -> tuple[str, Any] | None:
+        state = self.state
+        return (state.fuse_state, state.fuse_expires_at) if isinstance(state, Session) else None
+
+
+def verify(store: Any) -> VerifyReport:
+    from agentledger.projections.catchup import catch_up, tracked_position
+
+    report = VerifyReport()
+    seen: dict[UUID, _Seen] = {}
+    for entry in read_log(store.ledger):
+        report.events += 1
+        _check(entry, seen.setdefault(entry.originator_id, _Seen()), report)
+    report.aggregates = len(seen)
+    report.sessions = sum(1 for s in seen.values() if isinstance(s.state, Session))
+    catch_up(store)
+    report.read_models_at = tracked_position(store.db)
+    report.violations += _compare_read_models(store, report.read_models_at)
+    return report
+
+
+def _check(entry: LogEntry, seen: _Seen, report: VerifyReport) -> None:
+    sid = entry.originator_id.hex
+
+    def violation(kind: str, detail: str) -> None:
+        report.violations.append(Violation(kind, detail, entry.position, sid, entry.version))
+
+    if entry.version != seen.version + 1:
+        violation("version-gap", f"version {entry.version} follows version {seen.version}")
+    seen.version = entry.version
+    if entry.event is None:
+        violation("unreadable-event", entry.describe_error())
+        return
+    if seen.stopped_at_version is not None:
+        violation("event-after-stop",
+                  f"{entry.type_name} after the Stopped at version {seen.stopped_at_version}")
+    event = entry.event
+    if isinstance(event, Session.Stopped):
+        report.stops += 1
+        if seen.stopped_at_version is not None:
+            violation("second-stop", f"a second Stopped ({event.reason}); the first is at version "
+                      f"{seen.stopped_at_version}")
+        else:
+            seen.stopped_at_version = entry.version
+        if (event.decided_by or {}).get("component") == Component.RECONCILER:
+            report.reconciler_stops += 1
+            for kind, detail in _reconciler_stop_problems(event, seen.fuse_before_previous or seen.fuse()):
+                violation(kind, detail)
+    stop_cancel = isinstance(event, Session.FuseCancelled) and event.reason == "session stopped"
+    seen.fuse_before_previous = seen.fuse() if stop_cancel else None
+    try:
+        seen.state = event.mutate(seen.state)
+    except Exception as error:  # an event that does not fit the state before it
+        violation("unappliable-event", f"{entry.type_name} could not be applied: {type(error).__name__}: {error}")
+
+
+def _reconciler_stop_problems(event: Any, fuse: tuple[str, Any] | None) -> list[tuple[str, str]]:
+    """``fuse``: the fuse as the log had it when the stop was decided (before the stop's own events)."""
+    problems = []
+    evidence = event.evidence or {}
+    if (evidence.get("fuse") or {}).get("live"):
+        problems.append(("stop-on-live-fuse", "a reconciler stop whose own evidence shows a live fuse"))
+    if (evidence.get("pid_probe") or {}).get("alive"):
+        problems.append(("stop-on-live-pid", "a reconciler stop whose own evidence shows the PID alive"))
+    if fuse is not None and fuse[0] == FuseState.SET and fuse[1] is not None and fuse[1] > event.timestamp:
+        problems.append(("stop-under-live-fuse",
+                         f"a reconciler stop at {event.timestamp.isoformat()} while the log shows its fuse live "
+                         f"until {fuse[1].isoformat()}"))
+    return problems
+
+
+def _compare_read_models(store: Any, position: int) -> list[Violation]:
+    from agentledger.projections.as_of import Moment, read_models_as_of
+
+    fresh = read_models_as_of(store, Moment(position=position)).db
+    found = []
+    for table, order in _COMPARED.items():
+        live = [tuple(r) for r in store.db.execute(f"SELECT * FROM {table} ORDER BY {order}")]
+        rebuilt = [tuple(r) for r in fresh.execute(f"SELECT * FROM {table} ORDER BY {order}")]
+        if live == rebuilt:
+            continue
+        differing = sorted({str(r[0]) for r in set(live) ^ set(rebuilt)})
+        found.append(Violation(
+            "read-model-mismatch",
+            f"{table}: {len(live)} rows live, {len(rebuilt)} rebuilt; differing: "
+            f"{', '.join(d[:12] for d in differing[:_SHOWN])}{' ...' if len(differing) > _SHOWN else ''}"
+            " (agentledger db rebuild repairs the read models)",
+        ))
+    return found

@@ -1,0 +1,194 @@
+"""``agentledger why``, ``replay`` and ``verify``: the audit of what the log says happened.
+
+Translation only: the facts come from :mod:`agentledger.application.explaining`,
+:mod:`~agentledger.application.replaying` and :mod:`~agentledger.application.verifying`;
+here they become text or JSON. Heavy modules are imported inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from agentledger.domain.durations import format_duration
+from agentledger.entrypoints.args import json_flag
+
+#: ``replay`` and ``verify`` exit with this when they find a disagreement or a violation.
+FOUND_PROBLEMS = 1
+
+
+def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = command("why", "why a session is stopped (or what keeps it running), with the evidence")
+    p.add_argument("session", metavar="ID", help="session id or a unique prefix of it")
+    json_flag(p)
+    p.set_defaults(handler=cmd_why)
+
+    p = command("replay", "re-run the stop rule on each recorded reconciler decision and compare")
+    p.add_argument("session", metavar="ID", nargs="?", default=None, help="only this session (default: the whole log)")
+    json_flag(p)
+    p.set_defaults(handler=cmd_replay)
+
+    p = command("verify", "replay the whole log and check its invariants and the read models")
+    json_flag(p)
+    p.set_defaults(handler=cmd_verify)
+
+
+# -- why -------------------------------------------------------------------------
+
+
+def cmd_why(context: Any, args: argparse.Namespace) -> int:
+    from datetime import timezone
+
+    from agentledger.application.explaining import explain
+    from agentledger.entrypoints.render import key_values, write_json
+
+    facts = explain(context.store, context.resolve(args.session), datetime.now(timezone.utc))
+    if args.json:
+        write_json(facts)
+        return 0
+    print(f"{facts['session_id'][:12]} is {facts['status']}. {facts['headline']}")
+    print()
+    key_values(_stopped_pairs(facts) if facts["status"] == "stopped" else _running_pairs(facts))
+    return 0
+
+
+def _stopped_pairs(facts: dict[str, Any]) -> list[tuple[str, Any]]:
+    stop = facts["stop"]
+    who = stop["decided_by"]
+    decided_on = stop["decided_on"]
+    return [
+        ("Stopped", f"{_time(stop['at'])}, after {format_duration(stop['ran_for'])}"),
+        ("Reason", stop["reason"]),
+        ("Decided by", f"{stop['decider']} ({who.get('component')} on {who.get('host')}, pid {who.get('pid')}, "
+                       f"user {who.get('user')})"),
+        ("Exit", _exit(stop)),
+        ("Note", stop["note"]),
+        ("Fuse then", _fuse(stop["fuse"])),
+        ("Last heartbeat", _heartbeat(stop["last_heartbeat_at"], stop["last_heartbeat_age"], "before the stop")),
+        ("PID probe", _probe(stop["pid_probe"])),
+        ("Stop requests", _requests(stop["stop_requests"])),
+        ("Decided on", f"version {decided_on['version']} (log position {decided_on['position']}) "
+                       f"at {_time(decided_on['at'])}"),
+        ("Recorded as", f"version {stop['version']} (log position {stop['position']})"),
+        ("Command", " ".join(facts["command"])),
+        ("Host / PID", f"{facts['host']} / {facts['pid']}"),
+    ]
+
+
+def _running_pairs(facts: dict[str, Any]) -> list[tuple[str, Any]]:
+    running = facts["running"]
+    return [
+        ("Fuse", _fuse(running["fuse"])),
+        ("Last heartbeat", _heartbeat(running["last_heartbeat_at"], running["last_heartbeat_age"], "ago")),
+        ("PID probe", _probe(running["pid_probe"]) if running["pid_probe"] else f"not probed: host {facts['host']}"),
+        ("Supervisor", running["supervisor_pid"]),
+        ("Timeout", _time(running["deadline"]) if running["deadline"] else None),
+        ("Stop requests", _requests(running["stop_requests"])),
+        ("Started", _time(facts["started_at"])),
+        ("Version", f"{facts['version']} (log position {facts['position']})"),
+        ("Command", " ".join(facts["command"])),
+        ("Host / PID", f"{facts['host']} / {facts['pid']}"),
+    ]
+
+
+def _time(at: Any) -> str | None:
+    return at.isoformat(timespec="milliseconds") if isinstance(at, datetime) else at
+
+
+def _exit(stop: dict[str, Any]) -> str:
+    if stop["reason"] == "spawn-failed":
+        return "none: the process never started"
+    if stop["exit_code"] is not None:
+        return f"exit code {stop['exit_code']}"
+    return f"signal {stop['signal']}" if stop["signal"] else "unknown (no supervisor saw the process end)"
+
+
+def _fuse(fuse: dict[str, Any]) -> str:
+    if fuse["state"] == "none":
+        return "none (never set)"
+    ttl = f", TTL {format_duration(fuse['ttl'])}" if fuse["ttl"] else ""
+    expiry = f", expires {_time(fuse['expires_at'])}" if fuse["expires_at"] else ""
+    return f"{fuse['state']}, {'live' if fuse['live'] else 'not live'}{expiry}{ttl}"
+
+
+def _heartbeat(at: Any, age: float | None, suffix: str) -> str:
+    return "none" if at is None else f"{_time(at)} ({format_duration(age or 0)} {suffix})"
+
+
+def _probe(probe: dict[str, Any] | None) -> str | None:
+    if not probe:
+        return None
+    return (f"pid {probe.get('pid')}: {probe.get('detail')}; started {_epoch(probe.get('expected_start_time'))} "
+            f"as recorded, found {_epoch(probe.get('found_start_time'))}; "
+            f"looked on {probe.get('host')}, boot {str(probe.get('boot_id'))[:8]}")
+
+
+def _epoch(seconds: float | None) -> str:
+    from datetime import timezone
+
+    if seconds is None:
+        return "none"
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _requests(requests: list[dict[str, Any]]) -> str | None:
+    if not requests:
+        return None
+    return "; ".join(f"{r.get('signal')} by {r.get('requested_by')} ({r.get('cause', 'user')}) at {_time(r.get('at'))}"
+                     for r in requests)
+
+
+# -- replay ----------------------------------------------------------------------
+
+
+def cmd_replay(context: Any, args: argparse.Namespace) -> int:
+    from uuid import UUID
+
+    from agentledger.application.replaying import replay_log, replay_session
+    from agentledger.entrypoints.render import table, write_json_lines
+
+    store = context.store
+    if args.session:
+        sid = context.resolve(args.session)
+        verdicts = replay_session(store.ledger, UUID(sid), store.event_positions(sid))
+    else:
+        verdicts = replay_log(store)
+    disagreements = [v for v in verdicts if not v.agrees]
+    if args.json:
+        write_json_lines(v.as_json() for v in verdicts)
+    else:
+        table(["POS", "SESSION", "VER", "RECORDED", "REPLAYED", "VERDICT"],
+              [(v.position, v.session_id[:12], v.version, v.recorded, v.replayed,
+                "agrees" if v.agrees else "DIFFERS") for v in verdicts])
+        for v in disagreements:
+            print(f"\nposition {v.position}, session {v.session_id[:12]} v{v.version}:")
+            for difference in v.differences:
+                print(f"  - {difference}")
+        print(f"\n{len(verdicts)} reconciler decisions replayed: {len(verdicts) - len(disagreements)} agree, "
+              f"{len(disagreements)} differ")
+    return FOUND_PROBLEMS if disagreements else 0
+
+
+# -- verify ----------------------------------------------------------------------
+
+
+def cmd_verify(context: Any, args: argparse.Namespace) -> int:
+    from agentledger.application.verifying import verify
+    from agentledger.entrypoints.render import write_json
+
+    report = verify(context.store)
+    if args.json:
+        write_json(report.as_json())
+        return 0 if report.ok else FOUND_PROBLEMS
+    out = sys.stdout
+    out.write(f"{report.events} events, {report.sessions} sessions ({report.aggregates} aggregates), "
+              f"{report.stops} stops ({report.reconciler_stops} by a reconciler); "
+              f"read models compared at position {report.read_models_at}\n")
+    for v in report.violations:
+        where = f"position {v.position}, session {v.session_id[:12]} v{v.version}: " if v.session_id else ""
+        out.write(f"VIOLATION {v.kind}: {where}{v.detail}\n")
+    out.write("ok: every check passed\n" if report.ok else f"{len(report.violations)} violations\n")
+    return 0 if report.ok else FOUND_PROBLEMS
