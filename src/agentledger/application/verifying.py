@@ -120,6 +120,8 @@ def _check(entry: LogEntry, seen: _Seen, report: VerifyReport) -> None:
                 violation(kind, detail)
     stop_cancel = isinstance(event, Session.FuseCancelled) and event.reason == "session stopped"
     seen.fuse_before_previous = seen.fuse() if stop_cancel else None
+    if seen.state is not None and entry.version != seen.state.version + 1:
+        seen.state.version = entry.version - 1  # the gap is reported; apply what follows it all the same
     try:
         seen.state = event.mutate(seen.state)
     except Exception as error:  # an event that does not fit the state before it

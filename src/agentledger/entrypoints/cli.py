@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     from agentledger.entrypoints import reconcile_commands
 
     reconcile_commands.add_parsers(command)
+    from agentledger.entrypoints import log_commands
+    log_commands.add_parsers(command)
     from agentledger.entrypoints import audit_commands
 
     audit_commands.add_parsers(command)
@@ -448,8 +450,15 @@ def cmd_status(context: Context, args: argparse.Namespace) -> int:
     from agentledger.entrypoints.render import key_values, relative, write_json
     from agentledger.projections.queries import current_status, get_session, iso, session_json
 
+    from agentledger.application.errors import SessionNotFound
+
     db, now = context.read_models(args.as_of)
-    row = get_session(db, context.resolve(args.session, db))
+    try:
+        row = get_session(db, context.resolve(args.session, db))
+    except SessionNotFound as error:
+        if args.as_of is None:
+            raise
+        raise SessionNotFound(f"{error} as of {args.as_of}: it did not exist yet") from None
     if args.json:
         write_json(session_json(row, now))
         return 0
