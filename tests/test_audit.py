@@ -222,8 +222,11 @@ def faulty_stop_under_a_live_fuse(store, spawn) -> UUID:
     return sid
 
 
-def test_the_seeds_race_is_flagged_by_verify_and_replay(cli, store, spawn):
+def test_the_seeds_race_is_flagged_by_verify_replay_and_timeline(cli, store, spawn, tmp_path):
     sid = faulty_stop_under_a_live_fuse(store, spawn).hex
+    cli("timeline", sid, "--out", str(tmp_path / "race.html"))
+    page = (tmp_path / "race.html").read_text()
+    assert "stopped while the fuse was live" in page and 'class="race-line"' in page
     result = cli("verify", check=False)
     assert result.returncode == 1
     assert "VIOLATION stop-under-live-fuse" in result.stdout and sid[:12] in result.stdout
