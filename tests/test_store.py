@@ -77,6 +77,71 @@ def test_rebuild_equals_incremental_projection(store):
     assert snapshot(store.db) == incremental
 
 
+def _rows_in_rowid_order(db: sqlite3.Connection) -> dict[str, list[tuple]]:
+    return {t: [tuple(r) for r in db.execute(f"SELECT rowid, * FROM {t} ORDER BY rowid")]
+            for t in ("sessions", "fuses", "projection_tracking")}
+
+
+def test_coalesced_heartbeats_project_exactly_as_one_event_at_a_time(store):
+    """Rebuild and catch-up write a session's run of heartbeats as one UPDATE per table; the rows (rowids
+    too) must be those of projecting every event alone, whatever else the session's runs are mixed with."""
+    import random
+    from datetime import timedelta
+
+    from agentledger.projections.catchup import project
+    from agentledger.projections.log import read_log
+
+    rng = random.Random(20261126)
+    clock = [utc_now()]
+    live = []
+    for i in range(6):  # sessions 0 and 3 never have a fuse: their heartbeats extend nothing
+        sid = uuid4()
+        store.ledger.launch(session_id=sid, fuse_ttl=None if i % 3 == 0 else 20, fuse_set_by="t", **FIELDS)
+        catch_up(store)
+        live.append(sid)
+
+    def step(session: Session) -> None:
+        now, roll = clock[0], rng.random()
+        if roll < 0.04:
+            session.set_fuse(ttl=rng.choice([5, 20]), set_by="p", now=now)  # replaces the fuse, lapsed or not
+        elif roll < 0.06 and session.fuse_state == "set":
+            session.cancel_fuse(by="p", reason="r")  # later heartbeats extend nothing
+        elif roll < 0.14 and session.fuse_state == "set" and not session.fuse_is_live(now):
+            session.record_fuse_expired(decided_by={"component": "reconciler"}, evidence={}, now=now)
+        elif roll < 0.16:
+            session.request_stop(requested_by="me", signal="SIGTERM", grace=1.0, note=None)
+        else:
+            session.heartbeat(source="t", now=now)
+
+    for n in range(700):
+        clock[0] += timedelta(seconds=rng.choice([1, 3, 30]))
+        sid = rng.choice(live)
+        if n % 150 == 149:
+            store.ledger.change(sid, lambda s: s.record_stop(reason="exited", exit_code=0,
+                                                             decided_by={"component": "t"}, evidence={}))
+            live.remove(sid)
+        else:
+            store.ledger.change(sid, step)
+        catch_up(store)  # one event at a time: nothing to coalesce
+    one_at_a_time = _rows_in_rowid_order(store.db)
+    topics = {t.rsplit(".", 1)[-1] for (t,) in store.db.execute("SELECT topic FROM stored_events")}
+    assert topics == {"Launched", "FuseSet", "Heartbeat", "FuseCancelled", "FuseExpired", "StopRequested", "Stopped"}
+    assert sum(r["heartbeat_count"] for r in store.db.execute("SELECT heartbeat_count FROM sessions")) > 450
+    assert store.db.execute("SELECT count(*) FROM fuses WHERE extensions > 0 AND state = 'set'").fetchone()[0]
+
+    head = store.ledger.recorder.max_notification_id()
+    assert rebuild(store).applied == head
+    assert _rows_in_rowid_order(store.db) == one_at_a_time
+
+    for split in (head // 3, head // 2, head - 1):  # one catch-up in two windows, flushed apart
+        with store.write_transaction() as cursor:
+            for table in ("sessions", "fuses"):
+                cursor.execute(f"DELETE FROM {table}")
+            project(cursor, read_log(store.ledger, upto=split))
+            project(cursor, read_log(store.ledger, after=split))
+        assert _rows_in_rowid_order(store.db) == one_at_a_time, split
+
+
 def test_compare_and_set_refuses_a_save_from_a_stale_version(store):
     from eventsourcing.persistence import IntegrityError
 

@@ -9,7 +9,7 @@ empties the read models and replays the whole log the same way.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from agentledger.application.retry import retry_while_locked
@@ -67,30 +67,32 @@ def project(cursor: sqlite3.Cursor, entries: Iterable[LogEntry]) -> Applied:
     command that catches up; ``agentledger verify`` reports it, and a rebuild
     by a version that can read it applies it.
     """
+    return _project(cursor, entries)[0]
+
+
+def _project(cursor: sqlite3.Cursor, entries: Iterable[LogEntry]) -> tuple[Applied, int | None]:
+    """:func:`project`, and the position of the last entry (None if there was none)."""
     projection = SessionsProjection(cursor)
+    defer = projection.defer
     applied, skipped = 0, []
+    entry = None
     for entry in entries:
-        if entry.event is None:
+        event = entry.event
+        if event is None:
             skipped.append(entry)
         else:
-            projection.process(entry.event, entry.position)
+            defer(event, entry.position)  # heartbeats are written, coalesced, by flush()
             applied += 1
-    return Applied(applied, skipped)
+    projection.flush()
+    return Applied(applied, skipped), None if entry is None else entry.position
 
 
 def _apply_from(store: Store, cursor: sqlite3.Cursor, position: int) -> Applied:
-    last = [position]
-
-    def tracked(entries: Iterable[LogEntry]) -> Iterator[LogEntry]:
-        for entry in entries:
-            last[0] = entry.position
-            yield entry
-
-    result = project(cursor, tracked(read_log(store.ledger, after=position)))
-    if last[0] != position:
+    result, last = _project(cursor, read_log(store.ledger, after=position))
+    if last is not None and last != position:
         cursor.execute(
             "INSERT INTO projection_tracking (name, position) VALUES (?, ?)"
             " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-            (PROJECTION_NAME, last[0]),
+            (PROJECTION_NAME, last),
         )
     return result

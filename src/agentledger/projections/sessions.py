@@ -4,12 +4,24 @@
 row changes. The catch-up runner calls it inside the same transaction that
 advances the tracking position, so a row never reflects an event the tracking
 does not, and replaying the whole log reproduces the same rows.
+
+Heartbeats are most of the log, so a run of many events (catch-up, rebuild)
+goes through ``defer`` and ``flush`` instead: a session's heartbeats are held
+back (however many other sessions' events come between them) and written as
+one ``UPDATE`` per table with their final values and their count, just before
+that session's next other event or at ``flush``. The rows come out exactly as
+``process`` makes them one event at a time: a heartbeat touches only its own
+session's rows (the ``sessions`` row, and the set or expired ``fuses`` rows,
+which stay the same rows for the whole run of heartbeats); each value it
+writes is overwritten by the next heartbeat's or is a count; and every other
+event of the session is applied after the heartbeats before it. No
+``INSERT`` is reordered, so even rowids are the same.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from functools import singledispatchmethod
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -20,17 +32,92 @@ from agentledger.domain.vocabulary import FuseState, SessionStatus
 PROJECTION_NAME = "sessions"
 
 
+_Handler = Callable[["SessionsProjection", Any, int], None]
+
+
 class SessionsProjection:
     """Applies Session events to the read-model tables through a DB-API cursor."""
 
+    #: Event class -> handler; filled in below the class, and with subclasses as they are first met.
+    _handlers: dict[type, _Handler | None] = {}  # noqa: RUF012 - built once, below
+
     def __init__(self, cursor: sqlite3.Cursor) -> None:
         self.cursor = cursor
+        #: Held-back heartbeats by session id (``UUID.int``, the cheapest key to get):
+        #: [count, how many extended the fuse, the last one, the last that extended the fuse, its position].
+        self._beats: dict[int, list[Any]] = {}
 
-    @singledispatchmethod
     def process(self, event: Any, position: int) -> None:
-        """Events this projection does not know leave the tables unchanged."""
+        """Apply one event now. Events this projection does not know leave the tables unchanged."""
+        if self._beats:
+            pending = self._beats.pop(event.originator_id.int, None)
+            if pending is not None:
+                self._write_beats(pending)
+        handler = self._handler(type(event))
+        if handler is not None:
+            handler(self, event, position)
 
-    @process.register
+    def defer(self, event: Any, position: int) -> None:
+        """Apply one event, or hold it back if it is a heartbeat (see the module's docstring).
+
+        The rows are what ``process`` would make only after :meth:`flush`.
+        """
+        if type(event) is not _HEARTBEAT:
+            self.process(event, position)
+            return
+        key = event.originator_id.int
+        pending = self._beats.get(key)
+        if pending is None:
+            self._beats[key] = [1, 0, event, None, position] if event.fuse_expires_at is None else [
+                1, 1, event, event, position]
+            return
+        pending[0] += 1
+        pending[2] = event
+        pending[4] = position
+        if event.fuse_expires_at is not None:
+            pending[1] += 1
+            pending[3] = event
+
+    def flush(self) -> None:
+        """Write every held-back heartbeat."""
+        if not self._beats:
+            return
+        fuses, armed, unarmed = [], [], []
+        for count, extended, last, last_extended, position in self._beats.values():
+            sid = last.originator_id.hex
+            at = last.timestamp.timestamp()
+            if extended:
+                expires = last_extended.fuse_expires_at.timestamp()
+                fuses.append((expires, extended, sid))
+                armed.append((at, count, last.originator_version, position, expires, sid))
+            else:
+                unarmed.append((at, count, last.originator_version, position, sid))
+        self._beats.clear()
+        self.cursor.executemany(_EXTEND_FUSES, fuses)
+        self.cursor.executemany(_BEATS_ARMED, armed)
+        self.cursor.executemany(_BEATS, unarmed)
+
+    def _write_beats(self, pending: list[Any]) -> None:
+        count, extended, last, last_extended, position = pending
+        sid = last.originator_id.hex
+        at = last.timestamp.timestamp()
+        if extended:
+            expires = last_extended.fuse_expires_at.timestamp()
+            self.cursor.execute(_EXTEND_FUSES, (expires, extended, sid))
+            self.cursor.execute(_BEATS_ARMED, (at, count, last.originator_version, position, expires, sid))
+        else:
+            self.cursor.execute(_BEATS, (at, count, last.originator_version, position, sid))
+
+    @classmethod
+    def _handler(cls, event_class: type) -> _Handler | None:
+        """The handler for an event class: its own, else its nearest registered base's (as singledispatch)."""
+        try:
+            return cls._handlers[event_class]
+        except KeyError:
+            handler = next((cls._handlers[base] for base in event_class.__mro__ if base in cls._handlers), None)
+            cls._handlers[event_class] = handler
+            return handler
+
     def _launched(self, event: Session.Launched, position: int) -> None:
         started_at = event.timestamp.timestamp()
         self.cursor.execute(
@@ -65,7 +152,6 @@ class SessionsProjection:
             ),
         )
 
-    @process.register
     def _fuse_set(self, event: Session.FuseSet, position: int) -> None:
         sid = event.originator_id.hex
         at = event.timestamp.timestamp()
@@ -83,21 +169,9 @@ class SessionsProjection:
         self._update(event, position, fuse_ttl=event.ttl)
         self._arm(sid, event.expires_at.timestamp())
 
-    @process.register
     def _heartbeat(self, event: Session.Heartbeat, position: int) -> None:
-        sid = event.originator_id.hex
-        at = event.timestamp.timestamp()
-        if event.fuse_expires_at is None:
-            self._update(event, position, last_heartbeat_at=at, heartbeat_count=("+", 1))
-            return
-        expires = event.fuse_expires_at.timestamp()
-        self.cursor.execute(
-            "UPDATE fuses SET expires_at = ?, extensions = extensions + 1, state = 'set', ended_at = NULL,"
-            " ended_by = NULL WHERE session_id = ? AND state IN ('set', 'expired')",
-            (expires, sid),
-        )
-        self._update(event, position, last_heartbeat_at=at, heartbeat_count=("+", 1))
-        self._arm(sid, expires)
+        extended = event.fuse_expires_at is not None
+        self._write_beats([1, int(extended), event, event if extended else None, position])
 
     def _arm(self, sid: str, expires_at: float) -> None:
         """A fuse set or extended: live until ``expires_at``; an unwatched session is watched again."""
@@ -107,7 +181,6 @@ class SessionsProjection:
             (FuseState.SET.value, expires_at, SessionStatus.UNWATCHED.value, SessionStatus.RUNNING.value, sid),
         )
 
-    @process.register
     def _fuse_expired(self, event: Session.FuseExpired, position: int) -> None:
         sid = event.originator_id.hex
         self.cursor.execute(
@@ -120,7 +193,6 @@ class SessionsProjection:
             (SessionStatus.UNWATCHED.value, sid, SessionStatus.RUNNING.value),
         )
 
-    @process.register
     def _fuse_cancelled(self, event: Session.FuseCancelled, position: int) -> None:
         self.cursor.execute(
             "UPDATE fuses SET state = 'cancelled', ended_at = ?, ended_by = ?"
@@ -129,7 +201,6 @@ class SessionsProjection:
         )
         self._update(event, position, fuse_state=FuseState.CANCELLED.value)
 
-    @process.register
     def _stop_requested(self, event: Session.StopRequested, position: int) -> None:
         self._update(
             event,
@@ -141,7 +212,6 @@ class SessionsProjection:
             stop_request_grace=event.grace,
         )
 
-    @process.register
     def _stopped(self, event: Session.Stopped, position: int) -> None:
         self._update(
             event,
@@ -167,3 +237,33 @@ class SessionsProjection:
         assignments += ["version = ?", "position = ?"]
         values += [event.originator_version, position, event.originator_id.hex]
         self.cursor.execute(f"UPDATE sessions SET {', '.join(assignments)} WHERE id = ?", values)
+
+
+_HEARTBEAT = Session.Heartbeat
+SessionsProjection._handlers.update({  # noqa: SLF001
+    Session.Launched: SessionsProjection._launched,  # noqa: SLF001
+    Session.FuseSet: SessionsProjection._fuse_set,  # noqa: SLF001
+    Session.Heartbeat: SessionsProjection._heartbeat,  # noqa: SLF001
+    Session.FuseExpired: SessionsProjection._fuse_expired,  # noqa: SLF001
+    Session.FuseCancelled: SessionsProjection._fuse_cancelled,  # noqa: SLF001
+    Session.StopRequested: SessionsProjection._stop_requested,  # noqa: SLF001
+    Session.Stopped: SessionsProjection._stopped,  # noqa: SLF001
+})
+
+# ``count`` heartbeats of one session, the last at ``at``. A heartbeat that extends the fuse moves the
+# expiry of the session's set or expired fuse rows, counts an extension on them, makes them set again
+# (a lapse is over), and arms the session (an unwatched one is watched again); ``extended`` of them did.
+_EXTEND_FUSES = (
+    "UPDATE fuses SET expires_at = ?, extensions = extensions + ?, state = 'set', ended_at = NULL,"
+    " ended_by = NULL WHERE session_id = ? AND state IN ('set', 'expired')"
+)
+_BEATS_ARMED = (
+    "UPDATE sessions SET last_heartbeat_at = ?, heartbeat_count = heartbeat_count + ?, version = ?, position = ?,"
+    f" fuse_state = '{FuseState.SET.value}', fuse_expires_at = ?,"
+    f" status = CASE WHEN status = '{SessionStatus.UNWATCHED.value}' THEN '{SessionStatus.RUNNING.value}'"
+    " ELSE status END WHERE id = ?"
+)
+_BEATS = (
+    "UPDATE sessions SET last_heartbeat_at = ?, heartbeat_count = heartbeat_count + ?, version = ?, position = ?"
+    " WHERE id = ?"
+)
