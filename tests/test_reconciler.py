@@ -13,7 +13,7 @@ import pytest
 
 from agentledger.application.clock import utc_now
 from agentledger.application.reconciling import Outcome, Reconciler, load_guard
-from agentledger.domain.reconciliation import ReconcilePolicy
+from agentledger.domain.policy import ReconcilePolicy
 from agentledger.infrastructure import processes
 from agentledger.infrastructure.host import boot_id, host_name
 from agentledger.infrastructure.store import open_store

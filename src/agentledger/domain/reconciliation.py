@@ -15,36 +15,17 @@ whatever any other signal says. ``docs/reconciler.md`` has the truth table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agentledger.domain.durations import format_clock, format_duration
 from agentledger.domain.liveness import Liveness, PidProbe, ProcessIdentity
+from agentledger.domain.policy import DEFAULT_POLICY, ReconcilePolicy
 from agentledger.domain.vocabulary import FuseState, SessionStatus, StopCause, StopReason
 
 if TYPE_CHECKING:
     from agentledger.domain.session import Session
-
-#: Recorded with every decision; bump it when the rule changes, so replay can tell.
-POLICY_VERSION = "1"
-#: Ending a session for its timeout: SIGTERM, then SIGKILL this many seconds later.
-DEFAULT_TERMINATION_GRACE = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class ReconcilePolicy:
-    #: When enforcing a timeout: SIGTERM, then SIGKILL once this many seconds pass.
-    termination_grace: float = DEFAULT_TERMINATION_GRACE
-    #: Mass-stop guard: hold uncertain stops when one pass would stop more than
-    #: this share of the host's not-stopped sessions *and* more than ``mass_stop_min``.
-    mass_stop_share: float = 0.5
-    mass_stop_min: int = 5
-    version: str = POLICY_VERSION
-
-
-DEFAULT_POLICY = ReconcilePolicy()
 
 
 class StopRequestFacts(NamedTuple):

@@ -16,7 +16,7 @@ from typing import Any
 
 from agentledger import __version__
 from agentledger.domain.durations import InvalidDuration, format_duration
-from agentledger.domain.reconciliation import DEFAULT_TERMINATION_GRACE
+from agentledger.domain.policy import DEFAULT_TERMINATION_GRACE
 from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
 

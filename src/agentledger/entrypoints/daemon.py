@@ -26,7 +26,7 @@ from typing import Any
 from agentledger import __version__
 from agentledger.application.reconciling import Outcome, PassReport, Reconciler
 from agentledger.domain.durations import format_duration
-from agentledger.domain.reconciliation import ReconcilePolicy
+from agentledger.domain.policy import ReconcilePolicy
 from agentledger.infrastructure.daemon_files import DaemonAlreadyRunning, DaemonFiles
 from agentledger.infrastructure.host import boot_id, host_name
 from agentledger.infrastructure.launcher import Handshake

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agentledger.domain.durations import format_duration
-from agentledger.domain.reconciliation import DEFAULT_POLICY, ReconcilePolicy
+from agentledger.domain.policy import DEFAULT_POLICY, ReconcilePolicy
 from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
 

@@ -34,7 +34,7 @@ from agentledger.application.errors import LedgerError
 from agentledger.domain.durations import format_duration
 from agentledger.domain.errors import SessionAlreadyStopped
 from agentledger.domain.exits import ObservedExit, reason_for_exit
-from agentledger.domain.reconciliation import DEFAULT_TERMINATION_GRACE
+from agentledger.domain.policy import DEFAULT_TERMINATION_GRACE
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, SessionStatus, StopCause, StopReason
 from agentledger.infrastructure.host import actor, boot_id, host_name
