@@ -16,13 +16,74 @@ from uuid import UUID, uuid4
 import pytest
 
 
+#: The PostgreSQL server this machine kind runs (trust auth); each test gets a schema of its own in it.
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+_STORE_FIXTURES = {"cli", "store"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: the test is about the embedded SQLite file itself")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that touches the store (through ``cli`` or ``store``) runs on both backends."""
+    if _STORE_FIXTURES & set(metafunc.fixturenames) and not metafunc.definition.get_closest_marker("sqlite_only"):
+        metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "sqlite")
+
+
 @pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh ledger home for every test (never the user's), also used by CLI subprocesses."""
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> Iterator[Path]:
+    """A fresh ledger home for every test (never the user's), also used by CLI subprocesses.
+
+    On the PostgreSQL backend the ledger is a fresh schema in the server's
+    ``test`` database, dropped afterwards with everything the test started.
+    """
     path = tmp_path / "home"
     monkeypatch.setenv("AGENTLEDGER_HOME", str(path))
     monkeypatch.delenv("AGENTLEDGER_DB", raising=False)
-    return path
+    if backend == "sqlite":
+        yield path
+        return
+    schema = f"t_{uuid4().hex[:16]}"
+    admin = _postgres_admin()
+    monkeypatch.setenv("AGENTLEDGER_DB", f"{POSTGRES_URL}?schema={schema}")
+    try:
+        yield path
+    finally:
+        _end_processes_of(path)
+        admin.execute("SET lock_timeout = '10s'")
+        admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        admin.close()
+
+
+def _postgres_admin() -> Any:
+    """A connection to the test server, or a skip (a failure where CI requires PostgreSQL)."""
+    try:
+        import psycopg
+
+        return psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except Exception as error:
+        reason = f"PostgreSQL at {POSTGRES_URL} is not available ({type(error).__name__}: {error})"
+        if os.environ.get("AGENTLEDGER_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{reason}, and AGENTLEDGER_REQUIRE_POSTGRES=1 requires it")
+        pytest.skip(f"SKIPPED ON POSTGRESQL: {reason}")
+
+
+def _end_processes_of(home: Path) -> None:
+    """Kill what the test left running against its ledger (supervisors, daemons, their agents)."""
+    import psutil
+
+    for process in psutil.process_iter(["pid"]):
+        try:
+            if process.pid != os.getpid() and process.environ().get("AGENTLEDGER_HOME") == str(home):
+                process.kill()
+        except (psutil.Error, OSError):
+            continue
 
 
 class CLI:

@@ -258,16 +258,15 @@ def test_verify_finds_two_stops_events_after_a_stop_gaps_and_stale_read_models(c
     cli("list")  # read models caught up
     # Forge what the domain refuses: a second Stopped and a heartbeat after it, then a version gap.
     rows = store.db.execute(
-        "SELECT topic, state FROM stored_events WHERE originator_id = ? ORDER BY originator_version", (sid.hex,)
+        f"SELECT topic, state FROM {store.events_table} WHERE originator_id = ? ORDER BY originator_version", (sid.hex,)
     ).fetchall()
     stop_topic, stop_state = rows[-1]
-    with store.db:
-        store.db.execute("INSERT INTO stored_events (originator_id, originator_version, topic, state) "
-                         "VALUES (?, ?, ?, ?)", (sid.hex, len(rows) + 1, stop_topic, stop_state))
-        store.db.execute("INSERT INTO stored_events (originator_id, originator_version, topic, state) "
-                         "VALUES (?, ?, ?, ?)", (sid.hex, len(rows) + 3, stop_topic, stop_state))
-        store.db.execute("UPDATE sessions SET exit_code = 99 WHERE id = ?", (sid.hex,))
-        store.db.execute("UPDATE projection_tracking SET position = (SELECT MAX(rowid) FROM stored_events)")
+    store.db.execute(f"INSERT INTO {store.events_table} (originator_id, originator_version, topic, state) "
+                     "VALUES (?, ?, ?, ?)", (sid.hex, len(rows) + 1, stop_topic, stop_state))
+    store.db.execute(f"INSERT INTO {store.events_table} (originator_id, originator_version, topic, state) "
+                     "VALUES (?, ?, ?, ?)", (sid.hex, len(rows) + 3, stop_topic, stop_state))
+    store.db.execute("UPDATE sessions SET exit_code = 99 WHERE id = ?", (sid.hex,))
+    store.db.execute("UPDATE projection_tracking SET position = ?", (store.ledger.recorder.max_notification_id(),))
     report = json.loads(cli("verify", "--json", check=False).stdout)
     kinds = sorted(v["kind"] for v in report["violations"])
     assert kinds == sorted(["second-stop", "event-after-stop", "second-stop", "event-after-stop", "version-gap",
@@ -280,13 +279,12 @@ def test_verify_finds_two_stops_events_after_a_stop_gaps_and_stale_read_models(c
 def test_unreadable_events_are_reported_and_everything_goes_on(cli, store, spawn):
     good = record(store, processes.identity_of(spawn("sleep", "60").pid), fuse_ttl=3600, lapsed=False)
     bad = record(store, dead_identity(spawn), fuse_ttl=None)
-    with store.db:
-        store.db.execute(  # an event type from a newer version
-            "INSERT INTO stored_events (originator_id, originator_version, topic, state) VALUES (?, 2, ?, ?)",
-            (bad.hex, "agentledger.domain.session:Session.FromTheFuture", b'{"timestamp": "x"}'))
-        store.db.execute(  # a truncated payload
-            "UPDATE stored_events SET state = substr(state, 1, 10) WHERE originator_id = ? AND originator_version = 2",
-            (good.hex,))
+    store.db.execute(  # an event type from a newer version
+        f"INSERT INTO {store.events_table} (originator_id, originator_version, topic, state) VALUES (?, 2, ?, ?)",
+        (bad.hex, "agentledger.domain.session:Session.FromTheFuture", b'{"timestamp": "x"}'))
+    store.db.execute(  # a truncated payload
+        f"UPDATE {store.events_table} SET state = substr(state, 1, 10) WHERE originator_id = ? AND originator_version = 2",
+        (good.hex,))
     listed = cli("list")
     assert "warning: skipped unreadable event" in listed.stderr and "Traceback" not in listed.stderr
     assert good.hex[:12] in listed.stdout and bad.hex[:12] in listed.stdout

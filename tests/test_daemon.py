@@ -153,7 +153,7 @@ def test_sigterm_mid_pass_leaves_no_half_made_decision(cli, store, spawn, tmp_pa
     )
     try:
         wait_for(lambda: store.db.execute(
-            "SELECT count(*) FROM stored_events WHERE topic LIKE '%Session.Stopped'").fetchone()[0] > 0,
+            f"SELECT count(*) FROM {store.events_table} WHERE topic LIKE '%Session.Stopped'").fetchone()[0] > 0,
             timeout=60, interval=0.005)
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=30) == 0

@@ -154,10 +154,10 @@ def test_a_closed_pipe_ends_events_quietly(store):
 
 def insert_unreadable(store, sid: UUID, version: int) -> int:
     """A row no code knows how to read, straight into the library's table; its log position."""
-    cursor = store.db.execute(
-        "INSERT INTO stored_events (originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?)",
+    store.db.execute(
+        f"INSERT INTO {store.events_table} (originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?)",
         (sid.hex, version, "agentledger.domain.session:Session.FromTheFuture", b'{"x": 1}'))
-    return cursor.lastrowid
+    return store.event_position(sid.hex, version)
 
 
 def test_an_unreadable_event_is_reported_in_place_and_the_stream_goes_on(cli, store):

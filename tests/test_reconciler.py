@@ -30,7 +30,7 @@ def event_types(store, sid: UUID) -> list[str]:
 
 def stops_in_log(store) -> int:
     return store.db.execute(
-        "SELECT count(*) FROM stored_events WHERE topic = 'agentledger.domain.session:Session.Stopped'"
+        f"SELECT count(*) FROM {store.events_table} WHERE topic = 'agentledger.domain.session:Session.Stopped'"
     ).fetchone()[0]
 
 
@@ -257,7 +257,7 @@ def test_the_process_watch_answers_from_pidfds_and_notices_an_exit(spawn):
 def test_a_session_that_cannot_be_loaded_fails_alone(store, spawn):
     broken, fine = record(store, dead_identity(spawn)), record(store, dead_identity(spawn))
     catch_up(store)
-    store.db.execute("UPDATE stored_events SET topic = 'gone.module:Vanished' WHERE originator_id = ?"
+    store.db.execute(f"UPDATE {store.events_table} SET topic = 'gone.module:Vanished' WHERE originator_id = ?"
                      " AND originator_version = 2", (broken.hex,))
     fresh = open_store(store.location)  # nothing cached
     report = Reconciler(fresh, policy=NO_GUARD).run_pass()

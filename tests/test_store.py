@@ -45,10 +45,32 @@ def test_store_url_selection(home, monkeypatch, tmp_path):
     assert store_location().path == home / "ledger.db"
     monkeypatch.setenv("AGENTLEDGER_DB", f"sqlite:///{tmp_path}/other.db")
     assert store_location().path == tmp_path / "other.db"
-    for bad in ("banana", "mysql://x/y", "sqlite://", "sqlite:///:memory:", "postgresql://u@h/db"):
+    for bad in ("banana", "mysql://x/y", "sqlite://", "sqlite:///:memory:", "postgresql://h/", "postgresql://u@h:x/db",
+                "postgresql://u@h/db?sslmode=off", "postgresql://u@h/db?schema=Not-Valid"):
         monkeypatch.setenv("AGENTLEDGER_DB", bad)
         with pytest.raises(ConfigError):
             store_location()
+
+
+def test_a_postgres_url_never_shows_its_password(monkeypatch):
+    monkeypatch.setenv("AGENTLEDGER_DB", "postgresql://agent:s3cr%40t@db.example:6543/ledger?schema=team_a")
+    location = store_location()
+    assert (location.host, location.port, location.dbname, location.user, location.password, location.schema) == (
+        "db.example", 6543, "ledger", "agent", "s3cr@t", "team_a")
+    assert "s3cr" not in location.url + repr(location) and location.url.startswith("postgresql://agent:***@")
+    assert location.connect_url == "postgresql://agent:s3cr%40t@db.example:6543/ledger?schema=team_a"
+    monkeypatch.setenv("AGENTLEDGER_DB", "postgresql://agent:hunter2@h/db?nope=1")
+    with pytest.raises(ConfigError) as refused:
+        store_location()
+    assert "hunter2" not in str(refused.value)
+
+
+def test_an_unreachable_postgres_is_one_line(cli, monkeypatch):
+    monkeypatch.setenv("AGENTLEDGER_DB", "postgresql://agent:hunter2@127.0.0.1:9/ledger")
+    result = cli("list", check=False)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "cannot reach the PostgreSQL ledger postgresql://agent:***@127.0.0.1:9/ledger" in result.stderr
+    assert "hunter2" not in result.stderr
 
 
 def test_events_round_trip_through_the_store(store):
@@ -77,9 +99,14 @@ def test_rebuild_equals_incremental_projection(store):
     assert snapshot(store.db) == incremental
 
 
-def _rows_in_rowid_order(db: sqlite3.Connection) -> dict[str, list[tuple]]:
-    return {t: [tuple(r) for r in db.execute(f"SELECT rowid, * FROM {t} ORDER BY rowid")]
-            for t in ("sessions", "fuses", "projection_tracking")}
+_KEYS = {"sessions": "id", "fuses": "session_id, set_version", "projection_tracking": "name"}
+
+
+def _rows_in_rowid_order(db) -> dict[str, list[tuple]]:
+    """Every row; on SQLite with its rowid, so that even insertion order must match."""
+    if isinstance(db, sqlite3.Connection):
+        return {t: [tuple(r) for r in db.execute(f"SELECT rowid, * FROM {t} ORDER BY rowid")] for t in _KEYS}
+    return {t: [tuple(r) for r in db.execute(f"SELECT * FROM {t} ORDER BY {keys}")] for t, keys in _KEYS.items()}
 
 
 def test_coalesced_heartbeats_project_exactly_as_one_event_at_a_time(store):
@@ -124,7 +151,7 @@ def test_coalesced_heartbeats_project_exactly_as_one_event_at_a_time(store):
             store.ledger.change(sid, step)
         catch_up(store)  # one event at a time: nothing to coalesce
     one_at_a_time = _rows_in_rowid_order(store.db)
-    topics = {t.rsplit(".", 1)[-1] for (t,) in store.db.execute("SELECT topic FROM stored_events")}
+    topics = {t.rsplit(".", 1)[-1] for (t,) in store.db.execute(f"SELECT topic FROM {store.events_table}")}
     assert topics == {"Launched", "FuseSet", "Heartbeat", "FuseCancelled", "FuseExpired", "StopRequested", "Stopped"}
     assert sum(r["heartbeat_count"] for r in store.db.execute("SELECT heartbeat_count FROM sessions")) > 450
     assert store.db.execute("SELECT count(*) FROM fuses WHERE extensions > 0 AND state = 'set'").fetchone()[0]
@@ -156,9 +183,8 @@ def test_compare_and_set_refuses_a_save_from_a_stale_version(store):
     assert not store.ledger.session(sid).is_stopped
 
 
-def _hammer(db_path: str, session_hex: str, count: int) -> None:
-    location = StoreLocation(path=__import__("pathlib").Path(db_path))
-    store = open_store(location)
+def _hammer(url: str, session_hex: str, count: int) -> None:
+    store = open_store(store_location({"AGENTLEDGER_DB": url}))
     for _ in range(count):
         store.ledger.change(UUID(session_hex), lambda s: s.heartbeat(source=str(os.getpid()), now=utc_now()))
         catch_up(store)
@@ -169,7 +195,7 @@ def test_concurrent_processes_lose_nothing(store):
     sid = uuid4()
     store.ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="t", **FIELDS)
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_hammer, args=(str(store.location.path), sid.hex, 40)) for _ in range(4)]
+    workers = [context.Process(target=_hammer, args=(store.location.connect_url, sid.hex, 40)) for _ in range(4)]
     for w in workers:
         w.start()
     for w in workers:
@@ -225,6 +251,7 @@ def test_snapshots_restore_the_same_state_as_a_full_replay(store):
     assert vars(from_snapshot) == vars(full)
 
 
+@pytest.mark.sqlite_only  # SQLite's file lock and busy timeout
 def test_a_store_locked_past_the_busy_timeout_is_waited_out(store, monkeypatch):
     """A write lock held longer than SQLite's busy timeout delays a command; it never fails it."""
     import threading
@@ -256,7 +283,7 @@ def test_stored_events_are_orjson_with_tagged_utc_datetimes(store):
     sid = uuid4()
     store.ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="t", **FIELDS)
     topic, state = store.db.execute(
-        "SELECT topic, state FROM stored_events WHERE originator_id = ? AND originator_version = 2", (sid.hex,)
+        f"SELECT topic, state FROM {store.events_table} WHERE originator_id = ? AND originator_version = 2", (sid.hex,)
     ).fetchone()
     assert topic == "agentledger.domain.session:Session.FuseSet"
     payload = orjson.loads(state)
@@ -273,10 +300,10 @@ def test_events_stored_before_the_reconciler_fields_existed_still_load_and_proje
     store.ledger.change(sid, lambda s: s.request_stop(requested_by="me", signal="SIGTERM", grace=1.0, note=None))
     for version, field in ((1, "timeout"), (3, "cause")):
         state = orjson.loads(store.db.execute(
-            "SELECT state FROM stored_events WHERE originator_id = ? AND originator_version = ?",
+            f"SELECT state FROM {store.events_table} WHERE originator_id = ? AND originator_version = ?",
             (sid.hex, version)).fetchone()[0])
         del state[field]
-        store.db.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = ?",
+        store.db.execute(f"UPDATE {store.events_table} SET state = ? WHERE originator_id = ? AND originator_version = ?",
                          (orjson.dumps(state), sid.hex, version))
     fresh = open_store(store.location)  # no cached aggregate
     session = fresh.ledger.session(sid)

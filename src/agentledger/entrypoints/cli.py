@@ -284,7 +284,7 @@ def cmd_launch(context: Context, args: argparse.Namespace) -> int:
         heartbeat_every=args.heartbeat_every,
         timeout=args.timeout,
     )
-    env = dict(os.environ, AGENTLEDGER_HOME=str(home_dir()), AGENTLEDGER_DB=store.location.url)
+    env = dict(os.environ, AGENTLEDGER_HOME=str(home_dir()), AGENTLEDGER_DB=store.location.connect_url)
     answer = start_supervisor(spec, env, logs / f"{session_id}.supervisor.log")
     if not answer["ok"]:
         if answer.get("kind") == "spawn-failed":
@@ -556,13 +556,13 @@ def cmd_history(context: Context, args: argparse.Namespace) -> int:
 def cmd_db(context: Context, args: argparse.Namespace) -> int:
     if args.db_command == "upgrade":
         from agentledger.infrastructure.config import store_location
-        from agentledger.infrastructure.store import SCHEMA_HEAD, initialise, schema_revision
+        from agentledger.infrastructure.store import SCHEMA_HEAD, initialise_store, store_schema_revision
 
         location = store_location()
-        before = schema_revision(location.path)
-        initialise(location)
+        before = store_schema_revision(location)
+        initialise_store(location)
         change = "already current" if before == SCHEMA_HEAD else f"was {before or 'absent'}"
-        print(f"{location.path}: read-model schema at {SCHEMA_HEAD} ({change})")
+        print(f"{location.url}: read-model schema at {SCHEMA_HEAD} ({change})")
         return 0
     if args.db_command == "rebuild":
         from agentledger.projections.catchup import rebuild
@@ -572,13 +572,13 @@ def cmd_db(context: Context, args: argparse.Namespace) -> int:
         warn_skipped(result.skipped)
         print(f"rebuilt read models from {result.applied} events in {format_duration(time.perf_counter() - started)}")
         return 0
-    from agentledger.infrastructure.store import schema_revision
+    from agentledger.infrastructure.store import store_schema_revision
     from agentledger.projections.catchup import tracked_position
 
     store = context.store
     info = {
         "url": store.location.url,
-        "schema_revision": schema_revision(store.location.path),
+        "schema_revision": store_schema_revision(store.location),
         "log_head": store.ledger.recorder.max_notification_id() or 0,
         "read_models_at": tracked_position(store.db),
     }

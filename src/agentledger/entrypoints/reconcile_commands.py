@@ -152,7 +152,7 @@ def _daemon_start(context: Any, args: argparse.Namespace) -> int:
     argv = [sys.executable, "-m", "agentledger", "daemon", "run", "--interval", repr(args.interval),
             "--mass-stop-share", repr(args.mass_stop_share), "--mass-stop-min", str(args.mass_stop_min),
             "--handshake-fd"]
-    env = dict(os.environ, AGENTLEDGER_HOME=str(home_dir()), AGENTLEDGER_DB=store.location.url)
+    env = dict(os.environ, AGENTLEDGER_HOME=str(home_dir()), AGENTLEDGER_DB=store.location.connect_url)
     answer = start_detached(argv, env, files.log_path, what="daemon")
     if not answer["ok"]:
         raise LedgerError(answer["error"])

@@ -2,17 +2,22 @@
 
 ``AGENTLEDGER_HOME`` (default: ``$XDG_DATA_HOME/agentledger``, i.e.
 ``~/.local/share/agentledger``) holds the embedded store and session logs.
-``AGENTLEDGER_DB`` selects the store by URL; today ``sqlite:///relative.db`` or
-``sqlite:////absolute/path.db`` (SQLAlchemy's spelling). PostgreSQL comes later
-and will be chosen here too.
+``AGENTLEDGER_DB`` selects the store by URL: ``sqlite:///relative.db`` or
+``sqlite:////absolute/path.db`` (SQLAlchemy's spelling), or
+``postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME[?schema=NAME]`` for a shared
+PostgreSQL ledger (event log, snapshots and read models all in that database,
+in schema NAME, default ``public``). A location's ``url`` never shows the
+password; ``connect_url`` (for child processes) keeps it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 DB_FILE_NAME = "ledger.db"
 
@@ -26,10 +31,51 @@ class StoreLocation:
     """An embedded SQLite store at ``path``; ``url`` is safe to print."""
 
     path: Path
+    kind = "sqlite"
 
     @property
     def url(self) -> str:
         return f"sqlite:///{self.path}"
+
+    @property
+    def connect_url(self) -> str:
+        return self.url
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.url
+
+
+@dataclass(frozen=True)
+class PostgresLocation:
+    """A PostgreSQL ledger; ``url`` masks the password, ``connect_url`` keeps it."""
+
+    host: str
+    port: int
+    dbname: str
+    user: str
+    password: str | None = field(default=None, repr=False)
+    schema: str = "public"
+    kind = "postgresql"
+
+    @property
+    def url(self) -> str:
+        return self._url("***" if self.password else None)
+
+    @property
+    def connect_url(self) -> str:
+        return self._url(quote(self.password, safe="") if self.password else None)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """For SQLAlchemy (Alembic), which takes the schema as a search path, not in the URL."""
+        return "postgresql+psycopg" + self._url(quote(self.password, safe="") if self.password else None,
+                                                 with_schema=False)[len("postgresql"):]
+
+    def _url(self, password: str | None, *, with_schema: bool = True) -> str:
+        credentials = quote(self.user, safe="") + (f":{password}" if password else "")
+        schema = "" if self.schema == "public" or not with_schema else f"?schema={self.schema}"
+        return f"postgresql://{credentials}@{self.host}:{self.port}/{self.dbname}{schema}"
 
 
 def home_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -63,6 +109,32 @@ def store_location(env: Mapping[str, str] | None = None) -> StoreLocation:
                 "when the command exits"
             )
         return StoreLocation(path=Path(path).expanduser().absolute())
-    if scheme.startswith("postgres"):
-        raise ConfigError("AGENTLEDGER_DB: PostgreSQL stores are not supported yet; use sqlite:///PATH")
-    raise ConfigError(f"AGENTLEDGER_DB: unsupported store {scheme!r} (expected sqlite:///PATH)")
+    if scheme in ("postgresql", "postgres"):
+        return _postgres_location(url)
+    raise ConfigError(f"AGENTLEDGER_DB: unsupported store {scheme!r} (expected sqlite:///PATH or postgresql://…)")
+
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _postgres_location(url: str) -> PostgresLocation:
+    parts = urlsplit(url)
+    masked = url.replace(f":{parts.password}@", ":***@") if parts.password else url
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        raise ConfigError(f"AGENTLEDGER_DB={masked!r}: the port is not a number") from None
+    dbname = unquote(parts.path.lstrip("/"))
+    if not parts.hostname or not dbname or "/" in dbname:
+        raise ConfigError(f"AGENTLEDGER_DB={masked!r}: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME")
+    query = parse_qs(parts.query)
+    unknown = sorted(set(query) - {"schema"})
+    if unknown:
+        raise ConfigError(f"AGENTLEDGER_DB={masked!r}: unknown option {unknown[0]!r} (only 'schema' is understood)")
+    schema = query.get("schema", ["public"])[-1]
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ConfigError(f"AGENTLEDGER_DB={masked!r}: schema {schema!r} must be a lower-case SQL identifier")
+    return PostgresLocation(
+        host=parts.hostname, port=port, dbname=dbname, user=unquote(parts.username or "postgres"),
+        password=unquote(parts.password) if parts.password else None, schema=schema,
+    )

@@ -15,6 +15,7 @@ a daemon killed with SIGKILL never blocks the next start.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ import orjson
 
 from agentledger.application.errors import LedgerError
 from agentledger.domain.liveness import ProcessIdentity
-from agentledger.infrastructure.config import StoreLocation
+from agentledger.infrastructure.config import PostgresLocation, StoreLocation
 
 
 class DaemonAlreadyRunning(LedgerError):
@@ -43,7 +44,15 @@ class DaemonFiles:
     lock_path: Path
 
     @classmethod
-    def locate(cls, location: StoreLocation, home: Path) -> DaemonFiles:
+    def locate(cls, location: StoreLocation | PostgresLocation, home: Path) -> DaemonFiles:
+        """One daemon per host and store: a SQLite store's lock sits beside its file; a server's, in the home.
+
+        Creates the home (0700) if a server store means nothing else has yet.
+        """
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if location.kind == "postgresql":
+            digest = hashlib.sha256(location.url.encode()).hexdigest()[:16]
+            return cls(home=home, lock_path=home / f"daemon-{digest}.lock")
         return cls(home=home, lock_path=location.path.with_name(location.path.name + ".daemon.lock"))
 
     @property

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agentledger.application.errors import StoreError
-from agentledger.infrastructure.config import StoreLocation
+from agentledger.infrastructure.config import PostgresLocation, StoreLocation
 
 #: The Alembic revision this code expects; ``tests/test_store.py`` checks it is the head.
 SCHEMA_HEAD = "0002"
@@ -45,6 +45,9 @@ class Store:
 
             self._ledger = Ledger(env=ledger_env(self.location.path, create_tables=False))
         return self._ledger
+
+    #: The library's table of stored events (tests and benchmarks look into it).
+    events_table = "stored_events"
 
     def event_positions(self, session_id_hex: str) -> dict[int, int]:
         """Log position (notification id) of each of a session's events, by version."""
@@ -85,12 +88,9 @@ class Store:
             self.db.commit()
 
 
-def ledger_env(db_path: Path, *, create_tables: bool) -> dict[str, str]:
-    """The eventsourcing settings for the embedded SQLite store."""
+def common_ledger_env(create_tables: bool) -> dict[str, str]:
+    """The eventsourcing settings every backend shares."""
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-        "SQLITE_DBNAME": str(db_path),
-        "SQLITE_LOCK_TIMEOUT": str(int(BUSY_TIMEOUT_SECONDS)),
         "TRANSCODER_TOPIC": "agentledger.infrastructure.transcoder:OrjsonTranscoder",
         "CREATE_TABLE": "y" if create_tables else "n",
         # Keep recently used sessions in memory and read only newer events on load.
@@ -98,8 +98,22 @@ def ledger_env(db_path: Path, *, create_tables: bool) -> dict[str, str]:
     }
 
 
-def open_store(location: StoreLocation) -> Store:
+def ledger_env(db_path: Path, *, create_tables: bool) -> dict[str, str]:
+    """The eventsourcing settings for the embedded SQLite store."""
+    return {
+        **common_ledger_env(create_tables),
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(db_path),
+        "SQLITE_LOCK_TIMEOUT": str(int(BUSY_TIMEOUT_SECONDS)),
+    }
+
+
+def open_store(location: StoreLocation | PostgresLocation) -> Any:
     """Open the store, creating or upgrading it first if it is new or older than this code."""
+    if location.kind == "postgresql":
+        from agentledger.infrastructure.postgres_store import open_postgres_store
+
+        return open_postgres_store(location)
     try:
         if not is_ready(location.path):
             initialise(location)
@@ -111,6 +125,24 @@ def open_store(location: StoreLocation) -> Store:
 def is_ready(path: Path) -> bool:
     """Does the file hold the event tables and the read-model schema this code expects?"""
     return schema_revision(path, also_require="stored_events") == SCHEMA_HEAD
+
+
+def store_schema_revision(location: StoreLocation | PostgresLocation) -> str | None:
+    """The read-model schema revision of either kind of store (None if it has none yet)."""
+    if location.kind == "postgresql":
+        from agentledger.infrastructure.postgres_store import schema_revision as postgres_revision
+
+        return postgres_revision(location)
+    return schema_revision(location.path)
+
+
+def initialise_store(location: StoreLocation | PostgresLocation) -> None:
+    if location.kind == "postgresql":
+        from agentledger.infrastructure.postgres_store import initialise as initialise_postgres
+
+        initialise_postgres(location)
+    else:
+        initialise(location)
 
 
 def schema_revision(path: Path, also_require: str | None = None) -> str | None:

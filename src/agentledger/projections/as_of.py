@@ -78,6 +78,25 @@ class Scratch(NamedTuple):
 
 def read_models_as_of(store: Any, moment: Moment) -> Scratch:
     """Replay the log up to ``moment`` into a scratch in-memory copy of the read models."""
+    db = _scratch(store)
+    last = _Last()
+    entries = last.track(_until(read_log(store.ledger, upto=moment.position), moment.at))
+    with db:
+        applied = project(db.cursor(), entries)
+    at = moment.at or last.timestamp or datetime.now(timezone.utc)
+    return Scratch(db, at.timestamp(), Moment(at=at, position=last.position or 0), applied)
+
+
+def _scratch(store: Any) -> sqlite3.Connection:
+    """An empty in-memory copy of the read-model schema.
+
+    From a SQLite store, its own table definitions (no Alembic import: fast);
+    from a server, the migrations run on an in-memory SQLite database.
+    """
+    if not isinstance(store.db, sqlite3.Connection):
+        from agentledger.infrastructure.schema import scratch_read_models
+
+        return scratch_read_models()
     db = sqlite3.connect(":memory:")
     db.row_factory = sqlite3.Row
     for (sql,) in store.db.execute(
@@ -86,12 +105,7 @@ def read_models_as_of(store: Any, moment: Moment) -> Scratch:
         _TABLES,
     ):
         db.execute(sql)
-    last = _Last()
-    entries = last.track(_until(read_log(store.ledger, upto=moment.position), moment.at))
-    with db:
-        applied = project(db.cursor(), entries)
-    at = moment.at or last.timestamp or datetime.now(timezone.utc)
-    return Scratch(db, at.timestamp(), Moment(at=at, position=last.position or 0), applied)
+    return db
 
 
 def _until(entries: Iterable[LogEntry], at: datetime | None) -> Iterator[LogEntry]:

@@ -6,8 +6,6 @@ is the one ``AGENTLEDGER_DB`` / ``AGENTLEDGER_HOME`` select.
 """
 
 from alembic import context
-from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
 
 from agentledger.infrastructure.config import store_location
 
@@ -22,13 +20,15 @@ def run_migrations(connection) -> None:
 
 connection = config.attributes.get("connection")
 if context.is_offline_mode():
-    context.configure(url=store_location().url, target_metadata=None, literal_binds=True)
+    context.configure(url=store_location().sqlalchemy_url, target_metadata=None, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 elif connection is not None:
     run_migrations(connection)
 else:
-    engine = create_engine(store_location().url, poolclass=NullPool)
+    from agentledger.infrastructure.schema import engine_for
+
+    engine = engine_for(store_location())
     with engine.begin() as conn:
         run_migrations(conn)
     engine.dispose()

@@ -1,0 +1,235 @@
+"""The ledger on PostgreSQL: the library's postgres module for the log, psycopg for the read models.
+
+A :class:`PostgresStore` has the interface of the SQLite :class:`~agentledger.infrastructure.store.Store`
+(``ledger``, ``db``, ``write_transaction``, ``event_position(s)``), so the
+projections, queries, reconciler and CLI run unchanged on either. The read-model
+SQL is written once, in SQLite's ``?`` / ``:name`` placeholder style;
+:class:`ReadModels` rewrites it to psycopg's ``%s`` / ``%(name)s`` and returns
+rows that, like ``sqlite3.Row``, index by position and by column name.
+
+Catch-ups serialise on a transaction-scoped advisory lock, the counterpart of
+SQLite's ``BEGIN IMMEDIATE``: two processes never apply the same events twice.
+First use (schema, event tables, read-model migrations) runs under a
+session-scoped advisory lock, so twenty processes starting at once agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+from agentledger.application.errors import StoreError
+from agentledger.infrastructure.config import PostgresLocation
+
+#: Advisory lock keys (any two distinct 64-bit numbers, fixed for all versions).
+_INIT_LOCK = 0x6167_6C65_6467_0001
+_CATCH_UP_LOCK = 0x6167_6C65_6467_0002
+CONNECT_TIMEOUT = 5
+
+
+class PgRow(tuple):
+    """A result row readable as ``row[0]`` and ``row["column"]``, like ``sqlite3.Row``."""
+
+    _columns: dict[str, int] = {}
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._columns[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._columns)
+
+
+def _row_factory(cursor: Any) -> Any:
+    columns = {column.name: i for i, column in enumerate(cursor.description or ())}
+    row_class = type("Row", (PgRow,), {"_columns": columns, "__slots__": ()})
+    return lambda values: row_class(values)
+
+
+_NAMED = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
+
+
+@lru_cache(maxsize=512)
+def to_pyformat(sql: str) -> str:
+    """SQLite placeholders to psycopg's: ``?`` -> ``%s``, ``:now`` -> ``%(now)s``."""
+    return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%").replace("?", "%s"))
+
+
+class ReadModelCursor:
+    """The part of a DB-API cursor the projections and queries use, over psycopg."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> ReadModelCursor:
+        self._cursor.execute(to_pyformat(sql), params or None)
+        return self
+
+    def executemany(self, sql: str, rows: Sequence[Any]) -> ReadModelCursor:
+        rows = list(rows)
+        if rows:
+            self._cursor.executemany(to_pyformat(sql), rows)
+        return self
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cursor)
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+
+class ReadModels:
+    """The read-model connection: autocommit outside :meth:`PostgresStore.write_transaction`."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def cursor(self) -> ReadModelCursor:
+        return ReadModelCursor(self.connection.cursor(row_factory=_row_factory))
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> ReadModelCursor:
+        return self.cursor().execute(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Any]) -> ReadModelCursor:
+        return self.cursor().executemany(sql, rows)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class PostgresStore:
+    """An open PostgreSQL ledger: ``ledger`` appends and loads events, ``db`` reads and writes read models."""
+
+    def __init__(self, location: PostgresLocation) -> None:
+        self.location = location
+        self._ledger: Any = None
+        self.db = ReadModels(connect(location))
+
+    @property
+    def ledger(self) -> Any:
+        if self._ledger is None:
+            from agentledger.application.ledger import Ledger
+
+            self._ledger = Ledger(env=ledger_env(self.location, create_tables=False))
+        return self._ledger
+
+    @property
+    def events_table(self) -> str:
+        return f"{self.location.schema}.agentledger_events"
+
+    def event_positions(self, session_id_hex: str) -> dict[int, int]:
+        rows = self.db.execute(
+            f"SELECT originator_version, notification_id FROM {self.events_table} WHERE originator_id = ?",
+            (session_id_hex,),
+        )
+        return dict(rows.fetchall())
+
+    def event_position(self, session_id_hex: str, version: int) -> int | None:
+        row = self.db.execute(
+            f"SELECT notification_id FROM {self.events_table} WHERE originator_id = ? AND originator_version = ?",
+            (session_id_hex, version),
+        ).fetchone()
+        return row[0] if row else None
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[ReadModelCursor]:
+        """A read-model transaction that holds the catch-up lock until it ends."""
+        with self.db.connection.transaction():
+            cursor = self.db.cursor()
+            cursor.execute("SELECT pg_advisory_xact_lock(?)", (_CATCH_UP_LOCK,))
+            yield cursor
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+        self.db.close()
+
+
+def connect(location: PostgresLocation) -> Any:
+    """A psycopg connection in autocommit mode, searching the ledger's schema first."""
+    import psycopg
+
+    try:
+        return psycopg.connect(
+            host=location.host, port=location.port, dbname=location.dbname, user=location.user,
+            password=location.password, connect_timeout=CONNECT_TIMEOUT, autocommit=True,
+            options=f"-c search_path={location.schema}",
+        )
+    except psycopg.OperationalError as error:
+        raise StoreError(f"cannot reach the PostgreSQL ledger {location.url}: {_first_line(error)}") from None
+
+
+def ledger_env(location: PostgresLocation, *, create_tables: bool) -> dict[str, str]:
+    """The eventsourcing settings for a PostgreSQL ledger."""
+    from agentledger.infrastructure.store import common_ledger_env
+
+    env = {
+        **common_ledger_env(create_tables),
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": location.dbname,
+        "POSTGRES_HOST": location.host,
+        "POSTGRES_PORT": str(location.port),
+        "POSTGRES_USER": location.user,
+        "POSTGRES_PASSWORD": location.password or "",
+        "POSTGRES_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
+        "POSTGRES_PRE_PING": "y",  # a connection lost while idle is replaced, not failed on
+        "POSTGRES_POOL_SIZE": "2",
+        "POSTGRES_MAX_OVERFLOW": "4",
+    }
+    if location.schema != "public":
+        env["POSTGRES_SCHEMA"] = location.schema
+    return env
+
+
+def open_postgres_store(location: PostgresLocation) -> PostgresStore:
+    """Open the ledger, creating or upgrading it first if it is new or older than this code."""
+    from agentledger.infrastructure.store import SCHEMA_HEAD
+
+    if schema_revision(location) != SCHEMA_HEAD:
+        initialise(location)
+    return PostgresStore(location)
+
+
+def schema_revision(location: PostgresLocation) -> str | None:
+    """The read-model schema revision recorded in the ledger's schema (None without the event tables)."""
+    connection = connect(location)
+    try:
+        tables = {name for (name,) in connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s"
+            " AND table_name IN ('alembic_version', 'agentledger_events')", (location.schema,))}
+        if tables != {"alembic_version", "agentledger_events"}:
+            return None
+        row = connection.execute(f"SELECT version_num FROM {location.schema}.alembic_version").fetchone()
+        return row[0] if row else None
+    finally:
+        connection.close()
+
+
+def initialise(location: PostgresLocation) -> None:
+    """Create the schema, the event tables, and migrate the read models, under the init lock."""
+    from agentledger.application.ledger import Ledger
+    from agentledger.infrastructure.schema import upgrade_to_head
+
+    connection = connect(location)
+    try:
+        connection.execute("SELECT pg_advisory_lock(%s)", (_INIT_LOCK,))
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {location.schema}")
+        Ledger(env=ledger_env(location, create_tables=True)).close()
+        upgrade_to_head(location)
+    finally:
+        connection.close()  # releases the advisory lock
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
