@@ -345,3 +345,44 @@ def test_a_store_at_schema_0001_is_upgraded_and_its_read_models_replayed(home, t
     row = store.db.execute("SELECT id, boot_time FROM sessions").fetchone()
     assert tuple(row) == (sid.hex, 0.0)
     store.close()
+
+
+@pytest.mark.sqlite_only  # it upgrades one store of each kind itself
+def test_one_migration_history_gives_the_same_schema_on_sqlite_and_postgres(home, tmp_path):
+    from uuid import uuid4 as fresh
+
+    from sqlalchemy import inspect
+
+    from agentledger.infrastructure.config import PostgresLocation
+    from agentledger.infrastructure.schema import engine_for
+    from agentledger.infrastructure.store import initialise_store, store_schema_revision
+    from conftest import _postgres_admin
+
+    admin = _postgres_admin()
+    schema = f"t_{fresh().hex[:16]}"
+    locations = [StoreLocation(path=tmp_path / "empty.db"),
+                 PostgresLocation(host="127.0.0.1", port=5432, dbname="test", user="postgres", schema=schema)]
+    try:
+        described = []
+        for location in locations:
+            assert store_schema_revision(location) is None
+            initialise_store(location)
+            assert store_schema_revision(location) == SCHEMA_HEAD
+            engine = engine_for(location)
+            try:
+                inspector = inspect(engine)
+                described.append({
+                    table: (
+                        [(c["name"], c["type"]._type_affinity.__name__, c["nullable"]) for c in inspector.get_columns(table)],
+                        sorted(i["name"] for i in inspector.get_indexes(table)),
+                        inspector.get_pk_constraint(table)["constrained_columns"],
+                    )
+                    for table in ("sessions", "fuses", "projection_tracking")
+                })
+            finally:
+                engine.dispose()
+        sqlite_schema, postgres_schema = described
+        assert sqlite_schema == postgres_schema
+    finally:
+        admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        admin.close()
