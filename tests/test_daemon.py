@@ -218,3 +218,18 @@ def test_a_master_timeout_ends_the_session_with_reason_timeout(cli):
     request = next(e for e in history(cli, sid) if e["type"] == "StopRequested")
     assert (request["fields"]["cause"], request["fields"]["requested_by"]) == ("timeout", "supervisor")
     assert not psutil.pid_exists(stopped["pid"])
+
+
+def test_on_postgres_the_daemon_keeps_the_read_models_current_between_passes(daemon, store, spawn, backend):
+    """LISTEN/NOTIFY: an event appended after the daemon's first pass reaches the read models at once,
+    with no pass (the next is an hour away) and no command catching up."""
+    if backend != "postgres":
+        pytest.skip("SQLite has no notifications to listen to: each pass catches up instead")
+    from agentledger.infrastructure.processes import identity_of
+    from agentledger.projections.catchup import tracked_position
+
+    daemon("--interval", "1h")
+    sid = record(store, identity_of(spawn("sleep", "60").pid), fuse_ttl=3600, lapsed=False)
+    head = store.ledger.recorder.max_notification_id()
+    wait_for(lambda: tracked_position(store.db) >= head, timeout=10)
+    assert store.db.execute("SELECT status FROM sessions WHERE id = ?", (sid.hex,)).fetchone()[0] == "running"

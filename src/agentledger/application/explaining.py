@@ -172,6 +172,9 @@ def _why_stopped(stop: dict[str, Any]) -> str:
         return (f"Nobody was watching it ({_fuse_words(stop['fuse'], stop['at'])}) and its PID {probe.get('pid')} "
                 f"was dead ({probe.get('detail', 'unknown')}), so the reconciler {where} stopped it. "
                 "Its exit status is unknown: no supervisor was left to see it.")
+    if reason == StopReason.HOST_LOST:
+        return (f"Its host {stop['evidence'].get('host')} was declared gone by {who.get('user')} ({stop['note']}): "
+                f"its daemon had gone silent, so nobody could see the process. Recorded by the CLI {where}.")
     return f"It stopped with reason {reason!r}, recorded by {who.get('component')} {where}."
 
 

@@ -23,6 +23,7 @@ from eventsourcing.persistence import IntegrityError
 from agentledger.application.clock import utc_now
 from agentledger.application.errors import SessionNotFound, StoreError
 from agentledger.application.retry import retry_while_locked
+from agentledger.domain.hosts import Host
 from agentledger.domain.session import Session
 
 T = TypeVar("T")
@@ -35,7 +36,7 @@ class Ledger(Application[UUID]):
     """The append-only log of session events, and the commands that append to it."""
 
     name = "agentledger"
-    snapshotting_intervals = {Session: 200}  # noqa: RUF012 - library's class-level setting
+    snapshotting_intervals = {Session: 200, Host: 200}  # noqa: RUF012 - library's class-level setting
 
     # -- reading ---------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from agentledger.domain.vocabulary import Component, FuseState
 from agentledger.projections.log import LogEntry, read_log
 
 #: Read-model rows compared against a fresh rebuild, with the order that lines them up.
-_COMPARED = {"sessions": "id", "fuses": "session_id, set_version"}
+_COMPARED = {"sessions": "id", "fuses": "session_id, set_version", "hosts": "host_id"}
 #: At most this many differing rows are named per table.
 _SHOWN = 5
 
@@ -86,8 +86,11 @@ def verify(store: Any) -> VerifyReport:
     report.aggregates = len(seen)
     report.sessions = sum(1 for s in seen.values() if isinstance(s.state, Session))
     catch_up(store)
-    report.read_models_at = tracked_position(store.db)
-    report.violations += _compare_read_models(store, report.read_models_at)
+    with store.read_transaction() as cursor:  # the rows and their position, as of one moment
+        report.read_models_at = tracked_position(cursor)
+        live = {table: [tuple(r) for r in cursor.execute(f"SELECT * FROM {table} ORDER BY {order}")]
+                for table, order in _COMPARED.items()}
+    report.violations += _compare_read_models(store, live, report.read_models_at)
     return report
 
 
@@ -143,13 +146,13 @@ def _reconciler_stop_problems(event: Any, fuse: tuple[str, Any] | None) -> list[
     return problems
 
 
-def _compare_read_models(store: Any, position: int) -> list[Violation]:
+def _compare_read_models(store: Any, live_rows: dict[str, list[tuple]], position: int) -> list[Violation]:
     from agentledger.projections.as_of import Moment, read_models_as_of
 
     fresh = read_models_as_of(store, Moment(position=position)).db
     found = []
     for table, order in _COMPARED.items():
-        live = [tuple(r) for r in store.db.execute(f"SELECT * FROM {table} ORDER BY {order}")]
+        live = live_rows[table]
         rebuilt = [tuple(r) for r in fresh.execute(f"SELECT * FROM {table} ORDER BY {order}")]
         if live == rebuilt:
             continue

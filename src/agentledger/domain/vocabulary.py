@@ -14,6 +14,7 @@ class StopReason(StrEnum):
     SPAWN_FAILED = "spawn-failed"  # the binary could not be started at all
     RECONCILED = "reconciled"  # the reconciler found no live fuse and a dead PID
     TIMEOUT = "timeout"  # the session's master timeout passed
+    HOST_LOST = "host-lost"  # an operator declared the session's host gone (``agentledger host forget``)
 
 
 class SessionStatus(StrEnum):
@@ -21,6 +22,7 @@ class SessionStatus(StrEnum):
     UNWATCHED = "unwatched"  # no live fuse, not stopped: only the reconciler looks after it
     STOPPING = "stopping"  # a stop was requested; the process has not ended yet
     STOPPED = "stopped"
+    HOST_SILENT = "host-silent"  # not stopped, but its host's daemon went quiet: nobody can tell (derived)
 
 
 class FuseState(StrEnum):

@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agentledger.entrypoints import audit_commands
 
     audit_commands.add_parsers(command)
+    from agentledger.entrypoints import host_commands
+
+    host_commands.add_parsers(command)
     return parser
 
 

@@ -10,6 +10,11 @@ within milliseconds of its fuse expiring rather than up to an interval later.
 SIGTERM and SIGINT set a flag that the pass checks between two sessions (never
 between a decision and its append); the daemon then waits for that pass to end
 before it closes the store: no decision is left half made. Logs go to stderr.
+
+It also records that its host is alive (``Host.DaemonAlive``, every
+``AGENTLEDGER_HOST_HEARTBEAT``; ``DaemonStopped`` on a clean stop), and on a
+PostgreSQL ledger a :class:`~agentledger.projections.follower.LogFollower`
+thread keeps the read models current from LISTEN/NOTIFY between passes.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from agentledger import __version__
+from agentledger.application.hosting import record_daemon_alive, record_daemon_stopped
 from agentledger.application.reconciling import Outcome, PassReport, Reconciler
 from agentledger.domain.durations import format_duration
 from agentledger.domain.policy import ReconcilePolicy
@@ -34,13 +40,16 @@ from agentledger.infrastructure.launcher import Handshake
 log = logging.getLogger("agentledger.daemon")
 
 JOB_ID = "reconcile"
+HOST_JOB_ID = "host-heartbeat"
 #: Bringing a pass forward to a fuse's expiry: land just after it, not just before.
 WAKE_MARGIN = timedelta(milliseconds=5)
 
 
 class Daemon:
-    def __init__(self, store: Any, files: DaemonFiles, *, interval: float, policy: ReconcilePolicy) -> None:
+    def __init__(self, store: Any, files: DaemonFiles, *, interval: float, policy: ReconcilePolicy,
+                 host_heartbeat: float) -> None:
         self.store = store
+        self.host_heartbeat = host_heartbeat
         self.files = files
         self.interval = interval
         self.policy = policy
@@ -65,8 +74,11 @@ class Daemon:
         self.scheduler.add_job(
             self.run_pass, "interval", seconds=self.interval, id=JOB_ID, next_run_time=datetime.now(timezone.utc)
         )
+        self.scheduler.add_job(self.host_alive, "interval", seconds=self.host_heartbeat, id=HOST_JOB_ID)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
+        self.host_alive()
+        follower = self._follow_the_log()
         self.scheduler.start()
         log.info(
             "daemon started: pid %d, host %s, store %s, pass every %s",
@@ -78,8 +90,11 @@ class Daemon:
         # Not shutdown(wait=True): APScheduler 3 holds its job-store lock while it
         # waits, and the pass calls into the scheduler. Wait for the pass ourselves.
         self.scheduler.shutdown(wait=False)
+        if follower is not None:
+            follower.stop()
         with self.in_pass:
             self.reconciler.close()
+            self._host_event(record_daemon_stopped, pid=os.getpid())
             self._write_status(state="stopped")
         log.info("daemon stopped after %d passes", self.passes)
         return 0
@@ -88,6 +103,28 @@ class Daemon:
         log.info("%s received: finishing the decision in hand, then stopping", signal.Signals(signum).name)
         self.reconciler.stopping.set()
         self.shutdown.set()
+
+    def _follow_the_log(self) -> Any:
+        """On PostgreSQL, keep the read models current from LISTEN/NOTIFY between passes."""
+        if self.store.location.kind != "postgresql":
+            return None
+        from agentledger.projections.follower import LogFollower
+
+        follower = LogFollower(self.store.location)
+        follower.start()
+        return follower
+
+    def host_alive(self) -> None:
+        """This host's sign of life in the log: readers call the host silent when these stop coming."""
+        if not self.shutdown.is_set():
+            self._host_event(record_daemon_alive, pid=os.getpid(), version=__version__, boot_id=boot_id(),
+                             every=self.host_heartbeat)
+
+    def _host_event(self, record: Any, **fields: Any) -> None:
+        try:
+            record(self.store.ledger, host_name(), **fields)
+        except Exception as error:  # the store may be away for a moment; the next beat tries again
+            log.error("host heartbeat not recorded: %s", error)
 
     def run_pass(self) -> None:
         with self.in_pass:
@@ -178,7 +215,7 @@ def run_daemon(*, interval: float, policy: ReconcilePolicy, handshake_fd: int | 
     """Take the store's daemon lock and reconcile until told to stop; the exit status."""
     import psutil
 
-    from agentledger.infrastructure.config import home_dir, store_location
+    from agentledger.infrastructure.config import home_dir, host_heartbeat_every, store_location
     from agentledger.infrastructure.store import open_store
 
     handshake = Handshake(handshake_fd)
@@ -191,6 +228,7 @@ def run_daemon(*, interval: float, policy: ReconcilePolicy, handshake_fd: int | 
     files = DaemonFiles.locate(location, home_dir())
     me = psutil.Process()
     try:
+        host_heartbeat = host_heartbeat_every()
         store = open_store(location)
         lock = files.acquire({
             "pid": me.pid, "start_time": me.create_time(), "boot_time": psutil.boot_time(),
@@ -201,7 +239,7 @@ def run_daemon(*, interval: float, policy: ReconcilePolicy, handshake_fd: int | 
         handshake.send({"ok": False, "error": str(error), "already_running": isinstance(error, DaemonAlreadyRunning)})
         raise
     try:
-        return Daemon(store, files, interval=interval, policy=policy).run(handshake)
+        return Daemon(store, files, interval=interval, policy=policy, host_heartbeat=host_heartbeat).run(handshake)
     finally:
         store.close()
         lock.release()

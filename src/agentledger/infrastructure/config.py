@@ -91,6 +91,23 @@ def logs_dir(env: Mapping[str, str] | None = None) -> Path:
     return home_dir(env) / "logs"
 
 
+#: How often a daemon records that its host is alive (``AGENTLEDGER_HOST_HEARTBEAT``).
+DEFAULT_HOST_HEARTBEAT = 10.0
+
+
+def host_heartbeat_every(env: Mapping[str, str] | None = None) -> float:
+    from agentledger.domain.durations import InvalidDuration, parse_duration
+
+    env = os.environ if env is None else env
+    text = env.get("AGENTLEDGER_HOST_HEARTBEAT", "").strip()
+    if not text:
+        return DEFAULT_HOST_HEARTBEAT
+    try:
+        return parse_duration(text)
+    except InvalidDuration as error:
+        raise ConfigError(f"AGENTLEDGER_HOST_HEARTBEAT: {error}") from None
+
+
 def store_location(env: Mapping[str, str] | None = None) -> StoreLocation:
     env = os.environ if env is None else env
     url = env.get("AGENTLEDGER_DB", "").strip()

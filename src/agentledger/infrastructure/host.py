@@ -10,7 +10,13 @@ import socket
 
 @functools.cache
 def host_name() -> str:
-    return socket.gethostname()
+    """This host's name in the ledger.
+
+    ``AGENTLEDGER_HOST_ID`` overrides it, for tests only: it lets two daemons
+    on one machine play two hosts sharing one ledger. (Both still see every
+    local PID, so never set it on a real deployment.)
+    """
+    return os.environ.get("AGENTLEDGER_HOST_ID") or socket.gethostname()
 
 
 @functools.cache

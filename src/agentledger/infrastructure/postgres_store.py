@@ -143,6 +143,14 @@ class PostgresStore:
         return row[0] if row else None
 
     @contextmanager
+    def read_transaction(self) -> Iterator[ReadModelCursor]:
+        """Reads that all see one snapshot of the read models, whoever writes meanwhile."""
+        with self.db.connection.transaction():
+            cursor = self.db.cursor()
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield cursor
+
+    @contextmanager
     def write_transaction(self) -> Iterator[ReadModelCursor]:
         """A read-model transaction that holds the catch-up lock until it ends."""
         with self.db.connection.transaction():

@@ -25,7 +25,7 @@ from agentledger.application.errors import StoreError
 from agentledger.infrastructure.config import PostgresLocation, StoreLocation
 
 #: The Alembic revision this code expects; ``tests/test_store.py`` checks it is the head.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 BUSY_TIMEOUT_SECONDS = 30.0
 
 
@@ -69,6 +69,16 @@ class Store:
         if self._ledger is not None:
             self._ledger.close()
         self.db.close()
+
+    @contextmanager
+    def read_transaction(self) -> Iterator[sqlite3.Cursor]:
+        """Reads that all see one state of the read models (a WAL snapshot), whoever writes meanwhile."""
+        cursor = self.db.cursor()
+        cursor.execute("BEGIN")
+        try:
+            yield cursor
+        finally:
+            self.db.rollback()
 
     @contextmanager
     def write_transaction(self) -> Iterator[sqlite3.Cursor]:

@@ -24,7 +24,7 @@ from agentledger.projections.catchup import Applied, project
 from agentledger.projections.log import LogEntry, read_log
 
 #: The read-model tables a scratch database copies (with their indexes) from the live one.
-_TABLES = ("sessions", "fuses", "projection_tracking")
+_TABLES = ("sessions", "fuses", "hosts", "projection_tracking")
 
 
 class Moment(NamedTuple):

@@ -17,7 +17,7 @@ from agentledger.infrastructure.store import Store
 from agentledger.projections.log import LogEntry, read_log
 from agentledger.projections.sessions import PROJECTION_NAME, SessionsProjection
 
-READ_MODEL_TABLES = ("sessions", "fuses")
+READ_MODEL_TABLES = ("sessions", "fuses", "hosts")
 
 
 def tracked_position(db: sqlite3.Connection | sqlite3.Cursor) -> int:

@@ -42,21 +42,37 @@ def resolve_session_id(db: sqlite3.Connection, text: str) -> str:
 
 #: Running or unwatched is a matter of time (is the fuse live *now*?), so both
 #: are derived at query time from the recorded status and the fuse.
+#: A host is silent once its daemon, having said it runs, misses this many heartbeats in a row.
+SILENT_AFTER_BEATS = 6
+#: Sessions with, for ``current_status``, the moment their host counts as silent (null: never).
+_SESSIONS = (
+    f"SELECT s.*, h.daemon_last_seen + {SILENT_AFTER_BEATS} * h.heartbeat_every AS host_silent_from"
+    " FROM sessions s LEFT JOIN hosts h ON h.host_name = s.host"
+)
 _WATCHED = "(fuse_state = 'set' AND fuse_expires_at > :now)"
+_SILENT = f"(h.daemon_last_seen IS NOT NULL AND h.daemon_last_seen + {SILENT_AFTER_BEATS} * h.heartbeat_every < :now)"
 _STATUS_WHERE = {
-    SessionStatus.RUNNING: f"status IN ('running', 'unwatched') AND {_WATCHED}",
-    SessionStatus.UNWATCHED: f"status IN ('running', 'unwatched') AND NOT {_WATCHED}",
-    SessionStatus.STOPPING: "status = 'stopping'",
+    SessionStatus.RUNNING: f"status IN ('running', 'unwatched') AND {_WATCHED} AND NOT {_SILENT}",
+    SessionStatus.UNWATCHED: f"status IN ('running', 'unwatched') AND NOT {_WATCHED} AND NOT {_SILENT}",
+    SessionStatus.STOPPING: f"status = 'stopping' AND NOT {_SILENT}",
     SessionStatus.STOPPED: "status = 'stopped'",
+    SessionStatus.HOST_SILENT: f"status != 'stopped' AND {_SILENT}",
 }
 
 
 def current_status(row: sqlite3.Row, now: float) -> str:
-    """``running`` while a fuse is live, ``unwatched`` once none is; else as recorded."""
-    if row["status"] in (SessionStatus.RUNNING.value, SessionStatus.UNWATCHED.value):
+    """``running`` while a fuse is live, ``unwatched`` once none is, else as recorded; but
+    ``host-silent`` for any session not stopped whose host's daemon went quiet."""
+    status = row["status"]
+    if status == SessionStatus.STOPPED.value:
+        return status
+    silent_from = row["host_silent_from"]
+    if silent_from is not None and now > silent_from:
+        return SessionStatus.HOST_SILENT.value
+    if status in (SessionStatus.RUNNING.value, SessionStatus.UNWATCHED.value):
         live = row["fuse_state"] == FuseState.SET.value and (row["fuse_expires_at"] or 0) > now
         return SessionStatus.RUNNING.value if live else SessionStatus.UNWATCHED.value
-    return row["status"]
+    return status
 
 
 def list_sessions(
@@ -69,19 +85,16 @@ def list_sessions(
         except ValueError:
             known = ", ".join(s.value for s in SessionStatus)
             raise UsageError(f"unknown status {status!r} (one of: {known})") from None
-        return db.execute(
-            f"SELECT * FROM sessions WHERE {where} ORDER BY started_at DESC", {"now": now}
-        ).fetchall()
+        return db.execute(f"{_SESSIONS} WHERE {where} ORDER BY started_at DESC", {"now": now}).fetchall()
     if include_stopped:
-        return db.execute("SELECT * FROM sessions ORDER BY started_at DESC").fetchall()
+        return db.execute(f"{_SESSIONS} ORDER BY started_at DESC").fetchall()
     return db.execute(
-        "SELECT * FROM sessions WHERE status != ? ORDER BY started_at DESC",
-        (SessionStatus.STOPPED.value,),
+        f"{_SESSIONS} WHERE status != ? ORDER BY started_at DESC", (SessionStatus.STOPPED.value,)
     ).fetchall()
 
 
 def get_session(db: sqlite3.Connection, session_id: str) -> sqlite3.Row:
-    row = db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    row = db.execute(f"{_SESSIONS} WHERE id = ?", (session_id,)).fetchone()
     if row is None:
         raise SessionNotFound(f"no session {session_id}")
     return row
@@ -129,6 +142,37 @@ def session_facts(row: sqlite3.Row) -> SessionFacts:
 
 def _datetime(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
+
+
+def list_hosts(db: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Every host the log knows (from its daemon or its sessions), with its sessions not stopped."""
+    return db.execute(
+        "SELECT n.host AS host_name, h.daemon_pid, h.daemon_version, h.daemon_boot_id, h.heartbeat_every,"
+        f" h.daemon_last_seen, h.daemon_last_seen + {SILENT_AFTER_BEATS} * h.heartbeat_every AS host_silent_from,"
+        " h.forgotten_at, h.forgotten_by, h.forget_reason,"
+        " (SELECT count(*) FROM sessions s WHERE s.host = n.host AND s.status != 'stopped') AS sessions_not_stopped,"
+        " (SELECT count(*) FROM sessions s WHERE s.host = n.host) AS sessions"
+        " FROM (SELECT host_name AS host FROM hosts UNION SELECT host FROM sessions) n"
+        " LEFT JOIN hosts h ON h.host_name = n.host ORDER BY n.host"
+    ).fetchall()
+
+
+def host_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
+    silent_from = row["host_silent_from"]
+    return {
+        "host": row["host_name"],
+        "daemon": None if row["daemon_pid"] is None else {
+            "pid": row["daemon_pid"], "version": row["daemon_version"], "boot_id": row["daemon_boot_id"],
+            "heartbeat_every_seconds": row["heartbeat_every"],
+        },
+        "last_seen": iso(row["daemon_last_seen"]),
+        "silent": silent_from is not None and now > silent_from,
+        "forgotten": None if row["forgotten_at"] is None else {
+            "at": iso(row["forgotten_at"]), "by": row["forgotten_by"], "reason": row["forget_reason"],
+        },
+        "sessions_not_stopped": row["sessions_not_stopped"],
+        "sessions": row["sessions"],
+    }
 
 
 def list_fuses(db: sqlite3.Connection, *, include_ended: bool) -> list[sqlite3.Row]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from agentledger.domain.hosts import Host
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import FuseState, SessionStatus
 
@@ -36,7 +37,7 @@ _Handler = Callable[["SessionsProjection", Any, int], None]
 
 
 class SessionsProjection:
-    """Applies Session events to the read-model tables through a DB-API cursor."""
+    """Applies Session and Host events to the read-model tables through a DB-API cursor."""
 
     #: Event class -> handler; filled in below the class, and with subclasses as they are first met.
     _handlers: dict[type, _Handler | None] = {}  # noqa: RUF012 - built once, below
@@ -238,6 +239,33 @@ class SessionsProjection:
         values += [event.originator_version, position, event.originator_id.hex]
         self.cursor.execute(f"UPDATE sessions SET {', '.join(assignments)} WHERE id = ?", values)
 
+    # -- hosts -------------------------------------------------------------------
+
+    def _host_registered(self, event: Host.Registered, position: int) -> None:
+        self.cursor.execute("INSERT INTO hosts (host_id, host_name) VALUES (?, ?)",
+                            (event.originator_id.hex, event.name))
+
+    def _daemon_alive(self, event: Host.DaemonAlive, position: int) -> None:
+        self.cursor.execute(
+            "UPDATE hosts SET daemon_pid = ?, daemon_version = ?, daemon_boot_id = ?, heartbeat_every = ?,"
+            " daemon_last_seen = ?, forgotten_at = NULL, forgotten_by = NULL, forget_reason = NULL"
+            " WHERE host_id = ?",
+            (event.pid, event.version, event.boot_id, event.every, event.timestamp.timestamp(),
+             event.originator_id.hex),
+        )
+
+    def _daemon_stopped(self, event: Host.DaemonStopped, position: int) -> None:
+        self.cursor.execute("UPDATE hosts SET daemon_pid = NULL, daemon_last_seen = NULL WHERE host_id = ?",
+                            (event.originator_id.hex,))
+
+    def _host_forgotten(self, event: Host.Forgotten, position: int) -> None:
+        self.cursor.execute(
+            "UPDATE hosts SET daemon_pid = NULL, daemon_last_seen = NULL, forgotten_at = ?, forgotten_by = ?,"
+            " forget_reason = ? WHERE host_id = ?",
+            (event.timestamp.timestamp(), event.by.get("user") or event.by.get("component"), event.reason,
+             event.originator_id.hex),
+        )
+
 
 _HEARTBEAT = Session.Heartbeat
 SessionsProjection._handlers.update({  # noqa: SLF001
@@ -248,6 +276,10 @@ SessionsProjection._handlers.update({  # noqa: SLF001
     Session.FuseCancelled: SessionsProjection._fuse_cancelled,  # noqa: SLF001
     Session.StopRequested: SessionsProjection._stop_requested,  # noqa: SLF001
     Session.Stopped: SessionsProjection._stopped,  # noqa: SLF001
+    Host.Registered: SessionsProjection._host_registered,  # noqa: SLF001
+    Host.DaemonAlive: SessionsProjection._daemon_alive,  # noqa: SLF001
+    Host.DaemonStopped: SessionsProjection._daemon_stopped,  # noqa: SLF001
+    Host.Forgotten: SessionsProjection._host_forgotten,  # noqa: SLF001
 })
 
 # ``count`` heartbeats of one session, the last at ``at``. A heartbeat that extends the fuse moves the
