@@ -50,12 +50,13 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> Itera
         yield path
         return
     schema = f"t_{uuid4().hex[:16]}"
-    admin = _postgres_admin()
+    _postgres_admin().close()  # skip (or fail) now if the server is absent
     monkeypatch.setenv("AGENTLEDGER_DB", f"{POSTGRES_URL}?schema={schema}")
     try:
         yield path
     finally:
         _end_processes_of(path)
+        admin = _postgres_admin()  # a fresh one: a test may have terminated every other connection
         admin.execute("SET lock_timeout = '10s'")
         admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         admin.close()

@@ -386,3 +386,27 @@ def test_one_migration_history_gives_the_same_schema_on_sqlite_and_postgres(home
     finally:
         admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         admin.close()
+
+
+def test_postgres_connections_terminated_mid_run_lose_and_duplicate_nothing(cli, backend):
+    """Every connection to the ledger is killed again and again while a session heartbeats and ends."""
+    if backend != "postgres":
+        pytest.skip("terminating server backends is a PostgreSQL matter")
+    import time
+
+    from conftest import _postgres_admin, wait_for
+
+    admin = _postgres_admin()
+    sid = cli.launch("sh", "-c", "sleep 2; exit 5", options=("--fuse-ttl", "600ms"))
+    killing_until = time.monotonic() + 3.0  # through the heartbeats and the exit
+    while time.monotonic() < killing_until:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                      " WHERE datname = 'test' AND pid <> pg_backend_pid()")
+        time.sleep(0.15)
+    admin.close()
+    wait_for(lambda: cli.json("status", sid)["status"] == "stopped", timeout=60, interval=0.5)
+    status = cli.json("status", sid)
+    assert (status["status"], status["stop_reason"], status["exit_code"]) == ("stopped", "exited", 5)
+    events = cli.json_lines("history", sid)
+    assert [e["type"] for e in events].count("Stopped") == 1
+    assert "ok: every check passed" in cli("verify").stdout

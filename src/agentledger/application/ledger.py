@@ -66,7 +66,7 @@ class Ledger(Application[UUID]):
         value read before), because a lost race hands it a newer state.
         """
         for _ in range(MAX_ATTEMPTS):
-            session = self.session(session_id)
+            session = retry_while_locked(lambda: self.session(session_id))
             result = command(session)
             try:
                 self.save_retrying(session)

@@ -1,8 +1,15 @@
-"""Waiting out a store that is busy, so "database is locked" never reaches a user.
+"""Waiting out a store that is busy or briefly away, so neither reaches a user as a traceback.
 
 SQLite already waits up to its busy timeout (30 s) for the write lock; this is
 the second line, for a lock held longer than that (a large ``db rebuild``, a
-backup). A failed write left nothing behind, so trying again is safe.
+backup). A PostgreSQL connection lost mid-operation (a restarted server, a
+terminated backend) is retried on a fresh connection from the pool for a
+while, then reported as one :class:`StoreError`.
+
+Retrying never duplicates an append: a failed write either left nothing
+behind, or it did commit and the retry's compare-and-set on the same version
+is refused (``IntegrityError``), which callers already treat as "the session
+changed: judge it again".
 """
 
 from __future__ import annotations
@@ -18,20 +25,44 @@ T = TypeVar("T")
 
 #: How long a command keeps retrying while another process holds the write lock.
 LOCKED_PATIENCE_SECONDS = 120.0
+#: How long a command keeps retrying while the PostgreSQL server cannot be reached.
+UNREACHABLE_PATIENCE_SECONDS = 30.0
+
+_CONNECTION_ERRORS = {"OperationalError", "InterfaceError", "ConnectionUnavailableError", "PoolTimeout"}
 
 
 def is_locked_error(error: BaseException) -> bool:
     return type(error).__name__ == "OperationalError" and "locked" in str(error)
 
 
+def is_connection_error(error: BaseException) -> bool:
+    """A PostgreSQL connection that failed or went away (the library wraps psycopg's errors)."""
+    for link in (error, error.__cause__, error.__context__):
+        if link is not None and type(link).__module__.startswith("psycopg") and \
+                type(link).__name__ in _CONNECTION_ERRORS:
+            return True
+    return type(error).__name__ == "ConnectionUnavailableError"
+
+
 def retry_while_locked(operation: Callable[[], T], patience: float = LOCKED_PATIENCE_SECONDS) -> T:
-    deadline = time.monotonic() + patience
+    """Run ``operation``, again and again while the store is locked or unreachable, up to a patience."""
+    started = time.monotonic()
     while True:
         try:
             return operation()
         except Exception as error:
-            if not is_locked_error(error):
+            waited = time.monotonic() - started
+            if is_locked_error(error):
+                if waited > patience:
+                    raise StoreError(f"the store stayed locked for over {patience:.0f}s: {error}") from error
+            elif is_connection_error(error):
+                if waited > min(patience, UNREACHABLE_PATIENCE_SECONDS):
+                    raise StoreError(f"the PostgreSQL ledger is unreachable: {_first_line(error)}") from error
+            else:
                 raise
-            if time.monotonic() > deadline:
-                raise StoreError(f"the store stayed locked for over {patience:.0f}s: {error}") from error
             time.sleep(random.uniform(0.05, 0.25))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
