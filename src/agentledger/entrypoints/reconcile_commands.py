@@ -193,7 +193,19 @@ def _daemon_status(context: Any, args: argparse.Namespace) -> int:
     status = files.read_status() if holder else None
     if status is not None and status.get("pid") != holder["pid"]:
         status = None  # left by an earlier daemon, not yet rewritten by this one
-    guard = load_guard(context.store.ledger, host_name())
+    from agentledger.application.errors import StoreError
+    from agentledger.application.retry import is_connection_error
+    from agentledger.infrastructure.config import store_location
+
+    location = store_location()
+    try:
+        guard = load_guard(context.store.ledger, host_name())
+    except Exception as error:  # the store is away: say so, and say what the daemon last knew
+        if not (isinstance(error, StoreError) or is_connection_error(error)):
+            raise
+        guard, outage = None, str(error)
+    else:
+        outage = None
     holding = {"held": guard.held, "since": guard.tripped_at, "would_stop": guard.would_stop,
                "not_stopped": guard.not_stopped} if guard is not None and guard.held else None
     now = time.time()
@@ -206,6 +218,7 @@ def _daemon_status(context: Any, args: argparse.Namespace) -> int:
             "log": str(files.log_path),
             "daemon": status,
             "guard": holding,
+            "store_unreachable": outage,
         })
         return 0 if holder else NOT_RUNNING
     if holder is None:
@@ -215,7 +228,7 @@ def _daemon_status(context: Any, args: argparse.Namespace) -> int:
         return NOT_RUNNING
     pairs: list[tuple[str, Any]] = [
         ("Daemon", f"running, pid {holder['pid']}, up {format_duration(now - started.timestamp())}"),
-        ("Store", context.store.location.url),
+        ("Store", location.url + (f" (UNREACHABLE now: {outage})" if outage else "")),
     ]
     if status is not None:
         last = status.get("last_pass") or {}
