@@ -1,4 +1,4 @@
-"""The real SQLite store: creation, schema, projections, concurrency, corruption."""
+"""The real store, SQLite and PostgreSQL: creation, schema, projections, concurrency, corruption, outages."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 import sys
 from uuid import UUID, uuid4
 
+import orjson
 import pytest
 
 from agentledger.application.clock import utc_now
@@ -410,3 +411,70 @@ def test_postgres_connections_terminated_mid_run_lose_and_duplicate_nothing(cli,
     events = cli.json_lines("history", sid)
     assert [e["type"] for e in events].count("Stopped") == 1
     assert "ok: every check passed" in cli("verify").stdout
+
+
+def test_an_exit_seen_during_an_outage_is_spooled_and_recorded_when_the_server_returns(cli, home, backend):
+    """The server refuses the ledger's role while the agent exits and its supervisor dies: the exit,
+    spooled on disk, is recorded by the next reconcile pass once the server is back."""
+    if backend != "postgres":
+        pytest.skip("an outage of the server")
+    import signal as signals
+
+    from conftest import _postgres_admin, wait_for
+
+    schema = os.environ["AGENTLEDGER_DB"].split("schema=")[1]
+    role = f"r_{schema}"
+    admin = _postgres_admin()
+    cli("db", "upgrade")
+    admin.execute(f"CREATE ROLE {role} LOGIN")
+    admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+    admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO {role}")
+    admin.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA {schema} TO {role}")
+    as_role = os.environ["AGENTLEDGER_DB"].replace("postgresql://postgres@", f"postgresql://{role}@")
+    try:
+        launched = subprocess.run([sys.executable, "-m", "agentledger", "launch", "--fuse-ttl", "30s", "--",
+                                   "sh", "-c", "sleep 1; exit 7"], capture_output=True, text=True, timeout=60,
+                                  env=dict(os.environ, AGENTLEDGER_DB=as_role), check=True)
+        sid = launched.stdout.strip()
+        supervisor = cli.json("status", sid)["supervisor_pid"]
+        admin.execute(f"ALTER ROLE {role} NOLOGIN")  # the outage, for this ledger's role
+        admin.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
+        spooled = home / "spool" / f"{sid}.json"
+        wait_for(lambda: spooled.exists(), timeout=20)
+        assert orjson.loads(spooled.read_bytes())["returncode"] == 7
+        os.kill(supervisor, signals.SIGKILL)  # and the supervisor dies before the server is back
+        assert cli.json("status", sid)["status"] != "stopped"
+        admin.execute(f"ALTER ROLE {role} LOGIN")
+        out = cli("reconcile").stdout
+        assert "spooled" in out
+        status = cli.json("status", sid)
+        assert (status["status"], status["stop_reason"], status["exit_code"]) == ("stopped", "exited", 7)
+        assert not spooled.exists()
+        assert cli.json("why", sid)["stop"]["evidence"]["spooled_at"]
+        assert "ok: every check passed" in cli("verify").stdout
+    finally:
+        admin.execute(f"ALTER ROLE {role} LOGIN")
+        admin.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
+        admin.execute(f"DROP OWNED BY {role}")
+        admin.execute(f"DROP ROLE {role}")
+        admin.close()
+
+
+@pytest.mark.sqlite_only  # it is about choosing the store
+def test_the_store_can_be_named_in_config_toml_and_the_environment_wins(home, monkeypatch, tmp_path):
+    home.mkdir(mode=0o700)
+    config = home / "config.toml"
+    config.write_text(f'db = "sqlite:///{tmp_path}/from-config.db"\n')
+    assert store_location().path == tmp_path / "from-config.db"
+    monkeypatch.setenv("AGENTLEDGER_DB", f"sqlite:///{tmp_path}/from-env.db")
+    assert store_location().path == tmp_path / "from-env.db"
+    monkeypatch.delenv("AGENTLEDGER_DB")
+    for text, words in (('db = "sqlite:///x"\ncolour = "red"\n', "line 2: unknown key 'colour'"),
+                        ("db = \n", "not valid TOML"), ("db = 3\n", "'db' must be a string"),
+                        ('db = "mysql://x"\n', "config.toml: db: unsupported store")):
+        config.write_text(text)
+        with pytest.raises(ConfigError) as refused:
+            store_location()
+        assert str(config) in str(refused.value) and words in str(refused.value), text
+    config.write_text('db = "postgresql://agent:hunter2@h/db"\n')
+    assert "hunter2" not in store_location().url

@@ -32,6 +32,7 @@ from eventsourcing.persistence import IntegrityError
 
 from agentledger.application.clock import utc_now
 from agentledger.application.errors import LedgerError, StoreError
+from agentledger.application.spooled_exits import record_spooled_exits
 from agentledger.domain.liveness import Liveness
 from agentledger.domain.reconciliation import (
     DEFAULT_POLICY,
@@ -99,6 +100,7 @@ class PassReport:
     judged: list[Judged] = field(default_factory=list)
     guard: dict[str, Any] | None = None  # set when the mass-stop guard tripped or released
     next_due: datetime | None = None  # when a fuse, timeout or grace period runs out next
+    from_spool: list[str] = field(default_factory=list)  # sessions stopped with an exit a supervisor spooled
 
     @property
     def counts(self) -> dict[str, int]:
@@ -114,6 +116,7 @@ class PassReport:
             "counts": self.counts,
             "guard": self.guard,
             "next_due": self.next_due,
+            "from_spool": self.from_spool,
             "decisions": [j.as_json() for j in self.judged],
         }
 
@@ -132,8 +135,10 @@ class Reconciler:
         policy: ReconcilePolicy = DEFAULT_POLICY,
         clock: Callable[[], datetime] = utc_now,
         before_append: Callable[[UUID, Decision], None] | None = None,
+        spool: Any = None,
     ) -> None:
         self.store = store
+        self.spool = spool  # supervisors' exits not appended yet: recorded first in every pass
         self.policy = policy
         self.clock = clock
         self.before_append = before_append  # a seam: runs between a decision and its append
@@ -149,6 +154,8 @@ class Reconciler:
     def run_pass(self, *, dry_run: bool = False, confirm: bool = False) -> PassReport:
         report = PassReport(host=self.host, started_at=self.clock(), dry_run=dry_run)
         self._check_observer()
+        if self.spool is not None and not dry_run:
+            report.from_spool = record_spooled_exits(self.store, self.spool, recorded_by=self.decided_by)
         catch_up(self.store)
         rows = not_stopped_on_host(self.store.db, self.host)
         now = self.clock()

@@ -39,7 +39,7 @@ def is_connection_error(error: BaseException) -> bool:
     """A PostgreSQL connection that failed or went away (the library wraps psycopg's errors)."""
     for link in (error, error.__cause__, error.__context__):
         if link is not None and type(link).__module__.startswith("psycopg") and \
-                type(link).__name__ in _CONNECTION_ERRORS:
+                any(kind.__name__ in _CONNECTION_ERRORS for kind in type(link).__mro__):
             return True
     return type(error).__name__ == "ConnectionUnavailableError"
 

@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser("rebuild", help="drop the read models and replay the whole log into them")
     dp = db_commands.add_parser("info", help="where the store is and how far the read models are")
     json_flag(dp)
+    from agentledger.entrypoints.store_commands import add_copy_parser
+
+    add_copy_parser(db_commands)
 
     from agentledger.entrypoints import reconcile_commands
 
@@ -557,6 +560,10 @@ def cmd_history(context: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_db(context: Context, args: argparse.Namespace) -> int:
+    if args.db_command == "copy":
+        from agentledger.entrypoints.store_commands import cmd_db_copy
+
+        return cmd_db_copy(context, args)
     if args.db_command == "upgrade":
         from agentledger.infrastructure.config import store_location
         from agentledger.infrastructure.store import SCHEMA_HEAD, initialise_store, store_schema_revision

@@ -36,6 +36,7 @@ from agentledger.domain.policy import ReconcilePolicy
 from agentledger.infrastructure.daemon_files import DaemonAlreadyRunning, DaemonFiles
 from agentledger.infrastructure.host import boot_id, host_name
 from agentledger.infrastructure.launcher import Handshake
+from agentledger.infrastructure.spool import Spool
 
 log = logging.getLogger("agentledger.daemon")
 
@@ -53,7 +54,7 @@ class Daemon:
         self.files = files
         self.interval = interval
         self.policy = policy
-        self.reconciler = Reconciler(store, policy=policy)
+        self.reconciler = Reconciler(store, policy=policy, spool=Spool(files.home))
         self.started_at = datetime.now(timezone.utc)
         self.passes = 0
         self.last_pass: dict[str, Any] | None = None
@@ -161,6 +162,8 @@ class Daemon:
             job.modify(next_run_time=wake)
 
     def _log(self, report: PassReport) -> None:
+        for sid in report.from_spool:
+            log.info("stopped %s with the exit its supervisor spooled during an outage", sid[:12])
         for judged in report.judged:
             d = judged.decision
             if judged.outcome == Outcome.STOPPED:

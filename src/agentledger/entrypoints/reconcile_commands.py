@@ -72,7 +72,10 @@ def cmd_reconcile(context: Any, args: argparse.Namespace) -> int:
     from agentledger.application.reconciling import Outcome, Reconciler
     from agentledger.entrypoints.render import table, write_json
 
-    reconciler = Reconciler(context.store, policy=_policy(args))
+    from agentledger.infrastructure.config import home_dir
+    from agentledger.infrastructure.spool import Spool
+
+    reconciler = Reconciler(context.store, policy=_policy(args), spool=Spool(home_dir()))
     try:
         report = reconciler.run_pass(dry_run=args.dry_run, confirm=args.confirm)
     finally:
@@ -83,6 +86,8 @@ def cmd_reconcile(context: Any, args: argparse.Namespace) -> int:
     took = (report.finished_at - report.started_at).total_seconds()
     counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.counts.items())) or "nothing to judge"
     sessions = f"{len(report.judged)} session{'' if len(report.judged) == 1 else 's'}"
+    for sid in report.from_spool:
+        print(f"{sid[:12]}: stopped with the exit its supervisor saw and spooled while the store was away")
     print(f"{'dry run: ' if args.dry_run else ''}host {report.host}: {sessions} judged in {format_duration(took)}: {counts}")
     if report.judged:
         def outcome(j: Any) -> str:

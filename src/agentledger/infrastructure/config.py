@@ -2,7 +2,8 @@
 
 ``AGENTLEDGER_HOME`` (default: ``$XDG_DATA_HOME/agentledger``, i.e.
 ``~/.local/share/agentledger``) holds the embedded store and session logs.
-``AGENTLEDGER_DB`` selects the store by URL: ``sqlite:///relative.db`` or
+``AGENTLEDGER_DB`` (or ``db`` in ``$AGENTLEDGER_HOME/config.toml``; the
+environment wins) selects the store by URL: ``sqlite:///relative.db`` or
 ``sqlite:////absolute/path.db`` (SQLAlchemy's spelling), or
 ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME[?schema=NAME]`` for a shared
 PostgreSQL ledger (event log, snapshots and read models all in that database,
@@ -17,6 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 DB_FILE_NAME = "ledger.db"
@@ -108,49 +110,81 @@ def host_heartbeat_every(env: Mapping[str, str] | None = None) -> float:
         raise ConfigError(f"AGENTLEDGER_HOST_HEARTBEAT: {error}") from None
 
 
-def store_location(env: Mapping[str, str] | None = None) -> StoreLocation:
+CONFIG_FILE_NAME = "config.toml"
+#: The keys ``config.toml`` may hold today (issue 6 adds the rest of the configuration).
+_CONFIG_KEYS = ("db",)
+
+
+def config_file(env: Mapping[str, str] | None = None) -> tuple[Path, dict[str, Any]]:
+    """``$AGENTLEDGER_HOME/config.toml`` and its values ({} when there is none)."""
+    path = home_dir(env) / CONFIG_FILE_NAME
+    if not path.exists():
+        return path, {}
+    import tomllib
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        values = tomllib.loads(text)
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror or error}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    for key in values:
+        if key not in _CONFIG_KEYS:
+            line = next((n for n, row in enumerate(text.splitlines(), 1) if row.strip().startswith(key)), "?")
+            raise ConfigError(f"{path}, line {line}: unknown key {key!r} (known: {', '.join(_CONFIG_KEYS)})")
+    if "db" in values and not isinstance(values["db"], str):
+        raise ConfigError(f"{path}: 'db' must be a string, a store URL")
+    return path, values
+
+
+def store_location(env: Mapping[str, str] | None = None) -> StoreLocation | PostgresLocation:
+    """The store ``AGENTLEDGER_DB`` names, else ``db`` in ``config.toml``, else the home's SQLite file."""
     env = os.environ if env is None else env
-    url = env.get("AGENTLEDGER_DB", "").strip()
+    url, source = env.get("AGENTLEDGER_DB", "").strip(), "AGENTLEDGER_DB"
+    if not url:
+        path, values = config_file(env)
+        url, source = values.get("db", "").strip(), f"{path}: db"
     if not url:
         return StoreLocation(path=home_dir(env) / DB_FILE_NAME)
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ConfigError(f"AGENTLEDGER_DB={url!r} is not a URL (expected sqlite:///PATH)")
+        raise ConfigError(f"{source}={url!r} is not a URL (expected sqlite:///PATH)")
     if scheme == "sqlite":
         if not rest.startswith("/") or rest == "/":
-            raise ConfigError(f"AGENTLEDGER_DB={url!r}: expected sqlite:///PATH")
+            raise ConfigError(f"{source}={url!r}: expected sqlite:///PATH")
         path = rest[1:]
         if not path or path == ":memory:":
             raise ConfigError(
-                "AGENTLEDGER_DB must name a file: an in-memory store would be lost "
+                f"{source} must name a file: an in-memory store would be lost "
                 "when the command exits"
             )
         return StoreLocation(path=Path(path).expanduser().absolute())
     if scheme in ("postgresql", "postgres"):
-        return _postgres_location(url)
-    raise ConfigError(f"AGENTLEDGER_DB: unsupported store {scheme!r} (expected sqlite:///PATH or postgresql://…)")
+        return _postgres_location(url, source)
+    raise ConfigError(f"{source}: unsupported store {scheme!r} (expected sqlite:///PATH or postgresql://…)")
 
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
-def _postgres_location(url: str) -> PostgresLocation:
+def _postgres_location(url: str, source: str) -> PostgresLocation:
     parts = urlsplit(url)
     masked = url.replace(f":{parts.password}@", ":***@") if parts.password else url
     try:
         port = parts.port or 5432
     except ValueError:
-        raise ConfigError(f"AGENTLEDGER_DB={masked!r}: the port is not a number") from None
+        raise ConfigError(f"{source}={masked!r}: the port is not a number") from None
     dbname = unquote(parts.path.lstrip("/"))
     if not parts.hostname or not dbname or "/" in dbname:
-        raise ConfigError(f"AGENTLEDGER_DB={masked!r}: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME")
+        raise ConfigError(f"{source}={masked!r}: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME")
     query = parse_qs(parts.query)
     unknown = sorted(set(query) - {"schema"})
     if unknown:
-        raise ConfigError(f"AGENTLEDGER_DB={masked!r}: unknown option {unknown[0]!r} (only 'schema' is understood)")
+        raise ConfigError(f"{source}={masked!r}: unknown option {unknown[0]!r} (only 'schema' is understood)")
     schema = query.get("schema", ["public"])[-1]
     if not _SCHEMA_NAME.fullmatch(schema):
-        raise ConfigError(f"AGENTLEDGER_DB={masked!r}: schema {schema!r} must be a lower-case SQL identifier")
+        raise ConfigError(f"{source}={masked!r}: schema {schema!r} must be a lower-case SQL identifier")
     return PostgresLocation(
         host=parts.hostname, port=port, dbname=dbname, user=unquote(parts.username or "postgres"),
         password=unquote(parts.password) if parts.password else None, schema=schema,

@@ -90,10 +90,22 @@ class ReadModelCursor:
 
 
 class ReadModels:
-    """The read-model connection: autocommit outside :meth:`PostgresStore.write_transaction`."""
+    """The read-model connection: autocommit outside :meth:`PostgresStore.write_transaction`.
 
-    def __init__(self, connection: Any) -> None:
-        self.connection = connection
+    A connection the server dropped is replaced on next use, so that a retried
+    catch-up or query gets a working one.
+    """
+
+    def __init__(self, location: PostgresLocation) -> None:
+        self.location = location
+        self._connection = connect(location)
+
+    @property
+    def connection(self) -> Any:
+        if self._connection.closed or self._connection.broken:
+            self._connection.close()
+            self._connection = connect(self.location)
+        return self._connection
 
     def cursor(self) -> ReadModelCursor:
         return ReadModelCursor(self.connection.cursor(row_factory=_row_factory))
@@ -105,7 +117,7 @@ class ReadModels:
         return self.cursor().executemany(sql, rows)
 
     def close(self) -> None:
-        self.connection.close()
+        self._connection.close()
 
 
 class PostgresStore:
@@ -114,7 +126,7 @@ class PostgresStore:
     def __init__(self, location: PostgresLocation) -> None:
         self.location = location
         self._ledger: Any = None
-        self.db = ReadModels(connect(location))
+        self.db = ReadModels(location)
 
     @property
     def ledger(self) -> Any:

@@ -37,8 +37,10 @@ from agentledger.domain.exits import ObservedExit, reason_for_exit
 from agentledger.domain.policy import DEFAULT_TERMINATION_GRACE
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, SessionStatus, StopCause, StopReason
+from agentledger.infrastructure.config import home_dir
 from agentledger.infrastructure.host import actor, boot_id, host_name
 from agentledger.infrastructure.processes import ExitWatcher, identity_of, signal_group, signal_name
+from agentledger.infrastructure.spool import Spool
 
 log = logging.getLogger("agentledger.supervisor")
 
@@ -247,44 +249,58 @@ class Supervisor:
     # -- end -------------------------------------------------------------------
 
     def _record_exit(self, observed: ObservedExit) -> None:
+        """Spool the exit first, then append it: a supervisor that dies in an outage loses nothing."""
         decided_by = actor(Component.SUPERVISOR.value)
-
-        def stop(session: Session) -> None:
-            now = utc_now()
-            requests = session.stop_requests
-            session.record_stop(
-                reason=reason_for_exit(observed, stop_cause=requests[-1].get("cause", "user") if requests else None),
-                decided_by=decided_by,
-                exit_code=observed.exit_code,
-                signal=observed.signal_name,
-                note=requests[-1]["note"] if requests else None,
-                evidence={
-                    "observed": "waitpid",
-                    "pid": self.process.pid if self.process else None,
-                    "returncode": observed.returncode,
-                    "stop_requests": requests,
-                    "fuse": {
-                        "state": session.fuse_state,
-                        "live": session.fuse_is_live(now),
-                        "expires_at": session.fuse_expires_at,
-                    },
-                    "last_heartbeat_at": session.last_heartbeat_at,
-                    "decided_on_version": session.version,
-                },
-            )
-
+        pid = self.process.pid if self.process else None
+        spool = Spool(home_dir())
+        sid = self.session_id.hex
+        try:
+            spool.put(sid, {"returncode": observed.returncode, "signal_name": observed.signal_name, "pid": pid,
+                            "supervisor": decided_by, "observed_at": utc_now().isoformat()})
+        except OSError as error:  # the append below is what matters; the spool is the fallback
+            log.error("exit not spooled (%s)", error)
         deadline = time.monotonic() + RECORD_STOP_PATIENCE
         while True:
             try:
-                self.ledger.change(self.session_id, stop)
-                return
+                self.ledger.change(
+                    self.session_id, lambda s: record_observed_exit(s, observed, pid=pid, decided_by=decided_by))
+                break
             except SessionAlreadyStopped:
-                return
+                break
             except LedgerError as error:
                 if time.monotonic() > deadline:
                     raise
                 log.error("stop not recorded yet (%s); retrying", error)
                 time.sleep(1.0)
+        spool.take(sid)
+
+
+def record_observed_exit(session: Session, observed: ObservedExit, *, pid: int | None, decided_by: dict[str, Any],
+                         also: dict[str, Any] | None = None) -> None:
+    """The ``Stopped`` for an exit a supervisor saw with ``waitpid``, with what the session looked like."""
+    now = utc_now()
+    requests = session.stop_requests
+    session.record_stop(
+        reason=reason_for_exit(observed, stop_cause=requests[-1].get("cause", "user") if requests else None),
+        decided_by=decided_by,
+        exit_code=observed.exit_code,
+        signal=observed.signal_name,
+        note=requests[-1]["note"] if requests else None,
+        evidence={
+            "observed": "waitpid",
+            "pid": pid,
+            "returncode": observed.returncode,
+            "stop_requests": requests,
+            "fuse": {
+                "state": session.fuse_state,
+                "live": session.fuse_is_live(now),
+                "expires_at": session.fuse_expires_at,
+            },
+            "last_heartbeat_at": session.last_heartbeat_at,
+            "decided_on_version": session.version,
+            **(also or {}),
+        },
+    )
 
 
 def _spawn_error_text(binary: str, error: OSError) -> str:

@@ -1,0 +1,547 @@
+"""The ledger on PostgreSQL (issue 5): heartbeat appends, projection lag, `list` with 10,000 sessions.
+
+Targets:
+
+1. Heartbeat append, one event per transaction: >= 1,500 events/s from one
+   process and >= 5,000 events/s from 8 concurrent processes, each beside raw
+   psycopg inserts of the same rows (a scratch copy of ``agentledger_events``,
+   one row per transaction with the statements the library sends per insert:
+   ``SET LOCAL lock_timeout``, ``LOCK TABLE … IN EXCLUSIVE MODE``, ``NOTIFY``,
+   ``INSERT … RETURNING notification_id``) in the same run. Both the
+   supervisor's path (``ledger.change``: load, decide, compare-and-set save) and
+   the bare ``save`` of an aggregate kept in hand.
+2. Projection lag behind the log while the 8 appenders run: p99 <= 100 ms, from
+   each event's commit (``time.time()`` right after its save returned, in the
+   appender) to the commit of the catch-up that applied it. Two followers: a
+   polling ``catch_up`` loop, and the daemon's own ``LogFollower`` (LISTEN/NOTIFY).
+3. ``agentledger list`` with 10,000 sessions: <= 300 ms, whole command in a
+   fresh process, median of 15 runs after a warm-up.
+
+Everything happens in fresh schemas ``bench_<random>`` of the server named by
+``BENCH_PG`` (default ``postgresql://postgres@127.0.0.1:5432/test``), dropped
+in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import multiprocessing
+import os
+import queue
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from uuid import UUID, uuid4
+
+from benchlib import AGENTLEDGER, LAUNCHED, machine, percentile
+
+SERVER = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+ROUNDS = 3
+SINGLE_EVENTS = 1500  # per mode per round, one process
+WORKERS = 8
+WORKER_EVENTS = 500  # per process per mode per round
+LAG_EVENTS = 750  # per process in each lag phase
+POLL_SLEEP = 0.005  # the polling follower's sleep when it found nothing new
+WARM_UP = 30
+LIST_SESSIONS = 10_000
+LIST_RUNNING = 1_000
+RUNS = 15
+HEARTBEAT_TOPIC_SUFFIX = "Session.Heartbeat"
+
+TARGET_ONE = 1500
+TARGET_EIGHT = 5000
+TARGET_LAG = 0.100
+TARGET_LIST = 0.300
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+# -- connections ---------------------------------------------------------------------------------------
+
+
+def ledger_url(schema: str) -> str:
+    return f"{SERVER}?schema={schema}"
+
+
+def raw_connect():
+    import psycopg
+
+    return psycopg.connect(SERVER, autocommit=True)
+
+
+def open_ledger(schema: str):
+    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.store import open_store
+
+    return open_store(store_location({"AGENTLEDGER_DB": ledger_url(schema)}))
+
+
+def create_scratch_table(schema: str) -> None:
+    """``raw_events``: the DDL eventsourcing.postgres uses for ``agentledger_events`` (own sequence)."""
+    with raw_connect() as conn:
+        conn.execute(
+            f"CREATE TABLE {schema}.raw_events (originator_id uuid NOT NULL, originator_version bigint NOT NULL,"
+            " topic text, state bytea, notification_id bigserial, PRIMARY KEY (originator_id, originator_version))"
+            " WITH (autovacuum_enabled = true, autovacuum_vacuum_threshold = 100000000,"
+            " autovacuum_vacuum_scale_factor = 0.5, autovacuum_analyze_threshold = 1000,"
+            " autovacuum_analyze_scale_factor = 0.01)")
+        conn.execute(f"CREATE UNIQUE INDEX raw_events_notification_id_idx ON {schema}.raw_events"
+                     " (notification_id ASC)")
+
+
+class RawInserter:
+    """One stored row per transaction with raw psycopg, the same statements the library sends per insert."""
+
+    def __init__(self, schema: str, sessions: int) -> None:
+        self.conn = raw_connect()
+        self.schema = schema
+        self.ids = [uuid4() for _ in range(sessions)]
+        self.versions = itertools.count(1)
+        self.insert = (f"INSERT INTO {schema}.raw_events (originator_id, originator_version, topic, state)"
+                       " VALUES (%s, %s, %s, %s) RETURNING notification_id")
+        self.lock = f"LOCK TABLE {schema}.raw_events IN EXCLUSIVE MODE"
+
+    def rows(self, session_hexes: list[str], count: int) -> list[tuple[str, bytes]]:
+        """The latest ``count`` heartbeat rows the ledger stored for these sessions (topic, state bytes)."""
+        rows = self.conn.execute(
+            f"SELECT topic, state FROM {self.schema}.agentledger_events WHERE originator_id = ANY(%s)"
+            " AND topic LIKE %s ORDER BY notification_id DESC LIMIT %s",
+            ([UUID(h) for h in session_hexes], f"%{HEARTBEAT_TOPIC_SUFFIX}", count)).fetchall()
+        assert len(rows) == count, (len(rows), count)
+        return [(topic, bytes(state)) for topic, state in rows]
+
+    def one(self, i: int, topic: str, state: bytes) -> None:
+        """Plain: BEGIN; SET LOCAL lock_timeout; LOCK TABLE … EXCLUSIVE; NOTIFY; INSERT … RETURNING; COMMIT."""
+        conn = self.conn
+        with conn.transaction():
+            conn.execute("SET LOCAL lock_timeout = '0s'")
+            conn.execute(self.lock)
+            conn.execute("NOTIFY raw_events")
+            conn.execute(self.insert, (self.ids[i % len(self.ids)], next(self.versions), topic, state)).fetchone()
+
+    def one_pipelined(self, i: int, topic: str, state: bytes) -> None:
+        """The same statements in psycopg's pipeline mode, sent as eventsourcing.postgres sends them."""
+        conn = self.conn
+        with conn.pipeline() as pipeline, conn.transaction():
+            cursor = conn.cursor()
+            cursor.execute("SET LOCAL lock_timeout = '0s'", prepare=True)
+            cursor.execute(self.lock, prepare=True)
+            cursor.execute("NOTIFY raw_events")
+            insert = conn.cursor()
+            insert.execute(self.insert, (self.ids[i % len(self.ids)], next(self.versions), topic, state),
+                           prepare=True)
+            pipeline.sync()
+            insert.fetchall()
+
+
+def beat(session) -> int:
+    from agentledger.application.clock import utc_now
+
+    session.heartbeat(source="bench", now=utc_now())
+    return session.version
+
+
+def append(store, raw: RawInserter, mode: str, sessions: list[UUID], count: int,
+           record: list | None = None) -> float:
+    """``count`` heartbeats (or raw rows), one per transaction, round-robin over ``sessions``; seconds taken."""
+    ledger = store.ledger
+    held = [ledger.session(s) for s in sessions] if mode == "save" else []
+    rows = raw.rows([s.hex for s in sessions], count) if mode.startswith("raw") else []
+    started = time.perf_counter()
+    for i in range(count):
+        sid = sessions[i % len(sessions)]
+        if mode == "change":
+            version = ledger.change(sid, beat)
+        elif mode == "save":
+            session = held[i % len(held)]
+            version = beat(session)
+            ledger.save(session)
+        elif mode == "raw":
+            raw.one(i, *rows[i])
+            continue
+        else:
+            raw.one_pipelined(i, *rows[i])
+            continue
+        if record is not None:
+            record.append((sid.hex, version, time.time()))
+    return time.perf_counter() - started
+
+
+# -- 8 processes ---------------------------------------------------------------------------------------
+
+
+def plan() -> list[tuple[str, str, int, bool]]:
+    """Phases every worker runs, each started from the barrier: (name, mode, events, record commit times)."""
+    phases = [(f"r{r}-{mode}", mode, WORKER_EVENTS, False) for r in range(ROUNDS) for mode in ("save", "change", "raw")]
+    return [*phases, ("lag-poll", "change", LAG_EVENTS, True), ("lag-follow", "change", LAG_EVENTS, True)]
+
+
+def worker(index: int, schema: str, session_hexes: list[str], barrier, results) -> None:
+    store = open_ledger(schema)
+    raw = RawInserter(schema, len(session_hexes))
+    sessions = [UUID(h) for h in session_hexes]
+    try:
+        append(store, raw, "change", sessions, WARM_UP)
+        for name, mode, count, record in plan():
+            commits: list | None = [] if record else None
+            held_ready = None
+            if mode == "save":  # load before the barrier: the timed part is heartbeat + save
+                held_ready = [store.ledger.session(s) for s in sessions]
+            rows = raw.rows(session_hexes, count) if mode == "raw" else None
+            barrier.wait(timeout=300)
+            t0 = time.time()
+            if held_ready is not None:
+                for i in range(count):
+                    session = held_ready[i % len(held_ready)]
+                    beat(session)
+                    store.ledger.save(session)
+            elif rows is not None:
+                for i in range(count):
+                    raw.one(i, *rows[i])
+            else:
+                append(store, raw, mode, sessions, count, commits)
+            t1 = time.time()
+            results.put((name, index, t0, t1, count, commits))
+    except BaseException as error:  # tell the parent rather than leave it waiting
+        results.put(("error", index, 0.0, 0.0, 0, repr(error)))
+        barrier.abort()
+        raise
+    finally:
+        raw.conn.close()
+        store.close()
+
+
+def collect(results, name: str) -> list[tuple]:
+    got = []
+    while len(got) < WORKERS:
+        item = results.get(timeout=300)
+        if item[0] == "error":
+            raise RuntimeError(f"worker {item[1]} failed: {item[5]}")
+        assert item[0] == name, (item[0], name)
+        got.append(item)
+    return got
+
+
+def rate_of(items: list[tuple]) -> float:
+    return sum(i[4] for i in items) / (max(i[3] for i in items) - min(i[2] for i in items))
+
+
+class CatchUps:
+    """When each catch-up committed, and the log position it had then reached."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[float, int, float, int]] = []  # (committed at, position, took, applied)
+
+    def timed(self, store, catch_up):
+        from agentledger.projections.catchup import tracked_position
+
+        started = time.time()
+        applied = catch_up(store)
+        committed = time.time()
+        self.done.append((committed, tracked_position(store.db), committed - started, applied.applied))
+        return applied
+
+
+def lags(store, schema: str, commits: list[tuple[str, int, float]], catch_ups: CatchUps) -> list[float]:
+    """Per event: commit of the catch-up that applied it minus the event's own commit."""
+    first = min(commits, key=lambda c: c[2])
+    positions = {(o.hex, v): n for o, v, n in store.db.execute(
+        f"SELECT originator_id, originator_version, notification_id FROM {schema}.agentledger_events"
+        " WHERE notification_id >= (SELECT notification_id FROM "
+        f"{schema}.agentledger_events WHERE originator_id = ? AND originator_version = ?)",
+        (UUID(first[0]), first[1])).fetchall()}
+    done = sorted(catch_ups.done, key=lambda d: d[1])
+    reached = [d[1] for d in done]
+    out = []
+    for sid, version, committed in commits:
+        at = bisect.bisect_left(reached, positions[(sid, version)])
+        out.append(done[at][0] - committed)
+    return out
+
+
+def run_lag_phase(store, schema: str, name: str, barrier, results, follower_kind: str):
+    """Release the workers and keep the read models current until they are done; lags and catch-up stats."""
+    from agentledger.projections import catchup as catchup_module
+
+    real_catch_up = catchup_module.catch_up
+    catch_ups = CatchUps()
+    real_catch_up(store)  # start level with the log
+    follower = None
+    if follower_kind == "follow":
+        from agentledger.projections.follower import LogFollower
+
+        catchup_module.catch_up = lambda s: catch_ups.timed(s, real_catch_up)
+        follower = LogFollower(store.location)
+        follower.start()
+        deadline = time.time() + 30
+        while follower._subscription is None and time.time() < deadline:  # noqa: SLF001 - wait until it listens
+            time.sleep(0.01)
+        time.sleep(0.2)
+        catch_ups.done.clear()
+    items: list[tuple] = []
+    try:
+        barrier.wait(timeout=300)
+        while len(items) < WORKERS:
+            if follower_kind == "poll":
+                result = catch_ups.timed(store, real_catch_up)
+                if not result.applied:
+                    time.sleep(POLL_SLEEP)
+            try:
+                item = results.get_nowait() if follower_kind == "poll" else results.get(timeout=1)
+            except queue.Empty:
+                continue
+            if item[0] == "error":
+                raise RuntimeError(f"worker {item[1]} failed: {item[5]}")
+            items.append(item)
+        head = store.ledger.recorder.max_notification_id()
+        deadline = time.time() + 60
+        while (not catch_ups.done or max(d[1] for d in catch_ups.done) < head) and time.time() < deadline:
+            if follower_kind == "poll":
+                catch_ups.timed(store, real_catch_up)
+            else:
+                time.sleep(0.01)
+    finally:
+        if follower is not None:
+            follower.stop()
+            follower.join(timeout=10)
+        catchup_module.catch_up = real_catch_up
+    commits = [c for item in items for c in item[5]]
+    return lags(store, schema, commits, catch_ups), rate_of(items), catch_ups
+
+
+# -- `list` with 10,000 sessions -----------------------------------------------------------------------
+
+
+def populate(store) -> tuple[list[str], float]:
+    """10,000 sessions as bench_queries.py makes them (1,000 running), saved 500 to a save; one catch-up."""
+    from agentledger.application.clock import utc_now
+    from agentledger.domain.session import Session
+    from agentledger.projections.catchup import catch_up
+
+    ids, batch = [], []
+    for i in range(LIST_SESSIONS):
+        session = Session.launch(session_id=uuid4(), **{**LAUNCHED, "argv": ["opencode", "run", f"task {i}"]})
+        session.set_fuse(ttl=3600, set_by="bench", now=utc_now())
+        session.heartbeat(source="bench", now=utc_now())
+        if i >= LIST_RUNNING:
+            session.record_stop(reason="exited", exit_code=0, decided_by={"component": "bench"}, evidence={})
+        ids.append(session.id.hex)
+        batch.append(session)
+        if len(batch) == 500:
+            store.ledger.save(*batch)
+            batch = []
+    if batch:
+        store.ledger.save(*batch)
+    started = time.perf_counter()
+    catch_up(store)
+    return ids, time.perf_counter() - started
+
+
+def cli_env(db: str, home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["AGENTLEDGER_HOME"] = str(home)
+    env["AGENTLEDGER_DB"] = db
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as an installed package runs: with its bytecode
+    env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "agentledger-bench-pycache")
+    return env
+
+
+def time_command(args: list[str], env: dict[str, str]) -> list[float]:
+    subprocess.run([*AGENTLEDGER, *args], check=True, stdout=subprocess.DEVNULL, env=env)  # warm-up
+    times = []
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        subprocess.run([*AGENTLEDGER, *args], check=True, stdout=subprocess.DEVNULL, env=env)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def command_line(label: str, times: list[float], target: float | None = None) -> str:
+    median = statistics.median(times)
+    tail = "" if target is None else f"   target <= {target * 1000:.0f} ms: {verdict(median <= target)}"
+    return (f"  {label:44s} median {median * 1000:6.1f} ms, min {min(times) * 1000:6.1f}, "
+            f"max {max(times) * 1000:6.1f} over {len(times)} runs{tail}")
+
+
+# -- main ----------------------------------------------------------------------------------------------
+
+
+def server_facts() -> str:
+    with raw_connect() as conn:
+        version = conn.execute("SELECT version()").fetchone()[0]
+        settings = dict(conn.execute(
+            "SELECT name, setting FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync',"
+            " 'wal_sync_method', 'shared_buffers', 'commit_delay')").fetchall())
+    return (f"{version}\n  settings: synchronous_commit={settings['synchronous_commit']}, fsync={settings['fsync']}, "
+            f"wal_sync_method={settings['wal_sync_method']}, shared_buffers={int(settings['shared_buffers']) * 8 // 1024} MB, "
+            f"commit_delay={settings['commit_delay']}")
+
+
+def drop_schema(schema: str) -> None:
+    with raw_connect() as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def bench_appends(schema: str) -> dict:
+    from agentledger.application.clock import utc_now
+
+    store = open_ledger(schema)
+    create_scratch_table(schema)
+    ledger = store.ledger
+    out: dict = {}
+
+    def new_session() -> UUID:
+        sid = uuid4()
+        ledger.launch(session_id=sid, fuse_ttl=60, fuse_set_by="bench", **LAUNCHED)
+        return sid
+
+    # One process.
+    print(f"[1 process] {SINGLE_EVENTS:,} events per mode per round, one session, one transaction each")
+    sid = new_session()
+    raw = RawInserter(schema, 1)
+    append(store, raw, "change", [sid], WARM_UP)
+    rounds = []
+    for r in range(ROUNDS):
+        figures = {mode: SINGLE_EVENTS / append(store, raw, mode, [sid], SINGLE_EVENTS)
+                   for mode in ("save", "change", "raw", "raw-pipelined")}
+        rounds.append(figures)
+        print(f"  round {r + 1}: ledger save {figures['save']:,.0f} ev/s; ledger.change {figures['change']:,.0f} ev/s; "
+              f"raw psycopg {figures['raw']:,.0f} rows/s (pipelined like the library: {figures['raw-pipelined']:,.0f}); "
+              f"ratio save/raw {figures['save'] / figures['raw']:.2f}, change/raw {figures['change'] / figures['raw']:.2f}")
+    out["one"] = rounds
+    raw.conn.close()
+
+    # Eight processes.
+    sessions = [[new_session().hex] for _ in range(WORKERS)]
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(WORKERS + 1)
+    results = context.Queue()
+    procs = [context.Process(target=worker, args=(i, schema, sessions[i], barrier, results), daemon=True)
+             for i in range(WORKERS)]
+    started = time.perf_counter()
+    for proc in procs:
+        proc.start()
+    try:
+        print(f"[{WORKERS} processes] spawn (each opens its own store and psycopg connection, one session each); "
+              f"{WORKER_EVENTS:,} events per process per mode per round, started together from a barrier")
+        eight: dict[int, dict[str, float]] = {}
+        for name, mode, _count, record in plan():
+            if record:
+                break
+            barrier.wait(timeout=300)
+            if not eight:
+                print(f"  workers ready {time.perf_counter() - started:.1f}s after spawn")
+            r = int(name[1:name.index("-")])
+            eight.setdefault(r, {})[mode] = rate_of(collect(results, name))
+            if mode == "raw":
+                f = eight[r]
+                print(f"  round {r + 1}: ledger save {f['save']:,.0f} ev/s; ledger.change {f['change']:,.0f} ev/s; "
+                      f"raw psycopg {f['raw']:,.0f} rows/s; ratio save/raw {f['save'] / f['raw']:.2f}, "
+                      f"change/raw {f['change'] / f['raw']:.2f}")
+        out["eight"] = list(eight.values())
+
+        print(f"[lag] {WORKERS} processes x {LAG_EVENTS:,} ledger.change heartbeats; per event: commit of the "
+              "catch-up that applied it - the appender's time.time() right after its save returned")
+        for name, kind, label in (("lag-poll", "poll", f"polling catch_up loop (sleep {POLL_SLEEP * 1000:.0f} ms when idle)"),
+                                  ("lag-follow", "follow", "the daemon's LogFollower (LISTEN/NOTIFY)")):
+            values, rate, catch_ups = run_lag_phase(store, schema, name, barrier, results, kind)
+            took = [d[2] for d in catch_ups.done if d[3]]
+            batch = [d[3] for d in catch_ups.done if d[3]]
+            p99 = percentile(values, 99)
+            print(f"  {label}: lag p50 {statistics.median(values) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
+                  f"max {max(values) * 1000:.1f} ms, min {min(values) * 1000:.1f} ms (n={len(values):,}); appends "
+                  f"meanwhile {rate:,.0f} ev/s; {len(took)} catch-ups that applied events: median "
+                  f"{statistics.median(took) * 1000:.1f} ms / {statistics.median(batch):.0f} events each, max "
+                  f"{max(took) * 1000:.1f} ms / {max(batch)}   target p99 <= {TARGET_LAG * 1000:.0f} ms: "
+                  f"{verdict(p99 <= TARGET_LAG)}")
+            out[kind] = (values, rate)
+    finally:
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        store.close()
+    return out
+
+
+def bench_list(schema: str, home: Path) -> dict:
+    from agentledger.infrastructure.config import StoreLocation
+    from agentledger.infrastructure.store import open_store
+
+    store = open_ledger(schema)
+    started = time.perf_counter()
+    ids, projected = populate(store)
+    events = store.ledger.recorder.max_notification_id()
+    store.close()
+    print(f"[list] {LIST_SESSIONS:,} sessions ({LIST_RUNNING:,} running), {events:,} events, saved 500 sessions to a "
+          f"save and projected in {time.perf_counter() - started:.1f}s (the one catch-up {projected:.1f}s)")
+    env = cli_env(ledger_url(schema), home)
+    out = {}
+    rows = [("list", ["list"], TARGET_LIST), ("list --all", ["list", "--all"], None),
+            ("status ID", ["status", ids[0][:10]], None), ("--version (interpreter start-up floor)", ["--version"], None)]
+    for label, args, target in rows:
+        out[label] = time_command(args, env)
+        print(command_line(f"{label} (PostgreSQL)", out[label], target))
+
+    # The same sessions on SQLite, same run, for comparison.
+    sqlite_path = home / "sqlite" / "ledger.db"
+    sqlite_store = open_store(StoreLocation(path=sqlite_path))
+    populate(sqlite_store)
+    sqlite_store.close()
+    env = cli_env(f"sqlite:///{sqlite_path}", home)
+    out["list sqlite"] = time_command(["list"], env)
+    print(command_line("list (SQLite, same sessions, same run)", out["list sqlite"]))
+    return out
+
+
+def main() -> None:
+    whole = time.perf_counter()
+    print(f"machine: {machine()}")
+    print(f"server: {server_facts()}")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "../src"], capture_output=True, text=True).stdout
+    print(f"code: {head}, {len(dirty.splitlines())} uncommitted file(s) under src/ (the working tree as it was)")
+    suffix = secrets.token_hex(4)
+    schemas = [f"bench_{suffix}_a", f"bench_{suffix}_l"]
+    home = Path(tempfile.mkdtemp(prefix="agentledger-pg-"))
+    try:
+        appends = bench_appends(schemas[0])
+        listing = bench_list(schemas[1], home)
+    finally:
+        for schema in schemas:
+            drop_schema(schema)
+        import shutil
+
+        shutil.rmtree(home, ignore_errors=True)
+
+    def med(rounds: list[dict], key: str, ratio: bool = False) -> float:
+        return statistics.median(r[key] / r["raw"] if ratio else r[key] for r in rounds)
+
+    print(f"summary (medians over {ROUNDS} rounds; ratios taken within each round):")
+    for label, key, target in (("1 process", "one", TARGET_ONE), (f"{WORKERS} processes", "eight", TARGET_EIGHT)):
+        rounds = appends[key]
+        for mode, name in (("change", "ledger.change (load+decide+save)"), ("save", "bare save of a held Heartbeat")):
+            value = med(rounds, mode)
+            print(f"  {label}, {name:34s} {value:7,.0f} ev/s   x{med(rounds, mode, True):.2f} raw "
+                  f"({med(rounds, 'raw'):,.0f} rows/s)   target >= {target:,}: {verdict(value >= target)}")
+    for kind, label in (("poll", "polling catch_up"), ("follow", "LogFollower")):
+        values, _ = appends[kind]
+        p99 = percentile(values, 99)
+        print(f"  projection lag, {label:18s} p50 {statistics.median(values) * 1000:6.1f} ms, p99 {p99 * 1000:6.1f} ms, "
+              f"max {max(values) * 1000:6.1f} ms   target p99 <= 100 ms: {verdict(p99 <= TARGET_LAG)}")
+    value = statistics.median(listing["list"])
+    print(f"  `agentledger list`, 10,000 sessions     {value * 1000:6.1f} ms   target <= 300 ms: "
+          f"{verdict(value <= TARGET_LIST)}")
+    print(f"whole run {time.perf_counter() - whole:.0f}s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""Copying a ledger's whole history into another store (``agentledger db copy``).
+
+The log is the only source of truth, so moving a ledger (SQLite to a shared
+PostgreSQL, say) is copying its stored events verbatim — topic, state bytes,
+originator id and version — in the source's log order, then its snapshots;
+the target's read models are then caught up from the copied log like any
+others. Nothing is decoded, so events this version cannot read travel too.
+
+Each batch is one atomic ``insert_events`` on the target's recorder, so an
+interrupted copy leaves the target holding a prefix of the source's log. A
+second run recognises that prefix (the target's last event is the source's
+event at the same count, byte for byte) and resumes after it; a target
+holding anything else is refused, never merged into. Log positions on the
+target may be numbered differently (PostgreSQL's sequence skips numbers a
+failed insert drew): order is kept, numbers are not.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+from uuid import UUID
+
+from agentledger.application.errors import LedgerError, UsageError
+
+DEFAULT_BATCH_SIZE = 1000
+
+
+class CopyProgress(NamedTuple):
+    """Where a copy stands after a batch: events copied by this run, of ``remaining`` to copy."""
+
+    copied: int
+    remaining: int
+    batches: int
+    elapsed: float
+
+    @property
+    def rate(self) -> float:
+        """Events per second so far."""
+        return self.copied / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass
+class CopySummary:
+    """What a copy did; ``as_json`` is the shape ``db copy --json`` prints."""
+
+    source: str
+    target: str
+    events: int  # in the source, up to the head the copy started from
+    already_present: int  # found on the target and kept (an earlier, interrupted copy)
+    copied: int
+    batches: int
+    snapshots_copied: int
+    snapshots_present: int
+    copy_seconds: float  # copying the events
+    seconds: float  # everything: checking the target, events, snapshots, catching up the read models
+    target_log_head: int
+    read_models_at: int
+    skipped: list[Any] = field(default_factory=list)  # log entries the target's read models could not apply
+
+    @property
+    def rate(self) -> float:
+        """Events copied per second of copying them."""
+        return self.copied / self.copy_seconds if self.copy_seconds > 0 else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "target": self.target, "events": self.events,
+            "already_present": self.already_present, "copied": self.copied, "batches": self.batches,
+            "snapshots_copied": self.snapshots_copied, "snapshots_present": self.snapshots_present,
+            "copy_seconds": round(self.copy_seconds, 3), "events_per_second": round(self.rate, 1),
+            "seconds": round(self.seconds, 3),
+            "target_log_head": self.target_log_head, "read_models_at": self.read_models_at,
+            "unreadable_events": len(self.skipped),
+        }
+
+
+def same_store(a: Any, b: Any) -> bool:
+    """Do two locations name one store? (A path through a symlink, or a URL with another password, still does.)"""
+    if a.kind != b.kind:
+        return False
+    if a.kind == "sqlite":
+        return a.path.resolve() == b.path.resolve()
+    return (a.host, a.port, a.dbname, a.schema) == (b.host, b.port, b.dbname, b.schema)
+
+
+def copy_ledger(source: Any, target: Any, *, batch_size: int = DEFAULT_BATCH_SIZE,
+                progress: Callable[[CopyProgress], None] | None = None) -> CopySummary:
+    """Copy ``source``'s events (resuming after any already on ``target``), snapshots, then catch up ``target``.
+
+    ``progress`` is called after every batch has been committed; an exception
+    it raises ends the copy there, with the batches so far kept.
+    """
+    from eventsourcing.persistence import IntegrityError
+
+    from agentledger.projections.catchup import catch_up, tracked_position
+
+    if batch_size < 1:
+        raise UsageError(f"the batch size must be at least 1, not {batch_size}")
+    if same_store(source.location, target.location):
+        raise UsageError(f"the source and the target are the same store ({source.location.url})")
+    started = time.perf_counter()
+    after, present = resume_point(source, target)
+    head = source.ledger.recorder.max_notification_id() or 0  # events appended from here on wait for a re-run
+    total = _count_upto(source, head)
+    remaining = total - present
+    copied = batches = 0
+    copy_started = time.perf_counter()
+    for page in _pages(source.ledger.recorder, after, head, batch_size):
+        try:
+            target.ledger.recorder.insert_events(page)
+        except IntegrityError:
+            raise LedgerError(
+                f"the target {target.location.url} already holds some of the events being copied: something else "
+                "wrote to it during the copy (another copy?); run 'agentledger db copy' again to resume"
+            ) from None
+        copied += len(page)
+        batches += 1
+        if progress is not None:
+            progress(CopyProgress(copied, remaining, batches, time.perf_counter() - copy_started))
+    copy_seconds = time.perf_counter() - copy_started
+    snapshots_copied, snapshots_present = _copy_snapshots(source, target, batch_size)
+    applied = catch_up(target)
+    return CopySummary(
+        source=source.location.url, target=target.location.url, events=total, already_present=present,
+        copied=copied, batches=batches, snapshots_copied=snapshots_copied, snapshots_present=snapshots_present,
+        copy_seconds=copy_seconds, seconds=time.perf_counter() - started,
+        target_log_head=target.ledger.recorder.max_notification_id() or 0,
+        read_models_at=tracked_position(target.db), skipped=applied.skipped,
+    )
+
+
+def resume_point(source: Any, target: Any) -> tuple[int, int]:
+    """(source position to copy after, events already on the target); refuses a target that is not a prefix.
+
+    A prefix left by an interrupted copy ends with the source's event at the
+    same count, identical to the byte, and begins with the source's first.
+    """
+    target_head = target.ledger.recorder.max_notification_id() or 0
+    if not target_head:
+        return 0, 0
+    present = _count_upto(target, target_head)
+    [last] = target.ledger.recorder.select_notifications(start=target_head, limit=1)
+    [first] = target.ledger.recorder.select_notifications(start=None, limit=1)
+    refusal = (f"the target {target.location.url} holds {present} events that are not a copy of this ledger "
+               f"({source.location.url}): {{}}; copy into an empty ledger")
+    position = source.event_position(_hex(last.originator_id), last.originator_version)
+    if position is None:
+        raise LedgerError(refusal.format(
+            f"its last event (aggregate {_hex(last.originator_id)[:12]}, version {last.originator_version}) "
+            "is not in this ledger"))
+    [mine] = source.ledger.recorder.select_notifications(start=position, limit=1)
+    [my_first] = source.ledger.recorder.select_notifications(start=None, limit=1)
+    if not (_same_event(mine, last) and _same_event(my_first, first)):
+        raise LedgerError(refusal.format("its events differ from this ledger's"))
+    counted = _count_upto(source, position)
+    if counted != present:
+        raise LedgerError(refusal.format(
+            f"this ledger has {counted} events up to the target's last one, not {present}"))
+    return position, present
+
+
+def _pages(recorder: Any, after: int, head: int, size: int) -> Iterator[list[Any]]:
+    """The source's stored events after ``after`` up to ``head``, ``size`` at a time, in log order."""
+    from eventsourcing.persistence import StoredEvent
+
+    position = after
+    while position < head:
+        page = recorder.select_notifications(start=position, limit=size, stop=head, inclusive_of_start=False)
+        if not page:
+            return
+        yield [StoredEvent(originator_id=n.originator_id, originator_version=n.originator_version,
+                           topic=n.topic, state=n.state) for n in page]
+        position = page[-1].id
+
+
+def _copy_snapshots(source: Any, target: Any, batch_size: int) -> tuple[int, int]:
+    """Copy every snapshot the target lacks: (copied, already there). Snapshots are per aggregate."""
+    mine, theirs = source.ledger.snapshots, target.ledger.snapshots
+    if mine is None or theirs is None:
+        return 0, 0
+    missing: list[Any] = []
+    present = copied = 0
+    for originator_id in _originator_ids(source):
+        snapshots = mine.recorder.select_events(originator_id)
+        if not snapshots:
+            continue
+        have = {s.originator_version for s in theirs.recorder.select_events(originator_id)}
+        present += len(have)
+        missing += [s for s in snapshots if s.originator_version not in have]
+        if len(missing) >= batch_size:
+            theirs.recorder.insert_events(missing)
+            copied += len(missing)
+            missing = []
+    if missing:
+        theirs.recorder.insert_events(missing)
+        copied += len(missing)
+    return copied, present
+
+
+def _originator_ids(store: Any) -> list[UUID]:
+    rows = store.db.execute(f"SELECT DISTINCT originator_id FROM {store.events_table}").fetchall()
+    return [row[0] if isinstance(row[0], UUID) else UUID(row[0]) for row in rows]
+
+
+def _count_upto(store: Any, position: int) -> int:
+    """How many events the store's log holds up to ``position`` (positions need not be dense)."""
+    column = "notification_id" if store.location.kind == "postgresql" else "rowid"
+    row = store.db.execute(f"SELECT COUNT(*) FROM {store.events_table} WHERE {column} <= ?", (position,)).fetchone()
+    return row[0]
+
+
+def _same_event(a: Any, b: Any) -> bool:
+    return ((_hex(a.originator_id), a.originator_version, a.topic, bytes(a.state))
+            == (_hex(b.originator_id), b.originator_version, b.topic, bytes(b.state)))
+
+
+def _hex(originator_id: UUID | str) -> str:
+    return originator_id.hex if isinstance(originator_id, UUID) else UUID(str(originator_id)).hex
+

@@ -1,0 +1,44 @@
+"""Recording the exits that supervisors spooled but could not append (``infrastructure/spool.py``).
+
+Run by the reconciler at the start of each pass, before it judges anything,
+so that a session whose supervisor saw the exit is stopped with that exit
+code, never ``reconciled`` on a guess. A spooled exit whose supervisor still
+runs is left to it: it is still trying, and it will remove the file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from agentledger.application.errors import SessionNotFound
+from agentledger.domain.errors import SessionAlreadyStopped
+from agentledger.domain.exits import ObservedExit
+
+
+def record_spooled_exits(store: Any, spool: Any, *, recorded_by: dict[str, Any]) -> list[str]:
+    """Append each spooled exit whose supervisor is gone; the sessions it stopped."""
+    from agentledger.infrastructure.processes import supervisor_alive
+    from agentledger.infrastructure.supervisor import record_observed_exit
+
+    stopped = []
+    for sid, record in spool.pending():
+        supervisor = record.get("supervisor") or {}
+        if supervisor_alive(supervisor.get("pid"), sid):
+            continue
+        observed = ObservedExit(record["returncode"], record.get("signal_name"))
+        also = {"spooled_at": record.get("observed_at"), "recorded_from_spool_by": recorded_by}
+
+        def stop(session: Any, observed: ObservedExit = observed, record: dict[str, Any] = record,
+                 also: dict[str, Any] = also) -> None:
+            record_observed_exit(session, observed, pid=record.get("pid"), decided_by=record["supervisor"], also=also)
+
+        try:
+            store.ledger.change(UUID(sid), stop)
+            stopped.append(sid)
+        except SessionAlreadyStopped:
+            pass
+        except SessionNotFound:
+            continue  # a session of another ledger used with this home: not ours to record
+        spool.take(sid)
+    return stopped

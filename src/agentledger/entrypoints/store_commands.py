@@ -1,0 +1,101 @@
+"""``agentledger db copy``: move this ledger's whole history into another store.
+
+Translation only: the copying (resuming, refusing a foreign target) is
+``application/copying.py``. Progress goes to stderr, so that ``--json`` leaves
+stdout to the one summary object. Only ``url`` is ever printed, never the
+target's password.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from agentledger.entrypoints import args as types
+from agentledger.entrypoints.args import json_flag
+
+#: Seconds between progress lines (the last batch is always reported).
+PROGRESS_EVERY = 1.0
+
+
+def add_copy_parser(db_commands: Any) -> None:
+    """``db copy`` under ``db_commands`` (the ``db`` command's sub-parsers)."""
+    from agentledger.application.copying import DEFAULT_BATCH_SIZE
+
+    dp = db_commands.add_parser(
+        "copy", help="copy this ledger's whole history into the empty ledger at URL (re-run to resume)")
+    dp.add_argument("--to", required=True, metavar="URL",
+                    help="the target ledger: postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME[?schema=NAME] "
+                         "or sqlite:///PATH; empty, or holding an interrupted copy of this ledger")
+    dp.add_argument("--batch-size", type=types.count, default=DEFAULT_BATCH_SIZE, metavar="N",
+                    help=f"events per atomic insert (default {DEFAULT_BATCH_SIZE})")
+    json_flag(dp)
+
+
+def cmd_db_copy(context: Any, args: argparse.Namespace) -> int:
+    from agentledger.application.copying import copy_ledger, same_store
+    from agentledger.application.errors import UsageError
+    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.store import open_store
+
+    target_location = _target_location(args.to)
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if same_store(store_location(), target_location):
+        raise UsageError(f"--to names this very ledger ({target_location.url}): copy into another store")
+    source = context.store
+    target = open_store(target_location)
+    try:
+        summary = copy_ledger(source, target, batch_size=args.batch_size, progress=_reporter())
+    finally:
+        target.close()
+    for entry in summary.skipped:
+        sys.stderr.write(f"agentledger: warning: the target's read models skipped {entry.describe_error()}\n")
+    if args.json:
+        from agentledger.entrypoints.render import write_json
+
+        write_json(summary.as_json())
+        return 0
+    from agentledger.domain.durations import format_duration
+
+    resumed = f" ({summary.already_present:,} already there from an earlier copy)" if summary.already_present else ""
+    print(f"copied {summary.copied:,} of {summary.events:,} events{resumed} from {summary.source} to "
+          f"{summary.target} in {summary.batches} batch{'' if summary.batches == 1 else 'es'}, "
+          f"{format_duration(summary.copy_seconds)} ({summary.rate:,.0f} events/s)")
+    print(f"snapshots: {summary.snapshots_copied} copied, {summary.snapshots_present} already there")
+    print(f"target: log head {summary.target_log_head}, read models at {summary.read_models_at} "
+          "(log positions on the target may be numbered differently)")
+    print(f"done in {format_duration(summary.seconds)}")
+    return 0
+
+
+def _target_location(url: str) -> Any:
+    """``--to URL`` as a store location; a URL we cannot use is a usage error naming ``--to``."""
+    from agentledger.application.errors import UsageError
+    from agentledger.infrastructure.config import ConfigError, store_location
+
+    if not url.strip():
+        raise UsageError("--to needs a URL: postgresql://USER@HOST/DBNAME or sqlite:///PATH")
+    try:
+        return store_location({"AGENTLEDGER_DB": url})
+    except ConfigError as error:
+        raise UsageError(str(error).replace("AGENTLEDGER_DB=", "--to ").replace("AGENTLEDGER_DB", "--to")) from None
+
+
+def _reporter() -> Any:
+    """A progress callback printing events copied and the rate to stderr, at most every PROGRESS_EVERY."""
+    last = [0.0]
+
+    def report(progress: Any) -> None:
+        now = time.monotonic()
+        if progress.copied < progress.remaining and now - last[0] < PROGRESS_EVERY:
+            return
+        last[0] = now
+        share = f" ({100 * progress.copied / progress.remaining:.0f}%)" if progress.remaining else ""
+        sys.stderr.write(f"copied {progress.copied:,} of {progress.remaining:,} events{share}, "
+                         f"{progress.rate:,.0f} events/s\n")
+        sys.stderr.flush()
+
+    return report
