@@ -1,6 +1,7 @@
-"""The reconciler as a Hypothesis state machine, over a real SQLite store and real processes.
+"""The reconciler as a Hypothesis state machine, over a real store (SQLite and PostgreSQL) and real processes.
 
-Each example gets its own copy of a migrated store, a fake clock, and real
+Each example gets its own store (a copy of a migrated SQLite file, or the
+test's PostgreSQL schema emptied), a fake clock, and real
 ``sleep`` children. Rules launch sessions (with or without a fuse; a few whose
 spawn failed, with no PID), heartbeat, set and cancel fuses, request stops, kill
 processes (reaped, or left zombies), let a supervisor record an exit, move the
@@ -75,7 +76,7 @@ from agentledger.domain.liveness import ProcessIdentity
 from agentledger.domain.reconciliation import Decision, ReconcilePolicy
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import FuseState, StopReason
-from agentledger.infrastructure.config import StoreLocation
+from agentledger.infrastructure.config import PostgresLocation, StoreLocation, store_location
 from agentledger.infrastructure.host import boot_id, host_name
 from agentledger.infrastructure.processes import identity_of
 from agentledger.infrastructure.store import Store, open_store
@@ -101,21 +102,52 @@ SETTINGS = settings(
 )
 
 
+#: On PostgreSQL an example costs more (a server round trip per statement): fewer of them.
+POSTGRES_SETTINGS = settings(SETTINGS, max_examples=40)
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+
+
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated store per module (migrations are slow-ish); every example runs on a copy."""
     path = tmp_path_factory.mktemp("template") / "ledger.db"
     open_store(StoreLocation(path=path)).close()
     return path
 
 
-def copy_store(template: Path, directory: Path) -> StoreLocation:
+@pytest.fixture
+def template(backend: str, sqlite_template: Path, home: Path) -> Path | PostgresLocation:
+    """What each example's store comes from: a SQLite file to copy, or this test's PostgreSQL schema to empty."""
+    if backend == "sqlite":
+        return sqlite_template
+    location = store_location()
+    open_store(location).close()
+    return location
+
+
+def copy_store(template: Path | PostgresLocation, directory: Path) -> StoreLocation | PostgresLocation:
     directory.mkdir(parents=True)
+    if isinstance(template, PostgresLocation):
+        return emptied(template)
     for suffix in ("", "-wal", "-shm"):
         source = template.with_name(template.name + suffix)
         if source.exists():
             shutil.copy(source, directory / ("ledger.db" + suffix))
     return StoreLocation(path=directory / "ledger.db")
+
+
+def emptied(location: PostgresLocation) -> PostgresLocation:
+    """The schema with every table emptied and its log positions starting again at 1."""
+    from agentledger.infrastructure.postgres_store import connect
+
+    tables = ("agentledger_events", "agentledger_snapshots", "sessions", "fuses", "hosts", "projection_tracking")
+    connection = connect(location)
+    try:
+        connection.execute(f"TRUNCATE {', '.join(f'{location.schema}.{t}' for t in tables)} RESTART IDENTITY")
+    finally:
+        connection.close()
+    return location
 
 
 def sleeper() -> subprocess.Popen[bytes]:
@@ -202,7 +234,7 @@ class Sim:
 class ReconcileMachine(RuleBasedStateMachine):
     sessions = Bundle("sessions")
 
-    def __init__(self, template: Path, directory: Path) -> None:
+    def __init__(self, template: Path | PostgresLocation, directory: Path) -> None:
         super().__init__()
         self.dir = directory
         location = copy_store(template, directory)
@@ -578,17 +610,20 @@ def _at(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
 
 
-def test_reconciler_state_machine(template: Path, tmp_path: Path) -> None:
+def test_reconciler_state_machine(template: Path | PostgresLocation, tmp_path: Path, backend: str) -> None:
     examples = count()
     run_state_machine_as_test(
-        lambda: ReconcileMachine(template, tmp_path / f"example-{next(examples)}"), settings=SETTINGS
+        lambda: ReconcileMachine(template, tmp_path / f"example-{next(examples)}"),
+        settings=SETTINGS if backend == "sqlite" else POSTGRES_SETTINGS,
     )
 
 
 # -- found by the state machine ---------------------------------------------------
 
 
-def test_a_fuse_set_after_a_recorded_lapse_replaces_the_lapsed_one_in_the_fuses_read_model(template: Path) -> None:
+def test_a_fuse_set_after_a_recorded_lapse_replaces_the_lapsed_one_in_the_fuses_read_model(
+    template: Path | PostgresLocation,
+) -> None:
     """The state machine's shrunk counterexample, spelled out (``agentledger fuses`` shows two fuses).
 
     launch with a fuse; it lapses; a pass records FuseExpired (the fuses row turns 'expired'); a new
@@ -622,7 +657,8 @@ def test_a_fuse_set_after_a_recorded_lapse_replaces_the_lapsed_one_in_the_fuses_
 # -- the mass-stop guard -------------------------------------------------------------
 
 
-@settings(max_examples=12, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # each example gets a store of its own
 @given(dead=st.integers(0, 9), alive=st.integers(0, 7))
 @example(dead=5, alive=0)  # 5 is not more than mass_stop_min: stopped at once
 @example(dead=6, alive=0)  # held, then confirmed
