@@ -14,3 +14,5 @@ while [ "$($agentledger status "$id" --json | python3 -c 'import json,sys; print
 echo; echo "== status after it ended by itself"; $agentledger status "${id:0:8}"
 echo; echo "== its history: every event in the log"; $agentledger history "${id:0:8}"
 echo; echo "== its output"; $agentledger logs "${id:0:8}"
+echo; echo "== why it stopped: the decider and the evidence"; $agentledger why "${id:0:8}"
+echo; echo "== the whole log checked"; $agentledger verify
