@@ -184,11 +184,16 @@ def cmd_verify(context: Any, args: argparse.Namespace) -> int:
         write_json(report.as_json())
         return 0 if report.ok else FOUND_PROBLEMS
     out = sys.stdout
-    out.write(f"{report.events} events, {report.sessions} sessions ({report.aggregates} aggregates), "
-              f"{report.stops} stops ({report.reconciler_stops} by a reconciler); "
+    out.write(f"{_count(report.events, 'event')}, {_count(report.sessions, 'session')} "
+              f"({_count(report.aggregates, 'aggregate')}), "
+              f"{_count(report.stops, 'stop')} ({report.reconciler_stops} by a reconciler); "
               f"read models compared at position {report.read_models_at}\n")
     for v in report.violations:
         where = f"position {v.position}, session {v.session_id[:12]} v{v.version}: " if v.session_id else ""
         out.write(f"VIOLATION {v.kind}: {where}{v.detail}\n")
     out.write("ok: every check passed\n" if report.ok else f"{len(report.violations)} violations\n")
     return 0 if report.ok else FOUND_PROBLEMS
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

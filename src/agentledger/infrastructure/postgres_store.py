@@ -140,6 +140,10 @@ class PostgresStore:
     def events_table(self) -> str:
         return f"{self.location.schema}.agentledger_events"
 
+    def log_head(self) -> int:
+        """The last log position, read on the read-model connection (no need to build the ledger)."""
+        return self.db.execute(f"SELECT max(notification_id) FROM {self.events_table}").fetchone()[0] or 0
+
     def event_positions(self, session_id_hex: str) -> dict[int, int]:
         rows = self.db.execute(
             f"SELECT originator_version, notification_id FROM {self.events_table} WHERE originator_id = ?",

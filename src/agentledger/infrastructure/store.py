@@ -49,6 +49,10 @@ class Store:
     #: The library's table of stored events (tests and benchmarks look into it).
     events_table = "stored_events"
 
+    def log_head(self) -> int:
+        """The last log position, read on the read-model connection (no need to build the ledger)."""
+        return self.db.execute(f"SELECT max(rowid) FROM {self.events_table}").fetchone()[0] or 0
+
     def event_positions(self, session_id_hex: str) -> dict[int, int]:
         """Log position (notification id) of each of a session's events, by version."""
         rows = self.db.execute(

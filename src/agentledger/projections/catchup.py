@@ -36,7 +36,7 @@ class Applied(NamedTuple):
 
 def catch_up(store: Store) -> Applied:
     """Apply every event not yet projected."""
-    head = store.ledger.recorder.max_notification_id() or 0
+    head = store.log_head()
     if head <= tracked_position(store.db):
         return Applied(0, [])
 
