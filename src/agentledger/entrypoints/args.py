@@ -43,12 +43,20 @@ def share(text: str) -> float:
 
 
 def count(text: str) -> int:
+    return _whole_number(text, "count")
+
+
+def log_position(text: str) -> int:
+    return _whole_number(text, "log position")
+
+
+def _whole_number(text: str, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = -1
     if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r} (a whole number >= 0)")
+        raise argparse.ArgumentTypeError(f"invalid {what} {text!r} (a whole number >= 0)")
     return value
 
 

@@ -16,13 +16,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from agentledger.entrypoints import args as types
+
 #: SQLite cannot push new events to a reader, so ``events --follow`` asks this often.
 POLL_INTERVAL = 0.2
 
 
 def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = command("events", "print the log as JSON lines, one event per line, in log order")
-    p.add_argument("--since", type=log_position, default=0, metavar="POSITION",
+    p.add_argument("--since", type=types.log_position, default=0, metavar="POSITION",
                    help="only events after this log position (default 0: from the start)")
     p.add_argument("--session", metavar="ID", help="only this session's events (id or a unique prefix of it)")
     p.add_argument("-f", "--follow", action="store_true",
@@ -35,16 +37,6 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("-o", "--out", required=True, metavar="FILE.html",
                    help="where to write the page (self-contained: no scripts, nothing fetched)")
     p.set_defaults(handler=cmd_timeline)
-
-
-def log_position(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid position {text!r} (a log position: a whole number >= 0)")
-    return value
 
 
 # -- events -----------------------------------------------------------------------
