@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from uuid import UUID, uuid4
 
-from benchlib import AGENTLEDGER, LAUNCHED, machine, percentile
+from benchlib import LAUNCHED, cli_env, machine, percentile, populate_sessions, time_command
 
 SERVER = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 ROUNDS = 3
@@ -358,50 +358,6 @@ def run_lag_phase(store, schema: str, name: str, barrier, results, follower_kind
 # -- `list` with 10,000 sessions -----------------------------------------------------------------------
 
 
-def populate(store) -> tuple[list[str], float]:
-    """10,000 sessions as bench_queries.py makes them (1,000 running), saved 500 to a save; one catch-up."""
-    from agentledger.application.clock import utc_now
-    from agentledger.domain.session import Session
-    from agentledger.projections.catchup import catch_up
-
-    ids, batch = [], []
-    for i in range(LIST_SESSIONS):
-        session = Session.launch(session_id=uuid4(), **{**LAUNCHED, "argv": ["opencode", "run", f"task {i}"]})
-        session.set_fuse(ttl=3600, set_by="bench", now=utc_now())
-        session.heartbeat(source="bench", now=utc_now())
-        if i >= LIST_RUNNING:
-            session.record_stop(reason="exited", exit_code=0, decided_by={"component": "bench"}, evidence={})
-        ids.append(session.id.hex)
-        batch.append(session)
-        if len(batch) == 500:
-            store.ledger.save(*batch)
-            batch = []
-    if batch:
-        store.ledger.save(*batch)
-    started = time.perf_counter()
-    catch_up(store)
-    return ids, time.perf_counter() - started
-
-
-def cli_env(db: str, home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["AGENTLEDGER_HOME"] = str(home)
-    env["AGENTLEDGER_DB"] = db
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as an installed package runs: with its bytecode
-    env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "agentledger-bench-pycache")
-    return env
-
-
-def time_command(args: list[str], env: dict[str, str]) -> list[float]:
-    subprocess.run([*AGENTLEDGER, *args], check=True, stdout=subprocess.DEVNULL, env=env)  # warm-up
-    times = []
-    for _ in range(RUNS):
-        started = time.perf_counter()
-        subprocess.run([*AGENTLEDGER, *args], check=True, stdout=subprocess.DEVNULL, env=env)
-        times.append(time.perf_counter() - started)
-    return times
-
-
 def command_line(label: str, times: list[float], target: float | None = None) -> str:
     median = statistics.median(times)
     tail = "" if target is None else f"   target <= {target * 1000:.0f} ms: {verdict(median <= target)}"
@@ -566,28 +522,28 @@ def bench_list(schema: str, home: Path) -> dict:
 
     store = open_ledger(schema)
     started = time.perf_counter()
-    ids, projected = populate(store)
+    ids, projected = populate_sessions(store, LIST_SESSIONS, LIST_RUNNING, fuse_ttl=3600)
     events = store.ledger.recorder.max_notification_id()
     store.close()
     print(f"[list] {LIST_SESSIONS:,} sessions ({LIST_RUNNING:,} running), {events:,} events, saved 500 sessions to a "
           f"save and projected in {time.perf_counter() - started:.1f}s (the one catch-up {projected:.1f}s)")
-    env = cli_env(ledger_url(schema), home)
+    env = cli_env(AGENTLEDGER_HOME=str(home), AGENTLEDGER_DB=ledger_url(schema))
     out = {}
     rows = [("list", ["list"], TARGET_LIST), ("list --all", ["list", "--all"], None),
             ("status ID", ["status", ids[0][:10]], None), ("--version (start-up floor)", ["--version"], None)]
     for label, args, target in rows:
-        out[label] = time_command(args, env)
+        out[label] = time_command(args, runs=RUNS, env=env)
         print(command_line(f"{label} (PostgreSQL)", out[label], target))
 
     # The same sessions on SQLite, same run, for comparison.
     sqlite_path = home / "sqlite" / "ledger.db"
     sqlite_store = open_store(StoreLocation(path=sqlite_path))
-    _, sqlite_projected = populate(sqlite_store)
+    _, sqlite_projected = populate_sessions(sqlite_store, LIST_SESSIONS, LIST_RUNNING, fuse_ttl=3600)
     sqlite_store.close()
     print(f"  (the same sessions on SQLite, for comparison: the one catch-up of {events:,} events took "
           f"{sqlite_projected:.1f}s)")
-    env = cli_env(f"sqlite:///{sqlite_path}", home)
-    out["list sqlite"] = time_command(["list"], env)
+    env = cli_env(AGENTLEDGER_HOME=str(home), AGENTLEDGER_DB=f"sqlite:///{sqlite_path}")
+    out["list sqlite"] = time_command(["list"], runs=RUNS, env=env)
     print(command_line("list (SQLite, same sessions, same run)", out["list sqlite"]))
     return out
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import statistics
 import subprocess
 import time
-from uuid import uuid4
 
-from benchlib import AGENTLEDGER, LAUNCHED, machine, open_temp_store
+from benchlib import AGENTLEDGER, machine, open_temp_store, populate_sessions, time_command
 
 SESSIONS = 10_000
 RUNNING = 1_000
@@ -20,38 +19,14 @@ RUNS = 15
 
 
 def populate(store) -> list[str]:
-    from agentledger.application.clock import utc_now
-    from agentledger.domain.session import Session
-    from agentledger.projections.catchup import catch_up
-
-    ids, batch = [], []
-    for i in range(SESSIONS):
-        session = Session.launch(session_id=uuid4(), **{**LAUNCHED, "argv": ["opencode", "run", f"task {i}"]})
-        session.set_fuse(ttl=60, set_by="bench", now=utc_now())
-        session.heartbeat(source="bench", now=utc_now())
-        if i >= RUNNING:
-            session.record_stop(reason="exited", exit_code=0, decided_by={"component": "bench"}, evidence={})
-        ids.append(session.id.hex)
-        batch.append(session)
-        if len(batch) == 500:
-            store.ledger.save(*batch)
-            batch = []
-    if batch:
-        store.ledger.save(*batch)
-    started = time.perf_counter()
-    catch_up(store)
+    ids, took = populate_sessions(store, SESSIONS, RUNNING, fuse_ttl=60)
     print(f"populated {SESSIONS:,} sessions ({RUNNING:,} running); first catch-up of "
-          f"{store.ledger.recorder.max_notification_id():,} events took {time.perf_counter() - started:.1f}s")
+          f"{store.ledger.recorder.max_notification_id():,} events took {took:.1f}s")
     return ids
 
 
-def time_command(args: list[str]) -> float:
-    times = []
-    for _ in range(RUNS):
-        started = time.perf_counter()
-        subprocess.run([*AGENTLEDGER, *args], check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def time_median(args: list[str]) -> float:
+    return statistics.median(time_command(args, runs=RUNS, warm_up=False))
 
 
 def main() -> None:
@@ -69,7 +44,7 @@ def main() -> None:
         ("--version (interpreter start-up floor)", ["--version"], None),
     ]
     for label, args, target in rows:
-        median = time_command(args)
+        median = time_median(args)
         verdict = "" if target is None else f"  target <= {target * 1000:.0f} ms: {'met' if median <= target else 'MISSED'}"
         print(f"{label:42s} median {median * 1000:6.1f} ms over {RUNS} runs{verdict}")
 

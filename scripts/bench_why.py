@@ -19,47 +19,14 @@ import os
 import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 from bench_rebuild import LOG_KEY, big_log_store
-from benchlib import AGENTLEDGER, machine
+from benchlib import AGENTLEDGER, PYCACHE, cli_env, machine, time_command
 
 RUNS = 15
 TARGET = 0.200
-WAIT_FOR_COMMAND = 60 * 60  # `why` was being written when this script was; poll for it this long
-
-
-def wait_for_why() -> None:
-    deadline = time.monotonic() + WAIT_FOR_COMMAND
-    while subprocess.run([*AGENTLEDGER, "why", "--help"], capture_output=True).returncode != 0:
-        if time.monotonic() > deadline:
-            raise SystemExit("`agentledger why` does not exist (waited an hour)")
-        print("`agentledger why` not there yet; polling every 3 minutes", flush=True)
-        time.sleep(180)
-
-
-def cli_env(*, bytecode: bool = True) -> dict[str, str]:
-    env = dict(os.environ)
-    if bytecode:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "agentledger-bench-pycache")
-    else:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        env.pop("PYTHONPYCACHEPREFIX", None)
-    return env
-
-
-def time_command(args: list[str], *, bytecode: bool = True) -> list[float]:
-    env = cli_env(bytecode=bytecode)
-    subprocess.run([*AGENTLEDGER, *args], check=True, stdout=subprocess.DEVNULL, env=env)  # warm-up
-    times = []
-    for _ in range(RUNS):
-        started = time.perf_counter()
-        subprocess.run([*AGENTLEDGER, *args], check=True, stdout=subprocess.DEVNULL, env=env)
-        times.append(time.perf_counter() - started)
-    return times
 
 
 def main() -> None:
@@ -67,9 +34,8 @@ def main() -> None:
 
     whole = time.perf_counter()
     print(f"machine: {machine()}")
-    wait_for_why()
     print(f"bytecode: PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r} here; the CLI runs "
-          f"below with PYTHONPYCACHEPREFIX={cli_env()['PYTHONPYCACHEPREFIX']} unless a row says otherwise")
+          f"below with PYTHONPYCACHEPREFIX={PYCACHE} unless a row says otherwise")
     store = big_log_store("why")
     started = time.perf_counter()
     catch_up(store)
@@ -100,7 +66,7 @@ def main() -> None:
         ("--version, no bytecode cache", ["--version"], None),
     ]
     for label, args, target in rows:
-        times = time_command(args, bytecode="no bytecode" not in label)
+        times = time_command(args, runs=RUNS, env=cli_env(bytecode="no bytecode" not in label))
         median = statistics.median(times)
         verdict = "" if target is None else f"  target <= {target * 1000:.0f} ms: {'met' if median <= target else 'MISSED'}"
         print(f"{label:40s} median {median * 1000:6.1f} ms, min {min(times) * 1000:6.1f}, max "

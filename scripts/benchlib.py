@@ -9,11 +9,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 AGENTLEDGER = [sys.executable, "-m", "agentledger"]
+#: Where CLI runs keep their bytecode when this sandbox forbids writing it beside the sources.
+PYCACHE = Path(tempfile.gettempdir()) / "agentledger-bench-pycache"
 
 
 def temp_home(prefix: str) -> Path:
@@ -152,3 +155,59 @@ def remove_temp_home(home: Path) -> None:
     parent = Path(home).parent
     if parent.name.startswith("agentledger-") and parent.parent == Path(tempfile.gettempdir()):
         shutil.rmtree(parent, ignore_errors=True)
+
+
+# -- the CLI, timed -----------------------------------------------------------------
+
+
+def cli_env(*, bytecode: bool = True, **overrides: str) -> dict[str, str]:
+    """The environment for timed CLI runs: with bytecode (as an installed package runs) unless told not."""
+    env = {**os.environ, **overrides}
+    if bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env.pop("PYTHONPYCACHEPREFIX", None)
+    return env
+
+
+def time_command(args: list[str], *, runs: int, env: dict[str, str] | None = None,
+                 warm_up: bool = True) -> list[float]:
+    """Wall time of ``runs`` whole ``agentledger ARGS`` commands (after one untimed run with ``warm_up``)."""
+    if warm_up:
+        subprocess.run([*AGENTLEDGER, *args], check=True, stdout=subprocess.DEVNULL, env=env)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([*AGENTLEDGER, *args], check=True, stdout=subprocess.DEVNULL, env=env)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def populate_sessions(store, count: int, running: int, *, fuse_ttl: float) -> tuple[list[str], float]:
+    """``count`` sessions with a fuse and a heartbeat, all but ``running`` of them stopped; saved 500 to a
+    save, then caught up once. Their ids, and how long that catch-up took."""
+    from uuid import uuid4
+
+    from agentledger.application.clock import utc_now
+    from agentledger.domain.session import Session
+    from agentledger.projections.catchup import catch_up
+
+    ids, batch = [], []
+    for i in range(count):
+        session = Session.launch(session_id=uuid4(), **{**LAUNCHED, "argv": ["opencode", "run", f"task {i}"]})
+        session.set_fuse(ttl=fuse_ttl, set_by="bench", now=utc_now())
+        session.heartbeat(source="bench", now=utc_now())
+        if i >= running:
+            session.record_stop(reason="exited", exit_code=0, decided_by={"component": "bench"}, evidence={})
+        ids.append(session.id.hex)
+        batch.append(session)
+        if len(batch) == 500:
+            store.ledger.save(*batch)
+            batch = []
+    if batch:
+        store.ledger.save(*batch)
+    started = time.perf_counter()
+    catch_up(store)
+    return ids, time.perf_counter() - started
