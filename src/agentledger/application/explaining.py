@@ -96,7 +96,7 @@ def _decided_on_version(evidence: dict[str, Any], stopped: Any, tail: list[Any])
         return int(recorded)
     version = stopped.originator_version - 1
     before = next((e.event for e in tail if e.version == version), None)
-    if isinstance(before, Session.FuseCancelled) and before.reason == "session stopped":
+    if isinstance(before, Session.FuseCancelled) and before.by_the_stop:
         version -= 1
     return max(version, 1)
 

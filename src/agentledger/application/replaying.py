@@ -102,7 +102,7 @@ def _describe(action: Action, reason: Any) -> str:
 def _stale(entries: list[LogEntry], decision: LogEntry, version: int) -> list[str]:
     """Events between the version decided on and the decision, other than the decision's own."""
     between = [e for e in entries if version < e.version < decision.version]
-    own = [e for e in between if isinstance(e.event, Session.FuseCancelled) and e.event.reason == "session stopped"
+    own = [e for e in between if isinstance(e.event, Session.FuseCancelled) and e.event.by_the_stop
            and e.version == decision.version - 1]
     stale = [e for e in between if e not in own]
     if not stale:

@@ -121,7 +121,7 @@ def _check(entry: LogEntry, seen: _Seen, report: VerifyReport) -> None:
             report.reconciler_stops += 1
             for kind, detail in _reconciler_stop_problems(event, seen.fuse_before_previous or seen.fuse()):
                 violation(kind, detail)
-    stop_cancel = isinstance(event, Session.FuseCancelled) and event.reason == "session stopped"
+    stop_cancel = isinstance(event, Session.FuseCancelled) and event.by_the_stop
     seen.fuse_before_previous = seen.fuse() if stop_cancel else None
     if seen.state is not None and entry.version != seen.state.version + 1:
         seen.state.version = entry.version - 1  # the gap is reported; apply what follows it all the same

@@ -26,6 +26,10 @@ from agentledger.domain.liveness import ProcessIdentity
 from agentledger.domain.vocabulary import FuseState, SessionStatus, StopCause, StopReason
 
 
+#: The reason of the ``FuseCancelled`` that a stop appends when it finds a fuse still set.
+STOP_CANCEL_REASON = "session stopped"
+
+
 class Session(Aggregate):
     """A supervised process and what the log knows about its lifetime."""
 
@@ -71,6 +75,11 @@ class Session(Aggregate):
     class FuseCancelled(Aggregate.Event):
         by: str
         reason: str
+
+        @property
+        def by_the_stop(self) -> bool:
+            """Appended by ``record_stop`` just before its ``Stopped``: part of the stop, not a decision of its own."""
+            return self.reason == STOP_CANCEL_REASON
 
     class StopRequested(Aggregate.Event):
         """Someone asked for the session to end and sent ``signal`` to its group."""
@@ -267,7 +276,7 @@ class Session(Aggregate):
         self._refuse_if_stopped()
         reason = StopReason(reason)  # refuses anything outside the closed set
         if self.fuse_state == FuseState.SET.value:
-            self._fuse_cancelled(by=decided_by.get("component", "unknown"), reason="session stopped")
+            self._fuse_cancelled(by=decided_by.get("component", "unknown"), reason=STOP_CANCEL_REASON)
         self.trigger_event(
             self.Stopped,
             reason=reason.value,

@@ -24,8 +24,6 @@ from agentledger.domain.durations import format_clock, format_duration
 from agentledger.projections.history import summarise
 from agentledger.projections.log import LogEntry
 
-#: The reason of the ``FuseCancelled`` that ``Session.record_stop`` appends before ``Stopped``.
-STOP_CANCEL_REASON = "session stopped"
 RECONCILER = "reconciler"
 
 
@@ -145,7 +143,7 @@ def build_timeline(session_id: str, entries: Iterable[LogEntry], now: datetime) 
 
 def _is_stop_cancel(entry: LogEntry, following: LogEntry | None) -> bool:
     return (following is not None and type(following.event).__name__ == "Stopped"
-            and entry.event.reason == STOP_CANCEL_REASON)
+            and entry.event.by_the_stop)
 
 
 class _Builder:
