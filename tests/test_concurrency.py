@@ -1,4 +1,4 @@
-"""Many writers on one SQLite file: twenty launches at once, each heartbeating every 100 ms."""
+"""Many writers on one store: twenty launches at once, each heartbeating every 100 ms."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def test_parallel_launches_lose_no_event_and_rebuild_agrees(cli):
     for row in rows:
         # one heartbeat per 100 ms while it ran, give or take scheduling on a busy machine
         assert row["heartbeat_count"] >= RUN_SECONDS * 10 * 0.5, row
-        history = cli.json_lines("history", row["id"])
+        # a fuse may lapse between two late heartbeats: history marks that with a row that is no event
+        history = [r for r in cli.json_lines("history", row["id"]) if r["type"]]
         assert [r["version"] for r in history] == list(range(1, len(history) + 1))
         assert len(history) == row["version"]
         assert history[-1]["type"] == "Stopped" and sum(r["type"] == "Stopped" for r in history) == 1
