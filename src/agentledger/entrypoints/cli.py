@@ -20,8 +20,6 @@ from agentledger.domain.policy import DEFAULT_TERMINATION_GRACE
 from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
 
-#: A heartbeat every 10 s: a dead supervisor shows within 30 s, at ~8,600 events a day per session.
-DEFAULT_FUSE_TTL = 30.0
 DEFAULT_GRACE = 10.0
 
 
@@ -49,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("launch", "start ARGV under a supervisor and print its session id")
     p.add_argument("--cwd", default=None, help="working directory (default: the current one)")
-    p.add_argument("--fuse-ttl", type=types.duration, default=DEFAULT_FUSE_TTL, metavar="DURATION",
-                   help=f"fuse lifetime; the supervisor heartbeats every TTL/3 (default {format_duration(DEFAULT_FUSE_TTL)})")
+    p.add_argument("--fuse-ttl", type=types.duration, default=None, metavar="DURATION",
+                   help="fuse lifetime; the supervisor heartbeats every TTL/3 "
+                        "(default: fuse_ttl in the configuration, else 30s)")
     p.add_argument("--heartbeat-every", type=types.duration, default=None, metavar="DURATION",
                    help="supervisor heartbeat interval, at most TTL/2 (default TTL/3)")
     p.add_argument("--timeout", type=types.duration, default=None, metavar="DURATION",
@@ -257,11 +256,15 @@ def cmd_launch(context: Context, args: argparse.Namespace) -> int:
     from agentledger.infrastructure.config import home_dir, logs_dir
     from agentledger.infrastructure.host import os_user
     from agentledger.infrastructure.launcher import start_supervisor
+    from agentledger.infrastructure.settings import load_settings
     from agentledger.infrastructure.supervisor import LaunchSpec
 
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if not argv or not argv[0]:
         raise UsageError("launch needs a command: agentledger launch [OPTIONS] -- ARGV...")
+    settings = load_settings()  # a bad configuration stops the launch before anything starts
+    if args.fuse_ttl is None:
+        args.fuse_ttl = settings.fuse_ttl
     if args.heartbeat_every is not None and args.heartbeat_every > args.fuse_ttl / 2:
         raise UsageError(
             f"--heartbeat-every {format_duration(args.heartbeat_every)} is more than half the fuse TTL "

@@ -12,7 +12,7 @@ between a decision and its append); the daemon then waits for that pass to end
 before it closes the store: no decision is left half made. Logs go to stderr.
 
 It also records that its host is alive (``Host.DaemonAlive``, every
-``AGENTLEDGER_HOST_HEARTBEAT``; ``DaemonStopped`` on a clean stop), and on a
+``host_heartbeat`` in the configuration; ``DaemonStopped`` on a clean stop), and on a
 PostgreSQL ledger a :class:`~agentledger.projections.follower.LogFollower`
 thread keeps the read models current from LISTEN/NOTIFY between passes.
 """
@@ -36,6 +36,7 @@ from agentledger.domain.policy import ReconcilePolicy
 from agentledger.infrastructure.daemon_files import DaemonAlreadyRunning, DaemonFiles
 from agentledger.infrastructure.host import boot_id, host_name
 from agentledger.infrastructure.launcher import Handshake
+from agentledger.infrastructure.settings import Settings
 from agentledger.infrastructure.spool import Spool
 
 log = logging.getLogger("agentledger.daemon")
@@ -48,9 +49,10 @@ WAKE_MARGIN = timedelta(milliseconds=5)
 
 class Daemon:
     def __init__(self, store: Any, files: DaemonFiles, *, interval: float, policy: ReconcilePolicy,
-                 host_heartbeat: float) -> None:
+                 settings: Settings) -> None:
         self.store = store
-        self.host_heartbeat = host_heartbeat
+        self.settings = settings
+        self.host_heartbeat = settings.host_heartbeat
         self.files = files
         self.interval = interval
         self.policy = policy
@@ -214,11 +216,15 @@ class Daemon:
         })
 
 
-def run_daemon(*, interval: float, policy: ReconcilePolicy, handshake_fd: int | None) -> int:
-    """Take the store's daemon lock and reconcile until told to stop; the exit status."""
+def run_daemon(*, interval: float | None, policy: ReconcilePolicy, handshake_fd: int | None) -> int:
+    """Take the store's daemon lock and reconcile until told to stop; the exit status.
+
+    ``interval`` None: the configured ``reconcile_interval``.
+    """
     import psutil
 
-    from agentledger.infrastructure.config import home_dir, host_heartbeat_every, store_location
+    from agentledger.infrastructure.config import home_dir, store_location
+    from agentledger.infrastructure.settings import load_settings
     from agentledger.infrastructure.store import open_store
 
     handshake = Handshake(handshake_fd)
@@ -227,11 +233,17 @@ def run_daemon(*, interval: float, policy: ReconcilePolicy, handshake_fd: int | 
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     _raise_file_limit()
-    location = store_location()
+    try:
+        settings = load_settings()
+        location = store_location()
+    except Exception as error:
+        handshake.send({"ok": False, "error": str(error), "already_running": False})
+        raise
+    for warning in settings.warnings:
+        log.warning("%s", warning)
     files = DaemonFiles.locate(location, home_dir())
     me = psutil.Process()
     try:
-        host_heartbeat = host_heartbeat_every()
         store = open_store(location)
         lock = files.acquire({
             "pid": me.pid, "start_time": me.create_time(), "boot_time": psutil.boot_time(),
@@ -242,7 +254,9 @@ def run_daemon(*, interval: float, policy: ReconcilePolicy, handshake_fd: int | 
         handshake.send({"ok": False, "error": str(error), "already_running": isinstance(error, DaemonAlreadyRunning)})
         raise
     try:
-        return Daemon(store, files, interval=interval, policy=policy, host_heartbeat=host_heartbeat).run(handshake)
+        daemon = Daemon(store, files, interval=interval or settings.reconcile_interval, policy=policy,
+                        settings=settings)
+        return daemon.run(handshake)
     finally:
         store.close()
         lock.release()

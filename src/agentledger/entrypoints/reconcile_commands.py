@@ -18,7 +18,6 @@ from agentledger.domain.policy import DEFAULT_POLICY, ReconcilePolicy
 from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
 
-DEFAULT_INTERVAL = 5.0
 #: How long ``daemon stop`` waits for the daemon to finish its pass and exit.
 STOP_PATIENCE = 30.0
 #: ``daemon status`` exits with this when no daemon runs (the LSB convention).
@@ -40,8 +39,9 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     for name, help_text in (("run", "run in the foreground, logging to stderr"),
                             ("start", "start in the background (pid and log files under $AGENTLEDGER_HOME)")):
         dp = actions.add_parser(name, help=help_text, description=help_text)
-        dp.add_argument("--interval", type=types.duration, default=DEFAULT_INTERVAL, metavar="DURATION",
-                        help=f"time between passes, e.g. 500ms or 0.5 (default {format_duration(DEFAULT_INTERVAL)})")
+        dp.add_argument("--interval", type=types.duration, default=None, metavar="DURATION",
+                        help="time between passes, e.g. 500ms or 0.5 (default: reconcile_interval "
+                             "in the configuration, else 5s)")
         _policy_options(dp)
         if name == "run":
             dp.add_argument("--handshake-fd", type=int, default=None, help=argparse.SUPPRESS)
@@ -143,25 +143,33 @@ def _daemon_run(context: Any, args: argparse.Namespace) -> int:
     return run_daemon(interval=args.interval, policy=_policy(args), handshake_fd=args.handshake_fd)
 
 
+def _interval(args: argparse.Namespace) -> float:
+    """``--interval``, else the configured ``reconcile_interval``."""
+    from agentledger.infrastructure.settings import load_settings
+
+    return args.interval if args.interval is not None else load_settings().reconcile_interval
+
+
 def _daemon_start(context: Any, args: argparse.Namespace) -> int:
     from agentledger.application.errors import LedgerError
     from agentledger.infrastructure.config import home_dir
     from agentledger.infrastructure.daemon_files import DaemonAlreadyRunning
     from agentledger.infrastructure.launcher import start_detached
 
+    interval = _interval(args)  # a bad configuration stops us here, before anything starts
     store = context.store  # create the store now, in this process, with its errors reported here
     files = _files()
     holder = _running(files)
     if holder is not None:
         raise DaemonAlreadyRunning(holder, files.lock_path)
-    argv = [sys.executable, "-m", "agentledger", "daemon", "run", "--interval", repr(args.interval),
+    argv = [sys.executable, "-m", "agentledger", "daemon", "run", "--interval", repr(interval),
             "--mass-stop-share", repr(args.mass_stop_share), "--mass-stop-min", str(args.mass_stop_min),
             "--handshake-fd"]
     env = dict(os.environ, AGENTLEDGER_HOME=str(home_dir()), AGENTLEDGER_DB=store.location.connect_url)
     answer = start_detached(argv, env, files.log_path, what="daemon")
     if not answer["ok"]:
         raise LedgerError(answer["error"])
-    print(f"daemon started (pid {answer['pid']}), a pass every {format_duration(args.interval)}; log: {answer['log']}")
+    print(f"daemon started (pid {answer['pid']}), a pass every {format_duration(interval)}; log: {answer['log']}")
     return 0
 
 

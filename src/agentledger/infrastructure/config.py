@@ -18,7 +18,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 DB_FILE_NAME = "ledger.db"
@@ -93,49 +92,7 @@ def logs_dir(env: Mapping[str, str] | None = None) -> Path:
     return home_dir(env) / "logs"
 
 
-#: How often a daemon records that its host is alive (``AGENTLEDGER_HOST_HEARTBEAT``).
-DEFAULT_HOST_HEARTBEAT = 10.0
-
-
-def host_heartbeat_every(env: Mapping[str, str] | None = None) -> float:
-    from agentledger.domain.durations import InvalidDuration, parse_duration
-
-    env = os.environ if env is None else env
-    text = env.get("AGENTLEDGER_HOST_HEARTBEAT", "").strip()
-    if not text:
-        return DEFAULT_HOST_HEARTBEAT
-    try:
-        return parse_duration(text)
-    except InvalidDuration as error:
-        raise ConfigError(f"AGENTLEDGER_HOST_HEARTBEAT: {error}") from None
-
-
 CONFIG_FILE_NAME = "config.toml"
-#: The keys ``config.toml`` may hold today (issue 6 adds the rest of the configuration).
-_CONFIG_KEYS = ("db",)
-
-
-def config_file(env: Mapping[str, str] | None = None) -> tuple[Path, dict[str, Any]]:
-    """``$AGENTLEDGER_HOME/config.toml`` and its values ({} when there is none)."""
-    path = home_dir(env) / CONFIG_FILE_NAME
-    if not path.exists():
-        return path, {}
-    import tomllib
-
-    try:
-        text = path.read_text(encoding="utf-8")
-        values = tomllib.loads(text)
-    except OSError as error:
-        raise ConfigError(f"cannot read {path}: {error.strerror or error}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    for key in values:
-        if key not in _CONFIG_KEYS:
-            line = next((n for n, row in enumerate(text.splitlines(), 1) if row.strip().startswith(key)), "?")
-            raise ConfigError(f"{path}, line {line}: unknown key {key!r} (known: {', '.join(_CONFIG_KEYS)})")
-    if "db" in values and not isinstance(values["db"], str):
-        raise ConfigError(f"{path}: 'db' must be a string, a store URL")
-    return path, values
 
 
 def store_location(env: Mapping[str, str] | None = None) -> StoreLocation | PostgresLocation:
@@ -143,8 +100,10 @@ def store_location(env: Mapping[str, str] | None = None) -> StoreLocation | Post
     env = os.environ if env is None else env
     url, source = env.get("AGENTLEDGER_DB", "").strip(), "AGENTLEDGER_DB"
     if not url:
-        path, values = config_file(env)
-        url, source = values.get("db", "").strip(), f"{path}: db"
+        from agentledger.infrastructure.settings import load_settings
+
+        settings = load_settings(env)
+        url, source = settings.db or "", f"{settings.sources['db']}: db"
     if not url:
         return StoreLocation(path=home_dir(env) / DB_FILE_NAME)
     scheme, sep, rest = url.partition("://")

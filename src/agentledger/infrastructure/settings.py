@@ -1,0 +1,347 @@
+"""The effective configuration: ``$AGENTLEDGER_HOME/config.toml``, then ``AGENTLEDGER_*`` variables, which win.
+
+One table (:data:`KEYS`) says which keys exist, how each is parsed and which
+variable overrides it; :func:`load_settings` applies it and remembers where
+each value came from, so ``agentledger config show`` can say so. A command
+line flag, where a command has one, wins over both.
+
+Webhook endpoints are tables ``[webhooks.NAME]`` (``url``, ``secret``,
+``events``, ``timeout``, ``give_up_after``, ``retry_initial``, ``retry_max``,
+``start``); ``AGENTLEDGER_WEBHOOK_URL`` / ``AGENTLEDGER_WEBHOOK_SECRET``
+configure (or override) the endpoint named ``default``.
+
+Every problem is a :class:`ConfigError` naming the file, line and key; a secret
+in a file that others can read is a warning, not an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from agentledger.domain.durations import InvalidDuration, format_duration, parse_duration
+from agentledger.infrastructure.config import CONFIG_FILE_NAME, ConfigError, home_dir
+
+#: What a webhook endpoint may subscribe to.
+HOOK_TYPES = ("session.started", "session.stopped", "session.unwatched", "session.timeout")
+SECRET_MASK = "***"
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """Where to POST which session events, and how hard to try."""
+
+    name: str
+    url: str
+    secret: str | None = field(default=None, repr=False)
+    events: tuple[str, ...] = HOOK_TYPES
+    timeout: float = 10.0  # per request
+    give_up_after: float = 86400.0  # then dead-letter
+    retry_initial: float = 1.0  # first backoff; doubles, with jitter
+    retry_max: float = 600.0  # longest backoff
+    start: str = "beginning"  # or "now": where a new endpoint starts reading the log
+
+
+@dataclass(frozen=True)
+class MetricsAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every configurable value, with ``sources[key]`` saying where it came from."""
+
+    home: Path
+    db: str | None = None  # None: the SQLite file in home
+    reconcile_interval: float = 5.0
+    fuse_ttl: float = 30.0
+    host_heartbeat: float = 10.0
+    metrics_addr: MetricsAddress | None = MetricsAddress("127.0.0.1", 9200)  # None: off
+    on_stop: str | None = None
+    on_stop_timeout: float = 60.0
+    webhooks: tuple[WebhookEndpoint, ...] = ()
+    sources: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    file: Path | None = None
+
+
+# -- value parsers: text or TOML value -> value, raising ValueError with the reason ---
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError("expected a duration such as 500ms, 30s or 10m")
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise ValueError(f"{value!r}: must be greater than zero")
+        return float(value)
+    try:
+        return parse_duration(value)
+    except InvalidDuration as error:
+        raise ValueError(str(error)) from None
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a non-empty string")
+    return value.strip()
+
+
+def _store_url(value: Any) -> str:
+    from agentledger.infrastructure.config import store_location
+
+    url = _text(value)
+    try:
+        store_location({"AGENTLEDGER_DB": url, "AGENTLEDGER_HOME": "/"})
+    except ConfigError as error:
+        raise ValueError(str(error).removeprefix("AGENTLEDGER_DB").lstrip("=: ")) from None
+    return url
+
+
+def _metrics_addr(value: Any) -> MetricsAddress | None:
+    text = _text(value)
+    if text.lower() in ("off", "none", "disabled"):
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:9200, or 'off'")
+    return MetricsAddress(host, int(port))
+
+
+def _http_url(value: Any) -> str:
+    url = _text(value)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r}: expected an http:// or https:// URL")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError(f"{url!r}: the port is not a number") from None
+    return url
+
+
+def _events(value: Any) -> tuple[str, ...]:
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(v, str) for v in items):
+        raise ValueError(f"expected a list of event types out of {', '.join(HOOK_TYPES)}")
+    unknown = [v for v in items if v not in HOOK_TYPES]
+    if unknown:
+        raise ValueError(f"unknown event type {unknown[0]!r} (known: {', '.join(HOOK_TYPES)})")
+    return tuple(dict.fromkeys(items))
+
+
+def _start(value: Any) -> str:
+    text = _text(value)
+    if text not in ("beginning", "now"):
+        raise ValueError(f"{text!r}: expected 'beginning' or 'now'")
+    return text
+
+
+@dataclass(frozen=True)
+class Key:
+    parse: Callable[[Any], Any]
+    env: str | None
+    help: str
+    secret: bool = False
+
+
+KEYS: dict[str, Key] = {
+    "db": Key(_store_url, "AGENTLEDGER_DB", "store URL: sqlite:///PATH or postgresql://USER[:PW]@HOST[:PORT]/DB"),
+    "reconcile_interval": Key(_duration, "AGENTLEDGER_RECONCILE_INTERVAL", "time between the daemon's passes"),
+    "fuse_ttl": Key(_duration, "AGENTLEDGER_FUSE_TTL", "default fuse lifetime for launch"),
+    "host_heartbeat": Key(_duration, "AGENTLEDGER_HOST_HEARTBEAT", "how often a daemon records its host alive"),
+    "metrics_addr": Key(_metrics_addr, "AGENTLEDGER_METRICS_ADDR", "daemon's /metrics and /healthz, HOST:PORT or off"),
+    "on_stop": Key(_text, "AGENTLEDGER_ON_STOP", "default command run after a session stops"),
+    "on_stop_timeout": Key(_duration, "AGENTLEDGER_ON_STOP_TIMEOUT", "how long an on-stop command may run"),
+}
+
+WEBHOOK_KEYS: dict[str, Key] = {
+    "url": Key(_http_url, "AGENTLEDGER_WEBHOOK_URL", "where to POST"),
+    "secret": Key(_text, "AGENTLEDGER_WEBHOOK_SECRET", "HMAC-SHA256 key for the signature headers", secret=True),
+    "events": Key(_events, None, "event types to send (default: all)"),
+    "timeout": Key(_duration, None, "per-request timeout"),
+    "give_up_after": Key(_duration, None, "dead-letter a delivery still failing after this long"),
+    "retry_initial": Key(_duration, None, "first retry delay; doubles each time, with jitter"),
+    "retry_max": Key(_duration, None, "longest retry delay"),
+    "start": Key(_start, None, "where a new endpoint starts: beginning of the log, or now"),
+}
+#: The endpoint the ``AGENTLEDGER_WEBHOOK_*`` variables configure.
+ENV_WEBHOOK = "default"
+_ENDPOINT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the file, apply the environment over it, validate everything; raise ConfigError on the first problem."""
+    env = os.environ if env is None else env
+    home = home_dir(env)
+    path = home / CONFIG_FILE_NAME
+    values, lines = _read_file(path)
+    found: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    for key, spec in KEYS.items():
+        raw_env = (env.get(spec.env) or "").strip() if spec.env else ""
+        if raw_env:
+            found[key] = _parse(spec, raw_env, spec.env)
+            sources[key] = f"env {spec.env}"
+        elif key in values:
+            where = f"{path}, line {lines.line_of(key)}"
+            found[key] = _parse(spec, values[key], f"{where}: {key}")
+            sources[key] = where
+        else:
+            sources[key] = "default"
+
+    webhooks = _webhooks(values.get("webhooks", {}), env, path, lines, sources)
+    warnings = _permission_warnings(path, values)
+    return Settings(home=home, webhooks=webhooks, sources=sources, warnings=warnings,
+                    file=path if path.exists() else None, **found)
+
+
+def _parse(spec: Key, value: Any, where: str) -> Any:
+    try:
+        return spec.parse(value)
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _webhooks(tables: Any, env: Mapping[str, str], path: Path, lines: _Lines,
+              sources: dict[str, str]) -> tuple[WebhookEndpoint, ...]:
+    endpoints: dict[str, dict[str, Any]] = {}
+    for name, table in tables.items():
+        at = f"{path}, line {lines.line_of(name, table='webhooks')}"
+        if not _ENDPOINT_NAME.fullmatch(name):
+            raise ConfigError(f"{at}: webhook name {name!r} may hold only letters, digits, '_', '-' and '.'")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{at}: webhooks.{name} must be a table ([webhooks.{name}])")
+        fields: dict[str, Any] = {}
+        for key, value in table.items():
+            where = f"{path}, line {lines.line_of(key, table=f'webhooks.{name}')}"
+            if key not in WEBHOOK_KEYS:
+                raise ConfigError(f"{where}: unknown key 'webhooks.{name}.{key}' "
+                                  f"(known: {', '.join(WEBHOOK_KEYS)})")
+            fields[key] = _parse(WEBHOOK_KEYS[key], value, f"{where}: webhooks.{name}.{key}")
+            sources[f"webhooks.{name}.{key}"] = where
+        endpoints[name] = fields
+    for key in ("url", "secret"):
+        variable = WEBHOOK_KEYS[key].env
+        raw = (env.get(variable) or "").strip() if variable else ""
+        if raw:
+            endpoints.setdefault(ENV_WEBHOOK, {})[key] = _parse(WEBHOOK_KEYS[key], raw, variable)
+            sources[f"webhooks.{ENV_WEBHOOK}.{key}"] = f"env {variable}"
+    result = []
+    for name, fields in endpoints.items():
+        if "url" not in fields:
+            where = sources.get(f"webhooks.{name}.secret", f"{path}")
+            raise ConfigError(f"{where}: webhook {name!r} has no url")
+        if fields.get("retry_max", 600.0) < fields.get("retry_initial", 1.0):
+            raise ConfigError(f"{path}: webhooks.{name}: retry_max is shorter than retry_initial")
+        result.append(WebhookEndpoint(name=name, **fields))
+    return tuple(result)
+
+
+def _permission_warnings(path: Path, values: dict[str, Any]) -> tuple[str, ...]:
+    holds_secret = any(isinstance(t, dict) and "secret" in t for t in values.get("webhooks", {}).values())
+    db = values.get("db")
+    holds_secret |= isinstance(db, str) and bool(urlsplit(db).password)
+    if not holds_secret:
+        return ()
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        return (f"{path} holds a secret and others can read it (mode {mode:03o}); run: chmod 600 {path}",)
+    return ()
+
+
+class _Lines:
+    """Where a key sits in the file's text, for error messages (tomllib does not say)."""
+
+    _HEADER = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]\s*(#.*)?$")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def line_of(self, key: str, table: str = "") -> int | str:
+        current = ""
+        assignment = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+        header = f"{table}.{key}" if table else key
+        for number, row in enumerate(self.text.splitlines(), 1):
+            match = self._HEADER.match(row)
+            if match:
+                current = match.group(1).replace('"', "").replace("'", "")
+                if current == header:
+                    return number
+            elif current == table and assignment.match(row):
+                return number
+        return "?"
+
+
+def _read_file(path: Path) -> tuple[dict[str, Any], _Lines]:
+    if not path.exists():
+        return {}, _Lines("")
+    import tomllib
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        message = str(error)
+        match = re.search(r"\(at line (\d+), column \d+\)$", message)
+        if match:
+            reason = message[: match.start()].strip()
+            raise ConfigError(f"{path}, line {match.group(1)}: not valid TOML: {reason}") from None
+        raise ConfigError(f"{path}: not valid TOML: {message}") from None
+    lines = _Lines(text)
+    for key in values:
+        if key not in KEYS and key != "webhooks":
+            raise ConfigError(f"{path}, line {lines.line_of(key)}: unknown key {key!r} "
+                              f"(known: {', '.join([*KEYS, 'webhooks'])})")
+    if "webhooks" in values and not isinstance(values["webhooks"], dict):
+        raise ConfigError(f"{path}, line {lines.line_of('webhooks')}: 'webhooks' must be tables [webhooks.NAME]")
+    return values, lines
+
+
+def shown(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain values, secrets masked: for ``config show``."""
+    from agentledger.infrastructure.config import store_location
+
+    def value_of(key: str) -> Any:
+        value = getattr(settings, key)
+        if key == "db":
+            return store_location({"AGENTLEDGER_DB": value} if value else {"AGENTLEDGER_HOME": str(settings.home)}).url
+        if isinstance(value, float):
+            return format_duration(value)
+        if isinstance(value, MetricsAddress):
+            return str(value)
+        return "off" if key == "metrics_addr" and value is None else value
+
+    entries = {key: {"value": value_of(key), "source": settings.sources[key]} for key in KEYS}
+    hooks = {}
+    for endpoint in settings.webhooks:
+        entry = {}
+        for key in WEBHOOK_KEYS:
+            value = getattr(endpoint, key)
+            if key == "secret" and value is not None:
+                value = SECRET_MASK
+            elif isinstance(value, float):
+                value = format_duration(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            entry[key] = {"value": value, "source": settings.sources.get(f"webhooks.{endpoint.name}.{key}", "default")}
+        hooks[endpoint.name] = entry
+    return {"home": str(settings.home), "file": str(settings.file) if settings.file else None,
+            "settings": entries, "webhooks": hooks, "warnings": list(settings.warnings)}
