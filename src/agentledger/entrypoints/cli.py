@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agentledger.entrypoints import host_commands
 
     host_commands.add_parsers(command)
+    from agentledger.entrypoints import config_commands
+
+    config_commands.add_parsers(command)
     return parser
 
 

@@ -144,10 +144,11 @@ def _daemon_run(context: Any, args: argparse.Namespace) -> int:
 
 
 def _interval(args: argparse.Namespace) -> float:
-    """``--interval``, else the configured ``reconcile_interval``."""
+    """``--interval``, else the configured ``reconcile_interval``; the whole configuration is checked either way."""
     from agentledger.infrastructure.settings import load_settings
 
-    return args.interval if args.interval is not None else load_settings().reconcile_interval
+    configured = load_settings().reconcile_interval
+    return args.interval if args.interval is not None else configured
 
 
 def _daemon_start(context: Any, args: argparse.Namespace) -> int:
