@@ -87,13 +87,22 @@ def test_file_values_environment_wins_and_each_source_is_named(cli, home, monkey
     ('metrics_addr = "localhost"\n', "line 1: metrics_addr: 'localhost': expected HOST:PORT"),
     ('[webhooks.router]\nurl = "http://127.0.0.1:1/x"\nevents = ["session.ended"]\n', "unknown event type 'session.ended'"),
 ])
-def test_a_bad_file_is_one_line_naming_file_and_line_and_nothing_starts(cli, home, content, expected):
+def test_a_bad_file_is_one_line_naming_file_and_line(cli, home, content, expected):
     path = write_config(home, content)
-    for command in (("config", "show"), ("daemon", "start"), ("launch", "--", "sleep", "30"), ("list",)):
+    for command in (("config", "show"), ("launch", "--", "sleep", "30")):
         result = cli(*command, check=False)
         assert result.returncode == 2, (command, result)
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
         assert str(path) in result.stderr and expected in result.stderr, result.stderr
+
+
+def test_with_a_bad_file_nothing_starts(cli, home):
+    path = write_config(home, 'fuse_ttl = "30s"\nreconcile_intervall = "5s"\n')
+    for command in (("daemon", "start"), ("daemon", "run"), ("launch", "--", "sleep", "30"), ("list",)):
+        result = cli(*command, check=False)
+        assert result.returncode == 2, (command, result)
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"{path}, line 2: unknown key 'reconcile_intervall'" in result.stderr, result.stderr
     path.unlink()
     assert cli.json_lines("list", "--all") == []
     assert cli("daemon", "status", check=False).returncode == 3  # not running
@@ -108,7 +117,7 @@ def test_a_bad_file_is_one_line_naming_file_and_line_and_nothing_starts(cli, hom
 ])
 def test_a_bad_variable_is_one_line_and_nothing_starts(cli, monkeypatch, variable, value, expected):
     monkeypatch.setenv(variable, value)
-    for command in (("config", "show"), ("daemon", "start"), ("launch", "--", "sleep", "30")):
+    for command in (("config", "show"), ("launch", "--", "sleep", "30")):
         result = cli(*command, check=False)
         assert result.returncode == 2 and expected in result.stderr, (command, result.stderr)
         assert result.stderr.count("\n") == 1 and "hunter2" not in result.stderr
