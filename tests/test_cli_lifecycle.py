@@ -17,12 +17,13 @@ def ts(text: str) -> float:
 
 
 def test_a_session_goes_from_running_to_exited_with_its_code(cli, tmp_path):
-    marker = tmp_path / "ended"
-    sid = cli.launch("sh", "-c", f"sleep 1; date +%s.%N > {marker}; exit 7")
+    marker, go = tmp_path / "ended", tmp_path / "go"
+    sid = cli.launch("sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done; date +%s.%N > {marker}; exit 7")
     assert len(sid) == 32
     status = cli.json("status", sid)
     assert status["status"] == "running" and status["fuse"]["live"]
     assert psutil.Process(status["pid"]).is_running()
+    go.touch()
     stopped = wait_for(lambda: (s := cli.json("status", sid[:8]))["status"] == "stopped" and s)
     assert (stopped["stop_reason"], stopped["exit_code"], stopped["stopped_by"]) == ("exited", 7, "supervisor")
     assert stopped["fuse"] == {**stopped["fuse"], "state": "cancelled", "live": False}

@@ -470,8 +470,8 @@ def test_the_store_can_be_named_in_config_toml_and_the_environment_wins(home, mo
     assert store_location().path == tmp_path / "from-env.db"
     monkeypatch.delenv("AGENTLEDGER_DB")
     for text, words in (('db = "sqlite:///x"\ncolour = "red"\n', "line 2: unknown key 'colour'"),
-                        ("db = \n", "not valid TOML"), ("db = 3\n", "'db' must be a string"),
-                        ('db = "mysql://x"\n', "config.toml: db: unsupported store")):
+                        ("db = \n", "not valid TOML"), ("db = 3\n", "line 1: db: expected a non-empty string"),
+                        ('db = "mysql://x"\n', "config.toml, line 1: db: unsupported store")):
         config.write_text(text)
         with pytest.raises(ConfigError) as refused:
             store_location()

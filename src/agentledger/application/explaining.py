@@ -42,8 +42,50 @@ def explain(store: Any, session_id: str, now: datetime) -> dict[str, Any]:
     else:
         facts["status"] = session.status
         facts["running"] = _running_facts(session, now)
+    facts["on_stop"] = _hook_facts(ledger, session)
     facts["headline"] = headline(facts)
     return facts
+
+
+def _hook_facts(ledger: Any, session: Session) -> dict[str, Any] | None:
+    """The on-stop command and what became of it; None if the session has none.
+
+    ``state``: ``waiting`` (the session runs), ``not-run`` (stopped, nobody
+    claimed it yet), ``claimed`` (running now, or its claimant died before
+    recording an outcome), ``finished`` or ``timed-out``.
+    """
+    if not session.on_stop:
+        return None
+    hook = ledger.stop_hook(session.id)
+    facts: dict[str, Any] = {"command": session.on_stop, "timeout": session.on_stop_timeout,
+                             "claimed_by": None, "claimed_at": None, "outcome": None}
+    if hook is None:
+        facts["state"] = "not-run" if session.is_stopped else "waiting"
+    else:
+        outcome = hook.outcome
+        facts.update(claimed_by=hook.claimed_by, claimed_at=hook.created_on, outcome=outcome)
+        facts["state"] = "claimed" if outcome is None else "timed-out" if outcome["timed_out"] else "finished"
+    facts["summary"] = hook_words(facts)
+    return facts
+
+
+def hook_words(hook: dict[str, Any]) -> str:
+    """'on-stop hook `CMD`: exit 0 after 0.2s', '… not run yet', '… timed out: ended by SIGTERM after 1s'."""
+    from agentledger.application.stop_hooks import outcome_words
+
+    state = hook["state"]
+    if state == "waiting":
+        what = "runs when the session stops"
+    elif state == "not-run":
+        what = "not run yet (the supervisor, or the daemon of the session's host, runs it)"
+    elif state == "claimed":
+        who = hook["claimed_by"]
+        what = (f"claimed by the {who.get('component')} on {who.get('host')} (pid {who.get('pid')}) at "
+                f"{format_clock(hook['claimed_at'])} UTC; no outcome recorded yet")
+    else:
+        who = hook["claimed_by"]
+        what = f"{outcome_words(hook['outcome'])} (run by the {who.get('component')} on {who.get('host')})"
+    return f"on-stop hook `{hook['command']}`: {what}"
 
 
 def _stop_facts(store: Any, session: Session) -> dict[str, Any]:

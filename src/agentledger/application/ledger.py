@@ -25,6 +25,7 @@ from agentledger.application.errors import SessionNotFound, StoreError
 from agentledger.application.retry import retry_while_locked
 from agentledger.domain.hosts import Host
 from agentledger.domain.session import Session
+from agentledger.domain.stop_hooks import StopHook, stop_hook_id
 
 T = TypeVar("T")
 
@@ -36,7 +37,7 @@ class Ledger(Application[UUID]):
     """The append-only log of session events, and the commands that append to it."""
 
     name = "agentledger"
-    snapshotting_intervals = {Session: 200, Host: 200}  # noqa: RUF012 - library's class-level setting
+    snapshotting_intervals = {Session: 200, Host: 200, StopHook: 200}  # noqa: RUF012 - library's class-level setting
 
     # -- reading ---------------------------------------------------------------
 
@@ -48,6 +49,13 @@ class Ledger(Application[UUID]):
 
     def session_events(self, session_id: UUID) -> list[Any]:
         return list(self.events.get(session_id))
+
+    def stop_hook(self, session_id: UUID) -> StopHook | None:
+        """The session's on-stop hook, or None while nobody has claimed it."""
+        try:
+            return self.repository.get(stop_hook_id(session_id.hex))
+        except AggregateNotFoundError:
+            return None
 
     # -- writing ---------------------------------------------------------------
 

@@ -53,6 +53,8 @@ class Session(Aggregate):
         log_path: str | None
         launched_by: str
         timeout: float | None = None  # master timeout in seconds from launch, opt-in
+        on_stop: str | None = None  # shell command run once after the stop (a StopHook records it)
+        on_stop_timeout: float | None = None  # how long that command may run
 
     class FuseSet(Aggregate.Event):
         """A lease on the lifecycle: until ``expires_at`` someone watches the session."""
@@ -149,6 +151,8 @@ class Session(Aggregate):
         log_path: str | None,
         launched_by: str,
         timeout: float | None = None,
+        on_stop: str | None = None,
+        on_stop_timeout: float | None = None,
     ) -> None:
         self.argv = argv
         self.cwd = cwd
@@ -167,6 +171,8 @@ class Session(Aggregate):
         self.log_path = log_path
         self.launched_by = launched_by
         self.timeout = timeout
+        self.on_stop = on_stop
+        self.on_stop_timeout = on_stop_timeout
         self.status = SessionStatus.RUNNING.value
         self.fuse_state = FuseState.NONE.value
         self.fuse_ttl: float | None = None
@@ -182,6 +188,8 @@ class Session(Aggregate):
 
     #: Defaults for attributes newer than some stored snapshots.
     timeout: float | None = None
+    on_stop: str | None = None
+    on_stop_timeout: float | None = None
 
     # -- queries ---------------------------------------------------------------
 

@@ -51,8 +51,22 @@ def cmd_why(context: Any, args: argparse.Namespace) -> int:
         return 0
     print(f"{facts['session_id'][:12]} is {facts['status']}. {facts['headline']}")
     print()
-    key_values(_stopped_pairs(facts) if facts["status"] == "stopped" else _running_pairs(facts))
+    key_values([*(_stopped_pairs(facts) if facts["status"] == "stopped" else _running_pairs(facts)),
+                *_hook_pairs(facts["on_stop"])])
     return 0
+
+
+def _hook_pairs(hook: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """The on-stop hook's outcome and the last line of its output, if the session has one."""
+    if hook is None:
+        return []
+    from agentledger.entrypoints.render import shorten
+
+    pairs: list[tuple[str, Any]] = [("On-stop hook", hook["summary"].removeprefix("on-stop hook "))]
+    lines = ((hook["outcome"] or {}).get("output_tail") or "").strip().splitlines()
+    if lines:
+        pairs.append(("Hook output", f"{shorten(lines[-1], 100)} (last line; 'why --json' has the last 2 KB)"))
+    return pairs
 
 
 def _stopped_pairs(facts: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=types.duration, default=None, metavar="DURATION",
                    help="master timeout: when it passes, SIGTERM the process group (SIGKILL "
                         f"{format_duration(DEFAULT_TERMINATION_GRACE)} later) and record the stop as 'timeout'")
+    p.add_argument("--on-stop", default=None, metavar="CMD",
+                   help="shell command run once after the session stops, with AGENTLEDGER_SESSION_ID, "
+                        "_EXIT_CODE, _STOP_REASON, _CWD, _ADAPTER (and _SIGNAL) set; its outcome is logged "
+                        "(default: on_stop in the configuration; '' for none)")
+    p.add_argument("--on-stop-timeout", type=types.duration, default=None, metavar="DURATION",
+                   help="SIGTERM (then SIGKILL) the on-stop command after this long "
+                        "(default: on_stop_timeout in the configuration, else 60s)")
     p.add_argument("--name", help="a label for people")
     p.add_argument("--adapter", default="command", help="agent adapter name (default: command)")
     p.add_argument("--model", help="model the agent uses, recorded for reference")
@@ -135,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agentledger.entrypoints import config_commands
 
     config_commands.add_parsers(command)
+    from agentledger.entrypoints import webhook_commands
+
+    webhook_commands.add_parsers(command)
     return parser
 
 
@@ -276,6 +286,7 @@ def cmd_launch(context: Context, args: argparse.Namespace) -> int:
     cwd = os.path.abspath(args.cwd or os.getcwd())
     if not os.path.isdir(cwd):
         raise UsageError(f"--cwd {args.cwd!r} is not a directory")
+    on_stop = (settings.on_stop if args.on_stop is None else args.on_stop.strip()) or None  # '' turns it off
     store = context.store  # creates the store now rather than in the supervisor
     session_id = uuid4().hex
     logs = logs_dir()
@@ -295,6 +306,8 @@ def cmd_launch(context: Context, args: argparse.Namespace) -> int:
         labels=dict(args.label),
         heartbeat_every=args.heartbeat_every,
         timeout=args.timeout,
+        on_stop=on_stop,
+        on_stop_timeout=(args.on_stop_timeout or settings.on_stop_timeout) if on_stop else None,
     )
     env = dict(os.environ, AGENTLEDGER_HOME=str(home_dir()), AGENTLEDGER_DB=store.location.connect_url)
     answer = start_supervisor(spec, env, logs / f"{session_id}.supervisor.log")

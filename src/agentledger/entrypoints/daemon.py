@@ -31,11 +31,13 @@ from typing import Any
 from agentledger import __version__
 from agentledger.application.hosting import record_daemon_alive, record_daemon_stopped
 from agentledger.application.reconciling import Outcome, PassReport, Reconciler
+from agentledger.application.stop_hooks import PendingStopHooks
 from agentledger.domain.durations import format_duration
 from agentledger.domain.policy import ReconcilePolicy
 from agentledger.infrastructure.daemon_files import DaemonAlreadyRunning, DaemonFiles
 from agentledger.infrastructure.host import boot_id, host_name
 from agentledger.infrastructure.launcher import Handshake
+from agentledger.infrastructure.metrics_server import Check, LoopWatch, thread_alive
 from agentledger.infrastructure.settings import Settings
 from agentledger.infrastructure.spool import Spool
 
@@ -57,6 +59,7 @@ class Daemon:
         self.interval = interval
         self.policy = policy
         self.reconciler = Reconciler(store, policy=policy, spool=Spool(files.home))
+        self.stop_hooks = PendingStopHooks(store)  # on-stop hooks of sessions stopped by others
         self.started_at = datetime.now(timezone.utc)
         self.passes = 0
         self.last_pass: dict[str, Any] | None = None
@@ -64,6 +67,16 @@ class Daemon:
         self.scheduler: Any = None
         self.shutdown = threading.Event()
         self.in_pass = threading.Lock()  # held by the pass in flight
+        self.pass_watch = LoopWatch(interval)
+        self.beat_watch = LoopWatch(self.host_heartbeat)
+        #: /healthz asks each of these whether its loop is alive and current: a thread the daemon
+        #: runs adds itself with one line, ``self.loops[name] = thread_alive(thread)``.
+        self.loops: dict[str, Check] = {"reconcile": self.pass_watch.check,
+                                        "host-heartbeat": self.beat_watch.check}
+        self.metrics: Any = None  # DaemonMetrics while /metrics is served
+        self.metrics_server: Any = None
+        self.metrics_error: str | None = None  # why /metrics is not served although configured
+        self.webhooks: Any = None  # the webhook Dispatcher (enqueue + one thread per endpoint), if configured
 
     def run(self, handshake: Handshake) -> int:
         from apscheduler.executors.pool import ThreadPoolExecutor
@@ -82,6 +95,10 @@ class Daemon:
             signal.signal(signum, self._on_signal)
         self.host_alive()
         follower = self._follow_the_log()
+        if follower is not None:
+            self.loops["log-follower"] = thread_alive(follower)
+        self._start_webhooks()
+        self._serve_metrics()
         self.scheduler.start()
         log.info(
             "daemon started: pid %d, host %s, store %s, pass every %s",
@@ -95,10 +112,15 @@ class Daemon:
         self.scheduler.shutdown(wait=False)
         if follower is not None:
             follower.stop()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         with self.in_pass:
+            self.stop_hooks.close()
             self.reconciler.close()
             self._host_event(record_daemon_stopped, pid=os.getpid())
             self._write_status(state="stopped")
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         log.info("daemon stopped after %d passes", self.passes)
         return 0
 
@@ -117,11 +139,56 @@ class Daemon:
         follower.start()
         return follower
 
+    def _start_webhooks(self) -> None:
+        """Deliver webhooks from threads of their own (``application/webhooks.py``): the pass never waits on them."""
+        if not self.settings.webhooks:
+            return
+        from agentledger.application.webhooks import Dispatcher
+        from agentledger.infrastructure.store import open_store
+
+        location = self.store.location
+        self.webhooks = Dispatcher(self.settings.webhooks, lambda: open_store(location))
+        self.webhooks.start()
+        for thread in self.webhooks.threads:
+            self.loops[thread.name] = thread_alive(thread)
+
+    def _serve_metrics(self) -> None:
+        """``/metrics`` and ``/healthz`` on the configured address, unless it is ``off``.
+
+        An address already taken does not stop the daemon: reconciling matters
+        more than being watched. One error line says so, ``daemon status``
+        shows it, and neither endpoint answers until the daemon is restarted.
+        """
+        address = self.settings.metrics_addr
+        if address is None:
+            log.info("metrics: off (metrics_addr = off): no /metrics or /healthz")
+            return
+        from prometheus_client import CollectorRegistry
+
+        from agentledger.infrastructure.metrics_server import DaemonMetrics, MetricsServer
+        from agentledger.projections.metrics import LedgerCollector
+
+        registry = CollectorRegistry()
+        try:
+            self.metrics_server = MetricsServer(address, registry, self.loops)
+        except OSError as error:
+            self.metrics_error = f"cannot listen on {address}: {error.strerror or error}"
+            log.error("metrics: %s; /metrics and /healthz are NOT served (set metrics_addr to a free HOST:PORT "
+                      "or off, and restart); reconciling goes on", self.metrics_error)
+            return
+        collector = LedgerCollector(self.store.location, self.files.home)
+        registry.register(collector)
+        self.metrics_server.closing.append(collector.close)
+        self.metrics = DaemonMetrics(registry, host=host_name(), started_at=self.started_at.timestamp())
+        self.metrics_server.start()
+        log.info("metrics: serving http://%s/metrics and /healthz", address)
+
     def host_alive(self) -> None:
         """This host's sign of life in the log: readers call the host silent when these stop coming."""
-        if not self.shutdown.is_set():
-            self._host_event(record_daemon_alive, pid=os.getpid(), version=__version__, boot_id=boot_id(),
-                             every=self.host_heartbeat)
+        with self.beat_watch.running():
+            if not self.shutdown.is_set():
+                self._host_event(record_daemon_alive, pid=os.getpid(), version=__version__, boot_id=boot_id(),
+                                 every=self.host_heartbeat)
 
     def _host_event(self, record: Any, **fields: Any) -> None:
         try:
@@ -130,7 +197,7 @@ class Daemon:
             log.error("host heartbeat not recorded: %s", error)
 
     def run_pass(self) -> None:
-        with self.in_pass:
+        with self.in_pass, self.pass_watch.running():
             if not self.reconciler.stopping.is_set():
                 self._pass()
 
@@ -141,6 +208,7 @@ class Daemon:
         except Exception as error:  # the next pass tries again; the daemon keeps running
             log.error("reconcile pass failed: %s", error, exc_info=log.isEnabledFor(logging.DEBUG))
             self.last_pass = {"at": datetime.now(timezone.utc), "error": str(error)}
+            report = None
         else:
             self._log(report)
             self.last_pass = {
@@ -151,6 +219,9 @@ class Daemon:
                 "error": None,
             }
             self._bring_forward(report.next_due)
+        if self.metrics is not None:
+            self.metrics.record_pass(report, time.perf_counter() - started)
+        self.stop_hooks.poke()  # runs them on a thread of its own: never delays the next pass
         self.passes += 1
         self._write_status(state="running")
 
@@ -213,6 +284,9 @@ class Daemon:
             "sessions_watched": (self.last_pass or {}).get("sessions"),
             "guard": self.guard,
             "next_pass_at": job.next_run_time if job else None,
+            "webhooks": self.webhooks.status() if self.webhooks is not None else None,
+            "metrics": {"address": str(self.settings.metrics_addr) if self.settings.metrics_addr else None,
+                        "serving": self.metrics_server is not None, "error": self.metrics_error},
         })
 
 

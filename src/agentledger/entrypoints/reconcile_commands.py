@@ -247,6 +247,11 @@ def _daemon_status(context: Any, args: argparse.Namespace) -> int:
     if status is not None:
         last = status.get("last_pass") or {}
         pairs.append(("Interval", format_duration(status["interval_seconds"])))
+        metrics = status.get("metrics")
+        if metrics is not None:
+            pairs.append(("Metrics", "off" if metrics["address"] is None else
+                          f"http://{metrics['address']}/metrics and /healthz" if metrics["serving"] else
+                          f"NOT SERVED: {metrics['error']}"))
         if last.get("error"):
             pairs.append(("Last pass", f"{relative(_epoch(last['at']), now)}: FAILED: {last['error']}"))
         elif last:

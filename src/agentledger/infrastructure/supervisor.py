@@ -14,7 +14,9 @@ Life of a supervisor:
 4. with ``--timeout``: when it passes, append ``StopRequested(cause=timeout)`` and
    SIGTERM the process group, then SIGKILL after the termination grace;
 5. the moment the process ends (pidfd), append ``FuseCancelled`` + ``Stopped``
-   with the exit code or signal (reason ``timeout`` after step 4), then exit.
+   with the exit code or signal (reason ``timeout`` after step 4);
+6. with ``--on-stop``: claim and run the on-stop command, record its outcome
+   (``application/stop_hooks.py``), then exit.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class LaunchSpec:
     heartbeat_every: float | None = None  # default TTL/3
     timeout: float | None = None  # master timeout, seconds from launch
     termination_grace: float = DEFAULT_TERMINATION_GRACE  # after the timeout's SIGTERM, before SIGKILL
+    on_stop: str | None = None  # shell command to run once the stop is recorded
+    on_stop_timeout: float | None = None
 
     @property
     def heartbeat_interval(self) -> float:
@@ -88,6 +92,8 @@ class LaunchSpec:
             "launched_by": self.launched_by,
             "supervisor_pid": os.getpid(),
             "timeout": self.timeout,
+            "on_stop": self.on_stop,
+            "on_stop_timeout": self.on_stop_timeout,
         }
 
 
@@ -102,15 +108,16 @@ class Supervisor:
 
     def run(self) -> int:
         process = self._spawn()
-        if process is None:
-            return 0
-        watcher = ExitWatcher(process)
-        self._forward_termination_signals(process.pid)
-        try:
-            returncode = self._watch(watcher)
-        finally:
-            watcher.close()
-        self._record_exit(ObservedExit(returncode, signal_name(-returncode) if returncode < 0 else None))
+        if process is not None:
+            watcher = ExitWatcher(process)
+            self._forward_termination_signals(process.pid)
+            try:
+                returncode = self._watch(watcher)
+            finally:
+                watcher.close()
+            self._record_exit(ObservedExit(returncode, signal_name(-returncode) if returncode < 0 else None))
+        if self.spec.on_stop:
+            self._run_stop_hook()
         return 0
 
     # -- start -----------------------------------------------------------------
@@ -273,6 +280,18 @@ class Supervisor:
                 log.error("stop not recorded yet (%s); retrying", error)
                 time.sleep(1.0)
         spool.take(sid)
+
+    def _run_stop_hook(self) -> None:
+        """Whoever recorded the stop, the supervisor is on the session's host and runs its hook first."""
+        from agentledger.application.stop_hooks import outcome_words, run_stop_hook
+
+        try:
+            hook = run_stop_hook(self.ledger, self.session_id, claimed_by=actor(Component.SUPERVISOR.value))
+        except Exception as error:  # the daemon runs a hook nobody claimed; a claimed one is not run twice
+            log.error("on-stop hook not run or not recorded: %s", error)
+            return
+        if hook is not None and hook.outcome is not None:
+            log.info("on-stop hook ran: %s", outcome_words(hook.outcome))
 
 
 def record_observed_exit(session: Session, observed: ObservedExit, *, pid: int | None, decided_by: dict[str, Any],
