@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
-from uuid import UUID, uuid4
+from datetime import timedelta
+from uuid import UUID
 
 import pytest
 

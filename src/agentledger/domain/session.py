@@ -26,6 +26,9 @@ from agentledger.domain.liveness import ProcessIdentity
 from agentledger.domain.vocabulary import FuseState, SessionStatus, StopCause, StopReason
 
 
+#: What an agent adapter may report (``AgentObserved``'s optional fields).
+AGENT_FACTS = ("native_session_id", "model", "title", "tokens_in", "tokens_out", "cost", "last_activity_at")
+
 #: The reason of the ``FuseCancelled`` that a stop appends when it finds a fuse still set.
 STOP_CANCEL_REASON = "session stopped"
 
@@ -110,6 +113,37 @@ class Session(Aggregate):
         decided_by: dict[str, Any]
         evidence: dict[str, Any]
 
+    class AgentObserved(Aggregate.Event):
+        """Facts an agent adapter read in the agent's own storage; only the ones that changed (None: unchanged).
+
+        ``heartbeat`` is true when the agent showed fresh activity: that counts
+        as a heartbeat (``fuse_expires_at`` is then the fuse's new expiry, as
+        for ``Heartbeat``). An adapter never stops a session.
+        """
+
+        source: str
+        native_session_id: str | None = None
+        model: str | None = None
+        title: str | None = None
+        tokens_in: int | None = None
+        tokens_out: int | None = None
+        cost: float | None = None
+        last_activity_at: datetime | None = None
+        heartbeat: bool = False
+        fuse_expires_at: datetime | None = None
+
+        def apply(self, aggregate: Session) -> None:
+            facts = dict(aggregate.agent_facts or {})
+            for name in AGENT_FACTS:
+                value = getattr(self, name)
+                if value is not None:
+                    facts[name] = value
+            aggregate.agent_facts = facts
+            if self.heartbeat:
+                aggregate.last_heartbeat_at = self.timestamp
+                if self.fuse_expires_at is not None:
+                    aggregate._arm(self.fuse_expires_at)
+
     class Stopped(Aggregate.Event):
         """Final. ``decided_by`` says who appended it; ``evidence`` what it saw."""
 
@@ -190,6 +224,7 @@ class Session(Aggregate):
     timeout: float | None = None
     on_stop: str | None = None
     on_stop_timeout: float | None = None
+    agent_facts: dict[str, Any] | None = None  # the latest AgentObserved facts, merged
 
     # -- queries ---------------------------------------------------------------
 
@@ -239,6 +274,29 @@ class Session(Aggregate):
             assert self.fuse_ttl is not None and self.fuse_expires_at is not None
             new_expiry = max(self.fuse_expires_at, now + timedelta(seconds=self.fuse_ttl))
         self.trigger_event(self.Heartbeat, source=source, fuse_expires_at=new_expiry)
+
+    def observe_agent(self, *, facts: dict[str, Any], heartbeat: bool, source: str, now: datetime) -> bool:
+        """Record the adapter's facts that differ from those recorded; False (nothing appended) if none do.
+
+        With ``heartbeat`` (the agent's storage shows activity since the last
+        look) the event is also evidence of life and extends a set fuse as
+        :meth:`heartbeat` does, so the supervisor need not append both.
+        """
+        self._refuse_if_stopped()
+        unknown = set(facts) - set(AGENT_FACTS)
+        if unknown:
+            raise ValueError(f"not agent facts: {sorted(unknown)}")
+        known = self.agent_facts or {}
+        changed = {k: v for k, v in facts.items() if v is not None and known.get(k) != v}
+        if not changed and not heartbeat:
+            return False
+        new_expiry = None
+        if heartbeat and self.fuse_state in (FuseState.SET.value, FuseState.EXPIRED.value):
+            assert self.fuse_ttl is not None and self.fuse_expires_at is not None
+            new_expiry = max(self.fuse_expires_at, now + timedelta(seconds=self.fuse_ttl))
+        self.trigger_event(self.AgentObserved, source=source, heartbeat=heartbeat, fuse_expires_at=new_expiry,
+                           **changed)
+        return True
 
     def cancel_fuse(self, *, by: str, reason: str) -> None:
         self._refuse_if_stopped()

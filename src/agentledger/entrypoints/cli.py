@@ -16,7 +16,6 @@ from typing import Any
 
 from agentledger import __version__
 from agentledger.domain.durations import InvalidDuration, format_duration
-from agentledger.domain.policy import DEFAULT_TERMINATION_GRACE
 from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
 
@@ -45,31 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="answer from the log as it stood then: an ISO time, -15m, or @POSITION "
                             "(replayed into a scratch copy; the live read models are not used)")
 
-    p = command("launch", "start ARGV under a supervisor and print its session id")
-    p.add_argument("--cwd", default=None, help="working directory (default: the current one)")
-    p.add_argument("--fuse-ttl", type=types.duration, default=None, metavar="DURATION",
-                   help="fuse lifetime; the supervisor heartbeats every TTL/3 "
-                        "(default: fuse_ttl in the configuration, else 30s)")
-    p.add_argument("--heartbeat-every", type=types.duration, default=None, metavar="DURATION",
-                   help="supervisor heartbeat interval, at most TTL/2 (default TTL/3)")
-    p.add_argument("--timeout", type=types.duration, default=None, metavar="DURATION",
-                   help="master timeout: when it passes, SIGTERM the process group (SIGKILL "
-                        f"{format_duration(DEFAULT_TERMINATION_GRACE)} later) and record the stop as 'timeout'")
-    p.add_argument("--on-stop", default=None, metavar="CMD",
-                   help="shell command run once after the session stops, with AGENTLEDGER_SESSION_ID, "
-                        "_EXIT_CODE, _STOP_REASON, _CWD, _ADAPTER (and _SIGNAL) set; its outcome is logged "
-                        "(default: on_stop in the configuration; '' for none)")
-    p.add_argument("--on-stop-timeout", type=types.duration, default=None, metavar="DURATION",
-                   help="SIGTERM (then SIGKILL) the on-stop command after this long "
-                        "(default: on_stop_timeout in the configuration, else 60s)")
-    p.add_argument("--name", help="a label for people")
-    p.add_argument("--adapter", default="command", help="agent adapter name (default: command)")
-    p.add_argument("--model", help="model the agent uses, recorded for reference")
-    p.add_argument("--prompt", help="prompt given to the agent, recorded for reference")
-    p.add_argument("--group", help="group this session belongs to")
-    p.add_argument("--label", type=types.label, action="append", default=[], metavar="KEY=VALUE", help="repeatable")
-    json_flag(p)
-    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- ARGV...", help="the command to run")
+    from agentledger.entrypoints import launch_commands
+
+    launch_commands.add_parsers(command)
 
     p = command("stop", "terminate a session's process group and record the stop")
     session_arg(p)
@@ -99,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("list", "list sessions, newest first (default: not stopped)")
     p.add_argument("--all", action="store_true", help="include stopped sessions")
+    p.add_argument("--group", default=None, metavar="G", help="only sessions launched with --group G")
     p.add_argument("--status", help="only sessions with this status (running, unwatched, stopping, stopped)")
     as_of_option(p)
     json_flag(p)
@@ -145,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agentledger.entrypoints import webhook_commands
 
     webhook_commands.add_parsers(command)
+    from agentledger.entrypoints import adapter_commands
+
+    adapter_commands.add_parsers(command)
     return parser
 
 
@@ -262,70 +243,6 @@ def _describe_error(error: Exception) -> tuple[str, int]:
 # -- commands -------------------------------------------------------------------
 
 
-def cmd_launch(context: Context, args: argparse.Namespace) -> int:
-    from uuid import uuid4
-
-    from agentledger.application.errors import UsageError
-    from agentledger.infrastructure.config import home_dir, logs_dir
-    from agentledger.infrastructure.host import os_user
-    from agentledger.infrastructure.launcher import start_supervisor
-    from agentledger.infrastructure.settings import load_settings
-    from agentledger.infrastructure.supervisor import LaunchSpec
-
-    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-    if not argv or not argv[0]:
-        raise UsageError("launch needs a command: agentledger launch [OPTIONS] -- ARGV...")
-    settings = load_settings()  # a bad configuration stops the launch before anything starts
-    if args.fuse_ttl is None:
-        args.fuse_ttl = settings.fuse_ttl
-    if args.heartbeat_every is not None and args.heartbeat_every > args.fuse_ttl / 2:
-        raise UsageError(
-            f"--heartbeat-every {format_duration(args.heartbeat_every)} is more than half the fuse TTL "
-            f"({format_duration(args.fuse_ttl)}): one late heartbeat would let the fuse lapse"
-        )
-    cwd = os.path.abspath(args.cwd or os.getcwd())
-    if not os.path.isdir(cwd):
-        raise UsageError(f"--cwd {args.cwd!r} is not a directory")
-    on_stop = (settings.on_stop if args.on_stop is None else args.on_stop.strip()) or None  # '' turns it off
-    store = context.store  # creates the store now rather than in the supervisor
-    session_id = uuid4().hex
-    logs = logs_dir()
-    logs.mkdir(parents=True, exist_ok=True, mode=0o700)
-    spec = LaunchSpec(
-        session_id=session_id,
-        argv=argv,
-        cwd=cwd,
-        fuse_ttl=args.fuse_ttl,
-        log_path=str(logs / f"{session_id}.log"),
-        launched_by=os_user(),
-        adapter=args.adapter,
-        name=args.name,
-        model=args.model,
-        prompt=args.prompt,
-        group=args.group,
-        labels=dict(args.label),
-        heartbeat_every=args.heartbeat_every,
-        timeout=args.timeout,
-        on_stop=on_stop,
-        on_stop_timeout=(args.on_stop_timeout or settings.on_stop_timeout) if on_stop else None,
-    )
-    env = dict(os.environ, AGENTLEDGER_HOME=str(home_dir()), AGENTLEDGER_DB=store.location.connect_url)
-    answer = start_supervisor(spec, env, logs / f"{session_id}.supervisor.log")
-    if not answer["ok"]:
-        if answer.get("kind") == "spawn-failed":
-            raise UsageError(f"{answer['error']} (recorded as session {session_id[:12]}, spawn-failed)")
-        from agentledger.application.errors import LedgerError
-
-        raise LedgerError(answer["error"])
-    if args.json:
-        from agentledger.entrypoints.render import write_json
-
-        write_json({"id": session_id, "pid": answer["pid"], "log_path": spec.log_path})
-    else:
-        print(session_id)
-    return 0
-
-
 def cmd_stop(context: Context, args: argparse.Namespace) -> int:
     from uuid import UUID
 
@@ -428,7 +345,7 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
     from agentledger.projections.queries import list_sessions, session_json
 
     db, now = context.read_models(args.as_of)
-    rows = list_sessions(db, include_stopped=args.all, status=args.status, now=now)
+    rows = list_sessions(db, include_stopped=args.all, status=args.status, now=now, group=args.group)
     if args.json:
         write_json_lines(session_json(r, now) for r in rows)
         return 0
@@ -503,6 +420,9 @@ def cmd_status(context: Context, args: argparse.Namespace) -> int:
         ("Timeout", f"{iso(row['timeout_at'])} ({relative(row['timeout_at'], now)})" if row["timeout_at"] else None),
         ("Last heartbeat", relative(row["last_heartbeat_at"], now) + f" ({row['heartbeat_count']} in all)"),
     ]
+    if row["group_name"]:
+        pairs.insert(2, ("Group", row["group_name"]))
+    pairs += _agent_pairs(row, now)
     if row["status"] == "stopped":
         pairs += [
             ("Stopped", f"{iso(row['stopped_at'])} ({relative(row['stopped_at'], now)})"),
@@ -510,11 +430,33 @@ def cmd_status(context: Context, args: argparse.Namespace) -> int:
             ("Exit code", row["exit_code"]),
             ("Signal", row["signal"]),
             ("Stopped by", row["stopped_by"]),
+            ("Note", row["stop_note"]),
             ("Ran for", format_duration(row["stopped_at"] - row["started_at"])),
         ]
     pairs += [("Log", row["log_path"]), ("Version", row["version"])]
     key_values(pairs)
     return 0
+
+
+def _agent_pairs(row: Any, now: float) -> list[tuple[str, Any]]:
+    """What the agent adapter read in the agent's own storage; nothing for a plain command."""
+    from agentledger.entrypoints.render import relative
+    from agentledger.projections.queries import iso
+
+    pairs: list[tuple[str, Any]] = []
+    if row["native_session_id"]:
+        pairs.append(("Agent session", row["native_session_id"]))
+    if row["agent_title"]:
+        pairs.append(("Title", row["agent_title"]))
+    if row["agent_model"]:
+        pairs.append(("Agent model", row["agent_model"]))
+    if row["tokens_in"] is not None or row["tokens_out"] is not None:
+        pairs.append(("Tokens", f"{row['tokens_in'] or 0} in, {row['tokens_out'] or 0} out"))
+    if row["cost"] is not None:
+        pairs.append(("Cost", f"${row['cost']:.4f}"))
+    if row["last_activity_at"] is not None:
+        pairs.append(("Last activity", f"{iso(row['last_activity_at'])} ({relative(row['last_activity_at'], now)})"))
+    return pairs
 
 
 def cmd_logs(context: Context, args: argparse.Namespace) -> int:
@@ -623,7 +565,6 @@ def cmd_db(context: Context, args: argparse.Namespace) -> int:
 
 
 _HANDLERS = {
-    "launch": cmd_launch,
     "stop": cmd_stop,
     "heartbeat": cmd_heartbeat,
     "fuse": cmd_fuse,

@@ -196,7 +196,7 @@ def _daemon_stop(context: Any, args: argparse.Namespace) -> int:
 
 
 def _daemon_status(context: Any, args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from agentledger.application.reconciling import load_guard
     from agentledger.entrypoints.render import key_values, relative, write_json

@@ -10,11 +10,14 @@ Life of a supervisor:
 2. append ``Launched`` + ``FuseSet`` (or ``Launched`` + ``Stopped(spawn-failed)``)
    and tell the waiting CLI through the handshake pipe;
 3. every TTL/3 (or ``--heartbeat-every``) append a ``Heartbeat`` extending the fuse, so one late beat never
-   lets a live fuse lapse (and re-arming it if the machine slept past its expiry);
+   lets a live fuse lapse (and re-arming it if the machine slept past its expiry); for an agent
+   adapter, first read the agent's native storage (``adapters/observer.py``) and, when a fact
+   changed or the agent was active, append ``AgentObserved`` instead (activity counts as the beat);
 4. with ``--timeout``: when it passes, append ``StopRequested(cause=timeout)`` and
    SIGTERM the process group, then SIGKILL after the termination grace;
 5. the moment the process ends (pidfd), append ``FuseCancelled`` + ``Stopped``
-   with the exit code or signal (reason ``timeout`` after step 4);
+   with the exit code or signal (reason ``timeout`` after step 4); a non-zero exit
+   nobody asked for gets the first error-looking line of its output as the stop's note;
 6. with ``--on-stop``: claim and run the on-stop command, record its outcome
    (``application/stop_hooks.py``), then exit.
 """
@@ -71,6 +74,9 @@ class LaunchSpec:
     termination_grace: float = DEFAULT_TERMINATION_GRACE  # after the timeout's SIGTERM, before SIGKILL
     on_stop: str | None = None  # shell command to run once the stop is recorded
     on_stop_timeout: float | None = None
+    stdin_path: str | None = None  # fed to the process's stdin (an agent's prompt file); None: /dev/null
+    native_session_id: str | None = None  # the agent's own session id, when the launch chose it
+    env: dict[str, str] = field(default_factory=dict)  # added to the environment the process inherits
 
     @property
     def heartbeat_interval(self) -> float:
@@ -105,6 +111,7 @@ class Supervisor:
         self.report = report  # called once with the handshake dict for the CLI
         self.process: subprocess.Popen[bytes] | None = None
         self.stopped_elsewhere = False
+        self.observer: Any = None  # an adapters.observer.Observer for agent adapters
 
     def run(self) -> int:
         process = self._spawn()
@@ -124,13 +131,16 @@ class Supervisor:
 
     def _spawn(self) -> subprocess.Popen[bytes] | None:
         spec = self.spec
-        env = dict(os.environ, AGENTLEDGER_SESSION_ID=spec.session_id)
+        env = dict(os.environ, **spec.env, AGENTLEDGER_SESSION_ID=spec.session_id)
         fd = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        stdin_fd: int | None = None
         try:
+            if spec.stdin_path is not None:
+                stdin_fd = os.open(spec.stdin_path, os.O_RDONLY)
             process = subprocess.Popen(
                 spec.argv,
                 cwd=spec.cwd,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if stdin_fd is None else stdin_fd,
                 stdout=fd,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own session and process group: stop signals the group
@@ -141,6 +151,8 @@ class Supervisor:
             return None
         finally:
             os.close(fd)
+            if stdin_fd is not None:
+                os.close(stdin_fd)
         self.process = process
         identity = identity_of(process.pid)
         try:
@@ -160,6 +172,7 @@ class Supervisor:
             self.report({"ok": False, "error": f"could not record the launch: {error}", "kind": "store"})
             raise
         self.report({"ok": True, "session_id": spec.session_id, "pid": process.pid})
+        self.observer = _observer_for(spec, process.pid, identity.start_time)
         return process
 
     def _record_spawn_failure(self, error: OSError) -> None:
@@ -211,7 +224,7 @@ class Supervisor:
                 kill_at = math.inf
                 self._terminate_for_timeout(signal.SIGKILL)
             if now >= next_beat:
-                if not self.stopped_elsewhere:
+                if not self.stopped_elsewhere and not self._observe():
                     self._heartbeat()
                 next_beat = max(next_beat + interval, time.monotonic() + interval / 2)
 
@@ -223,6 +236,34 @@ class Supervisor:
             self.stopped_elsewhere = True
         except LedgerError as error:  # the next beat will try again
             log.warning("heartbeat not recorded: %s", error)
+
+    def _observe(self) -> bool:
+        """Record what the agent's own storage shows, if anything changed; True if that was the beat too.
+
+        Fresh native activity is evidence of life, so an ``AgentObserved`` with
+        it extends the fuse and replaces this interval's ``Heartbeat``; facts
+        that changed without activity are recorded and the heartbeat follows.
+        """
+        if self.observer is None:
+            return False
+        observation = self.observer.poll()
+        if not observation.facts and not observation.fresh_activity:
+            return False
+
+        def observe(session: Session) -> bool:
+            return session.observe_agent(facts=observation.facts, heartbeat=observation.fresh_activity,
+                                         source=f"adapter:{self.spec.adapter}", now=utc_now())
+
+        try:
+            recorded = self.ledger.change(self.session_id, observe)
+        except SessionAlreadyStopped:
+            log.warning("session was stopped by another component; supervising without heartbeats")
+            self.stopped_elsewhere = True
+            return True
+        except LedgerError as error:
+            log.warning("agent facts not recorded: %s", error)
+            return False
+        return bool(recorded) and observation.fresh_activity
 
     def _terminate_for_timeout(self, signum: int) -> bool:
         """Record the timeout's stop request and signal the group; False if a user's stop came first."""
@@ -259,18 +300,22 @@ class Supervisor:
         """Spool the exit first, then append it: a supervisor that dies in an outage loses nothing."""
         decided_by = actor(Component.SUPERVISOR.value)
         pid = self.process.pid if self.process else None
+        if self.observer is not None:  # the last facts (final tokens, cost) before the stop closes the log
+            self._observe()
+        summary = self._exit_summary(observed)
         spool = Spool(home_dir())
         sid = self.session_id.hex
         try:
             spool.put(sid, {"returncode": observed.returncode, "signal_name": observed.signal_name, "pid": pid,
-                            "supervisor": decided_by, "observed_at": utc_now().isoformat()})
+                            "supervisor": decided_by, "observed_at": utc_now().isoformat(), "summary": summary})
         except OSError as error:  # the append below is what matters; the spool is the fallback
             log.error("exit not spooled (%s)", error)
         deadline = time.monotonic() + RECORD_STOP_PATIENCE
         while True:
             try:
                 self.ledger.change(
-                    self.session_id, lambda s: record_observed_exit(s, observed, pid=pid, decided_by=decided_by))
+                    self.session_id,
+                    lambda s: record_observed_exit(s, observed, pid=pid, decided_by=decided_by, summary=summary))
                 break
             except SessionAlreadyStopped:
                 break
@@ -280,6 +325,18 @@ class Supervisor:
                 log.error("stop not recorded yet (%s); retrying", error)
                 time.sleep(1.0)
         spool.take(sid)
+
+    def _exit_summary(self, observed: ObservedExit) -> str | None:
+        """For a non-zero exit code: the first error-looking line of the output (a login failure, say)."""
+        if not observed.exit_code:
+            return None
+        from agentledger.adapters.registry import for_session
+
+        try:
+            return for_session(self.spec.adapter).exit_summary(self.spec.log_path)
+        except Exception as error:  # the stop matters; its summary is a courtesy
+            log.warning("no exit summary: %s", error)
+            return None
 
     def _run_stop_hook(self) -> None:
         """Whoever recorded the stop, the supervisor is on the session's host and runs its hook first."""
@@ -295,8 +352,12 @@ class Supervisor:
 
 
 def record_observed_exit(session: Session, observed: ObservedExit, *, pid: int | None, decided_by: dict[str, Any],
-                         also: dict[str, Any] | None = None) -> None:
-    """The ``Stopped`` for an exit a supervisor saw with ``waitpid``, with what the session looked like."""
+                         also: dict[str, Any] | None = None, summary: str | None = None) -> None:
+    """The ``Stopped`` for an exit a supervisor saw with ``waitpid``, with what the session looked like.
+
+    ``summary`` (the first error line of a failed run's output) is the note,
+    unless a stop request gave one; it is kept in the evidence either way.
+    """
     now = utc_now()
     requests = session.stop_requests
     session.record_stop(
@@ -304,7 +365,7 @@ def record_observed_exit(session: Session, observed: ObservedExit, *, pid: int |
         decided_by=decided_by,
         exit_code=observed.exit_code,
         signal=observed.signal_name,
-        note=requests[-1]["note"] if requests else None,
+        note=(requests[-1]["note"] if requests else None) or summary,
         evidence={
             "observed": "waitpid",
             "pid": pid,
@@ -317,9 +378,23 @@ def record_observed_exit(session: Session, observed: ObservedExit, *, pid: int |
             },
             "last_heartbeat_at": session.last_heartbeat_at,
             "decided_on_version": session.version,
+            **({"output_summary": summary} if summary else {}),
             **(also or {}),
         },
     )
+
+
+def _observer_for(spec: LaunchSpec, pid: int, start_time: float | None) -> Any:
+    """An observer of the agent's native storage, or None for an adapter that has none (``command``)."""
+    from agentledger.adapters.command import CommandAdapter
+    from agentledger.adapters.observer import Observer
+    from agentledger.adapters.registry import for_session
+
+    adapter = for_session(spec.adapter)
+    if isinstance(adapter, CommandAdapter):
+        return None
+    return Observer(adapter, cwd=spec.cwd, started_at=start_time or time.time(), pid=pid,
+                    hint=spec.native_session_id, output_path=spec.log_path)
 
 
 def _spawn_error_text(binary: str, error: OSError) -> str:

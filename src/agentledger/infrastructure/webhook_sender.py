@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 from agentledger import __version__
 from agentledger.domain.webhooks import HttpOutcome, sign

@@ -76,21 +76,21 @@ def current_status(row: sqlite3.Row, now: float) -> str:
 
 
 def list_sessions(
-    db: sqlite3.Connection, *, include_stopped: bool, status: str | None, now: float
+    db: sqlite3.Connection, *, include_stopped: bool, status: str | None, now: float, group: str | None = None
 ) -> list[sqlite3.Row]:
-    """Sessions newest first: not-stopped ones by default, all with ``include_stopped``."""
+    """Sessions newest first: not-stopped ones by default, all with ``include_stopped``; only ``group``'s if given."""
+    params: dict[str, Any] = {"now": now, "group": group, "stopped": SessionStatus.STOPPED.value}
+    conditions = ["group_name = :group"] if group is not None else []
     if status is not None:
         try:
-            where = _STATUS_WHERE[SessionStatus(status)]
+            conditions.append(_STATUS_WHERE[SessionStatus(status)])
         except ValueError:
             known = ", ".join(s.value for s in SessionStatus)
             raise UsageError(f"unknown status {status!r} (one of: {known})") from None
-        return db.execute(f"{_SESSIONS} WHERE {where} ORDER BY started_at DESC", {"now": now}).fetchall()
-    if include_stopped:
-        return db.execute(f"{_SESSIONS} ORDER BY started_at DESC").fetchall()
-    return db.execute(
-        f"{_SESSIONS} WHERE status != ? ORDER BY started_at DESC", (SessionStatus.STOPPED.value,)
-    ).fetchall()
+    elif not include_stopped:
+        conditions.append("status != :stopped")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return db.execute(f"{_SESSIONS}{where} ORDER BY started_at DESC", params).fetchall()
 
 
 def get_session(db: sqlite3.Connection, session_id: str) -> sqlite3.Row:
@@ -224,6 +224,16 @@ def session_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
         "exit_code": row["exit_code"],
         "signal": row["signal"],
         "stopped_by": row["stopped_by"],
+        "stop_note": row["stop_note"],
+        "agent": {
+            "native_session_id": row["native_session_id"],
+            "model": row["agent_model"],
+            "title": row["agent_title"],
+            "tokens_in": row["tokens_in"],
+            "tokens_out": row["tokens_out"],
+            "cost": row["cost"],
+            "last_activity_at": iso(row["last_activity_at"]),
+        },
         "fuse": {
             "state": row["fuse_state"],
             "live": fuse_live,

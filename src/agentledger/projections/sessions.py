@@ -223,7 +223,23 @@ class SessionsProjection:
             exit_code=event.exit_code,
             signal=event.signal,
             stopped_by=event.decided_by.get("component"),
+            stop_note=event.note,
         )
+
+    def _agent_observed(self, event: Session.AgentObserved, position: int) -> None:
+        """The facts that changed; with fresh activity, also what a heartbeat does (see ``_heartbeat``)."""
+        columns = {column: getattr(event, name) for name, column in _AGENT_COLUMNS
+                   if getattr(event, name) is not None}
+        if event.last_activity_at is not None:
+            columns["last_activity_at"] = event.last_activity_at.timestamp()
+        if event.heartbeat:
+            sid = event.originator_id.hex
+            columns.update(last_heartbeat_at=event.timestamp.timestamp(), heartbeat_count=("+", 1))
+            if event.fuse_expires_at is not None:
+                expires = event.fuse_expires_at.timestamp()
+                self.cursor.execute(_EXTEND_FUSES, (expires, 1, sid))
+                self._arm(sid, expires)
+        self._update(event, position, **columns)
 
     def _update(self, event: Any, position: int, **columns: Any) -> None:
         """Set ``columns`` (a ``("+", n)`` value increments) plus version and position."""
@@ -268,6 +284,9 @@ class SessionsProjection:
 
 
 _HEARTBEAT = Session.Heartbeat
+#: AgentObserved field -> sessions column (``model`` is taken by the model asked for at launch).
+_AGENT_COLUMNS = (("native_session_id", "native_session_id"), ("model", "agent_model"), ("title", "agent_title"),
+                  ("tokens_in", "tokens_in"), ("tokens_out", "tokens_out"), ("cost", "cost"))
 SessionsProjection._handlers.update({  # noqa: SLF001
     Session.Launched: SessionsProjection._launched,  # noqa: SLF001
     Session.FuseSet: SessionsProjection._fuse_set,  # noqa: SLF001
@@ -276,6 +295,7 @@ SessionsProjection._handlers.update({  # noqa: SLF001
     Session.FuseCancelled: SessionsProjection._fuse_cancelled,  # noqa: SLF001
     Session.StopRequested: SessionsProjection._stop_requested,  # noqa: SLF001
     Session.Stopped: SessionsProjection._stopped,  # noqa: SLF001
+    Session.AgentObserved: SessionsProjection._agent_observed,  # noqa: SLF001
     Host.Registered: SessionsProjection._host_registered,  # noqa: SLF001
     Host.DaemonAlive: SessionsProjection._daemon_alive,  # noqa: SLF001
     Host.DaemonStopped: SessionsProjection._daemon_stopped,  # noqa: SLF001

@@ -1,0 +1,217 @@
+"""The adapter interface: build a launch, find the agent's own session, read facts from its storage.
+
+An adapter is a small, stateless object. Everything it must remember between
+two reads (byte offsets, what it already counted) lives in a *cursor*, a
+JSON-able dict the caller keeps and hands back, so the supervisor owns the
+state and an adapter stays a set of pure-ish functions over the file system.
+
+Adapters read the agent's native storage under ``HOME`` (or the agent's own
+variable, e.g. ``XDG_DATA_HOME``, ``CLAUDE_CONFIG_DIR``, ``CODEX_HOME``), looked
+up at call time, so tests point ``HOME`` at a fixture tree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: The facts an adapter may report; the same names as ``Session.AgentObserved``'s fields.
+FACT_FIELDS = ("native_session_id", "model", "title", "tokens_in", "tokens_out", "cost", "last_activity_at")
+
+Facts = dict[str, Any]
+Cursor = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What the user asked for: a prompt for an agent, or a plain command (``argv``)."""
+
+    session_id: str  # the ledger's session id, 32 hex digits
+    cwd: str
+    prompt_path: str | None = None  # the prompt (with attached files) already written to a 0600 file
+    model: str | None = None
+    argv: list[str] = field(default_factory=list)  # the plain command adapter's ARGV
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """How to start the agent: ``argv``, extra environment, and the file to feed on stdin (or None)."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    stdin_path: str | None = None
+    native_session_id: str | None = None  # known in advance when the agent lets us choose it
+
+
+@dataclass(frozen=True)
+class NativeRef:
+    """Where an agent keeps one session: its id and the file (or directory) holding it."""
+
+    native_session_id: str
+    path: str
+    output_path: str | None = None  # the session's captured stdout/stderr (stream formats carry facts too)
+
+
+class Adapter(ABC):
+    """One agent. Subclasses set ``name``, ``binary`` and ``observes`` and implement the four methods."""
+
+    #: The name users type (``agentledger launch NAME``) and the log records (``Launched.adapter``).
+    name: str = ""
+    #: The executable looked up on PATH; None for the plain command adapter.
+    binary: str | None = None
+    #: What ``read_facts`` reads, in words, for ``agentledger adapters``.
+    observes: str = ""
+
+    @abstractmethod
+    def build_launch(self, request: LaunchRequest) -> LaunchPlan:
+        """The agent's non-interactive command line; the prompt never goes into argv."""
+
+    def find_native_session(self, cwd: str, started_at: float, pid: int | None,
+                            hint: str | None = None) -> NativeRef | None:
+        """The agent's own session for a process started at ``started_at`` in ``cwd``, once it exists."""
+        return None
+
+    def read_facts(self, ref: NativeRef, cursor: Cursor) -> tuple[Facts, Cursor]:
+        """Facts read from what was appended since ``cursor``; the facts are the current values, not deltas."""
+        return {}, cursor
+
+    def resume_argv(self, native_session_id: str) -> list[str]:
+        """A command continuing the native session, the new message to be given on its stdin."""
+        raise NotImplementedError(f"the {self.name} adapter cannot resume a session")
+
+    def exit_summary(self, output_path: str | None) -> str | None:
+        """One line saying why the agent failed, from its captured output (see :func:`first_error_line`)."""
+        return first_error_line(output_path) if output_path else None
+
+    # -- shared ----------------------------------------------------------------
+
+    def which(self) -> str | None:
+        """The binary's path on PATH, or None."""
+        return shutil.which(self.binary) if self.binary else None
+
+    def agent_argv0(self) -> str:
+        """The binary to run: its full path when found (so the log shows which one), else its name."""
+        assert self.binary is not None
+        return self.which() or self.binary
+
+
+def home() -> Path:
+    """The user's home as the environment says now (tests set HOME)."""
+    return Path(os.environ.get("HOME") or os.path.expanduser("~"))
+
+
+def env_dir(variable: str, default: Path) -> Path:
+    value = os.environ.get(variable)
+    return Path(value) if value else default
+
+
+def iso_epoch(value: Any) -> float | None:
+    """An ISO 8601 time (``...Z`` too) or epoch milliseconds, as epoch seconds; None if neither."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value / 1000.0 if value > 1e11 else float(value)
+    if isinstance(value, str) and value:
+        from datetime import datetime, timezone
+
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    return None
+
+
+def read_json(path: Path | str) -> Any:
+    """A small JSON file's value, or None if it is missing, half-written or not JSON."""
+    import orjson
+
+    try:
+        with open(path, "rb") as handle:
+            return orjson.loads(handle.read())
+    except (OSError, ValueError):
+        return None
+
+
+def first_line(path: Path | str, limit: int = 1024 * 1024) -> Any:
+    """The JSON value on a file's first line (read up to ``limit`` bytes), or None."""
+    import orjson
+
+    try:
+        with open(path, "rb") as handle:
+            line = handle.readline(limit)
+    except OSError:
+        return None
+    try:
+        return orjson.loads(line)
+    except ValueError:
+        return None
+
+
+# -- exit summaries --------------------------------------------------------------
+
+#: How much of the end of the captured output an exit summary looks at.
+SUMMARY_WINDOW = 64 * 1024
+SUMMARY_WIDTH = 300
+_ERRORISH = re.compile(
+    r"error|fatal|fail|unauthori[sz]ed|forbidden|denied|invalid api key|api key|not logged in|log ?in|"
+    r"authenticat|credential|expired|exception|traceback|panic|quota|rate limit|refused",
+    re.IGNORECASE,
+)
+
+
+def first_error_line(path: str | None) -> str | None:
+    """The first line that looks like an error in the last 64 KB of ``path``, else its last line.
+
+    An agent that fails at once (not logged in, no API key) prints a handful
+    of lines; the first one naming an error is what a person wants to read in
+    ``status``. JSON lines (stream formats) are reduced to their message.
+    """
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - SUMMARY_WINDOW))
+            data = handle.read()
+    except OSError:
+        return None
+    if size > SUMMARY_WINDOW:
+        data = data.split(b"\n", 1)[-1]  # the first line is probably cut
+    lines = [_readable(raw) for raw in data.decode("utf-8", "replace").splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return None
+    chosen = next((line for line in lines if _ERRORISH.search(line)), lines[-1])
+    return chosen if len(chosen) <= SUMMARY_WIDTH else chosen[: SUMMARY_WIDTH - 1] + "…"
+
+
+def _readable(line: str) -> str:
+    """A JSON line's error message (or its most telling text); any other line stripped."""
+    text = line.strip()
+    if not text.startswith("{"):
+        return text
+    try:
+        import orjson
+
+        value = orjson.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(value, dict):
+        return text
+    failed = value.get("is_error") is True or value.get("type") in ("error", "turn.failed") or bool(value.get("error"))
+    if not failed:
+        return ""  # a stream event, not an error report
+    for key in ("error", "message", "result", "msg"):
+        candidate = value.get(key)
+        if isinstance(candidate, dict):
+            data = candidate.get("data")
+            candidate = candidate.get("message") or (data.get("message") if isinstance(data, dict) else None)
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate.strip().splitlines()[0]
+    return text

@@ -1,0 +1,186 @@
+"""Claude Code: ``claude --print``, and its transcripts under ``~/.claude/projects``.
+
+Launch: ``claude --print --output-format stream-json --verbose --session-id UUID
+[--model M]`` with the prompt on stdin (``--print`` reads the prompt from stdin
+when no prompt argument is given; ``--verbose`` is required with
+``stream-json`` in print mode). ``--session-id`` pins the native session id to
+the ledger's session id (as a UUID), so the transcript is found by name.
+
+Storage (``$CLAUDE_CONFIG_DIR``, default ``~/.claude``):
+
+- ``projects/<cwd with every non-alphanumeric character as '-'>/<sessionId>.jsonl``:
+  one JSON object per line; each has ``sessionId``, ``cwd``, ``timestamp`` (ISO);
+  ``type: "assistant"`` lines have ``message.id``, ``message.model`` and
+  ``message.usage.{input_tokens, cache_creation_input_tokens,
+  cache_read_input_tokens, output_tokens}`` (several lines of one streamed
+  message repeat its id: the last one's usage counts); ``type: "summary"``
+  lines carry a ``summary`` (the title);
+- ``history.jsonl``: ``{display, timestamp (ms), project, sessionId}`` per
+  prompt typed, read from its tail to find a session whose id was not pinned.
+
+The captured output (stream-json) ends with a ``type: "result"`` line with
+``total_cost_usd``: the only place Claude Code reports cost.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from agentledger.adapters.base import (
+    Adapter,
+    Cursor,
+    Facts,
+    LaunchPlan,
+    LaunchRequest,
+    NativeRef,
+    env_dir,
+    first_line,
+    home,
+    iso_epoch,
+)
+from agentledger.adapters.tail import read_new_lines
+
+SLACK = 2.0
+
+
+def config_dir() -> Path:
+    return env_dir("CLAUDE_CONFIG_DIR", home() / ".claude")
+
+
+def project_dir_name(cwd: str) -> str:
+    """Claude Code's directory name for a working directory: '/home/a/my.app' -> '-home-a-my-app'."""
+    return re.sub(r"[^A-Za-z0-9]", "-", cwd)
+
+
+class ClaudeCodeAdapter(Adapter):
+    name = "claude-code"
+    binary = "claude"
+    observes = "~/.claude/projects/<dir>/<session>.jsonl (+ history.jsonl): model, tokens, title, " \
+               "last activity; cost from the stream-json result"
+
+    def build_launch(self, request: LaunchRequest) -> LaunchPlan:
+        native = str(UUID(hex=request.session_id))
+        argv = [self.agent_argv0(), "--print", "--output-format", "stream-json", "--verbose", "--session-id", native]
+        if request.model:
+            argv += ["--model", request.model]
+        return LaunchPlan(argv=argv, stdin_path=request.prompt_path, native_session_id=native)
+
+    def resume_argv(self, native_session_id: str) -> list[str]:
+        return [self.agent_argv0(), "--print", "--output-format", "stream-json", "--verbose",
+                "--resume", native_session_id]
+
+    def find_native_session(self, cwd: str, started_at: float, pid: int | None,
+                            hint: str | None = None) -> NativeRef | None:
+        projects = config_dir() / "projects"
+        session_id = hint or self._from_history(cwd, started_at)
+        if session_id:
+            path = projects / project_dir_name(cwd) / f"{session_id}.jsonl"
+            if path.is_file():
+                return NativeRef(session_id, str(path))
+            try:  # an encoding we did not predict: look for the file by name in every project
+                for project in os.scandir(projects):
+                    candidate = Path(project.path) / f"{session_id}.jsonl"
+                    if candidate.is_file():
+                        return NativeRef(session_id, str(candidate))
+            except OSError:
+                pass
+            if hint:
+                return None
+        return self._newest_in(projects / project_dir_name(cwd), cwd, started_at)
+
+    def _from_history(self, cwd: str, started_at: float) -> str | None:
+        """The session of the first prompt for ``cwd`` in ``history.jsonl`` since ``started_at`` (tail only)."""
+        result = read_new_lines(str(config_dir() / "history.jsonl"), None)
+        for record in result.records:
+            if isinstance(record, dict) and record.get("project") == cwd and record.get("sessionId"):
+                at = iso_epoch(record.get("timestamp"))
+                if at is not None and at >= started_at - SLACK:
+                    return str(record["sessionId"])
+        return None
+
+    def _newest_in(self, directory: Path, cwd: str, started_at: float) -> NativeRef | None:
+        best: tuple[float, str, str] | None = None
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            return None
+        for entry in entries:
+            if not entry.name.endswith(".jsonl"):
+                continue
+            try:
+                mtime = entry.stat().st_mtime
+            except OSError:
+                continue
+            if mtime < started_at - SLACK:
+                continue
+            head = first_line(entry.path)
+            at = iso_epoch(head.get("timestamp")) if isinstance(head, dict) else None
+            if at is None or at < started_at - SLACK or head.get("cwd", cwd) != cwd:
+                continue
+            if best is None or at < best[0]:
+                best = (at, str(head.get("sessionId") or entry.name[: -len(".jsonl")]), entry.path)
+        return None if best is None else NativeRef(best[1], best[2])
+
+    def read_facts(self, ref: NativeRef, cursor: Cursor) -> tuple[Facts, Cursor]:
+        state = {"usage": {}, "tokens_in": 0, "tokens_out": 0, **cursor}
+        usage: dict[str, list[int]] = dict(state["usage"])
+        result = read_new_lines(ref.path, state.get("tail"))
+        if result.reset:
+            usage, state["tokens_in"], state["tokens_out"] = {}, 0, 0
+        for record in result.records:
+            if not isinstance(record, dict):
+                continue
+            if record.get("sessionId"):
+                state["native_session_id"] = record["sessionId"]
+            at = iso_epoch(record.get("timestamp"))
+            if at is not None:
+                state["last_activity_at"] = max(at, state.get("last_activity_at") or 0)
+            kind = record.get("type")
+            if kind == "summary" and isinstance(record.get("summary"), str):
+                state["title"] = record["summary"]
+            elif kind == "assistant" and isinstance(record.get("message"), dict):
+                message = record["message"]
+                if message.get("model") and not str(message["model"]).startswith("<"):  # "<synthetic>"
+                    state["model"] = message["model"]
+                counted = _usage(message.get("usage"))
+                if counted is not None:
+                    key = str(message.get("id") or record.get("uuid") or len(usage))
+                    before = usage.get(key, [0, 0])
+                    state["tokens_in"] += counted[0] - before[0]
+                    state["tokens_out"] += counted[1] - before[1]
+                    usage[key] = counted
+                    state["counted"] = True
+        state["usage"] = usage
+        state["tail"] = result.cursor
+        if ref.output_path:
+            out = read_new_lines(ref.output_path, state.get("out_tail"))
+            for record in out.records:
+                if isinstance(record, dict) and record.get("type") == "result":
+                    cost = record.get("total_cost_usd", record.get("cost_usd"))
+                    if isinstance(cost, (int, float)):
+                        state["cost"] = float(cost)
+                elif isinstance(record, dict) and record.get("type") == "system" and record.get("model"):
+                    state.setdefault("model", record["model"])
+            state["out_tail"] = out.cursor
+        facts: Facts = {"native_session_id": state.get("native_session_id") or ref.native_session_id}
+        for key in ("model", "title", "cost", "last_activity_at"):
+            if state.get(key) is not None:
+                facts[key] = state[key]
+        if state.get("counted"):
+            facts["tokens_in"], facts["tokens_out"] = state["tokens_in"], state["tokens_out"]
+        return facts, state
+
+
+def _usage(value: Any) -> list[int] | None:
+    if not isinstance(value, dict):
+        return None
+
+    def n(key: str) -> int:
+        v = value.get(key)
+        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
+
+    return [n("input_tokens") + n("cache_creation_input_tokens") + n("cache_read_input_tokens"), n("output_tokens")]

@@ -1,0 +1,126 @@
+"""Codex CLI: ``codex exec``, and its rollout files under ``~/.codex/sessions``.
+
+Launch: ``codex exec --json -C CWD [--model M] -`` with the prompt on stdin
+(a prompt of ``-`` tells ``exec`` to read it from stdin).
+
+Storage (``$CODEX_HOME``, default ``~/.codex``):
+``sessions/YYYY/MM/DD/rollout-<local time>-<session id>.jsonl``, one
+``{timestamp, type, payload}`` object per line:
+
+- ``session_meta`` (the first line): ``payload.id`` (the session id, which
+  ``codex exec resume`` takes), ``payload.cwd``, ``payload.timestamp``;
+- ``turn_context``: ``payload.model``;
+- ``event_msg`` with ``payload.type == "token_count"``: ``payload.info.total_token_usage.
+  {input_tokens, cached_input_tokens, output_tokens, reasoning_output_tokens}``,
+  running totals for the session (``info`` is null before the first answer).
+
+Codex records no cost and no title.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from agentledger.adapters.base import (
+    Adapter,
+    Cursor,
+    Facts,
+    LaunchPlan,
+    LaunchRequest,
+    NativeRef,
+    env_dir,
+    first_line,
+    home,
+    iso_epoch,
+)
+from agentledger.adapters.tail import read_new_lines
+
+SLACK = 2.0
+
+
+def sessions_dir() -> Path:
+    return env_dir("CODEX_HOME", home() / ".codex") / "sessions"
+
+
+class CodexAdapter(Adapter):
+    name = "codex"
+    binary = "codex"
+    observes = "~/.codex/sessions/YYYY/MM/DD/rollout-*.jsonl: session id, model, tokens, last activity"
+
+    def build_launch(self, request: LaunchRequest) -> LaunchPlan:
+        argv = [self.agent_argv0(), "exec", "--json", "-C", request.cwd]
+        if request.model:
+            argv += ["--model", request.model]
+        return LaunchPlan(argv=[*argv, "-"], stdin_path=request.prompt_path)
+
+    def resume_argv(self, native_session_id: str) -> list[str]:
+        return [self.agent_argv0(), "exec", "--json", "resume", native_session_id, "-"]
+
+    def find_native_session(self, cwd: str, started_at: float, pid: int | None,
+                            hint: str | None = None) -> NativeRef | None:
+        """The first rollout started in ``cwd`` since the process started, in the day directories around then."""
+        root = sessions_dir()
+        days = {
+            time.strftime("%Y/%m/%d", convert(moment))
+            for moment in (started_at, time.time()) for convert in (time.localtime, time.gmtime)
+        }
+        best: tuple[float, str, str] | None = None
+        for day in sorted(days):
+            try:
+                entries = list(os.scandir(root / day))
+            except OSError:
+                continue
+            for entry in entries:
+                if not (entry.name.startswith("rollout-") and entry.name.endswith(".jsonl")):
+                    continue
+                try:
+                    if entry.stat().st_mtime < started_at - SLACK:
+                        continue
+                except OSError:
+                    continue
+                head = first_line(entry.path)
+                if not isinstance(head, dict) or head.get("type") != "session_meta":
+                    continue
+                meta = head.get("payload") or {}
+                at = iso_epoch(meta.get("timestamp")) or iso_epoch(head.get("timestamp"))
+                if meta.get("cwd") != cwd or not meta.get("id") or at is None or at < started_at - SLACK:
+                    continue
+                if best is None or at < best[0]:
+                    best = (at, str(meta["id"]), entry.path)
+        return None if best is None else NativeRef(best[1], best[2])
+
+    def read_facts(self, ref: NativeRef, cursor: Cursor) -> tuple[Facts, Cursor]:
+        state: dict[str, Any] = dict(cursor)
+        result = read_new_lines(ref.path, state.get("tail"))
+        for record in result.records:
+            if not isinstance(record, dict):
+                continue
+            at = iso_epoch(record.get("timestamp"))
+            if at is not None:
+                state["last_activity_at"] = max(at, state.get("last_activity_at") or 0)
+            payload = record.get("payload")
+            if not isinstance(payload, dict):
+                continue
+            kind = record.get("type")
+            if kind == "session_meta" and payload.get("id"):
+                state["native_session_id"] = str(payload["id"])
+            elif kind == "turn_context" and payload.get("model"):
+                state["model"] = payload["model"]
+            elif kind == "event_msg" and payload.get("type") == "token_count":
+                total = (payload.get("info") or {}).get("total_token_usage")
+                if isinstance(total, dict):
+                    state["tokens_in"] = _int(total.get("input_tokens"))
+                    state["tokens_out"] = _int(total.get("output_tokens"))
+        state["tail"] = result.cursor
+        facts: Facts = {"native_session_id": state.get("native_session_id") or ref.native_session_id}
+        for key in ("model", "tokens_in", "tokens_out", "last_activity_at"):
+            if state.get(key) is not None:
+                facts[key] = state[key]
+        return facts, state
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0

@@ -1,0 +1,180 @@
+"""opencode (https://opencode.ai): ``opencode run``, and its JSON storage under ``~/.local/share/opencode``.
+
+Launch: ``opencode run --format json [--model PROVIDER/MODEL]`` with the
+prompt on stdin (``run`` appends stdin to its message when stdin is not a
+terminal, so no message argument is needed).
+
+Storage (``$XDG_DATA_HOME/opencode/storage``, default ``~/.local/share/...``),
+one small JSON file per object, rewritten in place as it changes:
+
+- ``session/<projectID>/<sessionID>.json``: ``id``, ``directory`` (the cwd),
+  ``title``, ``parentID`` (sub-agents' sessions), ``time.created``/``updated`` (ms);
+- ``message/<sessionID>/<messageID>.json``: ``role``; an assistant message has
+  ``modelID``, ``providerID``, ``cost``, ``tokens.{input,output,reasoning,cache.{read,write}}``,
+  ``time.created``/``completed`` (ms);
+- ``part/<messageID>/<partID>.json``: the content (text, tool calls); only the
+  newest message's part directory is looked at, for its modification time.
+
+A pass re-reads only message files whose modification time changed since the
+last pass (each is a few hundred bytes), never the parts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from agentledger.adapters.base import (
+    Adapter,
+    Cursor,
+    Facts,
+    LaunchPlan,
+    LaunchRequest,
+    NativeRef,
+    env_dir,
+    home,
+    iso_epoch,
+    read_json,
+)
+
+#: A native session counts as ours if created at most this long before the process started (clock skew).
+SLACK = 2.0
+
+
+def storage_dir() -> Path:
+    return env_dir("XDG_DATA_HOME", home() / ".local" / "share") / "opencode" / "storage"
+
+
+class OpencodeAdapter(Adapter):
+    name = "opencode"
+    binary = "opencode"
+    observes = "~/.local/share/opencode/storage: session title, model, tokens, cost, last activity"
+
+    def build_launch(self, request: LaunchRequest) -> LaunchPlan:
+        argv = [self.agent_argv0(), "run", "--format", "json"]
+        if request.model:
+            argv += ["--model", request.model]
+        return LaunchPlan(argv=argv, stdin_path=request.prompt_path)
+
+    def resume_argv(self, native_session_id: str) -> list[str]:
+        return [self.agent_argv0(), "run", "--session", native_session_id, "--format", "json"]
+
+    def find_native_session(self, cwd: str, started_at: float, pid: int | None,
+                            hint: str | None = None) -> NativeRef | None:
+        """The first top-level session in ``cwd`` created since the process started."""
+        best: tuple[float, str, str] | None = None
+        try:
+            projects = list(os.scandir(storage_dir() / "session"))
+        except OSError:
+            return None
+        for project in projects:
+            if not project.is_dir():
+                continue
+            try:
+                entries = list(os.scandir(project.path))
+            except OSError:
+                continue
+            for entry in entries:
+                if not entry.name.endswith(".json"):
+                    continue
+                try:
+                    if entry.stat().st_mtime < started_at - SLACK:
+                        continue  # not touched since we started: an older session
+                except OSError:
+                    continue
+                info = read_json(entry.path)
+                if not isinstance(info, dict) or info.get("parentID") or info.get("directory") != cwd:
+                    continue
+                created = iso_epoch((info.get("time") or {}).get("created"))
+                if created is None or created < started_at - SLACK or not info.get("id"):
+                    continue
+                if best is None or created < best[0]:
+                    best = (created, info["id"], entry.path)
+        return None if best is None else NativeRef(native_session_id=best[1], path=best[2])
+
+    def read_facts(self, ref: NativeRef, cursor: Cursor) -> tuple[Facts, Cursor]:
+        cursor = {"messages": {}, **cursor}
+        messages: dict[str, list[Any]] = dict(cursor["messages"])
+        facts: Facts = {"native_session_id": ref.native_session_id}
+        activity: list[float] = []
+        try:
+            session_mtime = os.stat(ref.path).st_mtime_ns
+        except OSError:
+            session_mtime = None
+        if session_mtime is not None and session_mtime != cursor.get("session_mtime"):
+            info = read_json(ref.path)
+            if isinstance(info, dict):
+                cursor["title"] = info.get("title")
+                cursor["session_updated"] = iso_epoch((info.get("time") or {}).get("updated"))
+                cursor["session_mtime"] = session_mtime
+        message_dir = storage_dir() / "message" / ref.native_session_id
+        try:
+            entries = list(os.scandir(message_dir))
+        except OSError:
+            entries = []
+        for entry in entries:
+            if not entry.name.endswith(".json"):
+                continue
+            try:
+                mtime = entry.stat().st_mtime_ns
+            except OSError:
+                continue
+            known = messages.get(entry.name)
+            if known is not None and known[0] == mtime:
+                continue
+            message = read_json(entry.path)
+            if not isinstance(message, dict):
+                continue  # half-written: read again next pass
+            messages[entry.name] = [mtime, *_message_facts(message)]
+        cursor["messages"] = messages
+        tokens_in = tokens_out = 0
+        cost = 0.0
+        newest: list[Any] | None = None
+        for values in messages.values():
+            _, t_in, t_out, c, _, at, _ = values
+            tokens_in += t_in
+            tokens_out += t_out
+            cost += c
+            if at is not None:
+                activity.append(at)
+            if newest is None or (at or 0) >= (newest[5] or 0):
+                newest = values
+        if newest is not None:
+            facts["model"] = next((v[4] for v in sorted(messages.values(), key=lambda v: v[5] or 0, reverse=True)
+                                   if v[4]), None)
+            try:  # parts being written to the newest message: activity before the message file changes
+                activity.append(os.stat(storage_dir() / "part" / newest[6]).st_mtime)
+            except OSError:
+                pass
+        if messages:
+            facts.update(tokens_in=tokens_in, tokens_out=tokens_out, cost=round(cost, 6))
+        if cursor.get("title"):
+            facts["title"] = cursor["title"]
+        if cursor.get("session_updated"):
+            activity.append(cursor["session_updated"])
+        if activity:
+            facts["last_activity_at"] = max(activity)
+        return {k: v for k, v in facts.items() if v is not None}, cursor
+
+
+def _message_facts(message: dict[str, Any]) -> tuple[int, int, float, str | None, float | None, str]:
+    """(tokens in, tokens out, cost, model, time, message id) of one message file."""
+    times = message.get("time") or {}
+    at = iso_epoch(times.get("completed")) or iso_epoch(times.get("created"))
+    if message.get("role") != "assistant":
+        return 0, 0, 0.0, None, at, str(message.get("id", ""))
+    tokens = message.get("tokens") or {}
+    cache = tokens.get("cache") or {}
+    tokens_in = _int(tokens.get("input")) + _int(cache.get("read")) + _int(cache.get("write"))
+    tokens_out = _int(tokens.get("output")) + _int(tokens.get("reasoning"))
+    model = message.get("modelID")
+    if model and message.get("providerID"):
+        model = f"{message['providerID']}/{model}"
+    cost = message.get("cost")
+    return tokens_in, tokens_out, float(cost) if isinstance(cost, (int, float)) else 0.0, model, at, str(
+        message.get("id", ""))
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0

@@ -1,0 +1,421 @@
+"""Agent adapters: launch command lines, prompts on stdin, facts from native storage, failed-login exits.
+
+Each agent is played by a stand-in executable put first on PATH (``opencode``,
+``claude``, ``codex``: a small Python script) that records its argv and stdin,
+prints its agent's stream format, writes its agent's native files under the
+test's HOME in the real on-disk layout (docs/adapters.md), and exits with the
+code the test asks for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_for
+
+FAKE_AGENT = r'''#!{python}
+import json, os, sys, time, uuid, re
+name = os.path.basename(sys.argv[0])
+record_dir = os.environ["FAKE_RECORD_DIR"]
+stdin = sys.stdin.buffer.read()
+with open(os.path.join(record_dir, name + ".stdin"), "wb") as f:
+    f.write(stdin)
+with open(os.path.join(record_dir, name + ".argv.json"), "w") as f:
+    json.dump({{"argv": sys.argv, "cwd": os.getcwd()}}, f)
+if os.environ.get("FAKE_MODE") == "login":
+    print("Starting up...", flush=True)
+    sys.stderr.write("Error: Invalid API key - please run /login\n")
+    sys.stderr.write("see the docs for help\n")
+    sys.exit(1)
+home = os.environ["HOME"]
+cwd = os.getcwd()
+now = time.time()
+ms = int(now * 1000)
+iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % (int(t * 1000) % 1000)
+def write(path, obj):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f)
+def append(path, *objs):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as f:
+        for obj in objs:
+            f.write(json.dumps(obj) + "\n")
+if name == "opencode":
+    storage = os.path.join(home, ".local", "share", "opencode", "storage")
+    sid = "ses_fake0001"
+    write(os.path.join(storage, "session", "global", sid + ".json"),
+          {{"id": sid, "projectID": "global", "directory": cwd, "title": "Fix the flaky test",
+            "version": "0.15.0", "time": {{"created": ms, "updated": ms + 500}}}})
+    write(os.path.join(storage, "message", sid, "msg_001.json"),
+          {{"id": "msg_001", "sessionID": sid, "role": "user", "time": {{"created": ms}}}})
+    write(os.path.join(storage, "message", sid, "msg_002.json"),
+          {{"id": "msg_002", "sessionID": sid, "role": "assistant", "time": {{"created": ms + 100, "completed": ms + 900}},
+            "modelID": "claude-sonnet-4", "providerID": "anthropic", "cost": 0.0123,
+            "tokens": {{"input": 1200, "output": 340, "reasoning": 10, "cache": {{"read": 100, "write": 0}}}}}})
+    write(os.path.join(storage, "part", "msg_002", "prt_001.json"),
+          {{"id": "prt_001", "messageID": "msg_002", "sessionID": sid, "type": "text", "text": "done"}})
+    print(json.dumps({{"type": "text", "sessionID": sid, "part": {{"type": "text", "text": "done"}}}}), flush=True)
+elif name == "claude":
+    sid = sys.argv[sys.argv.index("--session-id") + 1]
+    model = sys.argv[sys.argv.index("--model") + 1] if "--model" in sys.argv else "claude-sonnet-4-5"
+    path = os.path.join(home, ".claude", "projects", re.sub(r"[^A-Za-z0-9]", "-", cwd), sid + ".jsonl")
+    base = {{"sessionId": sid, "cwd": cwd, "version": "2.0.0", "isSidechain": False, "userType": "external"}}
+    append(path,
+           dict(base, type="user", uuid="u1", timestamp=iso(now), message={{"role": "user", "content": "hi"}}),
+           dict(base, type="assistant", uuid="a1", timestamp=iso(now + 0.1),
+                message={{"id": "msg_A", "role": "assistant", "model": model,
+                         "usage": {{"input_tokens": 10, "cache_creation_input_tokens": 200,
+                                   "cache_read_input_tokens": 1000, "output_tokens": 5}}}}),
+           dict(base, type="assistant", uuid="a2", timestamp=iso(now + 0.2),
+                message={{"id": "msg_A", "role": "assistant", "model": model,
+                         "usage": {{"input_tokens": 10, "cache_creation_input_tokens": 200,
+                                   "cache_read_input_tokens": 1000, "output_tokens": 50}}}}),
+           {{"type": "summary", "summary": "Refactor the parser", "leafUuid": "a2"}})
+    print(json.dumps({{"type": "system", "subtype": "init", "session_id": sid, "model": model}}), flush=True)
+    print(json.dumps({{"type": "result", "subtype": "success", "is_error": False, "session_id": sid,
+                      "total_cost_usd": 0.0456, "result": "done"}}), flush=True)
+elif name == "codex":
+    sid = "0199a213-81c0-7800-8aa1-bbab2a035a53"
+    day = time.strftime("%Y/%m/%d", time.localtime(now))
+    stamp = time.strftime("%Y-%m-%dT%H-%M-%S", time.localtime(now))
+    path = os.path.join(home, ".codex", "sessions", day, "rollout-%s-%s.jsonl" % (stamp, sid))
+    append(path,
+           {{"timestamp": iso(now), "type": "session_meta",
+             "payload": {{"id": sid, "timestamp": iso(now), "cwd": cwd, "originator": "codex_exec",
+                         "cli_version": "0.50.0", "instructions": None}}}},
+           {{"timestamp": iso(now + 0.1), "type": "turn_context",
+             "payload": {{"cwd": cwd, "approval_policy": "never", "model": "gpt-5-codex"}}}},
+           {{"timestamp": iso(now + 0.2), "type": "event_msg", "payload": {{"type": "token_count", "info": None}}}},
+           {{"timestamp": iso(now + 0.3), "type": "event_msg",
+             "payload": {{"type": "token_count", "info": {{"total_token_usage": {{
+                 "input_tokens": 5000, "cached_input_tokens": 4000, "output_tokens": 700,
+                 "reasoning_output_tokens": 300, "total_tokens": 5700}}}}}}}})
+    print(json.dumps({{"type": "thread.started", "thread_id": sid}}), flush=True)
+time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
+sys.exit(int(os.environ.get("FAKE_EXIT", "0")))
+'''
+
+
+@pytest.fixture
+def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Stand-ins for opencode, claude and codex first on PATH; a private HOME; returns where they record."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("opencode", "claude", "codex"):
+        path = bin_dir / name
+        path.write_text(FAKE_AGENT.format(python=sys.executable))
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    records = tmp_path / "records"
+    records.mkdir()
+    user_home = tmp_path / "userhome"
+    user_home.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("HOME", str(user_home))
+    monkeypatch.setenv("FAKE_RECORD_DIR", str(records))
+    for variable in ("XDG_DATA_HOME", "CLAUDE_CONFIG_DIR", "CODEX_HOME", "FAKE_MODE", "FAKE_EXIT"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("FAKE_SLEEP", "0.2")
+    return records
+
+
+def stopped(cli, sid: str) -> dict:
+    return wait_for(lambda: (s := cli.json("status", sid))["status"] == "stopped" and s, timeout=30)
+
+
+def recorded(records: Path, binary: str) -> tuple[list[str], bytes]:
+    argv = json.loads((records / f"{binary}.argv.json").read_text())["argv"]
+    return argv, (records / f"{binary}.stdin").read_bytes()
+
+
+FAST = ("--fuse-ttl", "1.5")  # heartbeats (and native-storage reads) every 0.5 s
+
+
+# -- launch, observe, stop: one test per agent ----------------------------------------------------------
+
+
+@pytest.mark.sqlite_only
+def test_opencode_runs_with_the_prompt_on_stdin_and_its_facts_are_recorded(cli, agents, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    prompt = "-rf is not a flag here: fix the flaky test"
+    sid = cli("launch", "opencode", "-p", prompt, "--model", "anthropic/claude-sonnet-4", "--cwd", str(work),
+              "--group", "batch-1", *FAST).stdout.strip()
+    status = stopped(cli, sid)
+    argv, stdin = recorded(agents, "opencode")
+    assert argv[1:] == ["run", "--format", "json", "--model", "anthropic/claude-sonnet-4"]
+    assert stdin == prompt.encode()
+    assert not any(prompt in arg for arg in argv)
+    assert status["stop_reason"] == "exited" and status["exit_code"] == 0 and status["stop_note"] is None
+    assert status["adapter"] == "opencode" and status["group"] == "batch-1"
+    assert status["agent"] == {
+        "native_session_id": "ses_fake0001", "model": "anthropic/claude-sonnet-4", "title": "Fix the flaky test",
+        "tokens_in": 1300, "tokens_out": 350, "cost": 0.0123, "last_activity_at": status["agent"]["last_activity_at"],
+    }
+    assert status["agent"]["last_activity_at"] is not None
+    text = cli("status", sid).stdout
+    assert "ses_fake0001" in text and "1300 in, 350 out" in text and "$0.0123" in text and "Fix the flaky test" in text
+
+
+def test_claude_code_pins_its_session_id_and_reports_tokens_and_cost(cli, agents, tmp_path):
+    work = tmp_path / "my.project"
+    work.mkdir()
+    sid = cli("launch", "claude-code", "-p", "--help me", "--model", "opus", "--cwd", str(work), *FAST).stdout.strip()
+    status = stopped(cli, sid)
+    argv, stdin = recorded(agents, "claude")
+    native = f"{sid[:8]}-{sid[8:12]}-{sid[12:16]}-{sid[16:20]}-{sid[20:]}"
+    assert argv[1:] == ["--print", "--output-format", "stream-json", "--verbose", "--session-id", native,
+                        "--model", "opus"]
+    assert stdin == b"--help me"
+    agent = status["agent"]
+    # msg_A appears twice (streamed): its last usage counts once; input = input + cache creation + cache read
+    assert (agent["native_session_id"], agent["model"], agent["title"]) == (native, "opus", "Refactor the parser")
+    assert (agent["tokens_in"], agent["tokens_out"], agent["cost"]) == (1210, 50, 0.0456)
+    assert status["exit_code"] == 0
+
+
+@pytest.mark.sqlite_only
+def test_codex_gets_a_one_megabyte_prompt_on_stdin(cli, agents, tmp_path):
+    big = tmp_path / "prompt.txt"
+    prompt = ("-" + "x" * 1023 + "\n") * 1024  # 1 MB, starting with '-': argv could carry neither
+    big.write_text(prompt)
+    sid = cli("launch", "codex", "--prompt-file", str(big), "--cwd", str(tmp_path), *FAST).stdout.strip()
+    status = stopped(cli, sid)
+    argv, stdin = recorded(agents, "codex")
+    assert argv[1:] == ["exec", "--json", "-C", str(tmp_path), "-"]
+    assert stdin == prompt.encode()
+    assert sum(len(a) for a in argv) < 1000
+    agent = status["agent"]
+    assert agent["native_session_id"] == "0199a213-81c0-7800-8aa1-bbab2a035a53"
+    assert (agent["model"], agent["tokens_in"], agent["tokens_out"], agent["cost"]) == ("gpt-5-codex", 5000, 700, None)
+    assert status["prompt"].startswith("-xxx") and "bytes in all" in status["prompt"]  # the event keeps a preview
+    prompt_file = Path(os.environ["AGENTLEDGER_HOME"]) / "prompts" / f"{sid}.txt"
+    assert stat.S_IMODE(prompt_file.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("agent,binary", [("opencode", "opencode"), ("claude-code", "claude"), ("codex", "codex")])
+@pytest.mark.sqlite_only
+def test_a_login_failure_is_recorded_as_a_failed_exit_with_its_error_line(cli, agents, monkeypatch, agent, binary):
+    monkeypatch.setenv("FAKE_MODE", "login")
+    sid = cli("launch", agent, "-p", "hello", *FAST).stdout.strip()
+    status = stopped(cli, sid)
+    assert (status["stop_reason"], status["exit_code"]) == ("exited", 1)
+    assert status["stop_note"] == "Error: Invalid API key - please run /login"
+    assert "Note" in cli("status", sid).stdout and "Invalid API key" in cli("status", sid).stdout
+    assert "Invalid API key" in cli("why", sid).stdout
+
+
+def test_a_login_failure_on_both_backends(cli, agents, monkeypatch):
+    monkeypatch.setenv("FAKE_MODE", "login")
+    sid = cli("launch", "codex", "-p", "hello", *FAST).stdout.strip()
+    status = stopped(cli, sid)
+    assert (status["stop_reason"], status["exit_code"], status["stop_note"]) == (
+        "exited", 1, "Error: Invalid API key - please run /login")
+    assert cli("verify", check=False).returncode == 0
+
+
+@pytest.mark.sqlite_only
+def test_a_plain_command_failing_gets_its_first_error_line_as_the_note(cli):
+    sid = cli.launch("sh", "-c", "echo working; echo 'fatal: repository not found' >&2; echo bye; exit 3")
+    status = stopped(cli, sid)
+    assert (status["exit_code"], status["stop_note"]) == (3, "fatal: repository not found")
+    ok = cli.launch("sh", "-c", "echo 'error: ignored, it succeeded'")
+    assert stopped(cli, ok)["stop_note"] is None
+
+
+@pytest.mark.sqlite_only
+def test_activity_in_native_storage_is_recorded_once_and_counts_as_a_heartbeat(cli, agents, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKE_SLEEP", "2.5")
+    sid = cli("launch", "opencode", "-p", "go", "--cwd", str(tmp_path), *FAST).stdout.strip()
+    stopped(cli, sid)
+    history = cli.json_lines("history", sid)
+    observed = [r for r in history if r["type"] == "AgentObserved"]
+    assert len(observed) == 1  # the facts did not change again while it ran for 2.5 s more
+    beats = [r for r in history if r["type"] == "Heartbeat"]
+    assert len(beats) >= 2  # and the supervisor's own heartbeats went on
+    assert cli.json("status", sid)["heartbeat_count"] == len(beats) + 1  # the activity counted as one
+
+
+@pytest.mark.sqlite_only
+def test_list_group_filters(cli, agents, tmp_path):
+    a = cli("launch", "--group", "g1", "--", "sleep", "30").stdout.strip()
+    b = cli("launch", "codex", "-p", "x", "--group", "g2", "--cwd", str(tmp_path)).stdout.strip()
+    c = cli("launch", "--", "sleep", "30").stdout.strip()
+    try:
+        assert [r["id"] for r in cli.json_lines("list", "--all", "--group", "g1")] == [a]
+        assert [r["id"] for r in cli.json_lines("list", "--all", "--group", "g2")] == [b]
+        assert c in [r["id"] for r in cli.json_lines("list", "--all")]
+        assert cli.json_lines("list", "--all", "--group", "none") == []
+    finally:
+        for sid in (a, c):
+            cli("stop", sid, "--force")
+
+
+@pytest.mark.sqlite_only
+def test_files_are_attached_to_the_prompt_within_their_caps(cli, agents, tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("line one\n")
+    sid = cli("launch", "opencode", "-p", "read this", "--file", str(notes), "--cwd", str(tmp_path)).stdout.strip()
+    stopped(cli, sid)
+    _, stdin = recorded(agents, "opencode")
+    assert stdin.startswith(b"read this\n\n--- file: ") and b"line one\n--- end of file: " in stdin
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * (128 * 1024 + 1))
+    result = cli("launch", "opencode", "-p", "x", "--file", str(big), check=False)
+    assert result.returncode == 2 and "limit per file" in result.stderr
+    parts = []
+    for i in range(3):
+        part = tmp_path / f"part{i}.txt"
+        part.write_bytes(b"y" * (100 * 1024))
+        parts += ["--file", str(part)]
+    result = cli("launch", "codex", "-p", "x", *parts, check=False)
+    assert result.returncode == 2 and "limit for all of them" in result.stderr
+    assert cli("launch", "codex", check=False).returncode == 2  # no prompt
+    assert cli("launch", "codex", "-p", "x", "stray", check=False).returncode == 2
+
+
+@pytest.mark.sqlite_only
+def test_an_agent_not_installed_is_a_spawn_failure(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on it
+    result = cli("launch", "claude-code", "-p", "hi", check=False)
+    assert result.returncode == 2 and "cannot launch 'claude'" in result.stderr
+
+
+@pytest.mark.sqlite_only
+def test_adapters_lists_each_agent_and_whether_it_is_on_path(cli, agents, tmp_path, monkeypatch):
+    (tmp_path / "bin" / "codex").unlink()
+    rows = {r["name"]: r for r in cli.json_lines("adapters")}
+    assert list(rows) == ["command", "opencode", "claude-code", "codex"]
+    assert rows["command"]["default"] and rows["command"]["binary"] is None
+    assert rows["opencode"]["found"] and rows["opencode"]["path"] == str(tmp_path / "bin" / "opencode")
+    assert rows["claude-code"]["binary"] == "claude" and rows["claude-code"]["found"]
+    assert rows["codex"]["found"] is False and rows["codex"]["path"] is None
+    assert "not found on PATH" in cli("adapters").stdout
+
+
+# -- the tail reader --------------------------------------------------------------------------------------
+
+
+def test_the_tail_reader_reads_only_new_bytes_of_a_200_mb_file(tmp_path):
+    from agentledger.adapters.tail import FIRST_READ_LIMIT, read_new_lines
+
+    path = tmp_path / "transcript.jsonl"
+    with open(path, "wb") as f:
+        f.write(b'{"n": 0}\n')
+        f.truncate(200 * 1024 * 1024)  # 200 MB (sparse: instant to make, read like any other bytes)
+        f.seek(0, os.SEEK_END)
+        f.write(b'\n{"n": 1}\n')
+    first = read_new_lines(str(path), None)
+    assert first.records == [{"n": 1}] and first.bytes_read <= FIRST_READ_LIMIT
+    assert first.cursor["offset"] == path.stat().st_size
+    with open(path, "ab") as f:
+        f.write(b'{"n": 2}\n{"n": 3')  # the last line is still being written
+    started = time.perf_counter()
+    second = read_new_lines(str(path), first.cursor)
+    elapsed = time.perf_counter() - started
+    assert second.records == [{"n": 2}] and second.bytes_read == len(b'{"n": 2}\n{"n": 3')
+    assert elapsed < 0.01
+    with open(path, "ab") as f:
+        f.write(b'}\n')
+    third = read_new_lines(str(path), second.cursor)
+    assert third.records == [{"n": 3}] and third.bytes_read == len(b'{"n": 3}\n')
+    assert read_new_lines(str(path), third.cursor).bytes_read == 0
+
+
+def test_the_tail_reader_starts_again_on_a_truncated_or_replaced_file(tmp_path):
+    from agentledger.adapters.tail import read_new_lines
+
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"a": 2}\nnot json\n')
+    first = read_new_lines(str(path), None)
+    assert first.records == [{"a": 1}, {"a": 2}] and first.bad_lines == 1 and not first.reset
+    path.write_bytes(b'{"b": 1}\n')  # truncated in place, shorter
+    second = read_new_lines(str(path), first.cursor)
+    assert second.reset and second.records == [{"b": 1}]
+    replacement = tmp_path / "new.jsonl"
+    replacement.write_bytes(b'{"c": 1}\n{"c": 2}\n{"c": 3}\n')
+    os.replace(replacement, path)  # rotated: another inode, even if longer
+    third = read_new_lines(str(path), second.cursor)
+    assert third.reset and third.records == [{"c": 1}, {"c": 2}, {"c": 3}]
+    assert read_new_lines(str(tmp_path / "missing"), None).records == []
+
+
+def test_a_pass_over_a_200_mb_claude_transcript_reads_only_what_was_appended(tmp_path, monkeypatch):
+    from agentledger.adapters.claude_code import ClaudeCodeAdapter, project_dir_name
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
+    native = "5c0a4a4e-1f7e-4a59-9a39-0c5b7f7f9f01"
+    path = tmp_path / ".claude" / "projects" / project_dir_name("/w") / f"{native}.jsonl"
+    path.parent.mkdir(parents=True)
+    line = json.dumps({"type": "assistant", "sessionId": native, "timestamp": "2026-01-01T00:00:00Z",
+                       "message": {"id": "m1", "model": "sonnet", "usage": {"input_tokens": 1, "output_tokens": 2}}})
+    with open(path, "wb") as f:
+        f.write(b"{}\n")
+        f.truncate(200 * 1024 * 1024)
+        f.seek(0, os.SEEK_END)
+        f.write(b"\n" + line.encode() + b"\n")
+    adapter = ClaudeCodeAdapter()
+    ref = adapter.find_native_session("/w", 0.0, None, native)
+    assert ref is not None and ref.path == str(path)
+    facts, cursor = adapter.read_facts(ref, {})
+    assert (facts["tokens_in"], facts["tokens_out"], facts["model"]) == (1, 2, "sonnet")
+    with open(path, "a") as f:
+        f.write(json.dumps({"type": "assistant", "sessionId": native, "timestamp": "2026-01-01T00:00:05Z",
+                            "message": {"id": "m2", "model": "sonnet",
+                                        "usage": {"input_tokens": 10, "output_tokens": 20}}}) + "\n")
+    started = time.perf_counter()
+    facts, cursor = adapter.read_facts(ref, cursor)
+    assert time.perf_counter() - started < 0.01
+    assert (facts["tokens_in"], facts["tokens_out"]) == (11, 22)
+    assert facts["last_activity_at"] == 1767225605.0
+    assert cursor["tail"]["offset"] == path.stat().st_size
+
+
+def test_exit_summaries_prefer_an_error_line_and_read_json_errors(tmp_path):
+    from agentledger.adapters.base import first_error_line
+
+    log = tmp_path / "out.log"
+    log.write_text("booting\nwarming up\n")
+    assert first_error_line(str(log)) == "warming up"  # no error-looking line: the last one
+    log.write_text('{"type":"system","subtype":"init"}\n'
+                   '{"type":"result","is_error":true,"result":"Invalid API key \\u00b7 Please run /login"}\n')
+    assert first_error_line(str(log)) == "Invalid API key · Please run /login"
+    log.write_text('{"type":"error","message":"stream disconnected: 401 Unauthorized"}\n')
+    assert first_error_line(str(log)) == "stream disconnected: 401 Unauthorized"
+    assert first_error_line(str(tmp_path / "none")) is None
+
+
+# -- the domain event -----------------------------------------------------------------------------------------
+
+
+def test_agent_observed_records_only_changes_and_activity_extends_the_fuse():
+    from datetime import datetime, timedelta, timezone
+    from uuid import uuid4
+
+    from agentledger.domain.session import Session
+
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    session = Session.launch(
+        session_id=uuid4(), argv=["codex"], cwd="/", adapter="codex", name=None, model=None, prompt=None,
+        group=None, labels={}, host="h", boot_id="b", pid=1, pid_start_time=1.0, boot_time=0.0,
+        supervisor_pid=None, log_path=None, launched_by="t")
+    session.set_fuse(ttl=30, set_by="supervisor", now=now)
+    assert session.observe_agent(facts={"model": "m", "tokens_in": 5}, heartbeat=False, source="adapter:codex",
+                                 now=now)
+    assert not session.observe_agent(facts={"model": "m", "tokens_in": 5}, heartbeat=False, source="s", now=now)
+    assert session.observe_agent(facts={"model": "m", "tokens_in": 9}, heartbeat=True, source="s",
+                                 now=now + timedelta(seconds=20))
+    event = session.collect_events()[-1]
+    assert (event.model, event.tokens_in, event.heartbeat) == (None, 9, True)
+    assert session.fuse_expires_at == now + timedelta(seconds=50)
+    assert session.agent_facts == {"model": "m", "tokens_in": 9}
+    with pytest.raises(ValueError):
+        session.observe_agent(facts={"exit_code": 1}, heartbeat=False, source="s", now=now)
