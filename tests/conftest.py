@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -46,6 +47,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> Itera
     path = tmp_path / "home"
     monkeypatch.setenv("AGENTLEDGER_HOME", str(path))
     monkeypatch.delenv("AGENTLEDGER_DB", raising=False)
+    monkeypatch.setenv("AGENTLEDGER_METRICS_ADDR", "off")  # test daemons never contend for the default port
     if backend == "sqlite":
         yield path
         return
@@ -112,6 +114,26 @@ class CLI:
 @pytest.fixture
 def cli(home: Path) -> CLI:
     return CLI()
+
+
+@pytest.fixture
+def daemon(cli: CLI) -> Iterator[Callable[..., int]]:
+    """``start(*OPTIONS)`` runs ``agentledger daemon start OPTIONS`` and returns its pid; afterwards
+    the daemon is stopped, and every one started is killed if it is still there."""
+    started: list[int] = []
+
+    def start(*options: str) -> int:
+        result = cli("daemon", "start", *options)
+        started.append(int(result.stdout.split("(pid ")[1].split(")")[0]))
+        return started[-1]
+
+    yield start
+    cli("daemon", "stop", check=False)
+    for pid in started:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:

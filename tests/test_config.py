@@ -14,6 +14,12 @@ from conftest import wait_for
 pytestmark = pytest.mark.sqlite_only  # about the file and the environment, not about a backend
 
 
+@pytest.fixture(autouse=True)
+def no_metrics_override(monkeypatch):
+    """The suite turns the daemon's metrics off through the environment; these tests read the real defaults."""
+    monkeypatch.delenv("AGENTLEDGER_METRICS_ADDR")
+
+
 def write_config(home: Path, text: str, mode: int = 0o600) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     path = home / "config.toml"

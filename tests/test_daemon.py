@@ -16,26 +16,6 @@ import pytest
 from conftest import dead_identity, record, wait_for
 
 
-@pytest.fixture
-def daemon(cli):
-    """Start the daemon with the given options; it is always stopped (or killed) afterwards."""
-    started: list[int] = []
-
-    def start(*options: str) -> int:
-        result = cli("daemon", "start", *options)
-        pid = int(result.stdout.split("(pid ")[1].split(")")[0])
-        started.append(pid)
-        return pid
-
-    yield start
-    cli("daemon", "stop", check=False)
-    for pid in started:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 def ts(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 

@@ -28,24 +28,14 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def daemon(cli, monkeypatch):
-    """Start the daemon with metrics on ``addr`` (a free port by default); always stopped or killed afterwards."""
-    started: list[int] = []
+def daemon(daemon, monkeypatch):
+    """The shared fixture, with metrics on ``addr`` (a free port by default)."""
 
     def start(*options: str, addr: str | None = None) -> int:
         monkeypatch.setenv("AGENTLEDGER_METRICS_ADDR", addr or f"127.0.0.1:{free_port()}")
-        result = cli("daemon", "start", *options)
-        pid = int(result.stdout.split("(pid ")[1].split(")")[0])
-        started.append(pid)
-        return pid
+        return daemon(*options)
 
-    yield start
-    cli("daemon", "stop", check=False)
-    for pid in started:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    return start
 
 
 def get(url: str) -> tuple[int, str, bytes]:

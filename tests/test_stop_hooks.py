@@ -11,7 +11,6 @@ from typing import Any
 from uuid import UUID
 
 import psutil
-import pytest
 
 from conftest import record, wait_for
 
@@ -114,26 +113,6 @@ def test_only_the_last_2_kb_of_the_output_is_kept(tmp_path):
                   env=dict(os.environ), timeout=10)
     assert (run.exit_code, run.timed_out, len(run.output_tail)) == (3, False, 2048)
     assert run.output_tail.endswith("xxend\n")
-
-
-@pytest.fixture
-def daemon(cli, monkeypatch):
-    """A daemon for this test's store (no metrics listener); stopped, or killed, afterwards."""
-    monkeypatch.setenv("AGENTLEDGER_METRICS_ADDR", "off")
-    pids: list[int] = []
-
-    def start(*options: str) -> int:
-        out = cli("daemon", "start", *options).stdout
-        pids.append(int(out.split("(pid ")[1].split(")")[0]))
-        return pids[-1]
-
-    yield start
-    cli("daemon", "stop", check=False)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_the_daemon_runs_the_hook_of_a_session_the_reconciler_stopped_exactly_once(cli, store, daemon, tmp_path):

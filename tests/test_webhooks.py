@@ -123,21 +123,9 @@ def receivers():
 
 
 @pytest.fixture
-def daemon(cli):
-    started: list[int] = []
-
-    def start(*options: str) -> int:
-        result = cli("daemon", "start", "--interval", "300ms", *options)
-        started.append(int(result.stdout.split("(pid ")[1].split(")")[0]))
-        return started[-1]
-
-    yield start
-    cli("daemon", "stop", check=False)
-    for pid in started:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+def daemon(daemon):
+    """The shared fixture, passing every 300 ms."""
+    return lambda *options: daemon("--interval", "300ms", *options)
 
 
 def configure(home: Path, endpoints: dict[str, dict[str, Any]]) -> None:
