@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for
+from conftest import wait_for
 
 FAKE_AGENT = r'''#!{python}
 import json, os, sys, time, uuid, re
