@@ -291,6 +291,7 @@ def test_an_agent_not_installed_is_a_spawn_failure(cli, tmp_path, monkeypatch):
 @pytest.mark.sqlite_only
 def test_adapters_lists_each_agent_and_whether_it_is_on_path(cli, agents, tmp_path, monkeypatch):
     (tmp_path / "bin" / "codex").unlink()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # only the stand-ins, whatever this machine has installed
     rows = {r["name"]: r for r in cli.json_lines("adapters")}
     assert list(rows) == ["command", "opencode", "claude-code", "codex"]
     assert rows["command"]["default"] and rows["command"]["binary"] is None

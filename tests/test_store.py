@@ -433,7 +433,8 @@ def test_an_exit_seen_during_an_outage_is_spooled_and_recorded_when_the_server_r
     as_role = os.environ["AGENTLEDGER_DB"].replace("postgresql://postgres@", f"postgresql://{role}@")
     try:
         launched = subprocess.run([sys.executable, "-m", "agentledger", "launch", "--fuse-ttl", "30s", "--",
-                                   "sh", "-c", "sleep 1; exit 7"], capture_output=True, text=True, timeout=60,
+                                   "sh", "-c", "sleep 1; echo 'fatal: token expired' >&2; exit 7"],
+                                  capture_output=True, text=True, timeout=60,
                                   env=dict(os.environ, AGENTLEDGER_DB=as_role), check=True)
         sid = launched.stdout.strip()
         supervisor = cli.json("status", sid)["supervisor_pid"]
@@ -449,6 +450,7 @@ def test_an_exit_seen_during_an_outage_is_spooled_and_recorded_when_the_server_r
         assert "spooled" in out
         status = cli.json("status", sid)
         assert (status["status"], status["stop_reason"], status["exit_code"]) == ("stopped", "exited", 7)
+        assert status["stop_note"] == "fatal: token expired"  # the supervisor's summary, kept in the spool
         assert not spooled.exists()
         assert cli.json("why", sid)["stop"]["evidence"]["spooled_at"]
         assert "ok: every check passed" in cli("verify").stdout

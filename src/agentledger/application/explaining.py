@@ -17,6 +17,7 @@ from uuid import UUID
 
 from agentledger.domain.durations import format_clock, format_duration
 from agentledger.domain.session import Session
+from agentledger.projections.queries import resumed_by
 from agentledger.domain.vocabulary import Component, FuseState, StopReason
 
 #: A stop appends at most these events (``FuseCancelled`` "session stopped", ``Stopped``).
@@ -35,6 +36,9 @@ def explain(store: Any, session_id: str, now: datetime) -> dict[str, Any]:
         "started_at": session.created_on,
         "version": session.version,
         "position": store.event_position(session_id, session.version),
+        "source": session.source,
+        "resumed_from": session.resumed_from,
+        "resumed_by": resumed_by(store.db, session_id),
     }
     if session.stop is not None:
         facts["status"] = "stopped"

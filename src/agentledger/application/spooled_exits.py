@@ -31,7 +31,8 @@ def record_spooled_exits(store: Any, spool: Any, *, recorded_by: dict[str, Any])
 
         def stop(session: Any, observed: ObservedExit = observed, record: dict[str, Any] = record,
                  also: dict[str, Any] = also) -> None:
-            record_observed_exit(session, observed, pid=record.get("pid"), decided_by=record["supervisor"], also=also)
+            record_observed_exit(session, observed, pid=record.get("pid"), decided_by=record["supervisor"], also=also,
+                                 summary=record.get("summary"))
 
         try:
             store.ledger.change(UUID(sid), stop)

@@ -23,7 +23,7 @@ from eventsourcing.domain import Aggregate, event
 
 from agentledger.domain.errors import FuseStillLive, NoFuse, SessionAlreadyStopped
 from agentledger.domain.liveness import ProcessIdentity
-from agentledger.domain.vocabulary import FuseState, SessionStatus, StopCause, StopReason
+from agentledger.domain.vocabulary import FuseState, LaunchSource, SessionStatus, StopCause, StopReason
 
 
 #: What an agent adapter may report (``AgentObserved``'s optional fields).
@@ -37,7 +37,12 @@ class Session(Aggregate):
     """A supervised process and what the log knows about its lifetime."""
 
     class Launched(Aggregate.Created):
-        """A session exists. ``pid`` is None only when spawning failed."""
+        """A session exists. ``pid`` is None only when spawning failed.
+
+        ``source`` is a :class:`LaunchSource`: an ``adopted`` session was started
+        elsewhere and has no supervisor. ``resumed_from`` is the session whose
+        agent conversation this one continues (``agentledger resume``).
+        """
 
         argv: list[str]
         cwd: str
@@ -58,6 +63,8 @@ class Session(Aggregate):
         timeout: float | None = None  # master timeout in seconds from launch, opt-in
         on_stop: str | None = None  # shell command run once after the stop (a StopHook records it)
         on_stop_timeout: float | None = None  # how long that command may run
+        source: str = LaunchSource.LAUNCHED.value
+        resumed_from: str | None = None  # a session id (hex)
 
     class FuseSet(Aggregate.Event):
         """A lease on the lifecycle: until ``expires_at`` someone watches the session."""
@@ -187,6 +194,8 @@ class Session(Aggregate):
         timeout: float | None = None,
         on_stop: str | None = None,
         on_stop_timeout: float | None = None,
+        source: str = LaunchSource.LAUNCHED.value,
+        resumed_from: str | None = None,
     ) -> None:
         self.argv = argv
         self.cwd = cwd
@@ -207,6 +216,8 @@ class Session(Aggregate):
         self.timeout = timeout
         self.on_stop = on_stop
         self.on_stop_timeout = on_stop_timeout
+        self.source = LaunchSource(source).value
+        self.resumed_from = resumed_from
         self.status = SessionStatus.RUNNING.value
         self.fuse_state = FuseState.NONE.value
         self.fuse_ttl: float | None = None
@@ -225,6 +236,8 @@ class Session(Aggregate):
     on_stop: str | None = None
     on_stop_timeout: float | None = None
     agent_facts: dict[str, Any] | None = None  # the latest AgentObserved facts, merged
+    source: str = LaunchSource.LAUNCHED.value
+    resumed_from: str | None = None
 
     # -- queries ---------------------------------------------------------------
 

@@ -25,6 +25,13 @@ class SessionStatus(StrEnum):
     HOST_SILENT = "host-silent"  # not stopped, but its host's daemon went quiet: nobody can tell (derived)
 
 
+class LaunchSource(StrEnum):
+    """How a session came into the log (``Launched.source``)."""
+
+    LAUNCHED = "launched"  # started by ``agentledger launch`` (or ``resume``) under a supervisor
+    ADOPTED = "adopted"  # started elsewhere and recorded by ``agentledger adopt``: no supervisor, no exit code
+
+
 class FuseState(StrEnum):
     NONE = "none"  # never set
     SET = "set"  # set; live until its expiry, which heartbeats extend

@@ -52,8 +52,20 @@ def cmd_why(context: Any, args: argparse.Namespace) -> int:
     print(f"{facts['session_id'][:12]} is {facts['status']}. {facts['headline']}")
     print()
     key_values([*(_stopped_pairs(facts) if facts["status"] == "stopped" else _running_pairs(facts)),
-                *_hook_pairs(facts["on_stop"])])
+                *_lineage_pairs(facts), *_hook_pairs(facts["on_stop"])])
     return 0
+
+
+def _lineage_pairs(facts: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Where the session came from: adopted rather than launched, and the resume chain either side."""
+    pairs: list[tuple[str, Any]] = []
+    if facts["source"] == "adopted":
+        pairs.append(("Source", "adopted: started elsewhere, no supervisor (its exit status cannot be seen)"))
+    if facts["resumed_from"]:
+        pairs.append(("Resumed from", facts["resumed_from"]))
+    if facts["resumed_by"]:
+        pairs.append(("Resumed by", ", ".join(facts["resumed_by"])))
+    return pairs
 
 
 def _hook_pairs(hook: dict[str, Any] | None) -> list[tuple[str, Any]]:

@@ -422,6 +422,10 @@ def cmd_status(context: Context, args: argparse.Namespace) -> int:
     ]
     if row["group_name"]:
         pairs.insert(2, ("Group", row["group_name"]))
+    if row["source"] == "adopted":
+        pairs.insert(pairs.index(("Host", row["host"])), ("Source", "adopted (no supervisor)"))
+    if row["resumed_from"]:
+        pairs.insert(pairs.index(("Cwd", row["cwd"])), ("Resumed from", row["resumed_from"]))
     pairs += _agent_pairs(row, now)
     if row["status"] == "stopped":
         pairs += [

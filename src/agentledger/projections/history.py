@@ -91,7 +91,9 @@ def summarise(kind: str, f: dict[str, Any]) -> str:
     """The few fields a person scans for, per event type."""
     if kind == "Launched":
         where = f"pid {f['pid']}" if f["pid"] is not None else "not started"
-        return f"{' '.join(f['argv'])} ({where}, {f['adapter']}, {f['host']})"
+        origin = ", adopted" if f.get("source") == "adopted" else ""
+        resumed = f", resumed from {f['resumed_from'][:12]}" if f.get("resumed_from") else ""
+        return f"{' '.join(f['argv'])} ({where}, {f['adapter']}, {f['host']}{origin}{resumed})"
     if kind == "FuseSet":
         return f"ttl {format_duration(f['ttl'])}, expires {format_clock(f['expires_at'])}, by {f['set_by']}"
     if kind == "Heartbeat":

@@ -100,6 +100,12 @@ def get_session(db: sqlite3.Connection, session_id: str) -> sqlite3.Row:
     return row
 
 
+def resumed_by(db: sqlite3.Connection, session_id: str) -> list[str]:
+    """The sessions that continue ``session_id``'s agent conversation (``agentledger resume``), oldest first."""
+    rows = db.execute("SELECT id FROM sessions WHERE resumed_from = ? ORDER BY started_at", (session_id,))
+    return [row["id"] for row in rows.fetchall()]
+
+
 #: What :func:`session_facts` reads: a pass over 10,000 sessions selects only these.
 _FACT_COLUMNS = (
     "id, status, pid, pid_start_time, boot_time, host, boot_id, fuse_state, fuse_ttl, fuse_expires_at,"
@@ -216,6 +222,8 @@ def session_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
         "labels": orjson.Fragment(row["labels"]),
         "log_path": row["log_path"],
         "launched_by": row["launched_by"],
+        "source": row["source"],
+        "resumed_from": row["resumed_from"],
         "started_at": iso(row["started_at"]),
         "timeout_at": iso(row["timeout_at"]),
         "stop_requested_at": iso(row["stop_requested_at"]),

@@ -124,8 +124,9 @@ class SessionsProjection:
         self.cursor.execute(
             "INSERT INTO sessions (id, name, adapter, status, argv, cwd, host, boot_id, pid,"
             " pid_start_time, boot_time, supervisor_pid, model, prompt, group_name, labels, log_path,"
-            " launched_by, started_at, timeout_at, fuse_state, heartbeat_count, version, position)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,?,?)",
+            " launched_by, started_at, timeout_at, fuse_state, heartbeat_count, version, position, source,"
+            " resumed_from)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?,?)",
             (
                 event.originator_id.hex,
                 event.name,
@@ -150,6 +151,8 @@ class SessionsProjection:
                 FuseState.NONE.value,
                 event.originator_version,
                 position,
+                event.source,
+                event.resumed_from,
             ),
         )
 
