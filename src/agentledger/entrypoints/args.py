@@ -46,6 +46,13 @@ def count(text: str) -> int:
     return _whole_number(text, "count")
 
 
+def pid(text: str) -> int:
+    value = _whole_number(text, "PID")
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"invalid PID {text!r} (a whole number > 0)")
+    return value
+
+
 def log_position(text: str) -> int:
     return _whole_number(text, "log position")
 

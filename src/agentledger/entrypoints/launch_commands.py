@@ -1,9 +1,10 @@
-"""``agentledger launch``: an agent by its adapter's name (``launch opencode -p PROMPT``) or any ``-- ARGV``.
+"""``agentledger launch``: an agent by its adapter's name (``launch opencode -p PROMPT``) or any ``-- ARGV``;
+``agentledger resume ID MESSAGE``: a new supervised session continuing a stopped one's agent conversation.
 
 Translation only: options and the configuration's defaults become a
 ``LaunchSpec``; an agent's adapter (``adapters/``) builds its command line and
 the prompt file fed on its stdin; the supervisor does the rest. Heavy modules
-are imported inside the handler.
+are imported inside the handlers.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,10 +30,36 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
                         "or -- and the command to run")
     p.set_defaults(handler=cmd_launch)
 
+    p = command("resume", "continue a stopped agent session's conversation in a new supervised session")
+    p.add_argument("session", metavar="ID", help="the stopped session (id or a unique prefix of it)")
+    p.add_argument("message", nargs="?", help="the agent's next message, given on its stdin "
+                                              "(or --message-file); '--' before one starting with -")
+    p.add_argument("--message-file", default=None, metavar="PATH",
+                   help="read the message from PATH ('-': this command's stdin)")
+    p.add_argument("--file", action="append", default=[], metavar="PATH",
+                   help="attach PATH's contents to the message (as for launch)")
+    add_run_options(p, group_default="the resumed session's")
+    p.set_defaults(handler=cmd_resume)
+
 
 def add_launch_options(p: argparse.ArgumentParser) -> None:
     """``launch``'s options: before the agent's name or ``--``, and again after an agent's name."""
     p.add_argument("--cwd", default=None, help="working directory (default: the current one)")
+    add_run_options(p)
+    p.add_argument("--adapter", default=None,
+                   help="with -- ARGV: the adapter whose native storage to observe (default: command)")
+    p.add_argument("--model", help="model for the agent (passed to it; with -- ARGV, recorded for reference)")
+    p.add_argument("-p", "--prompt", help="the agent's prompt, given on its stdin, never in its argv "
+                                          "(with -- ARGV, recorded for reference); '--prompt=-x' for one starting with -")
+    p.add_argument("--prompt-file", default=None, metavar="PATH",
+                   help="read the agent's prompt from PATH ('-': this command's stdin), for large prompts")
+    p.add_argument("--file", action="append", default=[], metavar="PATH",
+                   help="attach PATH's contents to the agent's prompt (repeatable; each at most 128 KB, "
+                        "256 KB in all)")
+
+
+def add_run_options(p: argparse.ArgumentParser, group_default: str = "none") -> None:
+    """How a supervised session runs and is labelled: shared by ``launch`` and ``resume``."""
     p.add_argument("--fuse-ttl", type=types.duration, default=None, metavar="DURATION",
                    help="fuse lifetime; the supervisor heartbeats every TTL/3 "
                         "(default: fuse_ttl in the configuration, else 30s)")
@@ -48,17 +76,8 @@ def add_launch_options(p: argparse.ArgumentParser) -> None:
                    help="SIGTERM (then SIGKILL) the on-stop command after this long "
                         "(default: on_stop_timeout in the configuration, else 60s)")
     p.add_argument("--name", help="a label for people")
-    p.add_argument("--adapter", default=None,
-                   help="with -- ARGV: the adapter whose native storage to observe (default: command)")
-    p.add_argument("--model", help="model for the agent (passed to it; with -- ARGV, recorded for reference)")
-    p.add_argument("-p", "--prompt", help="the agent's prompt, given on its stdin, never in its argv "
-                                          "(with -- ARGV, recorded for reference); '--prompt=-x' for one starting with -")
-    p.add_argument("--prompt-file", default=None, metavar="PATH",
-                   help="read the agent's prompt from PATH ('-': this command's stdin), for large prompts")
-    p.add_argument("--file", action="append", default=[], metavar="PATH",
-                   help="attach PATH's contents to the agent's prompt (repeatable; each at most 128 KB, "
-                        "256 KB in all)")
-    p.add_argument("--group", help="group this session belongs to ('list --group G' shows them)")
+    p.add_argument("--group", help=f"group this session belongs to ('list --group G' shows them; default: "
+                                   f"{group_default})")
     p.add_argument("--label", type=types.label, action="append", default=[], metavar="KEY=VALUE", help="repeatable")
     json_flag(p)
 
@@ -67,11 +86,8 @@ def cmd_launch(context: Any, args: argparse.Namespace) -> int:
     from uuid import uuid4
 
     from agentledger.adapters import registry
+    from agentledger.adapters.base import LaunchRequest
     from agentledger.application.errors import UsageError
-    from agentledger.infrastructure.config import home_dir, logs_dir
-    from agentledger.infrastructure.host import os_user
-    from agentledger.infrastructure.launcher import start_supervisor
-    from agentledger.infrastructure.settings import load_settings
     from agentledger.infrastructure.supervisor import LaunchSpec
 
     argv = args.argv
@@ -89,61 +105,142 @@ def cmd_launch(context: Any, args: argparse.Namespace) -> int:
     if agent is not None and args.adapter not in (None, agent):
         raise UsageError(f"--adapter {args.adapter} does not go with 'launch {agent}'")
     adapter_name = agent or args.adapter or registry.DEFAULT
-    settings = load_settings()  # a bad configuration stops the launch before anything starts
-    if args.fuse_ttl is None:
-        args.fuse_ttl = settings.fuse_ttl
-    if args.heartbeat_every is not None and args.heartbeat_every > args.fuse_ttl / 2:
-        raise UsageError(
-            f"--heartbeat-every {format_duration(args.heartbeat_every)} is more than half the fuse TTL "
-            f"({format_duration(args.fuse_ttl)}): one late heartbeat would let the fuse lapse"
-        )
+    run = _run_options(args)  # a bad configuration stops the launch before anything starts
     cwd = os.path.abspath(args.cwd or os.getcwd())
     if not os.path.isdir(cwd):
         raise UsageError(f"--cwd {args.cwd!r} is not a directory")
-    on_stop = (settings.on_stop if args.on_stop is None else args.on_stop.strip()) or None  # '' turns it off
     session_id = uuid4().hex
     prompt = args.prompt
     stdin_path = native_session_id = None
     if agent is not None:
-        prompt, stdin_path, argv, native_session_id = _agent_launch(agent, args, session_id, cwd)
-    store = context.store  # creates the store now rather than in the supervisor
-    logs = logs_dir()
-    logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+        text = _read_text(args.prompt, args.prompt_file, what=f"launch {agent}", inline="-p PROMPT",
+                          from_file="--prompt-file FILE")
+        prompt, stdin_path = _prompt_file(text, args.file, session_id, what=f"launch {agent}")
+        plan = registry.get(agent).build_launch(
+            LaunchRequest(session_id=session_id, cwd=cwd, prompt_path=stdin_path, model=args.model))
+        argv, stdin_path, native_session_id = plan.argv, plan.stdin_path, plan.native_session_id
     spec = LaunchSpec(
         session_id=session_id,
         argv=argv,
         cwd=cwd,
-        fuse_ttl=args.fuse_ttl,
-        log_path=str(logs / f"{session_id}.log"),
-        launched_by=os_user(),
         adapter=adapter_name,
         name=args.name,
         model=args.model,
         prompt=prompt,
         group=args.group,
         labels=dict(args.label),
-        heartbeat_every=args.heartbeat_every,
-        timeout=args.timeout,
-        on_stop=on_stop,
-        on_stop_timeout=(args.on_stop_timeout or settings.on_stop_timeout) if on_stop else None,
         stdin_path=stdin_path,
         native_session_id=native_session_id,
+        **_session_files(session_id),
+        **run,
     )
+    return _start(context, spec, json=args.json)
+
+
+def cmd_resume(context: Any, args: argparse.Namespace) -> int:
+    """A new session running the agent's own resume command on the old session's native id, in its cwd."""
+    from uuid import uuid4
+
+    import orjson
+
+    from agentledger.adapters import registry
+    from agentledger.application.errors import LedgerError, UsageError
+    from agentledger.infrastructure.supervisor import LaunchSpec
+    from agentledger.projections.queries import current_status, get_session
+
+    db = context.fresh_db()
+    old = get_session(db, context.resolve(args.session, db))
+    short = old["id"][:12]
+    adapter = registry.for_session(old["adapter"])
+    if adapter.binary is None:
+        raise UsageError(f"session {short} ran a plain command (adapter {old['adapter']}): "
+                         f"only an agent's conversation can be resumed (agents: {', '.join(registry.agent_names())})")
+    status = current_status(old, time.time())
+    if status != "stopped":
+        raise LedgerError(f"session {short} is still {status}: two agents must not write one conversation; "
+                          f"stop it first (agentledger stop {short}) or wait for it to end")
+    native = old["native_session_id"]
+    if not native:
+        raise UsageError(f"session {short}: its {adapter.name} adapter never found the agent's own session, "
+                         "so there is no conversation to resume")
+    if not os.path.isdir(old["cwd"]):
+        raise UsageError(f"session {short}'s directory {old['cwd']} is gone: the agent's session belongs to it")
+    text = _read_text(args.message, args.message_file, what=f"resume {short}", inline="MESSAGE",
+                      from_file="--message-file FILE")
+    run = _run_options(args)
+    session_id = uuid4().hex
+    prompt, stdin_path = _prompt_file(text, args.file, session_id, what=f"resume {short}")
+    spec = LaunchSpec(
+        session_id=session_id,
+        argv=adapter.resume_argv(native),
+        cwd=old["cwd"],
+        adapter=adapter.name,
+        name=args.name or old["name"],
+        model=old["model"],
+        prompt=prompt,
+        group=args.group or old["group_name"],
+        labels={**orjson.loads(old["labels"] or "{}"), **dict(args.label)},
+        stdin_path=stdin_path,
+        native_session_id=native,
+        resumed_from=old["id"],
+        **_session_files(session_id),
+        **run,
+    )
+    return _start(context, spec, json=args.json)
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``LaunchSpec`` fields from the shared run options and the configuration's defaults."""
+    from agentledger.application.errors import UsageError
+    from agentledger.infrastructure.settings import load_settings
+
+    settings = load_settings()
+    fuse_ttl = settings.fuse_ttl if args.fuse_ttl is None else args.fuse_ttl
+    if args.heartbeat_every is not None and args.heartbeat_every > fuse_ttl / 2:
+        raise UsageError(
+            f"--heartbeat-every {format_duration(args.heartbeat_every)} is more than half the fuse TTL "
+            f"({format_duration(fuse_ttl)}): one late heartbeat would let the fuse lapse"
+        )
+    on_stop = (settings.on_stop if args.on_stop is None else args.on_stop.strip()) or None  # '' turns it off
+    return {
+        "fuse_ttl": fuse_ttl,
+        "heartbeat_every": args.heartbeat_every,
+        "timeout": args.timeout,
+        "on_stop": on_stop,
+        "on_stop_timeout": (args.on_stop_timeout or settings.on_stop_timeout) if on_stop else None,
+    }
+
+
+def _session_files(session_id: str) -> dict[str, str]:
+    """The session's output log (under the ledger's home) and who launches it, for its ``LaunchSpec``."""
+    from agentledger.infrastructure.config import logs_dir
+    from agentledger.infrastructure.host import os_user
+
+    logs = logs_dir()
+    logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return {"log_path": str(logs / f"{session_id}.log"), "launched_by": os_user()}
+
+
+def _start(context: Any, spec: Any, *, json: bool) -> int:
+    """Start the supervisor for ``spec`` and print the new session's id (the supervisor records the launch)."""
+    from agentledger.application.errors import LedgerError, UsageError
+    from agentledger.infrastructure.config import home_dir, logs_dir
+    from agentledger.infrastructure.launcher import start_supervisor
+
+    store = context.store  # creates the store now rather than in the supervisor
     env = dict(os.environ, AGENTLEDGER_HOME=str(home_dir()), AGENTLEDGER_DB=store.location.connect_url)
-    answer = start_supervisor(spec, env, logs / f"{session_id}.supervisor.log")
+    answer = start_supervisor(spec, env, logs_dir() / f"{spec.session_id}.supervisor.log")
     if not answer["ok"]:
         if answer.get("kind") == "spawn-failed":
-            raise UsageError(f"{answer['error']} (recorded as session {session_id[:12]}, spawn-failed)")
-        from agentledger.application.errors import LedgerError
-
+            raise UsageError(f"{answer['error']} (recorded as session {spec.session_id[:12]}, spawn-failed)")
         raise LedgerError(answer["error"])
-    if args.json:
+    if json:
         from agentledger.entrypoints.render import write_json
 
-        write_json({"id": session_id, "pid": answer["pid"], "log_path": spec.log_path, "adapter": adapter_name,
-                    "argv": argv, "prompt_path": stdin_path})
+        write_json({"id": spec.session_id, "pid": answer["pid"], "log_path": spec.log_path, "adapter": spec.adapter,
+                    "argv": spec.argv, "prompt_path": spec.stdin_path, "resumed_from": spec.resumed_from})
     else:
-        print(session_id)
+        print(spec.session_id)
     return 0
 
 
@@ -168,36 +265,36 @@ def _merge_agent_options(args: argparse.Namespace, tokens: list[str]) -> None:
             setattr(args, key, value)
 
 
-def _agent_launch(agent: str, args: argparse.Namespace, session_id: str, cwd: str) -> tuple[Any, ...]:
-    """Write the prompt file and build the agent's command: (prompt to record, stdin path, argv, native id)."""
-    from agentledger.adapters import registry
-    from agentledger.adapters.base import LaunchRequest
+def _read_text(value: str | None, path: str | None, *, what: str, inline: str, from_file: str) -> str:
+    """The prompt or message: given inline or read from a file (``-``: stdin); exactly one of the two."""
+    from agentledger.application.errors import UsageError
+
+    if (value is None) == (path is None):
+        raise UsageError(f"{what} needs one {inline.split()[-1].lower()}: {inline} or {from_file} ('-' reads stdin)")
+    if path is None:
+        return value  # type: ignore[return-value]
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read().decode("utf-8", "replace")
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
+    except OSError as error:
+        raise UsageError(f"{from_file.split()[0]} {path}: {error.strerror or error}") from None
+
+
+def _prompt_file(text: str, files: list[str], session_id: str, *, what: str) -> tuple[str, str]:
+    """Write the prompt (with attached files) to a 0600 file for the agent's stdin: (text to record, its path)."""
     from agentledger.adapters.prompts import PromptTooLarge, compose_prompt, write_prompt_file
     from agentledger.application.errors import UsageError
     from agentledger.infrastructure.config import home_dir
 
-    if (args.prompt is None) == (args.prompt_file is None):
-        raise UsageError(f"launch {agent} needs one prompt: -p PROMPT or --prompt-file FILE ('-' reads stdin)")
-    if args.prompt_file is not None:
-        try:
-            if args.prompt_file == "-":
-                text = sys.stdin.buffer.read().decode("utf-8", "replace")
-            else:
-                with open(args.prompt_file, "rb") as handle:
-                    text = handle.read().decode("utf-8", "replace")
-        except OSError as error:
-            raise UsageError(f"--prompt-file {args.prompt_file}: {error.strerror or error}") from None
-    else:
-        text = args.prompt
-    if not text.strip() and not args.file:
-        raise UsageError(f"launch {agent}: the prompt is empty")
+    if not text.strip() and not files:
+        raise UsageError(f"{what}: the {'message' if what.startswith('resume') else 'prompt'} is empty")
     try:
-        data = compose_prompt(text, args.file)
+        data = compose_prompt(text, files)
     except PromptTooLarge as error:
         raise UsageError(str(error)) from None
     path = write_prompt_file(home_dir() / "prompts", session_id, data)
-    plan = registry.get(agent).build_launch(
-        LaunchRequest(session_id=session_id, cwd=cwd, prompt_path=str(path), model=args.model))
     recorded = text if len(text) <= RECORDED_PROMPT_CHARS else (
         text[:RECORDED_PROMPT_CHARS] + f"… ({len(text.encode())} bytes in all; see {path})")
-    return recorded, plan.stdin_path, plan.argv, plan.native_session_id
+    return recorded, str(path)

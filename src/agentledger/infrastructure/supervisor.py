@@ -75,7 +75,8 @@ class LaunchSpec:
     on_stop: str | None = None  # shell command to run once the stop is recorded
     on_stop_timeout: float | None = None
     stdin_path: str | None = None  # fed to the process's stdin (an agent's prompt file); None: /dev/null
-    native_session_id: str | None = None  # the agent's own session id, when the launch chose it
+    native_session_id: str | None = None  # the agent's own session id, when the launch chose it (or resumes it)
+    resumed_from: str | None = None  # the session (hex id) whose agent conversation this one continues
     env: dict[str, str] = field(default_factory=dict)  # added to the environment the process inherits
 
     @property
@@ -100,6 +101,7 @@ class LaunchSpec:
             "timeout": self.timeout,
             "on_stop": self.on_stop,
             "on_stop_timeout": self.on_stop_timeout,
+            "resumed_from": self.resumed_from,
         }
 
 
@@ -131,7 +133,8 @@ class Supervisor:
 
     def _spawn(self) -> subprocess.Popen[bytes] | None:
         spec = self.spec
-        env = dict(os.environ, **spec.env, AGENTLEDGER_SESSION_ID=spec.session_id)
+        # PWD too: agents (opencode) take their project directory from it, and the inherited one is the CLI's.
+        env = dict(os.environ, **spec.env, AGENTLEDGER_SESSION_ID=spec.session_id, PWD=spec.cwd)
         fd = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         stdin_fd: int | None = None
         try:

@@ -111,7 +111,23 @@ def summarise(kind: str, f: dict[str, Any]) -> str:
         decider = f["decided_by"].get("component")
         seen = f", {_probe(f['evidence'])}" if decider == "reconciler" else ""
         return f"{f['reason']}, {status}, by {decider}{seen}"
+    if kind == "AgentObserved":
+        return _agent_facts(f)
     return ""
+
+
+def _agent_facts(f: dict[str, Any]) -> str:
+    """The facts that changed, briefly; and whether the agent's activity counted as a heartbeat."""
+    parts = [f"{label} {f[key]}" for key, label in (("native_session_id", "session"), ("model", "model"),
+                                                   ("title", "title")) if f.get(key) is not None]
+    if f.get("tokens_in") is not None or f.get("tokens_out") is not None:
+        parts.append(f"tokens {f.get('tokens_in') or 0}/{f.get('tokens_out') or 0}")
+    if f.get("cost") is not None:
+        parts.append(f"cost ${f['cost']:.4f}")
+    if f.get("heartbeat"):
+        extended = f", fuse to {format_clock(f['fuse_expires_at'])}" if f.get("fuse_expires_at") else ""
+        parts.append(f"activity (heartbeat{extended})")
+    return f"from {f['source']}: " + ", ".join(parts) if parts else f"from {f['source']}"
 
 
 def _probe(evidence: dict[str, Any]) -> str:

@@ -100,6 +100,14 @@ def get_session(db: sqlite3.Connection, session_id: str) -> sqlite3.Row:
     return row
 
 
+def tracked_processes(db: sqlite3.Connection, host: str) -> list[sqlite3.Row]:
+    """The PIDs (with start times) and supervisor PIDs of the sessions not stopped on ``host``."""
+    return db.execute(
+        "SELECT id, pid, pid_start_time, supervisor_pid FROM sessions WHERE host = ? AND status != ?",
+        (host, SessionStatus.STOPPED.value),
+    ).fetchall()
+
+
 def resumed_by(db: sqlite3.Connection, session_id: str) -> list[str]:
     """The sessions that continue ``session_id``'s agent conversation (``agentledger resume``), oldest first."""
     rows = db.execute("SELECT id FROM sessions WHERE resumed_from = ? ORDER BY started_at", (session_id,))

@@ -1,0 +1,90 @@
+"""``agentledger discover`` and ``agentledger adopt``: agents started elsewhere, found and recorded.
+
+Translation only: the finding and the recording are
+:mod:`agentledger.application.adopting`'s. Heavy modules are imported inside
+the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from agentledger.entrypoints import args as types
+from agentledger.entrypoints.args import json_flag
+
+
+def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = command("discover", "list agent processes on this host (yours) that the ledger does not know")
+    json_flag(p)
+    p.set_defaults(handler=cmd_discover)
+
+    p = command("adopt", "record agent processes started elsewhere as sessions (no supervisor; the reconciler "
+                         "stops them once their PID is dead)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("pid", nargs="?", type=types.pid, metavar="PID", help="the process to adopt")
+    target.add_argument("--all", action="store_true", help="adopt every process 'discover' lists")
+    p.add_argument("--adapter", default=None,
+                   help="the adapter to record (default: the agent recognised from the command line; "
+                        "'command' adopts any process)")
+    p.add_argument("--fuse-ttl", type=types.duration, default=None, metavar="DURATION",
+                   help="also set a fuse; then something must heartbeat ('agentledger heartbeat ID') "
+                        "or it lapses (default: no fuse)")
+    p.add_argument("--name", help="a label for people")
+    p.add_argument("--group", help="group the sessions belong to ('list --group G' shows them)")
+    p.add_argument("--label", type=types.label, action="append", default=[], metavar="KEY=VALUE", help="repeatable")
+    json_flag(p)
+    p.set_defaults(handler=cmd_adopt)
+
+
+def cmd_discover(context: Any, args: argparse.Namespace) -> int:
+    import time
+
+    from agentledger.application.adopting import discover
+    from agentledger.entrypoints.render import relative, shorten, table, write_json_lines
+    from agentledger.infrastructure.host import host_name
+
+    found = discover(context.fresh_db(), host_name())
+    if args.json:
+        write_json_lines(c.as_json() for c in found)
+        return 0
+    if not found:
+        print("no agent processes the ledger does not know")
+        return 0
+    now = time.time()
+    table(["PID", "AGENT", "STARTED", "CWD", "NATIVE SESSION", "COMMAND"],
+          [(c.pid, c.adapter, relative(c.started_at, now), c.cwd or "?", c.native_session_id or "-",
+            shorten(" ".join(c.cmdline), 60)) for c in found])
+    return 0
+
+
+def cmd_adopt(context: Any, args: argparse.Namespace) -> int:
+    from agentledger.application.adopting import adopt, discover
+    from agentledger.application.errors import UsageError
+    from agentledger.entrypoints.render import write_json_lines
+    from agentledger.infrastructure.host import host_name, os_user
+
+    if args.adapter is not None:
+        from agentledger.adapters import registry
+
+        if args.adapter not in registry.names():
+            raise UsageError(f"unknown adapter {args.adapter!r} (one of: {', '.join(registry.names())})")
+    store = context.store
+    host = host_name()
+    pids = [c.pid for c in discover(context.fresh_db(), host)] if args.all else [args.pid]
+    if args.all and not pids:
+        sys.stderr.write("agentledger: no agent processes to adopt\n")
+        return 0
+    adopted = []
+    for pid in pids:
+        session_id, candidate = adopt(store, host, pid, adapter_name=args.adapter, fuse_ttl=args.fuse_ttl,
+                                      name=args.name, group=args.group, labels=dict(args.label),
+                                      launched_by=os_user())
+        adopted.append({"id": session_id, **candidate.as_json()})
+        if not args.json:
+            print(session_id)
+    if args.json:
+        write_json_lines(adopted)
+    return 0
