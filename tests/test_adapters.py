@@ -420,3 +420,366 @@ def test_agent_observed_records_only_changes_and_activity_extends_the_fuse():
     assert session.agent_facts == {"model": "m", "tokens_in": 9}
     with pytest.raises(ValueError):
         session.observe_agent(facts={"exit_code": 1}, heartbeat=False, source="s", now=now)
+
+
+# -- exit summaries from the real agents' failed runs ------------------------------------------------------
+
+#: Lines of real failed runs (opencode 1.18.33, claude 2.1.197, codex-cli 0.169.0; no network, not logged in).
+REAL_CLAUDE_OUTPUT = (
+    '{"type":"system","subtype":"init","cwd":"/w","session_id":"c1569a57-4785-4fcc-b85a-3aeb4b6a2e8b",'
+    '"model":"claude-opus-4-8[1m]","apiKeySource":"none","claude_code_version":"2.1.197"}\n'
+    '{"type":"assistant","message":{"id":"0cc3169e-6d81-4bdc-b930-ff212af0569b","model":"<synthetic>",'
+    '"role":"assistant","stop_reason":"stop_sequence","type":"message","usage":{"input_tokens":0,"output_tokens":0},'
+    '"content":[{"type":"text","text":"Not logged in \u00b7 Please run /login"}]},"parent_tool_use_id":null,'
+    '"session_id":"c1569a57-4785-4fcc-b85a-3aeb4b6a2e8b","error":"authentication_failed"}\n'
+    '{"type":"result","subtype":"success","is_error":true,"duration_ms":136,"num_turns":1,'
+    '"result":"Not logged in \u00b7 Please run /login","session_id":"c1569a57-4785-4fcc-b85a-3aeb4b6a2e8b",'
+    '"total_cost_usd":0}\n'
+)
+REAL_OPENCODE_ERROR = (
+    '{"type":"error","timestamp":1795667325667,"sessionID":"ses_de9e40ad6ffeerQnZdua3crXfq","error":'
+    '{"name":"APIError","data":{"message":"Cannot connect to API: Unable to connect. Is the computer able to access '
+    'the url?","isRetryable":true,"metadata":{"url":"https://opencode.ai/zen/v1/chat/completions"}}}}\n'
+)
+REAL_CODEX_ERROR = ('{"type":"error","message":"Reconnecting... 2/5 (stream disconnected before completion: '
+                    'failed to lookup address information: Name does not resolve)"}\n')
+
+
+def test_exit_summaries_prefer_the_human_text_of_the_real_agents_failures(tmp_path):
+    from agentledger.adapters.base import first_error_line
+
+    log = tmp_path / "out.log"
+    log.write_text(REAL_CLAUDE_OUTPUT, encoding="utf-8")
+    assert first_error_line(str(log)) == "Not logged in · Please run /login"  # not "authentication_failed"
+    log.write_text(REAL_CLAUDE_OUTPUT.splitlines(keepends=True)[1], encoding="utf-8")  # the assistant line alone
+    assert first_error_line(str(log)) == "Not logged in · Please run /login"
+    log.write_text(REAL_OPENCODE_ERROR)
+    assert first_error_line(str(log)) == (
+        "Cannot connect to API: Unable to connect. Is the computer able to access the url?")
+    log.write_text(REAL_CODEX_ERROR)
+    assert first_error_line(str(log)) == ("Reconnecting... 2/5 (stream disconnected before completion: "
+                                          "failed to lookup address information: Name does not resolve)")
+    log.write_text('{"type":"turn.failed","error":{"message":"401 Unauthorized"}}\n'
+                   '{"type":"error","error":"rate_limited","msg":"slow down"}\n')
+    assert first_error_line(str(log)) == "401 Unauthorized"
+    log.write_text('{"type":"error","error":"rate_limited","msg":"slow down"}\n')
+    assert first_error_line(str(log)) == "rate_limited"  # a code, when there is no text before it
+
+
+# -- opencode 1.x: the SQLite store ----------------------------------------------------------------------------
+
+#: opencode 1.18.33's own CREATE TABLE statements for the three tables the adapter reads.
+OPENCODE_DDL = """
+CREATE TABLE `session` (
+          `id` text PRIMARY KEY,
+          `project_id` text NOT NULL,
+          `workspace_id` text,
+          `parent_id` text,
+          `slug` text NOT NULL,
+          `directory` text NOT NULL,
+          `path` text,
+          `title` text NOT NULL,
+          `version` text NOT NULL,
+          `share_url` text,
+          `summary_additions` integer,
+          `summary_deletions` integer,
+          `summary_files` integer,
+          `summary_diffs` text,
+          `metadata` text,
+          `cost` real DEFAULT 0 NOT NULL,
+          `tokens_input` integer DEFAULT 0 NOT NULL,
+          `tokens_output` integer DEFAULT 0 NOT NULL,
+          `tokens_reasoning` integer DEFAULT 0 NOT NULL,
+          `tokens_cache_read` integer DEFAULT 0 NOT NULL,
+          `tokens_cache_write` integer DEFAULT 0 NOT NULL,
+          `revert` text,
+          `permission` text,
+          `agent` text,
+          `model` text,
+          `time_created` integer NOT NULL,
+          `time_updated` integer NOT NULL,
+          `time_compacting` integer,
+          `time_archived` integer,
+          CONSTRAINT `fk_session_project_id_project_id_fk` FOREIGN KEY (`project_id`) REFERENCES `project`(`id`) ON DELETE CASCADE
+        );
+CREATE TABLE `message` (
+          `id` text PRIMARY KEY,
+          `session_id` text NOT NULL,
+          `time_created` integer NOT NULL,
+          `time_updated` integer NOT NULL,
+          `data` text NOT NULL,
+          CONSTRAINT `fk_message_session_id_session_id_fk` FOREIGN KEY (`session_id`) REFERENCES `session`(`id`) ON DELETE CASCADE
+        );
+CREATE TABLE `part` (
+          `id` text PRIMARY KEY,
+          `message_id` text NOT NULL,
+          `session_id` text NOT NULL,
+          `time_created` integer NOT NULL,
+          `time_updated` integer NOT NULL,
+          `data` text NOT NULL,
+          CONSTRAINT `fk_part_message_id_message_id_fk` FOREIGN KEY (`message_id`) REFERENCES `message`(`id`) ON DELETE CASCADE
+        );
+CREATE INDEX `message_session_time_created_id_idx` ON `message` (`session_id`,`time_created`,`id`);
+CREATE INDEX `part_message_id_id_idx` ON `part` (`message_id`,`id`);
+CREATE INDEX `part_session_idx` ON `part` (`session_id`);
+"""
+MODEL = '{"id":"big-pickle","providerID":"opencode","variant":"default"}'
+
+
+def opencode_db(data_home: Path, cwd: str, t0_ms: int, *, wal: bool = True) -> Path:
+    """An opencode.db as opencode 1.x writes it: an older session, ours, a sub-agent's, another directory's."""
+    import sqlite3
+
+    path = data_home / "opencode" / "opencode.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path)
+    if wal:
+        db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(OPENCODE_DDL)
+
+    def session(sid, directory, created, parent=None, **values):
+        row = {"id": sid, "project_id": "global", "parent_id": parent, "slug": "s", "directory": directory,
+               "title": f"title of {sid}", "version": "1.18.33", "model": MODEL, "time_created": created,
+               "time_updated": created + 10, **values}
+        db.execute(f"INSERT INTO session ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+
+    session("ses_old", cwd, t0_ms - 60_000)
+    session("ses_ours", cwd, t0_ms + 100, title="Fix the flaky test", cost=0.0123, tokens_input=1200,
+            tokens_output=340, tokens_reasoning=10, tokens_cache_read=100, tokens_cache_write=5,
+            time_updated=t0_ms + 900)
+    session("ses_child", cwd, t0_ms + 50, parent="ses_ours")
+    session("ses_elsewhere", "/elsewhere", t0_ms + 20)
+    messages = [
+        ("msg_1", t0_ms + 200, {"role": "user", "time": {"created": t0_ms + 200}},
+         [{"type": "text", "text": "Fix the \x1b]0;pwned\x07flaky test\nin tests/"},
+          {"type": "text", "text": "<file contents>", "synthetic": True}]),
+        ("msg_2", t0_ms + 300, {"role": "assistant", "modelID": "big-pickle", "providerID": "opencode"},
+         [{"type": "reasoning", "text": "hmm"}, {"type": "text", "text": "Running the tests."},
+          {"type": "tool", "tool": "bash", "callID": "c1", "state": {"status": "completed"}}]),
+        ("msg_3", t0_ms + 400, {"role": "assistant", "error": {"name": "APIError", "data": {
+            "message": "Cannot connect to API: Unable to connect."}}}, [{"type": "step-start"}]),
+    ]
+    for mid, at, data, parts in messages:
+        db.execute("INSERT INTO message VALUES (?, 'ses_ours', ?, ?, ?)", (mid, at, at + 5, json.dumps(data)))
+        for i, part in enumerate(parts):
+            db.execute("INSERT INTO part VALUES (?, ?, 'ses_ours', ?, ?, ?)",
+                       (f"prt_{mid}_{i}", mid, at, at + 700 + i, json.dumps(part)))
+    db.commit()
+    db.close()
+    return path
+
+
+def test_opencode_reads_its_sqlite_store_with_one_read_only_query(tmp_path, monkeypatch):
+    from agentledger.adapters.opencode import OpencodeAdapter
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    t0 = 1_795_667_260.0
+    path = opencode_db(tmp_path / "data", "/w", int(t0 * 1000))
+    legacy = tmp_path / "data" / "opencode" / "storage" / "session" / "global"
+    legacy.mkdir(parents=True)  # a legacy tree next to the database is ignored
+    (legacy / "ses_legacy.json").write_text(json.dumps({"id": "ses_legacy", "directory": "/w", "time": {
+        "created": int(t0 * 1000) + 1, "updated": int(t0 * 1000) + 1}}))
+    adapter = OpencodeAdapter()
+    ref = adapter.find_native_session("/w", t0, None)
+    assert ref is not None and (ref.native_session_id, ref.path) == ("ses_ours", str(path))
+    assert adapter.find_native_session("/w", t0 + 2.2, None) is None  # ours was created before that (2 s slack)
+    assert adapter.find_native_session("/other", 0.0, None, "ses_old").native_session_id == "ses_old"
+    before = {p.name: p.read_bytes() for p in path.parent.glob("opencode.db*")}
+    facts, cursor = adapter.read_facts(ref, {})
+    assert facts == {"native_session_id": "ses_ours", "title": "Fix the flaky test", "model": "opencode/big-pickle",
+                     "tokens_in": 1305, "tokens_out": 350, "cost": 0.0123,
+                     "last_activity_at": (t0 * 1000 + 1100) / 1000}  # the newest part's time_updated
+    assert json.loads(json.dumps(cursor)) == cursor
+    assert {p.name: p.read_bytes() for p in path.parent.glob("opencode.db*")} == before  # nothing written or made
+
+
+def test_opencode_gives_no_facts_from_a_locked_or_foreign_database(tmp_path, monkeypatch):
+    import sqlite3
+
+    from agentledger.adapters.base import NativeRef
+    from agentledger.adapters.opencode import OpencodeAdapter
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    path = opencode_db(tmp_path / "data", "/w", 1_000_000, wal=False)
+    adapter = OpencodeAdapter()
+    ref = NativeRef("ses_ours", str(path))
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN EXCLUSIVE")  # opencode in the middle of a write: readers get "database is locked"
+    try:
+        started = time.perf_counter()
+        assert adapter.read_facts(ref, {"kept": 1}) == ({}, {"kept": 1})
+        assert adapter.find_native_session("/w", 0.0, None) is None
+        assert adapter.recent_messages(ref, 5) == []
+        assert time.perf_counter() - started < 3
+    finally:
+        writer.execute("ROLLBACK")
+    assert adapter.read_facts(ref, {})[0]["title"] == "Fix the flaky test"
+    writer.execute("DROP TABLE part")  # another schema
+    writer.close()
+    assert adapter.read_facts(ref, {}) == ({}, {})
+    path.write_bytes(b"not a database at all" * 100)
+    assert adapter.read_facts(ref, {}) == ({}, {})
+
+
+def test_opencode_without_a_database_reads_the_legacy_tree(tmp_path, monkeypatch):
+    from agentledger.adapters.opencode import OpencodeAdapter
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    storage = tmp_path / "data" / "opencode" / "storage"
+    t0 = 1_795_667_260_000
+
+    def write(relative, obj):
+        (storage / relative).parent.mkdir(parents=True, exist_ok=True)
+        (storage / relative).write_text(json.dumps(obj))
+
+    write("session/global/ses_1.json", {"id": "ses_1", "directory": "/w", "title": "T",
+                                        "time": {"created": t0, "updated": t0 + 5}})
+    write("message/ses_1/msg_1.json", {"id": "msg_1", "role": "user", "time": {"created": t0 + 1000}})
+    write("message/ses_1/msg_2.json", {"id": "msg_2", "role": "assistant", "time": {"created": t0 + 2000},
+                                       "modelID": "m", "providerID": "p", "cost": 0.5,
+                                       "tokens": {"input": 1, "output": 2, "reasoning": 0, "cache": {}}})
+    write("part/msg_1/prt_1.json", {"id": "prt_1", "type": "text", "text": "hello"})
+    write("part/msg_2/prt_1.json", {"id": "prt_1", "type": "text", "text": "hi there"})
+    write("part/msg_2/prt_2.json", {"id": "prt_2", "type": "tool", "tool": "edit"})
+    adapter = OpencodeAdapter()
+    ref = adapter.find_native_session("/w", t0 / 1000, None)
+    assert ref is not None and ref.native_session_id == "ses_1" and ref.path.endswith("ses_1.json")
+    assert adapter.find_native_session("/w", t0 / 1000, None, "ses_other") is None
+    facts, _ = adapter.read_facts(ref, {})
+    assert (facts["model"], facts["tokens_in"], facts["tokens_out"], facts["cost"]) == ("p/m", 1, 2, 0.5)
+    from agentledger.adapters.base import NativeMessage
+
+    assert adapter.recent_messages(ref, 5) == [
+        NativeMessage(t0 / 1000 + 1, "user", "hello"), NativeMessage(t0 / 1000 + 2, "assistant", "hi there\n[tool: edit]")]
+    assert adapter.recent_messages(ref, 1) == [NativeMessage(t0 / 1000 + 2, "assistant", "hi there\n[tool: edit]")]
+
+
+# -- agentledger logs: the agent's own messages -----------------------------------------------------------------
+
+
+def _utc(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % (round(t * 1000) % 1000)
+
+
+def _jsonl(path: Path, *records: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+INDENT = " " * 33  # under the text: time (20), two spaces, role (9), two spaces
+
+
+def native_opencode(user_home: Path, cwd: str, t0: float) -> list[str]:
+    opencode_db(user_home / ".local" / "share", cwd, int(t0 * 1000))
+    t = _utc(t0)
+    return [f"{t}  user       Fix the \\x1b]0;pwned\\x07flaky test", f"{INDENT}in tests/",
+            f"{t}  assistant  Running the tests.", f"{INDENT}[tool: bash]",
+            f"{t}  assistant  [error: Cannot connect to API: Unable to connect.]"]
+
+
+def native_claude(user_home: Path, cwd: str, t0: float) -> list[str]:
+    from agentledger.adapters.claude_code import project_dir_name
+
+    sid = "5c0a4a4e-1f7e-4a59-9a39-0c5b7f7f9f01"
+    base = {"sessionId": sid, "cwd": cwd, "isSidechain": False}
+
+    def line(kind, offset, message, **extra):
+        return {**base, "type": kind, "timestamp": _iso(t0 + offset), "message": message, **extra}
+
+    _jsonl(user_home / ".claude" / "projects" / project_dir_name(cwd) / f"{sid}.jsonl",
+           {"type": "queue-operation", "operation": "enqueue", "timestamp": _iso(t0), "sessionId": sid},
+           line("user", 0.1, {"role": "user", "content": "Fix the \x1b[31mflaky\x1b[0m test\r\nplease"}),
+           line("user", 0.15, {"role": "user", "content": "<local-command-caveat>x</local-command-caveat>"},
+                isMeta=True),
+           line("assistant", 0.2, {"id": "msg_1", "role": "assistant", "model": "claude-opus-4-8",
+                                   "content": [{"type": "thinking", "thinking": "hmm"}]}),
+           line("assistant", 0.3, {"id": "msg_1", "role": "assistant",
+                                   "content": [{"type": "text", "text": "Looking at it.\n\nFirst, the logs."}]}),
+           line("assistant", 0.4, {"id": "msg_1", "role": "assistant",
+                                   "content": [{"type": "tool_use", "id": "t1", "name": "Bash", "input": {}}]}),
+           line("user", 0.5, {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                                           "content": "ok"}]}),
+           line("assistant", 0.6, {"id": "msg_2", "role": "assistant",
+                                   "content": [{"type": "text", "text": "sub-agent chatter"}]}, isSidechain=True),
+           line("assistant", 0.7, {"id": "msg_3", "role": "assistant", "content": [{"type": "text", "text": "Done."}]}),
+           {"type": "summary", "summary": "Fix the flaky test", "leafUuid": "x"})
+    t = _utc(t0)
+    return [f"{t}  user       Fix the \\x1b[31mflaky\\x1b[0m test", f"{INDENT}please",
+            f"{t}  assistant  Looking at it.", f"{INDENT}First, the logs.", f"{INDENT}[tool: Bash]",
+            f"{t}  assistant  Done."]
+
+
+def native_codex(user_home: Path, cwd: str, t0: float) -> list[str]:
+    sid = "01a2161c-fcd2-73e3-a6db-83f7c7321d09"
+    day, stamp = time.strftime("%Y/%m/%d", time.localtime(t0)), time.strftime("%Y-%m-%dT%H-%M-%S", time.localtime(t0))
+
+    def item(offset, payload, kind="response_item"):
+        return {"timestamp": _iso(t0 + offset), "type": kind, "payload": payload}
+
+    def message(role, *texts, kind="input_text"):
+        return {"type": "message", "role": role, "content": [{"type": kind, "text": t} for t in texts]}
+
+    _jsonl(user_home / ".codex" / "sessions" / day / f"rollout-{stamp}-{sid}.jsonl",
+           item(0, {"id": sid, "timestamp": _iso(t0), "cwd": cwd, "originator": "codex_exec"}, "session_meta"),
+           item(0.1, message("developer", "You are Codex.")),
+           item(0.1, message("user", "<environment_context>\n  <cwd>/w</cwd>\n</environment_context>")),
+           item(0.2, message("user", "Add a test")),
+           item(0.2, {"type": "user_message", "message": "Add a test"}, "event_msg"),
+           item(0.3, {"type": "reasoning", "summary": []}),
+           item(0.4, {"type": "function_call", "name": "shell", "arguments": "{}", "call_id": "c1"}),
+           item(0.5, {"type": "function_call_output", "call_id": "c1", "output": "ok"}),
+           item(0.6, message("assistant", "Added tests/test_x.py.", kind="output_text")),
+           item(0.6, {"type": "agent_message", "message": "Added tests/test_x.py."}, "event_msg"))
+    t = _utc(t0)
+    return [f"{t}  user       Add a test", f"{t}  assistant  [tool: shell]", f"{t}  assistant  Added tests/test_x.py."]
+
+
+@pytest.fixture
+def user_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "userhome"
+    path.mkdir()
+    monkeypatch.setenv("HOME", str(path))
+    for variable in ("XDG_DATA_HOME", "CLAUDE_CONFIG_DIR", "CODEX_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+    return path
+
+
+@pytest.mark.parametrize("adapter,write", [("opencode", native_opencode), ("claude-code", native_claude),
+                                           ("codex", native_codex)])
+@pytest.mark.sqlite_only
+def test_logs_shows_the_agents_own_recent_messages(cli, user_home, tmp_path, adapter, write):
+    work = tmp_path / "work"
+    work.mkdir()
+    t0 = float(int(time.time()) + 1)  # whole seconds: every message below is in the same second
+    expected = write(user_home, str(work), t0)
+    sid = cli("launch", "--adapter", adapter, "--cwd", str(work), "--", "sh", "-c", "echo captured").stdout.strip()
+    stopped(cli, sid)
+    shown = cli("logs", sid)
+    assert shown.stdout.splitlines() == expected and shown.stderr == ""
+    last = cli("logs", sid, "-n", "1").stdout.splitlines()
+    assert last == expected[-1:]
+    records = cli.json_lines("logs", sid, "-n", "2")
+    assert [r["role"] for r in records] == ["assistant", "assistant"]
+    assert [r["at"][:19] for r in records] == [_utc(t0)[:19]] * 2 and records[-1]["text"] == expected[-1][33:]
+    assert cli("logs", sid, "--output").stdout == "captured\n"
+    assert cli("logs", sid, "-n", "0").stdout == ""
+
+
+@pytest.mark.sqlite_only
+def test_logs_falls_back_to_the_captured_output_and_says_why(cli, user_home, tmp_path):
+    plain = cli.launch("sh", "-c", "echo one; echo two; echo three")
+    stopped(cli, plain)
+    shown = cli("logs", plain, "-n", "2")
+    assert shown.stdout == "two\nthree\n"
+    assert shown.stderr == "agentledger: a plain command (adapter command) keeps no messages; showing the captured output\n"
+    assert cli.json_lines("logs", plain, "-n", "1") == [{"at": None, "role": "output", "text": "three"}]
+    assert cli("logs", plain, "--output").stderr == ""
+    lost = cli("launch", "--adapter", "codex", "--cwd", str(tmp_path), "--", "sh", "-c", "echo x").stdout.strip()
+    stopped(cli, lost)
+    shown = cli("logs", lost)
+    assert shown.stdout == "x\n" and shown.stderr.count("\n") == 1 and "codex's own session was not found" in shown.stderr
+    assert cli("logs", lost, "--json", "--follow", check=False).returncode == 2

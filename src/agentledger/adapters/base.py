@@ -57,6 +57,20 @@ class NativeRef:
     output_path: str | None = None  # the session's captured stdout/stderr (stream formats carry facts too)
 
 
+@dataclass(frozen=True)
+class NativeMessage:
+    """One message of the agent's conversation as its own storage has it (``agentledger logs``).
+
+    ``at`` is epoch seconds (None when the format has no time), ``role`` the
+    agent's word (``user``, ``assistant``), ``text`` the message's text parts
+    joined, tool calls shown as ``[tool: NAME]``; never escaped here.
+    """
+
+    at: float | None
+    role: str
+    text: str
+
+
 class Adapter(ABC):
     """One agent. Subclasses set ``name``, ``binary`` and ``observes`` and implement the four methods."""
 
@@ -79,6 +93,14 @@ class Adapter(ABC):
     def read_facts(self, ref: NativeRef, cursor: Cursor) -> tuple[Facts, Cursor]:
         """Facts read from what was appended since ``cursor``; the facts are the current values, not deltas."""
         return {}, cursor
+
+    def recent_messages(self, ref: NativeRef, limit: int) -> list[NativeMessage]:
+        """The last ``limit`` messages of the native session, oldest first; [] when it cannot be read.
+
+        Reads only the end of the agent's storage (a transcript's tail, the
+        newest rows), so it is cheap on a session of any size.
+        """
+        return []
 
     def resume_argv(self, native_session_id: str) -> list[str]:
         """A command continuing the native session, the new message to be given on its stdin."""
@@ -207,11 +229,25 @@ def _readable(line: str) -> str:
     failed = value.get("is_error") is True or value.get("type") in ("error", "turn.failed") or bool(value.get("error"))
     if not failed:
         return ""  # a stream event, not an error report
-    for key in ("error", "message", "result", "msg"):
-        candidate = value.get(key)
-        if isinstance(candidate, dict):
-            data = candidate.get("data")
-            candidate = candidate.get("message") or (data.get("message") if isinstance(data, dict) else None)
-        if isinstance(candidate, str) and candidate.strip():
-            return candidate.strip().splitlines()[0]
+    # Human text before codes: Claude Code's failed assistant line has ``error: "authentication_failed"``
+    # next to the text a person should read ("Not logged in · Please run /login") in its message content.
+    for key in ("result", "message", "error", "msg"):
+        candidate = _message_text(value.get(key))
+        if candidate:
+            return candidate.splitlines()[0]
     return text
+
+
+def _message_text(value: Any) -> str:
+    """The text of an error field: a string, a dict's ``message``/``data.message``, or ``content``'s text parts."""
+    if isinstance(value, dict):
+        data = value.get("data")
+        content = value.get("content")
+        texts = [part.get("text") for part in content if isinstance(part, dict) and part.get("type") == "text"] \
+            if isinstance(content, list) else [content]
+        for candidate in (value.get("message"), data.get("message") if isinstance(data, dict) else None, *texts):
+            found = _message_text(candidate)
+            if found:
+                return found
+        return ""
+    return value.strip() if isinstance(value, str) else ""

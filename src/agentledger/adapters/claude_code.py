@@ -18,6 +18,11 @@ Storage (``$CLAUDE_CONFIG_DIR``, default ``~/.claude``):
 - ``history.jsonl``: ``{display, timestamp (ms), project, sessionId}`` per
   prompt typed, read from its tail to find a session whose id was not pinned.
 
+``recent_messages`` reads the transcript's last 2 MB: ``user`` and
+``assistant`` lines' ``message.content`` (a string, or parts: ``text`` shown,
+``tool_use`` as ``[tool: NAME]``, ``tool_result`` and ``thinking`` left out);
+the lines of one streamed message (same ``message.id``) make one message.
+
 The captured output (stream-json) ends with a ``type: "result"`` line with
 ``total_cost_usd``: the only place Claude Code reports cost.
 """
@@ -36,13 +41,14 @@ from agentledger.adapters.base import (
     Facts,
     LaunchPlan,
     LaunchRequest,
+    NativeMessage,
     NativeRef,
     env_dir,
     first_line,
     home,
     iso_epoch,
 )
-from agentledger.adapters.tail import read_new_lines
+from agentledger.adapters.tail import read_new_lines, read_tail
 
 SLACK = 2.0
 
@@ -125,6 +131,31 @@ class ClaudeCodeAdapter(Adapter):
                 best = (at, str(head.get("sessionId") or entry.name[: -len(".jsonl")]), entry.path)
         return None if best is None else NativeRef(best[1], best[2])
 
+    def recent_messages(self, ref: NativeRef, limit: int) -> list[NativeMessage]:
+        messages: list[NativeMessage] = []
+        last_id = None
+        for record in read_tail(ref.path):
+            if not isinstance(record, dict) or record.get("type") not in ("user", "assistant"):
+                continue
+            if record.get("isSidechain") or record.get("isMeta"):
+                continue  # a sub-agent's conversation, or text Claude Code injected itself
+            message = record.get("message")
+            if not isinstance(message, dict):
+                continue
+            text = _content_text(message.get("content"))
+            if not text:
+                continue
+            message_id = message.get("id") if record["type"] == "assistant" else None
+            if message_id and message_id == last_id and messages:  # the next block of one streamed message
+                previous = messages[-1]
+                if text not in previous.text.split("\n"):
+                    messages[-1] = NativeMessage(previous.at, previous.role, f"{previous.text}\n{text}")
+                continue
+            last_id = message_id
+            messages.append(NativeMessage(iso_epoch(record.get("timestamp")),
+                                          str(message.get("role") or record["type"]), text))
+        return messages[-limit:] if limit > 0 else []
+
     def read_facts(self, ref: NativeRef, cursor: Cursor) -> tuple[Facts, Cursor]:
         state = {"usage": {}, "tokens_in": 0, "tokens_out": 0, **cursor}
         usage: dict[str, list[int]] = dict(state["usage"])
@@ -184,3 +215,20 @@ def _usage(value: Any) -> list[int] | None:
         return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
 
     return [n("input_tokens") + n("cache_creation_input_tokens") + n("cache_read_input_tokens"), n("output_tokens")]
+
+
+def _content_text(content: Any) -> str:
+    """A message's text: a plain string, or its text parts and tool calls, one per line."""
+    if isinstance(content, str):
+        return content.strip()
+    if not isinstance(content, list):
+        return ""
+    lines = []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text" and isinstance(part.get("text"), str) and part["text"].strip():
+            lines.append(part["text"].strip())
+        elif part.get("type") == "tool_use":
+            lines.append(f"[tool: {part.get('name') or '?'}]")
+    return "\n".join(lines)

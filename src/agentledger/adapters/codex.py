@@ -14,12 +14,21 @@ Storage (``$CODEX_HOME``, default ``~/.codex``):
   {input_tokens, cached_input_tokens, output_tokens, reasoning_output_tokens}``,
   running totals for the session (``info`` is null before the first answer).
 
+``recent_messages`` reads the rollout's last 2 MB: ``response_item`` lines
+with ``payload.type == "message"`` and ``role`` user or assistant (text of
+``input_text``/``output_text`` parts; a part that is one ``<tag>…</tag>``
+block, such as ``<environment_context>``, is context Codex added and is left
+out), and ``function_call``/``custom_tool_call``/``local_shell_call`` items as
+``[tool: NAME]``. Rollouts without response items (older releases) are read
+from ``event_msg`` ``user_message``/``agent_message`` (``payload.message``).
+
 Codex records no cost and no title.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -30,15 +39,19 @@ from agentledger.adapters.base import (
     Facts,
     LaunchPlan,
     LaunchRequest,
+    NativeMessage,
     NativeRef,
     env_dir,
     first_line,
     home,
     iso_epoch,
 )
-from agentledger.adapters.tail import read_new_lines
+from agentledger.adapters.tail import read_new_lines, read_tail
 
 SLACK = 2.0
+#: A content part that is one tagged block (``<environment_context>…</environment_context>``): added by Codex.
+_INJECTED = re.compile(r"^<([A-Za-z_][\w-]*)[\s>].*</\1>$", re.DOTALL)
+_TOOL_ITEMS = ("function_call", "custom_tool_call", "local_shell_call")
 
 
 def sessions_dir() -> Path:
@@ -86,11 +99,37 @@ class CodexAdapter(Adapter):
                     continue
                 meta = head.get("payload") or {}
                 at = iso_epoch(meta.get("timestamp")) or iso_epoch(head.get("timestamp"))
+                if hint and str(meta.get("id")) != hint:
+                    continue
                 if meta.get("cwd") != cwd or not meta.get("id") or at is None or at < started_at - SLACK:
                     continue
                 if best is None or at < best[0]:
                     best = (at, str(meta["id"]), entry.path)
         return None if best is None else NativeRef(best[1], best[2])
+
+    def recent_messages(self, ref: NativeRef, limit: int) -> list[NativeMessage]:
+        items: list[NativeMessage] = []
+        events: list[NativeMessage] = []  # the same conversation as events, for rollouts without items
+        for record in read_tail(ref.path):
+            payload = record.get("payload") if isinstance(record, dict) else None
+            if not isinstance(payload, dict):
+                continue
+            at = iso_epoch(record.get("timestamp"))
+            kind = payload.get("type")
+            if record.get("type") == "response_item":
+                if kind == "message" and payload.get("role") in ("user", "assistant"):
+                    text = _content_text(payload.get("content"))
+                    if text:
+                        items.append(NativeMessage(at, payload["role"], text))
+                elif kind in _TOOL_ITEMS:
+                    name = payload.get("name") or ("shell" if kind == "local_shell_call" else "?")
+                    items.append(NativeMessage(at, "assistant", f"[tool: {name}]"))
+            elif record.get("type") == "event_msg" and kind in ("user_message", "agent_message"):
+                text = payload.get("message")
+                if isinstance(text, str) and text.strip():
+                    events.append(NativeMessage(at, "user" if kind == "user_message" else "assistant", text.strip()))
+        messages = items or events
+        return messages[-limit:] if limit > 0 else []
 
     def read_facts(self, ref: NativeRef, cursor: Cursor) -> tuple[Facts, Cursor]:
         state: dict[str, Any] = dict(cursor)
@@ -124,3 +163,15 @@ class CodexAdapter(Adapter):
 
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def _content_text(content: Any) -> str:
+    """The text parts of a response item's content, without the context blocks Codex adds to user messages."""
+    if not isinstance(content, list):
+        return ""
+    lines = []
+    for part in content:
+        text = part.get("text") if isinstance(part, dict) else None
+        if isinstance(text, str) and text.strip() and not _INJECTED.match(text.strip()):
+            lines.append(text.strip())
+    return "\n".join(lines)

@@ -1,27 +1,37 @@
-"""opencode (https://opencode.ai): ``opencode run``, and its JSON storage under ``~/.local/share/opencode``.
+"""opencode (https://opencode.ai): ``opencode run``, and its store under ``~/.local/share/opencode``.
 
 Launch: ``opencode run --format json [--model PROVIDER/MODEL]`` with the
 prompt on stdin (``run`` appends stdin to its message when stdin is not a
 terminal, so no message argument is needed).
 
-Storage (``$XDG_DATA_HOME/opencode/storage``, default ``~/.local/share/...``),
-one small JSON file per object, rewritten in place as it changes:
+Storage, under ``$XDG_DATA_HOME/opencode`` (default ``~/.local/share/opencode``),
+in one of two formats:
 
-- ``session/<projectID>/<sessionID>.json``: ``id``, ``directory`` (the cwd),
-  ``title``, ``parentID`` (sub-agents' sessions), ``time.created``/``updated`` (ms);
-- ``message/<sessionID>/<messageID>.json``: ``role``; an assistant message has
-  ``modelID``, ``providerID``, ``cost``, ``tokens.{input,output,reasoning,cache.{read,write}}``,
-  ``time.created``/``completed`` (ms);
-- ``part/<messageID>/<partID>.json``: the content (text, tool calls); only the
-  newest message's part directory is looked at, for its modification time.
+- opencode 1.x: one SQLite database, ``opencode.db`` (tables ``session``,
+  ``message``, ``part``; see :mod:`agentledger.adapters.opencode_db`). When
+  it exists it is the only place looked at: the session row carries running
+  totals, so a pass is one short read-only query.
+- older releases (the fallback when there is no ``opencode.db``): ``storage/``,
+  one small JSON file per object, rewritten in place as it changes:
 
-A pass re-reads only message files whose modification time changed since the
-last pass (each is a few hundred bytes), never the parts.
+  - ``session/<projectID>/<sessionID>.json``: ``id``, ``directory`` (the cwd),
+    ``title``, ``parentID`` (sub-agents' sessions), ``time.created``/``updated`` (ms);
+  - ``message/<sessionID>/<messageID>.json``: ``role``; an assistant message has
+    ``modelID``, ``providerID``, ``cost``, ``tokens.{input,output,reasoning,cache.{read,write}}``,
+    ``time.created``/``completed`` (ms);
+  - ``part/<messageID>/<partID>.json``: the content (text, tool calls); a facts
+    pass only looks at the newest message's part directory, for its
+    modification time; ``recent_messages`` reads the parts of the last few messages.
+
+  A pass re-reads only message files whose modification time changed since
+  the last pass (each is a few hundred bytes), never the parts.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +41,44 @@ from agentledger.adapters.base import (
     Facts,
     LaunchPlan,
     LaunchRequest,
+    NativeMessage,
     NativeRef,
     env_dir,
     home,
     iso_epoch,
     read_json,
 )
+from agentledger.adapters import opencode_db
+
+log = logging.getLogger("agentledger.observer")
 
 #: A native session counts as ours if created at most this long before the process started (clock skew).
 SLACK = 2.0
 
 
+def data_dir() -> Path:
+    return env_dir("XDG_DATA_HOME", home() / ".local" / "share") / "opencode"
+
+
 def storage_dir() -> Path:
-    return env_dir("XDG_DATA_HOME", home() / ".local" / "share") / "opencode" / "storage"
+    """The legacy JSON tree (releases before 1.x)."""
+    return data_dir() / "storage"
+
+
+def database() -> Path:
+    """opencode 1.x's database; when it exists, the legacy tree is not looked at."""
+    return data_dir() / "opencode.db"
+
+
+def _in_database(ref: NativeRef) -> bool:
+    return Path(ref.path).name == "opencode.db"
 
 
 class OpencodeAdapter(Adapter):
     name = "opencode"
     binary = "opencode"
-    observes = "~/.local/share/opencode/storage: session title, model, tokens, cost, last activity"
+    observes = "~/.local/share/opencode/opencode.db (or storage/ before 1.x): session title, model, tokens, " \
+               "cost, last activity"
 
     def build_launch(self, request: LaunchRequest) -> LaunchPlan:
         argv = [self.agent_argv0(), "run", "--format", "json"]
@@ -62,7 +91,15 @@ class OpencodeAdapter(Adapter):
 
     def find_native_session(self, cwd: str, started_at: float, pid: int | None,
                             hint: str | None = None) -> NativeRef | None:
-        """The first top-level session in ``cwd`` created since the process started."""
+        """The first top-level session in ``cwd`` created since the process started (or the hinted one)."""
+        db = database()
+        if db.exists():
+            try:
+                found = opencode_db.find_session(db, cwd, started_at - SLACK, hint)
+            except sqlite3.Error as error:  # busy or another schema: try again at the next poll
+                log.info("opencode adapter: %s: %s", db, error)
+                return None
+            return None if found is None else NativeRef(native_session_id=found, path=str(db))
         best: tuple[float, str, str] | None = None
         try:
             projects = list(os.scandir(storage_dir() / "session"))
@@ -83,6 +120,8 @@ class OpencodeAdapter(Adapter):
                         continue  # not touched since we started: an older session
                 except OSError:
                     continue
+                if hint and entry.name != f"{hint}.json":
+                    continue
                 info = read_json(entry.path)
                 if not isinstance(info, dict) or info.get("parentID") or info.get("directory") != cwd:
                     continue
@@ -94,6 +133,24 @@ class OpencodeAdapter(Adapter):
         return None if best is None else NativeRef(native_session_id=best[1], path=best[2])
 
     def read_facts(self, ref: NativeRef, cursor: Cursor) -> tuple[Facts, Cursor]:
+        if _in_database(ref):  # the session row keeps the totals: nothing to remember between passes
+            try:
+                return opencode_db.session_facts(ref.path, ref.native_session_id), cursor
+            except sqlite3.Error as error:
+                log.info("opencode adapter: no facts this pass: %s: %s", ref.path, error)
+                return {}, cursor
+        return self._legacy_facts(ref, cursor)
+
+    def recent_messages(self, ref: NativeRef, limit: int) -> list[NativeMessage]:
+        if _in_database(ref):
+            try:
+                return opencode_db.recent_messages(ref.path, ref.native_session_id, limit)
+            except sqlite3.Error as error:
+                log.info("opencode adapter: no messages: %s: %s", ref.path, error)
+                return []
+        return _legacy_messages(ref.native_session_id, limit)
+
+    def _legacy_facts(self, ref: NativeRef, cursor: Cursor) -> tuple[Facts, Cursor]:
         cursor = {"messages": {}, **cursor}
         messages: dict[str, list[Any]] = dict(cursor["messages"])
         facts: Facts = {"native_session_id": ref.native_session_id}
@@ -156,6 +213,32 @@ class OpencodeAdapter(Adapter):
         if activity:
             facts["last_activity_at"] = max(activity)
         return {k: v for k, v in facts.items() if v is not None}, cursor
+
+
+def _legacy_messages(session_id: str, limit: int) -> list[NativeMessage]:
+    """The last ``limit`` messages of a legacy session: its message files, and the parts of those shown."""
+    if limit <= 0:
+        return []
+    try:
+        entries = [e.path for e in os.scandir(storage_dir() / "message" / session_id) if e.name.endswith(".json")]
+    except OSError:
+        return []
+    infos = [info for info in map(read_json, entries) if isinstance(info, dict) and info.get("id")]
+    infos.sort(key=lambda info: (iso_epoch((info.get("time") or {}).get("created")) or 0, str(info["id"])))
+    messages = []
+    for info in reversed(infos):
+        try:
+            names = sorted(e.path for e in os.scandir(storage_dir() / "part" / str(info["id"]))
+                           if e.name.endswith(".json"))
+        except OSError:
+            names = []
+        text = opencode_db.message_text(info, [read_json(name) for name in names])
+        if text:
+            at = iso_epoch((info.get("time") or {}).get("created"))
+            messages.append(NativeMessage(at, str(info.get("role") or "?"), text))
+            if len(messages) == limit:
+                break
+    return messages[::-1]
 
 
 def _message_facts(message: dict[str, Any]) -> tuple[int, int, float, str | None, float | None, str]:

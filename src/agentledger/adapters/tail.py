@@ -82,3 +82,12 @@ def read_new_lines(path: str, cursor: dict[str, int] | None, *, first_read_limit
     new_cursor = {"offset": offset + end, "dev": identity[0], "ino": identity[1]}
     return TailResult(records, new_cursor, bytes_read=len(data), reset=reset, skipped=skipped, bad_lines=bad,
                       raw_lines=lines)
+
+
+#: How much of a transcript's end is read for its recent messages (``agentledger logs``).
+TAIL_WINDOW = 2 * 1024 * 1024
+
+
+def read_tail(path: str, window: int = TAIL_WINDOW) -> list[Any]:
+    """The complete JSON lines in the last ``window`` bytes of ``path``: a one-off look, never the whole file."""
+    return read_new_lines(path, None, first_read_limit=window, read_limit=window).records

@@ -86,10 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     as_of_option(p)
     json_flag(p)
 
-    p = command("logs", "print a session's captured output")
+    p = command("logs", "print an agent session's recent messages, or a session's captured output")
     session_arg(p)
-    p.add_argument("-n", "--lines", type=int, default=None, metavar="N", help="only the last N lines")
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the session stops")
+    p.add_argument("-n", "--lines", type=int, default=None, metavar="N",
+                   help="only the last N messages (or lines of output)")
+    p.add_argument("--output", action="store_true",
+                   help="the captured stdout/stderr, even where the agent's own messages can be read")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="keep printing the captured output until the session stops (implies --output)")
+    json_flag(p)
 
     p = command("history", "a session's events in log order")
     session_arg(p)
@@ -126,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agentledger.entrypoints import adapter_commands
 
     adapter_commands.add_parsers(command)
+    from agentledger.entrypoints import adopt_commands
+
+    adopt_commands.add_parsers(command)
     return parser
 
 
@@ -424,6 +432,8 @@ def cmd_status(context: Context, args: argparse.Namespace) -> int:
         pairs.insert(2, ("Group", row["group_name"]))
     if row["source"] == "adopted":
         pairs.insert(pairs.index(("Host", row["host"])), ("Source", "adopted (no supervisor)"))
+        pairs.insert(pairs.index(("Fuse", _fuse_text(row, now))),
+                     ("Process start", f"{iso(row['pid_start_time'])} ({relative(row['pid_start_time'], now)})"))
     if row["resumed_from"]:
         pairs.insert(pairs.index(("Cwd", row["cwd"])), ("Resumed from", row["resumed_from"]))
     pairs += _agent_pairs(row, now)
@@ -464,22 +474,45 @@ def _agent_pairs(row: Any, now: float) -> list[tuple[str, Any]]:
 
 
 def cmd_logs(context: Context, args: argparse.Namespace) -> int:
+    from collections import deque
+
     from agentledger.application.errors import LedgerError, UsageError
     from agentledger.projections.queries import get_session
 
     if args.lines is not None and args.lines < 0:
         raise UsageError("-n takes a number of lines >= 0")
+    if args.json and args.follow:
+        raise UsageError("--json does not go with --follow")
     session_id = context.resolve(args.session)
-    path = get_session(context.store.db, session_id)["log_path"]
+    row = get_session(context.store.db, session_id)
+    out = sys.stdout.buffer
+    if not (args.output or args.follow):
+        from agentledger.adapters import messages
+
+        found, why_not = messages.native_messages(row, messages.DEFAULT_LIMIT if args.lines is None else args.lines)
+        if why_not is None:
+            if args.json:
+                from agentledger.entrypoints.render import write_json_lines
+
+                write_json_lines(messages.as_json(m) for m in found)
+            else:
+                out.writelines(f"{line}\n".encode() for line in messages.render(found))
+            return 0
+        print(f"agentledger: {why_not}; showing the captured output", file=sys.stderr)
+    path = row["log_path"]
     try:
         handle = open(path, "rb")
     except (OSError, TypeError):
         raise LedgerError(f"no output captured for session {session_id[:12]} ({path})") from None
-    out = sys.stdout.buffer
     with handle:
-        if args.lines is not None:
-            from collections import deque
+        if args.json:  # the captured lines as the same records as messages: role "output", no time
+            from agentledger.entrypoints.render import write_json_lines
 
+            lines = deque(handle, maxlen=args.lines) if args.lines is not None else handle
+            write_json_lines({"at": None, "role": "output", "text": line.decode("utf-8", "replace").rstrip("\r\n")}
+                             for line in lines)
+            return 0
+        if args.lines is not None:
             out.writelines(deque(handle, maxlen=args.lines))
         else:
             out.write(handle.read())
