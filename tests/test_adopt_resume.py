@@ -67,6 +67,21 @@ elif name == "codex":
         total = 1
     append(path, {{"timestamp": iso(now + 0.1), "type": "event_msg", "payload": {{"type": "token_count", "info": {{
         "total_token_usage": {{"input_tokens": 1000 * total, "output_tokens": 100 * total}}}}}}}})
+elif name == "opencode":  # the legacy JSON tree: one file per session and per message
+    storage = os.path.join(home, ".local", "share", "opencode", "storage")
+    sid = after("--session") or "ses_" + uuid.uuid4().hex[:12]
+    ms = int(now * 1000)
+    def write(path, obj):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(obj, f)
+    if "--session" not in sys.argv:
+        write(os.path.join(storage, "session", "global", sid + ".json"),
+              {{"id": sid, "directory": cwd, "title": "t", "time": {{"created": ms, "updated": ms}}}})
+    turn = "msg_" + uuid.uuid4().hex[:8]
+    write(os.path.join(storage, "message", sid, turn + ".json"),
+          {{"id": turn, "sessionID": sid, "role": "assistant", "modelID": "m", "providerID": "p", "cost": 0.5,
+            "tokens": {{"input": 100, "output": 10}}, "time": {{"created": ms, "completed": ms + 1}}}})
 time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
 sys.exit(int(os.environ.get("FAKE_EXIT", "0")))
 '''
@@ -251,6 +266,27 @@ def test_resume_continues_the_claude_conversation_in_a_new_linked_session(cli, a
     assert cli.json("why", second)["resumed_from"] == first
     assert cli.json("why", first)["resumed_by"] == [second]
     assert "Resumed by" in cli("why", first).stdout and second in cli("why", first).stdout
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("agent, binary, resume_argv, tokens", [
+    ("codex", "codex", ["exec", "--json", "resume", "{native}", "-"], (2000, 200)),  # the rollout's running total
+    ("opencode", "opencode", ["run", "--session", "{native}", "--format", "json"], (200, 20)),  # summed messages
+])
+def test_resume_continues_codex_and_opencode_sessions_in_place(cli, agents, tmp_path, agent, binary, resume_argv,
+                                                               tokens):
+    work = tmp_path / "work"
+    work.mkdir()
+    first = cli("launch", agent, "-p", "one", "--cwd", str(work), *FAST).stdout.strip()
+    native = stopped(cli, first)["agent"]["native_session_id"]
+    assert native
+    second = cli("resume", first, "two", *FAST).stdout.strip()
+    status = stopped(cli, second)
+    call = calls(agents, binary)[-1]
+    assert call["argv"][1:] == [arg.format(native=native) for arg in resume_argv]
+    assert (call["stdin"], call["cwd"]) == ("two", str(work))
+    assert status["resumed_from"] == first and status["agent"]["native_session_id"] == native
+    assert (status["agent"]["tokens_in"], status["agent"]["tokens_out"]) == tokens  # the old turn and the new
 
 
 @pytest.mark.sqlite_only

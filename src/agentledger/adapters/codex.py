@@ -74,8 +74,15 @@ class CodexAdapter(Adapter):
 
     def find_native_session(self, cwd: str, started_at: float, pid: int | None,
                             hint: str | None = None) -> NativeRef | None:
-        """The first rollout started in ``cwd`` since the process started, in the day directories around then."""
+        """The first rollout started in ``cwd`` since the process started, in the day directories around then.
+
+        With a ``hint`` (``codex exec resume ID`` continues that rollout, however old), the rollout named after it.
+        """
         root = sessions_dir()
+        if hint:
+            named = _rollout_of(root, hint)
+            if named is not None:
+                return NativeRef(hint, named)
         days = {
             time.strftime("%Y/%m/%d", convert(moment))
             for moment in (started_at, time.time()) for convert in (time.localtime, time.gmtime)
@@ -175,3 +182,11 @@ def _content_text(content: Any) -> str:
         if isinstance(text, str) and text.strip() and not _INJECTED.match(text.strip()):
             lines.append(text.strip())
     return "\n".join(lines)
+
+
+def _rollout_of(root: Path, session_id: str) -> str | None:
+    """The newest rollout file named after ``session_id`` under ``root`` (one glob of the day directories)."""
+    if not re.fullmatch(r"[0-9A-Za-z-]+", session_id):
+        return None
+    matches = sorted(root.glob(f"*/*/*/rollout-*-{session_id}.jsonl"))
+    return str(matches[-1]) if matches else None
