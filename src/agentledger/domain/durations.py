@@ -6,12 +6,15 @@ print them back the same way.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_BARE = re.compile(r"\d+(?:\.\d+)?")
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", re.ASCII)
+_BARE = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
+#: The longest duration accepted (100 years): longer ones cannot be added to a date.
+MAX_SECONDS = 36500 * 86400.0
 
 
 class InvalidDuration(ValueError):
@@ -32,14 +35,18 @@ def parse_duration(text: str) -> float:
         seconds = sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2)] for p in parts)
     if seconds <= 0:
         raise InvalidDuration(f"invalid duration {text!r}: must be greater than zero")
+    if not seconds <= MAX_SECONDS:  # also inf, from a number too long for a float
+        raise InvalidDuration(f"invalid duration {text!r}: must be at most 36500d")
     return seconds
 
 
 def format_duration(seconds: float) -> str:
     """Render seconds compactly: 0.25 -> '250ms', 5400 -> '1h30m', 90061 -> '1d1h1m'."""
+    if not math.isfinite(seconds):
+        return str(seconds)  # 'inf', 'nan': never parsed, but never a crash either
     if seconds < 0:
         return "-" + format_duration(-seconds)
-    if round(seconds * 1000) < 1000:
+    if seconds * 1000 < 999.5:  # rounds to under 1000ms (and no round() of a huge float)
         return f"{round(seconds * 1000)}ms"
     if seconds < 60:
         text = f"{seconds:.1f}".rstrip("0").rstrip(".")

@@ -245,7 +245,8 @@ def judge(outcome: HttpOutcome, *, attempts: int, first_attempt_at: float, now: 
 
 def sign(secret: str, body: bytes) -> str:
     """``sha256=<hex>``: HMAC-SHA256 of the raw body under the endpoint's secret."""
-    return SIGNATURE_PREFIX + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    # surrogateescape: a secret read from argv or the environment keeps its raw bytes
+    return SIGNATURE_PREFIX + hmac.new(secret.encode("utf-8", "surrogateescape"), body, hashlib.sha256).hexdigest()
 
 
 class InvalidSignature(ValueError):
@@ -257,8 +258,8 @@ def verify(secret: str, body: bytes, signature: str, *, timestamp: int | None = 
     """Raise :class:`InvalidSignature` unless ``signature`` signs ``body`` and, given ``timestamp``
     (the ``X-Agentledger-Timestamp`` header), the body's ``sent_at`` equals it and it is within
     ``tolerance`` seconds of ``now``. The timestamp is trusted only once the signature is."""
-    if not signature.startswith(SIGNATURE_PREFIX):
-        raise InvalidSignature(f"the signature must start with {SIGNATURE_PREFIX!r}")
+    if not signature.startswith(SIGNATURE_PREFIX) or not signature.isascii():  # compare_digest takes ASCII only
+        raise InvalidSignature(f"the signature must be {SIGNATURE_PREFIX!r} and hexadecimal digits")
     if not hmac.compare_digest(sign(secret, body), signature.strip()):
         raise InvalidSignature("the signature does not match the body (wrong secret, or the body was changed)")
     if timestamp is None:
@@ -267,10 +268,13 @@ def verify(secret: str, body: bytes, signature: str, *, timestamp: int | None = 
 
     try:
         sent_at = json.loads(body).get("sent_at")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # RecursionError: nested too deep
         raise InvalidSignature("the body is not a JSON object") from None
     if sent_at != timestamp:
         raise InvalidSignature(f"the timestamp {timestamp} is not the body's sent_at ({sent_at})")
-    if now is not None and abs(now - timestamp) > tolerance:
-        raise InvalidSignature(f"the timestamp is {format_duration(abs(now - timestamp))} away from now "
+    if now is None:
+        return
+    distance = abs(now - min(max(timestamp, -2**62), 2**62))  # clamped: a float can hold it
+    if distance > tolerance:
+        raise InvalidSignature(f"the timestamp is {format_duration(distance)} away from now "
                                f"(tolerance {format_duration(tolerance)}): a replay?")

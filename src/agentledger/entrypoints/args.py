@@ -12,7 +12,9 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (plus where to get help), exit 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        from agentledger.entrypoints.render import escape
+
+        sys.stderr.write(f"{self.prog}: error: {escape(message)} (see '{self.prog} --help')\n")
         raise SystemExit(2)
 
 

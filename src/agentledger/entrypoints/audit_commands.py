@@ -43,13 +43,13 @@ def cmd_why(context: Any, args: argparse.Namespace) -> int:
     from datetime import timezone
 
     from agentledger.application.explaining import explain
-    from agentledger.entrypoints.render import key_values, write_json
+    from agentledger.entrypoints.render import escape, key_values, write_json
 
     facts = explain(context.store, context.resolve(args.session), datetime.now(timezone.utc))
     if args.json:
         write_json(facts)
         return 0
-    print(f"{facts['session_id'][:12]} is {facts['status']}. {facts['headline']}")
+    print(escape(f"{facts['session_id'][:12]} is {facts['status']}. {facts['headline']}"))
     print()
     key_values([*(_stopped_pairs(facts) if facts["status"] == "stopped" else _running_pairs(facts)),
                 *_lineage_pairs(facts), *_hook_pairs(facts["on_stop"])])

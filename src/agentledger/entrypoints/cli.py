@@ -206,7 +206,14 @@ def _attach_dashed_values(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(_attach_dashed_values(sys.argv[1:] if argv is None else argv))
+    from agentledger.entrypoints.render import escape
+
+    argv = sys.argv[1:] if argv is None else argv
+    for arg in argv:
+        if any("\ud800" <= c <= "\udfff" for c in arg):  # bytes that are not UTF-8: the log could not hold them
+            sys.stderr.write(f"agentledger: argument '{escape(arg)}' is not valid UTF-8 text\n")
+            return 2
+    args = build_parser().parse_args(_attach_dashed_values(argv))
     context = Context()
     try:
         return args.handler(context, args) or 0
@@ -217,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception as error:  # translated to one line; see _describe_error
         message, code = _describe_error(error)
-        sys.stderr.write(f"agentledger: {message}\n")
+        sys.stderr.write(f"agentledger: {escape(message)}\n")  # one line, whatever text it quotes
         if os.environ.get("AGENTLEDGER_DEBUG"):
             raise
         return code

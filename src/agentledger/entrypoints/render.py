@@ -1,12 +1,36 @@
-"""Human output: aligned tables, relative times; and the JSON writer for ``--json``."""
+"""Human output: aligned tables, relative times; and the JSON writer for ``--json``.
+
+Text from the log (names, prompts, notes, argv: whatever an agent or a user
+gave) reaches a terminal only through :func:`escape`, which ``table``,
+``key_values`` and ``shorten`` apply: an ESC sequence or a carriage return in
+a session's name is shown as ``\\x1b`` or ``\\r``, never obeyed by the terminal.
+"""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from agentledger.domain.durations import format_duration
+
+
+#: C0 and C1 control characters, DEL, the bidirectional overrides and isolates (which reorder what
+#: follows them on screen), and lone surrogates (undecodable argv bytes, which stdout cannot encode).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def escape(text: str) -> str:
+    """``text`` with every control character written as Python writes it in a repr (``\\x1b``, ``\\n``)."""
+    return _UNSAFE.sub(_escaped, text)
 
 
 def relative(epoch: float | None, now: float) -> str:
@@ -21,7 +45,7 @@ def relative(epoch: float | None, now: float) -> str:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], out=None) -> None:
     out = out or sys.stdout
-    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    cells = [[("-" if v is None else escape(str(v))) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, value in enumerate(row):
@@ -34,7 +58,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], out=None) -> No
 def key_values(pairs: Sequence[tuple[str, Any]], out=None) -> None:
     out = out or sys.stdout
     width = max(len(k) for k, _ in pairs)
-    out.write("".join(f"{k.ljust(width)}  {'-' if v is None else v}\n" for k, v in pairs))
+    out.write("".join(f"{k.ljust(width)}  {'-' if v is None else escape(str(v))}\n" for k, v in pairs))
 
 
 def write_json(obj: Any) -> None:
@@ -50,4 +74,5 @@ def write_json_lines(objs: Iterable[Any]) -> None:
 
 
 def shorten(text: str, width: int) -> str:
+    text = escape(text)
     return text if len(text) <= width else text[: width - 1] + "…"

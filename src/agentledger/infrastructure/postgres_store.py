@@ -220,7 +220,11 @@ def open_postgres_store(location: PostgresLocation) -> PostgresStore:
     """Open the ledger, creating or upgrading it first if it is new or older than this code."""
     from agentledger.infrastructure.store import SCHEMA_HEAD
 
-    if schema_revision(location) != SCHEMA_HEAD:
+    revision = schema_revision(location)
+    if revision != SCHEMA_HEAD:
+        from agentledger.infrastructure.store import refuse_unknown_schema
+
+        refuse_unknown_schema(revision, location.url)
         initialise(location)
     return PostgresStore(location)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from agentledger.domain.durations import InvalidDuration, format_duration, parse_duration
+from agentledger.domain.durations import MAX_SECONDS, InvalidDuration, format_duration, parse_duration
 from agentledger.infrastructure.config import CONFIG_FILE_NAME, ConfigError, home_dir
 
 #: What a webhook endpoint may subscribe to.
@@ -84,6 +84,8 @@ def _duration(value: Any) -> float:
     if isinstance(value, (int, float)):
         if value <= 0:
             raise ValueError(f"{value!r}: must be greater than zero")
+        if not value <= MAX_SECONDS:  # also nan and inf, which TOML allows
+            raise ValueError(f"{value!r}: must be a number of seconds up to {MAX_SECONDS:.0f} (36500d)")
         return float(value)
     try:
         return parse_duration(value)
@@ -114,7 +116,7 @@ def _metrics_addr(value: Any) -> MetricsAddress | None:
         return None
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:9200, or 'off'")
     return MetricsAddress(host, int(port))
 
@@ -253,7 +255,10 @@ def _webhooks(tables: Any, env: Mapping[str, str], path: Path, lines: _Lines,
 def _permission_warnings(path: Path, values: dict[str, Any]) -> tuple[str, ...]:
     holds_secret = any(isinstance(t, dict) and "secret" in t for t in values.get("webhooks", {}).values())
     db = values.get("db")
-    holds_secret |= isinstance(db, str) and bool(urlsplit(db).password)
+    try:
+        holds_secret |= isinstance(db, str) and bool(urlsplit(db).password)
+    except ValueError:  # a URL urlsplit refuses (the variable won over it, so nobody parsed it)
+        holds_secret = True
     if not holds_secret:
         return ()
     mode = stat.S_IMODE(path.stat().st_mode)

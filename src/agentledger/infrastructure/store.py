@@ -14,6 +14,7 @@ schema (``agentledger db upgrade``), and are imported only when it must change.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import sqlite3
 from contextlib import contextmanager
@@ -106,6 +107,7 @@ def common_ledger_env(create_tables: bool) -> dict[str, str]:
     """The eventsourcing settings every backend shares."""
     return {
         "TRANSCODER_TOPIC": "agentledger.infrastructure.transcoder:OrjsonTranscoder",
+        "MAPPER_TOPIC": "agentledger.infrastructure.store:CheckedMapper",
         "CREATE_TABLE": "y" if create_tables else "n",
         # Keep recently used sessions in memory and read only newer events on load.
         "AGGREGATE_CACHE_MAXSIZE": "1000",
@@ -130,6 +132,7 @@ def open_store(location: StoreLocation | PostgresLocation) -> Any:
         return open_postgres_store(location)
     try:
         if not is_ready(location.path):
+            refuse_unknown_schema(schema_revision(location.path), location.path)
             initialise(location)
         return Store(location)
     except sqlite3.DatabaseError as error:
@@ -147,16 +150,24 @@ def store_schema_revision(location: StoreLocation | PostgresLocation) -> str | N
         from agentledger.infrastructure.postgres_store import schema_revision as postgres_revision
 
         return postgres_revision(location)
-    return schema_revision(location.path)
+    try:
+        return schema_revision(location.path)
+    except sqlite3.DatabaseError as error:
+        raise StoreError(_describe(location, error)) from None
 
 
 def initialise_store(location: StoreLocation | PostgresLocation) -> None:
+    where = location.url if location.kind == "postgresql" else location.path
+    refuse_unknown_schema(store_schema_revision(location), where)
     if location.kind == "postgresql":
         from agentledger.infrastructure.postgres_store import initialise as initialise_postgres
 
         initialise_postgres(location)
     else:
-        initialise(location)
+        try:
+            initialise(location)
+        except sqlite3.DatabaseError as error:
+            raise StoreError(_describe(location, error)) from None
 
 
 def schema_revision(path: Path, also_require: str | None = None) -> str | None:
@@ -181,6 +192,14 @@ def schema_revision(path: Path, also_require: str | None = None) -> str | None:
         return found[0] if found else None
     finally:
         db.close()
+
+
+def refuse_unknown_schema(revision: str | None, where: Any) -> None:
+    """A read-model schema this code has no migration for (a newer agentledger wrote it) is left alone."""
+    known = {f"{number:04d}" for number in range(1, int(SCHEMA_HEAD) + 1)}
+    if revision is not None and revision not in known:
+        raise StoreError(f"the store {where} has read-model schema revision {revision!r}, which this version "
+                         f"(schema {SCHEMA_HEAD}) does not know: it was written by a newer agentledger; use that")
 
 
 def initialise(location: StoreLocation) -> None:
@@ -227,3 +246,92 @@ def _describe(location: StoreLocation, error: Exception) -> str:
     if "unable to open" in text:
         return f"cannot open the store {location.path} ({text})"
     return f"store {location.path}: {text}"
+
+
+# -- reading stored events: refuse one whose fields are not what its class declares --------------
+
+
+def __getattr__(name: str) -> Any:
+    """``CheckedMapper`` is made on first use: it subclasses the library's Mapper, slow to import."""
+    if name == "CheckedMapper":
+        global CheckedMapper
+        CheckedMapper = _checked_mapper_class()
+        return CheckedMapper
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _checked_mapper_class() -> type:
+    from eventsourcing.persistence import Mapper, MapperDeserialisationError
+
+    class CheckedMapper(Mapper):  # type: ignore[misc, type-arg]
+        """The library's mapper, but a stored event whose JSON decodes to missing or mistyped fields
+        (a damaged or hand-edited row) is a decoding error, like bytes that are not JSON: the log's
+        readers skip and report it (``projections/log.py``), and a command on its session fails with
+        one line, instead of a half-built event failing later in a projection or the aggregate."""
+
+        def to_domain_event(self, stored_event: Any) -> Any:
+            event = super().to_domain_event(stored_event)
+            problem = field_problem(event)
+            if problem is not None:
+                raise MapperDeserialisationError(
+                    f"stored event with topic {stored_event.topic!r}, originator_id '{stored_event.originator_id}' "
+                    f"and originator_version {stored_event.originator_version}: {problem}")
+            return event
+
+    return CheckedMapper
+
+
+_ABSENT = object()
+
+
+def field_problem(event: Any) -> str | None:
+    """What is wrong with a decoded event's fields (None: each is there, of its declared type)."""
+    for name, required, accepted in _declared_fields(type(event)):
+        value = getattr(event, name, _ABSENT)
+        if value is _ABSENT:
+            if required:
+                return f"field {name!r} is missing"
+        elif accepted is not None and not isinstance(value, accepted):
+            return f"field {name!r} is {value!r:.60}, not {' or '.join(t.__name__ for t in accepted)}"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _declared_fields(cls: type) -> tuple[tuple[str, bool, tuple[type, ...] | None], ...]:
+    """(name, required, accepted types or None for anything) of each field of an event class."""
+    import dataclasses
+    import typing
+
+    if not dataclasses.is_dataclass(cls):
+        return ()
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # an annotation that does not resolve: check nothing rather than refuse everything
+        return ()
+    return tuple(
+        (f.name, f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+         _accepted(hints.get(f.name, Any)))
+        for f in dataclasses.fields(cls)
+    )
+
+
+def _accepted(hint: Any) -> tuple[type, ...] | None:
+    import types
+    import typing
+
+    if hint is float:
+        return (float, int)  # JSON writes 30.0 as 30
+    if hint is None or hint is type(None):
+        return (type(None),)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        accepted: list[type] = []
+        for arg in typing.get_args(hint):
+            more = _accepted(arg)
+            if more is None:
+                return None
+            accepted += more
+        return tuple(accepted)
+    if origin is not None:
+        return (origin,) if isinstance(origin, type) else None  # list[str] -> list; ClassVar, Literal: anything
+    return (hint,) if isinstance(hint, type) else None  # Any, a TypeVar: anything

@@ -50,23 +50,23 @@ def parse_moment(text: str, now: datetime) -> Moment:
             position = int(cleaned[1:])
         except ValueError:
             position = -1
-        if position < 0:
+        if not 0 <= position < 2**63:  # a position SQLite can store
             raise UsageError(f"invalid --as-of {text!r}: @ takes a log position, a whole number >= 0")
         return Moment(position=position)
     if cleaned.startswith("-"):
         try:
             return Moment(at=now.astimezone(timezone.utc) - timedelta(seconds=parse_duration(cleaned[1:])))
-        except InvalidDuration:
+        except (InvalidDuration, OverflowError):  # OverflowError: before the year 1
             raise UsageError(f"invalid --as-of {text!r}: after '-' give a duration such as 15m or 2h") from None
     try:
         at = datetime.fromisoformat(cleaned.replace("z", "Z").replace("Z", "+00:00"))
-    except ValueError:
+        if at.tzinfo is None:
+            at = at.astimezone()  # a time without a zone is the user's local time
+        return Moment(at=at.astimezone(timezone.utc))
+    except (ValueError, OverflowError):  # OverflowError: in UTC, outside the years 1 to 9999
         raise UsageError(
             f"invalid --as-of {text!r} (use an ISO time like 2026-11-25T21:30:00Z, -15m, or @POSITION)"
         ) from None
-    if at.tzinfo is None:
-        at = at.astimezone()  # a time without a zone is the user's local time
-    return Moment(at=at.astimezone(timezone.utc))
 
 
 class Scratch(NamedTuple):

@@ -51,8 +51,13 @@ def decode(mapper: Any, stored: Any, position: int | None) -> LogEntry:
         event = mapper.to_domain_event(stored)
     except Exception as error:  # any decoding failure: unknown topic, bad bytes, missing fields
         return LogEntry(position, originator_id, stored.originator_version, stored.topic, None,
-                        f"{type(error).__name__}: {error}")
+                        _one_line(f"{type(error).__name__}: {error}"))
     return LogEntry(position, originator_id, stored.originator_version, stored.topic, event)
+
+
+def _one_line(text: str) -> str:
+    """An error about stored bytes quotes them: newlines and control characters as a repr writes them."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def read_log(ledger: Any, *, after: int = 0, upto: int | None = None) -> Iterator[LogEntry]:
