@@ -160,10 +160,11 @@ def test_an_agent_started_elsewhere_is_discovered_adopted_and_stopped_by_the_rec
                               env=monkeypatch_sleep).stdout.strip()
     wait_for(lambda: cli.json("status", launched)["agent"]["native_session_id"], timeout=20)
 
-    found = cli.json_lines("discover")
+    found = cli.json_lines("discover", "--under", str(tmp_path))  # other tests' agents may be running
     assert [(c["pid"], c["adapter"], c["cwd"], c["native_session_id"]) for c in found] == [
         (agent.pid, "claude-code", str(work), native)]  # not the session agentledger launched
     assert str(agent.pid) in cli("discover").stdout
+    assert cli.json_lines("discover", "--under", str(tmp_path / "bin")) == []
 
     sid = cli("adopt", str(agent.pid), "--name", "from-a-terminal").stdout.strip()
     status = cli.json("status", sid)
@@ -176,7 +177,7 @@ def test_an_agent_started_elsewhere_is_discovered_adopted_and_stopped_by_the_rec
 
     again = cli("adopt", str(agent.pid), check=False)
     assert again.returncode == 1 and f"already tracked, by session {sid}" in again.stderr
-    assert cli.json_lines("discover") == []
+    assert cli.json_lines("discover", "--under", str(tmp_path)) == []
 
     cli("reconcile")
     assert cli.json("status", sid)["status"] == "unwatched"  # alive: nothing to decide
@@ -198,19 +199,19 @@ def test_adopt_all_takes_each_agent_once_and_a_wrapper_with_its_child_is_one_age
     wrapper = outside("codex", "exec", "--json", "-", cwd=tmp_path / "a", child=True)
     claude = outside("claude", "--print", "--session-id", "6f1e2d3c-0000-4000-8000-000000000002",
                      cwd=tmp_path / "b")
-    found = cli.json_lines("discover")
+    found = cli.json_lines("discover", "--under", str(tmp_path))
     assert sorted((c["pid"], c["adapter"]) for c in found) == sorted(
         [(wrapper.pid, "codex"), (claude.pid, "claude-code")])
     codex = next(c for c in found if c["adapter"] == "codex")
     assert codex["native_session_id"] and codex["cwd"] == str(tmp_path / "a")
 
-    adopted = cli.json_lines("adopt", "--all", "--group", "night", "--fuse-ttl", "1h")
+    adopted = cli.json_lines("adopt", "--all", "--under", str(tmp_path), "--group", "night", "--fuse-ttl", "1h")
     assert sorted(a["pid"] for a in adopted) == sorted([wrapper.pid, claude.pid])
     listed = cli.json_lines("list", "--group", "night")
     assert sorted(s["pid"] for s in listed) == sorted([wrapper.pid, claude.pid])
     assert all(s["fuse"]["state"] == "set" and s["status"] == "running" for s in listed)
-    assert cli.json_lines("discover") == []
-    result = cli("adopt", "--all")
+    assert cli.json_lines("discover", "--under", str(tmp_path)) == []
+    result = cli("adopt", "--all", "--under", str(tmp_path))
     assert result.returncode == 0 and "no agent processes to adopt" in result.stderr
 
 
@@ -223,6 +224,8 @@ def test_adopt_all_takes_each_agent_once_and_a_wrapper_with_its_child_is_one_age
     (["1", "--all"], "not allowed with"),
     (["--adapter", "nope", "1"], "unknown adapter 'nope'"),
     (["--fuse-ttl", "soon", "1"], "invalid duration"),
+    (["--under", "/", "1"], "give it with --all"),
+    (["--all", "--under", "/no/such/dir"], "is not a directory"),
 ])
 def test_adopt_refuses_bad_input_with_one_line(cli, args, message):
     result = cli("adopt", *args, check=False)

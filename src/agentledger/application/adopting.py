@@ -53,8 +53,11 @@ class AlreadyTracked(LedgerError):
     """The process is already a session's (exit status 1: a refusal, not a usage error)."""
 
 
-def discover(db: Any, host: str) -> list[Candidate]:
-    """This user's agent processes on this host that no session not yet stopped accounts for, oldest first."""
+def discover(db: Any, host: str, under: str | None = None) -> list[Candidate]:
+    """This user's agent processes on this host that no session not yet stopped accounts for, oldest first.
+
+    With ``under`` (an absolute directory), only those whose working directory is it or below it.
+    """
     from agentledger.adapters.discovery import adapter_for_command
     from agentledger.infrastructure.process_table import current_user_owns, scan
 
@@ -69,7 +72,9 @@ def discover(db: Any, host: str) -> list[Candidate]:
             continue  # run by a wrapper of the same agent: the wrapper is the one listed
         if not current_user_owns(process) or known.accounts_for(process, table):
             continue
-        found.append(_candidate(process, adapter))
+        candidate = _candidate(process, adapter)
+        if under is None or _is_within(candidate.cwd, under):
+            found.append(candidate)
     return sorted(found, key=lambda c: (c.started_at, c.pid))
 
 
@@ -160,6 +165,12 @@ def _candidate(process: Any, adapter: Any) -> Candidate:
     return Candidate(pid=process.pid, adapter=adapter.name, cmdline=process.cmdline, cwd=process.cwd,
                      started_at=process.started_at, native_session_id=ref.native_session_id if ref else None,
                      native_path=ref.path if ref else None)
+
+
+def _is_within(cwd: str | None, directory: str) -> bool:
+    import os
+
+    return cwd is not None and (cwd == directory or cwd.startswith(directory.rstrip(os.sep) + os.sep))
 
 
 def _adoption_id(host: str, candidate: Candidate) -> UUID:

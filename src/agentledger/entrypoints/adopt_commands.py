@@ -18,6 +18,7 @@ from agentledger.entrypoints.args import json_flag
 
 def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = command("discover", "list agent processes on this host (yours) that the ledger does not know")
+    under_option(p)
     json_flag(p)
     p.set_defaults(handler=cmd_discover)
 
@@ -26,6 +27,7 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("pid", nargs="?", type=types.pid, metavar="PID", help="the process to adopt")
     target.add_argument("--all", action="store_true", help="adopt every process 'discover' lists")
+    under_option(p)
     p.add_argument("--adapter", default=None,
                    help="the adapter to record (default: the agent recognised from the command line; "
                         "'command' adopts any process)")
@@ -39,6 +41,23 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_adopt)
 
 
+def under_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--under", metavar="DIR", default=None,
+                   help="only agents working in DIR or below it (with adopt: only with --all)")
+
+
+def _under(args: argparse.Namespace) -> str | None:
+    import os
+
+    from agentledger.application.errors import UsageError
+
+    if args.under is None:
+        return None
+    if not os.path.isdir(args.under):
+        raise UsageError(f"--under {args.under!r} is not a directory")
+    return os.path.realpath(args.under)
+
+
 def cmd_discover(context: Any, args: argparse.Namespace) -> int:
     import time
 
@@ -46,7 +65,7 @@ def cmd_discover(context: Any, args: argparse.Namespace) -> int:
     from agentledger.entrypoints.render import relative, shorten, table, write_json_lines
     from agentledger.infrastructure.host import host_name
 
-    found = discover(context.fresh_db(), host_name())
+    found = discover(context.fresh_db(), host_name(), under=_under(args))
     if args.json:
         write_json_lines(c.as_json() for c in found)
         return 0
@@ -71,9 +90,11 @@ def cmd_adopt(context: Any, args: argparse.Namespace) -> int:
 
         if args.adapter not in registry.names():
             raise UsageError(f"unknown adapter {args.adapter!r} (one of: {', '.join(registry.names())})")
+    if args.under is not None and not args.all:
+        raise UsageError("--under chooses among the processes 'adopt --all' would take; give it with --all")
     store = context.store
     host = host_name()
-    pids = [c.pid for c in discover(context.fresh_db(), host)] if args.all else [args.pid]
+    pids = [c.pid for c in discover(context.fresh_db(), host, under=_under(args))] if args.all else [args.pid]
     if args.all and not pids:
         sys.stderr.write("agentledger: no agent processes to adopt\n")
         return 0
