@@ -783,3 +783,30 @@ def test_logs_falls_back_to_the_captured_output_and_says_why(cli, user_home, tmp
     shown = cli("logs", lost)
     assert shown.stdout == "x\n" and shown.stderr.count("\n") == 1 and "codex's own session was not found" in shown.stderr
     assert cli("logs", lost, "--json", "--follow", check=False).returncode == 2
+
+
+def test_the_claude_code_cursor_stays_small_however_long_the_transcript(tmp_path):
+    """Only the latest message ids can repeat (one streamed message's lines come together): the cursor
+    keeps a window of them, so a supervisor following a huge transcript does not grow with it."""
+    from agentledger.adapters.base import NativeRef
+    from agentledger.adapters.claude_code import USAGE_WINDOW, ClaudeCodeAdapter
+
+    path = tmp_path / "t.jsonl"
+
+    def line(message_id: str, out: int) -> str:
+        return json.dumps({"type": "assistant", "sessionId": "s", "timestamp": "2026-11-26T00:00:00Z",
+                           "message": {"id": message_id, "model": "m",
+                                       "usage": {"input_tokens": 1, "output_tokens": out}}}) + "\n"
+
+    path.write_text("".join(line(f"msg_{i}", 2) for i in range(500)))
+    adapter, ref = ClaudeCodeAdapter(), NativeRef("s", str(path))
+    facts, cursor = adapter.read_facts(ref, {})
+    assert (facts["tokens_in"], facts["tokens_out"]) == (500, 1000)
+    assert len(cursor["usage"]) == USAGE_WINDOW
+    cursor = json.loads(json.dumps(cursor))  # the supervisor keeps it as JSON
+    with path.open("a") as handle:
+        handle.write(line("msg_499", 7))  # the last message, streamed on: counted once, at its latest usage
+        handle.write(line("msg_500", 3))
+    facts, cursor = adapter.read_facts(ref, cursor)
+    assert (facts["tokens_in"], facts["tokens_out"]) == (501, 1000 + 5 + 3)
+    assert len(cursor["usage"]) == USAGE_WINDOW

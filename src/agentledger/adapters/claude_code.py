@@ -51,6 +51,8 @@ from agentledger.adapters.base import (
 from agentledger.adapters.tail import read_new_lines, read_tail
 
 SLACK = 2.0
+#: How many recent message ids the cursor remembers, to count a message streamed over several lines once.
+USAGE_WINDOW = 64
 
 
 def config_dir() -> Path:
@@ -185,7 +187,9 @@ class ClaudeCodeAdapter(Adapter):
                     state["tokens_out"] += counted[1] - before[1]
                     usage[key] = counted
                     state["counted"] = True
-        state["usage"] = usage
+        # The lines of one streamed message come together: only the latest ids can repeat, so the
+        # cursor keeps those, not every id of a transcript that may reach hundreds of megabytes.
+        state["usage"] = dict(list(usage.items())[-USAGE_WINDOW:]) if len(usage) > USAGE_WINDOW else usage
         state["tail"] = result.cursor
         if ref.output_path:
             out = read_new_lines(ref.output_path, state.get("out_tail"))
