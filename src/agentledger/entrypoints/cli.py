@@ -503,7 +503,9 @@ def cmd_logs(context: Context, args: argparse.Namespace) -> int:
 
                 write_json_lines(messages.as_json(m) for m in found)
             else:
-                out.writelines(f"{line}\n".encode() for line in messages.render(found))
+                from agentledger.entrypoints.render import message_lines
+
+                out.writelines(f"{line}\n".encode() for line in message_lines(found))
             return 0
         print(f"agentledger: {why_not}; showing the captured output", file=sys.stderr)
     path = row["log_path"]

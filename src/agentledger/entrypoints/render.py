@@ -76,3 +76,26 @@ def write_json_lines(objs: Iterable[Any]) -> None:
 def shorten(text: str, width: int) -> str:
     text = escape(text)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+#: ``message_lines``' columns: an ISO time to the second, then the longest role ("assistant").
+TIME_WIDTH, ROLE_WIDTH = 20, 9
+
+
+def message_lines(messages: Iterable[Any]) -> Iterable[str]:
+    """``TIME  ROLE  text`` per agent message (``at``, ``role``, ``text``); later lines of a text indented.
+
+    So every line either starts a message (with its time) or continues one
+    (with spaces): ``grep``, ``cut`` and a reader's eye all find the messages.
+    Blank lines are dropped, tabs expanded, and everything else escaped.
+    """
+    from datetime import datetime, timezone
+
+    indent = " " * (TIME_WIDTH + 2 + ROLE_WIDTH + 2)
+    for message in messages:
+        text = message.text.replace("\r\n", "\n").expandtabs(4)
+        lines = [escape(line.rstrip()) for line in text.split("\n") if line.strip()] or [""]
+        at = "-" if message.at is None else datetime.fromtimestamp(message.at, timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+        yield f"{at:<{TIME_WIDTH}}  {escape(message.role):<{ROLE_WIDTH}}  {lines[0]}".rstrip()
+        yield from (indent + line for line in lines[1:])
