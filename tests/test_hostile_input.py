@@ -13,6 +13,7 @@ import hashlib
 import io
 import sqlite3
 import string
+import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -28,6 +29,7 @@ from agentledger.domain.webhooks import InvalidSignature, attempt_body, sign, ve
 from agentledger.entrypoints.cli import build_parser, main
 from agentledger.entrypoints.render import escape, key_values, shorten, table
 from agentledger.infrastructure.config import ConfigError
+from conftest import wait_for
 from agentledger.infrastructure.settings import KEYS, WEBHOOK_KEYS, load_settings
 from agentledger.projections.as_of import Moment, parse_moment
 from agentledger.projections.queries import resolve_session_id
@@ -659,3 +661,28 @@ def test_names_prompts_notes_and_argv_are_shown_escaped_by_list_status_why_and_h
     assert "\\u202eright" in cli("status", sid.hex).stdout
     as_json = cli.json("status", sid.hex)  # JSON escapes them itself, and keeps the text as recorded
     assert as_json["name"] == EVIL and as_json["stop_note"] == EVIL
+
+
+@pytest.mark.sqlite_only
+def test_captured_output_is_shown_escaped_by_logs_unless_raw_is_asked_for(cli):
+    """An agent's output with colour codes, a cursor move and a carriage return: `logs` keeps the lines
+    and tabs but shows the rest escaped, in one read and when followed; `--raw` gives the bytes."""
+    script = r"printf 'plain\tcol\n\033[31mred\033[0m\n\033[2J\033]0;title\007over\rwrite\n\342\200\256rtl\n'"
+    sid = cli.launch("sh", "-c", script)
+    wait_for(lambda: cli.json("status", sid)["status"] == "stopped", timeout=30)
+    expected = ["plain\tcol", "\\x1b[31mred\\x1b[0m", "\\x1b[2J\\x1b]0;title\\x07over\\rwrite", "\\u202ertl"]
+    for options in ((), ("-n", "4"), ("--follow",), ("--output",)):
+        shown = cli("logs", sid, *options).stdout
+        assert _escape_free(shown) and shown.splitlines() == expected, (options, shown)
+    raw = subprocess.run([sys.executable, "-m", "agentledger", "logs", sid, "--raw"], capture_output=True,
+                         check=True).stdout
+    assert b"\x1b[31mred" in raw and b"over\rwrite" in raw
+
+
+def test_the_output_escaper_decodes_a_character_split_between_two_chunks():
+    from agentledger.entrypoints.render import OutputEscaper
+
+    data = "é\u202e\x1b[1m\n".encode()
+    escaper = OutputEscaper()
+    shown = b"".join(escaper.feed(data[i:i + 1]) for i in range(len(data))) + escaper.feed(b"", final=True)
+    assert shown.decode() == "é\\u202e\\x1b[1m\n"

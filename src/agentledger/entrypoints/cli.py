@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the captured stdout/stderr, even where the agent's own messages can be read")
     p.add_argument("-f", "--follow", action="store_true",
                    help="keep printing the captured output until the session stops (implies --output)")
+    p.add_argument("--raw", action="store_true",
+                   help="the captured output byte for byte (implies --output; by default control characters, "
+                        "such as colour codes, are shown escaped: the output is the agent's, not for your terminal "
+                        "to obey)")
     json_flag(p)
 
     p = command("history", "a session's events in log order")
@@ -493,7 +497,7 @@ def cmd_logs(context: Context, args: argparse.Namespace) -> int:
     session_id = context.resolve(args.session)
     row = get_session(context.store.db, session_id)
     out = sys.stdout.buffer
-    if not (args.output or args.follow):
+    if not (args.output or args.follow or args.raw):
         from agentledger.adapters import messages
 
         found, why_not = messages.native_messages(row, messages.DEFAULT_LIMIT if args.lines is None else args.lines)
@@ -521,19 +525,26 @@ def cmd_logs(context: Context, args: argparse.Namespace) -> int:
             write_json_lines({"at": None, "role": "output", "text": line.decode("utf-8", "replace").rstrip("\r\n")}
                              for line in lines)
             return 0
-        if args.lines is not None:
-            out.writelines(deque(handle, maxlen=args.lines))
+        if args.raw:
+            def shown(data: bytes, final: bool = False) -> bytes:
+                return data
         else:
-            out.write(handle.read())
+            from agentledger.entrypoints.render import OutputEscaper
+
+            shown = OutputEscaper().feed
+        if args.lines is not None:
+            out.write(shown(b"".join(deque(handle, maxlen=args.lines))))
+        else:
+            out.write(shown(handle.read()))
         out.flush()
         while args.follow:
             chunk = handle.read()
             if chunk:
-                out.write(chunk)
+                out.write(shown(chunk))
                 out.flush()
                 continue
             if get_session(context.fresh_db(), session_id)["status"] == "stopped":
-                out.write(handle.read())
+                out.write(shown(handle.read(), final=True))
                 break
             time.sleep(0.2)
     return 0

@@ -33,6 +33,29 @@ def escape(text: str) -> str:
     return _UNSAFE.sub(_escaped, text)
 
 
+#: As ``_UNSAFE``, less newline and tab: what a program's output may keep of its layout.
+_UNSAFE_IN_OUTPUT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+class OutputEscaper:
+    """A process's captured output made safe for a terminal, fed in chunks (``logs --follow``).
+
+    Lines and tabs are kept; every other control character (colour codes,
+    cursor moves, title changes, a carriage return overwriting a line) is
+    shown escaped. Bytes that are not UTF-8 are shown as U+FFFD. A character
+    split between two chunks is decoded whole.
+    """
+
+    def __init__(self) -> None:
+        import codecs
+
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, data: bytes, final: bool = False) -> bytes:
+        text = self._decoder.decode(data, final)
+        return _UNSAFE_IN_OUTPUT.sub(_escaped, text).encode()
+
+
 def relative(epoch: float | None, now: float) -> str:
     """'12s ago', 'in 45s', or '-' for no time."""
     if epoch is None:
