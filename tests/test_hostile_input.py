@@ -686,3 +686,19 @@ def test_the_output_escaper_decodes_a_character_split_between_two_chunks():
     escaper = OutputEscaper()
     shown = b"".join(escaper.feed(data[i:i + 1]) for i in range(len(data))) + escaper.feed(b"", final=True)
     assert shown.decode() == "é\\u202e\\x1b[1m\n"
+
+
+# -- what other users of the host can see -------------------------------------------------------------------
+
+
+@pytest.mark.sqlite_only
+def test_the_supervisors_command_line_names_the_session_but_not_its_prompt_or_hook(cli):
+    """Every user can read a process's argv (`ps`): the supervisor gets its spec on stdin instead."""
+    import psutil
+
+    sid = cli.launch("sleep", "30", options=("--prompt", "the secret plan", "--on-stop", "echo hush-hush"))
+    status = cli.json("status", sid)
+    assert status["prompt"] == "the secret plan"
+    visible = " ".join(psutil.Process(status["supervisor_pid"]).cmdline())
+    assert sid in visible and "secret plan" not in visible and "hush-hush" not in visible
+    cli("stop", sid, "--force")

@@ -1,7 +1,8 @@
-"""``python -m agentledger.entrypoints.supervise SPEC_JSON HANDSHAKE_FD``: run one supervisor.
+"""``python -m agentledger.entrypoints.supervise SESSION_ID HANDSHAKE_FD``: run one supervisor.
 
-Started by ``agentledger launch``, detached in its own session. Its own
-diagnostics go to stderr, which the launcher points at
+Started by ``agentledger launch``, detached in its own session, with its
+``LaunchSpec`` as JSON on stdin (kept out of argv, which every user can read).
+Its own diagnostics go to stderr, which the launcher points at
 ``$AGENTLEDGER_HOME/logs/<id>.supervisor.log``.
 """
 
@@ -16,7 +17,7 @@ import orjson
 def main(argv: list[str]) -> int:
     from agentledger.infrastructure.launcher import Handshake
 
-    spec_json, handshake = argv[0], Handshake(int(argv[1]))
+    session_id, handshake = argv[0], Handshake(int(argv[1]))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s supervisor[%(process)d] %(levelname)s %(message)s"
     )
@@ -25,7 +26,9 @@ def main(argv: list[str]) -> int:
         from agentledger.infrastructure.store import open_store
         from agentledger.infrastructure.supervisor import LaunchSpec, Supervisor
 
-        spec = LaunchSpec(**orjson.loads(spec_json))
+        spec = LaunchSpec(**orjson.loads(sys.stdin.buffer.read()))
+        if spec.session_id != session_id:
+            raise ValueError(f"the spec on stdin is for session {spec.session_id}, not {session_id}")
         store = open_store(store_location())
         return Supervisor(store.ledger, spec, handshake.send).run()
     except Exception as error:

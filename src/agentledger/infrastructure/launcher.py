@@ -33,19 +33,28 @@ class HelperStartError(LedgerError):
 
 
 def start_supervisor(spec: LaunchSpec, env: dict[str, str], supervisor_log: Path) -> dict[str, Any]:
-    """Start the supervisor for ``spec`` and return its handshake message."""
-    argv = [sys.executable, "-m", "agentledger.entrypoints.supervise", orjson.dumps(asdict(spec)).decode()]
-    return start_detached(argv, env, supervisor_log, what="supervisor")
+    """Start the supervisor for ``spec`` and return its handshake message.
+
+    The spec goes on the supervisor's stdin, not in its argv: a command line is
+    readable by every user of the host (``ps``), and the spec holds the prompt.
+    The argv names the session, so that a supervisor can be recognised by it.
+    """
+    argv = [sys.executable, "-m", "agentledger.entrypoints.supervise", spec.session_id]
+    return start_detached(argv, env, supervisor_log, what="supervisor", stdin_data=orjson.dumps(asdict(spec)))
 
 
-def start_detached(argv: list[str], env: dict[str, str], log_path: Path, *, what: str) -> dict[str, Any]:
-    """Start ``argv`` + [handshake fd] detached, output appended to ``log_path``; return its answer."""
+def start_detached(argv: list[str], env: dict[str, str], log_path: Path, *, what: str,
+                   stdin_data: bytes | None = None) -> dict[str, Any]:
+    """Start ``argv`` + [handshake fd] detached, output appended to ``log_path``; return its answer.
+
+    ``stdin_data`` is written to its stdin (then closed); without it, stdin is /dev/null.
+    """
     read_fd, write_fd = os.pipe()
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        subprocess.Popen(
+        helper = subprocess.Popen(
             [*argv, str(write_fd)],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
             stdout=log_fd,
             stderr=log_fd,
             pass_fds=(write_fd,),
@@ -56,6 +65,13 @@ def start_detached(argv: list[str], env: dict[str, str], log_path: Path, *, what
     finally:
         os.close(write_fd)
         os.close(log_fd)
+    if stdin_data is not None:
+        assert helper.stdin is not None
+        try:
+            helper.stdin.write(stdin_data)
+            helper.stdin.close()
+        except BrokenPipeError:  # it died at once: its handshake (or its absence) says why
+            pass
     try:
         return _read_handshake(read_fd, log_path, what)
     finally:
