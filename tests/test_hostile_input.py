@@ -11,6 +11,7 @@ import argparse
 import errno
 import hashlib
 import io
+import os
 import sqlite3
 import string
 import subprocess
@@ -702,3 +703,46 @@ def test_the_supervisors_command_line_names_the_session_but_not_its_prompt_or_ho
     visible = " ".join(psutil.Process(status["supervisor_pid"]).cmdline())
     assert sid in visible and "secret plan" not in visible and "hush-hush" not in visible
     cli("stop", sid, "--force")
+
+
+@pytest.mark.sqlite_only
+def test_a_home_or_store_others_can_read_is_warned_about_at_the_start_of_every_command(cli, home):
+    cli("list")  # creates them, private
+    assert (home.stat().st_mode & 0o777, (home / "ledger.db").stat().st_mode & 0o777) == (0o700, 0o600)
+    assert "warning" not in cli("list").stderr
+    home.chmod(0o755)
+    (home / "ledger.db").chmod(0o644)
+    result = cli("list")
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == [
+        f"agentledger: warning: {home} is open to other users (mode 755, should be 700); run: chmod 700 {home}",
+        f"agentledger: warning: {home / 'ledger.db'} is open to other users (mode 644, should be 600); "
+        f"run: chmod 600 {home / 'ledger.db'}"]
+    home.chmod(0o700)
+    (home / "ledger.db").chmod(0o600)
+    assert cli("list").stderr == ""
+
+
+def test_secrets_are_never_in_output_events_or_logs(cli, home, backend, monkeypatch):
+    """A database password and a webhook secret, used by launch, the daemon and every reading command:
+    neither appears in any output, any stored event, or any file agentledger writes."""
+    if backend != "postgres":
+        pytest.skip("the database password is a PostgreSQL matter")
+    password, secret = "pw-Zq81x", "whsec-Vb77k"
+    monkeypatch.setenv("AGENTLEDGER_DB", os.environ["AGENTLEDGER_DB"].replace(
+        "postgresql://postgres@", f"postgresql://postgres:{password}@"))  # trust auth: any password works
+    monkeypatch.setenv("AGENTLEDGER_WEBHOOK_URL", "http://127.0.0.1:9/hook")
+    monkeypatch.setenv("AGENTLEDGER_WEBHOOK_SECRET", secret)
+    sid = cli.launch("sh", "-c", "exit 3", options=("--name", "s"))
+    wait_for(lambda: cli.json("status", sid)["status"] == "stopped", timeout=30)
+    cli("reconcile")
+    outputs = [cli(*command, check=False) for command in (
+        ("list", "--all"), ("list", "--all", "--json"), ("status", sid), ("status", sid, "--json"), ("why", sid),
+        ("why", sid, "--json"), ("history", sid, "--json"), ("events",), ("config", "show"),
+        ("config", "show", "--json"), ("db", "info"), ("db", "info", "--json"), ("webhooks", "--json"),
+        ("verify",), ("logs", sid, "--output"))]
+    seen = "".join(result.stdout + result.stderr for result in outputs)
+    files = "".join(path.read_text(errors="replace") for path in home.rglob("*") if path.is_file())
+    for text in (seen, files):
+        assert password not in text and secret not in text
+    assert "***" in cli("db", "info").stdout  # shown, masked

@@ -153,10 +153,13 @@ class Context:
     @property
     def store(self) -> Any:
         if self._store is None:
-            from agentledger.infrastructure.config import store_location
+            from agentledger.infrastructure.config import privacy_warnings, store_location
             from agentledger.infrastructure.store import open_store
 
-            self._store = open_store(store_location())
+            location = store_location()
+            self._store = open_store(location)
+            for warning in privacy_warnings(location):
+                sys.stderr.write(f"agentledger: warning: {warning}\n")
         return self._store
 
     def fresh_db(self) -> Any:

@@ -95,6 +95,30 @@ def logs_dir(env: Mapping[str, str] | None = None) -> Path:
 CONFIG_FILE_NAME = "config.toml"
 
 
+def privacy_warnings(location: StoreLocation | PostgresLocation, env: Mapping[str, str] | None = None) -> list[str]:
+    """What others on this host could read: the home (logs, prompts, spool) and a SQLite store, if not private.
+
+    agentledger creates them 0700 and 0600; a later ``chmod``, a restored
+    backup or a home made by hand can open them up. Checked at the start of
+    every command that opens the store; a warning, not a refusal.
+    """
+    import stat
+
+    paths = [(home_dir(env), 0o700, "chmod 700")]
+    if isinstance(location, StoreLocation):
+        paths.append((location.path, 0o600, "chmod 600"))
+    warnings = []
+    for path, private, fix in paths:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            warnings.append(f"{path} is open to other users (mode {mode:03o}, should be {private:03o}); "
+                            f"run: {fix} {path}")
+    return warnings
+
+
 def store_location(env: Mapping[str, str] | None = None) -> StoreLocation | PostgresLocation:
     """The store ``AGENTLEDGER_DB`` names, else ``db`` in ``config.toml``, else the home's SQLite file."""
     env = os.environ if env is None else env
