@@ -746,3 +746,13 @@ def test_secrets_are_never_in_output_events_or_logs(cli, home, backend, monkeypa
     for text in (seen, files):
         assert password not in text and secret not in text
     assert "***" in cli("db", "info").stdout  # shown, masked
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("first", [("launch", "--", "true"), ("launch", "claude-code", "-p", "hi")])
+def test_a_launch_as_the_first_command_makes_a_private_home(cli, home, first):
+    """The first command may make a folder in the home (logs, prompts) before the store: the home is 0700 still."""
+    result = cli(*first, check=False)  # claude-code may not be installed: a spawn failure, recorded
+    assert "warning" not in result.stderr
+    modes = {path.name: path.stat().st_mode & 0o777 for path in (home, *home.iterdir()) if path.is_dir()}
+    assert modes and set(modes.values()) == {0o700}, modes

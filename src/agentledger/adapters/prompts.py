@@ -55,7 +55,9 @@ def compose_prompt(prompt: str, files: list[str], *, file_limit: int = FILE_LIMI
 
 def write_prompt_file(directory: Path, session_id: str, data: bytes) -> Path:
     """``directory/<session>.txt``, created 0600 in a 0700 directory, never following a planted link."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from agentledger.infrastructure.config import private_directory
+
+    private_directory(directory)
     path = directory / f"{session_id}.txt"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as handle:

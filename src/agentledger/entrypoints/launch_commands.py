@@ -213,11 +213,11 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _session_files(session_id: str) -> dict[str, str]:
     """The session's output log (under the ledger's home) and who launches it, for its ``LaunchSpec``."""
-    from agentledger.infrastructure.config import logs_dir
+    from agentledger.infrastructure.config import logs_dir, private_directory
     from agentledger.infrastructure.host import os_user
 
     logs = logs_dir()
-    logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_directory(logs)
     return {"log_path": str(logs / f"{session_id}.log"), "launched_by": os_user()}
 
 

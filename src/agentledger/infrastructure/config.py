@@ -92,6 +92,16 @@ def logs_dir(env: Mapping[str, str] | None = None) -> Path:
     return home_dir(env) / "logs"
 
 
+def private_directory(directory: Path) -> None:
+    """Make ``directory`` (a folder of the ledger's home) and the home itself, both 0700 if new.
+
+    ``mkdir(parents=True)`` would make a missing home with the default mode:
+    open to every user, on the first command that needs a folder in it.
+    """
+    directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory.mkdir(exist_ok=True, mode=0o700)
+
+
 CONFIG_FILE_NAME = "config.toml"
 
 

@@ -20,13 +20,15 @@ from typing import Any
 
 import orjson
 
+from agentledger.infrastructure.config import private_directory
+
 
 class Spool:
     def __init__(self, home: Path) -> None:
         self.directory = home / "spool"
 
     def put(self, session_id: str, record: dict[str, Any]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_directory(self.directory)
         path = self.directory / f"{session_id}.json"
         temporary = path.with_suffix(".tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
