@@ -389,7 +389,7 @@ def test_one_migration_history_gives_the_same_schema_on_sqlite_and_postgres(home
         admin.close()
 
 
-def test_postgres_connections_terminated_mid_run_lose_and_duplicate_nothing(cli, backend):
+def test_postgres_connections_terminated_mid_run_lose_and_duplicate_nothing(cli, backend, monkeypatch):
     """Every connection to the ledger is killed again and again while a session heartbeats and ends."""
     if backend != "postgres":
         pytest.skip("terminating server backends is a PostgreSQL matter")
@@ -397,14 +397,21 @@ def test_postgres_connections_terminated_mid_run_lose_and_duplicate_nothing(cli,
 
     from conftest import _postgres_admin, wait_for
 
+    # This ledger's processes (CLI, supervisor) name themselves to the server, so that only their
+    # connections are killed, not those of tests running beside this one.
+    name = "agentledger-" + os.environ["AGENTLEDGER_DB"].split("schema=")[1]
+    monkeypatch.setenv("PGAPPNAME", name)
     admin = _postgres_admin()
     sid = cli.launch("sh", "-c", "sleep 2; exit 5", options=("--fuse-ttl", "600ms"))
     killing_until = time.monotonic() + 3.0  # through the heartbeats and the exit
+    killed = 0
     while time.monotonic() < killing_until:
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                      " WHERE datname = 'test' AND pid <> pg_backend_pid()")
+        killed += sum(ok for (ok,) in admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = %s AND pid <> pg_backend_pid()", (name,)).fetchall())
         time.sleep(0.15)
     admin.close()
+    assert killed > 0  # the supervisor's connections were there to kill
     wait_for(lambda: cli.json("status", sid)["status"] == "stopped", timeout=60, interval=0.5)
     status = cli.json("status", sid)
     assert (status["status"], status["stop_reason"], status["exit_code"]) == ("stopped", "exited", 5)
