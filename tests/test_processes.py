@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -60,3 +61,51 @@ def test_exit_watcher_wakes_on_exit():
     assert watcher.wait(0.01) is None
     assert watcher.wait(10) == 3
     watcher.close()
+
+
+def _process_with_pid(pid: int) -> subprocess.Popen | None:
+    """A new group leader given ``pid`` (ns_last_pid, as root), or None where that cannot be done."""
+    try:
+        with open("/proc/sys/kernel/ns_last_pid", "w") as handle:
+            handle.write(str(pid - 1))
+    except OSError:
+        return None
+    process = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    if process.pid != pid:  # something else took it first
+        process.kill()
+        process.wait()
+        return None
+    return process
+
+
+def test_a_stop_never_signals_the_group_of_a_process_that_took_the_sessions_pid():
+    """The session's leader ended and was reaped; a newcomer got its PID and leads a group of that number."""
+    leader = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    identity = processes.identity_of(leader.pid)
+    assert processes.session_group_exists(identity)
+    leader.kill()
+    leader.wait()
+    time.sleep(0.05)  # start times tick in 10 ms: the newcomer must start in a later tick to be told apart
+    newcomer = _process_with_pid(identity.pid)
+    if newcomer is None:
+        pytest.skip("cannot hand a PID to a new process here (needs root and /proc/sys/kernel/ns_last_pid)")
+    try:
+        assert os.getpgid(newcomer.pid) == identity.pid  # killpg(pid) would reach it
+        assert not processes.session_group_exists(identity)
+        assert processes.signal_session_group(identity, signal.SIGKILL) is False
+        assert newcomer.poll() is None
+    finally:
+        newcomer.kill()
+        newcomer.wait()
+
+
+def test_the_group_of_an_unreaped_leader_is_still_the_sessions():
+    """A zombie leader still holds its PID: its group's remaining members are the session's to signal."""
+    leader = subprocess.Popen(["sh", "-c", "sleep 30 & exit 0"], start_new_session=True)
+    identity = processes.identity_of(leader.pid)
+    os.waitid(os.P_PID, leader.pid, os.WEXITED | os.WNOWAIT)  # ended, not reaped
+    try:
+        assert processes.session_group_exists(identity)  # the background sleep is in the group
+        assert processes.signal_session_group(identity, signal.SIGKILL) is True
+    finally:
+        leader.wait()

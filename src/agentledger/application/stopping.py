@@ -6,8 +6,10 @@ process group, and let the supervisor, which sees the exact exit status, append
 the group still exists, SIGKILL (recorded as a second ``StopRequested``);
 ``--force`` sends SIGKILL at once. Only when no supervisor is left to do it
 does the stop command append ``Stopped`` itself, after checking that the
-process is gone. The PID's start time is checked before any signal, so a
-reused PID is never killed.
+process is gone. The PID's start time is checked before every signal and
+every look at the group (the grace period is long enough for the PID to be
+reused), so a reused PID, or the group of a process that took it, is never
+signalled.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from uuid import UUID
 
 from agentledger.application.errors import LedgerError
 from agentledger.domain.errors import SessionAlreadyStopped
+from agentledger.domain.liveness import ProcessIdentity
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, StopReason
 from agentledger.infrastructure import processes
@@ -53,17 +56,17 @@ def stop_session(
     requester = actor(Component.CLI.value)["user"]
     first = signal.SIGKILL if force else signal.SIGTERM
     if processes.probe(identity).alive:
-        _request_and_signal(ledger, session_id, identity.pid, first, grace, note, requester, outcome)
-        if not _wait_until_done(ledger, session_id, identity.pid, grace):
-            if processes.group_exists(identity.pid) and first != signal.SIGKILL:
+        _request_and_signal(ledger, session_id, identity, first, grace, note, requester, outcome)
+        if not _wait_until_done(ledger, session_id, identity, grace):
+            if processes.session_group_exists(identity) and first != signal.SIGKILL:
                 _request_and_signal(
-                    ledger, session_id, identity.pid, signal.SIGKILL, 0.0,
+                    ledger, session_id, identity, signal.SIGKILL, 0.0,
                     "grace period ended", requester, outcome,
                 )
-            _wait_until_done(ledger, session_id, identity.pid, AFTER_KILL_WAIT)
+            _wait_until_done(ledger, session_id, identity, AFTER_KILL_WAIT)
     else:
         # Nothing to signal. A live supervisor is recording the exit right now.
-        _wait_until_done(ledger, session_id, identity.pid, 2.0)
+        _wait_until_done(ledger, session_id, identity, 2.0)
     final = ledger.session(session_id)
     if not final.is_stopped:
         probe = processes.probe(identity)
@@ -83,7 +86,7 @@ def stop_session(
 
 
 def _request_and_signal(
-    ledger: Any, session_id: UUID, pgid: int, signum: int, grace: float,
+    ledger: Any, session_id: UUID, identity: ProcessIdentity, signum: int, grace: float,
     note: str | None, requester: str, outcome: StopOutcome,
 ) -> None:
     name = processes.signal_name(signum)
@@ -94,15 +97,15 @@ def _request_and_signal(
         )
     except SessionAlreadyStopped:
         return  # ended on its own meanwhile: nothing to signal
-    if processes.signal_group(pgid, signum):
+    if processes.signal_session_group(identity, signum):
         outcome.signals_sent.append(name)
 
 
-def _wait_until_done(ledger: Any, session_id: UUID, pgid: int, timeout: float) -> bool:
+def _wait_until_done(ledger: Any, session_id: UUID, identity: ProcessIdentity, timeout: float) -> bool:
     """Wait until ``Stopped`` is in the log and the whole process group is gone."""
     deadline = time.monotonic() + timeout
     while True:
-        if ledger.session(session_id).is_stopped and not processes.group_exists(pgid):
+        if ledger.session(session_id).is_stopped and not processes.session_group_exists(identity):
             return True
         if time.monotonic() >= deadline:
             return False

@@ -150,6 +150,32 @@ class ProcessWatch:
         os.close(fd)
 
 
+def group_is_still(identity: ProcessIdentity) -> bool:
+    """May the process group numbered ``identity.pid`` still be the session's? Asked before each signal.
+
+    A session's process leads its own group, so the group's number is its
+    PID. While the leader lives, or has ended but is not yet reaped (a
+    zombie), the number is the session's; when no process has that PID, only
+    the group's remaining members can be holding it (the kernel does not reuse
+    a PID still in use as a group id). But once another process has the PID
+    (another start time), the group by that number may be the newcomer's:
+    a stop must not signal it.
+    """
+    return probe(identity).liveness in (Liveness.ALIVE, Liveness.ZOMBIE, Liveness.NO_SUCH_PROCESS)
+
+
+def signal_session_group(identity: ProcessIdentity, signum: int) -> bool:
+    """``signal_group`` for a session's group, refused (False) once its PID belongs to another process."""
+    assert identity.pid is not None
+    return group_is_still(identity) and signal_group(identity.pid, signum)
+
+
+def session_group_exists(identity: ProcessIdentity) -> bool:
+    """Whether the session's process group still has members (never counting a newcomer's group)."""
+    assert identity.pid is not None
+    return group_is_still(identity) and group_exists(identity.pid)
+
+
 def signal_group(pgid: int, signum: int) -> bool:
     """Send ``signum`` to a process group; False if the group no longer exists."""
     try:
