@@ -96,6 +96,17 @@ def test_rows_4_to_8_no_live_fuse_and_a_dead_pid_is_a_stop(fuse, liveness):
     assert liveness.value in decision.why
 
 
+@pytest.mark.parametrize("liveness", DEAD_PROBES)
+def test_row_8b_a_dead_pid_whose_supervisor_runs_is_its_to_record_until_the_patience_runs_out(liveness):
+    patient = decide(facts(), probe(liveness), NOW, POLICY, supervisor_alive=True)  # fuse over 5 s ago
+    assert patient.action is Action.KEEP and "supervisor still runs" in patient.why
+    late = NOW + timedelta(seconds=POLICY.supervisor_patience)
+    overdue = decide(facts(), probe(liveness), late, POLICY, supervisor_alive=True)
+    assert (overdue.action, overdue.reason) == (Action.STOP, "reconciled")
+    assert overdue.evidence["supervisor_alive"] is True
+    assert decide(facts(), probe(liveness), NOW, POLICY).evidence["supervisor_alive"] is False
+
+
 @pytest.mark.parametrize(("cause", "reason"), [("user", "user"), ("timeout", "timeout")])
 def test_rows_9_and_10_a_requested_stop_ends_with_its_cause(cause, reason):
     request = StopRequestFacts(cause=cause, signal="SIGTERM", grace=10.0, at=NOW - timedelta(seconds=1))

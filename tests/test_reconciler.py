@@ -48,7 +48,7 @@ def test_a_dead_pid_with_a_lapsed_fuse_is_stopped_with_its_evidence(store, spawn
     assert evidence["fuse"]["state"] == "set" and not evidence["fuse"]["live"]
     assert evidence["decided_on"]["version"] == 2
     assert evidence["decided_on"]["position"] == store.event_position(sid.hex, 2)
-    assert evidence["policy_version"] == "1"
+    assert evidence["policy_version"] == "2"
 
 
 def test_a_reused_pid_is_judged_dead_and_the_process_that_has_it_now_is_not_touched(store, spawn):
@@ -265,3 +265,76 @@ def test_a_session_that_cannot_be_loaded_fails_alone(store, spawn):
     assert outcomes[fine.hex].outcome == Outcome.STOPPED
     assert outcomes[broken.hex].outcome == Outcome.FAILED and "Vanished" in outcomes[broken.hex].error
     fresh.close()
+
+
+def _supervised(store, identity, supervisor_pid: int, sid: UUID | None = None) -> UUID:
+    """A session whose PID is ``identity``'s, whose supervisor is ``supervisor_pid``, its fuse lapsed 6 s ago."""
+    from datetime import timedelta
+    from uuid import uuid4
+
+    from agentledger.domain.session import Session
+
+    sid = sid or uuid4()
+    session = Session.launch(
+        session_id=sid, argv=["sleep", "600"], cwd="/", adapter="command", name=None, model=None, prompt=None,
+        group=None, labels={}, host=identity.host, boot_id=identity.boot_id, pid=identity.pid,
+        pid_start_time=identity.start_time, boot_time=identity.boot_time, supervisor_pid=supervisor_pid,
+        log_path=None, launched_by="test")
+    session.set_fuse(ttl=1.0, set_by="supervisor", now=utc_now() - timedelta(seconds=7))
+    store.ledger.save(session)
+    return sid
+
+
+def test_a_dead_pid_whose_supervisor_still_runs_is_left_to_it_until_its_patience_runs_out(store, spawn):
+    """The supervisor stalled (a locked store, say) past its fuse, its agent dead: it holds the exact exit,
+    so the reconciler waits for it, up to supervisor_patience after the fuse ended, and no longer."""
+    from uuid import uuid4
+
+    identity = dead_identity(spawn)
+    sid = uuid4()
+    stuck = spawn(sys.executable, "-c", "import time; time.sleep(60)", sid.hex)  # names its session, as one does
+    _supervised(store, identity, stuck.pid, sid)
+
+    [judged] = Reconciler(store, policy=NO_GUARD).run_pass().judged
+    assert judged.outcome == Outcome.KEPT and "its supervisor still runs" in judged.decision.why
+    assert event_types(store, sid)[-1] == "FuseSet"
+
+    impatient = ReconcilePolicy(mass_stop_share=1.0, supervisor_patience=5.0)  # the fuse ended 6 s ago
+    [judged] = Reconciler(store, policy=impatient).run_pass().judged
+    assert (judged.outcome, judged.decision.reason) == (Outcome.STOPPED, "reconciled")
+    assert store.ledger.session_events(sid)[-1].evidence["supervisor_alive"] is True
+
+
+def test_a_supervisor_gone_leaves_the_stop_to_the_reconciler_at_once(store, spawn):
+    identity = dead_identity(spawn)
+    sid = _supervised(store, identity, dead_identity(spawn).pid)
+    [judged] = Reconciler(store, policy=NO_GUARD).run_pass().judged
+    assert (judged.outcome, judged.decision.reason) == (Outcome.STOPPED, "reconciled")
+    assert store.ledger.session_events(sid)[-1].evidence["supervisor_alive"] is False
+
+
+def test_an_exit_spooled_while_the_pass_ran_is_recorded_instead_of_a_reconciled_stop(store, spawn, home):
+    """The pass read the spool at its start; the supervisor spooled its agent's exit code afterwards.
+    About to stop the session, the reconciler finds that exit and records it: the code is not lost."""
+    from agentledger.infrastructure.spool import Spool
+
+    identity = dead_identity(spawn)
+    supervisor_pid = dead_identity(spawn).pid
+    sid = _supervised(store, identity, supervisor_pid)
+    spool = Spool(home)
+    reconciler = Reconciler(store, policy=NO_GUARD, spool=spool)
+    first_looks_done = reconciler.watch.finish_pass
+
+    def then_the_supervisor_spools() -> None:  # after the first looks, before the compare-and-set
+        first_looks_done()
+        spool.put(sid.hex, {"returncode": 3, "signal_name": None, "pid": identity.pid, "observed_at": "x",
+                            "supervisor": {"component": "supervisor", "host": identity.host, "pid": supervisor_pid,
+                                           "user": "test"}, "summary": "error: boom"})
+
+    reconciler.watch.finish_pass = then_the_supervisor_spools
+    [judged] = reconciler.run_pass().judged
+    assert judged.outcome == Outcome.FROM_SPOOL
+    stopped = store.ledger.session_events(sid)[-1]
+    assert (stopped.reason, stopped.exit_code, stopped.note) == ("exited", 3, "error: boom")
+    assert stopped.decided_by["component"] == "supervisor" and stopped.evidence["recorded_from_spool_by"]
+    assert spool.get(sid.hex) is None

@@ -32,7 +32,7 @@ from eventsourcing.persistence import IntegrityError
 
 from agentledger.application.clock import utc_now
 from agentledger.application.errors import LedgerError, StoreError
-from agentledger.application.spooled_exits import record_spooled_exits
+from agentledger.application.spooled_exits import apply_spooled_exit, record_spooled_exits
 from agentledger.domain.liveness import Liveness
 from agentledger.domain.reconciliation import (
     DEFAULT_POLICY,
@@ -65,6 +65,7 @@ class Outcome:
     WOULD = "would"  # --dry-run: what would have been appended
     NOT_REACHED = "not-reached"  # the pass was told to stop first
     FAILED = "failed"  # this session could not be judged; the others were (``error`` says why)
+    FROM_SPOOL = "stopped-from-spool"  # about to stop it, found the exit its supervisor spooled: recorded that
 
     DONE = {Action.STOP: STOPPED, Action.EXPIRE_FUSE: FUSE_EXPIRED, Action.TERMINATE: TERMINATING}
 
@@ -209,20 +210,30 @@ class Reconciler:
             now = self.clock()
             facts = SessionFacts.of_session(session, self.store.event_position(session_id.hex, session.version))
             probe = None if facts.fuse_live(now) else processes.probe(session.identity)
-            decision = decide(facts, probe, now, self.policy)
+            supervisor = bool(probe and probe.dead and processes.supervisor_alive(session.supervisor_pid,
+                                                                                  session_id.hex))
+            decision = decide(facts, probe, now, self.policy, supervisor_alive=supervisor)
             if not decision.appends:
                 return Judged(decision, Outcome.KEPT, attempt)
             if dry_run:
                 return Judged(decision, Outcome.WOULD, attempt)
             if guard_note and decision.action is Action.STOP:
                 decision.evidence["mass_stop_guard"] = guard_note
-            self._apply(session, decision, now)
+            spooled = self.spool.get(session_id.hex) if self.spool is not None and \
+                decision.action is Action.STOP else None
+            if spooled is not None:  # its supervisor saw the exit after this pass began: record that instead
+                apply_spooled_exit(session, spooled, recorded_by=self.decided_by)
+            else:
+                self._apply(session, decision, now)
             if self.before_append is not None:
                 self.before_append(session_id, decision)
             try:
                 self.store.ledger.save_retrying(session)
             except IntegrityError:
                 continue  # something was appended since this version: judge the new state
+            if spooled is not None:
+                self.spool.take(session_id.hex)
+                return Judged(decision, Outcome.FROM_SPOOL, attempt)
             if decision.action is Action.TERMINATE:
                 self._signal(session, decision.signal)
             return Judged(decision, Outcome.DONE[decision.action], attempt)

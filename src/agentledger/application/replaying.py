@@ -86,7 +86,7 @@ def replay_decision(entries: list[LogEntry], decision: LogEntry, policy: Reconci
     if probe is None and not facts.fuse_live(at):
         differences.append("the evidence has no PID probe, but the log shows no live fuse: one was needed")
         return verdict("unknown", "no probe to replay with")
-    replayed = decide(facts, probe, at, policy)
+    replayed = decide(facts, probe, at, policy, supervisor_alive=evidence.get("supervisor_alive") is True)
     replayed_text = _describe(replayed.action, replayed.reason)
     if replayed_text != recorded:
         differences.append(f"recorded {recorded}, the rule now decides {replayed_text}: {replayed.why}")

@@ -19,20 +19,15 @@ from agentledger.domain.exits import ObservedExit
 def record_spooled_exits(store: Any, spool: Any, *, recorded_by: dict[str, Any]) -> list[str]:
     """Append each spooled exit whose supervisor is gone; the sessions it stopped."""
     from agentledger.infrastructure.processes import supervisor_alive
-    from agentledger.infrastructure.supervisor import record_observed_exit
 
     stopped = []
     for sid, record in spool.pending():
         supervisor = record.get("supervisor") or {}
         if supervisor_alive(supervisor.get("pid"), sid):
             continue
-        observed = ObservedExit(record["returncode"], record.get("signal_name"))
-        also = {"spooled_at": record.get("observed_at"), "recorded_from_spool_by": recorded_by}
 
-        def stop(session: Any, observed: ObservedExit = observed, record: dict[str, Any] = record,
-                 also: dict[str, Any] = also) -> None:
-            record_observed_exit(session, observed, pid=record.get("pid"), decided_by=record["supervisor"], also=also,
-                                 summary=record.get("summary"))
+        def stop(session: Any, record: dict[str, Any] = record) -> None:
+            apply_spooled_exit(session, record, recorded_by=recorded_by)
 
         try:
             store.ledger.change(UUID(sid), stop)
@@ -43,3 +38,13 @@ def record_spooled_exits(store: Any, spool: Any, *, recorded_by: dict[str, Any])
             continue  # a session of another ledger used with this home: not ours to record
         spool.take(sid)
     return stopped
+
+
+def apply_spooled_exit(session: Any, record: dict[str, Any], *, recorded_by: dict[str, Any]) -> None:
+    """The ``Stopped`` a supervisor spooled, with its exact exit, decided by that supervisor."""
+    from agentledger.infrastructure.supervisor import record_observed_exit
+
+    observed = ObservedExit(record["returncode"], record.get("signal_name"))
+    also = {"spooled_at": record.get("observed_at"), "recorded_from_spool_by": recorded_by}
+    record_observed_exit(session, observed, pid=record.get("pid"), decided_by=record["supervisor"], also=also,
+                         summary=record.get("summary"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 #: Recorded with every decision; bump it when the rule changes, so replay can tell.
-POLICY_VERSION = "1"
+POLICY_VERSION = "2"  # 2: a dead PID whose supervisor lives is left to it for supervisor_patience
 #: Ending a session for its timeout: SIGTERM, then SIGKILL this many seconds later.
 DEFAULT_TERMINATION_GRACE = 10.0
 
@@ -22,6 +22,9 @@ class ReconcilePolicy(NamedTuple):
     #: this share of the host's not-stopped sessions *and* more than ``mass_stop_min``.
     mass_stop_share: float = 0.5
     mass_stop_min: int = 5
+    #: A session whose PID is dead but whose supervisor still runs is left to the supervisor (which
+    #: has, or is about to have, the exact exit status) until its fuse has been over this long.
+    supervisor_patience: float = 120.0
     version: str = POLICY_VERSION
 
 

@@ -10,7 +10,11 @@ all three agree by construction.
 The rule, in one line: **a session is stopped only when no fuse is live and
 its PID is dead.** A live fuse means someone (normally the supervisor, which
 will record the exact exit) is watching; a live PID means the session runs,
-whatever any other signal says. ``docs/reconciler.md`` has the truth table.
+whatever any other signal says. One exception defers a stop: while the
+session's supervisor still runs (stalled behind a locked store, say, so its
+fuse lapsed), it is left to record the exact exit itself, for up to the
+policy's ``supervisor_patience`` after the fuse ended. ``docs/reconciler.md``
+has the truth table.
 """
 
 from __future__ import annotations
@@ -105,12 +109,14 @@ class Decision(NamedTuple):
 
 
 def decide(
-    facts: SessionFacts, probe: PidProbe | None, now: datetime, policy: ReconcilePolicy = DEFAULT_POLICY
+    facts: SessionFacts, probe: PidProbe | None, now: datetime, policy: ReconcilePolicy = DEFAULT_POLICY,
+    *, supervisor_alive: bool = False,
 ) -> Decision:
     """Keep, expire the fuse, terminate for a timeout, or stop ``facts``'s session.
 
     ``probe`` may be None only while the fuse is live (then no probe is
-    needed: someone else is watching).
+    needed: someone else is watching). ``supervisor_alive``: the session's
+    supervisor process still runs (looked at only when the PID is dead).
     """
     sid = facts.session_id
 
@@ -128,6 +134,9 @@ def decide(
     unwatched = _no_live_fuse(facts, now)
     if probe.liveness is Liveness.UNKNOWN:
         return keep(f"{unwatched}, but {pid} could not be checked ({probe.error}): not judged dead")
+    if probe.dead and supervisor_alive and _within_patience(facts, now, policy):
+        return keep(f"{unwatched} and {pid} is dead ({probe.liveness.value}), but its supervisor still runs: "
+                    "left to record the exact exit")
     if probe.dead:
         request = facts.last_stop_request
         reason = StopReason(request.cause) if request else StopReason.RECONCILED
@@ -137,7 +146,7 @@ def decide(
             f"{unwatched} and {pid} is dead ({probe.liveness.value})",
             reason=reason,
             certain=probe.liveness.certain,
-            evidence=_evidence(facts, probe, now, policy),
+            evidence=_evidence(facts, probe, now, policy, supervisor_alive),
         )
     # The process is alive: it is never stopped, only ended for a timeout.
     if facts.deadline is not None and now >= facts.deadline:
@@ -172,10 +181,17 @@ def _enforce_timeout(
     )
 
 
-def _evidence(facts: SessionFacts, probe: PidProbe, now: datetime, policy: ReconcilePolicy) -> dict[str, Any]:
+def _within_patience(facts: SessionFacts, now: datetime, policy: ReconcilePolicy) -> bool:
+    ended = facts.fuse_expires_at
+    return ended is None or now - ended < timedelta(seconds=policy.supervisor_patience)
+
+
+def _evidence(facts: SessionFacts, probe: PidProbe, now: datetime, policy: ReconcilePolicy,
+              supervisor_alive: bool = False) -> dict[str, Any]:
     """What the decision saw, recorded in the event it appends."""
     request = facts.last_stop_request
     return {
+        "supervisor_alive": supervisor_alive,
         "fuse": {
             "state": facts.fuse_state,
             "live": facts.fuse_live(now),

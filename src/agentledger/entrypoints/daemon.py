@@ -245,6 +245,8 @@ class Daemon:
                 log.info("unwatched %s: %s", d.session_id[:12], d.why)
             elif judged.outcome == Outcome.TERMINATING:
                 log.info("terminating %s: %s", d.session_id[:12], d.why)
+            elif judged.outcome == Outcome.FROM_SPOOL:
+                log.info("stopped %s with the exit its supervisor spooled", d.session_id[:12])
             elif judged.outcome == Outcome.FAILED:
                 log.error("could not judge %s: %s", d.session_id[:12], judged.error)
         guard = report.guard

@@ -39,6 +39,13 @@ class Spool:
             os.close(fd)
         os.replace(temporary, path)
 
+    def get(self, session_id: str) -> dict[str, Any] | None:
+        """The session's spooled exit, if one is waiting (and readable)."""
+        try:
+            return orjson.loads((self.directory / f"{session_id}.json").read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+
     def take(self, session_id: str) -> None:
         try:
             (self.directory / f"{session_id}.json").unlink()
