@@ -303,16 +303,16 @@ class Supervisor:
         """Spool the exit first, then append it: a supervisor that dies in an outage loses nothing."""
         decided_by = actor(Component.SUPERVISOR.value)
         pid = self.process.pid if self.process else None
-        if self.observer is not None:  # the last facts (final tokens, cost) before the stop closes the log
-            self._observe()
         summary = self._exit_summary(observed)
         spool = Spool(home_dir())
         sid = self.session_id.hex
-        try:
+        try:  # first: from here on a reconciler about to stop the session records this exit instead
             spool.put(sid, {"returncode": observed.returncode, "signal_name": observed.signal_name, "pid": pid,
                             "supervisor": decided_by, "observed_at": utc_now().isoformat(), "summary": summary})
         except OSError as error:  # the append below is what matters; the spool is the fallback
             log.error("exit not spooled (%s)", error)
+        if self.observer is not None:  # the last facts (final tokens, cost) before the stop closes the log
+            self._observe()
         deadline = time.monotonic() + RECORD_STOP_PATIENCE
         while True:
             try:
