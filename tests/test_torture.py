@@ -1,0 +1,48 @@
+"""scripts/torture, short: real sessions, real chaos (kills, daemon restarts, lock holds, PID reuse), zero violations.
+
+Two open findings (docs/RELIABILITY.md) are kept out on purpose, so that the test is about everything else
+staying exact: the write-lock holds stay shorter than the fuse's margin (TTL 1.5s minus a 0.5s heartbeat
+period), since a longer store stall lets the reconciler take a live supervisor's exit status (finding 1);
+and PID-reuse impostors join the harness's process group instead of leading one, since `agentledger stop`
+can SIGKILL a group led by a process that reused its session's PID (finding 2).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "torture"
+
+
+@pytest.mark.sqlite_only
+def test_a_short_torture_run_finds_no_violation(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "AGENTLEDGER_DB"}
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--sessions", "12", "--duration", "20", "--ttl", "1.5s",
+         "--interval", "0.3s", "--seed", "147", "--lock-hold", "0.2-0.7",
+         "--impostor-groups", "join", "--slack", "3", "--clock-tolerance", "0.5"],
+        check=False, capture_output=True, text=True, timeout=110, env=env, cwd=tmp_path,
+    )
+    elapsed = time.monotonic() - started
+    out = result.stdout
+    assert result.returncode == 0, f"exit {result.returncode}\n{out}\n{result.stderr}"
+    assert "agentledger torture" in out and "VIOLATIONS" in out
+    table = dict(
+        re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in out.splitlines()
+        if re.search(r"\S\s{2,}\S", line) and not line.startswith(" ")
+    )
+    assert table["sessions launched"].strip() == "12"
+    assert table["VIOLATIONS"].strip() == "0"
+    assert table["verify"].strip() == "clean"
+    assert int(table["daemon starts"]) >= 2  # it was SIGKILLed and restarted at least once
+    assert int(table["sqlite write-lock holds"]) >= 1
+    assert "VIOLATION " not in out
+    assert elapsed < 60, f"took {elapsed:.0f}s"
