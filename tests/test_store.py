@@ -487,3 +487,35 @@ def test_the_store_can_be_named_in_config_toml_and_the_environment_wins(home, mo
         assert str(config) in str(refused.value) and words in str(refused.value), text
     config.write_text('db = "postgresql://agent:hunter2@h/db"\n')
     assert "hunter2" not in store_location().url
+
+
+@pytest.mark.sqlite_only
+def test_an_exit_during_a_stalled_heartbeat_is_spooled_at_once_and_survives_the_supervisor(cli, home, tmp_path):
+    """The store is locked while the supervisor is in a heartbeat write; the agent exits with 3 meanwhile
+    and the supervisor is then killed, never having come back to its loop. The exit was spooled the
+    moment it happened (not when the loop got to it), so the reconciler records exit code 3."""
+    import signal as signals
+    import threading
+
+    from conftest import wait_for
+
+    go = tmp_path / "go"
+    sid = cli.launch("sh", "-c", f"while [ ! -e {go} ]; do sleep 0.02; done; exit 3",
+                     options=("--fuse-ttl", "600ms"))  # a heartbeat every 200 ms
+    supervisor = cli.json("status", sid)["supervisor_pid"]
+    holder = sqlite3.connect(str(home / "ledger.db"), isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # the next heartbeat blocks on this
+    try:
+        spooled = home / "spool" / f"{sid}.json"
+        go.touch()
+        wait_for(lambda: spooled.exists(), timeout=10)
+        assert orjson.loads(spooled.read_bytes())["returncode"] == 3
+        os.kill(supervisor, signals.SIGKILL)
+    finally:
+        holder.rollback()
+        holder.close()
+    wait_for(lambda: "stopped" in cli("reconcile").stdout or cli.json("status", sid)["status"] == "stopped",
+             timeout=20, interval=0.3)
+    status = cli.json("status", sid)
+    assert (status["stop_reason"], status["exit_code"]) == ("exited", 3)
+    assert not spooled.exists()

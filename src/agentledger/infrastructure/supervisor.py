@@ -15,8 +15,9 @@ Life of a supervisor:
    changed or the agent was active, append ``AgentObserved`` instead (activity counts as the beat);
 4. with ``--timeout``: when it passes, append ``StopRequested(cause=timeout)`` and
    SIGTERM the process group, then SIGKILL after the termination grace;
-5. the moment the process ends (pidfd), append ``FuseCancelled`` + ``Stopped``
-   with the exit code or signal (reason ``timeout`` after step 4); a non-zero exit
+5. the moment the process ends, a thread spools its exit status (even while the
+   main loop is stuck in a write to a locked store); the main loop (pidfd) then
+   reaps it and appends ``FuseCancelled`` + ``Stopped`` with the exit code or signal (reason ``timeout`` after step 4); a non-zero exit
    nobody asked for gets the first error-looking line of its output as the stop's note;
 6. with ``--on-stop``: claim and run the on-stop command, record its outcome
    (``application/stop_hooks.py``), then exit.
@@ -29,6 +30,7 @@ import math
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,12 +116,16 @@ class Supervisor:
         self.process: subprocess.Popen[bytes] | None = None
         self.stopped_elsewhere = False
         self.observer: Any = None  # an adapters.observer.Observer for agent adapters
+        self._spool_lock = threading.Lock()
+        self._spooled: tuple[str | None] | None = None  # (its summary,) once the exit is spooled
 
     def run(self) -> int:
         process = self._spawn()
         if process is not None:
             watcher = ExitWatcher(process)
             self._forward_termination_signals(process.pid)
+            threading.Thread(target=self._spool_exit_when_it_happens, args=(process.pid,), daemon=True,
+                             name="exit-spooler").start()
             try:
                 returncode = self._watch(watcher)
             finally:
@@ -303,14 +309,9 @@ class Supervisor:
         """Spool the exit first, then append it: a supervisor that dies in an outage loses nothing."""
         decided_by = actor(Component.SUPERVISOR.value)
         pid = self.process.pid if self.process else None
-        summary = self._exit_summary(observed)
+        summary = self._spool_exit(observed)  # usually done already, by the exit spooler
         spool = Spool(home_dir())
         sid = self.session_id.hex
-        try:  # first: from here on a reconciler about to stop the session records this exit instead
-            spool.put(sid, {"returncode": observed.returncode, "signal_name": observed.signal_name, "pid": pid,
-                            "supervisor": decided_by, "observed_at": utc_now().isoformat(), "summary": summary})
-        except OSError as error:  # the append below is what matters; the spool is the fallback
-            log.error("exit not spooled (%s)", error)
         if self.observer is not None:  # the last facts (final tokens, cost) before the stop closes the log
             self._observe()
         deadline = time.monotonic() + RECORD_STOP_PATIENCE
@@ -328,6 +329,39 @@ class Supervisor:
                 log.error("stop not recorded yet (%s); retrying", error)
                 time.sleep(1.0)
         spool.take(sid)
+
+    def _spool_exit_when_it_happens(self, pid: int) -> None:
+        """A thread: the moment the process ends, spool its exit status, whatever the main loop is doing.
+
+        The main loop can be stuck in a write to a locked store for longer than
+        the fuse lasts; a supervisor killed then would take the exit it never
+        collected with it. ``waitid(WNOWAIT)`` reads the status without
+        reaping the process, so the main loop still reaps and records it.
+        """
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:  # the main loop reaped it first: it spools the exit itself
+            return
+        if info is None:
+            return
+        returncode = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+        self._spool_exit(ObservedExit(returncode, signal_name(-returncode) if returncode < 0 else None))
+
+    def _spool_exit(self, observed: ObservedExit) -> str | None:
+        """Put the exit in the spool once (from a reconciler's view it is then recorded); its summary."""
+        with self._spool_lock:
+            if self._spooled is not None:
+                return self._spooled[0]
+            summary = self._exit_summary(observed)
+            record = {"returncode": observed.returncode, "signal_name": observed.signal_name,
+                      "pid": self.process.pid if self.process else None, "supervisor": actor(Component.SUPERVISOR.value),
+                      "observed_at": utc_now().isoformat(), "summary": summary}
+            try:
+                Spool(home_dir()).put(self.session_id.hex, record)
+            except OSError as error:  # the append is what matters; the spool is the fallback
+                log.error("exit not spooled (%s)", error)
+            self._spooled = (summary,)
+            return summary
 
     def _exit_summary(self, observed: ObservedExit) -> str | None:
         """For a non-zero exit code: the first error-looking line of the output (a login failure, say)."""
