@@ -1,10 +1,7 @@
 """scripts/torture, short: real sessions, real chaos (kills, daemon restarts, lock holds, PID reuse), zero violations.
 
-Two open findings (docs/RELIABILITY.md) are kept out on purpose, so that the test is about everything else
-staying exact: the write-lock holds stay shorter than the fuse's margin (TTL 1.5s minus a 0.5s heartbeat
-period), since a longer store stall lets the reconciler take a live supervisor's exit status (finding 1);
-and PID-reuse impostors join the harness's process group instead of leading one, since `agentledger stop`
-can SIGKILL a group led by a process that reused its session's PID (finding 2).
+The chaos is the long runs' (docs/RELIABILITY.md): write-lock holds of 1-3 s, longer than the fuse, and
+PID-reuse impostors that lead process groups. Only the timing margins are wider, for a loaded CI machine.
 """
 
 from __future__ import annotations
@@ -13,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,14 +20,11 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "torture"
 @pytest.mark.sqlite_only
 def test_a_short_torture_run_finds_no_violation(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "AGENTLEDGER_DB"}
-    started = time.monotonic()
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--sessions", "12", "--duration", "20", "--ttl", "1.5s",
-         "--interval", "0.3s", "--seed", "147", "--lock-hold", "0.2-0.7",
-         "--impostor-groups", "join", "--slack", "3", "--clock-tolerance", "0.5"],
-        check=False, capture_output=True, text=True, timeout=110, env=env, cwd=tmp_path,
+         "--interval", "0.3s", "--seed", "147", "--slack", "3", "--clock-tolerance", "0.5"],
+        check=False, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path,
     )
-    elapsed = time.monotonic() - started
     out = result.stdout
     assert result.returncode == 0, f"exit {result.returncode}\n{out}\n{result.stderr}"
     assert "agentledger torture" in out and "VIOLATIONS" in out
@@ -45,4 +38,3 @@ def test_a_short_torture_run_finds_no_violation(tmp_path: Path) -> None:
     assert int(table["daemon starts"]) >= 2  # it was SIGKILLed and restarted at least once
     assert int(table["sqlite write-lock holds"]) >= 1
     assert "VIOLATION " not in out
-    assert elapsed < 60, f"took {elapsed:.0f}s"
