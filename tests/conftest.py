@@ -204,3 +204,24 @@ def record(store, identity, *, fuse_ttl: float | None = 1.0, lapsed: bool = True
     return sid
 
 
+def stand_in_agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> Path:
+    """``script`` installed as opencode, claude and codex first on PATH, a private HOME, none of the agents'
+    own variables set, ``FAKE_SLEEP`` 0.2 s; returns the directory the stand-ins record into."""
+    import stat
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("opencode", "claude", "codex"):
+        path = bin_dir / name
+        path.write_text(script.format(python=sys.executable))
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    records = tmp_path / "records"
+    records.mkdir()
+    (tmp_path / "userhome").mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("HOME", str(tmp_path / "userhome"))
+    monkeypatch.setenv("FAKE_RECORD_DIR", str(records))
+    for variable in ("XDG_DATA_HOME", "CLAUDE_CONFIG_DIR", "CODEX_HOME", "FAKE_MODE", "FAKE_EXIT", "FAKE_CHILD"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("FAKE_SLEEP", "0.2")
+    return records

@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
+from conftest import stand_in_agents, wait_for
 
 FAKE_AGENT = r'''#!{python}
 import json, os, sys, time, uuid, re
@@ -107,23 +106,7 @@ sys.exit(int(os.environ.get("FAKE_EXIT", "0")))
 @pytest.fixture
 def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Stand-ins for opencode, claude and codex first on PATH; a private HOME; returns where they record."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("opencode", "claude", "codex"):
-        path = bin_dir / name
-        path.write_text(FAKE_AGENT.format(python=sys.executable))
-        path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    records = tmp_path / "records"
-    records.mkdir()
-    user_home = tmp_path / "userhome"
-    user_home.mkdir()
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("HOME", str(user_home))
-    monkeypatch.setenv("FAKE_RECORD_DIR", str(records))
-    for variable in ("XDG_DATA_HOME", "CLAUDE_CONFIG_DIR", "CODEX_HOME", "FAKE_MODE", "FAKE_EXIT"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("FAKE_SLEEP", "0.2")
-    return records
+    return stand_in_agents(tmp_path, monkeypatch, FAKE_AGENT)
 
 
 def stopped(cli, sid: str) -> dict:

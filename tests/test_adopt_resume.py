@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
+from conftest import stand_in_agents, wait_for
 
 STAND_IN = r'''#!{python}
 import glob, json, os, re, subprocess, sys, time, uuid
@@ -92,22 +91,7 @@ FAST = ("--fuse-ttl", "1.5")
 @pytest.fixture
 def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Stand-ins first on PATH and a private HOME; returns the directory their calls are logged in."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("claude", "codex", "opencode"):
-        path = bin_dir / name
-        path.write_text(STAND_IN.format(python=sys.executable))
-        path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    records = tmp_path / "records"
-    records.mkdir()
-    (tmp_path / "userhome").mkdir()
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("HOME", str(tmp_path / "userhome"))
-    monkeypatch.setenv("FAKE_RECORD_DIR", str(records))
-    for variable in ("XDG_DATA_HOME", "CLAUDE_CONFIG_DIR", "CODEX_HOME", "FAKE_CHILD", "FAKE_EXIT"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("FAKE_SLEEP", "0.2")
-    return records
+    return stand_in_agents(tmp_path, monkeypatch, STAND_IN)
 
 
 @pytest.fixture

@@ -495,7 +495,6 @@ def test_an_exit_during_a_stalled_heartbeat_is_spooled_at_once_and_survives_the_
     and the supervisor is then killed, never having come back to its loop. The exit was spooled the
     moment it happened (not when the loop got to it), so the reconciler records exit code 3."""
     import signal as signals
-    import threading
 
     from conftest import wait_for
 
