@@ -758,7 +758,7 @@ def test_logs_falls_back_to_the_captured_output_and_says_why(cli, user_home, tmp
     stopped(cli, plain)
     shown = cli("logs", plain, "-n", "2")
     assert shown.stdout == "two\nthree\n"
-    assert shown.stderr == "agentledger: a plain command (adapter command) keeps no messages; showing the captured output\n"
+    assert shown.stderr == ""  # a plain command has nothing but its output: nothing to explain
     assert cli.json_lines("logs", plain, "-n", "1") == [{"at": None, "role": "output", "text": "three"}]
     assert cli("logs", plain, "--output").stderr == ""
     lost = cli("launch", "--adapter", "codex", "--cwd", str(tmp_path), "--", "sh", "-c", "echo x").stdout.strip()

@@ -500,7 +500,10 @@ def cmd_logs(context: Context, args: argparse.Namespace) -> int:
     session_id = context.resolve(args.session)
     row = get_session(context.store.db, session_id)
     out = sys.stdout.buffer
-    if not (args.output or args.follow or args.raw):
+    from agentledger.adapters import registry
+
+    agent = registry.for_session(row["adapter"]).binary is not None  # a plain command has only its output
+    if agent and not (args.output or args.follow or args.raw):
         from agentledger.adapters import messages
 
         found, why_not = messages.native_messages(row, messages.DEFAULT_LIMIT if args.lines is None else args.lines)
