@@ -122,6 +122,15 @@ class Adapter(ABC):
         return self.which() or self.binary
 
 
+#: A native session counts as the process's if it began at most this long before the process did (clock skew).
+START_SLACK = 2.0
+
+
+def whole(value: Any) -> int:
+    """A count read from an agent's JSON (tokens): a number as an int, anything else (null, text, bool) 0."""
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
 def home() -> Path:
     """The user's home as the environment says now (tests set HOME)."""
     return Path(os.environ.get("HOME") or os.path.expanduser("~"))

@@ -36,6 +36,7 @@ from typing import Any
 from uuid import UUID
 
 from agentledger.adapters.base import (
+    START_SLACK,
     Adapter,
     Cursor,
     Facts,
@@ -47,10 +48,10 @@ from agentledger.adapters.base import (
     first_line,
     home,
     iso_epoch,
+    whole,
 )
 from agentledger.adapters.tail import read_new_lines, read_tail
 
-SLACK = 2.0
 #: How many recent message ids the cursor remembers, to count a message streamed over several lines once.
 USAGE_WINDOW = 64
 
@@ -106,7 +107,7 @@ class ClaudeCodeAdapter(Adapter):
         for record in result.records:
             if isinstance(record, dict) and record.get("project") == cwd and record.get("sessionId"):
                 at = iso_epoch(record.get("timestamp"))
-                if at is not None and at >= started_at - SLACK:
+                if at is not None and at >= started_at - START_SLACK:
                     return str(record["sessionId"])
         return None
 
@@ -123,11 +124,11 @@ class ClaudeCodeAdapter(Adapter):
                 mtime = entry.stat().st_mtime
             except OSError:
                 continue
-            if mtime < started_at - SLACK:
+            if mtime < started_at - START_SLACK:
                 continue
             head = first_line(entry.path)
             at = iso_epoch(head.get("timestamp")) if isinstance(head, dict) else None
-            if at is None or at < started_at - SLACK or head.get("cwd", cwd) != cwd:
+            if at is None or at < started_at - START_SLACK or head.get("cwd", cwd) != cwd:
                 continue
             if best is None or at < best[0]:
                 best = (at, str(head.get("sessionId") or entry.name[: -len(".jsonl")]), entry.path)
@@ -215,8 +216,7 @@ def _usage(value: Any) -> list[int] | None:
         return None
 
     def n(key: str) -> int:
-        v = value.get(key)
-        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
+        return whole(value.get(key))
 
     return [n("input_tokens") + n("cache_creation_input_tokens") + n("cache_read_input_tokens"), n("output_tokens")]
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from agentledger.adapters.base import (
+    START_SLACK,
     Adapter,
     Cursor,
     Facts,
@@ -45,10 +46,10 @@ from agentledger.adapters.base import (
     first_line,
     home,
     iso_epoch,
+    whole,
 )
 from agentledger.adapters.tail import read_new_lines, read_tail
 
-SLACK = 2.0
 #: A content part that is one tagged block (``<environment_context>…</environment_context>``): added by Codex.
 _INJECTED = re.compile(r"^<([A-Za-z_][\w-]*)[\s>].*</\1>$", re.DOTALL)
 _TOOL_ITEMS = ("function_call", "custom_tool_call", "local_shell_call")
@@ -97,7 +98,7 @@ class CodexAdapter(Adapter):
                 if not (entry.name.startswith("rollout-") and entry.name.endswith(".jsonl")):
                     continue
                 try:
-                    if entry.stat().st_mtime < started_at - SLACK:
+                    if entry.stat().st_mtime < started_at - START_SLACK:
                         continue
                 except OSError:
                     continue
@@ -108,7 +109,7 @@ class CodexAdapter(Adapter):
                 at = iso_epoch(meta.get("timestamp")) or iso_epoch(head.get("timestamp"))
                 if hint and str(meta.get("id")) != hint:
                     continue
-                if meta.get("cwd") != cwd or not meta.get("id") or at is None or at < started_at - SLACK:
+                if meta.get("cwd") != cwd or not meta.get("id") or at is None or at < started_at - START_SLACK:
                     continue
                 if best is None or at < best[0]:
                     best = (at, str(meta["id"]), entry.path)
@@ -158,18 +159,14 @@ class CodexAdapter(Adapter):
             elif kind == "event_msg" and payload.get("type") == "token_count":
                 total = (payload.get("info") or {}).get("total_token_usage")
                 if isinstance(total, dict):
-                    state["tokens_in"] = _int(total.get("input_tokens"))
-                    state["tokens_out"] = _int(total.get("output_tokens"))
+                    state["tokens_in"] = whole(total.get("input_tokens"))
+                    state["tokens_out"] = whole(total.get("output_tokens"))
         state["tail"] = result.cursor
         facts: Facts = {"native_session_id": state.get("native_session_id") or ref.native_session_id}
         for key in ("model", "tokens_in", "tokens_out", "last_activity_at"):
             if state.get(key) is not None:
                 facts[key] = state[key]
         return facts, state
-
-
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
 
 def _content_text(content: Any) -> str:

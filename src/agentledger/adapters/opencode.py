@@ -35,7 +35,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from agentledger.adapters import opencode_db
 from agentledger.adapters.base import (
+    START_SLACK,
     Adapter,
     Cursor,
     Facts,
@@ -47,13 +49,10 @@ from agentledger.adapters.base import (
     home,
     iso_epoch,
     read_json,
+    whole,
 )
-from agentledger.adapters import opencode_db
 
 log = logging.getLogger("agentledger.observer")
-
-#: A native session counts as ours if created at most this long before the process started (clock skew).
-SLACK = 2.0
 
 
 def data_dir() -> Path:
@@ -95,7 +94,7 @@ class OpencodeAdapter(Adapter):
         db = database()
         if db.exists():
             try:
-                found = opencode_db.find_session(db, cwd, started_at - SLACK, hint)
+                found = opencode_db.find_session(db, cwd, started_at - START_SLACK, hint)
             except sqlite3.Error as error:  # busy or another schema: try again at the next poll
                 log.info("opencode adapter: %s: %s", db, error)
                 return None
@@ -116,7 +115,7 @@ class OpencodeAdapter(Adapter):
                 if not entry.name.endswith(".json"):
                     continue
                 try:
-                    if entry.stat().st_mtime < started_at - SLACK:
+                    if entry.stat().st_mtime < started_at - START_SLACK:
                         continue  # not touched since we started: an older session
                 except OSError:
                     continue
@@ -126,7 +125,7 @@ class OpencodeAdapter(Adapter):
                 if not isinstance(info, dict) or info.get("parentID") or info.get("directory") != cwd:
                     continue
                 created = iso_epoch((info.get("time") or {}).get("created"))
-                if created is None or created < started_at - SLACK or not info.get("id"):
+                if created is None or created < started_at - START_SLACK or not info.get("id"):
                     continue
                 if best is None or created < best[0]:
                     best = (created, info["id"], entry.path)
@@ -249,15 +248,11 @@ def _message_facts(message: dict[str, Any]) -> tuple[int, int, float, str | None
         return 0, 0, 0.0, None, at, str(message.get("id", ""))
     tokens = message.get("tokens") or {}
     cache = tokens.get("cache") or {}
-    tokens_in = _int(tokens.get("input")) + _int(cache.get("read")) + _int(cache.get("write"))
-    tokens_out = _int(tokens.get("output")) + _int(tokens.get("reasoning"))
+    tokens_in = whole(tokens.get("input")) + whole(cache.get("read")) + whole(cache.get("write"))
+    tokens_out = whole(tokens.get("output")) + whole(tokens.get("reasoning"))
     model = message.get("modelID")
     if model and message.get("providerID"):
         model = f"{message['providerID']}/{model}"
     cost = message.get("cost")
     return tokens_in, tokens_out, float(cost) if isinstance(cost, (int, float)) else 0.0, model, at, str(
         message.get("id", ""))
-
-
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0

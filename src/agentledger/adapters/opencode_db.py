@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 import orjson
 
-from agentledger.adapters.base import Facts, NativeMessage
+from agentledger.adapters.base import Facts, NativeMessage, whole
 
 #: How long one query waits for opencode's write lock before giving up until the next poll.
 BUSY_TIMEOUT = 0.2
@@ -70,8 +70,8 @@ def session_facts(path: Path | str, session_id: str) -> Facts:
         "native_session_id": session_id,
         "title": title or None,
         "model": _model_name(model),
-        "tokens_in": _int(t_in) + _int(cache_read) + _int(cache_write),
-        "tokens_out": _int(t_out) + _int(t_reasoning),
+        "tokens_in": whole(t_in) + whole(cache_read) + whole(cache_write),
+        "tokens_out": whole(t_out) + whole(t_reasoning),
         "cost": round(float(cost), 6) if isinstance(cost, (int, float)) else None,
     }
     times = [t for t in times if isinstance(t, (int, float))]
@@ -134,7 +134,3 @@ def _loads(value: Any) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {}
     return loaded if isinstance(loaded, dict) else {}
-
-
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
