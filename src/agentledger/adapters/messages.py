@@ -20,12 +20,13 @@ DEFAULT_LIMIT = 50
 
 
 def native_messages(row: Any, limit: int) -> tuple[list[NativeMessage], str | None]:
-    """The session's last ``limit`` messages, or ([], why not) when its agent's storage has none to give."""
+    """An agent session's last ``limit`` messages, or ([], why not) when its agent's storage has none to give.
+
+    For agent adapters only: a plain command's output is all there is of it (``logs`` shows that).
+    """
     from agentledger.adapters import registry
 
     adapter = registry.for_session(row["adapter"])
-    if adapter.name == registry.DEFAULT:
-        return [], f"a plain command (adapter {row['adapter'] or registry.DEFAULT}) keeps no messages"
     try:
         ref = adapter.find_native_session(row["cwd"], row["started_at"], row["pid"], row["native_session_id"])
     except Exception as error:  # a foreign format: the captured output still answers
