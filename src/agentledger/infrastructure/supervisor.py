@@ -130,7 +130,7 @@ class Supervisor:
                 returncode = self._watch(watcher)
             finally:
                 watcher.close()
-            self._record_exit(ObservedExit(returncode, signal_name(-returncode) if returncode < 0 else None))
+            self._record_exit(_observed(returncode))
         if self.spec.on_stop:
             self._run_stop_hook()
         return 0
@@ -345,7 +345,7 @@ class Supervisor:
         if info is None:
             return
         returncode = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
-        self._spool_exit(ObservedExit(returncode, signal_name(-returncode) if returncode < 0 else None))
+        self._spool_exit(_observed(returncode))
 
     def _spool_exit(self, observed: ObservedExit) -> str | None:
         """Put the exit in the spool once (from a reconciler's view it is then recorded); its summary."""
@@ -419,6 +419,11 @@ def record_observed_exit(session: Session, observed: ObservedExit, *, pid: int |
             **(also or {}),
         },
     )
+
+
+def _observed(returncode: int) -> ObservedExit:
+    """A Popen-style return code (-N: killed by signal N) as the exit a supervisor saw."""
+    return ObservedExit(returncode, signal_name(-returncode) if returncode < 0 else None)
 
 
 def _observer_for(spec: LaunchSpec, pid: int, start_time: float | None) -> Any:
