@@ -205,7 +205,7 @@ def test_a_login_failure_on_both_backends(cli, agents, monkeypatch):
 
 
 @pytest.mark.sqlite_only
-def test_a_plain_command_failing_gets_its_first_error_line_as_the_note(cli):
+def test_a_plain_command_failing_gets_its_failure_note_as_the_note(cli):
     sid = cli.launch("sh", "-c", "echo working; echo 'fatal: repository not found' >&2; echo bye; exit 3")
     status = stopped(cli, sid)
     assert (status["exit_code"], status["stop_note"]) == (3, "fatal: repository not found")
@@ -364,17 +364,17 @@ def test_a_pass_over_a_200_mb_claude_transcript_reads_only_what_was_appended(tmp
 
 
 def test_exit_summaries_prefer_an_error_line_and_read_json_errors(tmp_path):
-    from agentledger.adapters.base import first_error_line
+    from agentledger.adapters.base import failure_note
 
     log = tmp_path / "out.log"
     log.write_text("booting\nwarming up\n")
-    assert first_error_line(str(log)) == "warming up"  # no error-looking line: the last one
+    assert failure_note(str(log)) == "warming up"  # no error-looking line: the last one
     log.write_text('{"type":"system","subtype":"init"}\n'
                    '{"type":"result","is_error":true,"result":"Invalid API key \\u00b7 Please run /login"}\n')
-    assert first_error_line(str(log)) == "Invalid API key · Please run /login"
+    assert failure_note(str(log)) == "Invalid API key · Please run /login"
     log.write_text('{"type":"error","message":"stream disconnected: 401 Unauthorized"}\n')
-    assert first_error_line(str(log)) == "stream disconnected: 401 Unauthorized"
-    assert first_error_line(str(tmp_path / "none")) is None
+    assert failure_note(str(log)) == "stream disconnected: 401 Unauthorized"
+    assert failure_note(str(tmp_path / "none")) is None
 
 
 # -- the domain event -----------------------------------------------------------------------------------------
@@ -429,24 +429,24 @@ REAL_CODEX_ERROR = ('{"type":"error","message":"Reconnecting... 2/5 (stream disc
 
 
 def test_exit_summaries_prefer_the_human_text_of_the_real_agents_failures(tmp_path):
-    from agentledger.adapters.base import first_error_line
+    from agentledger.adapters.base import failure_note
 
     log = tmp_path / "out.log"
     log.write_text(REAL_CLAUDE_OUTPUT, encoding="utf-8")
-    assert first_error_line(str(log)) == "Not logged in · Please run /login"  # not "authentication_failed"
+    assert failure_note(str(log)) == "Not logged in · Please run /login"  # not "authentication_failed"
     log.write_text(REAL_CLAUDE_OUTPUT.splitlines(keepends=True)[1], encoding="utf-8")  # the assistant line alone
-    assert first_error_line(str(log)) == "Not logged in · Please run /login"
+    assert failure_note(str(log)) == "Not logged in · Please run /login"
     log.write_text(REAL_OPENCODE_ERROR)
-    assert first_error_line(str(log)) == (
+    assert failure_note(str(log)) == (
         "Cannot connect to API: Unable to connect. Is the computer able to access the url?")
     log.write_text(REAL_CODEX_ERROR)
-    assert first_error_line(str(log)) == ("Reconnecting... 2/5 (stream disconnected before completion: "
+    assert failure_note(str(log)) == ("Reconnecting... 2/5 (stream disconnected before completion: "
                                           "failed to lookup address information: Name does not resolve)")
     log.write_text('{"type":"turn.failed","error":{"message":"401 Unauthorized"}}\n'
                    '{"type":"error","error":"rate_limited","msg":"slow down"}\n')
-    assert first_error_line(str(log)) == "401 Unauthorized"
+    assert failure_note(str(log)) == "401 Unauthorized"
     log.write_text('{"type":"error","error":"rate_limited","msg":"slow down"}\n')
-    assert first_error_line(str(log)) == "rate_limited"  # a code, when there is no text before it
+    assert failure_note(str(log)) == "rate_limited"  # a code, when there is no text before it
 
 
 # -- opencode 1.x: the SQLite store ----------------------------------------------------------------------------

@@ -16,12 +16,11 @@ import os
 import re
 import shutil
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: The facts an adapter may report; the same names as ``Session.AgentObserved``'s fields.
-FACT_FIELDS = ("native_session_id", "model", "title", "tokens_in", "tokens_out", "cost", "last_activity_at")
 
 Facts = dict[str, Any]
 Cursor = dict[str, Any]
@@ -35,6 +34,7 @@ class LaunchRequest:
     cwd: str
     prompt_path: str | None = None  # the prompt (with attached files) already written to a 0600 file
     model: str | None = None
+    name: str | None = None  # the session's name for people, for an agent that keeps a title
     argv: list[str] = field(default_factory=list)  # the plain command adapter's ARGV
 
 
@@ -55,6 +55,9 @@ class NativeRef:
     native_session_id: str
     path: str
     output_path: str | None = None  # the session's captured stdout/stderr (stream formats carry facts too)
+    #: When this run began (epoch seconds, the watcher's clock just before the spawn): what the native
+    #: session records before it belongs to earlier runs of the conversation (``resume``).
+    run_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,19 @@ class Adapter(ABC):
 
     def find_native_session(self, cwd: str, started_at: float, pid: int | None,
                             hint: str | None = None) -> NativeRef | None:
-        """The agent's own session for a process started at ``started_at`` in ``cwd``, once it exists."""
+        """Where the agent keeps session ``hint``; without one, the first it began in ``cwd`` since ``started_at``.
+
+        The second form is a guess: two agents started together in one
+        directory can be told apart only by what each says (``native_id_from_output``).
+        """
+        return None
+
+    def streams_native_id(self, argv: Sequence[str]) -> bool:
+        """Whether the agent run as ``argv`` says its session id in its output (its stream format was asked for)."""
+        return False
+
+    def native_id_from_output(self, output_path: str) -> str | None:
+        """The session id the agent said in this session's captured output; None while it has not (yet)."""
         return None
 
     def read_facts(self, ref: NativeRef, cursor: Cursor) -> tuple[Facts, Cursor]:
@@ -107,8 +122,8 @@ class Adapter(ABC):
         raise NotImplementedError(f"the {self.name} adapter cannot resume a session")
 
     def exit_summary(self, output_path: str | None) -> str | None:
-        """One line saying why the agent failed, from its captured output (see :func:`first_error_line`)."""
-        return first_error_line(output_path) if output_path else None
+        """One line saying why the agent failed, from its captured output (see :func:`failure_note`)."""
+        return failure_note(output_path) if output_path else None
 
     # -- shared ----------------------------------------------------------------
 
@@ -184,6 +199,47 @@ def first_line(path: Path | str, limit: int = 1024 * 1024) -> Any:
         return None
 
 
+#: How much of the captured output's start is searched for the agent's own session id.
+OUTPUT_HEAD = 256 * 1024
+
+
+def said_in_output(path: str, pick: Callable[[dict[str, Any]], Any]) -> str | None:
+    """The first non-empty ``pick(record)`` over the JSON object lines at the start of a captured output.
+
+    Lines that are not JSON objects (the agent's stderr shares the file) are
+    skipped; a partial last line is left for the next look.
+    """
+    import orjson
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(OUTPUT_HEAD)
+    except OSError:
+        return None
+    for line in head[: head.rfind(b"\n") + 1].splitlines():
+        if not line.startswith(b"{"):
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        value = pick(record) if isinstance(record, dict) else None
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def has_flag(argv: Sequence[str], flag: str, value: str | None = None) -> bool:
+    """Whether ``argv`` has ``flag`` (followed by ``value``, or as ``flag=value``, when given)."""
+    argv = list(argv)
+    for index, arg in enumerate(argv):
+        if value is None and arg == flag:
+            return True
+        if value is not None and (arg == f"{flag}={value}" or (arg == flag and argv[index + 1:index + 2] == [value])):
+            return True
+    return False
+
+
 # -- exit summaries --------------------------------------------------------------
 
 #: How much of the end of the captured output an exit summary looks at.
@@ -196,12 +252,16 @@ _ERRORISH = re.compile(
 )
 
 
-def first_error_line(path: str | None) -> str | None:
-    """The first line that looks like an error in the last 64 KB of ``path``, else its last line.
+def failure_note(path: str | None) -> str | None:
+    """The agent's final word on why it failed, from the last 64 KB of its captured output ``path``.
 
-    An agent that fails at once (not logged in, no API key) prints a handful
-    of lines; the first one naming an error is what a person wants to read in
-    ``status``. JSON lines (stream formats) are reduced to their message.
+    Agents retry before they give up, and print each attempt ("Reconnecting...
+    1/5", ``api_retry`` events with an error code) before the message that
+    ends the run. So the *last* report wins, in this order: a final report in
+    a stream format (``type: "result"`` with ``is_error``, ``turn.failed``),
+    then any other JSON error report that is not a retry notice, then the last
+    plain line that looks like an error, then the last line. JSON lines are
+    reduced to their human text (:func:`_readable`).
     """
     if not path:
         return None
@@ -214,37 +274,54 @@ def first_error_line(path: str | None) -> str | None:
         return None
     if size > SUMMARY_WINDOW:
         data = data.split(b"\n", 1)[-1]  # the first line is probably cut
-    lines = [_readable(raw) for raw in data.decode("utf-8", "replace").splitlines()]
-    lines = [line for line in lines if line]
-    if not lines:
+    finals, reports, errorish, last = [], [], [], None
+    for raw in data.decode("utf-8", "replace").splitlines():
+        kind, text = _readable(raw)
+        if not text:
+            continue
+        last = text
+        if kind == "final":
+            finals.append(text)
+        elif kind == "report":
+            reports.append(text)
+        elif kind == "text" and _ERRORISH.search(text):
+            errorish.append(text)
+    chosen = next((found[-1] for found in (finals, reports, errorish) if found), last)
+    if chosen is None:
         return None
-    chosen = next((line for line in lines if _ERRORISH.search(line)), lines[-1])
     return chosen if len(chosen) <= SUMMARY_WIDTH else chosen[: SUMMARY_WIDTH - 1] + "…"
 
 
-def _readable(line: str) -> str:
-    """A JSON line's error message (or its most telling text); any other line stripped."""
+def _readable(line: str) -> tuple[str, str]:
+    """(kind, text) of one output line: ``final``/``report``/``retry`` for a JSON error report, ``event`` for
+    any other JSON stream line (no text), ``text`` for a plain line (stripped)."""
     text = line.strip()
     if not text.startswith("{"):
-        return text
+        return "text", text
     try:
         import orjson
 
         value = orjson.loads(text)
     except ValueError:
-        return text
+        return "text", text
     if not isinstance(value, dict):
-        return text
+        return "text", text
     failed = value.get("is_error") is True or value.get("type") in ("error", "turn.failed") or bool(value.get("error"))
     if not failed:
-        return ""  # a stream event, not an error report
+        return "event", ""  # a stream event, not an error report
+    if value.get("subtype") == "api_retry":
+        kind = "retry"  # Claude Code's notice that it will try again: not its last word
+    elif value.get("type") in ("result", "turn.failed"):
+        kind = "final"
+    else:
+        kind = "report"
     # Human text before codes: Claude Code's failed assistant line has ``error: "authentication_failed"``
     # next to the text a person should read ("Not logged in · Please run /login") in its message content.
     for key in ("result", "message", "error", "msg"):
         candidate = _message_text(value.get(key))
         if candidate:
-            return candidate.splitlines()[0]
-    return text
+            return kind, candidate.splitlines()[0]
+    return kind, text
 
 
 def _message_text(value: Any) -> str:

@@ -1,20 +1,27 @@
 """Claude Code: ``claude --print``, and its transcripts under ``~/.claude/projects``.
 
 Launch: ``claude --print --output-format stream-json --verbose --session-id UUID
-[--model M]`` with the prompt on stdin (``--print`` reads the prompt from stdin
-when no prompt argument is given; ``--verbose`` is required with
-``stream-json`` in print mode). ``--session-id`` pins the native session id to
-the ledger's session id (as a UUID), so the transcript is found by name.
+[--model M] [--name NAME]`` with the prompt on stdin (``--print`` reads the
+prompt from stdin when no prompt argument is given; ``--verbose`` is required
+with ``stream-json`` in print mode). ``--session-id`` pins the native session
+id to the ledger's session id (as a UUID), so the transcript is found by name;
+``resume`` runs ``--resume ID``, which keeps the id. The stream's first line
+(``{"type": "system", "subtype": "init", "session_id"}``) says it too.
 
 Storage (``$CLAUDE_CONFIG_DIR``, default ``~/.claude``):
 
 - ``projects/<cwd with every non-alphanumeric character as '-'>/<sessionId>.jsonl``:
-  one JSON object per line; each has ``sessionId``, ``cwd``, ``timestamp`` (ISO);
+  one JSON object per line; most have ``sessionId``, ``cwd``, ``timestamp`` (ISO);
   ``type: "assistant"`` lines have ``message.id``, ``message.model`` and
   ``message.usage.{input_tokens, cache_creation_input_tokens,
   cache_read_input_tokens, output_tokens}`` (several lines of one streamed
-  message repeat its id: the last one's usage counts); ``type: "summary"``
-  lines carry a ``summary`` (the title);
+  message repeat its id: the last one's usage counts); the title is a
+  ``custom-title`` line's ``customTitle`` (``--name``, ``/rename``), else an
+  ``ai-title`` line's ``aiTitle``, else a ``summary`` line's ``summary``
+  (older releases); each run ends with a ``cost-state`` line holding the
+  conversation's running totals (``totalCostUSD``, ``modelUsage.<model>.
+  {inputTokens, outputTokens, cacheReadInputTokens, cacheCreationInputTokens}``),
+  which ``--resume`` restores and carries on;
 - ``history.jsonl``: ``{display, timestamp (ms), project, sessionId}`` per
   prompt typed, read from its tail to find a session whose id was not pinned.
 
@@ -23,14 +30,16 @@ Storage (``$CLAUDE_CONFIG_DIR``, default ``~/.claude``):
 ``tool_use`` as ``[tool: NAME]``, ``tool_result`` and ``thinking`` left out);
 the lines of one streamed message (same ``message.id``) make one message.
 
-The captured output (stream-json) ends with a ``type: "result"`` line with
-``total_cost_usd``: the only place Claude Code reports cost.
+The captured output (stream-json) ends with a ``type: "result"`` line whose
+``total_cost_usd`` is the conversation's cost so far (a resumed run's
+includes the runs before it).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -46,8 +55,10 @@ from agentledger.adapters.base import (
     NativeRef,
     env_dir,
     first_line,
+    has_flag,
     home,
     iso_epoch,
+    said_in_output,
     whole,
 )
 from agentledger.adapters.tail import read_new_lines, read_tail
@@ -76,7 +87,16 @@ class ClaudeCodeAdapter(Adapter):
         argv = [self.agent_argv0(), "--print", "--output-format", "stream-json", "--verbose", "--session-id", native]
         if request.model:
             argv += ["--model", request.model]
+        if request.name:
+            argv += ["--name", request.name]  # Claude Code's own title for the session (a custom-title line)
         return LaunchPlan(argv=argv, stdin_path=request.prompt_path, native_session_id=native)
+
+    def streams_native_id(self, argv: Sequence[str]) -> bool:
+        return has_flag(argv, "--output-format", "stream-json")
+
+    def native_id_from_output(self, output_path: str) -> str | None:
+        """stream-json's first line, ``{"type": "system", "subtype": "init", "session_id": ...}``."""
+        return said_in_output(output_path, lambda r: r.get("session_id") if r.get("type") == "system" else None)
 
     def resume_argv(self, native_session_id: str) -> list[str]:
         return [self.agent_argv0(), "--print", "--output-format", "stream-json", "--verbose",
@@ -160,34 +180,25 @@ class ClaudeCodeAdapter(Adapter):
         return messages[-limit:] if limit > 0 else []
 
     def read_facts(self, ref: NativeRef, cursor: Cursor) -> tuple[Facts, Cursor]:
-        state = {"usage": {}, "tokens_in": 0, "tokens_out": 0, **cursor}
+        """This run's and the conversation's figures; a resumed conversation's earlier runs are in the same file.
+
+        Assistant lines carry each message's usage: those timestamped at or
+        after ``ref.run_since`` are this run's. ``cost-state`` lines (written at
+        the end of each run) carry the conversation's running totals: the last
+        one before this run began is the baseline, so the conversation so far is
+        that baseline plus this run, and this run's cost is the conversation's
+        cost (``cost-state``, or the stream's ``result``) minus the baseline's.
+        """
+        state: dict[str, Any] = {"usage": {}, "run": [0, 0], "all": [0, 0], "titles": {}, **cursor}
         usage: dict[str, list[int]] = dict(state["usage"])
         result = read_new_lines(ref.path, state.get("tail"))
         if result.reset:
-            usage, state["tokens_in"], state["tokens_out"] = {}, 0, 0
+            usage = {}
+            state.update(run=[0, 0], all=[0, 0], base=None, latest=None, in_run=False)
+        since = ref.run_since
         for record in result.records:
-            if not isinstance(record, dict):
-                continue
-            if record.get("sessionId"):
-                state["native_session_id"] = record["sessionId"]
-            at = iso_epoch(record.get("timestamp"))
-            if at is not None:
-                state["last_activity_at"] = max(at, state.get("last_activity_at") or 0)
-            kind = record.get("type")
-            if kind == "summary" and isinstance(record.get("summary"), str):
-                state["title"] = record["summary"]
-            elif kind == "assistant" and isinstance(record.get("message"), dict):
-                message = record["message"]
-                if message.get("model") and not str(message["model"]).startswith("<"):  # "<synthetic>"
-                    state["model"] = message["model"]
-                counted = _usage(message.get("usage"))
-                if counted is not None:
-                    key = str(message.get("id") or record.get("uuid") or len(usage))
-                    before = usage.get(key, [0, 0])
-                    state["tokens_in"] += counted[0] - before[0]
-                    state["tokens_out"] += counted[1] - before[1]
-                    usage[key] = counted
-                    state["counted"] = True
+            if isinstance(record, dict):
+                self._take(record, state, usage, since)
         # The lines of one streamed message come together: only the latest ids can repeat, so the
         # cursor keeps those, not every id of a transcript that may reach hundreds of megabytes.
         state["usage"] = dict(list(usage.items())[-USAGE_WINDOW:]) if len(usage) > USAGE_WINDOW else usage
@@ -198,17 +209,94 @@ class ClaudeCodeAdapter(Adapter):
                 if isinstance(record, dict) and record.get("type") == "result":
                     cost = record.get("total_cost_usd", record.get("cost_usd"))
                     if isinstance(cost, (int, float)):
-                        state["cost"] = float(cost)
+                        state["stream_cost"] = float(cost)  # the conversation's, as Claude Code restores it
                 elif isinstance(record, dict) and record.get("type") == "system" and record.get("model"):
-                    state.setdefault("model", record["model"])
+                    state.setdefault("model", model_name(record["model"]))
             state["out_tail"] = out.cursor
-        facts: Facts = {"native_session_id": state.get("native_session_id") or ref.native_session_id}
-        for key in ("model", "title", "cost", "last_activity_at"):
-            if state.get(key) is not None:
-                facts[key] = state[key]
-        if state.get("counted"):
-            facts["tokens_in"], facts["tokens_out"] = state["tokens_in"], state["tokens_out"]
-        return facts, state
+        return _facts(ref, state), state
+
+    def _take(self, record: dict[str, Any], state: dict[str, Any], usage: dict[str, list[int]],
+              since: float | None) -> None:
+        """Fold one transcript line into ``state``."""
+        if record.get("sessionId"):
+            state["native_session_id"] = record["sessionId"]
+        at = iso_epoch(record.get("timestamp"))
+        if at is not None:
+            state["last_activity_at"] = max(at, state.get("last_activity_at") or 0)
+            if since is None or at >= since:
+                state["in_run"] = True
+        kind = record.get("type")
+        title = record.get(_TITLE_FIELDS.get(kind, ""))
+        if isinstance(title, str) and title.strip():
+            state["titles"] = {**state["titles"], kind: title.strip()}
+        elif kind == "cost-state":
+            figures = _cost_state(record)
+            if figures is not None:
+                state["latest" if state.get("in_run") else "base"] = figures
+        elif kind == "assistant" and isinstance(record.get("message"), dict):
+            message = record["message"]
+            if message.get("model") and not str(message["model"]).startswith("<"):  # "<synthetic>"
+                state["model"] = model_name(message["model"])
+            counted = _usage(message.get("usage"))
+            if counted is not None:
+                key = str(message.get("id") or record.get("uuid") or len(usage))
+                before = usage.get(key, [0, 0])
+                delta = [counted[0] - before[0], counted[1] - before[1]]
+                state["all"] = [state["all"][0] + delta[0], state["all"][1] + delta[1]]
+                if since is None or (at is not None and at >= since):
+                    state["run"] = [state["run"][0] + delta[0], state["run"][1] + delta[1]]
+                usage[key] = counted
+                state["counted"] = True
+
+
+def _facts(ref: NativeRef, state: dict[str, Any]) -> Facts:
+    facts: Facts = {"native_session_id": state.get("native_session_id") or ref.native_session_id}
+    for key in ("model", "last_activity_at"):
+        if state.get(key) is not None:
+            facts[key] = state[key]
+    titles = state["titles"]
+    title = next((titles[kind] for kind in ("custom-title", "ai-title", "summary") if titles.get(kind)), None)
+    if title:
+        facts["title"] = title
+    base, latest = state.get("base"), state.get("latest")
+    if state.get("counted") or latest:
+        facts["tokens_in"], facts["tokens_out"] = state["run"]
+        if latest:
+            conversation = latest[:2]
+        elif base:
+            conversation = [base[0] + state["run"][0], base[1] + state["run"][1]]
+        else:
+            conversation = state["all"]
+        facts["conversation_tokens_in"], facts["conversation_tokens_out"] = conversation
+    total = latest[2] if latest else state.get("stream_cost")
+    if total is not None:
+        facts["conversation_cost"] = round(total, 6)
+        facts["cost"] = round(max(0.0, total - (base[2] if base else 0.0)), 6)
+    return facts
+
+
+#: Title lines, by type, and the field holding the title: a title the user gave wins over Claude's own.
+_TITLE_FIELDS = {"custom-title": "customTitle", "ai-title": "aiTitle", "summary": "summary"}
+
+
+def model_name(value: Any) -> str:
+    """A model id without a display suffix: ``claude-opus-4-8[1m]`` (the 1M context window) is ``claude-opus-4-8``."""
+    return re.sub(r"\[[^\]]*\]$", "", str(value))
+
+
+def _cost_state(record: dict[str, Any]) -> list[Any] | None:
+    """[tokens in, tokens out, cost] of a ``cost-state`` line: the conversation's running totals."""
+    cost = record.get("totalCostUSD")
+    models = record.get("modelUsage")
+    if not isinstance(cost, (int, float)) or not isinstance(models, dict):
+        return None
+    tokens_in = tokens_out = 0
+    for figures in models.values():
+        if isinstance(figures, dict):
+            tokens_in += whole(figures.get("inputTokens")) + whole(figures.get("cacheReadInputTokens")) + whole(
+                figures.get("cacheCreationInputTokens"))
+            tokens_out += whole(figures.get("outputTokens"))
+    return [tokens_in, tokens_out, float(cost)]
 
 
 def _usage(value: Any) -> list[int] | None:

@@ -141,12 +141,17 @@ def _native_facts(adapter: Any, candidate: Candidate) -> dict[str, Any]:
 
     from agentledger.adapters.base import NativeRef
 
+    from agentledger.domain.vocabulary import NativeIdSource
+
     if candidate.native_session_id is None or candidate.native_path is None:
         return {}
+    identity = {"native_session_id": candidate.native_session_id, "native_id_source": NativeIdSource.STORAGE.value}
     try:
-        facts, _ = adapter.read_facts(NativeRef(candidate.native_session_id, candidate.native_path), {})
+        ref = NativeRef(candidate.native_session_id, candidate.native_path, run_since=candidate.started_at)
+        facts, _ = adapter.read_facts(ref, {})
     except Exception:  # noqa: BLE001 - observing never decides anything, adopting goes on without facts
-        return {"native_session_id": candidate.native_session_id}
+        return identity
+    facts.update(identity)
     if facts.get("last_activity_at") is not None:
         facts["last_activity_at"] = datetime.fromtimestamp(facts["last_activity_at"], timezone.utc)
     return facts

@@ -89,7 +89,10 @@ def run_stop_hook(ledger: Any, session_id: UUID, *, claimed_by: dict[str, Any]) 
         ledger.save_retrying(hook)
     except IntegrityError:
         return None  # claimed already: it runs there (or ran), never here too
-    inherited = {k: v for k, v in os.environ.items() if k != "AGENTLEDGER_SIGNAL"}
+    from agentledger.infrastructure.agent_env import agent_environment
+
+    # The hook runs in the supervisor's or the daemon's environment, which holds the store's URL with its password.
+    inherited = {k: v for k, v in agent_environment(os.environ).items() if k != "AGENTLEDGER_SIGNAL"}
     run = execute(session.on_stop, cwd=session.cwd, env={**inherited, **hook_environment(session)},
                   timeout=session.on_stop_timeout or DEFAULT_TIMEOUT)
     hook.finish(**run._asdict())

@@ -26,8 +26,11 @@ from agentledger.domain.liveness import ProcessIdentity
 from agentledger.domain.vocabulary import FuseState, LaunchSource, SessionStatus, StopCause, StopReason
 
 
-#: What an agent adapter may report (``AgentObserved``'s optional fields).
-AGENT_FACTS = ("native_session_id", "model", "title", "tokens_in", "tokens_out", "cost", "last_activity_at")
+#: What an agent adapter may report (``AgentObserved``'s optional fields). ``tokens_in``, ``tokens_out`` and
+#: ``cost`` are this run's (so summing sessions never counts a resumed conversation twice); the
+#: ``conversation_*`` figures are the agent's conversation so far, earlier runs included.
+AGENT_FACTS = ("native_session_id", "native_id_source", "model", "title", "tokens_in", "tokens_out", "cost",
+               "conversation_tokens_in", "conversation_tokens_out", "conversation_cost", "last_activity_at")
 
 #: The reason of the ``FuseCancelled`` that a stop appends when it finds a fuse still set.
 STOP_CANCEL_REASON = "session stopped"
@@ -123,7 +126,10 @@ class Session(Aggregate):
     class AgentObserved(Aggregate.Event):
         """Facts an agent adapter read in the agent's own storage; only the ones that changed (None: unchanged).
 
-        ``heartbeat`` is true when the agent showed fresh activity: that counts
+        ``native_id_source`` says how ``native_session_id`` was found (a
+        :class:`~agentledger.domain.vocabulary.NativeIdSource`). ``tokens_*`` and
+        ``cost`` are this run's, ``conversation_*`` the conversation's so far
+        (they differ after ``resume``). ``heartbeat`` is true when the agent showed fresh activity: that counts
         as a heartbeat (``fuse_expires_at`` is then the fuse's new expiry, as
         for ``Heartbeat``). An adapter never stops a session.
         """
@@ -138,6 +144,10 @@ class Session(Aggregate):
         last_activity_at: datetime | None = None
         heartbeat: bool = False
         fuse_expires_at: datetime | None = None
+        native_id_source: str | None = None
+        conversation_tokens_in: int | None = None
+        conversation_tokens_out: int | None = None
+        conversation_cost: float | None = None
 
         def apply(self, aggregate: Session) -> None:
             facts = dict(aggregate.agent_facts or {})

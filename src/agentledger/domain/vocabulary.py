@@ -32,6 +32,15 @@ class LaunchSource(StrEnum):
     ADOPTED = "adopted"  # started elsewhere and recorded by ``agentledger adopt``: no supervisor, no exit code
 
 
+class NativeIdSource(StrEnum):
+    """How an agent's own session id was found (``AgentObserved.native_id_source``), best first."""
+
+    PINNED = "pinned"  # chosen by the launch and given to the agent (Claude Code's ``--session-id``)
+    RESUMED = "resumed"  # the conversation ``resume`` continued: its id was known before the run
+    STREAM = "stream"  # said by the agent itself in this session's own output stream
+    STORAGE = "storage"  # matched in the agent's storage by directory and start time (no id in a stream)
+
+
 class FuseState(StrEnum):
     NONE = "none"  # never set
     SET = "set"  # set; live until its expiry, which heartbeats extend

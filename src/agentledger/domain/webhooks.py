@@ -145,7 +145,7 @@ def stop_summary(state: Session, reason: str, status: int | None, signal_name: s
         how += f" (exit status {status})"
     text = f"session {_label(state)} {how} after {format_duration(max(duration, 0.0))}"
     if note and reason in (StopReason.SPAWN_FAILED.value, StopReason.HOST_LOST.value, StopReason.USER.value,
-                           StopReason.EXITED.value):  # an exit's note is its first error line
+                           StopReason.EXITED.value):  # an exit's note is its final error message
         text += f": {note}"
     return " ".join(text.split())[:300]
 

@@ -32,6 +32,15 @@ def label(text: str) -> tuple[str, str]:
     return key, value
 
 
+def variable_name(text: str) -> str:
+    """An environment variable's name (``--unset-env``)."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        raise argparse.ArgumentTypeError(f"invalid variable name {text!r} (letters, digits and _)")
+    return text
+
+
 def share(text: str) -> float:
     """A fraction in (0, 1]: ``0.5`` or ``50%``."""
     cleaned = text.strip()

@@ -473,15 +473,22 @@ def _agent_pairs(row: Any, now: float) -> list[tuple[str, Any]]:
 
     pairs: list[tuple[str, Any]] = []
     if row["native_session_id"]:
-        pairs.append(("Agent session", row["native_session_id"]))
+        how = f" (found: {row['native_id_source']})" if row["native_id_source"] else ""
+        pairs.append(("Agent session", f"{row['native_session_id']}{how}"))
     if row["agent_title"]:
         pairs.append(("Title", row["agent_title"]))
     if row["agent_model"]:
         pairs.append(("Agent model", row["agent_model"]))
+    resumed = row["resumed_from"] is not None
     if row["tokens_in"] is not None or row["tokens_out"] is not None:
-        pairs.append(("Tokens", f"{row['tokens_in'] or 0} in, {row['tokens_out'] or 0} out"))
+        pairs.append(("Tokens", f"{row['tokens_in'] or 0} in, {row['tokens_out'] or 0} out"
+                                + (" (this run)" if resumed else "")))
     if row["cost"] is not None:
-        pairs.append(("Cost", f"${row['cost']:.4f}"))
+        pairs.append(("Cost", f"${row['cost']:.4f}" + (" (this run)" if resumed else "")))
+    if resumed and row["conversation_tokens_in"] is not None:
+        cost = f", ${row['conversation_cost']:.4f}" if row["conversation_cost"] is not None else ""
+        pairs.append(("Conversation", f"{row['conversation_tokens_in'] or 0} in, "
+                                      f"{row['conversation_tokens_out'] or 0} out{cost} so far"))
     if row["last_activity_at"] is not None:
         pairs.append(("Last activity", f"{iso(row['last_activity_at'])} ({relative(row['last_activity_at'], now)})"))
     return pairs

@@ -32,6 +32,7 @@ from agentledger import __version__
 from agentledger.application.hosting import record_daemon_alive, record_daemon_stopped
 from agentledger.application.reconciling import Outcome, PassReport, Reconciler
 from agentledger.application.stop_hooks import PendingStopHooks
+from agentledger.application.watching import AgentWatch
 from agentledger.domain.durations import format_duration
 from agentledger.domain.policy import ReconcilePolicy
 from agentledger.infrastructure.daemon_files import DaemonAlreadyRunning, DaemonFiles
@@ -60,6 +61,7 @@ class Daemon:
         self.policy = policy
         self.reconciler = Reconciler(store, policy=policy, spool=Spool(files.home))
         self.stop_hooks = PendingStopHooks(store)  # on-stop hooks of sessions stopped by others
+        self.agents = AgentWatch(store, host_name())  # facts of agent sessions no supervisor watches
         self.started_at = datetime.now(timezone.utc)
         self.passes = 0
         self.last_pass: dict[str, Any] | None = None
@@ -203,6 +205,10 @@ class Daemon:
 
     def _pass(self) -> None:
         started = time.perf_counter()
+        try:
+            self.agents.observe()  # first: a session's last facts go in before the pass that stops it
+        except Exception as error:  # observing is best effort; reconciling is not
+            log.error("observing unwatched agents failed: %s", error)
         try:
             report = self.reconciler.run_pass()
         except Exception as error:  # the next pass tries again; the daemon keeps running

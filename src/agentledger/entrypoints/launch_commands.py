@@ -75,6 +75,9 @@ def add_run_options(p: argparse.ArgumentParser, group_default: str = "none") -> 
     p.add_argument("--on-stop-timeout", type=types.duration, default=None, metavar="DURATION",
                    help="SIGTERM (then SIGKILL) the on-stop command after this long "
                         "(default: on_stop_timeout in the configuration, else 60s)")
+    p.add_argument("--unset-env", action="append", default=[], type=types.variable_name, metavar="NAME",
+                   help="do not pass the variable NAME on to the agent (repeatable; added to unset_env in the "
+                        "configuration), e.g. ANTHROPIC_API_KEY so that Claude Code uses its own login")
     p.add_argument("--name", help="a label for people")
     p.add_argument("--group", help=f"group this session belongs to ('list --group G' shows them; default: "
                                    f"{group_default})")
@@ -117,8 +120,9 @@ def cmd_launch(context: Any, args: argparse.Namespace) -> int:
                           from_file="--prompt-file FILE")
         prompt, stdin_path = _prompt_file(text, args.file, session_id, what=f"launch {agent}")
         plan = registry.get(agent).build_launch(
-            LaunchRequest(session_id=session_id, cwd=cwd, prompt_path=stdin_path, model=args.model))
+            LaunchRequest(session_id=session_id, cwd=cwd, prompt_path=stdin_path, model=args.model, name=args.name))
         argv, stdin_path, native_session_id = plan.argv, plan.stdin_path, plan.native_session_id
+        run["env"] = {**run["env"], **plan.env}
     spec = LaunchSpec(
         session_id=session_id,
         argv=argv,
@@ -202,7 +206,10 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
             f"({format_duration(fuse_ttl)}): one late heartbeat would let the fuse lapse"
         )
     on_stop = (settings.on_stop if args.on_stop is None else args.on_stop.strip()) or None  # '' turns it off
+    from agentledger.infrastructure.agent_env import agent_environment
+
     return {
+        "env": agent_environment(os.environ, [*settings.unset_env, *args.unset_env]),
         "fuse_ttl": fuse_ttl,
         "heartbeat_every": args.heartbeat_every,
         "timeout": args.timeout,

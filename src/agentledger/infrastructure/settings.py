@@ -69,6 +69,7 @@ class Settings:
     metrics_addr: MetricsAddress | None = MetricsAddress("127.0.0.1", 9200)  # None: off
     on_stop: str | None = None
     on_stop_timeout: float = 60.0
+    unset_env: tuple[str, ...] = ()  # variables dropped from the agent's environment
     webhooks: tuple[WebhookEndpoint, ...] = ()
     sources: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
@@ -143,6 +144,18 @@ def _events(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def _names(value: Any) -> tuple[str, ...]:
+    from agentledger.infrastructure.agent_env import VARIABLE_NAME
+
+    items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise ValueError("expected a list of environment variable names, e.g. [\"ANTHROPIC_API_KEY\"]")
+    bad = [v for v in items if not VARIABLE_NAME.fullmatch(v)]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not an environment variable name")
+    return tuple(dict.fromkeys(items))
+
+
 def _start(value: Any) -> str:
     text = _text(value)
     if text not in ("beginning", "now"):
@@ -166,6 +179,7 @@ KEYS: dict[str, Key] = {
     "metrics_addr": Key(_metrics_addr, "AGENTLEDGER_METRICS_ADDR", "daemon's /metrics and /healthz, HOST:PORT or off"),
     "on_stop": Key(_text, "AGENTLEDGER_ON_STOP", "default command run after a session stops"),
     "on_stop_timeout": Key(_duration, "AGENTLEDGER_ON_STOP_TIMEOUT", "how long an on-stop command may run"),
+    "unset_env": Key(_names, "AGENTLEDGER_UNSET_ENV", "variables launched agents do not inherit (list; env: a,b)"),
 }
 
 WEBHOOK_KEYS: dict[str, Key] = {
@@ -332,6 +346,8 @@ def shown(settings: Settings) -> dict[str, Any]:
             return format_duration(value)
         if isinstance(value, MetricsAddress):
             return str(value)
+        if isinstance(value, tuple):
+            return list(value)
         return "off" if key == "metrics_addr" and value is None else value
 
     entries = {key: {"value": value_of(key), "source": settings.sources[key]} for key in KEYS}

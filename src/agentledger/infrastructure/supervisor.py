@@ -18,7 +18,7 @@ Life of a supervisor:
 5. the moment the process ends, a thread spools its exit status (even while the
    main loop is stuck in a write to a locked store); the main loop (pidfd) then
    reaps it and appends ``FuseCancelled`` + ``Stopped`` with the exit code or signal (reason ``timeout`` after step 4); a non-zero exit
-   nobody asked for gets the first error-looking line of its output as the stop's note;
+   nobody asked for gets the agent's final error message (``failure_note``) as the stop's note;
 6. with ``--on-stop``: claim and run the on-stop command, record its outcome
    (``application/stop_hooks.py``), then exit.
 """
@@ -44,6 +44,7 @@ from agentledger.domain.exits import ObservedExit, reason_for_exit
 from agentledger.domain.policy import DEFAULT_TERMINATION_GRACE
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, SessionStatus, StopCause, StopReason
+from agentledger.infrastructure.agent_env import agent_environment
 from agentledger.infrastructure.config import home_dir
 from agentledger.infrastructure.host import actor, boot_id, host_name
 from agentledger.infrastructure.processes import ExitWatcher, identity_of, signal_group, signal_name
@@ -79,7 +80,9 @@ class LaunchSpec:
     stdin_path: str | None = None  # fed to the process's stdin (an agent's prompt file); None: /dev/null
     native_session_id: str | None = None  # the agent's own session id, when the launch chose it (or resumes it)
     resumed_from: str | None = None  # the session (hex id) whose agent conversation this one continues
-    env: dict[str, str] = field(default_factory=dict)  # added to the environment the process inherits
+    #: The process's whole environment (``infrastructure/agent_env.py``: the user's, without agentledger's
+    #: secrets); None: the supervisor's own, which holds the store URL it was given.
+    env: dict[str, str] | None = None
 
     @property
     def heartbeat_interval(self) -> float:
@@ -140,12 +143,14 @@ class Supervisor:
     def _spawn(self) -> subprocess.Popen[bytes] | None:
         spec = self.spec
         # PWD too: agents (opencode) take their project directory from it, and the inherited one is the CLI's.
-        env = dict(os.environ, **spec.env, AGENTLEDGER_SESSION_ID=spec.session_id, PWD=spec.cwd)
+        base = agent_environment(os.environ) if spec.env is None else spec.env
+        env = dict(base, AGENTLEDGER_SESSION_ID=spec.session_id, PWD=spec.cwd)
         fd = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         stdin_fd: int | None = None
         try:
             if spec.stdin_path is not None:
                 stdin_fd = os.open(spec.stdin_path, os.O_RDONLY)
+            spawned_at = time.time()  # this run's start on the agent's own clock: older native records are not ours
             process = subprocess.Popen(
                 spec.argv,
                 cwd=spec.cwd,
@@ -181,7 +186,7 @@ class Supervisor:
             self.report({"ok": False, "error": f"could not record the launch: {error}", "kind": "store"})
             raise
         self.report({"ok": True, "session_id": spec.session_id, "pid": process.pid})
-        self.observer = _observer_for(spec, process.pid, identity.start_time)
+        self.observer = _observer_for(spec, process.pid, identity.start_time, spawned_at)
         return process
 
     def _record_spawn_failure(self, error: OSError) -> None:
@@ -246,7 +251,7 @@ class Supervisor:
         except LedgerError as error:  # the next beat will try again
             log.warning("heartbeat not recorded: %s", error)
 
-    def _observe(self) -> bool:
+    def _observe(self, *, final: bool = False) -> bool:
         """Record what the agent's own storage shows, if anything changed; True if that was the beat too.
 
         Fresh native activity is evidence of life, so an ``AgentObserved`` with
@@ -255,7 +260,7 @@ class Supervisor:
         """
         if self.observer is None:
             return False
-        observation = self.observer.poll()
+        observation = self.observer.poll(final=final)
         if not observation.facts and not observation.fresh_activity:
             return False
 
@@ -313,7 +318,7 @@ class Supervisor:
         spool = Spool(home_dir())
         sid = self.session_id.hex
         if self.observer is not None:  # the last facts (final tokens, cost) before the stop closes the log
-            self._observe()
+            self._observe(final=True)
         deadline = time.monotonic() + RECORD_STOP_PATIENCE
         while True:
             try:
@@ -364,7 +369,7 @@ class Supervisor:
             return summary
 
     def _exit_summary(self, observed: ObservedExit) -> str | None:
-        """For a non-zero exit code: the first error-looking line of the output (a login failure, say)."""
+        """For a non-zero exit code: the final error message of the output (a login failure, say)."""
         if not observed.exit_code:
             return None
         from agentledger.adapters.registry import for_session
@@ -392,7 +397,7 @@ def record_observed_exit(session: Session, observed: ObservedExit, *, pid: int |
                          also: dict[str, Any] | None = None, summary: str | None = None) -> None:
     """The ``Stopped`` for an exit a supervisor saw with ``waitpid``, with what the session looked like.
 
-    ``summary`` (the first error line of a failed run's output) is the note,
+    ``summary`` (the final error message of a failed run's output) is the note,
     unless a stop request gave one; it is kept in the evidence either way.
     """
     now = utc_now()
@@ -426,17 +431,20 @@ def _observed(returncode: int) -> ObservedExit:
     return ObservedExit(returncode, signal_name(-returncode) if returncode < 0 else None)
 
 
-def _observer_for(spec: LaunchSpec, pid: int, start_time: float | None) -> Any:
+def _observer_for(spec: LaunchSpec, pid: int, start_time: float | None, spawned_at: float) -> Any:
     """An observer of the agent's native storage, or None for an adapter that has none (``command``)."""
     from agentledger.adapters.command import CommandAdapter
     from agentledger.adapters.observer import Observer
     from agentledger.adapters.registry import for_session
+    from agentledger.domain.vocabulary import NativeIdSource
 
     adapter = for_session(spec.adapter)
     if isinstance(adapter, CommandAdapter):
         return None
-    return Observer(adapter, cwd=spec.cwd, started_at=start_time or time.time(), pid=pid,
-                    hint=spec.native_session_id, output_path=spec.log_path)
+    return Observer(adapter, cwd=spec.cwd, started_at=start_time or spawned_at, pid=pid,
+                    hint=spec.native_session_id,
+                    hint_source=NativeIdSource.RESUMED if spec.resumed_from else NativeIdSource.PINNED,
+                    output_path=spec.log_path, argv=spec.argv, run_started_at=spawned_at)
 
 
 def _spawn_error_text(binary: str, error: OSError) -> str:

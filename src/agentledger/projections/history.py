@@ -120,10 +120,14 @@ def _agent_facts(f: dict[str, Any]) -> str:
     """The facts that changed, briefly; and whether the agent's activity counted as a heartbeat."""
     parts = [f"{label} {f[key]}" for key, label in (("native_session_id", "session"), ("model", "model"),
                                                    ("title", "title")) if f.get(key) is not None]
+    if f.get("native_id_source") and f.get("native_session_id"):
+        parts[0] += f" ({f['native_id_source']})"
     if f.get("tokens_in") is not None or f.get("tokens_out") is not None:
         parts.append(f"tokens {f.get('tokens_in') or 0}/{f.get('tokens_out') or 0}")
     if f.get("cost") is not None:
         parts.append(f"cost ${f['cost']:.4f}")
+    if f.get("conversation_tokens_in") is not None or f.get("conversation_tokens_out") is not None:
+        parts.append(f"conversation {f.get('conversation_tokens_in') or 0}/{f.get('conversation_tokens_out') or 0}")
     if f.get("heartbeat"):
         extended = f", fuse to {format_clock(f['fuse_expires_at'])}" if f.get("fuse_expires_at") else ""
         parts.append(f"activity (heartbeat{extended})")

@@ -108,6 +108,16 @@ def tracked_processes(db: sqlite3.Connection, host: str) -> list[sqlite3.Row]:
     ).fetchall()
 
 
+def agent_sessions_on_host(db: sqlite3.Connection, host: str) -> list[sqlite3.Row]:
+    """The sessions not stopped on ``host`` that run an agent (any adapter but ``command``), with a PID."""
+    return db.execute(
+        "SELECT id, adapter, argv, cwd, log_path, pid, pid_start_time, boot_time, host, boot_id, started_at,"
+        " supervisor_pid, native_session_id, native_id_source FROM sessions"
+        " WHERE host = ? AND status != ? AND adapter != 'command' AND pid IS NOT NULL",
+        (host, SessionStatus.STOPPED.value),
+    ).fetchall()
+
+
 def resumed_by(db: sqlite3.Connection, session_id: str) -> list[str]:
     """The sessions that continue ``session_id``'s agent conversation (``agentledger resume``), oldest first."""
     rows = db.execute("SELECT id FROM sessions WHERE resumed_from = ? ORDER BY started_at", (session_id,))
@@ -243,11 +253,17 @@ def session_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
         "stop_note": row["stop_note"],
         "agent": {
             "native_session_id": row["native_session_id"],
+            "native_id_source": row["native_id_source"],
             "model": row["agent_model"],
             "title": row["agent_title"],
-            "tokens_in": row["tokens_in"],
+            "tokens_in": row["tokens_in"],  # this run's
             "tokens_out": row["tokens_out"],
             "cost": row["cost"],
+            "conversation": {  # the agent's conversation so far, earlier (resumed) runs included
+                "tokens_in": row["conversation_tokens_in"],
+                "tokens_out": row["conversation_tokens_out"],
+                "cost": row["conversation_cost"],
+            },
             "last_activity_at": iso(row["last_activity_at"]),
         },
         "fuse": {

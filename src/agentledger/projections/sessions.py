@@ -288,8 +288,11 @@ class SessionsProjection:
 
 _HEARTBEAT = Session.Heartbeat
 #: AgentObserved field -> sessions column (``model`` is taken by the model asked for at launch).
-_AGENT_COLUMNS = (("native_session_id", "native_session_id"), ("model", "agent_model"), ("title", "agent_title"),
-                  ("tokens_in", "tokens_in"), ("tokens_out", "tokens_out"), ("cost", "cost"))
+_AGENT_COLUMNS = (("native_session_id", "native_session_id"), ("native_id_source", "native_id_source"),
+                  ("model", "agent_model"), ("title", "agent_title"),
+                  ("tokens_in", "tokens_in"), ("tokens_out", "tokens_out"), ("cost", "cost"),
+                  ("conversation_tokens_in", "conversation_tokens_in"),
+                  ("conversation_tokens_out", "conversation_tokens_out"), ("conversation_cost", "conversation_cost"))
 SessionsProjection._handlers.update({  # noqa: SLF001
     Session.Launched: SessionsProjection._launched,  # noqa: SLF001
     Session.FuseSet: SessionsProjection._fuse_set,  # noqa: SLF001

@@ -1,0 +1,95 @@
+"""Keeping agent facts current for the sessions no supervisor watches: adopted ones, and orphans.
+
+A launched session's supervisor reads its agent's native storage every
+heartbeat interval and once more after the exit. An adopted session has no
+supervisor, and a session whose supervisor died has none any more: without
+this, their facts would stay as they were when they were last read (an
+adopted agent's title "New session…" and 0 tokens, after it finished).
+So whoever reconciles them watches them too: the daemon calls
+:meth:`AgentWatch.observe` just before each pass (``agentledger reconcile``
+once), and a session's last facts are recorded before the pass that stops it.
+
+Facts recorded here are never a heartbeat (``heartbeat=False``): nobody
+promised to watch these sessions, so activity in their storage must not
+extend a fuse or keep the reconciler away; only the PID decides.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+from agentledger.application.clock import utc_now
+from agentledger.application.errors import LedgerError
+from agentledger.domain.errors import SessionAlreadyStopped
+from agentledger.domain.liveness import ProcessIdentity
+
+log = logging.getLogger("agentledger.watching")
+
+
+class AgentWatch:
+    """One observer per unwatched agent session of this host, kept between passes (they hold read cursors)."""
+
+    def __init__(self, store: Any, host: str) -> None:
+        self.store = store
+        self.host = host
+        self.observers: dict[str, Any] = {}
+
+    def observe(self) -> int:
+        """Read each unwatched agent session's native storage; append what changed. How many were recorded."""
+        from agentledger.infrastructure import processes
+        from agentledger.projections.catchup import catch_up
+        from agentledger.projections.queries import agent_sessions_on_host
+
+        catch_up(self.store)
+        recorded = 0
+        watched = set()
+        for row in agent_sessions_on_host(self.store.db, self.host):
+            if processes.supervisor_alive(row["supervisor_pid"], row["id"]):
+                continue  # its supervisor reads the facts itself
+            observer = self.observers.get(row["id"]) or self._observer(row)
+            if observer is None:
+                continue
+            watched.add(row["id"])
+            self.observers[row["id"]] = observer
+            ended = processes.probe(_identity(row)).dead
+            observation = observer.poll(final=ended)
+            if observation.facts and self._record(row["id"], observer.adapter.name, observation.facts):
+                recorded += 1
+        for gone in set(self.observers) - watched:
+            del self.observers[gone]
+        return recorded
+
+    def _observer(self, row: Any) -> Any:
+        import orjson
+
+        from agentledger.adapters import registry
+        from agentledger.adapters.observer import Observer
+        from agentledger.domain.vocabulary import NativeIdSource
+
+        adapter = registry.for_session(row["adapter"])
+        if adapter.binary is None or row["pid"] is None:
+            return None
+        source = row["native_id_source"] or NativeIdSource.STORAGE.value
+        started = row["pid_start_time"] or row["started_at"]
+        return Observer(adapter, cwd=row["cwd"], started_at=started, pid=row["pid"],
+                        hint=row["native_session_id"], hint_source=NativeIdSource(source),
+                        output_path=row["log_path"], argv=orjson.loads(row["argv"]), run_started_at=started)
+
+    def _record(self, session_id: str, adapter: str, facts: dict[str, Any]) -> bool:
+        def observe(session: Any) -> bool:
+            return session.observe_agent(facts=facts, heartbeat=False, source=f"daemon:{adapter}", now=utc_now())
+
+        try:
+            return bool(self.store.ledger.change(UUID(session_id), observe))
+        except SessionAlreadyStopped:
+            return False
+        except LedgerError as error:  # the next pass reads again
+            log.warning("agent facts of %s not recorded: %s", session_id[:12], error)
+            return False
+
+
+def _identity(row: Any) -> ProcessIdentity:
+    return ProcessIdentity(pid=row["pid"], start_time=row["pid_start_time"], boot_time=row["boot_time"],
+                           host=row["host"], boot_id=row["boot_id"])
