@@ -121,9 +121,14 @@ class Adapter(ABC):
         """A command continuing the native session, the new message to be given on its stdin."""
         raise NotImplementedError(f"the {self.name} adapter cannot resume a session")
 
-    def exit_summary(self, output_path: str | None) -> str | None:
-        """One line saying why the agent failed, from its captured output (see :func:`failure_note`)."""
-        return failure_note(output_path) if output_path else None
+    def exit_summary(self, output_path: str | None, exit_code: int | None) -> str | None:
+        """One line saying why the agent failed, from its captured output (see :func:`failure_note`).
+
+        Asked for every exit: an agent whose stream reports a failed answer
+        while it exits 0 (pi in json mode) says so here; by default only a
+        non-zero exit code has a note.
+        """
+        return failure_note(output_path) if output_path and exit_code else None
 
     # -- shared ----------------------------------------------------------------
 
@@ -287,9 +292,12 @@ def failure_note(path: str | None) -> str | None:
         elif kind == "text" and _ERRORISH.search(text):
             errorish.append(text)
     chosen = next((found[-1] for found in (finals, reports, errorish) if found), last)
-    if chosen is None:
-        return None
-    return chosen if len(chosen) <= SUMMARY_WIDTH else chosen[: SUMMARY_WIDTH - 1] + "…"
+    return None if chosen is None else clip(chosen)
+
+
+def clip(text: str) -> str:
+    """A note at most ``SUMMARY_WIDTH`` characters long."""
+    return text if len(text) <= SUMMARY_WIDTH else text[: SUMMARY_WIDTH - 1] + "…"
 
 
 def _readable(line: str) -> tuple[str, str]:

@@ -7,11 +7,12 @@ from agentledger.adapters.claude_code import ClaudeCodeAdapter
 from agentledger.adapters.codex import CodexAdapter
 from agentledger.adapters.command import CommandAdapter
 from agentledger.adapters.opencode import OpencodeAdapter
+from agentledger.adapters.pi import PiAdapter
 
 DEFAULT = "command"
 
 _ADAPTERS: dict[str, Adapter] = {a.name: a for a in (
-    CommandAdapter(), OpencodeAdapter(), ClaudeCodeAdapter(), CodexAdapter(),
+    CommandAdapter(), OpencodeAdapter(), ClaudeCodeAdapter(), CodexAdapter(), PiAdapter(),
 )}
 
 

@@ -369,13 +369,11 @@ class Supervisor:
             return summary
 
     def _exit_summary(self, observed: ObservedExit) -> str | None:
-        """For a non-zero exit code: the final error message of the output (a login failure, say)."""
-        if not observed.exit_code:
-            return None
+        """The agent's final error message from its output (a login failure, say), for a failed run."""
         from agentledger.adapters.registry import for_session
 
         try:
-            return for_session(self.spec.adapter).exit_summary(self.spec.log_path)
+            return for_session(self.spec.adapter).exit_summary(self.spec.log_path, observed.exit_code)
         except Exception as error:  # the stop matters; its summary is a courtesy
             log.warning("no exit summary: %s", error)
             return None
