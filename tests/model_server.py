@@ -198,6 +198,8 @@ class _Handler(BaseHTTPRequestHandler):
         entry = {"method": "POST", "path": path, "protocol": protocol, "model": body.get("model"), "stream": stream,
                  "status": reply.status, "delay": reply.delay, "user": user[-2000:], "reply": reply.text,
                  "tools": len(body.get("tools") or []),
+                 # Where Codex names its thread (it sends no session header): the Responses API's cache key.
+                 "prompt_cache_key": body.get("prompt_cache_key"),
                  "usage": {"input": INPUT_TOKENS, "output": OUTPUT_TOKENS} if reply.status == 200 else None}
         if reply.delay:
             time.sleep(reply.delay)

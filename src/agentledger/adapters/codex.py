@@ -1,7 +1,13 @@
 """Codex CLI: ``codex exec``, and its rollout files under ``~/.codex/sessions``.
 
-Launch: ``codex exec --json -C CWD [--model M] -`` with the prompt on stdin
-(a prompt of ``-`` tells ``exec`` to read it from stdin).
+Launch: ``codex exec --json --skip-git-repo-check -C CWD [--model M] -`` with
+the prompt on stdin (a prompt of ``-`` tells ``exec`` to read it from stdin;
+without ``--skip-git-repo-check`` it refuses any directory outside a git
+repository). ``--json``'s first line is ``{"type": "thread.started",
+"thread_id"}``: the native id (the rollout's). Resume: ``codex exec --json
+--skip-git-repo-check resume ID -`` in the session's directory; it appends to
+the same rollout and keeps the id. (By ``--last`` or by name, a thread that
+does not match the directory silently becomes a new one: never used.)
 
 Storage (``$CODEX_HOME``, default ``~/.codex``):
 ``sessions/YYYY/MM/DD/rollout-<local time>-<session id>.jsonl``, one
@@ -12,7 +18,11 @@ Storage (``$CODEX_HOME``, default ``~/.codex``):
 - ``turn_context``: ``payload.model``;
 - ``event_msg`` with ``payload.type == "token_count"``: ``payload.info.total_token_usage.
   {input_tokens, cached_input_tokens, output_tokens, reasoning_output_tokens}``,
-  running totals for the session (``info`` is null before the first answer).
+  running totals for the thread, earlier (resumed) runs included (``info``
+  is null before the first answer).
+
+A thread has a name only when a person renames it (``session_index.jsonl``:
+``{id, thread_name}``); ``codex exec`` sets none.
 
 ``recent_messages`` reads the rollout's last 2 MB: ``response_item`` lines
 with ``payload.type == "message"`` and ``role`` user or assistant (text of
@@ -22,7 +32,7 @@ out), and ``function_call``/``custom_tool_call``/``local_shell_call`` items as
 ``[tool: NAME]``. Rollouts without response items (older releases) are read
 from ``event_msg`` ``user_message``/``agent_message`` (``payload.message``).
 
-Codex records no cost and no title.
+Codex records no cost.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +55,10 @@ from agentledger.adapters.base import (
     NativeRef,
     env_dir,
     first_line,
+    has_flag,
     home,
     iso_epoch,
+    said_in_output,
     whole,
 )
 from agentledger.adapters.tail import read_new_lines, read_tail
@@ -65,13 +78,23 @@ class CodexAdapter(Adapter):
     observes = "~/.codex/sessions/YYYY/MM/DD/rollout-*.jsonl: session id, model, tokens, last activity"
 
     def build_launch(self, request: LaunchRequest) -> LaunchPlan:
-        argv = [self.agent_argv0(), "exec", "--json", "-C", request.cwd]
+        # --skip-git-repo-check: without it, codex exec refuses any directory outside a git repository.
+        argv = [self.agent_argv0(), "exec", "--json", "--skip-git-repo-check", "-C", request.cwd]
         if request.model:
             argv += ["--model", request.model]
         return LaunchPlan(argv=[*argv, "-"], stdin_path=request.prompt_path)
 
     def resume_argv(self, native_session_id: str) -> list[str]:
-        return [self.agent_argv0(), "exec", "--json", "resume", native_session_id, "-"]
+        """By id (``--last`` or a name would start a new thread when none matches); in the session's cwd."""
+        return [self.agent_argv0(), "exec", "--json", "--skip-git-repo-check", "resume", native_session_id, "-"]
+
+    def streams_native_id(self, argv: Sequence[str]) -> bool:
+        return has_flag(argv, "--json")
+
+    def native_id_from_output(self, output_path: str) -> str | None:
+        """``--json``'s first line, ``{"type": "thread.started", "thread_id"}`` (the rollout's id)."""
+        return said_in_output(output_path,
+                              lambda r: r.get("thread_id") if r.get("type") == "thread.started" else None)
 
     def find_native_session(self, cwd: str, started_at: float, pid: int | None,
                             hint: str | None = None) -> NativeRef | None:
@@ -140,8 +163,13 @@ class CodexAdapter(Adapter):
         return messages[-limit:] if limit > 0 else []
 
     def read_facts(self, ref: NativeRef, cursor: Cursor) -> tuple[Facts, Cursor]:
+        """Token counts are the thread's running totals (``total_token_usage``): the conversation's as they
+        stand, and this run's as they stand minus the last total before the run began (``ref.run_since``)."""
         state: dict[str, Any] = dict(cursor)
         result = read_new_lines(ref.path, state.get("tail"))
+        if result.reset:
+            state.update(total=None, base=None)
+        since = ref.run_since
         for record in result.records:
             if not isinstance(record, dict):
                 continue
@@ -159,14 +187,35 @@ class CodexAdapter(Adapter):
             elif kind == "event_msg" and payload.get("type") == "token_count":
                 total = (payload.get("info") or {}).get("total_token_usage")
                 if isinstance(total, dict):
-                    state["tokens_in"] = whole(total.get("input_tokens"))
-                    state["tokens_out"] = whole(total.get("output_tokens"))
+                    figures = [whole(total.get("input_tokens")), whole(total.get("output_tokens"))]
+                    state["total"] = figures
+                    if since is not None and at is not None and at < since:
+                        state["base"] = figures  # the conversation before this run
         state["tail"] = result.cursor
         facts: Facts = {"native_session_id": state.get("native_session_id") or ref.native_session_id}
-        for key in ("model", "tokens_in", "tokens_out", "last_activity_at"):
+        for key in ("model", "last_activity_at"):
             if state.get(key) is not None:
                 facts[key] = state[key]
+        title = _thread_name(facts["native_session_id"])
+        if title:
+            facts["title"] = title
+        if state.get("total") is not None:
+            total, base = state["total"], state.get("base") or [0, 0]
+            facts["conversation_tokens_in"], facts["conversation_tokens_out"] = total
+            facts["tokens_in"], facts["tokens_out"] = total[0] - base[0], total[1] - base[1]
         return facts, state
+
+
+def _thread_name(session_id: str) -> str | None:
+    """The name a person gave the thread (``session_index.jsonl``, written on a rename); codex exec sets none."""
+    path = env_dir("CODEX_HOME", home() / ".codex") / "session_index.jsonl"
+    if not path.exists():
+        return None
+    name = None
+    for record in read_tail(str(path), 256 * 1024):
+        if isinstance(record, dict) and record.get("id") == session_id and isinstance(record.get("thread_name"), str):
+            name = record["thread_name"].strip() or None
+    return name
 
 
 def _content_text(content: Any) -> str:

@@ -95,6 +95,8 @@ class Observer:
 
     def _identify(self, final: bool) -> None:
         """Settle the native id, best source first (module docstring), then find where it is stored."""
+        if self.native_id is None and self.hint and self.hint_source is not NativeIdSource.RESUMED:
+            self._settle(self.hint, self.hint_source)  # pinned, or found by whoever watched before: it stands
         if self.stream_expected and not self.stream_read and self.source in (None, NativeIdSource.RESUMED):
             said = self.adapter.native_id_from_output(self.output_path) if self.output_path else None
             if said is not None:

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +48,11 @@ from agentledger.adapters.base import (
     NativeMessage,
     NativeRef,
     env_dir,
+    has_flag,
     home,
     iso_epoch,
     read_json,
+    said_in_output,
     whole,
 )
 
@@ -64,13 +68,34 @@ def storage_dir() -> Path:
     return data_dir() / "storage"
 
 
-def database() -> Path:
-    """opencode 1.x's database; when it exists, the legacy tree is not looked at."""
-    return data_dir() / "opencode.db"
+def databases() -> list[Path]:
+    """opencode 1.x's databases that exist, where opencode itself would open one (its ``Database.path()``).
+
+    ``OPENCODE_DB`` names it (``:memory:``: none on disk; a relative name is
+    under the data directory). Otherwise releases of the ``latest``, ``beta``
+    and ``prod`` channels (npm's) use ``opencode.db`` and other channels
+    ``opencode-<channel>.db``, unless ``OPENCODE_DISABLE_CHANNEL_DB`` is set.
+    The channel is compiled into the binary, so every channel's file is
+    looked at: a session id is found in whichever holds it.
+    """
+    named = os.environ.get("OPENCODE_DB")
+    if named:
+        if named == ":memory:":
+            return []
+        path = Path(named) if os.path.isabs(named) else data_dir() / named
+        return [path] if path.is_file() else []
+    candidates = [data_dir() / "opencode.db"]
+    if os.environ.get("OPENCODE_DISABLE_CHANNEL_DB") not in ("1", "true"):
+        candidates += sorted(data_dir().glob("opencode-*.db"))
+    return [path for path in candidates if path.is_file()]
 
 
 def _in_database(ref: NativeRef) -> bool:
-    return Path(ref.path).name == "opencode.db"
+    return Path(ref.path).suffix == ".db"
+
+
+#: The title opencode gives a session until its title call answers: a placeholder, not a title.
+_PLACEHOLDER_TITLE = re.compile(r"^(New session|Child session) - \d{4}-\d\d-\d\dT")
 
 
 class OpencodeAdapter(Adapter):
@@ -88,17 +113,27 @@ class OpencodeAdapter(Adapter):
     def resume_argv(self, native_session_id: str) -> list[str]:
         return [self.agent_argv0(), "run", "--session", native_session_id, "--format", "json"]
 
+    def streams_native_id(self, argv: Sequence[str]) -> bool:
+        return has_flag(argv, "--format", "json")
+
+    def native_id_from_output(self, output_path: str) -> str | None:
+        """``--format json``: every line (the first is ``step_start``, or ``error``) carries ``sessionID``."""
+        return said_in_output(output_path, lambda r: r.get("sessionID"))
+
     def find_native_session(self, cwd: str, started_at: float, pid: int | None,
                             hint: str | None = None) -> NativeRef | None:
-        """The first top-level session in ``cwd`` created since the process started (or the hinted one)."""
-        db = database()
-        if db.exists():
+        """The hinted session, or the first top-level session in ``cwd`` created since the process started."""
+        dbs = databases()
+        for db in dbs:
             try:
                 found = opencode_db.find_session(db, cwd, started_at - START_SLACK, hint)
             except sqlite3.Error as error:  # busy or another schema: try again at the next poll
                 log.info("opencode adapter: %s: %s", db, error)
-                return None
-            return None if found is None else NativeRef(native_session_id=found, path=str(db))
+                continue
+            if found is not None:
+                return NativeRef(native_session_id=found, path=str(db))
+        if dbs:
+            return None  # opencode 1.x: the legacy tree is not looked at
         best: tuple[float, str, str] | None = None
         try:
             projects = list(os.scandir(storage_dir() / "session"))
@@ -134,7 +169,10 @@ class OpencodeAdapter(Adapter):
     def read_facts(self, ref: NativeRef, cursor: Cursor) -> tuple[Facts, Cursor]:
         if _in_database(ref):  # the session row keeps the totals: nothing to remember between passes
             try:
-                return opencode_db.session_facts(ref.path, ref.native_session_id), cursor
+                facts = opencode_db.session_facts(ref.path, ref.native_session_id, ref.run_since)
+                if _PLACEHOLDER_TITLE.match(facts.get("title") or ""):
+                    del facts["title"]
+                return facts, cursor
             except sqlite3.Error as error:
                 log.info("opencode adapter: no facts this pass: %s: %s", ref.path, error)
                 return {}, cursor
@@ -184,14 +222,13 @@ class OpencodeAdapter(Adapter):
                 continue  # half-written: read again next pass
             messages[entry.name] = [mtime, *_message_facts(message)]
         cursor["messages"] = messages
-        tokens_in = tokens_out = 0
-        cost = 0.0
+        conversation, run = [0, 0, 0.0], [0, 0, 0.0]  # tokens in, out, cost
         newest: list[Any] | None = None
         for values in messages.values():
             _, t_in, t_out, c, _, at, _ = values
-            tokens_in += t_in
-            tokens_out += t_out
-            cost += c
+            conversation = [conversation[0] + t_in, conversation[1] + t_out, conversation[2] + c]
+            if ref.run_since is None or (at is not None and at >= ref.run_since):
+                run = [run[0] + t_in, run[1] + t_out, run[2] + c]
             if at is not None:
                 activity.append(at)
             if newest is None or (at or 0) >= (newest[5] or 0):
@@ -204,7 +241,9 @@ class OpencodeAdapter(Adapter):
             except OSError:
                 pass
         if messages:
-            facts.update(tokens_in=tokens_in, tokens_out=tokens_out, cost=round(cost, 6))
+            facts.update(tokens_in=run[0], tokens_out=run[1], cost=round(run[2], 6),
+                         conversation_tokens_in=conversation[0], conversation_tokens_out=conversation[1],
+                         conversation_cost=round(conversation[2], 6))
         if cursor.get("title"):
             facts["title"] = cursor["title"]
         if cursor.get("session_updated"):

@@ -54,8 +54,23 @@ def find_session(path: Path | str, cwd: str, since: float, hint: str | None) -> 
     return None if row is None else str(row[0])
 
 
-def session_facts(path: Path | str, session_id: str) -> Facts:
-    """Title, model, tokens, cost and last activity from one query on the session row (and its newest rows)."""
+#: This run's figures: the session's assistant messages created since the run began (``?`` epoch ms).
+_RUN_FIGURES = (
+    "SELECT count(*), sum(json_extract(data, '$.tokens.input')), sum(json_extract(data, '$.tokens.cache.read')),"
+    " sum(json_extract(data, '$.tokens.cache.write')), sum(json_extract(data, '$.tokens.output')),"
+    " sum(json_extract(data, '$.tokens.reasoning')), sum(json_extract(data, '$.cost'))"
+    " FROM message WHERE session_id = ? AND time_created >= ? AND json_extract(data, '$.role') = 'assistant'"
+)
+
+
+def session_facts(path: Path | str, session_id: str, run_since: float | None = None) -> Facts:
+    """Title, model, tokens, cost and last activity from the session row (and its newest rows).
+
+    The row keeps the conversation's running totals (``conversation_*``);
+    this run's are summed over the assistant messages created since
+    ``run_since`` (all of them without it).
+    """
+    since = 0 if run_since is None else int(run_since * 1000)
     with closing(connect(path)) as db:
         row = db.execute(
             "SELECT title, model, tokens_input, tokens_output, tokens_reasoning, tokens_cache_read, "
@@ -63,16 +78,21 @@ def session_facts(path: Path | str, session_id: str) -> Facts:
             "(SELECT max(time_updated) FROM message WHERE session_id = s.id), "
             "(SELECT max(time_updated) FROM part WHERE session_id = s.id) "
             "FROM session AS s WHERE id = ?", (session_id,)).fetchone()
+        run = db.execute(_RUN_FIGURES, (session_id, since)).fetchone() if row is not None else None
     if row is None:
         return {}
     title, model, t_in, t_out, t_reasoning, cache_read, cache_write, cost, *times = row
+    count, r_in, r_read, r_write, r_out, r_reasoning, r_cost = run
     facts: Facts = {
         "native_session_id": session_id,
         "title": title or None,
         "model": _model_name(model),
-        "tokens_in": whole(t_in) + whole(cache_read) + whole(cache_write),
-        "tokens_out": whole(t_out) + whole(t_reasoning),
-        "cost": round(float(cost), 6) if isinstance(cost, (int, float)) else None,
+        "conversation_tokens_in": whole(t_in) + whole(cache_read) + whole(cache_write),
+        "conversation_tokens_out": whole(t_out) + whole(t_reasoning),
+        "conversation_cost": round(float(cost), 6) if isinstance(cost, (int, float)) else None,
+        "tokens_in": whole(r_in) + whole(r_read) + whole(r_write),
+        "tokens_out": whole(r_out) + whole(r_reasoning),
+        "cost": round(float(r_cost or 0), 6) if count else 0.0,
     }
     times = [t for t in times if isinstance(t, (int, float))]
     if times:

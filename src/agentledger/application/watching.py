@@ -79,7 +79,7 @@ class AgentWatch:
 
     def _record(self, session_id: str, adapter: str, facts: dict[str, Any]) -> bool:
         def observe(session: Any) -> bool:
-            return session.observe_agent(facts=facts, heartbeat=False, source=f"daemon:{adapter}", now=utc_now())
+            return session.observe_agent(facts=facts, heartbeat=False, source=f"reconciler:adapter:{adapter}", now=utc_now())
 
         try:
             return bool(self.store.ledger.change(UUID(session_id), observe))
