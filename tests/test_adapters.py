@@ -139,8 +139,10 @@ def test_opencode_runs_with_the_prompt_on_stdin_and_its_facts_are_recorded(cli, 
     assert status["stop_reason"] == "exited" and status["exit_code"] == 0 and status["stop_note"] is None
     assert status["adapter"] == "opencode" and status["group"] == "batch-1"
     assert status["agent"] == {
-        "native_session_id": "ses_fake0001", "model": "anthropic/claude-sonnet-4", "title": "Fix the flaky test",
-        "tokens_in": 1300, "tokens_out": 350, "cost": 0.0123, "last_activity_at": status["agent"]["last_activity_at"],
+        "native_session_id": "ses_fake0001", "native_id_source": "stream", "model": "anthropic/claude-sonnet-4",
+        "title": "Fix the flaky test", "tokens_in": 1300, "tokens_out": 350, "cost": 0.0123,
+        "conversation": {"tokens_in": 1300, "tokens_out": 350, "cost": 0.0123},
+        "last_activity_at": status["agent"]["last_activity_at"],
     }
     assert status["agent"]["last_activity_at"] is not None
     text = cli("status", sid).stdout
@@ -172,7 +174,7 @@ def test_codex_gets_a_one_megabyte_prompt_on_stdin(cli, agents, tmp_path):
     sid = cli("launch", "codex", "--prompt-file", str(big), "--cwd", str(tmp_path), *FAST).stdout.strip()
     status = stopped(cli, sid)
     argv, stdin = recorded(agents, "codex")
-    assert argv[1:] == ["exec", "--json", "-C", str(tmp_path), "-"]
+    assert argv[1:] == ["exec", "--json", "--skip-git-repo-check", "-C", str(tmp_path), "-"]
     assert stdin == prompt.encode()
     assert sum(len(a) for a in argv) < 1000
     agent = status["agent"]
@@ -276,7 +278,7 @@ def test_adapters_lists_each_agent_and_whether_it_is_on_path(cli, agents, tmp_pa
     (tmp_path / "bin" / "codex").unlink()
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # only the stand-ins, whatever this machine has installed
     rows = {r["name"]: r for r in cli.json_lines("adapters")}
-    assert list(rows) == ["command", "opencode", "claude-code", "codex"]
+    assert list(rows) == ["command", "opencode", "claude-code", "codex", "pi"]
     assert rows["command"]["default"] and rows["command"]["binary"] is None
     assert rows["opencode"]["found"] and rows["opencode"]["path"] == str(tmp_path / "bin" / "opencode")
     assert rows["claude-code"]["binary"] == "claude" and rows["claude-code"]["found"]
@@ -536,7 +538,9 @@ def opencode_db(data_home: Path, cwd: str, t0_ms: int, *, wal: bool = True) -> P
         ("msg_1", t0_ms + 200, {"role": "user", "time": {"created": t0_ms + 200}},
          [{"type": "text", "text": "Fix the \x1b]0;pwned\x07flaky test\nin tests/"},
           {"type": "text", "text": "<file contents>", "synthetic": True}]),
-        ("msg_2", t0_ms + 300, {"role": "assistant", "modelID": "big-pickle", "providerID": "opencode"},
+        ("msg_2", t0_ms + 300, {"role": "assistant", "modelID": "big-pickle", "providerID": "opencode",
+                                "cost": 0.0123, "tokens": {"input": 1200, "output": 340, "reasoning": 10,
+                                                           "cache": {"read": 100, "write": 5}}},
          [{"type": "reasoning", "text": "hmm"}, {"type": "text", "text": "Running the tests."},
           {"type": "tool", "tool": "bash", "callID": "c1", "state": {"status": "completed"}}]),
         ("msg_3", t0_ms + 400, {"role": "assistant", "error": {"name": "APIError", "data": {
@@ -553,6 +557,8 @@ def opencode_db(data_home: Path, cwd: str, t0_ms: int, *, wal: bool = True) -> P
 
 
 def test_opencode_reads_its_sqlite_store_with_one_read_only_query(tmp_path, monkeypatch):
+    from dataclasses import replace
+
     from agentledger.adapters.opencode import OpencodeAdapter
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
@@ -570,8 +576,13 @@ def test_opencode_reads_its_sqlite_store_with_one_read_only_query(tmp_path, monk
     before = {p.name: p.read_bytes() for p in path.parent.glob("opencode.db*")}
     facts, cursor = adapter.read_facts(ref, {})
     assert facts == {"native_session_id": "ses_ours", "title": "Fix the flaky test", "model": "opencode/big-pickle",
-                     "tokens_in": 1305, "tokens_out": 350, "cost": 0.0123,
+                     "tokens_in": 1305, "tokens_out": 350, "cost": 0.0123,  # this run: its messages' sums
+                     "conversation_tokens_in": 1305, "conversation_tokens_out": 350,  # the row's running totals
+                     "conversation_cost": 0.0123,
                      "last_activity_at": (t0 * 1000 + 1100) / 1000}  # the newest part's time_updated
+    later = adapter.read_facts(replace(ref, run_since=t0 + 0.35), {})[0]  # a resumed run began after msg_2
+    assert (later["tokens_in"], later["tokens_out"], later["cost"]) == (0, 0, 0.0)
+    assert later["conversation_tokens_in"] == 1305
     assert json.loads(json.dumps(cursor)) == cursor
     assert {p.name: p.read_bytes() for p in path.parent.glob("opencode.db*")} == before  # nothing written or made
 

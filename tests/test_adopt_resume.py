@@ -245,7 +245,10 @@ def test_resume_continues_the_claude_conversation_in_a_new_linked_session(cli, a
     assert (status["resumed_from"], status["adapter"], status["cwd"], status["group"]) == (
         first, "claude-code", str(work), "g")
     assert status["agent"]["native_session_id"] == native
-    assert (status["agent"]["tokens_in"], status["agent"]["tokens_out"]) == (200, 20)  # both turns of the conversation
+    agent = status["agent"]
+    assert (agent["tokens_in"], agent["tokens_out"]) == (100, 10)  # this run's turn
+    assert (agent["conversation"]["tokens_in"], agent["conversation"]["tokens_out"]) == (200, 20)  # both turns
+    assert agent["native_id_source"] == "resumed"
     assert status["stop_reason"] == "exited" and status["exit_code"] == 0
     assert f"Resumed from    {first}" in cli("status", second).stdout
 
@@ -257,8 +260,8 @@ def test_resume_continues_the_claude_conversation_in_a_new_linked_session(cli, a
 
 @pytest.mark.sqlite_only
 @pytest.mark.parametrize("agent, binary, resume_argv, tokens", [
-    ("codex", "codex", ["exec", "--json", "resume", "{native}", "-"], (2000, 200)),  # the rollout's running total
-    ("opencode", "opencode", ["run", "--session", "{native}", "--format", "json"], (200, 20)),  # summed messages
+    ("codex", "codex", ["exec", "--json", "--skip-git-repo-check", "resume", "{native}", "-"], (1000, 100)),
+    ("opencode", "opencode", ["run", "--session", "{native}", "--format", "json"], (100, 10)),
 ])
 def test_resume_continues_codex_and_opencode_sessions_in_place(cli, agents, tmp_path, agent, binary, resume_argv,
                                                                tokens):
@@ -273,7 +276,9 @@ def test_resume_continues_codex_and_opencode_sessions_in_place(cli, agents, tmp_
     assert call["argv"][1:] == [arg.format(native=native) for arg in resume_argv]
     assert (call["stdin"], call["cwd"]) == ("two", str(work))
     assert status["resumed_from"] == first and status["agent"]["native_session_id"] == native
-    assert (status["agent"]["tokens_in"], status["agent"]["tokens_out"]) == tokens  # the old turn and the new
+    agent = status["agent"]
+    assert (agent["tokens_in"], agent["tokens_out"]) == tokens  # this run's turn
+    assert (agent["conversation"]["tokens_in"], agent["conversation"]["tokens_out"]) == (2 * tokens[0], 2 * tokens[1])
 
 
 @pytest.mark.sqlite_only

@@ -104,7 +104,7 @@ class Observer:
                 if said != self.native_id:
                     if self.native_id is not None:  # a resume the agent turned into another conversation
                         log.info("%s adapter: the stream says %s, not %s", self.adapter.name, said, self.native_id)
-                    self._settle(said, NativeIdSource.STREAM)
+                    self._settle(said, self.hint_source if said == self.hint else NativeIdSource.STREAM)
         if self.native_id is None and self.hint:
             self._settle(self.hint, self.hint_source)
         if self.native_id is None and (final or not self.stream_expected):
