@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Try agentledger against the real agent CLIs found on PATH (opencode, claude, codex):
+# Try agentledger against the real agent CLIs found on PATH (opencode, claude, codex, pi), with real providers:
 #   1. launch each with a tiny prompt, wait for it to stop, print status, history and logs;
 #   2. resume that session with a second message where the agent's own session was found;
 #   3. start each agent outside agentledger, then discover, adopt --all, kill them and reconcile.
-# Agents not installed are skipped (npm install -g opencode-ai @anthropic-ai/claude-code @openai/codex).
+# Agents not installed are skipped (npm install -g opencode-ai @anthropic-ai/claude-code @openai/codex
+# @mariozechner/pi-coding-agent). tests/test_real_agents.py runs them against a stand-in model server instead.
 # Without network or credentials the agents fail; what matters is that the ledger records that truthfully.
 # Uses a scratch AGENTLEDGER_HOME unless one is set. TIMEOUT (default 90s) bounds each run: an agent
 # waiting for a network that never comes is stopped with reason 'timeout'.
@@ -13,7 +14,6 @@ TIMEOUT=${TIMEOUT:-90s}
 export AGENTLEDGER_HOME=${AGENTLEDGER_HOME:-$(mktemp -d)}
 export AGENTLEDGER_METRICS_ADDR=off
 work=$(mktemp -d)
-git -C "$work" init -q 2>/dev/null || true   # codex exec wants a git repository
 al() { "$PY" -m agentledger "$@"; }
 field() { "$PY" -c "import json,sys; v=json.load(sys.stdin); print(eval('v' + sys.argv[1]) or '')" "$1"; }
 wait_stopped() {
@@ -32,7 +32,7 @@ show() {
 echo "ledger: $AGENTLEDGER_HOME   cwd: $work"
 al adapters
 found=()
-for pair in opencode:opencode claude-code:claude codex:codex; do
+for pair in opencode:opencode claude-code:claude codex:codex pi:pi; do
   agent=${pair%%:*} binary=${pair##*:}
   if ! command -v "$binary" >/dev/null 2>&1; then
     echo "$binary: not on PATH, skipped"
@@ -60,7 +60,8 @@ if [ ${#found[@]} -gt 0 ]; then
     case $binary in
       opencode) setsid bash -c "cd '$work' && exec opencode run 'pong?' </dev/null >/dev/null 2>&1" & ;;
       claude) setsid bash -c "cd '$work' && sleep 3600 | claude --print >/dev/null 2>&1" & ;;
-      codex) setsid bash -c "cd '$work' && exec codex exec 'pong?' </dev/null >/dev/null 2>&1" & ;;
+      codex) setsid bash -c "cd '$work' && exec codex exec --skip-git-repo-check 'pong?' </dev/null >/dev/null 2>&1" & ;;
+      pi) setsid bash -c "cd '$work' && echo 'pong?' | exec pi --mode json >/dev/null 2>&1" & ;;
     esac
     pids+=($!)
   done
