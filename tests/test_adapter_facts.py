@@ -321,3 +321,53 @@ def test_pi_reads_its_session_file(tmp_path, monkeypatch):
     assert [(m.role, m.text) for m in messages] == [
         ("user", "hello"), ("assistant", "first\n[tool: bash]"), ("assistant", "second\n[tool: bash]")]
     assert adapter.resume_argv(sid)[-2:] == ["--session", str(path)]
+
+
+# -- sessions no supervisor watches: whoever reconciles them keeps their facts current ---------------------------
+
+
+def test_an_unwatched_agent_sessions_facts_are_kept_current_by_the_reconcilers_side(store, spawn, tmp_path,
+                                                                                   monkeypatch):
+    """An adopted pi session: its file appears after the adoption and grows; each look records what changed,
+    never as a heartbeat."""
+    from datetime import datetime, timezone
+    from uuid import UUID
+
+    from conftest import record
+
+    from agentledger.application.watching import AgentWatch
+    from agentledger.infrastructure import processes
+    from agentledger.projections.catchup import catch_up
+    from agentledger.projections.queries import get_session
+
+    monkeypatch.setenv("PI_CODING_AGENT_DIR", str(tmp_path / "agent"))
+    monkeypatch.delenv("PI_CODING_AGENT_SESSION_DIR", raising=False)
+    identity = processes.identity_of(spawn("sleep", "600").pid)
+    work = tmp_path / "w"
+    work.mkdir()
+    sid = record(store, identity, fuse_ttl=None, adapter="pi", cwd=str(work), source="adopted")
+    watch = AgentWatch(store, identity.host)
+    assert watch.observe() == 0  # no native session yet: pi writes its file with the first answer
+
+    def at(offset: float) -> str:
+        return datetime.fromtimestamp(identity.start_time + offset, timezone.utc).isoformat().replace("+00:00", "Z")
+
+    def answer(offset: float) -> dict[str, Any]:
+        return {"type": "message", "timestamp": at(offset), "message": {
+            "role": "assistant", "provider": "mock", "model": "m", "content": [{"type": "text", "text": "ok"}],
+            "usage": {"input": 100, "output": 10, "cost": {"total": 0.25}}}}
+
+    folder = tmp_path / "agent" / "sessions" / f"--{str(work).lstrip('/').replace('/', '-')}--"
+    path = lines(folder / "t_s1.jsonl", {"type": "session", "version": 3, "id": "s1", "timestamp": at(0.5),
+                                         "cwd": str(work)}, answer(1.0))
+    assert watch.observe() == 1
+    catch_up(store)
+    row = get_session(store.db, sid.hex)
+    assert (row["native_session_id"], row["native_id_source"], row["tokens_in"], row["cost"]) == (
+        "s1", "storage", 100, 0.25)
+    assert row["heartbeat_count"] == 0  # facts, never a heartbeat: nobody promised to watch it
+    lines(path, answer(2.0))
+    assert watch.observe() == 1 and watch.observe() == 0  # once per change
+    catch_up(store)
+    assert get_session(store.db, sid.hex)["tokens_in"] == 200
+    assert store.ledger.repository.get(UUID(sid.hex)).agent_facts["conversation_tokens_in"] == 200
