@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ from agentledger.adapters.base import (
     said_in_output,
     whole,
 )
-from agentledger.adapters.tail import read_new_lines, read_tail
+from agentledger.adapters.tail import FIRST_READ_LIMIT, read_new_lines, read_tail
 
 #: How many recent message ids the cursor remembers, to count a message streamed over several lines once.
 USAGE_WINDOW = 64
@@ -191,7 +192,12 @@ class ClaudeCodeAdapter(Adapter):
         """
         state: dict[str, Any] = {"usage": {}, "run": [0, 0], "all": [0, 0], "titles": {}, **cursor}
         usage: dict[str, list[int]] = dict(state["usage"])
-        result = read_new_lines(ref.path, state.get("tail"))
+        # Watching a run (``run_since``), the transcript is read from its start, 8 MB a pass, not from its
+        # last 256 KB: this run's first messages and the baseline before a resumed run are often further back
+        # (one short turn writes ~100 KB of context lines). A look at no run in particular reads the end only.
+        whole_file = ref.run_since is not None
+        result = read_new_lines(ref.path, state.get("tail"),
+                                first_read_limit=sys.maxsize if whole_file else FIRST_READ_LIMIT)
         if result.reset:
             usage = {}
             state.update(run=[0, 0], all=[0, 0], base=None, latest=None, in_run=False)

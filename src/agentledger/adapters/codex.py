@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,7 +62,7 @@ from agentledger.adapters.base import (
     said_in_output,
     whole,
 )
-from agentledger.adapters.tail import read_new_lines, read_tail
+from agentledger.adapters.tail import FIRST_READ_LIMIT, read_new_lines, read_tail
 
 #: A content part that is one tagged block (``<environment_context>…</environment_context>``): added by Codex.
 _INJECTED = re.compile(r"^<([A-Za-z_][\w-]*)[\s>].*</\1>$", re.DOTALL)
@@ -166,7 +167,10 @@ class CodexAdapter(Adapter):
         """Token counts are the thread's running totals (``total_token_usage``): the conversation's as they
         stand, and this run's as they stand minus the last total before the run began (``ref.run_since``)."""
         state: dict[str, Any] = dict(cursor)
-        result = read_new_lines(ref.path, state.get("tail"))
+        # Watching a run, from the rollout's start (8 MB a pass): the last total before a resumed run may lie
+        # further back than the 256 KB a look at no run in particular reads.
+        result = read_new_lines(ref.path, state.get("tail"),
+                                first_read_limit=sys.maxsize if ref.run_since is not None else FIRST_READ_LIMIT)
         if result.reset:
             state.update(total=None, base=None)
         since = ref.run_since

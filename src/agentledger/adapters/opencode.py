@@ -94,6 +94,7 @@ def _in_database(ref: NativeRef) -> bool:
     return Path(ref.path).suffix == ".db"
 
 
+_SAFE_ID = re.compile(r"[0-9A-Za-z_-]+")
 #: The title opencode gives a session until its title call answers: a placeholder, not a title.
 _PLACEHOLDER_TITLE = re.compile(r"^(New session|Child session) - \d{4}-\d\d-\d\dT")
 
@@ -134,6 +135,9 @@ class OpencodeAdapter(Adapter):
                 return NativeRef(native_session_id=found, path=str(db))
         if dbs:
             return None  # opencode 1.x: the legacy tree is not looked at
+        if hint:  # a known session, however old (resume): by its file name, in any project
+            named = sorted((storage_dir() / "session").glob(f"*/{hint}.json")) if _SAFE_ID.fullmatch(hint) else []
+            return NativeRef(native_session_id=hint, path=str(named[0])) if named else None
         best: tuple[float, str, str] | None = None
         try:
             projects = list(os.scandir(storage_dir() / "session"))
@@ -153,8 +157,6 @@ class OpencodeAdapter(Adapter):
                     if entry.stat().st_mtime < started_at - START_SLACK:
                         continue  # not touched since we started: an older session
                 except OSError:
-                    continue
-                if hint and entry.name != f"{hint}.json":
                     continue
                 info = read_json(entry.path)
                 if not isinstance(info, dict) or info.get("parentID") or info.get("directory") != cwd:
