@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import select
+import subprocess
 import sys
 import threading
 import time
@@ -122,6 +123,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--agents", default="opencode,claude-code,codex,pi")
+    parser.add_argument("--git", action="store_true",
+                        help="run the pairs in git repositories (agentledger before 2026-12-06 ran Codex only there)")
     args = parser.parse_args()
     bin_dir = agents_bin()
     if bin_dir is None:
@@ -144,6 +147,8 @@ def main() -> None:
         for agent in args.agents.split(","):
             shared = home.parent / f"pairs-{agent}"
             shared.mkdir()
+            if args.git:
+                subprocess.run(["git", "init", "-q", str(shared)], check=True)
             checked, mixups = pairs(agent, args.pairs, server, shared)
             print(f"[{agent}] {args.pairs} pairs launched 0.3 s apart in one directory: {checked} sessions, "
                   f"{mixups} native-id mix-ups  target 0: {'met' if mixups == 0 else 'MISSED'}")

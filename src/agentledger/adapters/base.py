@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +146,38 @@ class Adapter(ABC):
 START_SLACK = 2.0
 
 
+def first_begun(directories: Iterable[Path], started_at: float,
+                identify: Callable[[Any, str], tuple[float | None, str | None] | None],
+                prefix: str = "") -> NativeRef | None:
+    """The session file begun first at or after ``started_at`` (``START_SLACK`` allowed) in ``directories``.
+
+    The storage guess (``find_native_session`` without a hint) for agents that
+    keep one JSONL file per session: ``identify(first line's JSON, path)``
+    gives ``(begun at, session id)`` if the file is a session of the wanted
+    directory, else None. Files not modified since the start are not opened.
+    """
+    best: tuple[float, str, str] | None = None
+    for directory in directories:
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            if not (entry.name.startswith(prefix) and entry.name.endswith(".jsonl")):
+                continue
+            try:
+                if entry.stat().st_mtime < started_at - START_SLACK:
+                    continue  # not touched since the process started: an older session
+            except OSError:
+                continue
+            found = identify(first_line(entry.path), entry.path)
+            if found is None or found[0] is None or not found[1] or found[0] < started_at - START_SLACK:
+                continue
+            if best is None or found[0] < best[0]:
+                best = (found[0], str(found[1]), entry.path)
+    return None if best is None else NativeRef(best[1], best[2])
+
+
 def whole(value: Any) -> int:
     """A count read from an agent's JSON (tokens): a number as an int, anything else (null, text, bool) 0."""
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
@@ -268,17 +300,9 @@ def failure_note(path: str | None) -> str | None:
     plain line that looks like an error, then the last line. JSON lines are
     reduced to their human text (:func:`_readable`).
     """
-    if not path:
+    data = output_end(path) if path else None
+    if data is None:
         return None
-    try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - SUMMARY_WINDOW))
-            data = handle.read()
-    except OSError:
-        return None
-    if size > SUMMARY_WINDOW:
-        data = data.split(b"\n", 1)[-1]  # the first line is probably cut
     finals, reports, errorish, last = [], [], [], None
     for raw in data.decode("utf-8", "replace").splitlines():
         kind, text = _readable(raw)
@@ -293,6 +317,18 @@ def failure_note(path: str | None) -> str | None:
             errorish.append(text)
     chosen = next((found[-1] for found in (finals, reports, errorish) if found), last)
     return None if chosen is None else clip(chosen)
+
+
+def output_end(path: str) -> bytes | None:
+    """The complete lines among the last ``SUMMARY_WINDOW`` bytes of a captured output; None if unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - SUMMARY_WINDOW))
+            data = handle.read()
+    except OSError:
+        return None
+    return data.split(b"\n", 1)[-1] if size > SUMMARY_WINDOW else data  # a first line cut in two is dropped
 
 
 def clip(text: str) -> str:

@@ -55,7 +55,7 @@ from agentledger.adapters.base import (
     NativeMessage,
     NativeRef,
     env_dir,
-    first_line,
+    first_begun,
     has_flag,
     home,
     iso_epoch,
@@ -133,27 +133,12 @@ class ClaudeCodeAdapter(Adapter):
         return None
 
     def _newest_in(self, directory: Path, cwd: str, started_at: float) -> NativeRef | None:
-        best: tuple[float, str, str] | None = None
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:
-            return None
-        for entry in entries:
-            if not entry.name.endswith(".jsonl"):
-                continue
-            try:
-                mtime = entry.stat().st_mtime
-            except OSError:
-                continue
-            if mtime < started_at - START_SLACK:
-                continue
-            head = first_line(entry.path)
-            at = iso_epoch(head.get("timestamp")) if isinstance(head, dict) else None
-            if at is None or at < started_at - START_SLACK or head.get("cwd", cwd) != cwd:
-                continue
-            if best is None or at < best[0]:
-                best = (at, str(head.get("sessionId") or entry.name[: -len(".jsonl")]), entry.path)
-        return None if best is None else NativeRef(best[1], best[2])
+        def identify(head: Any, path: str) -> tuple[float | None, str | None] | None:
+            if not isinstance(head, dict) or head.get("cwd", cwd) != cwd:
+                return None
+            return iso_epoch(head.get("timestamp")), head.get("sessionId") or Path(path).stem
+
+        return first_begun([directory], started_at, identify)
 
     def recent_messages(self, ref: NativeRef, limit: int) -> list[NativeMessage]:
         messages: list[NativeMessage] = []

@@ -37,7 +37,6 @@ Codex records no cost.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
@@ -46,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 from agentledger.adapters.base import (
-    START_SLACK,
     Adapter,
     Cursor,
     Facts,
@@ -55,7 +53,7 @@ from agentledger.adapters.base import (
     NativeMessage,
     NativeRef,
     env_dir,
-    first_line,
+    first_begun,
     has_flag,
     home,
     iso_epoch,
@@ -112,32 +110,16 @@ class CodexAdapter(Adapter):
             time.strftime("%Y/%m/%d", convert(moment))
             for moment in (started_at, time.time()) for convert in (time.localtime, time.gmtime)
         }
-        best: tuple[float, str, str] | None = None
-        for day in sorted(days):
-            try:
-                entries = list(os.scandir(root / day))
-            except OSError:
-                continue
-            for entry in entries:
-                if not (entry.name.startswith("rollout-") and entry.name.endswith(".jsonl")):
-                    continue
-                try:
-                    if entry.stat().st_mtime < started_at - START_SLACK:
-                        continue
-                except OSError:
-                    continue
-                head = first_line(entry.path)
-                if not isinstance(head, dict) or head.get("type") != "session_meta":
-                    continue
-                meta = head.get("payload") or {}
-                at = iso_epoch(meta.get("timestamp")) or iso_epoch(head.get("timestamp"))
-                if hint and str(meta.get("id")) != hint:
-                    continue
-                if meta.get("cwd") != cwd or not meta.get("id") or at is None or at < started_at - START_SLACK:
-                    continue
-                if best is None or at < best[0]:
-                    best = (at, str(meta["id"]), entry.path)
-        return None if best is None else NativeRef(best[1], best[2])
+
+        def identify(head: Any, path: str) -> tuple[float | None, str | None] | None:
+            if not isinstance(head, dict) or head.get("type") != "session_meta":
+                return None
+            meta = head.get("payload") or {}
+            if meta.get("cwd") != cwd:
+                return None
+            return iso_epoch(meta.get("timestamp")) or iso_epoch(head.get("timestamp")), meta.get("id")
+
+        return first_begun([root / day for day in sorted(days)], started_at, identify, prefix="rollout-")
 
     def recent_messages(self, ref: NativeRef, limit: int) -> list[NativeMessage]:
         items: list[NativeMessage] = []

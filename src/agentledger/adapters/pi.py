@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 from agentledger.adapters.base import (
-    START_SLACK,
     Adapter,
     Cursor,
     Facts,
@@ -48,13 +47,13 @@ from agentledger.adapters.base import (
     LaunchRequest,
     NativeMessage,
     NativeRef,
-    SUMMARY_WINDOW,
     clip,
     env_dir,
-    first_line,
+    first_begun,
     has_flag,
     home,
     iso_epoch,
+    output_end,
     said_in_output,
     whole,
 )
@@ -109,29 +108,13 @@ class PiAdapter(Adapter):
         if hint:
             path = _file_of(hint)
             return NativeRef(hint, path) if path else None
-        best: tuple[float, str, str] | None = None
-        for directory in session_dirs(cwd):
-            try:
-                entries = list(os.scandir(directory))
-            except OSError:
-                continue
-            for entry in entries:
-                if not entry.name.endswith(".jsonl"):
-                    continue
-                try:
-                    if entry.stat().st_mtime < started_at - START_SLACK:
-                        continue
-                except OSError:
-                    continue
-                head = first_line(entry.path)
-                if not isinstance(head, dict) or head.get("type") != "session" or head.get("cwd") != cwd:
-                    continue
-                at = iso_epoch(head.get("timestamp"))
-                if at is None or at < started_at - START_SLACK or not head.get("id"):
-                    continue
-                if best is None or at < best[0]:
-                    best = (at, str(head["id"]), entry.path)
-        return None if best is None else NativeRef(best[1], best[2])
+
+        def identify(head: Any, path: str) -> tuple[float | None, str | None] | None:
+            if not isinstance(head, dict) or head.get("type") != "session" or head.get("cwd") != cwd:
+                return None
+            return iso_epoch(head.get("timestamp")), head.get("id")
+
+        return first_begun(session_dirs(cwd), started_at, identify)
 
     def read_facts(self, ref: NativeRef, cursor: Cursor) -> tuple[Facts, Cursor]:
         state: dict[str, Any] = {"run": [0, 0, 0.0], "all": [0, 0, 0.0], **cursor}
@@ -224,17 +207,10 @@ def _content_text(message: dict[str, Any]) -> str:
 
 def _failed_answer(output_path: str) -> str | None:
     """The ``errorMessage`` of the stream's last assistant ``message_end``, when it ended in an error."""
-    try:
-        with open(output_path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - SUMMARY_WINDOW))
-            data = handle.read()
-    except OSError:
-        return None
     import orjson
 
     last = None
-    for line in data.splitlines():
+    for line in (output_end(output_path) or b"").splitlines():
         if b'"message_end"' not in line:
             continue
         try:
