@@ -79,8 +79,9 @@ def price(requests: int) -> float:
 def test_a_run_resumed_in_a_plain_directory_records_exactly_what_the_agent_did(agent, agents, cli):
     work = agents.plain_dir("plain")
     token = uuid.uuid4().hex[:10]
-    sid = cli("launch", agent, "-p", f"Reply with pong {token}", "--cwd", str(work), "--name", f"e2e-{agent}",
-              "--timeout", "150s").stdout.strip()
+    sid = cli("launch", agent, "-p", f"Reply with pong {token} [[mock:delay=2]]", "--cwd", str(work),
+              "--name", f"e2e-{agent}", "--timeout", "150s").stdout.strip()
+    assert cli.json("status", sid)["status"] == "running"  # the model answers 2 s after it is asked
     status = stopped(cli, sid)
     assert (status["stop_reason"], status["exit_code"], status["stop_note"]) == ("exited", 0, None), status
     facts = status["agent"]
