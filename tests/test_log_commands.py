@@ -91,8 +91,11 @@ class Follower:
     """``agentledger events --follow`` as a real process, its lines collected as they come."""
 
     def __init__(self, *args: str) -> None:
+        # SIGINT as a terminal would deliver it: a suite started in the background (``cmd &`` without job
+        # control) hands its children SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
         self.process = subprocess.Popen([sys.executable, "-m", "agentledger", "events", "--follow", *args],
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ),
+                                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.lines: list[dict] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
