@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -371,3 +372,20 @@ def test_an_unwatched_agent_sessions_facts_are_kept_current_by_the_reconcilers_s
     catch_up(store)
     assert get_session(store.db, sid.hex)["tokens_in"] == 200
     assert store.ledger.repository.get(UUID(sid.hex)).agent_facts["conversation_tokens_in"] == 200
+
+
+def test_codex_finds_a_named_rollout_and_never_another_in_its_place(tmp_path, monkeypatch):
+    from agentledger.adapters.codex import CodexAdapter
+
+    monkeypatch.setenv("CODEX_HOME", str(tmp_path))
+    now = time.time()
+    day = time.strftime("%Y/%m/%d", time.localtime(now))
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now))
+    lines(tmp_path / "sessions" / day / "rollout-2026-12-06T04-00-00-other.jsonl",
+          {"timestamp": stamp, "type": "session_meta", "payload": {"id": "other", "cwd": "/w", "timestamp": stamp}})
+    adapter = CodexAdapter()
+    assert adapter.find_native_session("/w", now - 1, None).native_session_id == "other"  # the guess
+    assert adapter.find_native_session("/w", now - 1, None, "mine") is None  # said by its stream: not yet written
+    lines(tmp_path / "sessions" / day / "rollout-2026-12-06T04-00-01-mine.jsonl",
+          {"timestamp": stamp, "type": "session_meta", "payload": {"id": "mine", "cwd": "/w", "timestamp": stamp}})
+    assert adapter.find_native_session("/w", now - 1, None, "mine").native_session_id == "mine"

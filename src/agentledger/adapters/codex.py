@@ -102,10 +102,9 @@ class CodexAdapter(Adapter):
         With a ``hint`` (``codex exec resume ID`` continues that rollout, however old), the rollout named after it.
         """
         root = sessions_dir()
-        if hint:
+        if hint:  # by its name only: never another session's rollout in its place
             named = _rollout_of(root, hint)
-            if named is not None:
-                return NativeRef(hint, named)
+            return None if named is None else NativeRef(hint, named)
         days = {
             time.strftime("%Y/%m/%d", convert(moment))
             for moment in (started_at, time.time()) for convert in (time.localtime, time.gmtime)
