@@ -168,12 +168,13 @@ class ClaudeCodeAdapter(Adapter):
     def read_facts(self, ref: NativeRef, cursor: Cursor) -> tuple[Facts, Cursor]:
         """This run's and the conversation's figures; a resumed conversation's earlier runs are in the same file.
 
-        Assistant lines carry each message's usage: those timestamped at or
-        after ``ref.run_since`` are this run's. ``cost-state`` lines (written at
-        the end of each run) carry the conversation's running totals: the last
-        one before this run began is the baseline, so the conversation so far is
-        that baseline plus this run, and this run's cost is the conversation's
-        cost (``cost-state``, or the stream's ``result``) minus the baseline's.
+        ``cost-state`` lines (written at the end of each run) carry the
+        conversation's running totals: the last one before this run began
+        (``ref.run_since``) is the baseline, the one this run wrote the
+        conversation so far, and their difference this run. Until this run
+        writes its own, assistant lines timestamped since it began are summed
+        (on top of the baseline for the conversation); the cost then comes
+        from the stream's ``result`` (the conversation's) minus the baseline's.
         """
         state: dict[str, Any] = {"usage": {}, "run": [0, 0], "all": [0, 0], "titles": {}, **cursor}
         usage: dict[str, list[int]] = dict(state["usage"])
@@ -250,14 +251,13 @@ def _facts(ref: NativeRef, state: dict[str, Any]) -> Facts:
     if title:
         facts["title"] = title
     base, latest = state.get("base"), state.get("latest")
-    if state.get("counted") or latest:
+    if latest:  # the run has ended: Claude Code's own totals (sub-agents' and side calls' usage included)
+        before = base or [0, 0, 0.0]
+        facts["tokens_in"], facts["tokens_out"] = latest[0] - before[0], latest[1] - before[1]
+        facts["conversation_tokens_in"], facts["conversation_tokens_out"] = latest[:2]
+    elif state.get("counted"):  # while it runs: this run's messages, on top of the totals before it
         facts["tokens_in"], facts["tokens_out"] = state["run"]
-        if latest:
-            conversation = latest[:2]
-        elif base:
-            conversation = [base[0] + state["run"][0], base[1] + state["run"][1]]
-        else:
-            conversation = state["all"]
+        conversation = [base[0] + state["run"][0], base[1] + state["run"][1]] if base else state["all"]
         facts["conversation_tokens_in"], facts["conversation_tokens_out"] = conversation
     total = latest[2] if latest else state.get("stream_cost")
     if total is not None:
