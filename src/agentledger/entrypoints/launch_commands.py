@@ -196,6 +196,7 @@ def cmd_resume(context: Any, args: argparse.Namespace) -> int:
 def _run_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``LaunchSpec`` fields from the shared run options and the configuration's defaults."""
     from agentledger.application.errors import UsageError
+    from agentledger.infrastructure.agent_env import agent_environment
     from agentledger.infrastructure.settings import load_settings
 
     settings = load_settings()
@@ -206,8 +207,6 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
             f"({format_duration(fuse_ttl)}): one late heartbeat would let the fuse lapse"
         )
     on_stop = (settings.on_stop if args.on_stop is None else args.on_stop.strip()) or None  # '' turns it off
-    from agentledger.infrastructure.agent_env import agent_environment
-
     return {
         "env": agent_environment(os.environ, [*settings.unset_env, *args.unset_env]),
         "fuse_ttl": fuse_ttl,
