@@ -24,11 +24,14 @@ _STORE_FIXTURES = {"cli", "store"}
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: the test is about the embedded SQLite file itself")
+    config.addinivalue_line("markers", "postgres_only: the test is about the PostgreSQL server itself")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test that touches the store (through ``cli`` or ``store``) runs on both backends."""
-    if _STORE_FIXTURES & set(metafunc.fixturenames) and not metafunc.definition.get_closest_marker("sqlite_only"):
+    if metafunc.definition.get_closest_marker("postgres_only"):
+        metafunc.parametrize("backend", ["postgres"], indirect=True)
+    elif _STORE_FIXTURES & set(metafunc.fixturenames) and not metafunc.definition.get_closest_marker("sqlite_only"):
         metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from agentledger.application.errors import StoreError
+from agentledger.infrastructure.store_faults import StoreFault, classify
 
 T = TypeVar("T")
 
@@ -28,20 +29,14 @@ LOCKED_PATIENCE_SECONDS = 120.0
 #: How long a command keeps retrying while the PostgreSQL server cannot be reached.
 UNREACHABLE_PATIENCE_SECONDS = 30.0
 
-_CONNECTION_ERRORS = {"OperationalError", "InterfaceError", "ConnectionUnavailableError", "PoolTimeout"}
-
 
 def is_locked_error(error: BaseException) -> bool:
-    return type(error).__name__ == "OperationalError" and "locked" in str(error)
+    return classify(error) is StoreFault.LOCKED
 
 
 def is_connection_error(error: BaseException) -> bool:
-    """A PostgreSQL connection that failed or went away (the library wraps psycopg's errors)."""
-    for link in (error, error.__cause__, error.__context__):
-        if link is not None and type(link).__module__.startswith("psycopg") and \
-                any(kind.__name__ in _CONNECTION_ERRORS for kind in type(link).__mro__):
-            return True
-    return type(error).__name__ == "ConnectionUnavailableError"
+    """The store's server could not be reached, or went away (``store_faults.classify`` says which)."""
+    return classify(error) is StoreFault.UNAVAILABLE
 
 
 def retry_while_locked(operation: Callable[[], T], patience: float = LOCKED_PATIENCE_SECONDS) -> T:
@@ -52,10 +47,11 @@ def retry_while_locked(operation: Callable[[], T], patience: float = LOCKED_PATI
             return operation()
         except Exception as error:
             waited = time.monotonic() - started
-            if is_locked_error(error):
+            fault = classify(error)
+            if fault is StoreFault.LOCKED:
                 if waited > patience:
                     raise StoreError(f"the store stayed locked for over {patience:.0f}s: {error}") from error
-            elif is_connection_error(error):
+            elif fault is StoreFault.UNAVAILABLE:
                 if waited > min(patience, UNREACHABLE_PATIENCE_SECONDS):
                     raise StoreError(f"the PostgreSQL ledger is unreachable: {_first_line(error)}") from error
             else:

@@ -3,7 +3,9 @@
 Run by the reconciler at the start of each pass, before it judges anything,
 so that a session whose supervisor saw the exit is stopped with that exit
 code, never ``reconciled`` on a guess. A spooled exit whose supervisor still
-runs is left to it: it is still trying, and it will remove the file.
+runs is left to it: it is still trying, and it will remove the file. Then the
+spool is cleaned: temporaries a failed write left, and the slots of sessions
+that are over (their supervisor killed before it could remove them).
 """
 
 from __future__ import annotations
@@ -37,14 +39,31 @@ def record_spooled_exits(store: Any, spool: Any, *, recorded_by: dict[str, Any])
         except SessionNotFound:
             continue  # a session of another ledger used with this home: not ours to record
         spool.take(sid)
+    spool.clean(finished=lambda sid: _stopped(store, sid))
     return stopped
+
+
+def _stopped(store: Any, session_id: str) -> bool:
+    """Whether a slot's session is over (one the read models do not know yet may have just been launched)."""
+    from agentledger.projections.queries import get_session
+
+    try:
+        return get_session(store.db, session_id)["status"] == "stopped"
+    except SessionNotFound:
+        return False
 
 
 def apply_spooled_exit(session: Any, record: dict[str, Any], *, recorded_by: dict[str, Any]) -> None:
     """The ``Stopped`` a supervisor spooled, with its exact exit, decided by that supervisor."""
     from agentledger.infrastructure.supervisor import record_observed_exit
 
+    from datetime import datetime
+
     observed = ObservedExit(record["returncode"], record.get("signal_name"))
     also = {"spooled_at": record.get("observed_at"), "recorded_from_spool_by": recorded_by}
+    try:
+        exited_at = datetime.fromisoformat(record["observed_at"])
+    except (KeyError, TypeError, ValueError):
+        exited_at = None
     record_observed_exit(session, observed, pid=record.get("pid"), decided_by=record["supervisor"], also=also,
-                         summary=record.get("summary"))
+                         summary=record.get("summary"), exited_at=exited_at)

@@ -162,7 +162,12 @@ class Session(Aggregate):
                     aggregate._arm(self.fuse_expires_at)
 
     class Stopped(Aggregate.Event):
-        """Final. ``decided_by`` says who appended it; ``evidence`` what it saw."""
+        """Final. ``decided_by`` says who appended it; ``evidence`` what it saw.
+
+        ``exited_at`` is when the process was seen to end, where someone saw it
+        (a supervisor): it can be well before the event's own time, when the
+        store refused writes for a while.
+        """
 
         reason: str
         exit_code: int | None
@@ -170,6 +175,7 @@ class Session(Aggregate):
         decided_by: dict[str, Any]
         evidence: dict[str, Any]
         note: str | None
+        exited_at: datetime | None = None
 
         def apply(self, aggregate: Session) -> None:
             aggregate.status = SessionStatus.STOPPED.value
@@ -360,6 +366,7 @@ class Session(Aggregate):
         exit_code: int | None = None,
         signal: str | None = None,
         note: str | None = None,
+        exited_at: datetime | None = None,
     ) -> None:
         """Append the one and only ``Stopped``, cancelling a fuse still set first."""
         self._refuse_if_stopped()
@@ -374,6 +381,7 @@ class Session(Aggregate):
             decided_by=decided_by,
             evidence=evidence,
             note=note,
+            exited_at=exited_at,
         )
 
     def _refuse_if_stopped(self) -> None:

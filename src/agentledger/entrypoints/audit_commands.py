@@ -46,14 +46,39 @@ def cmd_why(context: Any, args: argparse.Namespace) -> int:
     from agentledger.entrypoints.render import escape, key_values, write_json
 
     facts = explain(context.store, context.resolve(args.session), datetime.now(timezone.utc))
+    facts.update(_spooled(facts["session_id"]))
     if args.json:
         write_json(facts)
         return 0
     print(escape(f"{facts['session_id'][:12]} is {facts['status']}. {facts['headline']}"))
     print()
     key_values([*(_stopped_pairs(facts) if facts["status"] == "stopped" else _running_pairs(facts)),
-                *_lineage_pairs(facts), *_hook_pairs(facts["on_stop"])])
+                *_spool_pairs(facts), *_lineage_pairs(facts), *_hook_pairs(facts["on_stop"])])
     return 0
+
+
+def _spooled(session_id: str) -> dict[str, Any]:
+    """What this host's spool holds for the session: its supervisor's note that the store refuses its
+    writes (since when, why), and an exit it saw but could not append yet."""
+    from agentledger.infrastructure.config import home_dir
+    from agentledger.infrastructure.spool import Spool
+
+    spool = Spool(home_dir())
+    return {"supervisor_waiting": spool.waiting_for(session_id), "spooled_exit": spool.get(session_id)}
+
+
+def _spool_pairs(facts: dict[str, Any]) -> list[tuple[str, Any]]:
+    pairs: list[tuple[str, Any]] = []
+    waiting, spooled = facts["supervisor_waiting"], facts["spooled_exit"]
+    if waiting:
+        pairs.append(("Supervisor", f"waiting on the store since {waiting.get('waiting_since')} "
+                                    f"({waiting.get('fault')}: {waiting.get('error')}); it keeps the agent watched "
+                                    "and records what it sees once the store accepts writes"))
+    if spooled:
+        status = f"signal {spooled['signal_name']}" if spooled.get("signal_name") else f"exit code {spooled['returncode']}"
+        pairs.append(("Spooled exit", f"{status} at {spooled.get('observed_at')}, seen by its supervisor; not in "
+                                      "the log yet (the store refuses writes): recorded as soon as it accepts them"))
+    return pairs
 
 
 def _lineage_pairs(facts: dict[str, Any]) -> list[tuple[str, Any]]:

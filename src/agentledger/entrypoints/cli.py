@@ -454,16 +454,30 @@ def cmd_status(context: Context, args: argparse.Namespace) -> int:
     if row["status"] == "stopped":
         pairs += [
             ("Stopped", f"{iso(row['stopped_at'])} ({relative(row['stopped_at'], now)})"),
+            ("Exited", _exited_text(row, now)),
             ("Reason", row["stop_reason"]),
             ("Exit code", row["exit_code"]),
             ("Signal", row["signal"]),
             ("Stopped by", row["stopped_by"]),
             ("Note", row["stop_note"]),
-            ("Ran for", format_duration(row["stopped_at"] - row["started_at"])),
+            ("Ran for", format_duration((row["exited_at"] or row["stopped_at"]) - row["started_at"])),
         ]
+        pairs = [(key, value) for key, value in pairs if key != "Exited" or value is not None]
     pairs += [("Log", row["log_path"]), ("Version", row["version"])]
     key_values(pairs)
     return 0
+
+
+def _exited_text(row: Any, now: float) -> str | None:
+    """When the process ended, if that is not when its stop was recorded (the store refused writes meanwhile)."""
+    from agentledger.entrypoints.render import relative
+    from agentledger.projections.queries import iso
+
+    exited = row["exited_at"]
+    if exited is None or abs(row["stopped_at"] - exited) < 1.0:
+        return None
+    late = format_duration(row["stopped_at"] - exited)
+    return f"{iso(exited)} ({relative(exited, now)}; recorded {late} later)"
 
 
 def _agent_pairs(row: Any, now: float) -> list[tuple[str, Any]]:

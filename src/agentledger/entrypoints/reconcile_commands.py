@@ -229,6 +229,7 @@ def _daemon_status(context: Any, args: argparse.Namespace) -> int:
                "not_stopped": guard.not_stopped} if guard is not None and guard.held else None
     now = time.time()
     started = datetime.fromisoformat(holder["started_at"]) if holder else None
+    spool = _spool_state()
     if args.json:
         write_json({
             "running": holder is not None,
@@ -238,6 +239,7 @@ def _daemon_status(context: Any, args: argparse.Namespace) -> int:
             "daemon": status,
             "guard": holding,
             "store_unreachable": outage,
+            **spool,
         })
         return 0 if holder else NOT_RUNNING
     if holder is None:
@@ -267,9 +269,37 @@ def _daemon_status(context: Any, args: argparse.Namespace) -> int:
                   "confirms them, or 'agentledger reconcile --confirm'".format(
                       len(holding["held"]), holding["since"], holding["would_stop"], holding["not_stopped"])
                   if holding else "clear"))
+    pairs += _spool_pairs(spool, now)
     pairs.append(("Log", files.log_path))
     key_values(pairs)
     return 0
+
+
+def _spool_state() -> dict[str, Any]:
+    """This host's supervisors that the store refuses (their notes), and the exits spooled for lack of it."""
+    from agentledger.infrastructure.config import home_dir
+    from agentledger.infrastructure.spool import Spool
+
+    spool = Spool(home_dir())
+    return {"supervisors_waiting": spool.waiting(),
+            "spooled_exits": {sid: record for sid, record in spool.pending()}}
+
+
+def _spool_pairs(spool: dict[str, Any], now: float) -> list[tuple[str, Any]]:
+    from agentledger.entrypoints.render import relative
+
+    pairs: list[tuple[str, Any]] = []
+    waiting = spool["supervisors_waiting"]
+    if waiting:
+        sid, oldest = min(waiting.items(), key=lambda item: item[1].get("waiting_since") or "")
+        pairs.append(("Supervisors", f"{len(waiting)} waiting on the store; the longest, {sid[:12]}, since "
+                                     f"{relative(_epoch(oldest['waiting_since']), now)} ({oldest.get('fault')}: "
+                                     f"{oldest.get('error')})"))
+    exits = spool["spooled_exits"]
+    if exits:
+        pairs.append(("Spooled exits", f"{len(exits)} seen by their supervisors, not yet in the log "
+                                       f"({', '.join(sid[:12] for sid in exits)})"))
+    return pairs
 
 
 def _epoch(text: str) -> float:

@@ -26,7 +26,7 @@ from agentledger.application.errors import StoreError
 from agentledger.infrastructure.config import PostgresLocation, StoreLocation
 
 #: The Alembic revision this code expects; ``tests/test_store.py`` checks it is the head.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 BUSY_TIMEOUT_SECONDS = 30.0
 
 

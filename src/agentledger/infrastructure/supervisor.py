@@ -33,11 +33,11 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from agentledger.application.clock import utc_now
-from agentledger.application.errors import LedgerError
 from agentledger.domain.durations import format_duration
 from agentledger.domain.errors import SessionAlreadyStopped
 from agentledger.domain.exits import ObservedExit, reason_for_exit
@@ -49,11 +49,14 @@ from agentledger.infrastructure.config import home_dir
 from agentledger.infrastructure.host import actor, boot_id, host_name
 from agentledger.infrastructure.processes import ExitWatcher, identity_of, signal_group, signal_name
 from agentledger.infrastructure.spool import Spool
+from agentledger.infrastructure.store_faults import classify
 
 log = logging.getLogger("agentledger.supervisor")
 
-#: How long a supervisor keeps trying to record a stop while the store refuses writes.
+#: How long a supervisor keeps trying to record a stop while the store refuses writes (then the daemon does).
 RECORD_STOP_PATIENCE = 3600.0
+#: The pauses between those tries: doubling from the first, at most the last.
+RECORD_RETRY_FIRST, RECORD_RETRY_MAX = 0.25, 4.0
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,11 @@ class Supervisor:
         self.process: subprocess.Popen[bytes] | None = None
         self.stopped_elsewhere = False
         self.observer: Any = None  # an adapters.observer.Observer for agent adapters
+        self.spool = Spool(home_dir())
         self._spool_lock = threading.Lock()
         self._spooled: tuple[str | None] | None = None  # (its summary,) once the exit is spooled
+        self._exited_at: datetime | None = None  # when the process was seen to end
+        self.waiting_since: datetime | None = None  # since when the store refuses this supervisor's writes
 
     def run(self) -> int:
         process = self._spawn()
@@ -185,6 +191,10 @@ class Supervisor:
             process.wait()
             self.report({"ok": False, "error": f"could not record the launch: {error}", "kind": "store"})
             raise
+        try:  # now, while there is space: the exit can then be spooled on a full disk
+            self.spool.reserve(spec.session_id)
+        except OSError as error:
+            log.warning("no spool slot reserved (%s): the exit will need new space to be spooled", error)
         self.report({"ok": True, "session_id": spec.session_id, "pid": process.pid})
         self.observer = _observer_for(spec, process.pid, identity.start_time, spawned_at)
         return process
@@ -248,8 +258,37 @@ class Supervisor:
         except SessionAlreadyStopped:
             log.warning("session was stopped by another component; supervising without heartbeats")
             self.stopped_elsewhere = True
-        except LedgerError as error:  # the next beat will try again
-            log.warning("heartbeat not recorded: %s", error)
+        except Exception as error:  # whatever the store says: the next beat will try again
+            self._store_refused("heartbeat", error)
+        else:
+            self._store_accepts()
+
+    def _store_refused(self, what: str, error: Exception) -> None:
+        """A write the store refused (locked, unreachable, full, read-only, ...): say so, and keep watching.
+
+        The supervisor never dies of it: the agent would be left unwatched and
+        its exit lost. ``why`` and ``daemon status`` read the note in the slot.
+        """
+        fault = classify(error)
+        if self.waiting_since is None:
+            self.waiting_since = utc_now()
+        if fault is None:  # not the store's: a bug, worth its traceback in the log
+            log.error("%s not recorded: %s", what, error, exc_info=error)
+        else:
+            log.warning("%s not recorded: the store is %s (%s)", what, fault.value, _first_line(error))
+        with self._spool_lock:
+            if self._spooled is None:
+                self.spool.note(self.session_id.hex, {
+                    "waiting_since": self.waiting_since.isoformat(), "fault": fault.value if fault else "error",
+                    "error": _first_line(error)[:300], "supervisor_pid": os.getpid()})
+
+    def _store_accepts(self) -> None:
+        if self.waiting_since is not None:
+            log.info("the store accepts writes again (refused them since %s)", self.waiting_since.isoformat())
+            self.waiting_since = None
+            with self._spool_lock:
+                if self._spooled is None:
+                    self.spool.note(self.session_id.hex, None)
 
     def _observe(self, *, final: bool = False) -> bool:
         """Record what the agent's own storage shows, if anything changed; True if that was the beat too.
@@ -274,9 +313,10 @@ class Supervisor:
             log.warning("session was stopped by another component; supervising without heartbeats")
             self.stopped_elsewhere = True
             return True
-        except LedgerError as error:
-            log.warning("agent facts not recorded: %s", error)
+        except Exception as error:
+            self._store_refused("agent facts", error)
             return False
+        self._store_accepts()
         return bool(recorded) and observation.fresh_activity
 
     def _terminate_for_timeout(self, signum: int) -> bool:
@@ -302,8 +342,8 @@ class Supervisor:
                 return False
         except SessionAlreadyStopped:
             return False
-        except LedgerError as error:  # a timeout is a promise: keep it even if the log is unwritable
-            log.error("timeout stop request not recorded (%s); signalling anyway", error)
+        except Exception as error:  # a timeout is a promise: keep it even if the log is unwritable
+            self._store_refused("the timeout's stop request (signalling anyway)", error)
         log.info("timeout passed: %s to the process group", name)
         signal_group(self.process.pid, signum)
         return True
@@ -311,29 +351,41 @@ class Supervisor:
     # -- end -------------------------------------------------------------------
 
     def _record_exit(self, observed: ObservedExit) -> None:
-        """Spool the exit first, then append it: a supervisor that dies in an outage loses nothing."""
+        """Spool the exit first, then append it, retrying whatever the store says, for up to an hour.
+
+        A supervisor that dies (or gives up) meanwhile loses nothing: the exit
+        is in the spool, and the host's daemon records it. Retries back off to
+        ``RECORD_RETRY_MAX``, so the stop lands within seconds of the store
+        accepting writes again, with the exit time it really had.
+        """
         decided_by = actor(Component.SUPERVISOR.value)
         pid = self.process.pid if self.process else None
         summary = self._spool_exit(observed)  # usually done already, by the exit spooler
-        spool = Spool(home_dir())
+        exited_at = self._exited_at
         sid = self.session_id.hex
         if self.observer is not None:  # the last facts (final tokens, cost) before the stop closes the log
             self._observe(final=True)
         deadline = time.monotonic() + RECORD_STOP_PATIENCE
+        pause = RECORD_RETRY_FIRST
         while True:
             try:
                 self.ledger.change(
                     self.session_id,
-                    lambda s: record_observed_exit(s, observed, pid=pid, decided_by=decided_by, summary=summary))
+                    lambda s: record_observed_exit(s, observed, pid=pid, decided_by=decided_by, summary=summary,
+                                                   exited_at=exited_at))
                 break
             except SessionAlreadyStopped:
                 break
-            except LedgerError as error:
+            except Exception as error:
+                self._store_refused("the exit", error)
                 if time.monotonic() > deadline:
-                    raise
-                log.error("stop not recorded yet (%s); retrying", error)
-                time.sleep(1.0)
-        spool.take(sid)
+                    log.error("the exit is still not recorded after %s; it stays in the spool, where the host's "
+                              "daemon will record it", format_duration(RECORD_STOP_PATIENCE))
+                    return
+                time.sleep(pause)
+                pause = min(pause * 2, RECORD_RETRY_MAX)
+        self._store_accepts()
+        self.spool.take(sid)
 
     def _spool_exit_when_it_happens(self, pid: int) -> None:
         """A thread: the moment the process ends, spool its exit status, whatever the main loop is doing.
@@ -357,12 +409,15 @@ class Supervisor:
         with self._spool_lock:
             if self._spooled is not None:
                 return self._spooled[0]
+            self._exited_at = utc_now()
             summary = self._exit_summary(observed)
             record = {"returncode": observed.returncode, "signal_name": observed.signal_name,
                       "pid": self.process.pid if self.process else None, "supervisor": actor(Component.SUPERVISOR.value),
-                      "observed_at": utc_now().isoformat(), "summary": summary}
+                      "observed_at": self._exited_at.isoformat(), "summary": summary}
+            if self.waiting_since is not None:
+                record["store_refused_since"] = self.waiting_since.isoformat()
             try:
-                Spool(home_dir()).put(self.session_id.hex, record)
+                self.spool.put(self.session_id.hex, record)
             except OSError as error:  # the append is what matters; the spool is the fallback
                 log.error("exit not spooled (%s)", error)
             self._spooled = (summary,)
@@ -392,7 +447,8 @@ class Supervisor:
 
 
 def record_observed_exit(session: Session, observed: ObservedExit, *, pid: int | None, decided_by: dict[str, Any],
-                         also: dict[str, Any] | None = None, summary: str | None = None) -> None:
+                         also: dict[str, Any] | None = None, summary: str | None = None,
+                         exited_at: datetime | None = None) -> None:
     """The ``Stopped`` for an exit a supervisor saw with ``waitpid``, with what the session looked like.
 
     ``summary`` (the final error message of a failed run's output) is the note,
@@ -406,6 +462,7 @@ def record_observed_exit(session: Session, observed: ObservedExit, *, pid: int |
         exit_code=observed.exit_code,
         signal=observed.signal_name,
         note=(requests[-1]["note"] if requests else None) or summary,
+        exited_at=exited_at,
         evidence={
             "observed": "waitpid",
             "pid": pid,
@@ -422,6 +479,11 @@ def record_observed_exit(session: Session, observed: ObservedExit, *, pid: int |
             **(also or {}),
         },
     )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _observed(returncode: int) -> ObservedExit:

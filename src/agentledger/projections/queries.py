@@ -246,6 +246,7 @@ def session_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
         "timeout_at": iso(row["timeout_at"]),
         "stop_requested_at": iso(row["stop_requested_at"]),
         "stopped_at": iso(row["stopped_at"]),
+        "exited_at": iso(row["exited_at"]),  # when the process was seen to end (a supervisor saw it), if known
         "stop_reason": row["stop_reason"],
         "exit_code": row["exit_code"],
         "signal": row["signal"],

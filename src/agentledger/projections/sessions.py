@@ -222,6 +222,7 @@ class SessionsProjection:
             position,
             status=SessionStatus.STOPPED.value,
             stopped_at=event.timestamp.timestamp(),
+            exited_at=event.exited_at.timestamp() if event.exited_at is not None else None,
             stop_reason=event.reason,
             exit_code=event.exit_code,
             signal=event.signal,

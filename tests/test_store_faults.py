@@ -1,0 +1,203 @@
+"""Store faults a supervisor must survive, made for real: a full disk, a read-only store, a read-only server.
+
+The SQLite cases put the ledger's home on a small tmpfs this test mounts, or make the store's files
+immutable (``chattr +i``); both need root (CI runs as root; elsewhere they skip loudly, and
+``AGENTLEDGER_REQUIRE_FAULTS=1`` makes that a failure). The PostgreSQL case
+makes a database of its own read-only (``default_transaction_read_only``) and ends its connections, so the
+supervisor's pool reconnects into a server that refuses every write.
+
+In every case the agent exits while the store refuses writes; the supervisor must stay alive, keep the
+exit (spooled in the slot it reserved at launch, so a full disk cannot stop it), and record it with the
+exact code and the real exit time within seconds of the store accepting writes again.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import POSTGRES_URL, wait_for
+
+#: The agent: waits for a file outside the faulty store, then exits 7.
+WAITING_AGENT = "while [ ! -e {go} ]; do sleep 0.05; done; exit 7"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs, mounted for this test only."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        reason = f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'not root'})"
+        if os.environ.get("AGENTLEDGER_REQUIRE_FAULTS") == "1":
+            pytest.fail(f"{reason}, and AGENTLEDGER_REQUIRE_FAULTS=1 requires real faults")
+        pytest.skip(f"SKIPPED, NO REAL FAULTS: {reason}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def fill(disk: Path) -> None:
+    subprocess.run(["dd", "if=/dev/zero", f"of={disk / 'filler'}", "bs=64k"], capture_output=True)
+
+
+def launch_waiting(cli, go: Path) -> tuple[str, int]:
+    """A session whose agent exits 7 once ``go`` exists; its id and its supervisor's pid."""
+    sid = cli.launch("sh", "-c", WAITING_AGENT.format(go=go), options=("--fuse-ttl", "3s"))
+    return sid, cli.json("status", sid)["supervisor_pid"]
+
+
+def recorded_exit(cli, sid: str, went_at: float) -> dict:
+    status = wait_for(lambda: (s := cli.json("status", sid))["status"] == "stopped" and s, timeout=60)
+    assert (status["stop_reason"], status["exit_code"], status["stopped_by"]) == ("exited", 7, "supervisor")
+    exited = datetime.fromisoformat(status["exited_at"]).timestamp()
+    assert went_at - 0.5 <= exited <= went_at + 5  # the real exit time, not when the store took it
+    return status
+
+
+@pytest.mark.sqlite_only
+def test_a_full_disk_loses_no_exit_and_leaves_no_empty_spool_file(cli, small_disk, monkeypatch, tmp_path):
+    home = small_disk / "home"
+    monkeypatch.setenv("AGENTLEDGER_HOME", str(home))
+    go = tmp_path / "go"
+    sid, supervisor = launch_waiting(cli, go)
+    assert (home / "spool" / f"{sid}.slot").stat().st_size > 0  # reserved at launch
+    fill(small_disk)
+    with pytest.raises(OSError):
+        (small_disk / "more").write_bytes(b"x" * 65536)
+    went_at = time.time()
+    go.touch()
+    spooled = home / "spool" / f"{sid}.json"
+    wait_for(spooled.exists, timeout=30)  # the exit is safe on the full disk
+    time.sleep(2)  # two of the supervisor's retries while the disk is still full
+    assert psutil.Process(supervisor).is_running()
+    assert cli.json("why", sid)["spooled_exit"]["returncode"] == 7
+    (small_disk / "filler").unlink()
+    status = recorded_exit(cli, sid, went_at)
+    assert status["stopped_at"] > status["exited_at"]
+    wait_for(lambda: not list((home / "spool").iterdir()), timeout=30)  # no slot, no .json, no 0-byte .tmp
+
+
+@pytest.mark.sqlite_only
+def test_a_read_only_store_loses_no_exit(cli, home, tmp_path):
+    """``chattr +i`` on the store's files: even root cannot write them (the home itself stays writable)."""
+    go = tmp_path / "go"
+    sid, supervisor = launch_waiting(cli, go)
+    agent = cli.json("status", sid)["pid"]
+    files = [str(path) for path in home.glob("ledger.db*")]
+    frozen = subprocess.run(["chattr", "+i", *files], capture_output=True, text=True)
+    if frozen.returncode != 0:
+        reason = f"cannot make the store immutable ({frozen.stderr.strip()})"
+        if os.environ.get("AGENTLEDGER_REQUIRE_FAULTS") == "1":
+            pytest.fail(f"{reason}, and AGENTLEDGER_REQUIRE_FAULTS=1 requires real faults")
+        pytest.skip(f"SKIPPED, NO REAL FAULTS: {reason}")
+    try:
+        went_at = time.time()
+        go.touch()
+        wait_for(lambda: not psutil.pid_exists(agent) or psutil.Process(agent).status() == psutil.STATUS_ZOMBIE,
+                 timeout=30)
+        wait_for((home / "spool" / f"{sid}.json").exists, timeout=30)
+        time.sleep(2)  # its supervisor keeps trying
+        assert psutil.Process(supervisor).is_running()
+        assert cli.json("why", sid)["spooled_exit"]["returncode"] == 7
+    finally:
+        subprocess.run(["chattr", "-i", *files], check=True)
+    recorded_exit(cli, sid, went_at)
+
+
+@pytest.mark.postgres_only
+def test_a_read_only_server_loses_no_exit(cli, monkeypatch, tmp_path):
+    import psycopg
+
+    name = f"al_ro_{uuid.uuid4().hex[:12]}"
+    admin = psycopg.connect(POSTGRES_URL, autocommit=True)
+    admin.execute(f"CREATE DATABASE {name}")
+    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    monkeypatch.setenv("AGENTLEDGER_DB", url)
+
+    def read_only(on: bool) -> None:
+        admin.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = {'on' if on else 'off'}")
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+
+    try:
+        go = tmp_path / "go"
+        sid, supervisor = launch_waiting(cli, go)
+        read_only(True)
+        went_at = time.time()
+        go.touch()
+        spooled = Path(os.environ["AGENTLEDGER_HOME"]) / "spool" / f"{sid}.json"
+        wait_for(spooled.exists, timeout=30)
+        time.sleep(2)
+        assert psutil.Process(supervisor).is_running()
+        waiting = cli.json("why", sid)
+        assert waiting["status"] != "stopped" and waiting["spooled_exit"]["returncode"] == 7
+        read_only(False)
+        recorded_exit(cli, sid, went_at)
+    finally:
+        for process in psutil.process_iter(["pid"]):
+            try:
+                if process.environ().get("AGENTLEDGER_DB") == url:
+                    process.kill()
+            except (psutil.Error, OSError):
+                continue
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.close()
+
+
+# -- what the store layer makes of each driver's errors ---------------------------------------------------------
+
+
+@pytest.mark.sqlite_only
+def test_sqlite_errors_are_classified_by_their_result_code(tmp_path):
+    from agentledger.infrastructure.store_faults import StoreFault, classify
+
+    path = tmp_path / "x.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE t (x)")
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(sqlite3.Error) as busy:
+        sqlite3.connect(path, timeout=0).execute("INSERT INTO t VALUES (1)")
+    locker.execute("ROLLBACK")
+    with pytest.raises(sqlite3.Error) as read_only:
+        sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute("INSERT INTO t VALUES (1)")
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database at all" * 200)
+    with pytest.raises(sqlite3.Error) as corrupt:
+        sqlite3.connect(garbage).execute("SELECT * FROM t")
+    assert [classify(e.value) for e in (busy, read_only, corrupt)] == [
+        StoreFault.LOCKED, StoreFault.READ_ONLY, StoreFault.CORRUPT]
+    wrapped = RuntimeError("the library's own error")
+    wrapped.__cause__ = read_only.value
+    assert classify(wrapped) is StoreFault.READ_ONLY  # through the chain of causes
+    assert classify(ValueError("a bug")) is None
+    assert classify(OSError(28, "No space left on device")) is StoreFault.FULL
+
+
+@pytest.mark.postgres_only
+def test_postgres_errors_are_classified_by_their_sqlstate():
+    import psycopg
+
+    from agentledger.infrastructure.store_faults import StoreFault, classify
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as db:
+        db.execute("SET default_transaction_read_only = on")
+        with pytest.raises(psycopg.Error) as read_only:
+            db.execute("CREATE TABLE al_never (x int)")
+    with pytest.raises(psycopg.Error) as refused:
+        psycopg.connect("postgresql://postgres@127.0.0.1:1/test", connect_timeout=2)
+    assert classify(read_only.value) is StoreFault.READ_ONLY
+    assert classify(refused.value) is StoreFault.UNAVAILABLE
