@@ -156,3 +156,34 @@ def test_launch_and_daemon_take_their_defaults_from_the_file(cli, home):
     cli("stop", sid, "--force")
     cli("stop", sid_flag, "--force")
     assert os.stat(home / "config.toml").st_mode & stat.S_IRWXO == 0
+
+
+@pytest.mark.parametrize("db", [
+    "host=db.internal user=al password=hunter2-Qx dbname=ledger",  # a libpq key=value string, not a URL
+    "postgresql://al@db.internal/ledger?password=hunter2-Qx",  # a password as a query parameter
+    "postgresql://al:hunter2-Qx@db.internal:notaport/ledger",
+])
+def test_no_form_of_a_store_password_is_echoed_in_an_error(cli, monkeypatch, db):
+    monkeypatch.setenv("AGENTLEDGER_DB", db)
+    result = cli("list", check=False)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+    assert "hunter2" not in result.stderr and "***" in result.stderr
+
+
+def test_a_webhook_urls_credentials_are_masked(cli, home, monkeypatch):
+    monkeypatch.setenv("AGENTLEDGER_WEBHOOK_URL", "https://bot:hunter2-Qx@hooks.example.com/in?token=t0k3n")
+    shown = cli("config", "show").stdout + cli("config", "show", "--json").stdout
+    assert "hunter2" not in shown and "t0k3n" not in shown and "hooks.example.com" in shown
+    monkeypatch.setenv("AGENTLEDGER_WEBHOOK_URL", "ftp://bot:hunter2-Qx@hooks.example.com/")
+    result = cli("config", "show", check=False)
+    assert result.returncode == 2 and "hunter2" not in result.stderr
+
+
+def test_mask_secrets_finds_them_in_urls_and_connection_strings():
+    from agentledger.infrastructure.config import mask_secrets
+
+    assert mask_secrets("postgresql://u:p%40ss@h/db") == "postgresql://u:***@h/db"
+    assert mask_secrets("host=h password='a b\\'c' dbname=x") == "host=h password=*** dbname=x"
+    assert mask_secrets("https://h/x?token=abc&x=1") == "https://h/x?token=***&x=1"
+    assert mask_secrets("sqlite:////tmp/ledger.db and passwordless words") == (
+        "sqlite:////tmp/ledger.db and passwordless words")

@@ -230,8 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
         return 0
     except Exception as error:  # translated to one line; see _describe_error
+        from agentledger.infrastructure.config import mask_secrets
+
         message, code = _describe_error(error)
-        sys.stderr.write(f"agentledger: {escape(message)}\n")  # one line, whatever text it quotes
+        sys.stderr.write(f"agentledger: {escape(mask_secrets(message))}\n")  # one line, no secret it quotes
         if os.environ.get("AGENTLEDGER_DEBUG"):
             raise
         return code

@@ -129,6 +129,21 @@ def privacy_warnings(location: StoreLocation | PostgresLocation, env: Mapping[st
     return warnings
 
 
+#: A secret inside a URL or a connection string: ``user:SECRET@``, ``password=SECRET`` (a query parameter, or a
+#: libpq ``key=value`` setting, quoted or not), and the like.
+_SECRETS = re.compile(
+    r"(?P<user>://[^/@:\s]*:)(?P<pw>[^@/\s]+)(?=@)"
+    r"|(?P<key>(?<![A-Za-z0-9_])(?:password|passwd|pwd|secret|token|sslpassword|api_key|apikey)\s*=\s*)"
+    r"(?P<value>'(?:[^'\\]|\\.)*'|\"[^\"]*\"|[^&;\s'\"]+)",
+    re.IGNORECASE,
+)
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every password, secret or token in a URL or connection string replaced by ``***``."""
+    return _SECRETS.sub(lambda m: f"{m['user']}***" if m["user"] else f"{m['key']}***", text)
+
+
 def store_location(env: Mapping[str, str] | None = None) -> StoreLocation | PostgresLocation:
     """The store ``AGENTLEDGER_DB`` names, else ``db`` in ``config.toml``, else the home's SQLite file."""
     env = os.environ if env is None else env
@@ -142,10 +157,10 @@ def store_location(env: Mapping[str, str] | None = None) -> StoreLocation | Post
         return StoreLocation(path=home_dir(env) / DB_FILE_NAME)
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ConfigError(f"{source}={url!r} is not a URL (expected sqlite:///PATH)")
+        raise ConfigError(f"{source}={mask_secrets(url)!r} is not a URL (expected sqlite:///PATH)")
     if scheme == "sqlite":
         if not rest.startswith("/") or rest == "/":
-            raise ConfigError(f"{source}={url!r}: expected sqlite:///PATH")
+            raise ConfigError(f"{source}={mask_secrets(url)!r}: expected sqlite:///PATH")
         path = rest[1:]
         if not path or path == ":memory:":
             raise ConfigError(
@@ -163,7 +178,7 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 def _postgres_location(url: str, source: str) -> PostgresLocation:
     parts = urlsplit(url)
-    masked = url.replace(f":{parts.password}@", ":***@") if parts.password else url
+    masked = mask_secrets(url)
     try:
         port = parts.port or 5432
     except ValueError:

@@ -123,14 +123,16 @@ def _metrics_addr(value: Any) -> MetricsAddress | None:
 
 
 def _http_url(value: Any) -> str:
+    from agentledger.infrastructure.config import mask_secrets
+
     url = _text(value)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{url!r}: expected an http:// or https:// URL")
+        raise ValueError(f"{mask_secrets(url)!r}: expected an http:// or https:// URL")
     try:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        raise ValueError(f"{url!r}: the port is not a number") from None
+        raise ValueError(f"{mask_secrets(url)!r}: the port is not a number") from None
     return url
 
 
@@ -336,7 +338,7 @@ def _read_file(path: Path) -> tuple[dict[str, Any], _Lines]:
 
 def shown(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain values, secrets masked: for ``config show``."""
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.config import mask_secrets, store_location
 
     def value_of(key: str) -> Any:
         value = getattr(settings, key)
@@ -358,6 +360,8 @@ def shown(settings: Settings) -> dict[str, Any]:
             value = getattr(endpoint, key)
             if key == "secret" and value is not None:
                 value = SECRET_MASK
+            elif key == "url":
+                value = mask_secrets(value)  # a user:password@ or a ?token= in it
             elif isinstance(value, float):
                 value = format_duration(value)
             elif isinstance(value, tuple):
