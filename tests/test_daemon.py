@@ -89,6 +89,24 @@ def test_start_status_stop_and_one_daemon_per_store(cli, daemon):
     assert "no daemon is running" in cli("daemon", "stop").stdout
 
 
+def test_a_differently_spelled_store_from_another_home_is_refused_a_second_daemon(cli, daemon, backend, home,
+                                                                                   tmp_path, monkeypatch):
+    """One daemon per store and host, whatever the URL's spelling: a symlinked path to the SQLite file; for
+    PostgreSQL, ``localhost`` for ``127.0.0.1``, a password the trust auth ignores, another home."""
+    pid = daemon("--interval", "0.5")
+    if backend == "sqlite":
+        (tmp_path / "alias").symlink_to(home)
+        other = f"sqlite:///{tmp_path / 'alias' / 'ledger.db'}"
+    else:
+        other = os.environ["AGENTLEDGER_DB"].replace("postgres@127.0.0.1:5432", "postgres:anything@localhost")
+    monkeypatch.setenv("AGENTLEDGER_DB", other)
+    monkeypatch.setenv("AGENTLEDGER_HOME", str(tmp_path / "another-home"))
+    again = cli("daemon", "start", check=False)
+    assert again.returncode == 1 and again.stderr.count("\n") == 1, again.stderr
+    assert "already running" in again.stderr and f"pid {pid}" in again.stderr
+    assert "anything" not in again.stderr  # the password of the spelling tried is not shown either
+
+
 @pytest.mark.parametrize("interval", ["0", "-1s", "soon"])
 def test_a_bad_interval_is_a_usage_error(cli, interval):
     result = cli("daemon", "start", "--interval", interval, check=False)

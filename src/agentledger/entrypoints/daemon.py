@@ -52,8 +52,9 @@ WAKE_MARGIN = timedelta(milliseconds=5)
 
 class Daemon:
     def __init__(self, store: Any, files: DaemonFiles, *, interval: float, policy: ReconcilePolicy,
-                 settings: Settings) -> None:
+                 settings: Settings, lock: Any = None) -> None:
         self.store = store
+        self.lock = lock  # the store's daemon lock (a server's goes with its connection: checked each beat)
         self.settings = settings
         self.host_heartbeat = settings.host_heartbeat
         self.files = files
@@ -188,6 +189,12 @@ class Daemon:
     def host_alive(self) -> None:
         """This host's sign of life in the log: readers call the host silent when these stop coming."""
         with self.beat_watch.running():
+            if self.lock is not None and not self.lock.still_held():
+                log.error("this daemon's lock on the store was lost (its connection ended) and another daemon "
+                          "took it: stopping, so that one daemon serves the store")
+                self.reconciler.stopping.set()
+                self.shutdown.set()
+                return
             if not self.shutdown.is_set():
                 self._host_event(record_daemon_alive, pid=os.getpid(), version=__version__, boot_id=boot_id(),
                                  every=self.host_heartbeat)
@@ -337,7 +344,7 @@ def run_daemon(*, interval: float | None, policy: ReconcilePolicy, handshake_fd:
         raise
     try:
         daemon = Daemon(store, files, interval=interval or settings.reconcile_interval, policy=policy,
-                        settings=settings)
+                        settings=settings, lock=lock)
         return daemon.run(handshake)
     finally:
         store.close()

@@ -1,15 +1,24 @@
-"""The daemon's files: its lock (one daemon per store), pid file, log and status.
+"""The daemon's files: its lock (one daemon per store and host), pid file, log and status.
 
 ```
-<store>.daemon.lock                   flock held for the daemon's life; names the holder
+<store's real path>.daemon.lock       flock held for the daemon's life; names the holder (SQLite)
+$AGENTLEDGER_HOME/daemon-<hash>.lock  the same for a PostgreSQL store (holder, for this home's commands)
 $AGENTLEDGER_HOME/daemon.pid          the running daemon's pid
 $AGENTLEDGER_HOME/daemon.log          its log, when started with ``daemon start``
 $AGENTLEDGER_HOME/daemon.status.json  rewritten after every pass; read by ``daemon status``
 ```
 
-The lock sits beside the store file, so two daemons cannot serve one store
-even from different homes. The kernel drops a flock when its holder dies, so
-a daemon killed with SIGKILL never blocks the next start.
+One daemon per store and host, however the store's URL is spelled and from
+whichever home: a SQLite store's lock sits beside the file's *real* path
+(symlinks and relative spellings resolved), and a PostgreSQL store's daemon
+also holds an advisory lock in the server itself, keyed by the ledger's
+schema and the host, on a connection it keeps open for its life
+(:class:`ServerLock`): with or without a password, ``127.0.0.1`` or
+``localhost``, from another home, a second daemon is refused with one line
+naming the holder. (Each host runs its own: a reconciler only judges its own
+host's PIDs.) The kernel drops a flock, and the server an advisory lock,
+when the holder dies, so a daemon killed with SIGKILL never blocks the next
+start.
 """
 
 from __future__ import annotations
@@ -29,11 +38,15 @@ from agentledger.infrastructure.config import PostgresLocation, StoreLocation
 
 
 class DaemonAlreadyRunning(LedgerError):
-    def __init__(self, holder: dict[str, Any] | None, lock_path: Path) -> None:
-        who = f"pid {holder['pid']}" if holder else "its holder is unknown"
+    def __init__(self, holder: dict[str, Any] | None, where: Path | str) -> None:
+        if holder:
+            who = f"pid {holder['pid']}" + (f" on {holder['host']}" if holder.get("host") else "") + (
+                f", since {holder['started_at']}" if holder.get("started_at") else "")
+        else:
+            who = "its holder is unknown"
         super().__init__(
-            f"a daemon is already running for this store ({who}, lock {lock_path}); "
-            "'agentledger daemon stop' stops it"
+            f"a daemon is already running for this store ({who}; {where}); "
+            "'agentledger daemon stop' stops it (from the home it was started with)"
         )
         self.holder = holder
 
@@ -42,6 +55,7 @@ class DaemonAlreadyRunning(LedgerError):
 class DaemonFiles:
     home: Path
     lock_path: Path
+    location: StoreLocation | PostgresLocation | None = None
 
     @classmethod
     def locate(cls, location: StoreLocation | PostgresLocation, home: Path) -> DaemonFiles:
@@ -52,8 +66,9 @@ class DaemonFiles:
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
         if location.kind == "postgresql":
             digest = hashlib.sha256(location.url.encode()).hexdigest()[:16]
-            return cls(home=home, lock_path=home / f"daemon-{digest}.lock")
-        return cls(home=home, lock_path=location.path.with_name(location.path.name + ".daemon.lock"))
+            return cls(home=home, lock_path=home / f"daemon-{digest}.lock", location=location)
+        real = Path(os.path.realpath(location.path))
+        return cls(home=home, lock_path=real.with_name(real.name + ".daemon.lock"), location=location)
 
     @property
     def pid_path(self) -> Path:
@@ -74,11 +89,18 @@ class DaemonFiles:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise DaemonAlreadyRunning(self.recorded_holder(), self.lock_path) from None
+            raise DaemonAlreadyRunning(self.recorded_holder(), f"lock {self.lock_path}") from None
+        server = None
+        if isinstance(self.location, PostgresLocation):
+            try:
+                server = ServerLock(self.location, holder)
+            except BaseException:
+                os.close(fd)
+                raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, orjson.dumps(holder), 0)
         _write_atomically(self.pid_path, f"{holder['pid']}\n".encode())
-        return DaemonLock(fd, self)
+        return DaemonLock(fd, self, server)
 
     def recorded_holder(self) -> dict[str, Any] | None:
         """Who last held the lock (it may have died since: see ``holder_identity``)."""
@@ -108,16 +130,95 @@ def holder_identity(holder: dict[str, Any]) -> ProcessIdentity:
 
 
 class DaemonLock:
-    def __init__(self, fd: int, files: DaemonFiles) -> None:
+    def __init__(self, fd: int, files: DaemonFiles, server: ServerLock | None = None) -> None:
         self._fd = fd
         self._files = files
+        self.server = server
+
+    def still_held(self) -> bool:
+        """Whether this daemon still holds its store (a server lock goes with its connection)."""
+        return self.server is None or self.server.still_held()
 
     def release(self) -> None:
-        """Remove the pid file and drop the lock (the lock file stays: removing it would race)."""
+        """Remove the pid file and drop the locks (the lock file stays: removing it would race)."""
         try:
             self._files.pid_path.unlink(missing_ok=True)
         finally:
             os.close(self._fd)
+            if self.server is not None:
+                self.server.release()
+
+
+class ServerLock:
+    """The daemon's claim on a PostgreSQL ledger for its host, held in the server: an advisory lock.
+
+    Keyed by (a constant for agentledger's daemons, a hash of the ledger's
+    schema and the host name), taken with ``pg_try_advisory_lock`` on a
+    connection of its own that stays open for the daemon's life; the
+    connection's ``application_name`` names the holder, which a refused
+    daemon reads from ``pg_stat_activity``.
+    """
+
+    CLASS_ID = 0x416C4400  # "AlD": agentledger daemons, apart from anyone else's advisory locks
+
+    def __init__(self, location: PostgresLocation, holder: dict[str, Any]) -> None:
+        import psycopg
+
+        self.location = location
+        self.key = _int32(f"{location.schema}/{holder['host']}")
+        self.name = f"agentledger-daemon host={holder['host']} pid={holder['pid']} since={holder['started_at']}"
+        self.connection = psycopg.connect(host=location.host, port=location.port, user=location.user,
+                                          password=location.password, dbname=location.dbname, autocommit=True,
+                                          connect_timeout=10, application_name=self.name[:63])
+        if not self._take():
+            other = self._holder()
+            self.connection.close()
+            raise DaemonAlreadyRunning(other, f"advisory lock ({self.CLASS_ID}, {self.key}) in the server")
+
+    def _take(self) -> bool:
+        return bool(self.connection.execute("SELECT pg_try_advisory_lock(%s, %s)",
+                                            (self.CLASS_ID, self.key)).fetchone()[0])
+
+    def _holder(self) -> dict[str, Any] | None:
+        row = self.connection.execute(
+            "SELECT a.application_name, a.backend_start FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.objsubid = 2 AND l.granted",
+            (self.CLASS_ID, self.key & 0xFFFFFFFF)).fetchone()
+        if row is None:
+            return None
+        fields = dict(part.split("=", 1) for part in str(row[0]).split()[1:] if "=" in part)
+        return {"pid": fields.get("pid", "?"), "host": fields.get("host"),
+                "started_at": fields.get("since") or row[1].isoformat()}
+
+    def still_held(self) -> bool:
+        """True while the connection (and so the lock) lives; after a lost connection, whether it was taken back."""
+        try:
+            self.connection.execute("SELECT 1")
+            return True
+        except Exception:  # the connection went away, and the lock with it: try to take it back
+            pass
+        try:
+            self.connection.close()
+            import psycopg
+
+            self.connection = psycopg.connect(host=self.location.host, port=self.location.port,
+                                              user=self.location.user, password=self.location.password,
+                                              dbname=self.location.dbname, autocommit=True, connect_timeout=10,
+                                              application_name=self.name[:63])
+            return self._take()
+        except Exception:
+            return True  # the server is away: nobody else can take it from there either; try again later
+
+    def release(self) -> None:
+        try:
+            self.connection.close()  # the server drops the lock with the session
+        except Exception:
+            pass
+
+
+def _int32(text: str) -> int:
+    """A stable signed 32-bit key for ``text``."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big", signed=True)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
