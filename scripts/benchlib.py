@@ -24,6 +24,7 @@ def temp_home(prefix: str) -> Path:
     home = Path(tempfile.mkdtemp(prefix=f"agentledger-{prefix}-")) / "home"
     os.environ["AGENTLEDGER_HOME"] = str(home)
     os.environ.pop("AGENTLEDGER_DB", None)
+    os.environ["AGENTLEDGER_AUTOSTART_DAEMON"] = "0"  # a benchmark starts the daemons it measures itself
     return home
 
 

@@ -10,6 +10,7 @@ id=$($agentledger launch --name demo --fuse-ttl 3s -- sh -c 'echo "agent working
 echo "launched session $id"
 echo; echo "== status while it runs"; $agentledger status "${id:0:8}"
 echo; echo "== list"; $agentledger list
+echo; echo "== the reconciler daemon launch started (it stops a session whose supervisor dies)"; $agentledger daemon status
 while [ "$($agentledger status "$id" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')" != stopped ]; do sleep 0.5; done
 echo; echo "== status after it ended by itself"; $agentledger status "${id:0:8}"
 echo; echo "== its history: every event in the log"; $agentledger history "${id:0:8}"

@@ -51,6 +51,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> Itera
     monkeypatch.setenv("AGENTLEDGER_HOME", str(path))
     monkeypatch.delenv("AGENTLEDGER_DB", raising=False)
     monkeypatch.setenv("AGENTLEDGER_METRICS_ADDR", "off")  # test daemons never contend for the default port
+    monkeypatch.setenv("AGENTLEDGER_AUTOSTART_DAEMON", "0")  # tests start the daemons they need themselves
     if backend == "sqlite":
         yield path
         return

@@ -107,6 +107,63 @@ def test_a_differently_spelled_store_from_another_home_is_refused_a_second_daemo
     assert "anything" not in again.stderr  # the password of the spelling tried is not shown either
 
 
+def test_launch_starts_the_daemon_so_a_session_whose_supervisor_dies_is_still_stopped(cli, monkeypatch):
+    """A user who never ran 'daemon start': launch starts it (one line on stderr), and the reconciler
+    stops the session within its TTL and one interval of its process ending."""
+    monkeypatch.setenv("AGENTLEDGER_AUTOSTART_DAEMON", "1")
+    monkeypatch.setenv("AGENTLEDGER_RECONCILE_INTERVAL", "500ms")
+    try:
+        launched = cli("launch", "--fuse-ttl", "1s", "--", "sleep", "600")
+        assert "started the reconciler daemon" in launched.stderr and len(launched.stderr.splitlines()) == 1
+        sid = launched.stdout.strip()
+        assert cli.json("daemon", "status")["running"]
+        again = cli("launch", "--", "true")
+        assert again.stderr == ""  # one runs already: nothing to say
+        status = cli.json("status", sid)
+        os.kill(status["supervisor_pid"], signal.SIGKILL)
+        os.kill(status["pid"], signal.SIGKILL)
+        killed = time.time()
+        stopped = wait_for(lambda: (s := cli.json("status", sid))["status"] == "stopped" and s, timeout=20)
+        assert stopped["stop_reason"] == "reconciled"
+        assert ts(stopped["stopped_at"]) - killed <= 1.0 + 0.5 + 2.0  # TTL + one interval (+ a busy machine)
+    finally:
+        cli("daemon", "stop", check=False)
+    monkeypatch.setenv("AGENTLEDGER_AUTOSTART_DAEMON", "0")
+    off = cli("launch", "--", "true")
+    assert "no reconciler daemon runs" in off.stderr and len(off.stderr.splitlines()) == 1
+
+
+def test_restart_replaces_the_running_daemon(cli, daemon):
+    first = daemon("--interval", "0.5")
+    restarted = cli("daemon", "restart", "--interval", "0.5").stdout
+    assert f"daemon stopped (pid {first})" in restarted
+    second = int(restarted.split("daemon started (pid ")[1].split(")")[0])
+    try:
+        assert second != first and cli.json("daemon", "status")["pid"] == second
+    finally:
+        cli("daemon", "stop")
+
+
+@pytest.mark.sqlite_only
+def test_install_writes_a_user_unit_and_keeps_the_password_out_of_it(cli, home, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("AGENTLEDGER_DB", f"sqlite:///{home / 'ledger.db'}")
+    printed = cli("daemon", "install", "--print", "--interval", "2s").stdout
+    assert "ExecStart=" in printed and "daemon run --interval 2.0" in printed
+    assert f"EnvironmentFile={home / 'daemon.env'}" in printed
+    units = tmp_path / "config" / "systemd" / "user"
+    assert not units.exists()  # --print writes nothing
+    installed = cli("daemon", "install", check=False)  # no user bus in a test: written, not enabled
+    [unit] = units.glob("agentledger-daemon*.service")
+    assert "AGENTLEDGER_DB" not in unit.read_text()
+    assert (home / "daemon.env").stat().st_mode & 0o777 == 0o600
+    if installed.returncode != 0:
+        assert len(installed.stderr.splitlines()) == 1 and "enable it with: systemctl --user" in installed.stderr
+    assert "removed" in cli("daemon", "uninstall").stdout
+    assert not list(units.glob("*.service")) and not (home / "daemon.env").exists()
+    assert "no systemd unit" in cli("daemon", "uninstall").stdout
+
+
 @pytest.mark.parametrize("interval", ["0", "-1s", "soon"])
 def test_a_bad_interval_is_a_usage_error(cli, interval):
     result = cli("daemon", "start", "--interval", interval, check=False)

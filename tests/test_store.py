@@ -19,6 +19,7 @@ from agentledger.domain.session import Session
 from agentledger.infrastructure.config import ConfigError, StoreLocation, store_location
 from agentledger.infrastructure.store import SCHEMA_HEAD, open_store
 from agentledger.projections.catchup import catch_up, rebuild
+from conftest import POSTGRES_URL, wait_for
 
 FIELDS = dict(argv=["true"], cwd="/", adapter="command", name=None, model=None, prompt=None, group=None,
               labels={}, host="h", boot_id="b", pid=1, pid_start_time=1.0, boot_time=0.0,
@@ -518,3 +519,61 @@ def test_an_exit_during_a_stalled_heartbeat_is_spooled_at_once_and_survives_the_
     status = cli.json("status", sid)
     assert (status["stop_reason"], status["exit_code"]) == ("exited", 3)
     assert not spooled.exists()
+
+
+# -- a store is never silently replaced ----------------------------------------------------------------------
+
+
+def _refused(result) -> bool:
+    return (result.returncode == 1 and len(result.stderr.splitlines()) == 1
+            and "db init --force" in result.stderr and "Traceback" not in result.stderr)
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("how", ["emptied", "deleted"])
+def test_an_emptied_or_deleted_sqlite_store_is_refused_not_taken_for_a_new_one(cli, home, how):
+    sid = cli.launch("true")
+    wait_for(lambda: cli.json("status", sid)["status"] == "stopped", timeout=30)
+    store = home / "ledger.db"
+    for path in home.glob("ledger.db-*"):
+        path.unlink()
+    if how == "emptied":
+        store.write_bytes(b"")
+    else:
+        store.unlink()
+    for command in (("list", "--all"), ("verify",), ("launch", "--", "true")):
+        assert _refused(cli(*command, check=False)), command
+    assert not store.exists() or store.stat().st_size == 0  # nothing was created in its place
+    assert "now this home's" in cli("db", "init", "--force").stdout
+    assert cli.json_lines("list", "--all") == [] and cli("verify").returncode == 0
+
+
+@pytest.mark.sqlite_only
+def test_a_home_from_before_the_check_refuses_its_emptied_store_by_its_logs(cli, home):
+    sid = cli.launch("true")
+    wait_for(lambda: cli.json("status", sid)["status"] == "stopped", timeout=30)
+    (home / "stores.json").unlink()  # as an older agentledger left the home
+    for path in home.glob("ledger.db*"):
+        path.unlink()
+    assert _refused(cli("list", check=False))
+
+
+def test_a_replaced_store_is_refused_on_both_backends(cli, home, backend):
+    cli.launch("true")
+    if backend == "postgres":
+        import psycopg
+
+        schema = os.environ["AGENTLEDGER_DB"].rsplit("schema=", 1)[1]
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")  # the next command makes a fresh one: another store
+    else:
+        for path in home.glob("ledger.db*"):
+            path.unlink()
+        cli("db", "init", "--force")  # a fresh store there, accepted: this home's from now on
+        (home / "stores.json").write_text('{"sqlite://' + str((home / "ledger.db").resolve())
+                                          + '": {"store_id": "' + "0" * 32 + '"}}')  # ... but it used another
+    result = cli("list", check=False)
+    assert _refused(result) and "not the ledger this home used" in result.stderr
+    cli("db", "init", "--force")
+    assert cli("list").returncode == 0
+    assert cli.json("verify")["store_id"]

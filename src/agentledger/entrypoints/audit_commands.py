@@ -230,11 +230,15 @@ def cmd_verify(context: Any, args: argparse.Namespace) -> int:
     from agentledger.application.verifying import verify
     from agentledger.entrypoints.render import write_json
 
-    report = verify(context.store)
+    from agentledger.infrastructure.store_identity import store_id_of
+
+    report = verify(context.store)  # opening it checked its identity: this home's store, not a replacement
+    store_id = store_id_of(context.store)
     if args.json:
-        write_json(report.as_json())
+        write_json({**report.as_json(), "store_id": store_id})
         return 0 if report.ok else FOUND_PROBLEMS
     out = sys.stdout
+    out.write(f"store {store_id or '(no identity)'}: the one this home has used\n")
     out.write(f"{_count(report.events, 'event')}, {_count(report.sessions, 'session')} "
               f"({_count(report.aggregates, 'aggregate')}), "
               f"{_count(report.stops, 'stop')} ({report.reconciler_stops} by a reconciler); "

@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("db", "manage the store")
     db_commands = p.add_subparsers(dest="db_command", metavar="ACTION", parser_class=Parser)
     db_commands.required = True
+    dp = db_commands.add_parser("init", help="create the store if it does not exist, and record it as this home's; "
+                                             "--force accepts a store this home does not recognise (start over)")
+    dp.add_argument("--force", action="store_true",
+                    help="accept the store at this location as this home's even if it is not the one it used "
+                         "(an emptied or replaced store: its earlier history is not in it)")
     db_commands.add_parser("upgrade", help="apply read-model schema migrations (first use does this too)")
     db_commands.add_parser("rebuild", help="drop the read models and replay the whole log into them")
     dp = db_commands.add_parser("info", help="where the store is and how far the read models are")
@@ -611,6 +616,8 @@ def cmd_db(context: Context, args: argparse.Namespace) -> int:
         from agentledger.entrypoints.store_commands import cmd_db_copy
 
         return cmd_db_copy(context, args)
+    if args.db_command == "init":
+        return _db_init(force=args.force)
     if args.db_command == "upgrade":
         from agentledger.infrastructure.config import store_location
         from agentledger.infrastructure.store import SCHEMA_HEAD, initialise_store, store_schema_revision
@@ -647,6 +654,25 @@ def cmd_db(context: Context, args: argparse.Namespace) -> int:
         from agentledger.entrypoints.render import key_values
 
         key_values(list(info.items()))
+    return 0
+
+
+def _db_init(*, force: bool) -> int:
+    """Create (or open) the store; with ``force``, make it this home's whatever this home used before there."""
+    from agentledger.infrastructure import store_identity
+    from agentledger.infrastructure.config import home_dir, store_location
+    from agentledger.infrastructure.store import open_store
+
+    location = store_location()
+    store = open_store(location, check_identity=not force)
+    try:
+        store_id = store_identity.store_id_of(store)
+        if force and store_id is not None:
+            store_identity.remember(home_dir(), location, store_id)
+    finally:
+        store.close()
+    print(f"{location.url}: store {store_id or '(no identity: an older schema)'}"
+          + (", now this home's" if force else ""))
     return 0
 
 

@@ -240,6 +240,11 @@ def _start(context: Any, spec: Any, *, json: bool) -> int:
         if answer.get("kind") == "spawn-failed":
             raise UsageError(f"{answer['error']} (recorded as session {spec.session_id[:12]}, spawn-failed)")
         raise LedgerError(answer["error"])
+    from agentledger.entrypoints.reconcile_commands import ensure_daemon
+
+    notice = ensure_daemon(store)  # a reconciler for when this supervisor dies
+    if notice:
+        print(f"agentledger: {notice}", file=sys.stderr)
     if json:
         from agentledger.entrypoints.render import write_json
 

@@ -37,7 +37,8 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     actions = p.add_subparsers(dest="daemon_command", metavar="ACTION", parser_class=Parser)
     actions.required = True
     for name, help_text in (("run", "run in the foreground, logging to stderr"),
-                            ("start", "start in the background (pid and log files under $AGENTLEDGER_HOME)")):
+                            ("start", "start in the background (pid and log files under $AGENTLEDGER_HOME)"),
+                            ("restart", "stop the running daemon (if any), then start one")):
         dp = actions.add_parser(name, help=help_text, description=help_text)
         dp.add_argument("--interval", type=types.duration, default=None, metavar="DURATION",
                         help="time between passes, e.g. 500ms or 0.5 (default: reconcile_interval "
@@ -50,6 +51,13 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
                     help=f"how long to wait for it to exit (default {format_duration(STOP_PATIENCE)})")
     dp = actions.add_parser("status", help="is it running; its last pass; the mass-stop guard")
     json_flag(dp)
+    dp = actions.add_parser("install", help="run the daemon as a user service: a systemd user unit (launchd "
+                                            "agent on macOS), enabled and started")
+    dp.add_argument("--interval", type=types.duration, default=None, metavar="DURATION",
+                    help="time between passes (default: reconcile_interval in the configuration)")
+    dp.add_argument("--print", action="store_true", dest="print_only",
+                    help="print the unit and where it would go; write and enable nothing")
+    actions.add_parser("uninstall", help="disable and remove the user service 'daemon install' made")
     p.set_defaults(handler=cmd_daemon)
 
 
@@ -118,9 +126,61 @@ def cmd_reconcile(context: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(context: Any, args: argparse.Namespace) -> int:
-    return {"run": _daemon_run, "start": _daemon_start, "stop": _daemon_stop, "status": _daemon_status}[
+    return {"run": _daemon_run, "start": _daemon_start, "restart": _daemon_restart, "stop": _daemon_stop,
+            "status": _daemon_status, "install": _daemon_install, "uninstall": _daemon_uninstall}[
         args.daemon_command
     ](context, args)
+
+
+def _daemon_restart(context: Any, args: argparse.Namespace) -> int:
+    _interval(args)  # a bad configuration stops us before the running daemon is stopped
+    args.wait = STOP_PATIENCE
+    _daemon_stop(context, args)
+    return _daemon_start(context, args)
+
+
+def _unit(context: Any, interval: float | None) -> Any:
+    from agentledger.infrastructure.config import home_dir
+    from agentledger.infrastructure.service_units import unit_for
+
+    return unit_for(home_dir(), context.store.location.connect_url, interval)
+
+
+def _daemon_install(context: Any, args: argparse.Namespace) -> int:
+    from agentledger.application.errors import LedgerError
+    from agentledger.infrastructure.config import mask_secrets
+    from agentledger.infrastructure.service_units import run, write
+
+    unit = _unit(context, args.interval)
+    if args.print_only:
+        print(f"# {unit.path}\n{unit.text}")
+        print(f"# {unit.env_file} (0600)\n{mask_secrets(unit.env_text)}")
+        return 0
+    files = _files()
+    if _running(files) is not None:
+        raise LedgerError("a daemon is running for this store: stop it first ('agentledger daemon stop'), "
+                          "so that the service can be the one")
+    write(unit)
+    print(f"wrote {unit.path} and {unit.env_file}")
+    failed = run(unit.enable)
+    if failed:
+        raise LedgerError(f"the {unit.kind} unit is written but not enabled: {failed}; enable it with: "
+                          + " && ".join(" ".join(command) for command in unit.enable))
+    print(f"{unit.name}: enabled and started ({unit.kind}); 'agentledger daemon status' shows it")
+    return 0
+
+
+def _daemon_uninstall(context: Any, args: argparse.Namespace) -> int:
+    from agentledger.infrastructure.service_units import remove, run
+
+    unit = _unit(context, None)
+    if not unit.path.exists():
+        print(f"no {unit.kind} unit for this home ({unit.path})")
+        return 0
+    failed = run(unit.disable)
+    remove(unit)
+    print(f"removed {unit.path}" + (f" (disabling it: {failed})" if failed else f"; {unit.name} disabled"))
+    return 0
 
 
 def _files() -> Any:
@@ -157,26 +217,62 @@ def _interval(args: argparse.Namespace) -> float:
 
 
 def _daemon_start(context: Any, args: argparse.Namespace) -> int:
-    from agentledger.application.errors import LedgerError
-    from agentledger.infrastructure.config import home_dir
     from agentledger.infrastructure.daemon_files import DaemonAlreadyRunning
-    from agentledger.infrastructure.launcher import start_detached
 
     interval = _interval(args)  # a bad configuration stops us here, before anything starts
     store = context.store  # create the store now, in this process, with its errors reported here
     files = _files()
     holder = _running(files)
     if holder is not None:
-        raise DaemonAlreadyRunning(holder, files.lock_path)
-    argv = [sys.executable, "-m", "agentledger", "daemon", "run", "--interval", repr(interval),
-            "--mass-stop-share", repr(args.mass_stop_share), "--mass-stop-min", str(args.mass_stop_min),
-            "--handshake-fd"]
-    env = dict(os.environ, AGENTLEDGER_HOME=str(home_dir()), AGENTLEDGER_DB=store.location.connect_url)
-    answer = start_detached(argv, env, files.log_path, what="daemon")
+        raise DaemonAlreadyRunning(holder, f"lock {files.lock_path}")
+    answer = start_daemon(store, files, interval, _policy(args))
     if not answer["ok"]:
+        from agentledger.application.errors import LedgerError
+
         raise LedgerError(answer["error"])
     print(f"daemon started (pid {answer['pid']}), a pass every {format_duration(interval)}; log: {answer['log']}")
     return 0
+
+
+def start_daemon(store: Any, files: Any, interval: float, policy: ReconcilePolicy) -> dict[str, Any]:
+    """Start ``daemon run`` detached for ``store``; its handshake: ``ok``, else ``error`` (``already_running``)."""
+    from agentledger.infrastructure.config import home_dir
+    from agentledger.infrastructure.launcher import start_detached
+
+    argv = [sys.executable, "-m", "agentledger", "daemon", "run", "--interval", repr(interval),
+            "--mass-stop-share", repr(policy.mass_stop_share), "--mass-stop-min", str(policy.mass_stop_min),
+            "--handshake-fd"]
+    env = dict(os.environ, AGENTLEDGER_HOME=str(home_dir()), AGENTLEDGER_DB=store.location.connect_url)
+    return start_detached(argv, env, files.log_path, what="daemon")
+
+
+def ensure_daemon(store: Any) -> str | None:
+    """Make sure a reconciler will run for ``store`` on this host (``launch`` calls this); a notice, or None.
+
+    With ``autostart_daemon`` on (the default) a daemon is started when none
+    runs: a session whose supervisor dies is then stopped once its process
+    ends, even for a user who never ran ``daemon start``. Off, the notice says
+    what that means. Starting it is best effort: the launch does not fail.
+    """
+    from agentledger.infrastructure.settings import load_settings
+
+    settings = load_settings()
+    files = _files()
+    if _running(files) is not None:
+        return None
+    if not settings.autostart_daemon:
+        return ("no reconciler daemon runs for this store (autostart_daemon = false): if this session's "
+                "supervisor dies, it stays unwatched until 'agentledger daemon start' or 'agentledger reconcile'")
+    try:
+        answer = start_daemon(store, files, settings.reconcile_interval, DEFAULT_POLICY)
+    except Exception as error:  # the session is launched: say why no daemon, and go on
+        return f"could not start the reconciler daemon ({error}); run 'agentledger daemon start'"
+    if not answer["ok"]:
+        if answer.get("already_running"):  # another home's daemon serves the store (it holds the server's lock)
+            return None
+        return f"could not start the reconciler daemon ({answer['error']}); run 'agentledger daemon start'"
+    return (f"started the reconciler daemon for this store (pid {answer['pid']}, log {answer['log']}); "
+            "autostart_daemon = false turns this off")
 
 
 def _daemon_stop(context: Any, args: argparse.Namespace) -> int:

@@ -70,6 +70,7 @@ class Settings:
     on_stop: str | None = None
     on_stop_timeout: float = 60.0
     unset_env: tuple[str, ...] = ()  # variables dropped from the agent's environment
+    autostart_daemon: bool = True  # launch starts the store's daemon when none runs
     webhooks: tuple[WebhookEndpoint, ...] = ()
     sources: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
@@ -146,6 +147,17 @@ def _events(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r}: expected true or false")
+
+
 def _names(value: Any) -> tuple[str, ...]:
     from agentledger.infrastructure.agent_env import VARIABLE_NAME
 
@@ -182,6 +194,7 @@ KEYS: dict[str, Key] = {
     "on_stop": Key(_text, "AGENTLEDGER_ON_STOP", "default command run after a session stops"),
     "on_stop_timeout": Key(_duration, "AGENTLEDGER_ON_STOP_TIMEOUT", "how long an on-stop command may run"),
     "unset_env": Key(_names, "AGENTLEDGER_UNSET_ENV", "variables launched agents do not inherit (list; env: a,b)"),
+    "autostart_daemon": Key(_flag, "AGENTLEDGER_AUTOSTART_DAEMON", "launch starts the store's daemon if none runs"),
 }
 
 WEBHOOK_KEYS: dict[str, Key] = {

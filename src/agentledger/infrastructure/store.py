@@ -26,7 +26,7 @@ from agentledger.application.errors import StoreError
 from agentledger.infrastructure.config import PostgresLocation, StoreLocation
 
 #: The Alembic revision this code expects; ``tests/test_store.py`` checks it is the head.
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 BUSY_TIMEOUT_SECONDS = 30.0
 
 
@@ -124,19 +124,38 @@ def ledger_env(db_path: Path, *, create_tables: bool) -> dict[str, str]:
     }
 
 
-def open_store(location: StoreLocation | PostgresLocation) -> Any:
-    """Open the store, creating or upgrading it first if it is new or older than this code."""
+def open_store(location: StoreLocation | PostgresLocation, *, check_identity: bool = True) -> Any:
+    """Open the store, creating or upgrading it first if it is new or older than this code.
+
+    A store this home used before must still be that store (``store_identity.py``):
+    an emptied, deleted or replaced one is refused unless ``check_identity`` is
+    off (``db init --force``).
+    """
+    from agentledger.infrastructure import store_identity
+    from agentledger.infrastructure.config import home_dir
+
+    home = home_dir()
     if location.kind == "postgresql":
         from agentledger.infrastructure.postgres_store import open_postgres_store
 
-        return open_postgres_store(location)
-    try:
-        if not is_ready(location.path):
-            refuse_unknown_schema(schema_revision(location.path), location.path)
-            initialise(location)
-        return Store(location)
-    except sqlite3.DatabaseError as error:
-        raise StoreError(_describe(location, error)) from None
+        store = open_postgres_store(location)
+    else:
+        try:
+            if not is_ready(location.path):
+                if check_identity:
+                    store_identity.refuse_missing(home, location)
+                refuse_unknown_schema(schema_revision(location.path), location.path)
+                initialise(location)
+            store = Store(location)
+        except sqlite3.DatabaseError as error:
+            raise StoreError(_describe(location, error)) from None
+    if check_identity:
+        try:
+            store_identity.check(store, home)
+        except BaseException:
+            store.close()
+            raise
+    return store
 
 
 def is_ready(path: Path) -> bool:
