@@ -160,7 +160,7 @@ def test_logs_capture_output(cli):
      ("launch", "--fuse-ttl", "-1s", "--", "true"), ("launch", "--fuse-ttl", "1s", "--heartbeat-every", "600ms", "--", "true"), ("frobnicate",), ("logs", "0", "-n", "-3"),
      ("launch", "--timeout", "0", "--", "true"), ("launch", "--timeout", "soon", "--", "true"),
      ("reconcile", "--mass-stop-share", "2"), ("reconcile", "--mass-stop-share", "0"), ("reconcile", "--mass-stop-min", "-1"),
-     ("daemon",), ("daemon", "restart"), ("daemon", "stop", "--wait", "banana"), ("daemon", "run", "--interval", "0ms"),
+     ("daemon",), ("daemon", "reload"), ("daemon", "stop", "--wait", "banana"), ("daemon", "run", "--interval", "0ms"),
      ("list", "--status", "watched")],
 )
 def test_bad_input_is_one_line_and_exit_2(cli, args):

@@ -28,7 +28,8 @@ def write_config(home: Path, text: str, mode: int = 0o600) -> Path:
     return path
 
 
-def test_defaults_when_there_is_no_file(cli, home):
+def test_defaults_when_there_is_no_file(cli, home, monkeypatch):
+    monkeypatch.delenv("AGENTLEDGER_AUTOSTART_DAEMON")  # the suite's own setting
     shown = cli.json("config", "show")
     assert shown["file"] is None and shown["home"] == str(home)
     settings = shown["settings"]

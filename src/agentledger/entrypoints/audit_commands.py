@@ -238,7 +238,6 @@ def cmd_verify(context: Any, args: argparse.Namespace) -> int:
         write_json({**report.as_json(), "store_id": store_id})
         return 0 if report.ok else FOUND_PROBLEMS
     out = sys.stdout
-    out.write(f"store {store_id or '(no identity)'}: the one this home has used\n")
     out.write(f"{_count(report.events, 'event')}, {_count(report.sessions, 'session')} "
               f"({_count(report.aggregates, 'aggregate')}), "
               f"{_count(report.stops, 'stop')} ({report.reconciler_stops} by a reconciler); "
@@ -247,6 +246,7 @@ def cmd_verify(context: Any, args: argparse.Namespace) -> int:
         where = f"position {v.position}, session {v.session_id[:12]} v{v.version}: " if v.session_id else ""
         out.write(f"VIOLATION {v.kind}: {where}{v.detail}\n")
     out.write("ok: every check passed\n" if report.ok else f"{len(report.violations)} violations\n")
+    out.write(f"store {store_id or '(no identity)'}: the one this home has used\n")
     return 0 if report.ok else FOUND_PROBLEMS
 
 

@@ -168,11 +168,30 @@ class Context:
         return self._store
 
     def fresh_db(self) -> Any:
-        """The read-model connection, after applying every event already in the log."""
+        """The read-model connection, after applying every event already in the log.
+
+        A store that refuses writes (full, read-only) can still be read: the
+        read models are then as far as they got, and one line says so.
+        """
+        from agentledger.infrastructure.store_faults import StoreFault, classify
         from agentledger.projections.catchup import catch_up
 
-        warn_skipped(catch_up(self.store).skipped)
+        try:
+            warn_skipped(catch_up(self.store).skipped)
+        except Exception as error:
+            fault = classify(error)
+            if fault not in (StoreFault.FULL, StoreFault.READ_ONLY):
+                raise
+            self._rollback()
+            sys.stderr.write(f"agentledger: warning: the store is {fault.value}: what follows may be behind the "
+                             "log (its read models cannot be brought up to date)\n")
         return self.store.db
+
+    def _rollback(self) -> None:
+        try:
+            self.store.db.rollback()
+        except Exception:  # noqa: BLE001 - nothing was open
+            pass
 
     def resolve(self, text: str, db: Any = None) -> str:
         from agentledger.projections.queries import resolve_session_id
@@ -262,6 +281,12 @@ def _describe_error(error: Exception) -> tuple[str, int]:
         return str(error), 2
     if isinstance(error, DomainError):
         return str(error), 1
+    from agentledger.infrastructure.store_faults import classify
+
+    fault = classify(error)
+    if fault is not None:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return f"the store is {fault.value}: {first}", 1
     if isinstance(error, sqlite3.DatabaseError) or type(error).__module__.startswith("eventsourcing"):
         return f"store error: {error}", 1
     if isinstance(error, OSError):
