@@ -175,6 +175,8 @@ def _running_facts(session: Session, now: datetime) -> dict[str, Any]:
         },
         "last_heartbeat_at": session.last_heartbeat_at,
         "last_heartbeat_age": (now - session.last_heartbeat_at).total_seconds() if session.last_heartbeat_at else None,
+        # the last heartbeat's (or fuse's) sender's clock minus the store's, when off by more than the bound
+        "writer_clock_offset": session.writer_clock_offset,
         "deadline": session.deadline,
         "supervisor_pid": session.supervisor_pid,
         "stop_requests": session.stop_requests,

@@ -20,7 +20,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
-from agentledger.application.clock import utc_now
+from agentledger.application.clock import reported_offset, utc_now
 from agentledger.application.errors import SessionNotFound, StoreError
 from agentledger.application.retry import retry_while_locked
 from agentledger.domain.hosts import Host
@@ -63,7 +63,7 @@ class Ledger(Application[UUID]):
         """Record ``Launched`` and, when a TTL is given, ``FuseSet`` in one atomic save."""
         session = Session.launch(session_id=session_id, **fields)
         if fuse_ttl is not None:
-            session.set_fuse(ttl=fuse_ttl, set_by=fuse_set_by, now=utc_now())
+            session.set_fuse(ttl=fuse_ttl, set_by=fuse_set_by, now=utc_now(), clock_offset=reported_offset())
         self.save_retrying(session)
         return session
 

@@ -70,20 +70,28 @@ class Session(Aggregate):
         resumed_from: str | None = None  # a session id (hex)
 
     class FuseSet(Aggregate.Event):
-        """A lease on the lifecycle: until ``expires_at`` someone watches the session."""
+        """A lease on the lifecycle: until ``expires_at`` someone watches the session.
+
+        ``clock_offset``: the setter's clock minus the store's, in seconds, when
+        it was off by more than the bound (``expires_at`` is on the store's
+        clock either way); None otherwise.
+        """
 
         ttl: float
         expires_at: datetime
         set_by: str
+        clock_offset: float | None = None
 
     class Heartbeat(Aggregate.Event):
         """Evidence of life; ``fuse_expires_at`` is the fuse's new expiry, if a fuse was set."""
 
         source: str
         fuse_expires_at: datetime | None
+        clock_offset: float | None = None  # the sender's clock minus the store's, when off by more than the bound
 
         def apply(self, aggregate: Session) -> None:
             aggregate.last_heartbeat_at = self.timestamp
+            aggregate.writer_clock_offset = self.clock_offset
             if self.fuse_expires_at is not None:
                 aggregate._arm(self.fuse_expires_at)
 
@@ -254,6 +262,7 @@ class Session(Aggregate):
     agent_facts: dict[str, Any] | None = None  # the latest AgentObserved facts, merged
     source: str = LaunchSource.LAUNCHED.value
     resumed_from: str | None = None
+    writer_clock_offset: float | None = None  # the last heartbeat's or fuse's sender's clock minus the store's
 
     # -- queries ---------------------------------------------------------------
 
@@ -285,11 +294,13 @@ class Session(Aggregate):
 
     # -- commands --------------------------------------------------------------
 
-    def set_fuse(self, *, ttl: float, set_by: str, now: datetime) -> None:
+    def set_fuse(self, *, ttl: float, set_by: str, now: datetime, clock_offset: float | None = None) -> None:
+        """Arm a fuse until ``now`` + ``ttl``; ``now`` is on the store's clock (``clock_offset``: the setter's
+        clock's difference from it, recorded when it is large)."""
         self._refuse_if_stopped()
-        self._fuse_set(ttl=ttl, expires_at=now + timedelta(seconds=ttl), set_by=set_by)
+        self._fuse_set(ttl=ttl, expires_at=now + timedelta(seconds=ttl), set_by=set_by, clock_offset=clock_offset)
 
-    def heartbeat(self, *, source: str, now: datetime) -> None:
+    def heartbeat(self, *, source: str, now: datetime, clock_offset: float | None = None) -> None:
         """Record evidence of life; a set fuse is extended to ``now`` + its TTL.
 
         Expiry counts heartbeats: a fuse that had lapsed (or whose lapse the
@@ -302,7 +313,7 @@ class Session(Aggregate):
         if self.fuse_state in (FuseState.SET.value, FuseState.EXPIRED.value):
             assert self.fuse_ttl is not None and self.fuse_expires_at is not None
             new_expiry = max(self.fuse_expires_at, now + timedelta(seconds=self.fuse_ttl))
-        self.trigger_event(self.Heartbeat, source=source, fuse_expires_at=new_expiry)
+        self.trigger_event(self.Heartbeat, source=source, fuse_expires_at=new_expiry, clock_offset=clock_offset)
 
     def observe_agent(self, *, facts: dict[str, Any], heartbeat: bool, source: str, now: datetime) -> bool:
         """Record the adapter's facts that differ from those recorded; False (nothing appended) if none do.
@@ -391,8 +402,9 @@ class Session(Aggregate):
     # -- facts -----------------------------------------------------------------
 
     @event(FuseSet)
-    def _fuse_set(self, *, ttl: float, expires_at: datetime, set_by: str) -> None:
+    def _fuse_set(self, *, ttl: float, expires_at: datetime, set_by: str, clock_offset: float | None = None) -> None:
         self.fuse_ttl = ttl
+        self.writer_clock_offset = clock_offset
         self._arm(expires_at)
 
     def _arm(self, expires_at: datetime) -> None:

@@ -52,8 +52,9 @@ def cmd_why(context: Any, args: argparse.Namespace) -> int:
         return 0
     print(escape(f"{facts['session_id'][:12]} is {facts['status']}. {facts['headline']}"))
     print()
-    key_values([*(_stopped_pairs(facts) if facts["status"] == "stopped" else _running_pairs(facts)),
-                *_spool_pairs(facts), *_lineage_pairs(facts), *_hook_pairs(facts["on_stop"])])
+    pairs = [*(_stopped_pairs(facts) if facts["status"] == "stopped" else _running_pairs(facts)),
+             *_spool_pairs(facts), *_lineage_pairs(facts), *_hook_pairs(facts["on_stop"])]
+    key_values([(key, value) for key, value in pairs if key != "Clock" or value is not None])
     return 0
 
 
@@ -71,7 +72,7 @@ def _spool_pairs(facts: dict[str, Any]) -> list[tuple[str, Any]]:
     pairs: list[tuple[str, Any]] = []
     waiting, spooled = facts["supervisor_waiting"], facts["spooled_exit"]
     if waiting:
-        pairs.append(("Supervisor", f"waiting on the store since {waiting.get('waiting_since')} "
+        pairs.append(("Store", f"refuses the supervisor's writes since {waiting.get('waiting_since')} "
                                     f"({waiting.get('fault')}: {waiting.get('error')}); it keeps the agent watched "
                                     "and records what it sees once the store accepts writes"))
     if spooled:
@@ -134,6 +135,7 @@ def _running_pairs(facts: dict[str, Any]) -> list[tuple[str, Any]]:
     return [
         ("Fuse", _fuse(running["fuse"])),
         ("Last heartbeat", _heartbeat(running["last_heartbeat_at"], running["last_heartbeat_age"], "ago")),
+        ("Clock", _skew(running["writer_clock_offset"])),
         ("PID probe", _probe(running["pid_probe"]) if running["pid_probe"] else f"not probed: host {facts['host']}"),
         ("Supervisor", running["supervisor_pid"]),
         ("Timeout", _time(running["deadline"]) if running["deadline"] else None),
@@ -143,6 +145,15 @@ def _running_pairs(facts: dict[str, Any]) -> list[tuple[str, Any]]:
         ("Command", " ".join(facts["command"])),
         ("Host / PID", f"{facts['host']} / {facts['pid']}"),
     ]
+
+
+def _skew(offset: float | None) -> str | None:
+    """What a sender's skewed clock means for the session, if the last heartbeat or fuse came from one."""
+    if offset is None:
+        return None
+    way = "ahead of" if offset > 0 else "behind"
+    return (f"the last heartbeat's sender's clock was {format_duration(abs(offset))} {way} the store's: the fuse is "
+            "measured on the store's clock (its own time stamps are the sender's)")
 
 
 def _time(at: Any) -> str | None:

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from agentledger import __version__
+from agentledger.application.clock import now_epoch
 from agentledger.domain.durations import InvalidDuration, format_duration
 from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
@@ -201,7 +202,7 @@ class Context:
     def read_models(self, as_of: str | None) -> tuple[Any, float]:
         """The read models and the "now" to judge them at: live, or replayed up to ``as_of``."""
         if as_of is None:
-            return self.fresh_db(), time.time()
+            return self.fresh_db(), now_epoch()
         from datetime import datetime, timezone
 
         from agentledger.projections.as_of import parse_moment, read_models_as_of
@@ -332,11 +333,11 @@ def cmd_stop(context: Context, args: argparse.Namespace) -> int:
 def cmd_heartbeat(context: Context, args: argparse.Namespace) -> int:
     from uuid import UUID
 
-    from agentledger.application.clock import utc_now
+    from agentledger.application.clock import reported_offset, utc_now
 
     session_id = UUID(context.resolve(args.session))
     def beat(session: Any) -> Any:
-        session.heartbeat(source=args.source, now=utc_now())
+        session.heartbeat(source=args.source, now=utc_now(), clock_offset=reported_offset())
         return session
 
     session = context.store.ledger.change(session_id, beat)
@@ -350,14 +351,14 @@ def cmd_heartbeat(context: Context, args: argparse.Namespace) -> int:
 def cmd_fuse(context: Context, args: argparse.Namespace) -> int:
     from uuid import UUID
 
-    from agentledger.application.clock import utc_now
+    from agentledger.application.clock import reported_offset, utc_now
     from agentledger.infrastructure.host import os_user
 
     session_id = UUID(context.resolve(args.session))
     ledger = context.store.ledger
     if args.fuse_command == "set":
         def set_fuse(session: Any) -> Any:
-            session.set_fuse(ttl=args.ttl, set_by=f"user:{os_user()}", now=utc_now())
+            session.set_fuse(ttl=args.ttl, set_by=f"user:{os_user()}", now=utc_now(), clock_offset=reported_offset())
             return session
 
         session = ledger.change(session_id, set_fuse)
@@ -374,7 +375,7 @@ def cmd_fuses(context: Context, args: argparse.Namespace) -> int:
     from agentledger.projections.queries import fuse_json, list_fuses
 
     rows = list_fuses(context.fresh_db(), include_ended=args.all)
-    now = time.time()
+    now = now_epoch()
     if args.json:
         write_json_lines(fuse_json(r, now) for r in rows)
         return 0

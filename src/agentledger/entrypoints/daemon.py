@@ -29,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from agentledger import __version__
+from agentledger.application import clock
 from agentledger.application.hosting import record_daemon_alive, record_daemon_stopped
 from agentledger.application.reconciling import Outcome, PassReport, Reconciler
 from agentledger.application.stop_hooks import PendingStopHooks
@@ -285,6 +286,8 @@ class Daemon:
             "host": host_name(),
             "boot_id": boot_id(),
             "store": self.store.location.url,
+            # this daemon's clock minus the store's (seconds; 0 within the tolerance): it judges on the store's
+            "clock_offset": round(-clock.offset(), 1),
             "interval_seconds": self.interval,
             "policy": {
                 "version": self.policy.version,

@@ -7,10 +7,10 @@ from ``application/hosting.py``. Heavy modules are imported inside the handlers.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from typing import Any
 
+from agentledger.application.clock import now_epoch
 from agentledger.entrypoints.args import Parser, json_flag
 
 
@@ -34,7 +34,7 @@ def cmd_hosts(context: Any, args: argparse.Namespace) -> int:
     from agentledger.projections.queries import host_json, list_hosts
 
     rows = list_hosts(context.fresh_db())
-    now = time.time()
+    now = now_epoch()
     if args.json:
         write_json_lines(host_json(r, now) for r in rows)
         return 0

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
+from agentledger.application.clock import now_epoch
 from agentledger.domain.durations import format_duration
 from agentledger.domain.policy import DEFAULT_TERMINATION_GRACE
 from agentledger.entrypoints import args as types
@@ -159,7 +159,7 @@ def cmd_resume(context: Any, args: argparse.Namespace) -> int:
     if adapter.binary is None:
         raise UsageError(f"session {short} ran a plain command (adapter {old['adapter']}): "
                          f"only an agent's conversation can be resumed (agents: {', '.join(registry.agent_names())})")
-    status = current_status(old, time.time())
+    status = current_status(old, now_epoch())
     if status != "stopped":
         raise LedgerError(f"session {short} is still {status}: two agents must not write one conversation; "
                           f"stop it first (agentledger stop {short}) or wait for it to end")

@@ -361,6 +361,10 @@ def _daemon_status(context: Any, args: argparse.Namespace) -> int:
             counts = ", ".join(f"{n} {k}" for k, n in sorted(last["counts"].items())) or "no sessions"
             pairs.append(("Last pass", f"{relative(_epoch(last['at']), now)}, took {last['duration_ms']:.1f}ms: {counts}"))
         pairs += [("Passes", status["passes"]), ("Watching", f"{status['sessions_watched']} sessions on this host")]
+        skew = status.get("clock_offset") or 0.0
+        if abs(skew) > 1.5:
+            pairs.append(("Clock", f"this daemon's clock is {format_duration(abs(skew))} "
+                                   f"{'ahead of' if skew > 0 else 'behind'} the store's: it judges on the store's"))
     pairs.append(("Mass-stop guard", "holding {} stops since {} (a pass would have stopped {} of {}); the next pass "
                   "confirms them, or 'agentledger reconcile --confirm'".format(
                       len(holding["held"]), holding["since"], holding["would_stop"], holding["not_stopped"])

@@ -23,9 +23,11 @@ def main(argv: list[str]) -> int:
     )
     try:
         from agentledger.infrastructure.config import store_location
+        from agentledger.infrastructure.settings import load_settings
         from agentledger.infrastructure.store import open_store
         from agentledger.infrastructure.supervisor import LaunchSpec, Supervisor
 
+        load_settings()  # the configuration's clock_skew_bound (the CLI already refused a bad one)
         spec = LaunchSpec(**orjson.loads(sys.stdin.buffer.read()))
         if spec.session_id != session_id:
             raise ValueError(f"the spec on stdin is for session {spec.session_id}, not {session_id}")

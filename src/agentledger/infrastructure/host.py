@@ -6,6 +6,7 @@ import functools
 import getpass
 import os
 import socket
+import time
 
 
 @functools.cache
@@ -45,3 +46,21 @@ def os_user() -> str:
 def actor(component: str) -> dict[str, object]:
     """The ``decided_by`` / ``by`` record: which component, on which host, as which process."""
     return {"component": component, "host": host_name(), "pid": os.getpid(), "user": os_user()}
+
+
+def kernel_clock() -> float:
+    """The host's wall clock as the kernel keeps it: boot time plus time since boot (epoch seconds).
+
+    Read from ``/proc``, which a process's faked clock (libfaketime, a
+    ``CLOCK_REALTIME`` namespace) does not change: the embedded store's clock.
+    Accurate to about a second (the kernel gives the boot time in whole
+    seconds). Elsewhere than Linux: this process's own clock.
+    """
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            booted = next(int(line.split()[1]) for line in stat if line.startswith("btime "))
+        with open("/proc/uptime", encoding="ascii") as uptime:
+            since_boot = float(uptime.read().split()[0])
+    except (OSError, StopIteration, ValueError):
+        return time.time()
+    return booted + since_boot

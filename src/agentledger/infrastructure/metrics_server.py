@@ -107,6 +107,10 @@ class DaemonMetrics:
         info.labels(__version__, host).set(1)
         Gauge("agentledger_daemon_start_time_seconds", "When this daemon started (epoch seconds)",
               registry=registry).set(started_at)
+        from agentledger.application import clock
+
+        Gauge("agentledger_clock_offset_seconds", "This daemon's clock minus the store's (0 within 1.5 s); the "
+              "daemon judges on the store's clock", registry=registry).set_function(lambda: -clock.offset())
 
     def record_pass(self, report: Any | None, seconds: float) -> None:
         """One pass: its report, or None if it failed."""

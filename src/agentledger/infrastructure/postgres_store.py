@@ -16,6 +16,7 @@ session-scoped advisory lock, so twenty processes starting at once agree.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -143,6 +144,20 @@ class PostgresStore:
     def log_head(self) -> int:
         """The last log position, read on the read-model connection (no need to build the ledger)."""
         return self.db.execute(f"SELECT max(notification_id) FROM {self.events_table}").fetchone()[0] or 0
+
+    def clock(self) -> float:
+        """The store's clock: the server's ``clock_timestamp()``, half the round trip later (epoch seconds).
+
+        On a connection of its own (read rarely: ``application/clock.py`` resyncs every few minutes), so
+        that no thread's transaction on the read-model connection is touched.
+        """
+        connection = connect(self.location)
+        try:
+            asked = time.monotonic()
+            (value,) = connection.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
+            return float(value) + (time.monotonic() - asked) / 2
+        finally:
+            connection.close()
 
     def event_positions(self, session_id_hex: str) -> dict[int, int]:
         rows = self.db.execute(

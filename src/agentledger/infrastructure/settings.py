@@ -71,6 +71,7 @@ class Settings:
     on_stop_timeout: float = 60.0
     unset_env: tuple[str, ...] = ()  # variables dropped from the agent's environment
     autostart_daemon: bool = True  # launch starts the store's daemon when none runs
+    clock_skew_bound: float = 30.0  # a writer whose clock is off by more than this says so (application/clock.py)
     webhooks: tuple[WebhookEndpoint, ...] = ()
     sources: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
@@ -195,6 +196,8 @@ KEYS: dict[str, Key] = {
     "on_stop_timeout": Key(_duration, "AGENTLEDGER_ON_STOP_TIMEOUT", "how long an on-stop command may run"),
     "unset_env": Key(_names, "AGENTLEDGER_UNSET_ENV", "variables launched agents do not inherit (list; env: a,b)"),
     "autostart_daemon": Key(_flag, "AGENTLEDGER_AUTOSTART_DAEMON", "launch starts the store's daemon if none runs"),
+    "clock_skew_bound": Key(_duration, "AGENTLEDGER_CLOCK_SKEW_BOUND",
+                            "a clock off from the store's by more than this is reported"),
 }
 
 WEBHOOK_KEYS: dict[str, Key] = {
@@ -235,8 +238,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     webhooks = _webhooks(values.get("webhooks", {}), env, path, lines, sources)
     warnings = _permission_warnings(path, values)
-    return Settings(home=home, webhooks=webhooks, sources=sources, warnings=warnings,
-                    file=path if path.exists() else None, **found)
+    settings = Settings(home=home, webhooks=webhooks, sources=sources, warnings=warnings,
+                        file=path if path.exists() else None, **found)
+    from agentledger.application import clock
+
+    clock.skew_bound = settings.clock_skew_bound  # what this process reports of its own clock's difference
+    return settings
 
 
 def _parse(spec: Key, value: Any, where: str) -> Any:

@@ -54,6 +54,13 @@ class Store:
         """The last log position, read on the read-model connection (no need to build the ledger)."""
         return self.db.execute(f"SELECT max(rowid) FROM {self.events_table}").fetchone()[0] or 0
 
+    @staticmethod
+    def clock() -> float:
+        """The store's clock: the host's, as the kernel keeps it (a process's skewed clock does not change it)."""
+        from agentledger.infrastructure.host import kernel_clock
+
+        return kernel_clock()
+
     def event_positions(self, session_id_hex: str) -> dict[int, int]:
         """Log position (notification id) of each of a session's events, by version."""
         rows = self.db.execute(
@@ -155,6 +162,9 @@ def open_store(location: StoreLocation | PostgresLocation, *, check_identity: bo
         except BaseException:
             store.close()
             raise
+    from agentledger.application import clock
+
+    clock.use_reference(store.clock)  # from now on this process judges time by the store's clock
     return store
 
 

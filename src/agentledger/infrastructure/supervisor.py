@@ -37,7 +37,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from agentledger.application.clock import utc_now
+from agentledger.application.clock import reported_offset, utc_now
 from agentledger.domain.durations import format_duration
 from agentledger.domain.errors import SessionAlreadyStopped
 from agentledger.domain.exits import ObservedExit, reason_for_exit
@@ -254,7 +254,8 @@ class Supervisor:
 
     def _heartbeat(self) -> None:
         try:
-            self.ledger.change(self.session_id, lambda s: s.heartbeat(source=Component.SUPERVISOR.value, now=utc_now()))
+            self.ledger.change(self.session_id, lambda s: s.heartbeat(
+                source=Component.SUPERVISOR.value, now=utc_now(), clock_offset=reported_offset()))
         except SessionAlreadyStopped:
             log.warning("session was stopped by another component; supervising without heartbeats")
             self.stopped_elsewhere = True
