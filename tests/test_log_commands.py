@@ -187,7 +187,8 @@ def test_entry_json_is_plain_json():
                               fuse_expires_at=at + timedelta(seconds=30))
     record = entry_json(LogEntry(9, sid, 4, "agentledger.domain.session:Session.Heartbeat", event))
     assert record == {"position": 9, "time": "2026-11-25T08:00:00+00:00", "session_id": sid.hex, "version": 4,
-                      "type": "Heartbeat", "fields": {"source": "cli", "fuse_expires_at": "2026-11-25T08:00:30+00:00"}}
+                      "type": "Heartbeat", "fields": {"source": "cli", "fuse_expires_at": "2026-11-25T08:00:30+00:00",
+                                                             "clock_offset": None}}
     assert json.loads(json.dumps(record)) == record
     assert event_type("agentledger.domain.stop_guard:StopGuard.Tripped") == "StopGuard.Tripped"
 

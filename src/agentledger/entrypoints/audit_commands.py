@@ -252,12 +252,12 @@ def cmd_verify(context: Any, args: argparse.Namespace) -> int:
     out.write(f"{_count(report.events, 'event')}, {_count(report.sessions, 'session')} "
               f"({_count(report.aggregates, 'aggregate')}), "
               f"{_count(report.stops, 'stop')} ({report.reconciler_stops} by a reconciler); "
-              f"read models compared at position {report.read_models_at}\n")
+              f"read models compared at position {report.read_models_at}; "
+              f"store {store_id or '(no identity)'}, the one this home has used\n")
     for v in report.violations:
         where = f"position {v.position}, session {v.session_id[:12]} v{v.version}: " if v.session_id else ""
         out.write(f"VIOLATION {v.kind}: {where}{v.detail}\n")
     out.write("ok: every check passed\n" if report.ok else f"{len(report.violations)} violations\n")
-    out.write(f"store {store_id or '(no identity)'}: the one this home has used\n")
     return 0 if report.ok else FOUND_PROBLEMS
 
 
