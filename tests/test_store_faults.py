@@ -96,7 +96,9 @@ def test_a_read_only_store_loses_no_exit(cli, home, tmp_path):
     go = tmp_path / "go"
     sid, supervisor = launch_waiting(cli, go)
     agent = cli.json("status", sid)["pid"]
-    files = [str(path) for path in home.glob("ledger.db*")]
+    # The data files: an immutable WAL index (-shm), which every process maps, is a SIGBUS in the first
+    # process to write to it (docs/operations.md, "When the store refuses writes").
+    files = [str(home / name) for name in ("ledger.db", "ledger.db-wal")]
     frozen = subprocess.run(["chattr", "+i", *files], capture_output=True, text=True)
     if frozen.returncode != 0:
         reason = f"cannot make the store immutable ({frozen.stderr.strip()})"

@@ -1,4 +1,5 @@
-"""scripts/torture, short: real sessions, real chaos (kills, daemon restarts, lock holds, PID reuse), zero violations.
+"""scripts/torture, short: real sessions, real chaos (kills, daemon restarts, lock holds, PID reuse, a full disk,
+a read-only store, SIGSTOPped supervisors, a skewed clock where root and faketime allow), zero violations.
 
 The chaos is the long runs' (docs/RELIABILITY.md): write-lock holds of 1-3 s, longer than the fuse, and
 PID-reuse impostors that lead process groups. Only the timing margins are wider, for a loaded CI machine.
@@ -37,4 +38,7 @@ def test_a_short_torture_run_finds_no_violation(tmp_path: Path) -> None:
     assert table["verify"].strip() == "clean"
     assert int(table["daemon starts"]) >= 2  # it was SIGKILLed and restarted at least once
     assert int(table["sqlite write-lock holds"]) >= 1
+    # each fault class was made (the harness itself fails a run in which one was not: --min-faults 1)
+    for fault in ("daemon stops and starts", "supervisor SIGSTOPs (past their TTL)"):
+        assert int(table[fault]) >= 1, fault
     assert "VIOLATION " not in out
