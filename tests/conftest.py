@@ -81,6 +81,14 @@ def _postgres_admin() -> Any:
         pytest.skip(f"SKIPPED ON POSTGRESQL: {reason}")
 
 
+def no_real_fault(reason: str) -> None:
+    """A real fault this machine cannot make (not root, no faketime): a loud skip, or a failure where CI
+    requires real faults (``AGENTLEDGER_REQUIRE_FAULTS=1``, set by ``.ci/run``)."""
+    if os.environ.get("AGENTLEDGER_REQUIRE_FAULTS") == "1":
+        pytest.fail(f"{reason}, and AGENTLEDGER_REQUIRE_FAULTS=1 requires real faults")
+    pytest.skip(f"SKIPPED, NO REAL FAULTS: {reason}")
+
+
 def _end_processes_of(home: Path) -> None:
     """Kill what the test left running against its ledger (supervisors, daemons, their agents)."""
     import psutil

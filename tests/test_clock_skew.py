@@ -17,17 +17,14 @@ from datetime import datetime
 
 import pytest
 
-from conftest import wait_for
+from conftest import no_real_fault, wait_for
 
 
 @pytest.fixture
 def skewed():
     """``skewed(offset, *args)`` runs ``agentledger ARGS`` with its clock moved by ``offset`` ('+1h', '-1h')."""
     if shutil.which("faketime") is None:
-        reason = "faketime is not installed (apt-get install faketime)"
-        if os.environ.get("AGENTLEDGER_REQUIRE_FAULTS") == "1":
-            pytest.fail(f"{reason}, and AGENTLEDGER_REQUIRE_FAULTS=1 requires real faults")
-        pytest.skip(f"SKIPPED, NO REAL FAULTS: {reason}")
+        no_real_fault("faketime is not installed (apt-get install faketime)")
 
     def run(offset: str, *args: str) -> subprocess.CompletedProcess[str]:
         # The wall clock only, as NTP trouble skews it: the monotonic clock (timeouts, waits) runs true.

@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import POSTGRES_URL, wait_for
+from conftest import POSTGRES_URL, no_real_fault, wait_for
 
 #: The agent: waits for a file outside the faulty store, then exits 7.
 WAITING_AGENT = "while [ ! -e {go} ]; do sleep 0.05; done; exit 7"
@@ -39,10 +39,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(disk)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
-        reason = f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'not root'})"
-        if os.environ.get("AGENTLEDGER_REQUIRE_FAULTS") == "1":
-            pytest.fail(f"{reason}, and AGENTLEDGER_REQUIRE_FAULTS=1 requires real faults")
-        pytest.skip(f"SKIPPED, NO REAL FAULTS: {reason}")
+        no_real_fault(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'not root'})")
     try:
         yield disk
     finally:
@@ -101,10 +98,7 @@ def test_a_read_only_store_loses_no_exit(cli, home, tmp_path):
     files = [str(home / name) for name in ("ledger.db", "ledger.db-wal")]
     frozen = subprocess.run(["chattr", "+i", *files], capture_output=True, text=True)
     if frozen.returncode != 0:
-        reason = f"cannot make the store immutable ({frozen.stderr.strip()})"
-        if os.environ.get("AGENTLEDGER_REQUIRE_FAULTS") == "1":
-            pytest.fail(f"{reason}, and AGENTLEDGER_REQUIRE_FAULTS=1 requires real faults")
-        pytest.skip(f"SKIPPED, NO REAL FAULTS: {reason}")
+        no_real_fault(f"cannot make the store immutable ({frozen.stderr.strip()})")
     try:
         went_at = time.time()
         go.touch()
