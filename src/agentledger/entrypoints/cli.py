@@ -184,7 +184,7 @@ class Context:
             if fault not in (StoreFault.FULL, StoreFault.READ_ONLY):
                 raise
             self._rollback()
-            sys.stderr.write(f"agentledger: warning: the store is {fault.value}: what follows may be behind the "
+            sys.stderr.write(f"agentledger: warning: the store is {fault.state}: what follows may be behind the "
                              "log (its read models cannot be brought up to date)\n")
         return self.store.db
 
@@ -287,7 +287,7 @@ def _describe_error(error: Exception) -> tuple[str, int]:
     fault = classify(error)
     if fault is not None:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return f"the store is {fault.value}: {first}", 1
+        return f"the store is {fault.state}: {first}", 1
     if isinstance(error, sqlite3.DatabaseError) or type(error).__module__.startswith("eventsourcing"):
         return f"store error: {error}", 1
     if isinstance(error, OSError):

@@ -26,6 +26,11 @@ class StoreFault(StrEnum):
     CORRUPT = "corrupt"  # not a database, or a damaged one
     IO = "io"  # an I/O error from the disk
 
+    @property
+    def state(self) -> str:
+        """What follows "the store is" in a message: ``full``, ``read-only``, ``failing with I/O errors``."""
+        return "failing with I/O errors" if self is StoreFault.IO else self.value
+
 
 _SQLITE = {
     "SQLITE_BUSY": StoreFault.LOCKED, "SQLITE_LOCKED": StoreFault.LOCKED,

@@ -276,7 +276,7 @@ class Supervisor:
         if fault is None:  # not the store's: a bug, worth its traceback in the log
             log.error("%s not recorded: %s", what, error, exc_info=error)
         else:
-            log.warning("%s not recorded: the store is %s (%s)", what, fault.value, _first_line(error))
+            log.warning("%s not recorded: the store is %s (%s)", what, fault.state, _first_line(error))
         with self._spool_lock:
             if self._spooled is None:
                 self.spool.note(self.session_id.hex, {
