@@ -558,6 +558,16 @@ def test_a_home_from_before_the_check_refuses_its_emptied_store_by_its_logs(cli,
     assert _refused(cli("list", check=False))
 
 
+@pytest.mark.postgres_only
+def test_a_home_that_moves_from_postgresql_to_the_default_store_takes_the_new_one(cli, home, monkeypatch):
+    sid = cli.launch("true")
+    wait_for(lambda: cli.json("status", sid)["status"] == "stopped", timeout=30)
+    monkeypatch.delenv("AGENTLEDGER_DB")  # the same home, now on its default SQLite store: a new one, not a reset
+    assert cli("list", "--all").returncode == 0
+    assert cli.json("verify")["store_id"]
+    assert len(orjson.loads((home / "stores.json").read_bytes())) == 2
+
+
 def test_a_replaced_store_is_refused_on_both_backends(cli, home, backend):
     cli.launch("true")
     if backend == "postgres":

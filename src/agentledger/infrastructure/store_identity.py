@@ -10,9 +10,11 @@ path; a PostgreSQL server, database and schema). Opening a store then checks:
   fresh, empty ledger, with ``verify`` saying all was well);
 - the home knows this location under another id: refused (the store was
   emptied and created anew, or replaced by another ledger's);
-- the home has never recorded it: recorded, unless it is the home's own
-  default ``ledger.db``, empty, next to the logs of earlier sessions (a home
-  from before this check, whose store was emptied): refused as well.
+- the home has never recorded it: recorded, unless the home has recorded no
+  store at all (a home from before this check) and this is its own default
+  ``ledger.db``, empty, next to the logs of earlier sessions (its store was
+  emptied): refused as well. A home that recorded another store (a user moving
+  from PostgreSQL to the default, say) takes a new one as new.
 
 Each refusal is one line with the way out: ``agentledger db init --force``
 accepts the store at that location as this home's from now on (a new, empty
@@ -99,7 +101,7 @@ def check(store: Any, home: Path) -> str | None:
             f"the store {location.url} is not the ledger this home used there (id {str(known.get('store_id'))[:12]}, "
             f"now {store_id[:12]}): it was emptied and created anew, or replaced; restore it from a backup, or "
             "accept it with 'agentledger db init --force'")
-    if known is None and _empty_beside_history(store, home):
+    if known is None and not known_ids(home) and _empty_beside_history(store, home):
         raise StoreReplaced(
             f"the store {location.url} is empty, but this home holds the logs of earlier sessions: it was emptied "
             "or replaced; restore it from a backup, or start over with 'agentledger db init --force'")
