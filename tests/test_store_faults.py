@@ -1,10 +1,11 @@
-"""Store faults a supervisor must survive, made for real: a full disk, a read-only store, a read-only server.
+"""Store faults a supervisor must survive, made for real: a full disk, a read-only store, a read-only or lost server.
 
 The SQLite cases put the ledger's home on a small tmpfs this test mounts, or make the store's files
 immutable (``chattr +i``); both need root (CI runs as root; elsewhere they skip loudly, and
 ``AGENTLEDGER_REQUIRE_FAULTS=1`` makes that a failure). The PostgreSQL case
 makes a database of its own read-only (``default_transaction_read_only``) and ends its connections, so the
-supervisor's pool reconnects into a server that refuses every write.
+supervisor's pool reconnects into a server that refuses every write; and it stops a PostgreSQL server of the
+test's own (``initdb`` in a temporary directory, on a free port) while the agent exits, then starts it again.
 
 In every case the agent exits while the store refuses writes; the supervisor must stay alive, keep the
 exit (spooled in the slot it reserved at launch, so a full disk cannot stop it), and record it with the
@@ -14,13 +15,17 @@ exact code and the real exit time within seconds of the store accepting writes a
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import sqlite3
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -151,6 +156,73 @@ def test_a_read_only_server_loses_no_exit(cli, monkeypatch, tmp_path):
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
         admin.execute(f"DROP DATABASE IF EXISTS {name}")
         admin.close()
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[tuple[str, Any, Any]]:
+    """A PostgreSQL server of this test's own: its URL, and functions that stop (as a crash) and start it."""
+    bindir = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)), None)
+    if bindir is None:
+        no_real_fault("no PostgreSQL server binaries (initdb) on this machine")
+    bindir = bindir.parent
+    as_owner: list[str] = []
+    data = Path(tempfile.mkdtemp(prefix="agentledger-pg-"))  # not under tmp_path: the server's user must reach it
+    if os.geteuid() == 0:  # the server refuses to run as root: run it as the postgres user
+        as_owner = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(data, "postgres", "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pgdata = data / "data"
+    subprocess.run([*as_owner, str(bindir / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
+                    "--no-sync"], check=True, capture_output=True)
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off"
+
+    def start() -> None:
+        subprocess.run([*as_owner, str(bindir / "pg_ctl"), "-D", str(pgdata), "-l", str(data / "log"),
+                        "-o", options, "-w", "-t", "120", "start"], check=True, capture_output=True)
+
+    def stop() -> None:
+        subprocess.run([*as_owner, str(bindir / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "-w", "stop"],
+                       check=True, capture_output=True)
+
+    start()
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres", stop, start
+    finally:
+        subprocess.run([*as_owner, str(bindir / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.mark.postgres_only
+def test_a_lost_server_loses_no_exit(cli, own_server, monkeypatch, tmp_path):
+    url, stop_server, start_server = own_server
+    monkeypatch.setenv("AGENTLEDGER_DB", url)
+    go = tmp_path / "go"
+    try:
+        sid, supervisor = launch_waiting(cli, go)
+        stop_server()
+        went_at = time.time()
+        go.touch()
+        spooled = Path(os.environ["AGENTLEDGER_HOME"]) / "spool" / f"{sid}.json"
+        wait_for(spooled.exists, timeout=30)  # the exit is safe while the server is gone
+        time.sleep(2)
+        assert psutil.Process(supervisor).is_running()
+        gone = cli("status", sid, check=False)
+        assert gone.returncode == 1 and len(gone.stderr.splitlines()) == 1 and "Traceback" not in gone.stderr
+        start_server()
+        back_at = time.time()
+        recorded_exit(cli, sid, went_at)
+        print(f"recorded {time.time() - back_at:.1f}s after the server came back")
+        assert not spooled.exists()
+    finally:
+        for process in psutil.process_iter(["pid"]):
+            try:
+                if process.environ().get("AGENTLEDGER_DB") == url:
+                    process.kill()
+            except (psutil.Error, OSError):
+                continue
 
 
 # -- what the store layer makes of each driver's errors ---------------------------------------------------------
