@@ -282,6 +282,8 @@ def _describe_error(error: Exception) -> tuple[str, int]:
         return str(error), 2
     if isinstance(error, DomainError):
         return str(error), 1
+    if isinstance(error, OSError) and error.filename is not None:  # a file of the home's, not the store's
+        return f"{error.strerror or error}: {error.filename}", 1
     from agentledger.infrastructure.store_faults import classify
 
     fault = classify(error)
@@ -291,7 +293,7 @@ def _describe_error(error: Exception) -> tuple[str, int]:
     if isinstance(error, sqlite3.DatabaseError) or type(error).__module__.startswith("eventsourcing"):
         return f"store error: {error}", 1
     if isinstance(error, OSError):
-        return f"{error.strerror or error}: {error.filename}" if error.filename else str(error), 1
+        return str(error), 1
     return f"internal error: {type(error).__name__}: {error} (AGENTLEDGER_DEBUG=1 shows the traceback)", 1
 
 

@@ -145,7 +145,10 @@ def open_store(location: StoreLocation | PostgresLocation, *, check_identity: bo
     if location.kind == "postgresql":
         from agentledger.infrastructure.postgres_store import open_postgres_store
 
-        store = open_postgres_store(location)
+        from agentledger.application.retry import retry_while_locked
+
+        # a connection ended under it (a restarted server, a terminated backend) is retried, as every append is
+        store = retry_while_locked(lambda: open_postgres_store(location))
     else:
         try:
             if not is_ready(location.path):
