@@ -105,6 +105,11 @@ def test_a_differently_spelled_store_from_another_home_is_refused_a_second_daemo
     assert again.returncode == 1 and again.stderr.count("\n") == 1, again.stderr
     assert "already running" in again.stderr and f"pid {pid}" in again.stderr
     assert "anything" not in again.stderr  # the password of the spelling tried is not shown either
+    status = cli.json("daemon", "status")  # ... and this home's commands see the one that runs, and can stop it
+    assert status["running"] and status["pid"] == pid, status
+    assert f"pid {pid}" in cli("daemon", "status").stdout
+    assert f"pid {pid}" in cli("daemon", "stop").stdout
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
 
 
 def test_launch_starts_the_daemon_so_a_session_whose_supervisor_dies_is_still_stopped(cli, monkeypatch):

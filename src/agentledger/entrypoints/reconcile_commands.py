@@ -191,15 +191,36 @@ def _files() -> Any:
 
 
 def _running(files: Any) -> dict[str, Any] | None:
-    """The lock's recorded holder, if that very process still runs on this host."""
-    from agentledger.infrastructure.daemon_files import holder_identity
+    """This host's daemon for the store, if that very process still runs: the lock's recorded holder, else
+    (a PostgreSQL store served by a daemon of another home, or of another spelling) the server lock's."""
+    from agentledger.infrastructure.config import PostgresLocation
+    from agentledger.infrastructure.daemon_files import server_holder
     from agentledger.infrastructure.host import host_name
+
+    here = host_name()
+    holder = files.recorded_holder()
+    if _alive(holder, here):
+        return holder
+    if isinstance(files.location, PostgresLocation):
+        from agentledger.application.retry import is_connection_error
+
+        try:
+            holder = server_holder(files.location, here)
+        except Exception as error:  # the server is away: no daemon can be found there now
+            if not is_connection_error(error):
+                raise
+            return None
+        return holder if _alive(holder, here) else None
+    return None
+
+
+def _alive(holder: dict[str, Any] | None, host: str) -> bool:
+    from agentledger.infrastructure.daemon_files import holder_identity
     from agentledger.infrastructure.processes import probe
 
-    holder = files.recorded_holder()
-    if holder is None or holder.get("host") != host_name():
-        return None
-    return holder if probe(holder_identity(holder)).alive else None
+    if holder is None or holder.get("host") != host or "start_time" not in holder:
+        return False
+    return probe(holder_identity(holder)).alive
 
 
 def _daemon_run(context: Any, args: argparse.Namespace) -> int:
@@ -285,9 +306,12 @@ def _daemon_stop(context: Any, args: argparse.Namespace) -> int:
     if holder is None:
         print("no daemon is running for this store")
         return 0
-    os.kill(holder["pid"], signal.SIGTERM)
+    try:
+        os.kill(holder["pid"], signal.SIGTERM)
+    except PermissionError:
+        raise LedgerError(f"the daemon (pid {holder['pid']}) runs as another user: stop it as that user") from None
     deadline = time.monotonic() + args.wait
-    while _running(files) is not None:
+    while _alive(holder, holder["host"]):
         if time.monotonic() > deadline:
             raise LedgerError(f"the daemon (pid {holder['pid']}) has not exited after {format_duration(args.wait)}; "
                               f"see {files.log_path}")
@@ -370,7 +394,10 @@ def _daemon_status(context: Any, args: argparse.Namespace) -> int:
                       len(holding["held"]), holding["since"], holding["would_stop"], holding["not_stopped"])
                   if holding else "clear"))
     pairs += _spool_pairs(spool, now)
-    pairs.append(("Log", files.log_path))
+    if holder.get("home") == str(files.home):
+        pairs.append(("Log", files.log_path))
+    else:  # found through the store's lock: its status file and log are in the home it was started from
+        pairs.append(("Home", holder.get("home") or "another home's daemon (its log and pass status are there)"))
     key_values(pairs)
     return 0
 

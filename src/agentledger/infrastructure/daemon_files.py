@@ -15,7 +15,8 @@ also holds an advisory lock in the server itself, keyed by the ledger's
 schema and the host, on a connection it keeps open for its life
 (:class:`ServerLock`): with or without a password, ``127.0.0.1`` or
 ``localhost``, from another home, a second daemon is refused with one line
-naming the holder. (Each host runs its own: a reconciler only judges its own
+naming the holder, and ``daemon status``/``stop`` from any home find it
+(:func:`server_holder`). (Each host runs its own: a reconciler only judges its own
 host's PIDs.) The kernel drops a flock, and the server an advisory lock,
 when the holder dies, so a daemon killed with SIGKILL never blocks the next
 start.
@@ -162,33 +163,20 @@ class ServerLock:
     CLASS_ID = 0x416C4400  # "AlD": agentledger daemons, apart from anyone else's advisory locks
 
     def __init__(self, location: PostgresLocation, holder: dict[str, Any]) -> None:
-        import psycopg
-
         self.location = location
-        self.key = _int32(f"{location.schema}/{holder['host']}")
-        self.name = f"agentledger-daemon host={holder['host']} pid={holder['pid']} since={holder['started_at']}"
-        self.connection = psycopg.connect(host=location.host, port=location.port, user=location.user,
-                                          password=location.password, dbname=location.dbname, autocommit=True,
-                                          connect_timeout=10, application_name=self.name[:63])
+        self.host = holder["host"]
+        self.key = _server_key(location, self.host)
+        # the holder, for whoever is refused or asks from another home (63 characters at most: the host is the key's)
+        self.name = f"{_NAME_PREFIX} pid={holder['pid']} start={holder['start_time']:.2f}"
+        self.connection = _connect(location, self.name)
         if not self._take():
-            other = self._holder()
+            other = _holder_in(self.connection, self.key, self.host)
             self.connection.close()
             raise DaemonAlreadyRunning(other, f"advisory lock ({self.CLASS_ID}, {self.key}) in the server")
 
     def _take(self) -> bool:
         return bool(self.connection.execute("SELECT pg_try_advisory_lock(%s, %s)",
                                             (self.CLASS_ID, self.key)).fetchone()[0])
-
-    def _holder(self) -> dict[str, Any] | None:
-        row = self.connection.execute(
-            "SELECT a.application_name, a.backend_start FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.objsubid = 2 AND l.granted",
-            (self.CLASS_ID, self.key & 0xFFFFFFFF)).fetchone()
-        if row is None:
-            return None
-        fields = dict(part.split("=", 1) for part in str(row[0]).split()[1:] if "=" in part)
-        return {"pid": fields.get("pid", "?"), "host": fields.get("host"),
-                "started_at": fields.get("since") or row[1].isoformat()}
 
     def still_held(self) -> bool:
         """True while the connection (and so the lock) lives; after a lost connection, whether it was taken back."""
@@ -199,12 +187,7 @@ class ServerLock:
             pass
         try:
             self.connection.close()
-            import psycopg
-
-            self.connection = psycopg.connect(host=self.location.host, port=self.location.port,
-                                              user=self.location.user, password=self.location.password,
-                                              dbname=self.location.dbname, autocommit=True, connect_timeout=10,
-                                              application_name=self.name[:63])
+            self.connection = _connect(self.location, self.name)
             return self._take()
         except Exception:
             return True  # the server is away: nobody else can take it from there either; try again later
@@ -214,6 +197,57 @@ class ServerLock:
             self.connection.close()  # the server drops the lock with the session
         except Exception:
             pass
+
+
+_NAME_PREFIX = "agentledger-daemon"
+
+
+def server_holder(location: PostgresLocation, host: str) -> dict[str, Any] | None:
+    """The daemon that holds ``location``'s server lock for ``host``, however it spelled the URL, from any home.
+
+    What another home's ``daemon status`` and ``daemon stop`` find when their
+    own lock file names nobody. Connection errors propagate (the server may be away).
+    """
+    connection = _connect(location, f"{_NAME_PREFIX}-query")
+    try:
+        return _holder_in(connection, _server_key(location, host), host)
+    finally:
+        connection.close()
+
+
+def _holder_in(connection: Any, key: int, host: str) -> dict[str, Any] | None:
+    """The holder of advisory lock ``key``, as a lock file records one (this host's boot: the key is per host)."""
+    from datetime import datetime, timezone
+
+    import psutil
+
+    from agentledger.infrastructure.host import boot_id
+
+    row = connection.execute(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.objsubid = 2 AND l.granted",
+        (ServerLock.CLASS_ID, key & 0xFFFFFFFF)).fetchone()
+    if row is None:
+        return None
+    fields = dict(part.split("=", 1) for part in str(row[0]).split()[1:] if "=" in part)
+    try:
+        pid, start_time = int(fields["pid"]), float(fields["start"])
+    except (KeyError, ValueError):  # an older daemon's name: enough to say who, not to signal it
+        return {"pid": fields.get("pid", "?"), "host": host, "started_at": fields.get("since")}
+    return {"pid": pid, "start_time": start_time, "boot_time": psutil.boot_time(), "host": host,
+            "boot_id": boot_id(), "started_at": datetime.fromtimestamp(start_time, timezone.utc).isoformat()}
+
+
+def _server_key(location: PostgresLocation, host: str) -> int:
+    return _int32(f"{location.schema}/{host}")
+
+
+def _connect(location: PostgresLocation, application_name: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(host=location.host, port=location.port, user=location.user, password=location.password,
+                           dbname=location.dbname, autocommit=True, connect_timeout=10,
+                           application_name=application_name[:63])
 
 
 def _int32(text: str) -> int:
