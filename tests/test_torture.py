@@ -42,3 +42,20 @@ def test_a_short_torture_run_finds_no_violation(tmp_path: Path) -> None:
     for fault in ("daemon stops and starts", "supervisor SIGSTOPs (past their TTL)"):
         assert int(table[fault]) >= 1, fault
     assert "VIOLATION " not in out
+
+
+@pytest.mark.sqlite_only
+def test_the_judge_fails_a_run_with_a_false_stop(tmp_path: Path) -> None:
+    """The harness's self-test: one stop recorded behind agentledger's back for a running agent (--sabotage)
+    must fail the run, as that false stop and nothing else."""
+    env = {k: v for k, v in os.environ.items() if k != "AGENTLEDGER_DB"}
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--sessions", "12", "--duration", "20", "--ttl", "1.5s",
+         "--interval", "0.3s", "--seed", "147", "--slack", "3", "--clock-tolerance", "0.5", "--sabotage"],
+        check=False, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path,
+    )
+    out = result.stdout
+    assert result.returncode == 1, f"exit {result.returncode}\n{out}\n{result.stderr}"
+    found = re.findall(r"^VIOLATION (.+?): session (\w+)", out, re.M)
+    sabotaged = re.search(r"sabotage: recorded a stop for (\w+)", out)
+    assert sabotaged and found == [("false stop", sabotaged.group(1))], out
