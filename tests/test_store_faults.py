@@ -269,3 +269,32 @@ def test_postgres_errors_are_classified_by_their_sqlstate():
         psycopg.connect("postgresql://postgres@127.0.0.1:1/test", connect_timeout=2)
     assert classify(read_only.value) is StoreFault.READ_ONLY
     assert classify(refused.value) is StoreFault.UNAVAILABLE
+
+
+def test_every_error_a_user_sees_is_in_one_hierarchy_with_its_exit_status(tmp_path):
+    """Usage errors exit 2, the rest 1; a driver's error becomes a StoreError naming the fault, a home file's
+    OSError names the file; anything else is left alone, for the entry point to report as a bug."""
+    from agentledger.application.errors import SessionNotFound, StoreError
+    from agentledger.domain.durations import InvalidDuration, parse_duration
+    from agentledger.domain.errors import DomainError, LedgerError, SessionAlreadyStopped
+    from agentledger.infrastructure.config import ConfigError
+    from agentledger.infrastructure.store_faults import translate
+
+    with pytest.raises(InvalidDuration) as bad_duration:
+        parse_duration("soon")
+    for usage in (bad_duration.value, ConfigError("bad"), SessionNotFound("no session")):
+        assert isinstance(usage, LedgerError) and usage.exit_code == 2
+    refusal = SessionAlreadyStopped("ab" * 16, "exited", "2026-12-06T00:00:00+00:00")
+    assert isinstance(refusal, DomainError) and isinstance(refusal, LedgerError) and refusal.exit_code == 1
+    assert translate(refusal) is refusal
+    path = tmp_path / "x.db"
+    sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(sqlite3.Error) as read_only:
+        sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute("INSERT INTO t VALUES (1)")
+    store = translate(read_only.value)
+    assert isinstance(store, StoreError) and store.exit_code == 1 and store.__cause__ is read_only.value
+    assert str(store).startswith("the store is read-only: ")
+    home_file = translate(PermissionError(13, "Permission denied", "/home/x/daemon.status.json"))
+    assert isinstance(home_file, LedgerError) and str(home_file) == "Permission denied: /home/x/daemon.status.json"
+    bug = KeyError("x")
+    assert translate(bug) is bug

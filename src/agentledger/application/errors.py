@@ -1,18 +1,10 @@
-"""Errors the service layer reports to entry points, each with a sentence a user can act on."""
+"""The service layer's errors, below the one hierarchy's root (``domain/errors.py``)."""
 
 from __future__ import annotations
 
+from agentledger.domain.errors import LedgerError, UsageError
 
-class LedgerError(Exception):
-    """Something the user should be told in one line (exit status 1)."""
-
-    exit_code = 1
-
-
-class UsageError(LedgerError):
-    """The command was given input it cannot use (exit status 2)."""
-
-    exit_code = 2
+__all__ = ["AmbiguousSessionId", "LedgerError", "SessionNotFound", "StoreError", "UsageError"]
 
 
 class SessionNotFound(UsageError):
@@ -24,4 +16,4 @@ class AmbiguousSessionId(UsageError):
 
 
 class StoreError(LedgerError):
-    """The store cannot be opened or read (corrupt, unreadable, locked for too long)."""
+    """The store cannot be opened, read or written (corrupt, unreadable, full, locked or away for too long)."""

@@ -10,6 +10,8 @@ import math
 import re
 from datetime import datetime
 
+from agentledger.domain.errors import UsageError
+
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", re.ASCII)
 _BARE = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
@@ -17,7 +19,7 @@ _BARE = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
 MAX_SECONDS = 36500 * 86400.0
 
 
-class InvalidDuration(ValueError):
+class InvalidDuration(UsageError, ValueError):
     """The text is not a duration this tool understands."""
 
 

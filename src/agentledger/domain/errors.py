@@ -1,10 +1,31 @@
-"""Refusals raised by the aggregate when a command breaks a rule of the domain."""
+"""The one error hierarchy: every error a user is told about, with the exit status it gives.
+
+``LedgerError`` is the root: an entry point prints ``str(error)`` as one line
+and exits with ``error.exit_code``; anything else that reaches it is a bug
+(``internal error``). Layers add their own kinds below these (the service
+layer's ``SessionNotFound`` and ``StoreError``, the configuration's
+``ConfigError``), and the store translates driver errors into ``StoreError``
+(``infrastructure/store_faults.translate``), so no entry point inspects a
+driver's exception.
+"""
 
 from __future__ import annotations
 
 
-class DomainError(Exception):
-    """A command that the session's current state does not allow."""
+class LedgerError(Exception):
+    """Something the user should be told in one line (exit status 1)."""
+
+    exit_code = 1
+
+
+class UsageError(LedgerError):
+    """The command was given input it cannot use (exit status 2)."""
+
+    exit_code = 2
+
+
+class DomainError(LedgerError):
+    """A command that the session's current state does not allow (exit status 1)."""
 
 
 class SessionAlreadyStopped(DomainError):

@@ -16,7 +16,7 @@ from typing import Any
 
 from agentledger import __version__
 from agentledger.application.clock import now_epoch
-from agentledger.domain.durations import InvalidDuration, format_duration
+from agentledger.domain.durations import format_duration
 from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
 
@@ -270,30 +270,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _describe_error(error: Exception) -> tuple[str, int]:
-    import sqlite3
+    """One line and an exit status: the error's own, in the one hierarchy; anything else is a bug."""
+    from agentledger.domain.errors import LedgerError
+    from agentledger.infrastructure.store_faults import translate
 
-    from agentledger.application.errors import LedgerError
-    from agentledger.domain.errors import DomainError
-    from agentledger.infrastructure.config import ConfigError
-
-    if isinstance(error, LedgerError):
-        return str(error), error.exit_code
-    if isinstance(error, (ConfigError, InvalidDuration)):
-        return str(error), 2
-    if isinstance(error, DomainError):
-        return str(error), 1
-    if isinstance(error, OSError) and error.filename is not None:  # a file of the home's, not the store's
-        return f"{error.strerror or error}: {error.filename}", 1
-    from agentledger.infrastructure.store_faults import classify
-
-    fault = classify(error)
-    if fault is not None:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return f"the store is {fault.state}: {first}", 1
-    if isinstance(error, sqlite3.DatabaseError) or type(error).__module__.startswith("eventsourcing"):
-        return f"store error: {error}", 1
-    if isinstance(error, OSError):
-        return str(error), 1
+    known = translate(error)
+    if isinstance(known, LedgerError):
+        return str(known), known.exit_code
     return f"internal error: {type(error).__name__}: {error} (AGENTLEDGER_DEBUG=1 shows the traceback)", 1
 
 

@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from agentledger.domain.errors import UsageError
+
 DB_FILE_NAME = "ledger.db"
 
 
-class ConfigError(Exception):
+class ConfigError(UsageError):
     """The environment or a URL names a store we cannot use (a usage error)."""
 
 

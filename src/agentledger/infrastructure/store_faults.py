@@ -94,3 +94,33 @@ def _sqlite_by_message(text: str) -> StoreFault | None:
         if words in text.lower():
             return fault
     return None
+
+
+def translate(error: BaseException) -> BaseException:
+    """``error`` in the one hierarchy (``domain/errors.py``) when it is a store's or a file's; else unchanged.
+
+    What the entry points print: a file of the home's that cannot be written
+    is named as that file (not as "the store is full"); a driver's error is a
+    :class:`StoreError` saying which fault; anything else is left for the
+    caller to report as a bug.
+    """
+    from agentledger.application.errors import LedgerError, StoreError
+
+    if isinstance(error, LedgerError):
+        return error
+    if isinstance(error, OSError) and error.filename is not None:  # a file of the home's, not the store's
+        return _caused(LedgerError(f"{error.strerror or error}: {error.filename}"), error)
+    fault = classify(error)
+    if fault is not None:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return _caused(StoreError(f"the store is {fault.state}: {first}"), error)
+    if isinstance(error, sqlite3.DatabaseError) or type(error).__module__.startswith("eventsourcing"):
+        return _caused(StoreError(f"store error: {error}"), error)
+    if isinstance(error, OSError):
+        return _caused(LedgerError(str(error)), error)
+    return error
+
+
+def _caused(translated: BaseException, cause: BaseException) -> BaseException:
+    translated.__cause__ = cause
+    return translated
