@@ -32,7 +32,6 @@ import uuid
 from pathlib import Path
 
 import orjson
-
 from benchlib import cli, machine, percentile, summary, temp_home
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,7 +73,7 @@ def exit_to_stopped(argv: list[str], runs: int, work: Path) -> tuple[list[float]
             missed += 1  # it ended before we could watch it
             fd = None
         if fd is not None:
-            def watch(fd: int = fd) -> None:
+            def watch(fd: int = fd, ended: list[float] = ended) -> None:
                 select.select([fd], [], [])
                 ended.append(time.time())
                 os.close(fd)

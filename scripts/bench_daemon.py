@@ -40,7 +40,6 @@ from contextlib import ExitStack, contextmanager
 from uuid import uuid4
 
 import psutil
-
 from benchlib import (
     AGENTLEDGER,
     cli,

@@ -92,7 +92,7 @@ def build(store) -> tuple[UUID, float]:
     now = utc_now() - timedelta(seconds=20 * HEARTBEATS)
     session = Session.launch(session_id=sid, **LAUNCHED)
     session.set_fuse(ttl=60, set_by="supervisor", now=now)
-    for n in range(HEARTBEATS - CHANGED):
+    for _ in range(HEARTBEATS - CHANGED):
         now += timedelta(seconds=20)
         session.heartbeat(source="supervisor", now=now)
         if len(session._pending_events) >= BATCH:  # noqa: SLF001

@@ -33,7 +33,6 @@ import statistics
 import time
 
 import psutil
-
 from benchlib import (
     machine,
     open_temp_store,

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import psutil
-
 from benchlib import cli, machine, percentile, summary, temp_home
 
 MEMORY_SESSIONS = 10
@@ -62,7 +61,7 @@ def exit_detection(home: Path, scenario: str, sleep: float) -> None:
         pending: dict[str, Path] = {}
         lock = threading.Lock()
 
-        def launch_wave(wave: int = wave) -> None:
+        def launch_wave(wave: int = wave, pending: dict[str, Path] = pending, lock: threading.Lock = lock) -> None:
             for i in range(WAVE):
                 mark = marks / f"{wave}-{i}"
                 script = f"import time; time.sleep({sleep}); open({str(mark)!r}, 'w').write(repr(time.time()))"

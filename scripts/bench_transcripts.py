@@ -51,7 +51,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import orjson  # noqa: E402
 import psutil  # noqa: E402
-
 from benchlib import AGENTLEDGER, cli_env, machine  # noqa: E402
 
 BASELINE_BYTES = 100 * 1024

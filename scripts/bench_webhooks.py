@@ -29,7 +29,6 @@ from pathlib import Path
 from uuid import uuid4
 
 import psutil
-
 from benchlib import cli, machine, populate_sessions, remove_temp_home, temp_home
 
 DELIVERIES = 10_000

@@ -16,7 +16,6 @@ from uuid import UUID, uuid4
 
 import pytest
 
-
 #: The PostgreSQL server this machine kind runs (trust auth); each test gets a schema of its own in it.
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 _STORE_FIXTURES = {"cli", "store"}

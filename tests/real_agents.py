@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from model_server import ModelServer
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import stand_in_agents, wait_for
 
 FAKE_AGENT = r'''#!{python}

@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import stand_in_agents, wait_for
 
 STAND_IN = r'''#!{python}

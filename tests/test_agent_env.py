@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from conftest import wait_for
 
 PASSWORD, SECRET, HOOK_TOKEN = "pw-Hq31x", "whsec-Yt08m", "T0KEN-in-the-url"

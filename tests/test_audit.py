@@ -8,7 +8,6 @@ from datetime import timedelta
 from uuid import UUID
 
 import pytest
-
 from conftest import dead_identity, record, wait_for
 
 from agentledger.application.clock import utc_now
@@ -154,7 +153,7 @@ def test_list_as_of_matches_what_list_printed_at_ten_moments(cli, store, spawn):
         snapshot()
     assert all(isinstance(s, Session) for s in (store.ledger.session(i) for i in ids))
 
-    for at, position, printed in moments:
+    for at, _position, printed in moments:
         then = json.loads(f"[{','.join(printed.splitlines())}]")
         assert then, "list printed nothing"
         by_time = cli("list", "--all", "--json", "--as-of", at.isoformat()).stdout

@@ -8,7 +8,6 @@ from datetime import datetime
 
 import psutil
 import pytest
-
 from conftest import wait_for
 
 

@@ -16,7 +16,6 @@ import time
 from datetime import datetime
 
 import pytest
-
 from conftest import no_real_fault, wait_for
 
 

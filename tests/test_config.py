@@ -8,7 +8,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from conftest import wait_for
 
 pytestmark = pytest.mark.sqlite_only  # about the file and the environment, not about a backend

@@ -12,7 +12,6 @@ from datetime import datetime
 
 import psutil
 import pytest
-
 from conftest import dead_identity, record, wait_for
 
 

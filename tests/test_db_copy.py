@@ -16,7 +16,6 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-
 from conftest import POSTGRES_URL, _postgres_admin, dead_identity, record, wait_for
 
 pytestmark = pytest.mark.sqlite_only

@@ -21,6 +21,7 @@ from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
+from conftest import wait_for
 from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +31,6 @@ from agentledger.domain.webhooks import InvalidSignature, attempt_body, sign, ve
 from agentledger.entrypoints.cli import build_parser, main
 from agentledger.entrypoints.render import escape, key_values, shorten, table
 from agentledger.infrastructure.config import ConfigError
-from conftest import wait_for
 from agentledger.infrastructure.settings import KEYS, WEBHOOK_KEYS, load_settings
 from agentledger.projections.as_of import Moment, parse_moment
 from agentledger.projections.queries import resolve_session_id

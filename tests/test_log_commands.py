@@ -13,7 +13,6 @@ from datetime import datetime, timedelta, timezone
 from uuid import UUID, uuid4
 
 import pytest
-
 from conftest import wait_for
 
 FIELDS = dict(argv=["true"], cwd="/", adapter="command", name=None, model=None, prompt=None, group=None,

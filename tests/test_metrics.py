@@ -17,7 +17,6 @@ from urllib.request import Request, urlopen
 
 import psutil
 import pytest
-
 from conftest import dead_identity, record, wait_for
 
 
@@ -248,13 +247,14 @@ def test_a_store_that_cannot_be_read_is_store_up_0_not_a_failed_scrape(tmp_path)
 
 
 def test_healthz_is_503_naming_the_loop_that_is_stuck_late_or_dead(store, home):
+    from prometheus_client import CollectorRegistry
+
     from agentledger.domain.policy import DEFAULT_POLICY
     from agentledger.entrypoints.daemon import Daemon
     from agentledger.infrastructure.config import store_location
     from agentledger.infrastructure.daemon_files import DaemonFiles
     from agentledger.infrastructure.metrics_server import DaemonMetrics, MetricsServer, thread_alive
     from agentledger.infrastructure.settings import MetricsAddress, load_settings
-    from prometheus_client import CollectorRegistry
 
     now = [time.monotonic()]
     daemon = Daemon(store, DaemonFiles.locate(store_location(), home), interval=1.0, policy=DEFAULT_POLICY,

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import wait_for
 from model_server import INPUT_TOKENS, OUTPUT_TOKENS, ModelServer
 from real_agents import PRICE_IN, PRICE_OUT, Agents, cleanup, configure, require_agents

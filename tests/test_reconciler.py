@@ -10,6 +10,7 @@ from uuid import UUID
 
 import psutil
 import pytest
+from conftest import dead_identity, record
 
 from agentledger.application.clock import utc_now
 from agentledger.application.reconciling import Outcome, Reconciler, load_guard
@@ -18,8 +19,6 @@ from agentledger.infrastructure import processes
 from agentledger.infrastructure.host import boot_id, host_name
 from agentledger.infrastructure.store import open_store
 from agentledger.projections.catchup import catch_up
-
-from conftest import dead_identity, record
 
 NO_GUARD = ReconcilePolicy(mass_stop_share=1.0)
 

@@ -11,7 +11,6 @@ from typing import Any
 from uuid import UUID
 
 import psutil
-
 from conftest import record, wait_for
 
 

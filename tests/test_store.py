@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import stat
 import sqlite3
+import stat
 import subprocess
 import sys
 from uuid import UUID, uuid4
 
 import orjson
 import pytest
+from conftest import POSTGRES_URL, wait_for
 
 from agentledger.application.clock import utc_now
 from agentledger.application.errors import StoreError
@@ -19,7 +20,6 @@ from agentledger.domain.session import Session
 from agentledger.infrastructure.config import ConfigError, StoreLocation, store_location
 from agentledger.infrastructure.store import SCHEMA_HEAD, open_store
 from agentledger.projections.catchup import catch_up, rebuild
-from conftest import POSTGRES_URL, wait_for
 
 FIELDS = dict(argv=["true"], cwd="/", adapter="command", name=None, model=None, prompt=None, group=None,
               labels={}, host="h", boot_id="b", pid=1, pid_start_time=1.0, boot_time=0.0,
@@ -93,7 +93,7 @@ def test_rebuild_equals_incremental_projection(store):
         if i % 3 == 0:
             store.ledger.change(sid, lambda s: s.set_fuse(ttl=5, set_by="p", now=utc_now()))
         if i % 2 == 0:
-            store.ledger.change(sid, lambda s: s.record_stop(reason="exited", exit_code=i, decided_by={"component": "t"}, evidence={}))
+            store.ledger.change(sid, lambda s, i=i: s.record_stop(reason="exited", exit_code=i, decided_by={"component": "t"}, evidence={}))
     catch_up(store)
     incremental = snapshot(store.db)
     assert len(incremental["sessions"]) == 30
@@ -353,12 +353,12 @@ def test_a_store_at_schema_0001_is_upgraded_and_its_read_models_replayed(home, t
 def test_one_migration_history_gives_the_same_schema_on_sqlite_and_postgres(home, tmp_path):
     from uuid import uuid4 as fresh
 
+    from conftest import _postgres_admin
     from sqlalchemy import inspect
 
     from agentledger.infrastructure.config import PostgresLocation
     from agentledger.infrastructure.schema import engine_for
     from agentledger.infrastructure.store import initialise_store, store_schema_revision
-    from conftest import _postgres_admin
 
     admin = _postgres_admin()
     schema = f"t_{fresh().hex[:16]}"

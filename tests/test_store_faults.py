@@ -29,7 +29,6 @@ from typing import Any
 
 import psutil
 import pytest
-
 from conftest import POSTGRES_URL, no_real_fault, wait_for
 
 #: The agent: waits for a file outside the faulty store, then exits 7.

@@ -21,7 +21,6 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-
 from conftest import record, wait_for
 
 from agentledger.domain import webhooks as hooks

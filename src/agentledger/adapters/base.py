@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 Facts = dict[str, Any]
 Cursor = dict[str, Any]
 

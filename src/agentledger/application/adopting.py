@@ -140,7 +140,6 @@ def _native_facts(adapter: Any, candidate: Candidate) -> dict[str, Any]:
     from datetime import datetime, timezone
 
     from agentledger.adapters.base import NativeRef
-
     from agentledger.domain.vocabulary import NativeIdSource
 
     if candidate.native_session_id is None or candidate.native_path is None:

@@ -17,8 +17,8 @@ from uuid import UUID
 
 from agentledger.domain.durations import format_clock, format_duration
 from agentledger.domain.session import Session
-from agentledger.projections.queries import resumed_by
 from agentledger.domain.vocabulary import Component, FuseState, StopReason
+from agentledger.projections.queries import resumed_by
 
 #: A stop appends at most these events (``FuseCancelled`` "session stopped", ``Stopped``).
 _STOP_TAIL = 3

@@ -55,9 +55,9 @@ def _stopped(store: Any, session_id: str) -> bool:
 
 def apply_spooled_exit(session: Any, record: dict[str, Any], *, recorded_by: dict[str, Any]) -> None:
     """The ``Stopped`` a supervisor spooled, with its exact exit, decided by that supervisor."""
-    from agentledger.infrastructure.supervisor import record_observed_exit
-
     from datetime import datetime
+
+    from agentledger.infrastructure.supervisor import record_observed_exit
 
     observed = ObservedExit(record["returncode"], record.get("signal_name"))
     also = {"spooled_at": record.get("observed_at"), "recorded_from_spool_by": recorded_by}

@@ -25,7 +25,6 @@ from agentledger.domain.errors import FuseStillLive, NoFuse, SessionAlreadyStopp
 from agentledger.domain.liveness import ProcessIdentity
 from agentledger.domain.vocabulary import FuseState, LaunchSource, SessionStatus, StopCause, StopReason
 
-
 #: What an agent adapter may report (``AgentObserved``'s optional fields). ``tokens_in``, ``tokens_out`` and
 #: ``cost`` are this run's (so summing sessions never counts a resumed conversation twice); the
 #: ``conversation_*`` figures are the agent's conversation so far, earlier runs included.

@@ -240,7 +240,6 @@ def cmd_replay(context: Any, args: argparse.Namespace) -> int:
 def cmd_verify(context: Any, args: argparse.Namespace) -> int:
     from agentledger.application.verifying import verify
     from agentledger.entrypoints.render import write_json
-
     from agentledger.infrastructure.store_identity import store_id_of
 
     report = verify(context.store)  # opening it checked its identity: this home's store, not a replacement

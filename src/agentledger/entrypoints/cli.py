@@ -429,10 +429,9 @@ def _fuse_text(r: Any, now: float) -> str:
 
 
 def cmd_status(context: Context, args: argparse.Namespace) -> int:
+    from agentledger.application.errors import SessionNotFound
     from agentledger.entrypoints.render import key_values, relative, write_json
     from agentledger.projections.queries import current_status, get_session, iso, session_json
-
-    from agentledger.application.errors import SessionNotFound
 
     db, now = context.read_models(args.as_of)
     try:

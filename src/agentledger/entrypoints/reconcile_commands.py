@@ -79,7 +79,6 @@ def _policy(args: argparse.Namespace) -> ReconcilePolicy:
 def cmd_reconcile(context: Any, args: argparse.Namespace) -> int:
     from agentledger.application.reconciling import Outcome, Reconciler
     from agentledger.entrypoints.render import table, write_json
-
     from agentledger.infrastructure.config import home_dir
     from agentledger.infrastructure.spool import Spool
 

@@ -15,7 +15,6 @@ from typing import Any
 
 from agentledger.domain.durations import format_duration
 
-
 #: C0 and C1 control characters, DEL, the bidirectional overrides and isolates (which reorder what
 #: follows them on screen), and lone surrogates (undecodable argv bytes, which stdout cannot encode).
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")

@@ -17,8 +17,8 @@ import fcntl
 import functools
 import os
 import sqlite3
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -143,9 +143,8 @@ def open_store(location: StoreLocation | PostgresLocation, *, check_identity: bo
 
     home = home_dir()
     if location.kind == "postgresql":
-        from agentledger.infrastructure.postgres_store import open_postgres_store
-
         from agentledger.application.retry import retry_while_locked
+        from agentledger.infrastructure.postgres_store import open_postgres_store
 
         # a connection ended under it (a restarted server, a terminated backend) is retried, as every append is
         store = retry_while_locked(lambda: open_postgres_store(location))
