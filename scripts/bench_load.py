@@ -42,9 +42,9 @@ def child(mode: str, session_hex: str) -> None:
     """Time one load of the session; print the figures as JSON."""
     started = time.perf_counter()
     from agentledger.infrastructure.config import store_location
-    from agentledger.infrastructure.store import Store
+    from agentledger.infrastructure.store import SqliteStore
 
-    store = Store(store_location())
+    store = SqliteStore(store_location())
     sid = UUID(session_hex)
     if mode == "replay":  # the same application, without snapshots: the repository replays every event
         from agentledger.application.ledger import Ledger
@@ -164,9 +164,9 @@ def main() -> None:
 
     # The state a snapshot restores is the state a full replay makes.
     from agentledger.application.ledger import Ledger
-    from agentledger.infrastructure.store import Store
+    from agentledger.infrastructure.store import SqliteStore
 
-    fresh = Store(store.location)
+    fresh = SqliteStore(store.location)
     full = None
     for event in fresh.ledger.events.get(sid):
         full = event.mutate(full)

@@ -255,10 +255,11 @@ def test_healthz_is_503_naming_the_loop_that_is_stuck_late_or_dead(store, home):
     from agentledger.infrastructure.daemon_files import DaemonFiles
     from agentledger.infrastructure.metrics_server import DaemonMetrics, MetricsServer, thread_alive
     from agentledger.infrastructure.settings import MetricsAddress, load_settings
+    from agentledger.infrastructure.store import open_store
 
     now = [time.monotonic()]
     daemon = Daemon(store, DaemonFiles.locate(store_location(), home), interval=1.0, policy=DEFAULT_POLICY,
-                    settings=load_settings())
+                    settings=load_settings(), reopen=lambda: open_store(store_location()))
     daemon.pass_watch.clock = daemon.beat_watch.clock = lambda: now[0]
     registry = CollectorRegistry()
     daemon.metrics = DaemonMetrics(registry, host="here", started_at=time.time())

@@ -70,6 +70,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from agentledger.application.ports import Store
 from agentledger.application.reconciling import Outcome, Reconciler, load_guard
 from agentledger.domain.errors import NoFuse, SessionAlreadyStopped
 from agentledger.domain.liveness import ProcessIdentity
@@ -79,7 +80,7 @@ from agentledger.domain.vocabulary import FuseState, StopReason
 from agentledger.infrastructure.config import PostgresLocation, StoreLocation, store_location
 from agentledger.infrastructure.host import boot_id, host_name
 from agentledger.infrastructure.processes import identity_of
-from agentledger.infrastructure.store import Store, open_store
+from agentledger.infrastructure.store import open_store
 from agentledger.projections.catchup import catch_up
 
 MAX_SESSIONS = 5

@@ -421,7 +421,7 @@ def test_postgres_connections_terminated_mid_run_lose_and_duplicate_nothing(cli,
     assert "ok: every check passed" in cli("verify").stdout
 
 
-def test_an_exit_seen_during_an_outage_is_spooled_and_recorded_when_the_server_returns(cli, home, backend):
+def test_an_exit_seen_during_an_outage_is_spooled_and_recorded_when_the_server_returns(cli, home, backend, tmp_path):
     """The server refuses the ledger's role while the agent exits and its supervisor dies: the exit,
     spooled on disk, is recorded by the next reconcile pass once the server is back."""
     if backend != "postgres":
@@ -439,15 +439,18 @@ def test_an_exit_seen_during_an_outage_is_spooled_and_recorded_when_the_server_r
     admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO {role}")
     admin.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA {schema} TO {role}")
     as_role = os.environ["AGENTLEDGER_DB"].replace("postgresql://postgres@", f"postgresql://{role}@")
+    go = tmp_path / "go"  # the agent exits once the outage has begun, however slow the machine
     try:
         launched = subprocess.run([sys.executable, "-m", "agentledger", "launch", "--fuse-ttl", "30s", "--",
-                                   "sh", "-c", "sleep 1; echo 'fatal: token expired' >&2; exit 7"],
+                                   "sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done; "
+                                               "echo 'fatal: token expired' >&2; exit 7"],
                                   capture_output=True, text=True, timeout=60,
                                   env=dict(os.environ, AGENTLEDGER_DB=as_role), check=True)
         sid = launched.stdout.strip()
         supervisor = cli.json("status", sid)["supervisor_pid"]
         admin.execute(f"ALTER ROLE {role} NOLOGIN")  # the outage, for this ledger's role
         admin.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
+        go.touch()
         spooled = home / "spool" / f"{sid}.json"
         wait_for(lambda: spooled.exists(), timeout=20)
         assert orjson.loads(spooled.read_bytes())["returncode"] == 7

@@ -218,7 +218,7 @@ class ClaudeCodeAdapter(Adapter):
             if since is None or at >= since:
                 state["in_run"] = True
         kind = record.get("type")
-        title = record.get(_TITLE_FIELDS.get(kind, ""))
+        title = record.get(_TITLE_FIELDS.get(kind or "", ""))
         if isinstance(title, str) and title.strip():
             state["titles"] = {**state["titles"], kind: title.strip()}
         elif kind == "cost-state":

@@ -135,12 +135,12 @@ class CodexAdapter(Adapter):
                     if text:
                         items.append(NativeMessage(at, payload["role"], text))
                 elif kind in _TOOL_ITEMS:
-                    name = payload.get("name") or ("shell" if kind == "local_shell_call" else "?")
-                    items.append(NativeMessage(at, "assistant", f"[tool: {name}]"))
+                    tool = payload.get("name") or ("shell" if kind == "local_shell_call" else "?")
+                    items.append(NativeMessage(at, "assistant", f"[tool: {tool}]"))
             elif record.get("type") == "event_msg" and kind in ("user_message", "agent_message"):
-                text = payload.get("message")
-                if isinstance(text, str) and text.strip():
-                    events.append(NativeMessage(at, "user" if kind == "user_message" else "assistant", text.strip()))
+                said = payload.get("message")
+                if isinstance(said, str) and said.strip():
+                    events.append(NativeMessage(at, "user" if kind == "user_message" else "assistant", said.strip()))
         messages = items or events
         return messages[-limit:] if limit > 0 else []
 

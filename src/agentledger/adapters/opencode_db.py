@@ -79,7 +79,7 @@ def session_facts(path: Path | str, session_id: str, run_since: float | None = N
             "(SELECT max(time_updated) FROM part WHERE session_id = s.id) "
             "FROM session AS s WHERE id = ?", (session_id,)).fetchone()
         run = db.execute(_RUN_FIGURES, (session_id, since)).fetchone() if row is not None else None
-    if row is None:
+    if row is None or run is None:
         return {}
     title, model, t_in, t_out, t_reasoning, cache_read, cache_write, cost, *times = row
     count, r_in, r_read, r_write, r_out, r_reasoning, r_cost = run
@@ -135,7 +135,8 @@ def message_text(info: dict[str, Any], parts: list[Any]) -> str:
             lines.append(f"[tool: {part.get('tool') or '?'}]")
     error = info.get("error")
     if isinstance(error, dict):
-        data = error.get("data") if isinstance(error.get("data"), dict) else {}
+        data = error.get("data")
+        data = data if isinstance(data, dict) else {}
         lines.append(f"[error: {data.get('message') or error.get('name') or 'unknown'}]")
     return "\n".join(lines)
 

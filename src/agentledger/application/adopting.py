@@ -22,10 +22,13 @@ cannot record it twice: the second one's ``Launched`` collides at version 1.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from agentledger.application.errors import LedgerError, UsageError
+
+if TYPE_CHECKING:
+    from agentledger.application.ports import Queryable, Store
 
 #: A recorded start time and psutil's reading of the same process differ by rounding only.
 SAME_START = 1.0
@@ -53,7 +56,7 @@ class AlreadyTracked(LedgerError):
     """The process is already a session's (exit status 1: a refusal, not a usage error)."""
 
 
-def discover(db: Any, host: str, under: str | None = None) -> list[Candidate]:
+def discover(db: Queryable, host: str, under: str | None = None) -> list[Candidate]:
     """This user's agent processes on this host that no session not yet stopped accounts for, oldest first.
 
     With ``under`` (an absolute directory), only those whose working directory is it or below it.
@@ -78,7 +81,7 @@ def discover(db: Any, host: str, under: str | None = None) -> list[Candidate]:
     return sorted(found, key=lambda c: (c.started_at, c.pid))
 
 
-def adopt(store: Any, host: str, pid: int, *, adapter_name: str | None = None, fuse_ttl: float | None = None,
+def adopt(store: Store, host: str, pid: int, *, adapter_name: str | None = None, fuse_ttl: float | None = None,
           name: str | None = None, group: str | None = None, labels: dict[str, str] | None = None,
           launched_by: str) -> tuple[str, Candidate]:
     """Record process ``pid`` as a session (``Launched``, source adopted; ``FuseSet`` only with a TTL).
@@ -115,7 +118,7 @@ def adopt(store: Any, host: str, pid: int, *, adapter_name: str | None = None, f
     return session_id.hex, candidate
 
 
-def _record(store: Any, session_id: UUID, candidate: Candidate, adapter: Any, *, fuse_ttl: float | None,
+def _record(store: Store, session_id: UUID, candidate: Candidate, adapter: Any, *, fuse_ttl: float | None,
             name: str | None, group: str | None, labels: dict[str, str], launched_by: str) -> None:
     from agentledger.application.clock import utc_now
     from agentledger.domain.vocabulary import Component, LaunchSource
@@ -147,7 +150,7 @@ def _native_facts(adapter: Any, candidate: Candidate) -> dict[str, Any]:
     identity = {"native_session_id": candidate.native_session_id, "native_id_source": NativeIdSource.STORAGE.value}
     try:
         ref = NativeRef(candidate.native_session_id, candidate.native_path, run_since=candidate.started_at)
-        facts, _ = adapter.read_facts(ref, {})
+        facts: dict[str, Any] = adapter.read_facts(ref, {})[0]
     except Exception:  # noqa: BLE001 - observing never decides anything, adopting goes on without facts
         return identity
     facts.update(identity)
@@ -186,7 +189,7 @@ def _adoption_id(host: str, candidate: Candidate) -> UUID:
 class _Known:
     """The processes that sessions not stopped on this host account for."""
 
-    def __init__(self, db: Any, host: str) -> None:
+    def __init__(self, db: Queryable, host: str) -> None:
         from agentledger.projections.queries import tracked_processes
 
         self.pids: dict[int, tuple[str, float | None]] = {}

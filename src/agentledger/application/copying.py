@@ -20,10 +20,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
 from agentledger.application.errors import LedgerError, UsageError
+
+if TYPE_CHECKING:
+    from agentledger.application.ports import Location, Store
 
 DEFAULT_BATCH_SIZE = 1000
 
@@ -77,16 +80,12 @@ class CopySummary:
         }
 
 
-def same_store(a: Any, b: Any) -> bool:
+def same_store(a: Location, b: Location) -> bool:
     """Do two locations name one store? (A path through a symlink, or a URL with another password, still does.)"""
-    if a.kind != b.kind:
-        return False
-    if a.kind == "sqlite":
-        return a.path.resolve() == b.path.resolve()
-    return (a.host, a.port, a.dbname, a.schema) == (b.host, b.port, b.dbname, b.schema)
+    return a.address == b.address
 
 
-def copy_ledger(source: Any, target: Any, *, batch_size: int = DEFAULT_BATCH_SIZE,
+def copy_ledger(source: Store, target: Store, *, batch_size: int = DEFAULT_BATCH_SIZE,
                 progress: Callable[[CopyProgress], None] | None = None) -> CopySummary:
     """Copy ``source``'s events (resuming after any already on ``target``), snapshots, then catch up ``target``.
 
@@ -132,7 +131,7 @@ def copy_ledger(source: Any, target: Any, *, batch_size: int = DEFAULT_BATCH_SIZ
     )
 
 
-def resume_point(source: Any, target: Any) -> tuple[int, int]:
+def resume_point(source: Store, target: Store) -> tuple[int, int]:
     """(source position to copy after, events already on the target); refuses a target that is not a prefix.
 
     A prefix left by an interrupted copy ends with the source's event at the
@@ -176,7 +175,7 @@ def _pages(recorder: Any, after: int, head: int, size: int) -> Iterator[list[Any
         position = page[-1].id
 
 
-def _copy_snapshots(source: Any, target: Any, batch_size: int) -> tuple[int, int]:
+def _copy_snapshots(source: Store, target: Store, batch_size: int) -> tuple[int, int]:
     """Copy every snapshot the target lacks: (copied, already there). Snapshots are per aggregate."""
     mine, theirs = source.ledger.snapshots, target.ledger.snapshots
     if mine is None or theirs is None:
@@ -200,16 +199,16 @@ def _copy_snapshots(source: Any, target: Any, batch_size: int) -> tuple[int, int
     return copied, present
 
 
-def _originator_ids(store: Any) -> list[UUID]:
+def _originator_ids(store: Store) -> list[UUID]:
     rows = store.db.execute(f"SELECT DISTINCT originator_id FROM {store.events_table}").fetchall()
     return [row[0] if isinstance(row[0], UUID) else UUID(row[0]) for row in rows]
 
 
-def _count_upto(store: Any, position: int) -> int:
+def _count_upto(store: Store, position: int) -> int:
     """How many events the store's log holds up to ``position`` (positions need not be dense)."""
-    column = "notification_id" if store.location.kind == "postgresql" else "rowid"
+    column = store.position_column
     row = store.db.execute(f"SELECT COUNT(*) FROM {store.events_table} WHERE {column} <= ?", (position,)).fetchone()
-    return row[0]
+    return int(row[0])
 
 
 def _same_event(a: Any, b: Any) -> bool:

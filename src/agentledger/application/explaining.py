@@ -12,7 +12,7 @@ the version it decided on). It never scans the log.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from agentledger.domain.durations import format_clock, format_duration
@@ -20,11 +20,15 @@ from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, FuseState, StopReason
 from agentledger.projections.queries import resumed_by
 
+if TYPE_CHECKING:
+    from agentledger.application.ledger import Ledger
+    from agentledger.application.ports import Store
+
 #: A stop appends at most these events (``FuseCancelled`` "session stopped", ``Stopped``).
 _STOP_TAIL = 3
 
 
-def explain(store: Any, session_id: str, now: datetime) -> dict[str, Any]:
+def explain(store: Store, session_id: str, now: datetime) -> dict[str, Any]:
     """The facts that answer "why is this session stopped, or why is it still running?"."""
     ledger = store.ledger
     session: Session = ledger.session(UUID(session_id))
@@ -51,7 +55,7 @@ def explain(store: Any, session_id: str, now: datetime) -> dict[str, Any]:
     return facts
 
 
-def _hook_facts(ledger: Any, session: Session) -> dict[str, Any] | None:
+def _hook_facts(ledger: Ledger, session: Session) -> dict[str, Any] | None:
     """The on-stop command and what became of it; None if the session has none.
 
     ``state``: ``waiting`` (the session runs), ``not-run`` (stopped, nobody
@@ -92,7 +96,7 @@ def hook_words(hook: dict[str, Any]) -> str:
     return f"on-stop hook `{hook['command']}`: {what}"
 
 
-def _stop_facts(store: Any, session: Session) -> dict[str, Any]:
+def _stop_facts(store: Store, session: Session) -> dict[str, Any]:
     from agentledger.projections.log import decode
 
     ledger = store.ledger
@@ -144,7 +148,7 @@ def _decided_on_version(evidence: dict[str, Any], stopped: Any, tail: list[Any])
     before = next((e.event for e in tail if e.version == version), None)
     if isinstance(before, Session.FuseCancelled) and before.by_the_stop:
         version -= 1
-    return max(version, 1)
+    return max(int(version), 1)
 
 
 def _decider(stopped: Any) -> str:

@@ -14,7 +14,7 @@ and each session still open there gets ``Stopped`` with reason ``host-lost``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -24,16 +24,20 @@ from agentledger.domain.errors import SessionAlreadyStopped
 from agentledger.domain.hosts import Host, host_id
 from agentledger.domain.vocabulary import StopReason
 
+if TYPE_CHECKING:
+    from agentledger.application.ledger import Ledger
+    from agentledger.application.ports import Store
 
-def record_daemon_alive(ledger: Any, name: str, *, pid: int, version: str, boot_id: str, every: float) -> None:
+
+def record_daemon_alive(ledger: Ledger, name: str, *, pid: int, version: str, boot_id: str, every: float) -> None:
     _change_host(ledger, name, lambda host: host.daemon_alive(pid=pid, version=version, boot_id=boot_id, every=every))
 
 
-def record_daemon_stopped(ledger: Any, name: str, *, pid: int) -> None:
+def record_daemon_stopped(ledger: Ledger, name: str, *, pid: int) -> None:
     _change_host(ledger, name, lambda host: host.daemon_stopped(pid=pid))
 
 
-def forget_host(store: Any, name: str, *, here: str, by: dict[str, Any], reason: str, now: datetime,
+def forget_host(store: Store, name: str, *, here: str, by: dict[str, Any], reason: str, now: datetime,
                 silent_from: float | None) -> list[str]:
     """Stop every session of ``name`` not stopped yet (reason ``host-lost``); their ids.
 
@@ -67,13 +71,13 @@ def forget_host(store: Any, name: str, *, here: str, by: dict[str, Any], reason:
     return stopped
 
 
-def _change_host(ledger: Any, name: str, command: Any) -> None:
+def _change_host(ledger: Ledger, name: str, command: Any) -> None:
     """Load (or register) the host, apply ``command``, save with compare-and-set; retried on a lost race."""
     from eventsourcing.persistence import IntegrityError
 
     for _ in range(20):
         try:
-            host = ledger.repository.get(host_id(name))
+            host: Host = ledger.repository.get(host_id(name))
         except AggregateNotFoundError:
             host = Host(name=name)
         command(host)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from agentledger.application.clock import reported_offset, utc_now
@@ -84,7 +85,7 @@ class Ledger(Application[UUID]):
             return result
         raise StoreError(f"gave up after {MAX_ATTEMPTS} concurrent changes to session {session_id.hex}")
 
-    def save_retrying(self, session: Session) -> None:
+    def save_retrying(self, session: Aggregate) -> None:
         """Save a session's new events, waiting out a store locked past its busy timeout.
 
         ``save`` collects the pending events even when it fails, so they are

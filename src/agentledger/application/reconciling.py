@@ -18,13 +18,14 @@ The pass appends nothing with ``dry_run``, and stops between two sessions
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -34,14 +35,8 @@ from agentledger.application.clock import utc_now
 from agentledger.application.errors import LedgerError, StoreError
 from agentledger.application.spooled_exits import apply_spooled_exit, record_spooled_exits
 from agentledger.domain.liveness import Liveness
-from agentledger.domain.reconciliation import (
-    DEFAULT_POLICY,
-    Action,
-    Decision,
-    ReconcilePolicy,
-    SessionFacts,
-    decide,
-)
+from agentledger.domain.policy import DEFAULT_POLICY, ReconcilePolicy
+from agentledger.domain.reconciliation import Action, Decision, SessionFacts, decide
 from agentledger.domain.session import Session
 from agentledger.domain.stop_guard import Screened, StopGuard, guard_id, screen_stops
 from agentledger.domain.vocabulary import Component, FuseState, StopCause
@@ -49,6 +44,10 @@ from agentledger.infrastructure import processes
 from agentledger.infrastructure.host import actor, boot_id, host_name
 from agentledger.projections.catchup import catch_up
 from agentledger.projections.queries import not_stopped_on_host, session_facts
+
+if TYPE_CHECKING:
+    from agentledger.application.ledger import Ledger
+    from agentledger.application.ports import Store
 
 #: Re-judging a session that keeps changing under the reconciler: give up for this pass after this many.
 MAX_ATTEMPTS = 20
@@ -131,7 +130,7 @@ class Reconciler:
 
     def __init__(
         self,
-        store: Any,
+        store: Store,
         *,
         policy: ReconcilePolicy = DEFAULT_POLICY,
         clock: Callable[[], datetime] = utc_now,
@@ -147,7 +146,7 @@ class Reconciler:
         self.host = host_name()
         self.decided_by = actor(Component.RECONCILER.value)
         self.watch = processes.ProcessWatch()
-        self._self_identity = processes.identity_of(self.decided_by["pid"])
+        self._self_identity = processes.identity_of(os.getpid())
 
     def close(self) -> None:
         self.watch.close()
@@ -217,7 +216,7 @@ class Reconciler:
                 return Judged(decision, Outcome.KEPT, attempt)
             if dry_run:
                 return Judged(decision, Outcome.WOULD, attempt)
-            if guard_note and decision.action is Action.STOP:
+            if guard_note and decision.action is Action.STOP and decision.evidence is not None:
                 decision.evidence["mass_stop_guard"] = guard_note
             spooled = self.spool.get(session_id.hex) if self.spool is not None and \
                 decision.action is Action.STOP else None
@@ -249,6 +248,7 @@ class Reconciler:
         elif decision.action is Action.EXPIRE_FUSE:
             session.record_fuse_expired(decided_by=self.decided_by, evidence=decision.evidence, now=now)
         else:
+            assert decision.signal is not None  # TERMINATE always names its signal
             session.request_stop(
                 requested_by=Component.RECONCILER.value,
                 signal=decision.signal,
@@ -308,12 +308,13 @@ class Reconciler:
         return summary
 
 
-def load_guard(ledger: Any, host: str) -> StopGuard | None:
+def load_guard(ledger: Ledger, host: str) -> StopGuard | None:
     """The mass-stop guard of ``host``, or None if it never tripped there."""
     try:
-        return ledger.repository.get(guard_id(host))
+        guard: StopGuard = ledger.repository.get(guard_id(host))
     except AggregateNotFoundError:
         return None
+    return guard
 
 
 def _confirmation(guard: StopGuard | None, screened: Screened, confirm: bool) -> dict[str, dict[str, Any]]:

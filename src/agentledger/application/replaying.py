@@ -16,14 +16,19 @@ replay over an old log) and how a race is diagnosed.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
 from agentledger.domain.liveness import PidProbe
-from agentledger.domain.reconciliation import DEFAULT_POLICY, Action, ReconcilePolicy, SessionFacts, decide
+from agentledger.domain.policy import DEFAULT_POLICY, ReconcilePolicy
+from agentledger.domain.reconciliation import Action, SessionFacts, decide
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component
 from agentledger.projections.log import LogEntry, read_log, replay_state, session_log
+
+if TYPE_CHECKING:
+    from agentledger.application.ledger import Ledger
+    from agentledger.application.ports import Store
 
 _RECORDED_ACTION = {"FuseExpired": Action.EXPIRE_FUSE, "Stopped": Action.STOP}
 
@@ -52,7 +57,7 @@ def is_reconciler_decision(entry: LogEntry) -> bool:
             and (event.decided_by or {}).get("component") == Component.RECONCILER)
 
 
-def replay_session(ledger: Any, session_id: UUID, positions: dict[int, int],
+def replay_session(ledger: Ledger, session_id: UUID, positions: dict[int, int],
                    policy: ReconcilePolicy = DEFAULT_POLICY) -> list[Verdict]:
     """Re-decide every reconciler decision in one session's history."""
     entries = session_log(ledger, session_id, positions)
@@ -62,6 +67,7 @@ def replay_session(ledger: Any, session_id: UUID, positions: dict[int, int],
 def replay_decision(entries: list[LogEntry], decision: LogEntry, policy: ReconcilePolicy = DEFAULT_POLICY) -> Verdict:
     """Re-run the rule on the state ``decision`` was made on; ``entries`` is its session's history."""
     event = decision.event
+    assert event is not None, "a reconciler's decision is a readable event (is_reconciler_decision)"
     recorded_action = _RECORDED_ACTION[decision.type_name]
     recorded_reason = getattr(event, "reason", None)
     recorded = _describe(recorded_action, recorded_reason)
@@ -125,7 +131,7 @@ def _misread(evidence: dict[str, Any], facts: SessionFacts, at: datetime) -> lis
     return found
 
 
-def replay_log(store: Any, policy: ReconcilePolicy = DEFAULT_POLICY) -> list[Verdict]:
+def replay_log(store: Store, policy: ReconcilePolicy = DEFAULT_POLICY) -> list[Verdict]:
     """Re-decide every reconciler decision in the whole log, session by session in log order.
 
     One scan finds the sessions with decisions; each is then read on its own,

@@ -10,15 +10,18 @@ that are over (their supervisor killed before it could remove them).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from agentledger.application.errors import SessionNotFound
 from agentledger.domain.errors import SessionAlreadyStopped
 from agentledger.domain.exits import ObservedExit
 
+if TYPE_CHECKING:
+    from agentledger.application.ports import Store
 
-def record_spooled_exits(store: Any, spool: Any, *, recorded_by: dict[str, Any]) -> list[str]:
+
+def record_spooled_exits(store: Store, spool: Any, *, recorded_by: dict[str, Any]) -> list[str]:
     """Append each spooled exit whose supervisor is gone; the sessions it stopped."""
     from agentledger.infrastructure.processes import supervisor_alive
 
@@ -43,12 +46,12 @@ def record_spooled_exits(store: Any, spool: Any, *, recorded_by: dict[str, Any])
     return stopped
 
 
-def _stopped(store: Any, session_id: str) -> bool:
+def _stopped(store: Store, session_id: str) -> bool:
     """Whether a slot's session is over (one the read models do not know yet may have just been launched)."""
     from agentledger.projections.queries import get_session
 
     try:
-        return get_session(store.db, session_id)["status"] == "stopped"
+        return bool(get_session(store.db, session_id)["status"] == "stopped")
     except SessionNotFound:
         return False
 

@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
@@ -37,6 +37,10 @@ from agentledger.domain.stop_hooks import OUTPUT_TAIL_BYTES, StopHook
 from agentledger.domain.vocabulary import Component
 from agentledger.infrastructure import processes
 from agentledger.infrastructure.host import actor, host_name
+
+if TYPE_CHECKING:
+    from agentledger.application.ledger import Ledger
+    from agentledger.application.ports import Store
 
 log = logging.getLogger("agentledger.stop_hooks")
 
@@ -75,7 +79,7 @@ def hook_environment(session: Session) -> dict[str, str]:
     return env
 
 
-def run_stop_hook(ledger: Any, session_id: UUID, *, claimed_by: dict[str, Any]) -> StopHook | None:
+def run_stop_hook(ledger: Ledger, session_id: UUID, *, claimed_by: dict[str, Any]) -> StopHook | None:
     """Claim, run and record the session's on-stop command; the finished hook.
 
     None when there is nothing for this caller to run: no command, the session
@@ -160,7 +164,7 @@ class PendingStopHooks:
     supervisor still runs is left to it and looked at again next time.
     """
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.host = host_name()
         self.claimed_by = actor(Component.RECONCILER.value)

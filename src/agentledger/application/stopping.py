@@ -17,7 +17,7 @@ from __future__ import annotations
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from agentledger.application.errors import LedgerError
@@ -26,7 +26,10 @@ from agentledger.domain.liveness import ProcessIdentity
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, StopReason
 from agentledger.infrastructure import processes
-from agentledger.infrastructure.host import actor, host_name
+from agentledger.infrastructure.host import actor, host_name, os_user
+
+if TYPE_CHECKING:
+    from agentledger.application.ledger import Ledger
 
 POLL_INTERVAL = 0.02
 #: After SIGKILL, how long to wait for the supervisor to record the exit.
@@ -42,7 +45,7 @@ class StopOutcome:
 
 
 def stop_session(
-    ledger: Any, session_id: UUID, *, force: bool, grace: float, note: str | None
+    ledger: Ledger, session_id: UUID, *, force: bool, grace: float, note: str | None
 ) -> StopOutcome:
     session = ledger.session(session_id)
     if session.is_stopped:
@@ -53,7 +56,7 @@ def stop_session(
         )
     identity = session.identity
     outcome = StopOutcome(session=session)
-    requester = actor(Component.CLI.value)["user"]
+    requester = os_user()
     first = signal.SIGKILL if force else signal.SIGTERM
     if processes.probe(identity).alive:
         _request_and_signal(ledger, session_id, identity, first, grace, note, requester, outcome)
@@ -80,13 +83,13 @@ def stop_session(
         _record_stop_without_supervisor(ledger, session_id, probe.as_evidence(), note, outcome)
         final = ledger.session(session_id)
     else:
-        outcome.recorded_by = outcome.recorded_by or final.stop["decided_by"].get("component")
+        outcome.recorded_by = outcome.recorded_by or final.stopped_by
     outcome.session = final
     return outcome
 
 
 def _request_and_signal(
-    ledger: Any, session_id: UUID, identity: ProcessIdentity, signum: int, grace: float,
+    ledger: Ledger, session_id: UUID, identity: ProcessIdentity, signum: int, grace: float,
     note: str | None, requester: str, outcome: StopOutcome,
 ) -> None:
     name = processes.signal_name(signum)
@@ -101,7 +104,7 @@ def _request_and_signal(
         outcome.signals_sent.append(name)
 
 
-def _wait_until_done(ledger: Any, session_id: UUID, identity: ProcessIdentity, timeout: float) -> bool:
+def _wait_until_done(ledger: Ledger, session_id: UUID, identity: ProcessIdentity, timeout: float) -> bool:
     """Wait until ``Stopped`` is in the log and the whole process group is gone."""
     deadline = time.monotonic() + timeout
     while True:
@@ -113,7 +116,7 @@ def _wait_until_done(ledger: Any, session_id: UUID, identity: ProcessIdentity, t
 
 
 def _record_stop_without_supervisor(
-    ledger: Any, session_id: UUID, probe: dict[str, Any], note: str | None, outcome: StopOutcome
+    ledger: Ledger, session_id: UUID, probe: dict[str, Any], note: str | None, outcome: StopOutcome
 ) -> None:
     def stop(session: Session) -> None:
         session.record_stop(
@@ -132,4 +135,4 @@ def _record_stop_without_supervisor(
         ledger.change(session_id, stop)
         outcome.recorded_by = Component.CLI.value
     except SessionAlreadyStopped:  # the supervisor, or a reconciler, got there first
-        outcome.recorded_by = ledger.session(session_id).stop["decided_by"].get("component")
+        outcome.recorded_by = ledger.session(session_id).stopped_by

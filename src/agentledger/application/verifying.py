@@ -14,12 +14,15 @@ Violations are collected, never raised: one bad event must not hide the next.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, FuseState
 from agentledger.projections.log import LogEntry, read_log
+
+if TYPE_CHECKING:
+    from agentledger.application.ports import Store
 
 #: Read-model rows compared against a fresh rebuild, with the order that lines them up.
 _COMPARED = {"sessions": "id", "fuses": "session_id, set_version", "hosts": "host_id"}
@@ -75,7 +78,7 @@ class _Seen:
         return (state.fuse_state, state.fuse_expires_at) if isinstance(state, Session) else None
 
 
-def verify(store: Any) -> VerifyReport:
+def verify(store: Store) -> VerifyReport:
     from agentledger.projections.catchup import catch_up, tracked_position
 
     report = VerifyReport()
@@ -146,7 +149,7 @@ def _reconciler_stop_problems(event: Any, fuse: tuple[str, Any] | None) -> list[
     return problems
 
 
-def _compare_read_models(store: Any, live_rows: dict[str, list[tuple]], position: int) -> list[Violation]:
+def _compare_read_models(store: Store, live_rows: dict[str, list[tuple[Any, ...]]], position: int) -> list[Violation]:
     from agentledger.projections.as_of import Moment, read_models_as_of
 
     fresh = read_models_as_of(store, Moment(position=position)).db

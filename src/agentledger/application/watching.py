@@ -17,7 +17,7 @@ extend a fuse or keep the reconciler away; only the PID decides.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from agentledger.application.clock import utc_now
@@ -25,13 +25,17 @@ from agentledger.application.errors import LedgerError
 from agentledger.domain.errors import SessionAlreadyStopped
 from agentledger.domain.liveness import ProcessIdentity
 
+if TYPE_CHECKING:
+    from agentledger.application.ports import Store
+    from agentledger.domain.session import Session
+
 log = logging.getLogger("agentledger.watching")
 
 
 class AgentWatch:
     """One observer per unwatched agent session of this host, kept between passes (they hold read cursors)."""
 
-    def __init__(self, store: Any, host: str) -> None:
+    def __init__(self, store: Store, host: str) -> None:
         self.store = store
         self.host = host
         self.observers: dict[str, Any] = {}
@@ -78,7 +82,7 @@ class AgentWatch:
                         output_path=row["log_path"], argv=orjson.loads(row["argv"]), run_started_at=started)
 
     def _record(self, session_id: str, adapter: str, facts: dict[str, Any]) -> bool:
-        def observe(session: Any) -> bool:
+        def observe(session: Session) -> bool:
             return session.observe_agent(facts=facts, heartbeat=False, source=f"reconciler:adapter:{adapter}", now=utc_now())
 
         try:

@@ -21,7 +21,6 @@ and a receiver that hangs holds up only its own endpoint.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import threading
@@ -29,13 +28,17 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentledger.application.errors import UsageError
 from agentledger.domain import webhooks as hooks
 from agentledger.domain.session import Session
 from agentledger.infrastructure.settings import WebhookEndpoint
 from agentledger.projections.log import PAGE_SIZE
+
+if TYPE_CHECKING:
+    from agentledger.application.ledger import Ledger
+    from agentledger.application.ports import Queryable, Store
 
 log = logging.getLogger("agentledger.webhooks")
 
@@ -61,9 +64,8 @@ COLUMNS = ("id, endpoint, event_id, hook_type, position, session_id, state, atte
 class Outbox:
     """The delivery rows and endpoint positions, through one store's read-model connection."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self._claimed_on: Any = None
 
     # enqueueing
 
@@ -83,7 +85,7 @@ class Outbox:
         return found
 
     @staticmethod
-    def _positions(db: Any, names: list[str]) -> dict[str, int]:
+    def _positions(db: Queryable, names: list[str]) -> dict[str, int]:
         marks = ", ".join("?" * len(names))
         rows = db.execute(f"SELECT endpoint, position FROM webhook_positions WHERE endpoint IN ({marks})", names)
         return {r[0]: r[1] for r in rows.fetchall()}
@@ -110,6 +112,7 @@ class Outbox:
             return 0, False
         rows = list(self._rows(entries, endpoints, before))
         last = entries[-1].position
+        assert last is not None, "the log is read with positions"
         with self.store.write_transaction() as cursor:
             if self._positions(cursor, list(before)) != before:
                 return 0, True
@@ -139,8 +142,9 @@ class Outbox:
             if not isinstance(event, Session.Event):
                 continue
             state = states.after(entry)
-            types = hooks.hook_types(event, state) if state is not None else ()
-            for hook_type in types:
+            if state is None:
+                continue
+            for hook_type in hooks.hook_types(event, state):
                 wanted = [e.name for e in endpoints if hook_type in e.events and positions[e.name] < entry.position]
                 if not wanted:
                     continue
@@ -154,20 +158,10 @@ class Outbox:
     def claim(self, endpoint: str) -> bool:
         """On a shared PostgreSQL ledger, let one daemon at a time deliver an endpoint's queue (keeps it in order).
 
-        A session-level advisory lock on this worker's connection: released by
-        the server when the connection ends, so a dead daemon hands over.
+        The store's named lock, held for the connection's life (``Store.hold_lock``):
+        the server releases it when the connection ends, so a dead daemon hands over.
         """
-        if self.store.location.kind != "postgresql":
-            return True
-        connection = self.store.db.connection
-        if connection is self._claimed_on:
-            return True
-        key = int.from_bytes(hashlib.blake2b(f"webhook:{endpoint}".encode(), digest_size=8).digest(), "big",
-                             signed=True)
-        if self.store.db.execute("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0]:
-            self._claimed_on = connection
-            return True
-        return False
+        return self.store.hold_lock(f"webhook:{endpoint}")
 
     def pending(self, endpoint: str, limit: int = WORKER_PAGE) -> list[Any]:
         """The oldest pending deliveries of ``endpoint``, in log order, with their bodies."""
@@ -210,7 +204,7 @@ class _States:
     then folded forward too. Either way a body shows the state at its event.
     """
 
-    def __init__(self, ledger: Any) -> None:
+    def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self.known: dict[Any, Any] = {}
 
@@ -233,13 +227,13 @@ class _States:
                 self.known.pop(sid, None)
                 return None
         self.known[sid] = state
-        return state
+        return state if isinstance(state, Session) else None
 
 
 # -- listing and re-queuing (the CLI) -----------------------------------------------------------------
 
 
-def list_deliveries(db: Any, *, failed: bool = False, endpoint: str | None = None, limit: int = 50) -> list[Any]:
+def list_deliveries(db: Queryable, *, failed: bool = False, endpoint: str | None = None, limit: int = 50) -> list[Any]:
     """The newest deliveries first (dead ones only with ``failed``), without their bodies."""
     where, params = [], []
     if failed:
@@ -252,7 +246,7 @@ def list_deliveries(db: Any, *, failed: bool = False, endpoint: str | None = Non
                       (*params, limit)).fetchall()
 
 
-def requeue(store: Any, ids: Sequence[int], *, all_failed: bool = False, now: float | None = None) -> list[Any]:
+def requeue(store: Store, ids: Sequence[int], *, all_failed: bool = False, now: float | None = None) -> list[Any]:
     """Make dead deliveries pending again, as if never tried (attempts 0, give-up clock reset); the rows.
 
     Every id must name a dead delivery, or nothing is re-queued.

@@ -270,6 +270,11 @@ class Session(Aggregate):
         return self.stop is not None
 
     @property
+    def stopped_by(self) -> str | None:
+        """The component that recorded the stop (supervisor, reconciler, cli), or None while not stopped."""
+        return None if self.stop is None else self.stop["decided_by"].get("component")
+
+    @property
     def deadline(self) -> datetime | None:
         """When the master timeout passes, if one was asked for."""
         return self.created_on + timedelta(seconds=self.timeout) if self.timeout else None
@@ -363,9 +368,10 @@ class Session(Aggregate):
         self._refuse_if_stopped()
         if self.fuse_state != FuseState.SET.value:
             raise NoFuse(f"session {self.id.hex[:12]} has no set fuse to expire (fuse {self.fuse_state})")
-        if self.fuse_is_live(now):
-            raise FuseStillLive(f"session {self.id.hex[:12]}: fuse live until {self.fuse_expires_at}")
-        self._fuse_expired(expired_at=self.fuse_expires_at, decided_by=decided_by, evidence=evidence)
+        expires_at = self.fuse_expires_at
+        if expires_at is None or self.fuse_is_live(now):
+            raise FuseStillLive(f"session {self.id.hex[:12]}: fuse live until {expires_at}")
+        self._fuse_expired(expired_at=expires_at, decided_by=decided_by, evidence=evidence)
 
     def record_stop(
         self,

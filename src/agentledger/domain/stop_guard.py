@@ -17,12 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from agentledger.domain.reconciliation import Decision, ReconcilePolicy
+from agentledger.domain.policy import ReconcilePolicy
+from agentledger.domain.reconciliation import Decision
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class StopGuard(Aggregate):
     def __init__(self, *, host: str) -> None:
         self.host = host
         self.held: list[str] = []
-        self.tripped_at = None
+        self.tripped_at: datetime | None = None
         self.would_stop = 0
         self.not_stopped = 0
 

@@ -181,7 +181,7 @@ def backoff_delay(attempt: int, *, initial: float, maximum: float, random: Calla
     many deliveries spread out but none comes back at once.
     ``random()`` returns a float in [0, 1).
     """
-    step = min(maximum, initial * 2 ** min(max(attempt - 1, 0), 62))
+    step = min(maximum, initial * (1 << min(max(attempt - 1, 0), 62)))
     return step / 2 + random() * step / 2
 
 

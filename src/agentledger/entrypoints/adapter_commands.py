@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentledger.entrypoints.args import json_flag
+
+if TYPE_CHECKING:
+    from agentledger.entrypoints.cli import Context
 
 
 def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -33,7 +36,7 @@ def adapter_rows() -> list[dict[str, Any]]:
     return rows
 
 
-def cmd_adapters(context: Any, args: argparse.Namespace) -> int:
+def cmd_adapters(context: Context, args: argparse.Namespace) -> int:
     from agentledger.entrypoints.render import table, write_json_lines
 
     rows = adapter_rows()

@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import json_flag
+
+if TYPE_CHECKING:
+    from agentledger.entrypoints.cli import Context
 
 
 def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -58,7 +61,7 @@ def _under(args: argparse.Namespace) -> str | None:
     return os.path.realpath(args.under)
 
 
-def cmd_discover(context: Any, args: argparse.Namespace) -> int:
+def cmd_discover(context: Context, args: argparse.Namespace) -> int:
     import time
 
     from agentledger.application.adopting import discover
@@ -79,7 +82,7 @@ def cmd_discover(context: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_adopt(context: Any, args: argparse.Namespace) -> int:
+def cmd_adopt(context: Context, args: argparse.Namespace) -> int:
     from agentledger.application.adopting import adopt, discover
     from agentledger.application.errors import UsageError
     from agentledger.entrypoints.render import write_json_lines

@@ -11,10 +11,13 @@ import argparse
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentledger.domain.durations import format_duration
 from agentledger.entrypoints.args import json_flag
+
+if TYPE_CHECKING:
+    from agentledger.entrypoints.cli import Context
 
 #: ``replay`` and ``verify`` exit with this when they find a disagreement or a violation.
 FOUND_PROBLEMS = 1
@@ -39,7 +42,7 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
 # -- why -------------------------------------------------------------------------
 
 
-def cmd_why(context: Any, args: argparse.Namespace) -> int:
+def cmd_why(context: Context, args: argparse.Namespace) -> int:
     from datetime import timezone
 
     from agentledger.application.explaining import explain
@@ -206,7 +209,7 @@ def _requests(requests: list[dict[str, Any]]) -> str | None:
 # -- replay ----------------------------------------------------------------------
 
 
-def cmd_replay(context: Any, args: argparse.Namespace) -> int:
+def cmd_replay(context: Context, args: argparse.Namespace) -> int:
     from uuid import UUID
 
     from agentledger.application.replaying import replay_log, replay_session
@@ -237,7 +240,7 @@ def cmd_replay(context: Any, args: argparse.Namespace) -> int:
 # -- verify ----------------------------------------------------------------------
 
 
-def cmd_verify(context: Any, args: argparse.Namespace) -> int:
+def cmd_verify(context: Context, args: argparse.Namespace) -> int:
     from agentledger.application.verifying import verify
     from agentledger.entrypoints.render import write_json
     from agentledger.infrastructure.store_identity import store_id_of

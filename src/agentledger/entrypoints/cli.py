@@ -12,13 +12,16 @@ import argparse
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentledger import __version__
 from agentledger.application.clock import now_epoch
 from agentledger.domain.durations import format_duration
 from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
+
+if TYPE_CHECKING:
+    from agentledger.application.ports import Queryable
 
 DEFAULT_GRACE = 10.0
 
@@ -194,7 +197,7 @@ class Context:
         except Exception:  # noqa: BLE001 - nothing was open
             pass
 
-    def resolve(self, text: str, db: Any = None) -> str:
+    def resolve(self, text: str, db: Queryable | None = None) -> str:
         from agentledger.projections.queries import resolve_session_id
 
         return resolve_session_id(self.fresh_db() if db is None else db, text)
@@ -293,6 +296,7 @@ def cmd_stop(context: Context, args: argparse.Namespace) -> int:
         context.store.ledger, session_id, force=args.force, grace=args.grace, note=args.reason
     )
     stop = outcome.session.stop
+    assert stop is not None  # stop_session returns once the stop is in the log
     if args.json:
         from agentledger.entrypoints.render import write_json
 

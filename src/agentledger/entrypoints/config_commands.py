@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentledger.entrypoints.args import Parser, json_flag
+
+if TYPE_CHECKING:
+    from agentledger.entrypoints.cli import Context
 
 
 def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -23,7 +26,7 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_config)
 
 
-def cmd_config(context: Any, args: argparse.Namespace) -> int:
+def cmd_config(context: Context, args: argparse.Namespace) -> int:
     from agentledger.entrypoints.render import table, write_json
     from agentledger.infrastructure.settings import load_settings, shown
 

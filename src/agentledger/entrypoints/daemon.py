@@ -25,8 +25,9 @@ import resource
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentledger import __version__
 from agentledger.application import clock
@@ -43,6 +44,9 @@ from agentledger.infrastructure.metrics_server import Check, LoopWatch, thread_a
 from agentledger.infrastructure.settings import Settings
 from agentledger.infrastructure.spool import Spool
 
+if TYPE_CHECKING:
+    from agentledger.application.ports import Store
+
 log = logging.getLogger("agentledger.daemon")
 
 JOB_ID = "reconcile"
@@ -52,9 +56,10 @@ WAKE_MARGIN = timedelta(milliseconds=5)
 
 
 class Daemon:
-    def __init__(self, store: Any, files: DaemonFiles, *, interval: float, policy: ReconcilePolicy,
-                 settings: Settings, lock: Any = None) -> None:
+    def __init__(self, store: Store, files: DaemonFiles, *, interval: float, policy: ReconcilePolicy,
+                 settings: Settings, reopen: Callable[[], Store], lock: Any = None) -> None:
         self.store = store
+        self.reopen = reopen  # opens the store again: the webhook threads each have their own
         self.lock = lock  # the store's daemon lock (a server's goes with its connection: checked each beat)
         self.settings = settings
         self.host_heartbeat = settings.host_heartbeat
@@ -148,10 +153,7 @@ class Daemon:
         if not self.settings.webhooks:
             return
         from agentledger.application.webhooks import Dispatcher
-        from agentledger.infrastructure.store import open_store
-
-        location = self.store.location
-        self.webhooks = Dispatcher(self.settings.webhooks, lambda: open_store(location))
+        self.webhooks = Dispatcher(self.settings.webhooks, self.reopen)
         self.webhooks.start()
         for thread in self.webhooks.threads:
             self.loops[thread.name] = thread_alive(thread)
@@ -217,22 +219,23 @@ class Daemon:
             self.agents.observe()  # first: a session's last facts go in before the pass that stops it
         except Exception as error:  # observing is best effort; reconciling is not
             log.error("observing unwatched agents failed: %s", error)
+        report: PassReport | None = None
         try:
-            report = self.reconciler.run_pass()
+            done = self.reconciler.run_pass()
         except Exception as error:  # the next pass tries again; the daemon keeps running
             log.error("reconcile pass failed: %s", error, exc_info=log.isEnabledFor(logging.DEBUG))
             self.last_pass = {"at": datetime.now(timezone.utc), "error": str(error)}
-            report = None
         else:
-            self._log(report)
+            report = done
+            self._log(done)
             self.last_pass = {
-                "at": report.started_at,
+                "at": done.started_at,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                "sessions": len(report.judged),
-                "counts": report.counts,
+                "sessions": len(done.judged),
+                "counts": done.counts,
                 "error": None,
             }
-            self._bring_forward(report.next_due)
+            self._bring_forward(done.next_due)
         if self.metrics is not None:
             self.metrics.record_pass(report, time.perf_counter() - started)
         self.stop_hooks.poke()  # runs them on a thread of its own: never delays the next pass
@@ -347,6 +350,7 @@ def run_daemon(*, interval: float | None, policy: ReconcilePolicy, handshake_fd:
         raise
     try:
         daemon = Daemon(store, files, interval=interval or settings.reconcile_interval, policy=policy,
+                        reopen=lambda: open_store(location),
                         settings=settings, lock=lock)
         return daemon.run(handshake)
     finally:

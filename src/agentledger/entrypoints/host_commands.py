@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentledger.application.clock import now_epoch
 from agentledger.entrypoints.args import Parser, json_flag
+
+if TYPE_CHECKING:
+    from agentledger.entrypoints.cli import Context
 
 
 def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -29,7 +32,7 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_host)
 
 
-def cmd_hosts(context: Any, args: argparse.Namespace) -> int:
+def cmd_hosts(context: Context, args: argparse.Namespace) -> int:
     from agentledger.entrypoints.render import relative, table, write_json_lines
     from agentledger.projections.queries import host_json, list_hosts
 
@@ -52,7 +55,7 @@ def _state(row: Any, now: float) -> str:
     return "silent" if now > row["host_silent_from"] else "alive"
 
 
-def cmd_host(context: Any, args: argparse.Namespace) -> int:
+def cmd_host(context: Context, args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
     from agentledger.application.errors import UsageError

@@ -13,13 +13,16 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentledger.application.clock import now_epoch
 from agentledger.domain.durations import format_duration
 from agentledger.domain.policy import DEFAULT_TERMINATION_GRACE
 from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
+
+if TYPE_CHECKING:
+    from agentledger.entrypoints.cli import Context
 
 
 def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -85,7 +88,7 @@ def add_run_options(p: argparse.ArgumentParser, group_default: str = "none") -> 
     json_flag(p)
 
 
-def cmd_launch(context: Any, args: argparse.Namespace) -> int:
+def cmd_launch(context: Context, args: argparse.Namespace) -> int:
     from uuid import uuid4
 
     from agentledger.adapters import registry
@@ -141,7 +144,7 @@ def cmd_launch(context: Any, args: argparse.Namespace) -> int:
     return _start(context, spec, json=args.json)
 
 
-def cmd_resume(context: Any, args: argparse.Namespace) -> int:
+def cmd_resume(context: Context, args: argparse.Namespace) -> int:
     """A new session running the agent's own resume command on the old session's native id, in its cwd."""
     from uuid import uuid4
 
@@ -217,7 +220,7 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _session_files(session_id: str) -> dict[str, str]:
+def _session_files(session_id: str) -> dict[str, Any]:
     """The session's output log (under the ledger's home) and who launches it, for its ``LaunchSpec``."""
     from agentledger.infrastructure.config import logs_dir, private_directory
     from agentledger.infrastructure.host import os_user
@@ -227,7 +230,7 @@ def _session_files(session_id: str) -> dict[str, str]:
     return {"log_path": str(logs / f"{session_id}.log"), "launched_by": os_user()}
 
 
-def _start(context: Any, spec: Any, *, json: bool) -> int:
+def _start(context: Context, spec: Any, *, json: bool) -> int:
     """Start the supervisor for ``spec`` and print the new session's id (the supervisor records the launch)."""
     from agentledger.application.errors import LedgerError, UsageError
     from agentledger.infrastructure.config import home_dir, logs_dir

@@ -14,9 +14,12 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentledger.entrypoints import args as types
+
+if TYPE_CHECKING:
+    from agentledger.entrypoints.cli import Context
 
 #: SQLite cannot push new events to a reader, so ``events --follow`` asks this often.
 POLL_INTERVAL = 0.2
@@ -42,7 +45,7 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
 # -- events -----------------------------------------------------------------------
 
 
-def cmd_events(context: Any, args: argparse.Namespace) -> int:
+def cmd_events(context: Context, args: argparse.Namespace) -> int:
     import signal
     from uuid import UUID
 
@@ -108,7 +111,7 @@ def _emitter(*, flush_each: bool) -> Callable[[Any], None]:
 # -- timeline ---------------------------------------------------------------------
 
 
-def cmd_timeline(context: Any, args: argparse.Namespace) -> int:
+def cmd_timeline(context: Context, args: argparse.Namespace) -> int:
     from pathlib import Path
     from uuid import UUID
 

@@ -11,12 +11,16 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentledger.domain.durations import format_duration
 from agentledger.domain.policy import DEFAULT_POLICY, ReconcilePolicy
 from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
+
+if TYPE_CHECKING:
+    from agentledger.application.ports import Store
+    from agentledger.entrypoints.cli import Context
 
 #: How long ``daemon stop`` waits for the daemon to finish its pass and exit.
 STOP_PATIENCE = 30.0
@@ -76,7 +80,7 @@ def _policy(args: argparse.Namespace) -> ReconcilePolicy:
 # -- reconcile --------------------------------------------------------------------
 
 
-def cmd_reconcile(context: Any, args: argparse.Namespace) -> int:
+def cmd_reconcile(context: Context, args: argparse.Namespace) -> int:
     from agentledger.application.reconciling import Outcome, Reconciler
     from agentledger.entrypoints.render import table, write_json
     from agentledger.infrastructure.config import home_dir
@@ -95,7 +99,7 @@ def cmd_reconcile(context: Any, args: argparse.Namespace) -> int:
     if args.json:
         write_json(report.as_json())
         return 0
-    took = (report.finished_at - report.started_at).total_seconds()
+    took = ((report.finished_at or report.started_at) - report.started_at).total_seconds()
     counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.counts.items())) or "nothing to judge"
     sessions = f"{len(report.judged)} session{'' if len(report.judged) == 1 else 's'}"
     for sid in report.from_spool:
@@ -124,28 +128,28 @@ def cmd_reconcile(context: Any, args: argparse.Namespace) -> int:
 # -- daemon -----------------------------------------------------------------------
 
 
-def cmd_daemon(context: Any, args: argparse.Namespace) -> int:
+def cmd_daemon(context: Context, args: argparse.Namespace) -> int:
     return {"run": _daemon_run, "start": _daemon_start, "restart": _daemon_restart, "stop": _daemon_stop,
             "status": _daemon_status, "install": _daemon_install, "uninstall": _daemon_uninstall}[
         args.daemon_command
     ](context, args)
 
 
-def _daemon_restart(context: Any, args: argparse.Namespace) -> int:
+def _daemon_restart(context: Context, args: argparse.Namespace) -> int:
     _interval(args)  # a bad configuration stops us before the running daemon is stopped
     args.wait = STOP_PATIENCE
     _daemon_stop(context, args)
     return _daemon_start(context, args)
 
 
-def _unit(context: Any, interval: float | None) -> Any:
+def _unit(context: Context, interval: float | None) -> Any:
     from agentledger.infrastructure.config import home_dir
     from agentledger.infrastructure.service_units import unit_for
 
     return unit_for(home_dir(), context.store.location.connect_url, interval)
 
 
-def _daemon_install(context: Any, args: argparse.Namespace) -> int:
+def _daemon_install(context: Context, args: argparse.Namespace) -> int:
     from agentledger.application.errors import LedgerError
     from agentledger.infrastructure.config import mask_secrets
     from agentledger.infrastructure.service_units import run, write
@@ -169,7 +173,7 @@ def _daemon_install(context: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _daemon_uninstall(context: Any, args: argparse.Namespace) -> int:
+def _daemon_uninstall(context: Context, args: argparse.Namespace) -> int:
     from agentledger.infrastructure.service_units import remove, run
 
     unit = _unit(context, None)
@@ -222,7 +226,7 @@ def _alive(holder: dict[str, Any] | None, host: str) -> bool:
     return probe(holder_identity(holder)).alive
 
 
-def _daemon_run(context: Any, args: argparse.Namespace) -> int:
+def _daemon_run(context: Context, args: argparse.Namespace) -> int:
     from agentledger.entrypoints.daemon import run_daemon
 
     return run_daemon(interval=args.interval, policy=_policy(args), handshake_fd=args.handshake_fd)
@@ -236,7 +240,7 @@ def _interval(args: argparse.Namespace) -> float:
     return args.interval if args.interval is not None else configured
 
 
-def _daemon_start(context: Any, args: argparse.Namespace) -> int:
+def _daemon_start(context: Context, args: argparse.Namespace) -> int:
     from agentledger.infrastructure.daemon_files import DaemonAlreadyRunning
 
     interval = _interval(args)  # a bad configuration stops us here, before anything starts
@@ -254,7 +258,7 @@ def _daemon_start(context: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def start_daemon(store: Any, files: Any, interval: float, policy: ReconcilePolicy) -> dict[str, Any]:
+def start_daemon(store: Store, files: Any, interval: float, policy: ReconcilePolicy) -> dict[str, Any]:
     """Start ``daemon run`` detached for ``store``; its handshake: ``ok``, else ``error`` (``already_running``)."""
     from agentledger.infrastructure.config import home_dir
     from agentledger.infrastructure.launcher import start_detached
@@ -266,7 +270,7 @@ def start_daemon(store: Any, files: Any, interval: float, policy: ReconcilePolic
     return start_detached(argv, env, files.log_path, what="daemon")
 
 
-def ensure_daemon(store: Any) -> str | None:
+def ensure_daemon(store: Store) -> str | None:
     """Make sure a reconciler will run for ``store`` on this host (``launch`` calls this); a notice, or None.
 
     With ``autostart_daemon`` on (the default) a daemon is started when none
@@ -295,7 +299,7 @@ def ensure_daemon(store: Any) -> str | None:
             "autostart_daemon = false turns this off")
 
 
-def _daemon_stop(context: Any, args: argparse.Namespace) -> int:
+def _daemon_stop(context: Context, args: argparse.Namespace) -> int:
     import signal
 
     from agentledger.application.errors import LedgerError
@@ -319,7 +323,7 @@ def _daemon_stop(context: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _daemon_status(context: Any, args: argparse.Namespace) -> int:
+def _daemon_status(context: Context, args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from agentledger.application.reconciling import load_guard
@@ -329,22 +333,21 @@ def _daemon_status(context: Any, args: argparse.Namespace) -> int:
     files = _files()
     holder = _running(files)
     status = files.read_status() if holder else None
-    if status is not None and status.get("pid") != holder["pid"]:
+    if status is not None and holder is not None and status.get("pid") != holder["pid"]:
         status = None  # left by an earlier daemon, not yet rewritten by this one
     from agentledger.application.errors import StoreError
     from agentledger.application.retry import is_connection_error
     from agentledger.infrastructure.config import store_location
 
     location = store_location()
+    outage: str | None = None
     try:
         guard = load_guard(context.store.ledger, host_name())
     except Exception as error:  # the store is away: say so, and say what the daemon last knew
         if not (isinstance(error, StoreError) or is_connection_error(error)):
             raise
         guard, outage = None, str(error)
-    else:
-        outage = None
-    holding = {"held": guard.held, "since": guard.tripped_at, "would_stop": guard.would_stop,
+    holding: dict[str, Any] | None = {"held": guard.held, "since": guard.tripped_at, "would_stop": guard.would_stop,
                "not_stopped": guard.not_stopped} if guard is not None and guard.held else None
     now = time.time()
     started = datetime.fromisoformat(holder["started_at"]) if holder else None
@@ -366,6 +369,7 @@ def _daemon_status(context: Any, args: argparse.Namespace) -> int:
         if holding:
             print(f"mass-stop guard: holding {len(holding['held'])} stops since {holding['since']}")
         return NOT_RUNNING
+    assert started is not None
     pairs: list[tuple[str, Any]] = [
         ("Daemon", f"running, pid {holder['pid']}, up {format_duration(now - started.timestamp())}"),
         ("Store", location.url + (f" (UNREACHABLE now: {outage})" if outage else "")),

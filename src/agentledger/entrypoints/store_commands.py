@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import json_flag
+
+if TYPE_CHECKING:
+    from agentledger.entrypoints.cli import Context
 
 #: Seconds between progress lines (the last batch is always reported).
 PROGRESS_EVERY = 1.0
@@ -34,7 +37,7 @@ def add_copy_parser(db_commands: Any) -> None:
     json_flag(dp)
 
 
-def cmd_db_copy(context: Any, args: argparse.Namespace) -> int:
+def cmd_db_copy(context: Context, args: argparse.Namespace) -> int:
     from agentledger.application.copying import copy_ledger, same_store
     from agentledger.application.errors import UsageError
     from agentledger.infrastructure.config import store_location

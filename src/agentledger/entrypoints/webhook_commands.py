@@ -11,10 +11,13 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
+
+if TYPE_CHECKING:
+    from agentledger.entrypoints.cli import Context
 
 DEFAULT_LIMIT = 50
 DEFAULT_TOLERANCE = 300.0
@@ -42,7 +45,7 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_webhooks)
 
 
-def cmd_webhooks(context: Any, args: argparse.Namespace) -> int:
+def cmd_webhooks(context: Context, args: argparse.Namespace) -> int:
     if args.webhooks_command == "retry":
         return _retry(context, args)
     if args.webhooks_command == "verify":
@@ -62,7 +65,7 @@ def cmd_webhooks(context: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _retry(context: Any, args: argparse.Namespace) -> int:
+def _retry(context: Context, args: argparse.Namespace) -> int:
     from agentledger.application.errors import UsageError
     from agentledger.application.webhooks import requeue
 

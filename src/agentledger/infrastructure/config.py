@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from agentledger.domain.errors import UsageError
@@ -34,7 +35,7 @@ class StoreLocation:
     """An embedded SQLite store at ``path``; ``url`` is safe to print."""
 
     path: Path
-    kind = "sqlite"
+    kind: ClassVar[Literal["sqlite"]] = "sqlite"
 
     @property
     def url(self) -> str:
@@ -48,6 +49,11 @@ class StoreLocation:
     def sqlalchemy_url(self) -> str:
         return self.url
 
+    @property
+    def address(self) -> tuple[str, ...]:
+        """Equal for two spellings of one store (through a symlink, relative or absolute)."""
+        return (self.kind, str(self.path.resolve()))
+
 
 @dataclass(frozen=True)
 class PostgresLocation:
@@ -59,7 +65,7 @@ class PostgresLocation:
     user: str
     password: str | None = field(default=None, repr=False)
     schema: str = "public"
-    kind = "postgresql"
+    kind: ClassVar[Literal["postgresql"]] = "postgresql"
 
     @property
     def url(self) -> str:
@@ -74,6 +80,11 @@ class PostgresLocation:
         """For SQLAlchemy (Alembic), which takes the schema as a search path, not in the URL."""
         return "postgresql+psycopg" + self._url(quote(self.password, safe="") if self.password else None,
                                                  with_schema=False)[len("postgresql"):]
+
+    @property
+    def address(self) -> tuple[str, ...]:
+        """Equal for two spellings of one store (with another password, say)."""
+        return (self.kind, self.host, str(self.port), self.dbname, self.schema)
 
     def _url(self, password: str | None, *, with_schema: bool = True) -> str:
         credentials = quote(self.user, safe="") + (f":{password}" if password else "")

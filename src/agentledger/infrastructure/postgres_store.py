@@ -1,6 +1,6 @@
 """The ledger on PostgreSQL: the library's postgres module for the log, psycopg for the read models.
 
-A :class:`PostgresStore` has the interface of the SQLite :class:`~agentledger.infrastructure.store.Store`
+A :class:`PostgresStore` has the interface of the SQLite :class:`~agentledger.infrastructure.store.SqliteStore`
 (``ledger``, ``db``, ``write_transaction``, ``event_position(s)``), so the
 projections, queries, reconciler and CLI run unchanged on either. The read-model
 SQL is written once, in SQLite's ``?`` / ``:name`` placeholder style;
@@ -15,9 +15,10 @@ session-scoped advisory lock, so twenty processes starting at once agree.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -36,7 +37,7 @@ class PgRow(tuple):
 
     _columns: dict[str, int] = {}
 
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+    def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             return tuple.__getitem__(self, self._columns[key])
         return tuple.__getitem__(self, key)
@@ -66,7 +67,7 @@ class ReadModelCursor:
     def __init__(self, cursor: Any) -> None:
         self._cursor = cursor
 
-    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> ReadModelCursor:
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> ReadModelCursor:
         self._cursor.execute(to_pyformat(sql), params or None)
         return self
 
@@ -111,7 +112,7 @@ class ReadModels:
     def cursor(self) -> ReadModelCursor:
         return ReadModelCursor(self.connection.cursor(row_factory=_row_factory))
 
-    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> ReadModelCursor:
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> ReadModelCursor:
         return self.cursor().execute(sql, params)
 
     def executemany(self, sql: str, rows: Sequence[Any]) -> ReadModelCursor:
@@ -128,6 +129,8 @@ class PostgresStore:
         self.location = location
         self._ledger: Any = None
         self.db = ReadModels(location)
+        self._locks_on: Any = None  # the connection that holds the advisory locks of hold_lock
+        self._locks_held: set[str] = set()
 
     @property
     def ledger(self) -> Any:
@@ -140,6 +143,24 @@ class PostgresStore:
     @property
     def events_table(self) -> str:
         return f"{self.location.schema}.agentledger_events"
+
+    position_column = "notification_id"
+
+    def hold_lock(self, name: str) -> bool:
+        """A session-level advisory lock on the read-model connection, for its life: one holder per server.
+
+        The server releases it when the connection ends, so a dead holder hands over.
+        """
+        connection = self.db.connection
+        if connection is not self._locks_on:  # a new connection holds none of them
+            self._locks_on, self._locks_held = connection, set()
+        if name in self._locks_held:
+            return True
+        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+        if not self.db.execute("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0]:
+            return False
+        self._locks_held.add(name)
+        return True
 
     def log_head(self) -> int:
         """The last log position, read on the read-model connection (no need to build the ledger)."""

@@ -29,7 +29,7 @@ def identity_of(pid: int) -> ProcessIdentity:
 
 def probe(identity: ProcessIdentity) -> PidProbe:
     """A fresh look: is the process of ``identity`` still running? Looks only on its own host and boot."""
-    found, error = _look(identity.pid) if _here(identity) else (None, None)
+    found, error = _look(identity.pid) if identity.pid is not None and _here(identity) else (None, None)
     return _judge(identity, found, error)
 
 
@@ -106,22 +106,23 @@ class ProcessWatch:
                     host=identity.host, boot_id=identity.boot_id, liveness=Liveness.ALIVE,
                 )
             self._forget(identity)
-        if not _here(identity):
+        pid = identity.pid
+        if pid is None or not _here(identity):
             return _judge(identity, None, None)
         try:
-            fd = self._open(identity.pid)
+            pidfd = self._open(pid)
         except ProcessLookupError:
             return _judge(identity, None, None)
-        found, error = _look(identity.pid, pidfd=fd, boot_time=self._boot_time)
+        found, error = _look(pid, pidfd=pidfd, boot_time=self._boot_time)
         result = _judge(identity, found, error)
         if result.liveness is Liveness.PID_REUSED:
             result = probe(identity)  # unless the wall clock stepped since this pass read the boot time
-        if fd is not None:
+        if pidfd is not None:
             if result.alive:
-                self._watched[identity] = (fd, result.found_start_time)
-                self._poller.register(fd, select.POLLIN)
+                self._watched[identity] = (pidfd, result.found_start_time)
+                self._poller.register(pidfd, select.POLLIN)
             else:
-                os.close(fd)
+                os.close(pidfd)
         return result
 
     def finish_pass(self) -> None:

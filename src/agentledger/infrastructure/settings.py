@@ -246,7 +246,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
-def _parse(spec: Key, value: Any, where: str) -> Any:
+def _parse(spec: Key, value: Any, where: str | None) -> Any:
     try:
         return spec.parse(value)
     except ValueError as error:

@@ -20,17 +20,20 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentledger.application.errors import StoreError
 from agentledger.infrastructure.config import PostgresLocation, StoreLocation
+
+if TYPE_CHECKING:
+    from agentledger.application import ports
 
 #: The Alembic revision this code expects; ``tests/test_store.py`` checks it is the head.
 SCHEMA_HEAD = "0009"
 BUSY_TIMEOUT_SECONDS = 30.0
 
 
-class Store:
+class SqliteStore:
     """An open store: ``ledger`` appends and loads events, ``db`` reads and writes read models."""
 
     def __init__(self, location: StoreLocation) -> None:
@@ -47,8 +50,13 @@ class Store:
             self._ledger = Ledger(env=ledger_env(self.location.path, create_tables=False))
         return self._ledger
 
-    #: The library's table of stored events (tests and benchmarks look into it).
+    #: The library's table of stored events (tests and benchmarks look into it), and its log position.
     events_table = "stored_events"
+    position_column = "rowid"
+
+    def hold_lock(self, name: str) -> bool:
+        """Always True: one daemon per SQLite store (its daemon lock), so it alone delivers."""
+        return True
 
     def log_head(self) -> int:
         """The last log position, read on the read-model connection (no need to build the ledger)."""
@@ -131,7 +139,7 @@ def ledger_env(db_path: Path, *, create_tables: bool) -> dict[str, str]:
     }
 
 
-def open_store(location: StoreLocation | PostgresLocation, *, check_identity: bool = True) -> Any:
+def open_store(location: StoreLocation | PostgresLocation, *, check_identity: bool = True) -> ports.Store:
     """Open the store, creating or upgrading it first if it is new or older than this code.
 
     A store this home used before must still be that store (``store_identity.py``):
@@ -147,7 +155,7 @@ def open_store(location: StoreLocation | PostgresLocation, *, check_identity: bo
         from agentledger.infrastructure.postgres_store import open_postgres_store
 
         # a connection ended under it (a restarted server, a terminated backend) is retried, as every append is
-        store = retry_while_locked(lambda: open_postgres_store(location))
+        store: ports.Store = retry_while_locked(lambda: open_postgres_store(location))
     else:
         try:
             if not is_ready(location.path):
@@ -155,12 +163,12 @@ def open_store(location: StoreLocation | PostgresLocation, *, check_identity: bo
                     store_identity.refuse_missing(home, location)
                 refuse_unknown_schema(schema_revision(location.path), location.path)
                 initialise(location)
-            store = Store(location)
+            store = SqliteStore(location)
         except sqlite3.DatabaseError as error:
             raise StoreError(_describe(location, error)) from None
     if check_identity:
         try:
-            store_identity.check(store, home)
+            store_identity.check(store, location, home)
         except BaseException:
             store.close()
             raise
@@ -282,6 +290,9 @@ def _describe(location: StoreLocation, error: Exception) -> str:
 # -- reading stored events: refuse one whose fields are not what its class declares --------------
 
 
+CheckedMapper: type  # made on first use, by __getattr__
+
+
 def __getattr__(name: str) -> Any:
     """``CheckedMapper`` is made on first use: it subclasses the library's Mapper, slow to import."""
     if name == "CheckedMapper":
@@ -294,7 +305,7 @@ def __getattr__(name: str) -> Any:
 def _checked_mapper_class() -> type:
     from eventsourcing.persistence import Mapper, MapperDeserialisationError
 
-    class CheckedMapper(Mapper):  # type: ignore[misc, type-arg]
+    class CheckedMapper(Mapper):
         """The library's mapper, but a stored event whose JSON decodes to missing or mistyped fields
         (a damaged or hand-edited row) is a decoding error, like bytes that are not JSON: the log's
         readers skip and report it (``projections/log.py``), and a command on its session fails with
@@ -317,7 +328,8 @@ _ABSENT = object()
 
 def field_problem(event: Any) -> str | None:
     """What is wrong with a decoded event's fields (None: each is there, of its declared type)."""
-    for name, required, accepted in _declared_fields(type(event)):
+    kind: Any = type(event)  # hashable, for the cache
+    for name, required, accepted in _declared_fields(kind):
         value = getattr(event, name, _ABSENT)
         if value is _ABSENT:
             if required:

@@ -26,12 +26,15 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from agentledger.application.errors import StoreError
 from agentledger.infrastructure.config import PostgresLocation, StoreLocation
+
+if TYPE_CHECKING:
+    from agentledger.application.ports import Store
 
 HOME_FILE = "stores.json"
 
@@ -89,9 +92,8 @@ def refuse_missing(home: Path, location: StoreLocation | PostgresLocation) -> No
                             "backup, or start over with 'agentledger db init --force'")
 
 
-def check(store: Any, home: Path) -> str | None:
-    """Refuse a store that is not the one this home used at its location; record a first one. Its id."""
-    location = store.location
+def check(store: Store, location: StoreLocation | PostgresLocation, home: Path) -> str | None:
+    """Refuse a store (open at ``location``) that is not the one this home used there; record a first one. Its id."""
     store_id = store_id_of(store)
     if store_id is None:  # a store older than migration 0009 that could not be upgraded: nothing to compare
         return None
@@ -101,7 +103,7 @@ def check(store: Any, home: Path) -> str | None:
             f"the store {location.url} is not the ledger this home used there (id {str(known.get('store_id'))[:12]}, "
             f"now {store_id[:12]}): it was emptied and created anew, or replaced; restore it from a backup, or "
             "accept it with 'agentledger db init --force'")
-    if known is None and not known_ids(home) and _empty_beside_history(store, home):
+    if known is None and not known_ids(home) and _empty_beside_history(store, location, home):
         raise StoreReplaced(
             f"the store {location.url} is empty, but this home holds the logs of earlier sessions: it was emptied "
             "or replaced; restore it from a backup, or start over with 'agentledger db init --force'")
@@ -110,7 +112,7 @@ def check(store: Any, home: Path) -> str | None:
     return store_id
 
 
-def store_id_of(store: Any) -> str | None:
+def store_id_of(store: Store) -> str | None:
     try:
         row = store.db.execute("SELECT store_id FROM ledger_identity").fetchone()
     except Exception:  # no such table: an older schema (or a read-model connection that cannot say)
@@ -118,9 +120,8 @@ def store_id_of(store: Any) -> str | None:
     return None if row is None else str(row[0])
 
 
-def _empty_beside_history(store: Any, home: Path) -> bool:
+def _empty_beside_history(store: Store, location: StoreLocation | PostgresLocation, home: Path) -> bool:
     """The home's own default store is empty while the home has session logs (a home from before this check)."""
-    location = store.location
     if isinstance(location, PostgresLocation) or Path(os.path.realpath(location.path)) != \
             Path(os.path.realpath(home / "ledger.db")):
         return False

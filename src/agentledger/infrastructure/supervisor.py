@@ -34,7 +34,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from agentledger.application.clock import reported_offset, utc_now
@@ -50,6 +50,9 @@ from agentledger.infrastructure.host import actor, boot_id, host_name
 from agentledger.infrastructure.processes import ExitWatcher, identity_of, signal_group, signal_name
 from agentledger.infrastructure.spool import Spool
 from agentledger.infrastructure.store_faults import classify
+
+if TYPE_CHECKING:
+    from agentledger.application.ledger import Ledger
 
 log = logging.getLogger("agentledger.supervisor")
 
@@ -114,7 +117,7 @@ class LaunchSpec:
 
 
 class Supervisor:
-    def __init__(self, ledger: Any, spec: LaunchSpec, report: Any) -> None:
+    def __init__(self, ledger: Ledger, spec: LaunchSpec, report: Any) -> None:
         self.ledger = ledger
         self.spec = spec
         self.session_id = UUID(spec.session_id)
@@ -333,7 +336,7 @@ class Supervisor:
                 requested_by=Component.SUPERVISOR.value,
                 signal=name,
                 grace=self.spec.termination_grace if signum != signal.SIGKILL else 0.0,
-                note=f"timeout {format_duration(self.spec.timeout)} passed",
+                note=f"timeout {format_duration(self.spec.timeout or 0.0)} passed",
                 cause=StopCause.TIMEOUT,
             )
             return True

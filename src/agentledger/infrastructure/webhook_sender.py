@@ -53,8 +53,8 @@ class WebhookSender:
         except self._httpx.HTTPError as error:
             return HttpOutcome(None, _error_text(error))
         status = response.status_code
-        error = None if 200 <= status < 300 else f"HTTP {status}: {response.text[:ERROR_TEXT].strip()}".rstrip(": ")
-        return HttpOutcome(status, error, retry_after(response.headers.get("retry-after")))
+        failure = None if 200 <= status < 300 else f"HTTP {status}: {response.text[:ERROR_TEXT].strip()}".rstrip(": ")
+        return HttpOutcome(status, failure, retry_after(response.headers.get("retry-after")))
 
     def close(self) -> None:
         self.client.close()

@@ -16,12 +16,15 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from agentledger.application.errors import UsageError
 from agentledger.domain.durations import InvalidDuration, parse_duration
 from agentledger.projections.catchup import Applied, project
 from agentledger.projections.log import LogEntry, read_log
+
+if TYPE_CHECKING:
+    from agentledger.application.ports import Queryable, Store
 
 #: The read-model tables a scratch database copies (with their indexes) from the live one.
 _TABLES = ("sessions", "fuses", "hosts", "projection_tracking")
@@ -70,13 +73,13 @@ def parse_moment(text: str, now: datetime) -> Moment:
 
 
 class Scratch(NamedTuple):
-    db: sqlite3.Connection  # the read models as of the moment
+    db: Queryable  # the read models as of the moment
     now: float  # the moment, as the epoch seconds the queries compare fuses against
     moment: Moment  # resolved: both its time and the last position it includes
     applied: Applied
 
 
-def read_models_as_of(store: Any, moment: Moment) -> Scratch:
+def read_models_as_of(store: Store, moment: Moment) -> Scratch:
     """Replay the log up to ``moment`` into a scratch in-memory copy of the read models."""
     db = _scratch(store)
     last = _Last()
@@ -87,7 +90,7 @@ def read_models_as_of(store: Any, moment: Moment) -> Scratch:
     return Scratch(db, at.timestamp(), Moment(at=at, position=last.position or 0), applied)
 
 
-def _scratch(store: Any) -> sqlite3.Connection:
+def _scratch(store: Store) -> sqlite3.Connection:
     """An empty in-memory copy of the read-model schema.
 
     From a SQLite store, its own table definitions (no Alembic import: fast);

@@ -8,19 +8,21 @@ empties the read models and replays the whole log the same way.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
+from agentledger.application.ports import Store
 from agentledger.application.retry import retry_while_locked
-from agentledger.infrastructure.store import Store
 from agentledger.projections.log import LogEntry, read_log
 from agentledger.projections.sessions import PROJECTION_NAME, SessionsProjection
+
+if TYPE_CHECKING:
+    from agentledger.application.ports import Cursor, Queryable
 
 READ_MODEL_TABLES = ("sessions", "fuses", "hosts")
 
 
-def tracked_position(db: sqlite3.Connection | sqlite3.Cursor) -> int:
+def tracked_position(db: Queryable) -> int:
     row = db.execute(
         "SELECT position FROM projection_tracking WHERE name = ?", (PROJECTION_NAME,)
     ).fetchone()
@@ -60,7 +62,7 @@ def rebuild(store: Store) -> Applied:
     return retry_while_locked(replay)
 
 
-def project(cursor: sqlite3.Cursor, entries: Iterable[LogEntry]) -> Applied:
+def project(cursor: Cursor, entries: Iterable[LogEntry]) -> Applied:
     """Apply ``entries`` to the read-model tables behind ``cursor``; unreadable ones are skipped.
 
     An event this version cannot read is skipped rather than stopping every
@@ -70,24 +72,25 @@ def project(cursor: sqlite3.Cursor, entries: Iterable[LogEntry]) -> Applied:
     return _project(cursor, entries)[0]
 
 
-def _project(cursor: sqlite3.Cursor, entries: Iterable[LogEntry]) -> tuple[Applied, int | None]:
+def _project(cursor: Cursor, entries: Iterable[LogEntry]) -> tuple[Applied, int | None]:
     """:func:`project`, and the position of the last entry (None if there was none)."""
     projection = SessionsProjection(cursor)
     defer = projection.defer
     applied, skipped = 0, []
-    entry = None
+    last = None
     for entry in entries:
-        event = entry.event
+        event, last = entry.event, entry.position
         if event is None:
             skipped.append(entry)
         else:
-            defer(event, entry.position)  # heartbeats are written, coalesced, by flush()
+            assert last is not None, "the log is read with positions"
+            defer(event, last)  # heartbeats are written, coalesced, by flush()
             applied += 1
     projection.flush()
-    return Applied(applied, skipped), None if entry is None else entry.position
+    return Applied(applied, skipped), last
 
 
-def _apply_from(store: Store, cursor: sqlite3.Cursor, position: int) -> Applied:
+def _apply_from(store: Store, cursor: Cursor, position: int) -> Applied:
     result, last = _project(cursor, read_log(store.ledger, after=position))
     if last is not None and last != position:
         cursor.execute(

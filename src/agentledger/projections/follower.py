@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentledger.application.ports import Store
 
 log = logging.getLogger("agentledger.daemon")
 
@@ -51,7 +54,7 @@ class LogFollower(threading.Thread):
         if store is not None:
             store.close()
 
-    def _follow(self, store: Any) -> None:
+    def _follow(self, store: Store) -> None:
         from agentledger.projections.catchup import catch_up, tracked_position
 
         catch_up(store)

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from agentledger.application.ledger import Ledger
 
 PAGE_SIZE = 1000
 
@@ -60,7 +63,7 @@ def _one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def read_log(ledger: Any, *, after: int = 0, upto: int | None = None) -> Iterator[LogEntry]:
+def read_log(ledger: Ledger, *, after: int = 0, upto: int | None = None) -> Iterator[LogEntry]:
     """The log in position order, from just after ``after`` to ``upto`` (inclusive) or its end."""
     recorder, mapper = ledger.recorder, ledger.mapper
     position = after
@@ -73,7 +76,7 @@ def read_log(ledger: Any, *, after: int = 0, upto: int | None = None) -> Iterato
         position = page[-1].id
 
 
-def session_log(ledger: Any, session_id: UUID, positions: dict[int, int], *, upto_version: int | None = None
+def session_log(ledger: Ledger, session_id: UUID, positions: dict[int, int], *, upto_version: int | None = None
                 ) -> list[LogEntry]:
     """One session's events in version order (``positions`` maps version to log position)."""
     stored = ledger.recorder.select_events(session_id, lte=upto_version)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentledger.domain.vocabulary import SessionStatus
 from agentledger.infrastructure.spool import Spool
@@ -33,6 +33,9 @@ from agentledger.projections.catchup import catch_up, tracked_position
 from agentledger.projections.export import event_type
 from agentledger.projections.log import decode
 from agentledger.projections.queries import current_status, list_sessions
+
+if TYPE_CHECKING:
+    from agentledger.application.ports import Store
 
 log = logging.getLogger("agentledger.daemon")
 
@@ -84,7 +87,7 @@ class EventTally:
         return dict(self.counts)
 
 
-def read_figures(store: Any, spool: Spool, now: float, tally: EventTally | None = None) -> LedgerFigures:
+def read_figures(store: Store, spool: Spool, now: float, tally: EventTally | None = None) -> LedgerFigures:
     """Measure the lag, catch up, and read the rest in one read transaction.
 
     ``tally``: the events counted by an earlier scrape of the same store (None: count them all).
@@ -93,7 +96,7 @@ def read_figures(store: Any, spool: Spool, now: float, tally: EventTally | None 
     behind = tracked_position(store.db)
     lag_seconds = _age_of_first_after(store, behind, now) if head > behind else 0.0
     catch_up(store)
-    position_column = "notification_id" if store.location.kind == "postgresql" else "rowid"
+    position_column = store.position_column
     with store.read_transaction() as cursor:
         tracked = tracked_position(cursor)
         log_position = cursor.execute(f"SELECT max({position_column}) FROM {store.events_table}").fetchone()[0] or 0
@@ -119,7 +122,7 @@ def read_figures(store: Any, spool: Spool, now: float, tally: EventTally | None 
     )
 
 
-def _age_of_first_after(store: Any, position: int, now: float) -> float:
+def _age_of_first_after(store: Store, position: int, now: float) -> float:
     """How long ago the first event after ``position`` was appended (0 if it cannot be read)."""
     ledger = store.ledger
     page = ledger.recorder.select_notifications(start=position, limit=1, inclusive_of_start=False)
@@ -136,7 +139,7 @@ def spool_depth(spool: Spool) -> int:
     return sum(1 for _ in spool.directory.glob("*.json"))
 
 
-def _webhook_figures(store: Any) -> tuple[dict[tuple[str, str], int] | None, dict[str, int] | None]:
+def _webhook_figures(store: Store) -> tuple[dict[tuple[str, str], int] | None, dict[str, int] | None]:
     """Deliveries by endpoint and state, and the pending ones by endpoint; (None, None) without the table.
 
     Read outside the read transaction: on PostgreSQL a failed statement would

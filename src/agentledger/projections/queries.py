@@ -6,10 +6,9 @@ Rows come back as plain dicts in the stable shape that ``--json`` prints (see
 
 from __future__ import annotations
 
-import sqlite3
 import string
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -18,11 +17,14 @@ from agentledger.domain.liveness import ProcessIdentity
 from agentledger.domain.reconciliation import SessionFacts, StopRequestFacts
 from agentledger.domain.vocabulary import FuseState, SessionStatus
 
+if TYPE_CHECKING:
+    from agentledger.application.ports import Queryable, Row
+
 _HEX = set(string.hexdigits)
 _LISTED_CANDIDATES = 10
 
 
-def resolve_session_id(db: sqlite3.Connection, text: str) -> str:
+def resolve_session_id(db: Queryable, text: str) -> str:
     """Turn a full id or a unique prefix (like git) into the full 32-hex id."""
     prefix = text.strip().lower().replace("-", "")
     if not prefix or not set(prefix) <= _HEX or len(prefix) > 32:
@@ -60,7 +62,7 @@ _STATUS_WHERE = {
 }
 
 
-def current_status(row: sqlite3.Row, now: float) -> str:
+def current_status(row: Row, now: float) -> str:
     """``running`` while a fuse is live, ``unwatched`` once none is, else as recorded; but
     ``host-silent`` for any session not stopped whose host's daemon went quiet."""
     status = row["status"]
@@ -76,8 +78,8 @@ def current_status(row: sqlite3.Row, now: float) -> str:
 
 
 def list_sessions(
-    db: sqlite3.Connection, *, include_stopped: bool, status: str | None, now: float, group: str | None = None
-) -> list[sqlite3.Row]:
+    db: Queryable, *, include_stopped: bool, status: str | None, now: float, group: str | None = None
+) -> list[Row]:
     """Sessions newest first: not-stopped ones by default, all with ``include_stopped``; only ``group``'s if given."""
     params: dict[str, Any] = {"now": now, "group": group, "stopped": SessionStatus.STOPPED.value}
     conditions = ["group_name = :group"] if group is not None else []
@@ -93,14 +95,14 @@ def list_sessions(
     return db.execute(f"{_SESSIONS}{where} ORDER BY started_at DESC", params).fetchall()
 
 
-def get_session(db: sqlite3.Connection, session_id: str) -> sqlite3.Row:
+def get_session(db: Queryable, session_id: str) -> Row:
     row = db.execute(f"{_SESSIONS} WHERE id = ?", (session_id,)).fetchone()
     if row is None:
         raise SessionNotFound(f"no session {session_id}")
     return row
 
 
-def tracked_processes(db: sqlite3.Connection, host: str) -> list[sqlite3.Row]:
+def tracked_processes(db: Queryable, host: str) -> list[Row]:
     """The PIDs (with start times) and supervisor PIDs of the sessions not stopped on ``host``."""
     return db.execute(
         "SELECT id, pid, pid_start_time, supervisor_pid FROM sessions WHERE host = ? AND status != ?",
@@ -108,7 +110,7 @@ def tracked_processes(db: sqlite3.Connection, host: str) -> list[sqlite3.Row]:
     ).fetchall()
 
 
-def agent_sessions_on_host(db: sqlite3.Connection, host: str) -> list[sqlite3.Row]:
+def agent_sessions_on_host(db: Queryable, host: str) -> list[Row]:
     """The sessions not stopped on ``host`` that run an agent (any adapter but ``command``), with a PID."""
     return db.execute(
         "SELECT id, adapter, argv, cwd, log_path, pid, pid_start_time, boot_time, host, boot_id, started_at,"
@@ -118,7 +120,7 @@ def agent_sessions_on_host(db: sqlite3.Connection, host: str) -> list[sqlite3.Ro
     ).fetchall()
 
 
-def resumed_by(db: sqlite3.Connection, session_id: str) -> list[str]:
+def resumed_by(db: Queryable, session_id: str) -> list[str]:
     """The sessions that continue ``session_id``'s agent conversation (``agentledger resume``), oldest first."""
     rows = db.execute("SELECT id FROM sessions WHERE resumed_from = ? ORDER BY started_at", (session_id,))
     return [row["id"] for row in rows.fetchall()]
@@ -132,14 +134,14 @@ _FACT_COLUMNS = (
 )
 
 
-def not_stopped_on_host(db: sqlite3.Connection, host: str) -> list[sqlite3.Row]:
+def not_stopped_on_host(db: Queryable, host: str) -> list[Row]:
     """The sessions a reconciler on ``host`` looks after, with the columns their facts need."""
     return db.execute(
         f"SELECT {_FACT_COLUMNS} FROM sessions WHERE host = ? AND status != ?", (host, SessionStatus.STOPPED.value)
     ).fetchall()
 
 
-def session_facts(row: sqlite3.Row) -> SessionFacts:
+def session_facts(row: Row) -> SessionFacts:
     """What the reconciler's rule needs of a session, as the projection shows it.
 
     ``row`` is one of :func:`not_stopped_on_host`'s: unpacked by position (in
@@ -157,7 +159,7 @@ def session_facts(row: sqlite3.Row) -> SessionFacts:
         last_heartbeat_at=_datetime(last_heartbeat_at),
         deadline=_datetime(timeout_at),
         last_stop_request=None if stop_signal is None else StopRequestFacts(
-            stop_cause, stop_signal, stop_grace, _datetime(stop_requested_at)
+            stop_cause, stop_signal, stop_grace, datetime.fromtimestamp(stop_requested_at, timezone.utc)
         ),
         version=version,
         position=position,
@@ -168,7 +170,7 @@ def _datetime(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
 
 
-def list_hosts(db: sqlite3.Connection) -> list[sqlite3.Row]:
+def list_hosts(db: Queryable) -> list[Row]:
     """Every host the log knows (from its daemon or its sessions), with its sessions not stopped."""
     return db.execute(
         "SELECT n.host AS host_name, h.daemon_pid, h.daemon_version, h.daemon_boot_id, h.heartbeat_every,"
@@ -181,7 +183,7 @@ def list_hosts(db: sqlite3.Connection) -> list[sqlite3.Row]:
     ).fetchall()
 
 
-def host_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
+def host_json(row: Row, now: float) -> dict[str, Any]:
     silent_from = row["host_silent_from"]
     return {
         "host": row["host_name"],
@@ -199,7 +201,7 @@ def host_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
     }
 
 
-def list_fuses(db: sqlite3.Connection, *, include_ended: bool) -> list[sqlite3.Row]:
+def list_fuses(db: Queryable, *, include_ended: bool) -> list[Row]:
     """Fuses set, live or lapsed (also once the lapse is recorded), or every fuse with ``include_ended``."""
     where = "" if include_ended else "WHERE f.state IN ('set', 'expired')"
     return db.execute(
@@ -213,7 +215,7 @@ def iso(epoch: float | None) -> str | None:
     return None if at is None else at.isoformat()
 
 
-def session_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
+def session_json(row: Row, now: float) -> dict[str, Any]:
     """The documented, stable JSON shape of one session.
 
     ``argv`` and ``labels`` are stored as JSON text and passed through as
@@ -280,7 +282,7 @@ def session_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
     }
 
 
-def fuse_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
+def fuse_json(row: Row, now: float) -> dict[str, Any]:
     return {
         "session_id": row["session_id"],
         "session_name": row["session_name"],

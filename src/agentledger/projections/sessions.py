@@ -20,15 +20,17 @@ event of the session is applied after the heartbeats before it. No
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from agentledger.domain.hosts import Host
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import FuseState, SessionStatus
+
+if TYPE_CHECKING:
+    from agentledger.application.ports import Cursor
 
 PROJECTION_NAME = "sessions"
 
@@ -42,7 +44,7 @@ class SessionsProjection:
     #: Event class -> handler; filled in below the class, and with subclasses as they are first met.
     _handlers: dict[type, _Handler | None] = {}  # noqa: RUF012 - built once, below
 
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
+    def __init__(self, cursor: Cursor) -> None:
         self.cursor = cursor
         #: Held-back heartbeats by session id (``UUID.int``, the cheapest key to get):
         #: [count, how many extended the fuse, the last one, the last that extended the fuse, its position].

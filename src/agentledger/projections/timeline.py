@@ -130,7 +130,9 @@ def build_timeline(session_id: str, entries: Iterable[LogEntry], now: datetime) 
     readable = [e for e in entries if e.event is not None]
     if not readable:
         raise NoReadableEvents(f"session {session_id[:12]}: none of its {len(entries)} events can be read")
-    builder = _Builder(Timeline(session_id, start=readable[0].event.timestamp, end=now, now=now))
+    first = readable[0].event
+    assert first is not None
+    builder = _Builder(Timeline(session_id, start=first.timestamp, end=now, now=now))
     builder.timeline.events = len(entries)
     builder.timeline.unreadable = [e.describe_error() for e in entries if e.event is None]
     for entry, following in zip(readable, [*readable[1:], None]):
@@ -143,7 +145,7 @@ def build_timeline(session_id: str, entries: Iterable[LogEntry], now: datetime) 
 
 def _is_stop_cancel(entry: LogEntry, following: LogEntry | None) -> bool:
     return (following is not None and type(following.event).__name__ == "Stopped"
-            and entry.event.by_the_stop)
+            and getattr(entry.event, "by_the_stop", False))
 
 
 class _Builder:

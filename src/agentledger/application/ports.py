@@ -1,0 +1,122 @@
+"""The ports: what the service layer needs from a store, as ``Protocol``s the backends implement.
+
+``infrastructure/store.py`` (SQLite) and ``infrastructure/postgres_store.py``
+(PostgreSQL) each implement :class:`Store`; ``tests/test_store.py`` runs one
+set of tests against both. Application code is written against these types
+only, so a new backend is a new class with these methods (and a case in
+``open_store``), nothing else.
+
+Read-model SQL is written once, in SQLite's ``?`` / ``:name`` placeholder
+style; a backend that needs another style rewrites it (the PostgreSQL one
+does). Rows index by position and by column name, like ``sqlite3.Row``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from agentledger.application.ledger import Ledger
+
+#: Parameters of one statement: positional (``?``) or named (``:name``).
+Params = Sequence[Any] | Mapping[str, Any]
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the read models use."""
+
+    def execute(self, sql: str, params: Params = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, rows: Sequence[Any], /) -> Cursor: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    @property
+    def rowcount(self) -> int: ...
+
+
+class Row(Protocol):
+    """A result row: ``row[0]`` or ``row["column"]``, like ``sqlite3.Row``."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
+
+    def keys(self) -> list[str]: ...
+
+
+class Queryable(Protocol):
+    """Anything that runs a statement: the read-model connection, or a cursor in a transaction."""
+
+    def execute(self, sql: str, params: Params = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, rows: Sequence[Any], /) -> Cursor: ...
+
+
+class ReadModelDb(Protocol):
+    """The read-model connection: statements outside a transaction commit on their own."""
+
+    def execute(self, sql: str, params: Params = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, rows: Sequence[Any], /) -> Cursor: ...
+
+    def cursor(self) -> Cursor: ...
+
+
+class Location(Protocol):
+    """Where a store is: safe to print (``url``), to hand to a child process (``connect_url``), to compare."""
+
+    @property
+    def kind(self) -> str: ...  # "sqlite" or "postgresql"
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def connect_url(self) -> str: ...
+
+    @property
+    def address(self) -> tuple[str, ...]: ...  # equal for two spellings of one store
+
+
+class Store(Protocol):
+    """An open store: the session log (``ledger``) and the read models beside it (``db``)."""
+
+    @property
+    def location(self) -> Location: ...
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def db(self) -> ReadModelDb: ...
+
+    @property
+    def events_table(self) -> str: ...  # the library's table of stored events (copy, verify, benchmarks)
+
+    @property
+    def position_column(self) -> str: ...  # that table's log position column
+
+    def log_head(self) -> int: ...
+
+    def clock(self) -> float: ...  # the store's clock, epoch seconds (application/clock.py)
+
+    def event_positions(self, session_id_hex: str) -> dict[int, int]: ...
+
+    def event_position(self, session_id_hex: str, version: int) -> int | None: ...
+
+    def read_transaction(self) -> AbstractContextManager[Cursor]: ...
+
+    def write_transaction(self) -> AbstractContextManager[Cursor]: ...
+
+    def hold_lock(self, name: str) -> bool: ...  # a named lock for this connection's life (one deliverer)
+
+    def close(self) -> None: ...
