@@ -56,7 +56,7 @@ class Env:
 
 def exit_to_stopped(argv: list[str], runs: int, work: Path) -> tuple[list[float], list[float], int]:
     """Launch ``argv`` (``launch ... ARGS``) ``runs`` times, one at a time; (visible lags, recorded lags, missed)."""
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import open_store
     from agentledger.projections.catchup import catch_up
     from agentledger.projections.queries import get_session

@@ -67,7 +67,7 @@ TARGET_RSS_MB = 80.0
 
 
 def open_home_store(prefix: str):
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import open_store
 
     temp_home(prefix)

@@ -41,7 +41,7 @@ INTERVAL = 200  # Ledger.snapshotting_intervals[Session]
 def child(mode: str, session_hex: str) -> None:
     """Time one load of the session; print the figures as JSON."""
     started = time.perf_counter()
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import SqliteStore
 
     store = SqliteStore(store_location())

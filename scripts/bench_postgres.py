@@ -81,7 +81,7 @@ def raw_connect():
 
 
 def open_ledger(schema: str):
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import open_store
 
     return open_store(store_location({"AGENTLEDGER_DB": ledger_url(schema)}))

@@ -138,7 +138,7 @@ def cached_log() -> Path:
     path = CACHE_DIR / f"{LOG_KEY}.db"
     if path.exists():
         return path
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import open_store
 
     home = temp_home("buildlog")
@@ -160,7 +160,7 @@ def cached_log() -> Path:
 
 def big_log_store(prefix: str):
     """A throw-away home holding a copy of the cached log; the open store."""
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import open_store
 
     source = cached_log()

@@ -47,7 +47,7 @@ def supervisor_memory() -> None:
 
 
 def exit_detection(home: Path, scenario: str, sleep: float) -> None:
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import open_store
     from agentledger.projections.catchup import catch_up
     from agentledger.projections.queries import get_session

@@ -297,7 +297,8 @@ def time_commands(entries: list[dict[str, Any]], runs: int) -> None:
 def in_process_passes(entry: dict[str, Any], runs: int) -> None:
     """``Reconciler.run_pass()`` in this (warm) process, a new Reconciler each time, as the command does."""
     from agentledger.application.reconciling import Reconciler
-    from agentledger.infrastructure.config import home_dir, store_location
+    from agentledger.infrastructure.config import home_dir
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.spool import Spool
     from agentledger.infrastructure.store import open_store
 

@@ -75,7 +75,7 @@ def main() -> None:
     home = temp_home("webhooks")
     if options.db:
         os.environ["AGENTLEDGER_DB"] = f"{options.db}{'&' if '?' in options.db else '?'}schema=bench_{uuid4().hex[:8]}"
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import open_store
 
     store = open_store(store_location())

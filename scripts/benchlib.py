@@ -29,7 +29,7 @@ def temp_home(prefix: str) -> Path:
 
 
 def open_temp_store(prefix: str):
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import open_store
 
     temp_home(prefix)

@@ -161,7 +161,7 @@ def wait_for(condition: Callable[[], Any], timeout: float = 15.0, interval: floa
 
 @pytest.fixture
 def store(home: Path):
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import open_store
 
     opened = open_store(store_location())

@@ -59,7 +59,7 @@ def run(capsys: pytest.CaptureFixture[str]) -> Any:
 
 
 def open_target(url: str) -> Any:
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import open_store
 
     return open_store(store_location({"AGENTLEDGER_DB": url}))

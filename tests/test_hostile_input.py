@@ -441,7 +441,7 @@ def _fingerprint(home: Path) -> dict[str, str]:
 
 
 def _ledger_with_sessions(count: int = 3, **fields) -> list[str]:
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import open_store
 
     store = open_store(store_location())
@@ -578,7 +578,7 @@ def test_ENOSPC_on_the_second_event_of_an_atomic_save_leaves_no_half_of_it(capsy
     """Launched and FuseSet are one save: an OSError(ENOSPC) after the first row is written rolls back both."""
     import eventsourcing.sqlite as es_sqlite
 
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import open_store
 
     _ledger_with_sessions(1)
@@ -640,7 +640,7 @@ def _escape_free(text: str) -> bool:
 @pytest.mark.sqlite_only
 def test_names_prompts_notes_and_argv_are_shown_escaped_by_list_status_why_and_history(cli, home):
     from agentledger.application.clock import utc_now
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import open_store
 
     store = open_store(store_location())

@@ -235,7 +235,7 @@ def test_webhook_deliveries_are_counted_and_a_store_without_their_table_has_no_s
 def test_a_store_that_cannot_be_read_is_store_up_0_not_a_failed_scrape(tmp_path):
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.settings import store_location
     from agentledger.projections.metrics import LedgerCollector
 
     garbage = tmp_path / "ledger.db"
@@ -251,10 +251,9 @@ def test_healthz_is_503_naming_the_loop_that_is_stuck_late_or_dead(store, home):
 
     from agentledger.domain.policy import DEFAULT_POLICY
     from agentledger.entrypoints.daemon import Daemon
-    from agentledger.infrastructure.config import store_location
     from agentledger.infrastructure.daemon_files import DaemonFiles
     from agentledger.infrastructure.metrics_server import DaemonMetrics, MetricsServer, thread_alive
-    from agentledger.infrastructure.settings import MetricsAddress, load_settings
+    from agentledger.infrastructure.settings import MetricsAddress, load_settings, store_location
     from agentledger.infrastructure.store import open_store
 
     now = [time.monotonic()]

@@ -77,9 +77,10 @@ from agentledger.domain.liveness import ProcessIdentity
 from agentledger.domain.reconciliation import Decision, ReconcilePolicy
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import FuseState, StopReason
-from agentledger.infrastructure.config import PostgresLocation, StoreLocation, store_location
+from agentledger.infrastructure.config import PostgresLocation, StoreLocation
 from agentledger.infrastructure.host import boot_id, host_name
 from agentledger.infrastructure.processes import identity_of
+from agentledger.infrastructure.settings import store_location
 from agentledger.infrastructure.store import open_store
 from agentledger.projections.catchup import catch_up
 

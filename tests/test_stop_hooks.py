@@ -140,8 +140,8 @@ def test_of_two_claimants_racing_exactly_one_runs_the_hook(store, tmp_path):
     from agentledger.application.verifying import verify
     from agentledger.domain.vocabulary import StopReason
     from agentledger.infrastructure import processes
-    from agentledger.infrastructure.config import store_location
     from agentledger.infrastructure.host import actor
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import open_store
 
     runs = tmp_path / "runs"

@@ -17,7 +17,8 @@ from conftest import POSTGRES_URL, wait_for
 from agentledger.application.clock import utc_now
 from agentledger.application.errors import StoreError
 from agentledger.domain.session import Session
-from agentledger.infrastructure.config import ConfigError, StoreLocation, store_location
+from agentledger.infrastructure.config import ConfigError, StoreLocation
+from agentledger.infrastructure.settings import store_location
 from agentledger.infrastructure.store import SCHEMA_HEAD, open_store
 from agentledger.projections.catchup import catch_up, rebuild
 

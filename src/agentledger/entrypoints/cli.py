@@ -162,7 +162,8 @@ class Context:
     @property
     def store(self) -> Any:
         if self._store is None:
-            from agentledger.infrastructure.config import privacy_warnings, store_location
+            from agentledger.infrastructure.config import privacy_warnings
+            from agentledger.infrastructure.settings import store_location
             from agentledger.infrastructure.store import open_store
 
             location = store_location()
@@ -633,7 +634,7 @@ def cmd_db(context: Context, args: argparse.Namespace) -> int:
     if args.db_command == "init":
         return _db_init(force=args.force)
     if args.db_command == "upgrade":
-        from agentledger.infrastructure.config import store_location
+        from agentledger.infrastructure.settings import store_location
         from agentledger.infrastructure.store import SCHEMA_HEAD, initialise_store, store_schema_revision
 
         location = store_location()
@@ -674,7 +675,8 @@ def cmd_db(context: Context, args: argparse.Namespace) -> int:
 def _db_init(*, force: bool) -> int:
     """Create (or open) the store; with ``force``, make it this home's whatever this home used before there."""
     from agentledger.infrastructure import store_identity
-    from agentledger.infrastructure.config import home_dir, store_location
+    from agentledger.infrastructure.config import home_dir
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import open_store
 
     location = store_location()

@@ -318,8 +318,8 @@ def run_daemon(*, interval: float | None, policy: ReconcilePolicy, handshake_fd:
     """
     import psutil
 
-    from agentledger.infrastructure.config import home_dir, store_location
-    from agentledger.infrastructure.settings import load_settings
+    from agentledger.infrastructure.config import home_dir
+    from agentledger.infrastructure.settings import load_settings, store_location
     from agentledger.infrastructure.store import open_store
 
     handshake = Handshake(handshake_fd)

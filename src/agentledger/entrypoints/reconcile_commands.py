@@ -187,8 +187,9 @@ def _daemon_uninstall(context: Context, args: argparse.Namespace) -> int:
 
 
 def _files() -> Any:
-    from agentledger.infrastructure.config import home_dir, store_location
+    from agentledger.infrastructure.config import home_dir
     from agentledger.infrastructure.daemon_files import DaemonFiles
+    from agentledger.infrastructure.settings import store_location
 
     return DaemonFiles.locate(store_location(), home_dir())
 
@@ -337,7 +338,7 @@ def _daemon_status(context: Context, args: argparse.Namespace) -> int:
         status = None  # left by an earlier daemon, not yet rewritten by this one
     from agentledger.application.errors import StoreError
     from agentledger.application.retry import is_connection_error
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.settings import store_location
 
     location = store_location()
     outage: str | None = None

@@ -40,7 +40,7 @@ def add_copy_parser(db_commands: Any) -> None:
 def cmd_db_copy(context: Context, args: argparse.Namespace) -> int:
     from agentledger.application.copying import copy_ledger, same_store
     from agentledger.application.errors import UsageError
-    from agentledger.infrastructure.config import store_location
+    from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import open_store
 
     target_location = _target_location(args.to)
@@ -77,7 +77,8 @@ def cmd_db_copy(context: Context, args: argparse.Namespace) -> int:
 def _target_location(url: str) -> Any:
     """``--to URL`` as a store location; a URL we cannot use is a usage error naming ``--to``."""
     from agentledger.application.errors import UsageError
-    from agentledger.infrastructure.config import ConfigError, store_location
+    from agentledger.infrastructure.config import ConfigError
+    from agentledger.infrastructure.settings import store_location
 
     if not url.strip():
         raise UsageError("--to needs a URL: postgresql://USER@HOST/DBNAME or sqlite:///PATH")

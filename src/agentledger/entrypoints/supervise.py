@@ -22,8 +22,7 @@ def main(argv: list[str]) -> int:
         level=logging.INFO, format="%(asctime)s supervisor[%(process)d] %(levelname)s %(message)s"
     )
     try:
-        from agentledger.infrastructure.config import store_location
-        from agentledger.infrastructure.settings import load_settings
+        from agentledger.infrastructure.settings import load_settings, store_location
         from agentledger.infrastructure.store import open_store
         from agentledger.infrastructure.supervisor import LaunchSpec, Supervisor
 

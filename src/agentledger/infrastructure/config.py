@@ -1,4 +1,4 @@
-"""Where the ledger lives. The one place that turns the environment into a store choice.
+"""Where the ledger lives: the home, and the store a URL names (``settings.store_location`` picks the URL).
 
 ``AGENTLEDGER_HOME`` (default: ``$XDG_DATA_HOME/agentledger``, i.e.
 ``~/.local/share/agentledger``) holds the embedded store and session logs.
@@ -157,15 +157,11 @@ def mask_secrets(text: str) -> str:
     return _SECRETS.sub(lambda m: f"{m['user']}***" if m["user"] else f"{m['key']}***", text)
 
 
-def store_location(env: Mapping[str, str] | None = None) -> StoreLocation | PostgresLocation:
-    """The store ``AGENTLEDGER_DB`` names, else ``db`` in ``config.toml``, else the home's SQLite file."""
-    env = os.environ if env is None else env
-    url, source = env.get("AGENTLEDGER_DB", "").strip(), "AGENTLEDGER_DB"
-    if not url:
-        from agentledger.infrastructure.settings import load_settings
+def location_from_url(url: str, source: str, env: Mapping[str, str] | None = None) -> StoreLocation | PostgresLocation:
+    """The store ``url`` names (``source`` says where it was found, for errors); empty: the home's SQLite file.
 
-        settings = load_settings(env)
-        url, source = settings.db or "", f"{settings.sources['db']}: db"
+    ``settings.store_location`` chooses the URL (the environment, else ``config.toml``).
+    """
     if not url:
         return StoreLocation(path=home_dir(env) / DB_FILE_NAME)
     scheme, sep, rest = url.partition("://")

@@ -232,7 +232,7 @@ def connect(location: PostgresLocation) -> Any:
 
 def ledger_env(location: PostgresLocation, *, create_tables: bool) -> dict[str, str]:
     """The eventsourcing settings for a PostgreSQL ledger."""
-    from agentledger.infrastructure.store import common_ledger_env
+    from agentledger.infrastructure.schema import common_ledger_env
 
     env = {
         **common_ledger_env(create_tables),
@@ -254,11 +254,11 @@ def ledger_env(location: PostgresLocation, *, create_tables: bool) -> dict[str, 
 
 def open_postgres_store(location: PostgresLocation) -> PostgresStore:
     """Open the ledger, creating or upgrading it first if it is new or older than this code."""
-    from agentledger.infrastructure.store import SCHEMA_HEAD
+    from agentledger.infrastructure.schema import SCHEMA_HEAD
 
     revision = schema_revision(location)
     if revision != SCHEMA_HEAD:
-        from agentledger.infrastructure.store import refuse_unknown_schema
+        from agentledger.infrastructure.schema import refuse_unknown_schema
 
         refuse_unknown_schema(revision, location.url)
         initialise(location)

@@ -1,16 +1,38 @@
-"""Applying the Alembic migrations that define the read-model schema.
+"""The read-model schema every backend shares: its revision, the event library's settings, the migrations.
 
-Imported only when the schema must change (first use, ``db upgrade``), because
-Alembic and SQLAlchemy are slow to import.
+Alembic and SQLAlchemy, slow to import, are imported only when the schema
+must change (first use, ``db upgrade``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from agentledger.application.errors import StoreError
 from agentledger.infrastructure.config import PostgresLocation, StoreLocation
 
 SCRIPT_LOCATION = "agentledger.infrastructure:migrations"
+#: The Alembic revision this code expects; ``tests/test_store.py`` checks it is the head.
+SCHEMA_HEAD = "0009"
+
+
+def common_ledger_env(create_tables: bool) -> dict[str, str]:
+    """The eventsourcing settings every backend shares."""
+    return {
+        "TRANSCODER_TOPIC": "agentledger.infrastructure.transcoder:OrjsonTranscoder",
+        "MAPPER_TOPIC": "agentledger.infrastructure.store:CheckedMapper",
+        "CREATE_TABLE": "y" if create_tables else "n",
+        # Keep recently used sessions in memory and read only newer events on load.
+        "AGGREGATE_CACHE_MAXSIZE": "1000",
+    }
+
+
+def refuse_unknown_schema(revision: str | None, where: Any) -> None:
+    """A read-model schema this code has no migration for (a newer agentledger wrote it) is left alone."""
+    known = {f"{number:04d}" for number in range(1, int(SCHEMA_HEAD) + 1)}
+    if revision is not None and revision not in known:
+        raise StoreError(f"the store {where} has read-model schema revision {revision!r}, which this version "
+                         f"(schema {SCHEMA_HEAD}) does not know: it was written by a newer agentledger; use that")
 
 
 def alembic_config() -> Any:

@@ -26,7 +26,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agentledger.domain.durations import MAX_SECONDS, InvalidDuration, format_duration, parse_duration
-from agentledger.infrastructure.config import CONFIG_FILE_NAME, ConfigError, home_dir
+from agentledger.infrastructure.config import (
+    CONFIG_FILE_NAME,
+    ConfigError,
+    PostgresLocation,
+    StoreLocation,
+    home_dir,
+    location_from_url,
+)
 
 #: What a webhook endpoint may subscribe to.
 HOOK_TYPES = ("session.started", "session.stopped", "session.unwatched", "session.timeout")
@@ -102,12 +109,20 @@ def _text(value: Any) -> str:
     return value.strip()
 
 
-def _store_url(value: Any) -> str:
-    from agentledger.infrastructure.config import store_location
+def store_location(env: Mapping[str, str] | None = None) -> StoreLocation | PostgresLocation:
+    """The store ``AGENTLEDGER_DB`` names, else ``db`` in ``config.toml``, else the home's SQLite file."""
+    env = os.environ if env is None else env
+    url, source = env.get("AGENTLEDGER_DB", "").strip(), "AGENTLEDGER_DB"
+    if not url:
+        settings = load_settings(env)
+        url, source = settings.db or "", f"{settings.sources['db']}: db"
+    return location_from_url(url, source, env)
 
+
+def _store_url(value: Any) -> str:
     url = _text(value)
     try:
-        store_location({"AGENTLEDGER_DB": url, "AGENTLEDGER_HOME": "/"})
+        location_from_url(url, "AGENTLEDGER_DB", {"AGENTLEDGER_HOME": "/"})
     except ConfigError as error:
         raise ValueError(str(error).removeprefix("AGENTLEDGER_DB").lstrip("=: ")) from None
     return url
@@ -358,7 +373,7 @@ def _read_file(path: Path) -> tuple[dict[str, Any], _Lines]:
 
 def shown(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain values, secrets masked: for ``config show``."""
-    from agentledger.infrastructure.config import mask_secrets, store_location
+    from agentledger.infrastructure.config import mask_secrets
 
     def value_of(key: str) -> Any:
         value = getattr(settings, key)

@@ -24,12 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from agentledger.application.errors import StoreError
 from agentledger.infrastructure.config import PostgresLocation, StoreLocation
+from agentledger.infrastructure.schema import SCHEMA_HEAD, common_ledger_env, refuse_unknown_schema
 
 if TYPE_CHECKING:
     from agentledger.application import ports
 
-#: The Alembic revision this code expects; ``tests/test_store.py`` checks it is the head.
-SCHEMA_HEAD = "0009"
 BUSY_TIMEOUT_SECONDS = 30.0
 
 
@@ -116,17 +115,6 @@ class SqliteStore:
             raise
         else:
             self.db.commit()
-
-
-def common_ledger_env(create_tables: bool) -> dict[str, str]:
-    """The eventsourcing settings every backend shares."""
-    return {
-        "TRANSCODER_TOPIC": "agentledger.infrastructure.transcoder:OrjsonTranscoder",
-        "MAPPER_TOPIC": "agentledger.infrastructure.store:CheckedMapper",
-        "CREATE_TABLE": "y" if create_tables else "n",
-        # Keep recently used sessions in memory and read only newer events on load.
-        "AGGREGATE_CACHE_MAXSIZE": "1000",
-    }
 
 
 def ledger_env(db_path: Path, *, create_tables: bool) -> dict[str, str]:
@@ -231,14 +219,6 @@ def schema_revision(path: Path, also_require: str | None = None) -> str | None:
         return found[0] if found else None
     finally:
         db.close()
-
-
-def refuse_unknown_schema(revision: str | None, where: Any) -> None:
-    """A read-model schema this code has no migration for (a newer agentledger wrote it) is left alone."""
-    known = {f"{number:04d}" for number in range(1, int(SCHEMA_HEAD) + 1)}
-    if revision is not None and revision not in known:
-        raise StoreError(f"the store {where} has read-model schema revision {revision!r}, which this version "
-                         f"(schema {SCHEMA_HEAD}) does not know: it was written by a newer agentledger; use that")
 
 
 def initialise(location: StoreLocation) -> None:

@@ -7,7 +7,7 @@ is the one ``AGENTLEDGER_DB`` / ``AGENTLEDGER_HOME`` select.
 
 from alembic import context
 
-from agentledger.infrastructure.config import store_location
+from agentledger.infrastructure.settings import store_location
 
 config = context.config
 
