@@ -201,12 +201,13 @@ def record(store, identity, *, fuse_ttl: float | None = 1.0, lapsed: bool = True
     from agentledger.application.clock import utc_now
     from agentledger.domain.session import Session
 
-    sid = uuid4()
+    sid = fields.pop("session_id", None) or uuid4()
     session = Session.launch(
         session_id=sid, argv=["sleep", "600"], cwd=fields.pop("cwd", "/"), adapter=fields.pop("adapter", "command"),
         name=None, model=None, prompt=None,
         group=None, labels={}, host=fields.pop("host", identity.host), boot_id=fields.pop("boot_id", identity.boot_id),
-        pid=identity.pid, pid_start_time=identity.start_time, boot_time=identity.boot_time, supervisor_pid=None,
+        pid=identity.pid, pid_start_time=identity.start_time, boot_time=identity.boot_time,
+        supervisor_pid=fields.pop("supervisor_pid", None),
         log_path=None, launched_by="test", **fields,
     )
     if fuse_ttl is not None:

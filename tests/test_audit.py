@@ -93,6 +93,33 @@ def test_why_running_says_what_keeps_it_running_and_what_would_stop_it(cli):
     cli("stop", sid)
 
 
+def test_why_on_a_running_session_shows_the_decision_a_reconcile_pass_would_make(cli, store, spawn):
+    """``why`` asks the reconciler's own look and rule: a live fuse keeps; a dead PID with a lapsed fuse and no
+    supervisor is stopped; a dead PID whose supervisor still runs is left to it (the supervisor's patience)."""
+    import re
+    from uuid import uuid4
+
+    watched = record(store, processes.identity_of(spawn().pid), fuse_ttl=3600, lapsed=False).hex
+    dead = record(store, dead_identity(spawn)).hex
+    waited_for = uuid4()
+    supervisor = spawn("sh", "-c", "sleep 600", "supervisor-of", waited_for.hex)  # its command line names it
+    record(store, dead_identity(spawn), session_id=waited_for, supervisor_pid=supervisor.pid)
+    dry = {d["session_id"]: d for d in cli.json("reconcile", "--dry-run", "--json")["decisions"]}
+
+    def timeless(why: str) -> str:
+        return re.sub(r"\((?:just now|[^()]* ago)\)", "(…)", why)
+
+    expected = {watched: ("keep", None), dead: ("stop", "reconciled"), waited_for.hex: ("keep", None)}
+    for sid, (action, reason) in expected.items():
+        decision = cli.json("why", sid)["running"]["decision"]
+        assert (decision["action"], decision["reason"]) == (action, reason), (sid, decision)
+        assert (dry[sid]["action"], dry[sid]["reason"]) == (action, reason), (sid, dry[sid])
+        assert timeless(decision["why"]) == timeless(dry[sid]["why"])
+    assert "its supervisor still runs" in cli.json("why", waited_for.hex)["running"]["decision"]["why"]
+    assert "A reconcile pass now would stop it (reconciled)" in cli("why", dead).stdout
+    assert "A reconcile pass now would keep it: fuse live until" in cli("why", watched).stdout
+
+
 # -- history -------------------------------------------------------------------------
 
 

@@ -49,7 +49,7 @@ def explain(store: Store, session_id: str, now: datetime) -> dict[str, Any]:
         facts["stop"] = _stop_facts(store, session)
     else:
         facts["status"] = session.status
-        facts["running"] = _running_facts(session, now)
+        facts["running"] = _running_facts(session, facts["position"], now)
     facts["on_stop"] = _hook_facts(ledger, session)
     facts["headline"] = headline(facts)
     return facts
@@ -107,12 +107,7 @@ def _stop_facts(store: Store, session: Session) -> dict[str, Any]:
     decided_on = _decided_on_version(evidence, stopped, tail)
     seen: Session = ledger.repository.get(session.id, version=decided_on)
     at = stopped.timestamp
-    fuse = {
-        "state": seen.fuse_state,
-        "ttl": seen.fuse_ttl,
-        "expires_at": seen.fuse_expires_at,
-        "live": seen.fuse_is_live(at),
-    }
+    fuse = seen.fuse.as_evidence(at)
     last_heartbeat = seen.last_heartbeat_at
     return {
         "reason": stopped.reason,
@@ -161,22 +156,24 @@ def _decider(stopped: Any) -> str:
     return component or "unknown"
 
 
-def _running_facts(session: Session, now: datetime) -> dict[str, Any]:
+def _running_facts(session: Session, position: int | None, now: datetime) -> dict[str, Any]:
+    from agentledger.application.reconciling import judge
+    from agentledger.domain.policy import DEFAULT_POLICY
     from agentledger.infrastructure import processes
     from agentledger.infrastructure.host import host_name
 
+    probe: dict[str, Any] | None = None
+    decided: dict[str, Any] | None = None  # only the session's own host can look at its PID, and judge it
     if session.host == host_name():
         probe = processes.probe(session.identity).as_evidence()
-    else:
-        probe = None  # only the session's own host can look at its PID
+        # the reconciler's own look and rule, so this is what `reconcile --dry-run` would decide now
+        decision = judge(session, position, now, DEFAULT_POLICY)
+        decided = {"action": decision.action.value, "why": decision.why, "reason": decision.reason,
+                   "signal": decision.signal}
     return {
+        "decision": decided,
         "now": now,
-        "fuse": {
-            "state": session.fuse_state,
-            "ttl": session.fuse_ttl,
-            "expires_at": session.fuse_expires_at,
-            "live": session.fuse_is_live(now),
-        },
+        "fuse": session.fuse.as_evidence(now),
         "last_heartbeat_at": session.last_heartbeat_at,
         "last_heartbeat_age": (now - session.last_heartbeat_at).total_seconds() if session.last_heartbeat_at else None,
         # the last heartbeat's (or fuse's) sender's clock minus the store's, when off by more than the bound
@@ -245,9 +242,24 @@ def _why_running(running: dict[str, Any], status: str) -> str:
     parts = [f"{keeping}; {pid}.", f"What would stop it: `agentledger stop`; {ends}"]
     if running["deadline"] is not None:
         parts[-1] += f"; its master timeout at {format_clock(running['deadline'])} UTC"
+    parts[-1] += "."
     if status == "stopping":
         parts.insert(0, f"A stop was requested{_last_request(running)} and the process has not ended yet.")
-    return " ".join(parts) + "."
+    decision = running.get("decision")
+    if decision is not None:
+        parts.append(f"A reconcile pass now would {_decision_words(decision)}: {decision['why']}.")
+    return " ".join(parts)
+
+
+def _decision_words(decision: dict[str, Any]) -> str:
+    action = decision["action"]
+    if action == "stop":
+        return f"stop it ({decision['reason']})"
+    if action == "terminate":
+        return f"send its process group {decision['signal']} (its master timeout passed)"
+    if action == "expire-fuse":
+        return "record that its fuse lapsed"
+    return "keep it"
 
 
 def _fuse_words(fuse: dict[str, Any], at: datetime) -> str:

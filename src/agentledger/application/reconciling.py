@@ -207,11 +207,7 @@ class Reconciler:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             session = self.store.ledger.session(session_id)
             now = self.clock()
-            facts = SessionFacts.of_session(session, self.store.event_position(session_id.hex, session.version))
-            probe = None if facts.fuse_live(now) else processes.probe(session.identity)
-            supervisor = bool(probe and probe.dead and processes.supervisor_alive(session.supervisor_pid,
-                                                                                  session_id.hex))
-            decision = decide(facts, probe, now, self.policy, supervisor_alive=supervisor)
+            decision = judge(session, self.store.event_position(session_id.hex, session.version), now, self.policy)
             if not decision.appends:
                 return Judged(decision, Outcome.KEPT, attempt)
             if dry_run:
@@ -306,6 +302,19 @@ class Reconciler:
         else:
             summary["recorded"] = True
         return summary
+
+
+def judge(session: Session, position: int | None, now: datetime, policy: ReconcilePolicy) -> Decision:
+    """What a pass decides for ``session`` (of this host) at ``now``: the look, then the rule.
+
+    The PID is probed only without a live fuse, and the supervisor only for a
+    dead PID, as :func:`~agentledger.domain.reconciliation.decide` needs. The
+    reconciler acts on it; ``why`` shows it for a session still running.
+    """
+    facts = SessionFacts.of_session(session, position)
+    probe = None if facts.fuse_live(now) else processes.probe(session.identity)
+    supervisor = bool(probe and probe.dead and processes.supervisor_alive(session.supervisor_pid, session.id.hex))
+    return decide(facts, probe, now, policy, supervisor_alive=supervisor)
 
 
 def load_guard(ledger: Ledger, host: str) -> StopGuard | None:

@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agentledger.domain.durations import format_clock, format_duration
+from agentledger.domain.fuse import Fuse
 from agentledger.domain.liveness import Liveness, PidProbe, ProcessIdentity
 from agentledger.domain.policy import DEFAULT_POLICY, ReconcilePolicy
 from agentledger.domain.vocabulary import FuseState, SessionStatus, StopCause, StopReason
@@ -57,12 +58,12 @@ class SessionFacts(NamedTuple):
     version: int
     position: int | None  # log position of the event that made ``version``
 
+    @property
+    def fuse(self) -> Fuse:
+        return Fuse(self.fuse_state, self.fuse_expires_at, self.fuse_ttl)
+
     def fuse_live(self, now: datetime) -> bool:
-        return (
-            self.fuse_state == FuseState.SET
-            and self.fuse_expires_at is not None
-            and self.fuse_expires_at > now
-        )
+        return self.fuse.live_at(now)
 
     @classmethod
     def of_session(cls, session: Session, position: int | None) -> SessionFacts:
@@ -192,12 +193,7 @@ def _evidence(facts: SessionFacts, probe: PidProbe, now: datetime, policy: Recon
     request = facts.last_stop_request
     return {
         "supervisor_alive": supervisor_alive,
-        "fuse": {
-            "state": facts.fuse_state,
-            "live": facts.fuse_live(now),
-            "ttl": facts.fuse_ttl,
-            "expires_at": facts.fuse_expires_at,
-        },
+        "fuse": facts.fuse.as_evidence(now),
         "last_heartbeat_at": facts.last_heartbeat_at,
         "pid_probe": probe.as_evidence(),
         "stop_request": None if request is None else {

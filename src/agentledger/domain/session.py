@@ -22,6 +22,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from agentledger.domain.errors import FuseStillLive, NoFuse, SessionAlreadyStopped
+from agentledger.domain.fuse import Fuse
 from agentledger.domain.liveness import ProcessIdentity
 from agentledger.domain.vocabulary import FuseState, LaunchSource, SessionStatus, StopCause, StopReason
 
@@ -289,12 +290,12 @@ class Session(Aggregate):
             boot_id=self.boot_id,
         )
 
+    @property
+    def fuse(self) -> Fuse:
+        return Fuse(self.fuse_state, self.fuse_expires_at, self.fuse_ttl)
+
     def fuse_is_live(self, now: datetime) -> bool:
-        return (
-            self.fuse_state == FuseState.SET.value
-            and self.fuse_expires_at is not None
-            and self.fuse_expires_at > now
-        )
+        return self.fuse.live_at(now)
 
     # -- commands --------------------------------------------------------------
 
@@ -313,11 +314,8 @@ class Session(Aggregate):
         not revived: cancelling was on purpose; re-arming takes ``set_fuse``.
         """
         self._refuse_if_stopped()
-        new_expiry = None
-        if self.fuse_state in (FuseState.SET.value, FuseState.EXPIRED.value):
-            assert self.fuse_ttl is not None and self.fuse_expires_at is not None
-            new_expiry = max(self.fuse_expires_at, now + timedelta(seconds=self.fuse_ttl))
-        self.trigger_event(self.Heartbeat, source=source, fuse_expires_at=new_expiry, clock_offset=clock_offset)
+        self.trigger_event(self.Heartbeat, source=source, fuse_expires_at=self.fuse.extended_at(now),
+                           clock_offset=clock_offset)
 
     def observe_agent(self, *, facts: dict[str, Any], heartbeat: bool, source: str, now: datetime) -> bool:
         """Record the adapter's facts that differ from those recorded; False (nothing appended) if none do.
@@ -334,10 +332,7 @@ class Session(Aggregate):
         changed = {k: v for k, v in facts.items() if v is not None and known.get(k) != v}
         if not changed and not heartbeat:
             return False
-        new_expiry = None
-        if heartbeat and self.fuse_state in (FuseState.SET.value, FuseState.EXPIRED.value):
-            assert self.fuse_ttl is not None and self.fuse_expires_at is not None
-            new_expiry = max(self.fuse_expires_at, now + timedelta(seconds=self.fuse_ttl))
+        new_expiry = self.fuse.extended_at(now) if heartbeat else None
         self.trigger_event(self.AgentObserved, source=source, heartbeat=heartbeat, fuse_expires_at=new_expiry,
                            **changed)
         return True

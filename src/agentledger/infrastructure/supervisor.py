@@ -472,11 +472,7 @@ def record_observed_exit(session: Session, observed: ObservedExit, *, pid: int |
             "pid": pid,
             "returncode": observed.returncode,
             "stop_requests": requests,
-            "fuse": {
-                "state": session.fuse_state,
-                "live": session.fuse_is_live(now),
-                "expires_at": session.fuse_expires_at,
-            },
+            "fuse": session.fuse.as_evidence(now),
             "last_heartbeat_at": session.last_heartbeat_at,
             "decided_on_version": session.version,
             **({"output_summary": summary} if summary else {}),

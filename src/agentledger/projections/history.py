@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from agentledger.domain.durations import format_clock, format_duration
+from agentledger.domain.fuse import session_status
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import SessionStatus
 from agentledger.projections.log import LogEntry
@@ -58,9 +59,7 @@ def history_records(entries: list[LogEntry], now: datetime) -> list[dict[str, An
 
 def status_at(session: Session, at: datetime) -> str:
     """running while a fuse is live, unwatched once none is; stopping and stopped as recorded."""
-    if session.status in (SessionStatus.STOPPED, SessionStatus.STOPPING):
-        return session.status
-    return SessionStatus.RUNNING.value if session.fuse_is_live(at) else SessionStatus.UNWATCHED.value
+    return session_status(session.status, fuse_live=session.fuse_is_live(at))
 
 
 def _next_time(entries: list[LogEntry], index: int, session: Session, now: datetime) -> datetime | None:

@@ -32,7 +32,7 @@ from agentledger.infrastructure.spool import Spool
 from agentledger.projections.catchup import catch_up, tracked_position
 from agentledger.projections.export import event_type
 from agentledger.projections.log import decode
-from agentledger.projections.queries import current_status, list_sessions
+from agentledger.projections.queries import current_status, list_sessions, live_fuse_sql
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Store
@@ -113,7 +113,7 @@ def read_figures(store: Store, spool: Spool, now: float, tally: EventTally | Non
                 " GROUP BY stop_reason, stopped_by", (SessionStatus.STOPPED.value,))
         }
         fuses_live = cursor.execute(
-            "SELECT count(*) FROM fuses WHERE state = 'set' AND expires_at > ?", (now,)).fetchone()[0]
+            f"SELECT count(*) FROM fuses WHERE {live_fuse_sql('state', 'expires_at', '?')}", (now,)).fetchone()[0]
     deliveries, queue = _webhook_figures(store)
     return LedgerFigures(
         log_position=log_position, read_models_position=tracked, lag_positions=max(0, head - behind),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from agentledger.application.errors import AmbiguousSessionId, SessionNotFound, UsageError
+from agentledger.domain.fuse import fuse_live, session_status
 from agentledger.domain.liveness import ProcessIdentity
 from agentledger.domain.reconciliation import SessionFacts, StopRequestFacts
 from agentledger.domain.vocabulary import FuseState, SessionStatus
@@ -51,7 +52,14 @@ _SESSIONS = (
     f"SELECT s.*, h.daemon_last_seen + {SILENT_AFTER_BEATS} * h.heartbeat_every AS host_silent_from"
     " FROM sessions s LEFT JOIN hosts h ON h.host_name = s.host"
 )
-_WATCHED = "(fuse_state = 'set' AND fuse_expires_at > :now)"
+
+
+def live_fuse_sql(state: str, expires_at: str, now: str) -> str:
+    """:func:`~agentledger.domain.fuse.fuse_live` as an SQL condition on the named columns and parameter."""
+    return f"({state} = '{FuseState.SET.value}' AND {expires_at} > {now})"
+
+
+_WATCHED = live_fuse_sql("fuse_state", "fuse_expires_at", ":now")
 _SILENT = f"(h.daemon_last_seen IS NOT NULL AND h.daemon_last_seen + {SILENT_AFTER_BEATS} * h.heartbeat_every < :now)"
 _STATUS_WHERE = {
     SessionStatus.RUNNING: f"status IN ('running', 'unwatched') AND {_WATCHED} AND NOT {_SILENT}",
@@ -65,16 +73,9 @@ _STATUS_WHERE = {
 def current_status(row: Row, now: float) -> str:
     """``running`` while a fuse is live, ``unwatched`` once none is, else as recorded; but
     ``host-silent`` for any session not stopped whose host's daemon went quiet."""
-    status = row["status"]
-    if status == SessionStatus.STOPPED.value:
-        return status
     silent_from = row["host_silent_from"]
-    if silent_from is not None and now > silent_from:
-        return SessionStatus.HOST_SILENT.value
-    if status in (SessionStatus.RUNNING.value, SessionStatus.UNWATCHED.value):
-        live = row["fuse_state"] == FuseState.SET.value and (row["fuse_expires_at"] or 0) > now
-        return SessionStatus.RUNNING.value if live else SessionStatus.UNWATCHED.value
-    return status
+    return session_status(row["status"], fuse_live=fuse_live(row["fuse_state"], row["fuse_expires_at"], now),
+                          host_silent=silent_from is not None and now > silent_from)
 
 
 def list_sessions(
@@ -222,7 +223,7 @@ def session_json(row: Row, now: float) -> dict[str, Any]:
     ``orjson.Fragment``s, unparsed: ``list --all --json`` over 10,000 rows
     would otherwise spend a fifth of its time re-encoding them.
     """
-    fuse_live = row["fuse_state"] == "set" and (row["fuse_expires_at"] or 0) > now
+    live = fuse_live(row["fuse_state"], row["fuse_expires_at"], now)
     return {
         "id": row["id"],
         "name": row["name"],
@@ -271,7 +272,7 @@ def session_json(row: Row, now: float) -> dict[str, Any]:
         },
         "fuse": {
             "state": row["fuse_state"],
-            "live": fuse_live,
+            "live": live,
             "ttl_seconds": row["fuse_ttl"],
             "expires_at": iso(row["fuse_expires_at"]),
         },
@@ -288,7 +289,7 @@ def fuse_json(row: Row, now: float) -> dict[str, Any]:
         "session_name": row["session_name"],
         "session_status": row["session_status"],
         "state": row["state"],
-        "live": row["state"] == "set" and row["expires_at"] > now,
+        "live": fuse_live(row["state"], row["expires_at"], now),
         "ttl_seconds": row["ttl"],
         "set_at": iso(row["set_at"]),
         "set_by": row["set_by"],

@@ -1,0 +1,65 @@
+"""A session's fuse, and the status it gives: the one place for "is the fuse live" and "running or unwatched".
+
+The aggregate (``Session.fuse``), the reconciler's facts (``SessionFacts.fuse``)
+and every report ask a :class:`Fuse`; the read models' rows, whose times are
+epoch seconds, ask :func:`fuse_live` directly (the same rule, without building
+a value per row of a long list). The read models' SQL filters say it once
+more, in SQL, in ``projections/queries.py``. :func:`session_status` is the one
+derivation of a session's status from what was recorded and the fuse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from agentledger.domain.vocabulary import FuseState, SessionStatus
+
+When = TypeVar("When", datetime, float)  # a moment: a datetime, or epoch seconds (read-model rows)
+
+#: States in which evidence of life extends the fuse (a lapsed fuse is revived; a cancelled one is not).
+_EXTENDABLE = (FuseState.SET.value, FuseState.EXPIRED.value)
+
+
+def fuse_live(state: str | None, expires_at: When | None, now: When) -> bool:
+    """Set, and not yet past its expiry: someone vouched for the session recently enough."""
+    return state == FuseState.SET.value and expires_at is not None and expires_at > now
+
+
+def session_status(recorded: str, *, fuse_live: bool, host_silent: bool = False) -> str:
+    """``running`` while a fuse is live, ``unwatched`` once none is; ``stopping`` and ``stopped`` as recorded;
+    ``host-silent`` for a session not stopped whose host's daemon went quiet."""
+    if recorded == SessionStatus.STOPPED.value:
+        return recorded
+    if host_silent:
+        return SessionStatus.HOST_SILENT.value
+    if recorded in (SessionStatus.RUNNING.value, SessionStatus.UNWATCHED.value):
+        return SessionStatus.RUNNING.value if fuse_live else SessionStatus.UNWATCHED.value
+    return recorded
+
+
+@dataclass(frozen=True, slots=True)
+class Fuse:
+    """``state`` (a :class:`FuseState` value), the expiry it was armed or extended to, and its TTL in seconds."""
+
+    state: str
+    expires_at: datetime | None = None
+    ttl: float | None = None
+
+    def live_at(self, now: datetime) -> bool:
+        return fuse_live(self.state, self.expires_at, now)
+
+    def extended_at(self, now: datetime) -> datetime | None:
+        """The expiry evidence of life at ``now`` gives: ``now`` + the TTL, never earlier than the one it has.
+
+        None when there is nothing to extend: no fuse, or one cancelled on purpose (re-arming takes a set).
+        """
+        if self.state not in _EXTENDABLE:
+            return None
+        assert self.ttl is not None and self.expires_at is not None
+        return max(self.expires_at, now + timedelta(seconds=self.ttl))
+
+    def as_evidence(self, now: datetime) -> dict[str, Any]:
+        """How decisions record the fuse they looked at (``evidence.fuse``)."""
+        return {"state": self.state, "ttl": self.ttl, "expires_at": self.expires_at, "live": self.live_at(now)}
