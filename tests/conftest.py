@@ -24,6 +24,8 @@ _STORE_FIXTURES = {"cli", "store"}
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: the test is about the embedded SQLite file itself")
     config.addinivalue_line("markers", "postgres_only: the test is about the PostgreSQL server itself")
+    config.addinivalue_line("markers", "unit: the domain or the service layer alone, in memory: no store file, "
+                                       "server or process (`pytest -m unit`, seconds)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

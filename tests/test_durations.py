@@ -2,6 +2,8 @@ import pytest
 
 from agentledger.domain.durations import InvalidDuration, format_duration, parse_duration
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("text", "seconds"),

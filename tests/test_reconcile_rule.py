@@ -19,6 +19,8 @@ from agentledger.domain.reconciliation import (
 )
 from agentledger.domain.stop_guard import screen_stops
 
+pytestmark = pytest.mark.unit
+
 NOW = datetime(2026, 3, 13, 5, 51, 20, tzinfo=timezone.utc)
 IDENTITY = ProcessIdentity(pid=4242, start_time=1_000.25, boot_time=900.0, host="h", boot_id="boot-1")
 POLICY = ReconcilePolicy(termination_grace=10.0)

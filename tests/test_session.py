@@ -10,6 +10,8 @@ from agentledger.domain.exits import ObservedExit, reason_for_exit
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import StopReason
 
+pytestmark = pytest.mark.unit
+
 T0 = datetime(2026, 3, 13, 5, 50, 57, tzinfo=timezone.utc)
 
 
@@ -149,3 +151,43 @@ def test_events_that_record_their_time_use_their_own_timestamp():
     requested, _cancelled, stopped = session.collect_events()
     assert session.stop_requests[-1]["at"] == requested.timestamp
     assert session.stop["at"] == stopped.timestamp.isoformat()
+
+
+# -- the fuse and the status, as values ---------------------------------------------------
+
+
+def test_a_fuse_is_live_until_its_expiry_and_only_while_set():
+    from agentledger.domain.fuse import Fuse, fuse_live
+
+    armed = Fuse("set", T0 + timedelta(seconds=30), ttl=30)
+    assert armed.live_at(T0) and not armed.live_at(T0 + timedelta(seconds=30))
+    assert not Fuse("cancelled", T0 + timedelta(seconds=30), ttl=30).live_at(T0)
+    assert not Fuse("none").live_at(T0)
+    expiry = (T0 + timedelta(seconds=30)).timestamp()  # read-model rows: epoch seconds, the same rule
+    assert fuse_live("set", expiry, T0.timestamp()) and not fuse_live("set", expiry, expiry)
+    assert not fuse_live("expired", expiry, T0.timestamp()) and not fuse_live("set", None, T0.timestamp())
+
+
+def test_evidence_of_life_extends_a_set_or_lapsed_fuse_never_a_cancelled_one_and_never_shortens_it():
+    from agentledger.domain.fuse import Fuse
+
+    assert Fuse("set", T0 + timedelta(seconds=5), ttl=30).extended_at(T0) == T0 + timedelta(seconds=30)
+    assert Fuse("expired", T0 - timedelta(seconds=5), ttl=30).extended_at(T0) == T0 + timedelta(seconds=30)
+    assert Fuse("set", T0 + timedelta(seconds=90), ttl=30).extended_at(T0) == T0 + timedelta(seconds=90)
+    assert Fuse("cancelled", T0, ttl=30).extended_at(T0) is None and Fuse("none").extended_at(T0) is None
+    session = launched()
+    session.set_fuse(ttl=30, set_by="supervisor", now=T0)
+    assert session.fuse == Fuse("set", T0 + timedelta(seconds=30), 30.0)
+    assert session.fuse.as_evidence(T0) == {"state": "set", "ttl": 30.0, "expires_at": T0 + timedelta(seconds=30),
+                                            "live": True}
+
+
+@pytest.mark.parametrize(("recorded", "live", "silent", "shown"), [
+    ("running", True, False, "running"), ("running", False, False, "unwatched"),
+    ("unwatched", True, False, "running"), ("stopping", False, False, "stopping"),
+    ("stopped", True, True, "stopped"), ("running", True, True, "host-silent"), ("stopping", True, True, "host-silent"),
+])
+def test_the_status_is_derived_once_from_the_record_the_fuse_and_the_host(recorded, live, silent, shown):
+    from agentledger.domain.fuse import session_status
+
+    assert session_status(recorded, fuse_live=live, host_silent=silent) == shown

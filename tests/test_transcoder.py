@@ -4,6 +4,8 @@ import pytest
 
 from agentledger.infrastructure.transcoder import OrjsonTranscoder
 
+pytestmark = pytest.mark.unit
+
 
 def test_round_trips_nested_aware_datetimes():
     transcoder = OrjsonTranscoder()
