@@ -314,10 +314,11 @@ def run_lag_phase(store, schema: str, name: str, barrier, results, follower_kind
     real_catch_up(store)  # start level with the log
     follower = None
     if follower_kind == "follow":
+        from agentledger.bootstrap import store_opener
         from agentledger.projections.follower import LogFollower
 
         catchup_module.catch_up = lambda s: catch_ups.timed(s, real_catch_up)
-        follower = LogFollower(store.location)
+        follower = LogFollower(store_opener(store.location))
         follower.start()
         deadline = time.time() + 30
         while follower._subscription is None and time.time() < deadline:  # noqa: SLF001 - wait until it listens

@@ -205,6 +205,7 @@ def test_a_scrape_measures_the_lag_catches_up_and_counts_the_spool(store, spawn,
 def test_webhook_deliveries_are_counted_and_a_store_without_their_table_has_no_such_metrics(store, home):
     from prometheus_client import CollectorRegistry, generate_latest
 
+    from agentledger.bootstrap import store_opener
     from agentledger.infrastructure.spool import Spool
     from agentledger.projections.metrics import WEBHOOK_TABLE, LedgerCollector, read_figures
 
@@ -219,7 +220,7 @@ def test_webhook_deliveries_are_counted_and_a_store_without_their_table_has_no_s
     assert figures.webhook_deliveries == {("ops", "pending"): 2, ("ops", "delivered"): 1, ("audit", "dead"): 1}
     assert figures.webhook_queue == {"ops": 2, "audit": 0}
     registry = CollectorRegistry()
-    registry.register(LedgerCollector(store.location, home))
+    registry.register(LedgerCollector(store_opener(store.location), home))
     text = generate_latest(registry).decode()
     assert 'agentledger_webhook_queue_depth{endpoint="audit"} 0.0' in text
     assert 'agentledger_webhook_deliveries{endpoint="ops",state="pending"} 2.0' in text
@@ -235,13 +236,14 @@ def test_webhook_deliveries_are_counted_and_a_store_without_their_table_has_no_s
 def test_a_store_that_cannot_be_read_is_store_up_0_not_a_failed_scrape(tmp_path):
     from prometheus_client import CollectorRegistry, generate_latest
 
+    from agentledger.bootstrap import store_opener
     from agentledger.infrastructure.settings import store_location
     from agentledger.projections.metrics import LedgerCollector
 
     garbage = tmp_path / "ledger.db"
     garbage.write_bytes(b"this is not a database" * 100)
     registry = CollectorRegistry()
-    registry.register(LedgerCollector(store_location({"AGENTLEDGER_DB": f"sqlite:///{garbage}"}), tmp_path))
+    registry.register(LedgerCollector(store_opener(store_location({"AGENTLEDGER_DB": f"sqlite:///{garbage}"})), tmp_path))
     text = generate_latest(registry).decode()
     assert "agentledger_store_up 0.0" in text and "agentledger_sessions" not in text
 

@@ -162,11 +162,10 @@ class Context:
     @property
     def store(self) -> Any:
         if self._store is None:
+            from agentledger.bootstrap import configured_location, open_store
             from agentledger.infrastructure.config import privacy_warnings
-            from agentledger.infrastructure.settings import store_location
-            from agentledger.infrastructure.store import open_store
 
-            location = store_location()
+            location = configured_location()
             self._store = open_store(location)
             for warning in privacy_warnings(location):
                 sys.stderr.write(f"agentledger: warning: {warning}\n")
@@ -634,12 +633,11 @@ def cmd_db(context: Context, args: argparse.Namespace) -> int:
     if args.db_command == "init":
         return _db_init(force=args.force)
     if args.db_command == "upgrade":
-        from agentledger.infrastructure.settings import store_location
-        from agentledger.infrastructure.store import SCHEMA_HEAD, initialise_store, store_schema_revision
+        from agentledger.bootstrap import configured_location, upgrade_store
+        from agentledger.infrastructure.schema import SCHEMA_HEAD
 
-        location = store_location()
-        before = store_schema_revision(location)
-        initialise_store(location)
+        location = configured_location()
+        before = upgrade_store(location)
         change = "already current" if before == SCHEMA_HEAD else f"was {before or 'absent'}"
         print(f"{location.url}: read-model schema at {SCHEMA_HEAD} ({change})")
         return 0
@@ -651,13 +649,13 @@ def cmd_db(context: Context, args: argparse.Namespace) -> int:
         warn_skipped(result.skipped)
         print(f"rebuilt read models from {result.applied} events in {format_duration(time.perf_counter() - started)}")
         return 0
-    from agentledger.infrastructure.store import store_schema_revision
+    from agentledger.bootstrap import configured_location, schema_revision
     from agentledger.projections.catchup import tracked_position
 
     store = context.store
     info = {
         "url": store.location.url,
-        "schema_revision": store_schema_revision(store.location),
+        "schema_revision": schema_revision(configured_location()),
         "log_head": store.ledger.recorder.max_notification_id() or 0,
         "read_models_at": tracked_position(store.db),
     }
@@ -674,12 +672,11 @@ def cmd_db(context: Context, args: argparse.Namespace) -> int:
 
 def _db_init(*, force: bool) -> int:
     """Create (or open) the store; with ``force``, make it this home's whatever this home used before there."""
+    from agentledger.bootstrap import configured_location, open_store
     from agentledger.infrastructure import store_identity
     from agentledger.infrastructure.config import home_dir
-    from agentledger.infrastructure.settings import store_location
-    from agentledger.infrastructure.store import open_store
 
-    location = store_location()
+    location = configured_location()
     store = open_store(location, check_identity=not force)
     try:
         store_id = store_identity.store_id_of(store)

@@ -144,7 +144,7 @@ class Daemon:
             return None
         from agentledger.projections.follower import LogFollower
 
-        follower = LogFollower(self.store.location)
+        follower = LogFollower(self.reopen)
         follower.start()
         return follower
 
@@ -182,7 +182,7 @@ class Daemon:
             log.error("metrics: %s; /metrics and /healthz are NOT served (set metrics_addr to a free HOST:PORT "
                       "or off, and restart); reconciling goes on", self.metrics_error)
             return
-        collector = LedgerCollector(self.store.location, self.files.home)
+        collector = LedgerCollector(self.reopen, self.files.home)
         registry.register(collector)
         self.metrics_server.closing.append(collector.close)
         self.metrics = DaemonMetrics(registry, host=host_name(), started_at=self.started_at.timestamp())
@@ -318,9 +318,9 @@ def run_daemon(*, interval: float | None, policy: ReconcilePolicy, handshake_fd:
     """
     import psutil
 
+    from agentledger.bootstrap import configured_location, open_store, store_opener
     from agentledger.infrastructure.config import home_dir
-    from agentledger.infrastructure.settings import load_settings, store_location
-    from agentledger.infrastructure.store import open_store
+    from agentledger.infrastructure.settings import load_settings
 
     handshake = Handshake(handshake_fd)
     logging.basicConfig(
@@ -330,7 +330,7 @@ def run_daemon(*, interval: float | None, policy: ReconcilePolicy, handshake_fd:
     _raise_file_limit()
     try:
         settings = load_settings()
-        location = store_location()
+        location = configured_location()
     except Exception as error:
         handshake.send({"ok": False, "error": str(error), "already_running": False})
         raise
@@ -350,7 +350,7 @@ def run_daemon(*, interval: float | None, policy: ReconcilePolicy, handshake_fd:
         raise
     try:
         daemon = Daemon(store, files, interval=interval or settings.reconcile_interval, policy=policy,
-                        reopen=lambda: open_store(location),
+                        reopen=store_opener(location),
                         settings=settings, lock=lock)
         return daemon.run(handshake)
     finally:

@@ -40,13 +40,12 @@ def add_copy_parser(db_commands: Any) -> None:
 def cmd_db_copy(context: Context, args: argparse.Namespace) -> int:
     from agentledger.application.copying import copy_ledger, same_store
     from agentledger.application.errors import UsageError
-    from agentledger.infrastructure.settings import store_location
-    from agentledger.infrastructure.store import open_store
+    from agentledger.bootstrap import configured_location, open_store
 
     target_location = _target_location(args.to)
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
-    if same_store(store_location(), target_location):
+    if same_store(configured_location(), target_location):
         raise UsageError(f"--to names this very ledger ({target_location.url}): copy into another store")
     source = context.store
     target = open_store(target_location)

@@ -22,15 +22,15 @@ def main(argv: list[str]) -> int:
         level=logging.INFO, format="%(asctime)s supervisor[%(process)d] %(levelname)s %(message)s"
     )
     try:
-        from agentledger.infrastructure.settings import load_settings, store_location
-        from agentledger.infrastructure.store import open_store
+        from agentledger.bootstrap import open_store
+        from agentledger.infrastructure.settings import load_settings
         from agentledger.infrastructure.supervisor import LaunchSpec, Supervisor
 
         load_settings()  # the configuration's clock_skew_bound (the CLI already refused a bad one)
         spec = LaunchSpec(**orjson.loads(sys.stdin.buffer.read()))
         if spec.session_id != session_id:
             raise ValueError(f"the spec on stdin is for session {spec.session_id}, not {session_id}")
-        store = open_store(store_location())
+        store = open_store()
         return Supervisor(store.ledger, spec, handshake.send).run()
     except Exception as error:
         logging.exception("supervisor failed")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -28,20 +29,18 @@ RESUBSCRIBE_AFTER = 1.0
 
 
 class LogFollower(threading.Thread):
-    def __init__(self, location: Any) -> None:
+    def __init__(self, open_store: Callable[[], Store]) -> None:
         super().__init__(name="log-follower", daemon=True)
-        self.location = location
+        self.open_store = open_store  # a connection of its own (bootstrap.store_opener)
         self.stopping = threading.Event()
         self.caught_up_to = 0
         self._subscription: Any = None
 
     def run(self) -> None:
-        from agentledger.infrastructure.store import open_store
-
         store = None
         while not self.stopping.is_set():
             try:
-                store = store or open_store(self.location)
+                store = store or self.open_store()
                 self._follow(store)
             except Exception as error:  # the server went away: subscribe again once it is back
                 if self.stopping.is_set():

@@ -173,11 +173,11 @@ class LedgerCollector:
     the daemon's own metrics; the error is logged once, not at every scrape.
     """
 
-    def __init__(self, location: Any, home: Path, *, clock: Callable[[], float] = time.time) -> None:
-        self.location = location
+    def __init__(self, open_store: Callable[[], Store], home: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.open_store = open_store  # a connection of its own (bootstrap.store_opener)
         self.spool = Spool(home)
         self.clock = clock
-        self._store: Any = None
+        self._store: Store | None = None
         self._tally = EventTally()
         self._lock = threading.Lock()
         self._failing = False
@@ -188,9 +188,7 @@ class LedgerCollector:
         with self._lock:
             try:
                 if self._store is None:
-                    from agentledger.infrastructure.store import open_store
-
-                    self._store = open_store(self.location)
+                    self._store = self.open_store()
                 figures = read_figures(self._store, self.spool, self.clock(), self._tally)
             except Exception as error:
                 if not self._failing:
