@@ -211,8 +211,8 @@ def rows_digest(db) -> str:
 
 
 def main() -> None:
+    from agentledger.application.log import PAGE_SIZE
     from agentledger.projections.catchup import rebuild
-    from agentledger.projections.log import PAGE_SIZE
 
     whole = time.perf_counter()
     print(f"machine: {machine()}")

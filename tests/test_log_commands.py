@@ -177,9 +177,9 @@ def test_an_unreadable_event_is_reported_in_place_and_the_stream_goes_on(cli, st
 
 
 def test_entry_json_is_plain_json():
+    from agentledger.application.log import LogEntry
     from agentledger.domain.session import Session
     from agentledger.projections.export import entry_json, event_type
-    from agentledger.projections.log import LogEntry
 
     sid, at = uuid4(), datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
     event = Session.Heartbeat(originator_id=sid, originator_version=4, timestamp=at, source="cli",
@@ -288,8 +288,8 @@ class Log:
         self.entries: list = []
 
     def add(self, name: str, seconds: float, **fields) -> Log:
+        from agentledger.application.log import LogEntry
         from agentledger.domain.session import Session
-        from agentledger.projections.log import LogEntry
 
         cls = getattr(Session, name)
         version = len(self.entries) + 1

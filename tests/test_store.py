@@ -118,8 +118,8 @@ def test_coalesced_heartbeats_project_exactly_as_one_event_at_a_time(store):
     import random
     from datetime import timedelta
 
+    from agentledger.application.log import read_log
     from agentledger.projections.catchup import project
-    from agentledger.projections.log import read_log
 
     rng = random.Random(20261126)
     clock = [utc_now()]

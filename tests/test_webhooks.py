@@ -341,8 +341,8 @@ def test_verify_accepts_a_good_signature_and_rejects_a_tampered_body():
 
 def test_enqueue_is_idempotent_rebuild_leaves_the_outbox_alone_and_start_now_skips_the_past(store, spawn):
     from agentledger.application.webhooks import Outbox
+    from agentledger.domain.webhook_endpoint import WebhookEndpoint
     from agentledger.infrastructure import processes
-    from agentledger.infrastructure.settings import WebhookEndpoint
     from agentledger.projections.catchup import rebuild
 
     identity = processes.identity_of(spawn("sleep", "600").pid)

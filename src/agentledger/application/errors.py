@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from enum import StrEnum
+
 from agentledger.domain.errors import LedgerError, UsageError
 
-__all__ = ["AmbiguousSessionId", "LedgerError", "SessionNotFound", "StoreError", "UsageError"]
+__all__ = ["AmbiguousSessionId", "FaultClassifier", "LedgerError", "SessionNotFound", "StoreError", "StoreFault",
+           "UsageError"]
 
 
 class SessionNotFound(UsageError):
@@ -17,3 +21,22 @@ class AmbiguousSessionId(UsageError):
 
 class StoreError(LedgerError):
     """The store cannot be opened, read or written (corrupt, unreadable, full, locked or away for too long)."""
+
+
+class StoreFault(StrEnum):
+    LOCKED = "locked"  # another writer holds the lock past the busy timeout
+    UNAVAILABLE = "unavailable"  # the server cannot be reached, or the file cannot be opened
+    FULL = "full"  # no space left for the write
+    READ_ONLY = "read-only"  # the file or the database refuses writes
+    CORRUPT = "corrupt"  # not a database, or a damaged one
+    IO = "io"  # an I/O error from the disk
+
+    @property
+    def state(self) -> str:
+        """What follows "the store is" in a message: ``full``, ``read-only``, ``failing with I/O errors``."""
+        return "failing with I/O errors" if self is StoreFault.IO else self.value
+
+
+#: Reads a store's error as one of the faults above, or None for an error that is not the store's (a bug);
+#: the store's own (``infrastructure/store_faults.classify``) is handed to the service layer with the store.
+FaultClassifier = Callable[[BaseException], StoreFault | None]

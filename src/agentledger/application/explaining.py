@@ -97,7 +97,7 @@ def hook_words(hook: dict[str, Any]) -> str:
 
 
 def _stop_facts(store: Store, session: Session) -> dict[str, Any]:
-    from agentledger.projections.log import decode
+    from agentledger.application.log import decode
 
     ledger = store.ledger
     tail = [decode(ledger.mapper, s, None) for s in

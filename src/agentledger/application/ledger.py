@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -22,7 +22,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from agentledger.application.clock import reported_offset, utc_now
-from agentledger.application.errors import SessionNotFound, StoreError
+from agentledger.application.errors import FaultClassifier, SessionNotFound, StoreError, StoreFault
 from agentledger.application.retry import retry_while_locked
 from agentledger.domain.hosts import Host
 from agentledger.domain.session import Session
@@ -39,6 +39,12 @@ class Ledger(Application[UUID]):
 
     name = "agentledger"
     snapshotting_intervals = {Session: 200, Host: 200, StopHook: 200}  # noqa: RUF012 - library's class-level setting
+
+    def __init__(self, env: Mapping[str, str] | None = None, *, classify_fault: FaultClassifier | None = None) -> None:
+        """``env``: the library's settings (which persistence); ``classify_fault``: the store's reading of its
+        errors, so that a locked or briefly unreachable store is waited out (none: every error is final)."""
+        self.classify_fault: FaultClassifier = classify_fault or _no_fault
+        super().__init__(env=env)
 
     # -- reading ---------------------------------------------------------------
 
@@ -75,7 +81,7 @@ class Ledger(Application[UUID]):
         value read before), because a lost race hands it a newer state.
         """
         for _ in range(MAX_ATTEMPTS):
-            session = retry_while_locked(lambda: self.session(session_id))
+            session = retry_while_locked(lambda: self.session(session_id), self.classify_fault)
             result = command(session)
             try:
                 self.save_retrying(session)
@@ -97,4 +103,9 @@ class Ledger(Application[UUID]):
             session._pending_events[:] = pending  # noqa: SLF001
             self.save(session)
 
-        retry_while_locked(attempt)
+        retry_while_locked(attempt, self.classify_fault)
+
+
+def _no_fault(error: BaseException) -> StoreFault | None:
+    """The classifier of a ledger given none (in memory): no error is a passing fault of a store."""
+    return None

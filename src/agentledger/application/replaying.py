@@ -19,12 +19,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
+from agentledger.application.log import LogEntry, read_log, replay_state, session_log
 from agentledger.domain.liveness import PidProbe
 from agentledger.domain.policy import DEFAULT_POLICY, ReconcilePolicy
 from agentledger.domain.reconciliation import Action, SessionFacts, decide
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component
-from agentledger.projections.log import LogEntry, read_log, replay_state, session_log
 
 if TYPE_CHECKING:
     from agentledger.application.ledger import Ledger

@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from agentledger.application.errors import StoreError
-from agentledger.infrastructure.store_faults import StoreFault, classify
+from agentledger.application.errors import FaultClassifier, StoreError, StoreFault
 
 T = TypeVar("T")
 
@@ -30,17 +29,12 @@ LOCKED_PATIENCE_SECONDS = 120.0
 UNREACHABLE_PATIENCE_SECONDS = 30.0
 
 
-def is_locked_error(error: BaseException) -> bool:
-    return classify(error) is StoreFault.LOCKED
+def retry_while_locked(operation: Callable[[], T], classify: FaultClassifier,
+                       patience: float = LOCKED_PATIENCE_SECONDS) -> T:
+    """Run ``operation``, again and again while the store is locked or unreachable, up to a patience.
 
-
-def is_connection_error(error: BaseException) -> bool:
-    """The store's server could not be reached, or went away (``store_faults.classify`` says which)."""
-    return classify(error) is StoreFault.UNAVAILABLE
-
-
-def retry_while_locked(operation: Callable[[], T], patience: float = LOCKED_PATIENCE_SECONDS) -> T:
-    """Run ``operation``, again and again while the store is locked or unreachable, up to a patience."""
+    ``classify`` is the store's reading of its errors (``infrastructure/store_faults.classify``).
+    """
     started = time.monotonic()
     while True:
         try:

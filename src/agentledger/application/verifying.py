@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
+from agentledger.application.log import LogEntry, read_log
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, FuseState
-from agentledger.projections.log import LogEntry, read_log
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Store

@@ -31,10 +31,10 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from agentledger.application.errors import UsageError
+from agentledger.application.log import PAGE_SIZE
 from agentledger.domain import webhooks as hooks
 from agentledger.domain.session import Session
-from agentledger.infrastructure.settings import WebhookEndpoint
-from agentledger.projections.log import PAGE_SIZE
+from agentledger.domain.webhook_endpoint import WebhookEndpoint
 
 if TYPE_CHECKING:
     from agentledger.application.ledger import Ledger
@@ -105,7 +105,7 @@ class Outbox:
         low, head = min(before.values()), self.store.log_head()
         if low >= head:
             return 0, False
-        from agentledger.projections.log import read_log
+        from agentledger.application.log import read_log
 
         entries = list(islice(read_log(self.store.ledger, after=low, upto=head), limit))
         if not entries:

@@ -22,10 +22,8 @@ from uuid import UUID, uuid5
 from agentledger.domain.durations import format_duration
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import StopCause, StopReason
+from agentledger.domain.webhook_endpoint import STARTED, STOPPED, TIMEOUT, UNWATCHED
 
-STARTED, STOPPED, UNWATCHED, TIMEOUT = "session.started", "session.stopped", "session.unwatched", "session.timeout"
-#: Every hook type, in the order of a session's life (settings.HOOK_TYPES names the same four).
-HOOK_TYPES = (STARTED, STOPPED, UNWATCHED, TIMEOUT)
 #: Namespace of event ids: uuid5(this, "<session id hex>/<version>") is the same in every process, forever.
 EVENT_ID_NAMESPACE = UUID("5b0f4d8e-8a9c-5a57-9f1e-6167656e746c")
 SIGNATURE_PREFIX = "sha256="

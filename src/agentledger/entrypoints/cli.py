@@ -602,9 +602,9 @@ def cmd_history(context: Context, args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
     from uuid import UUID
 
+    from agentledger.application.log import session_log
     from agentledger.entrypoints.render import table, write_json_lines
     from agentledger.projections.history import history_records
-    from agentledger.projections.log import session_log
 
     session_id = context.resolve(args.session)
     store = context.store

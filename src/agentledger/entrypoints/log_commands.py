@@ -1,6 +1,6 @@
 """``agentledger events`` and ``agentledger timeline``: the log itself, as a stream and as a picture.
 
-Translation only: the log is read through ``projections/log.py`` (which never
+Translation only: the log is read through ``application/log.py`` (which never
 raises on an event it cannot decode), turned into JSON by
 ``projections/export.py`` or into lanes by ``projections/timeline.py``, and
 drawn by ``entrypoints/timeline_html.py``. Heavy modules are imported inside
@@ -49,7 +49,7 @@ def cmd_events(context: Context, args: argparse.Namespace) -> int:
     import signal
     from uuid import UUID
 
-    from agentledger.projections.log import read_log, session_log
+    from agentledger.application.log import read_log, session_log
 
     store = context.store
     session = UUID(context.resolve(args.session)) if args.session else None
@@ -118,8 +118,8 @@ def cmd_timeline(context: Context, args: argparse.Namespace) -> int:
     from agentledger import __version__
     from agentledger.application.clock import utc_now
     from agentledger.application.errors import LedgerError
+    from agentledger.application.log import session_log
     from agentledger.entrypoints.timeline_html import render
-    from agentledger.projections.log import session_log
     from agentledger.projections.timeline import NoReadableEvents, build_timeline
 
     session_id = context.resolve(args.session)

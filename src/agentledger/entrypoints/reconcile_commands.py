@@ -206,7 +206,7 @@ def _running(files: Any) -> dict[str, Any] | None:
     if _alive(holder, here):
         return holder
     if isinstance(files.location, PostgresLocation):
-        from agentledger.application.retry import is_connection_error
+        from agentledger.infrastructure.store_faults import is_connection_error
 
         try:
             holder = server_holder(files.location, here)
@@ -337,8 +337,8 @@ def _daemon_status(context: Context, args: argparse.Namespace) -> int:
     if status is not None and holder is not None and status.get("pid") != holder["pid"]:
         status = None  # left by an earlier daemon, not yet rewritten by this one
     from agentledger.application.errors import StoreError
-    from agentledger.application.retry import is_connection_error
     from agentledger.infrastructure.settings import store_location
+    from agentledger.infrastructure.store_faults import is_connection_error
 
     location = store_location()
     outage: str | None = None

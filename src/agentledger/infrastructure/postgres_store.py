@@ -25,6 +25,7 @@ from typing import Any
 
 from agentledger.application.errors import StoreError
 from agentledger.infrastructure.config import PostgresLocation
+from agentledger.infrastructure.store_faults import classify
 
 #: Advisory lock keys (any two distinct 64-bit numbers, fixed for all versions).
 _INIT_LOCK = 0x6167_6C65_6467_0001
@@ -137,7 +138,7 @@ class PostgresStore:
         if self._ledger is None:
             from agentledger.application.ledger import Ledger
 
-            self._ledger = Ledger(env=ledger_env(self.location, create_tables=False))
+            self._ledger = Ledger(env=ledger_env(self.location, create_tables=False), classify_fault=classify)
         return self._ledger
 
     @property

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agentledger.domain.durations import MAX_SECONDS, InvalidDuration, format_duration, parse_duration
+from agentledger.domain.webhook_endpoint import HOOK_TYPES, WebhookEndpoint
 from agentledger.infrastructure.config import (
     CONFIG_FILE_NAME,
     ConfigError,
@@ -35,24 +36,7 @@ from agentledger.infrastructure.config import (
     location_from_url,
 )
 
-#: What a webhook endpoint may subscribe to.
-HOOK_TYPES = ("session.started", "session.stopped", "session.unwatched", "session.timeout")
 SECRET_MASK = "***"
-
-
-@dataclass(frozen=True)
-class WebhookEndpoint:
-    """Where to POST which session events, and how hard to try."""
-
-    name: str
-    url: str
-    secret: str | None = field(default=None, repr=False)
-    events: tuple[str, ...] = HOOK_TYPES
-    timeout: float = 10.0  # per request
-    give_up_after: float = 86400.0  # then dead-letter
-    retry_initial: float = 1.0  # first backoff; doubles, with jitter
-    retry_max: float = 600.0  # longest backoff
-    start: str = "beginning"  # or "now": where a new endpoint starts reading the log
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from agentledger.application.errors import StoreError
 from agentledger.infrastructure.config import PostgresLocation, StoreLocation
 from agentledger.infrastructure.schema import SCHEMA_HEAD, common_ledger_env, refuse_unknown_schema
+from agentledger.infrastructure.store_faults import classify
 
 if TYPE_CHECKING:
     from agentledger.application import ports
@@ -46,7 +47,7 @@ class SqliteStore:
         if self._ledger is None:
             from agentledger.application.ledger import Ledger
 
-            self._ledger = Ledger(env=ledger_env(self.location.path, create_tables=False))
+            self._ledger = Ledger(env=ledger_env(self.location.path, create_tables=False), classify_fault=classify)
         return self._ledger
 
     #: The library's table of stored events (tests and benchmarks look into it), and its log position.
@@ -143,7 +144,7 @@ def open_store(location: StoreLocation | PostgresLocation, *, check_identity: bo
         from agentledger.infrastructure.postgres_store import open_postgres_store
 
         # a connection ended under it (a restarted server, a terminated backend) is retried, as every append is
-        store: ports.Store = retry_while_locked(lambda: open_postgres_store(location))
+        store: ports.Store = retry_while_locked(lambda: open_postgres_store(location), classify)
     else:
         try:
             if not is_ready(location.path):
@@ -288,7 +289,7 @@ def _checked_mapper_class() -> type:
     class CheckedMapper(Mapper):
         """The library's mapper, but a stored event whose JSON decodes to missing or mistyped fields
         (a damaged or hand-edited row) is a decoding error, like bytes that are not JSON: the log's
-        readers skip and report it (``projections/log.py``), and a command on its session fails with
+        readers skip and report it (``application/log.py``), and a command on its session fails with
         one line, instead of a half-built event failing later in a projection or the aggregate."""
 
         def to_domain_event(self, stored_event: Any) -> Any:

@@ -15,21 +15,10 @@ server back, space freed, a file made writable again), so it is waited out.
 from __future__ import annotations
 
 import sqlite3
-from enum import StrEnum
 
+from agentledger.application.errors import StoreFault
 
-class StoreFault(StrEnum):
-    LOCKED = "locked"  # another writer holds the lock past the busy timeout
-    UNAVAILABLE = "unavailable"  # the server cannot be reached, or the file cannot be opened
-    FULL = "full"  # no space left for the write
-    READ_ONLY = "read-only"  # the file or the database refuses writes
-    CORRUPT = "corrupt"  # not a database, or a damaged one
-    IO = "io"  # an I/O error from the disk
-
-    @property
-    def state(self) -> str:
-        """What follows "the store is" in a message: ``full``, ``read-only``, ``failing with I/O errors``."""
-        return "failing with I/O errors" if self is StoreFault.IO else self.value
+__all__ = ["StoreFault", "classify", "is_connection_error", "is_locked_error", "translate"]
 
 
 _SQLITE = {
@@ -48,6 +37,15 @@ _SQLSTATES = {"25006": StoreFault.READ_ONLY, "55P03": StoreFault.LOCKED, "40P01"
 #: Exceptions of the PostgreSQL stack that mean "no connection", by the module they come from.
 _UNAVAILABLE = {("psycopg", "OperationalError"), ("psycopg", "InterfaceError"), ("psycopg_pool", "PoolTimeout"),
                 ("eventsourcing", "ConnectionUnavailableError"), ("eventsourcing", "PoolTimeoutError")}
+
+
+def is_locked_error(error: BaseException) -> bool:
+    return classify(error) is StoreFault.LOCKED
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """The store's server could not be reached, or went away."""
+    return classify(error) is StoreFault.UNAVAILABLE
 
 
 def classify(error: BaseException) -> StoreFault | None:

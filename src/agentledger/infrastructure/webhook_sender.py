@@ -11,8 +11,8 @@ import time
 from email.utils import parsedate_to_datetime
 
 from agentledger import __version__
+from agentledger.domain.webhook_endpoint import WebhookEndpoint
 from agentledger.domain.webhooks import HttpOutcome, sign
-from agentledger.infrastructure.settings import WebhookEndpoint
 
 USER_AGENT = f"agentledger/{__version__}"
 #: How much of an error answer to keep in ``last_error``.

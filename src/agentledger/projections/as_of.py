@@ -19,9 +19,9 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, NamedTuple
 
 from agentledger.application.errors import UsageError
+from agentledger.application.log import LogEntry, read_log
 from agentledger.domain.durations import InvalidDuration, parse_duration
 from agentledger.projections.catchup import Applied, project
-from agentledger.projections.log import LogEntry, read_log
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Queryable, Store

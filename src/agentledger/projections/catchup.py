@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
+from agentledger.application.log import LogEntry, read_log
 from agentledger.application.ports import Store
 from agentledger.application.retry import retry_while_locked
-from agentledger.projections.log import LogEntry, read_log
+from agentledger.infrastructure.store_faults import classify
 from agentledger.projections.sessions import PROJECTION_NAME, SessionsProjection
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def catch_up(store: Store) -> Applied:
         with store.write_transaction() as cursor:
             return _apply_from(store, cursor, tracked_position(cursor))
 
-    return retry_while_locked(apply)
+    return retry_while_locked(apply, classify)
 
 
 def rebuild(store: Store) -> Applied:
@@ -59,7 +60,7 @@ def rebuild(store: Store) -> Applied:
             cursor.execute("DELETE FROM projection_tracking WHERE name = ?", (PROJECTION_NAME,))
             return _apply_from(store, cursor, 0)
 
-    return retry_while_locked(replay)
+    return retry_while_locked(replay, classify)
 
 
 def project(cursor: Cursor, entries: Iterable[LogEntry]) -> Applied:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from agentledger.projections.log import LogEntry
+from agentledger.application.log import LogEntry
 
 #: The library's envelope attributes: shown once as position/time/session_id/version, not again in ``fields``.
 ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})

@@ -12,11 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from agentledger.application.log import LogEntry
 from agentledger.domain.durations import format_clock, format_duration
 from agentledger.domain.fuse import session_status
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import SessionStatus
-from agentledger.projections.log import LogEntry
 
 _ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentledger.application.log import decode
 from agentledger.domain.vocabulary import SessionStatus
 from agentledger.infrastructure.spool import Spool
 from agentledger.projections.catchup import catch_up, tracked_position
 from agentledger.projections.export import event_type
-from agentledger.projections.log import decode
 from agentledger.projections.queries import current_status, list_sessions, live_fuse_sql
 
 if TYPE_CHECKING:

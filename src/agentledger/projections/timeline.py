@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from agentledger.application.log import LogEntry
 from agentledger.domain.durations import format_clock, format_duration
 from agentledger.projections.history import summarise
-from agentledger.projections.log import LogEntry
 
 RECONCILER = "reconciler"
 
