@@ -28,7 +28,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from agentledger.application.errors import LedgerError, UsageError
 
 if TYPE_CHECKING:
-    from agentledger.application.ports import Queryable, Store
+    from agentledger.application.ports import ReadModels, Store
 
 #: A recorded start time and psutil's reading of the same process differ by rounding only.
 SAME_START = 1.0
@@ -56,7 +56,7 @@ class AlreadyTracked(LedgerError):
     """The process is already a session's (exit status 1: a refusal, not a usage error)."""
 
 
-def discover(db: Queryable, host: str, under: str | None = None) -> list[Candidate]:
+def discover(read_models: ReadModels, host: str, under: str | None = None) -> list[Candidate]:
     """This user's agent processes on this host that no session not yet stopped accounts for, oldest first.
 
     With ``under`` (an absolute directory), only those whose working directory is it or below it.
@@ -65,7 +65,7 @@ def discover(db: Queryable, host: str, under: str | None = None) -> list[Candida
     from agentledger.infrastructure.process_table import current_user_owns, scan
 
     table = scan()
-    known = _Known(db, host)
+    known = _Known(read_models, host)
     agents = {pid: adapter for pid, process in table.items()
               if (adapter := adapter_for_command(process.cmdline)) is not None}
     found = []
@@ -105,7 +105,7 @@ def adopt(store: Store, host: str, pid: int, *, adapter_name: str | None = None,
     if adapter is None:
         raise UsageError(f"process {pid} ({program_name(process.cmdline)}) is not an agent agentledger knows; "
                          "give --adapter command to adopt it anyway")
-    owner = _Known(store.db, host).owner_of(process, table)
+    owner = _Known(store.read_models, host).owner_of(process, table)
     if owner is not None:
         raise AlreadyTracked(f"process {pid} is already tracked, by session {owner}")
     candidate = _candidate(process, adapter)
@@ -189,12 +189,10 @@ def _adoption_id(host: str, candidate: Candidate) -> UUID:
 class _Known:
     """The processes that sessions not stopped on this host account for."""
 
-    def __init__(self, db: Queryable, host: str) -> None:
-        from agentledger.projections.queries import tracked_processes
-
+    def __init__(self, read_models: ReadModels, host: str) -> None:
         self.pids: dict[int, tuple[str, float | None]] = {}
         self.supervisors: dict[int, str] = {}
-        for row in tracked_processes(db, host):
+        for row in read_models.tracked_processes(host):
             if row["pid"] is not None:
                 self.pids[row["pid"]] = (row["id"], row["pid_start_time"])
             if row["supervisor_pid"] is not None:

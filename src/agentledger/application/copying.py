@@ -94,8 +94,6 @@ def copy_ledger(source: Store, target: Store, *, batch_size: int = DEFAULT_BATCH
     """
     from eventsourcing.persistence import IntegrityError
 
-    from agentledger.projections.catchup import catch_up, tracked_position
-
     if batch_size < 1:
         raise UsageError(f"the batch size must be at least 1, not {batch_size}")
     if same_store(source.location, target.location):
@@ -121,13 +119,13 @@ def copy_ledger(source: Store, target: Store, *, batch_size: int = DEFAULT_BATCH
             progress(CopyProgress(copied, remaining, batches, time.perf_counter() - copy_started))
     copy_seconds = time.perf_counter() - copy_started
     snapshots_copied, snapshots_present = _copy_snapshots(source, target, batch_size)
-    applied = catch_up(target)
+    applied = target.read_models.catch_up()
     return CopySummary(
         source=source.location.url, target=target.location.url, events=total, already_present=present,
         copied=copied, batches=batches, snapshots_copied=snapshots_copied, snapshots_present=snapshots_present,
         copy_seconds=copy_seconds, seconds=time.perf_counter() - started,
         target_log_head=target.ledger.recorder.max_notification_id() or 0,
-        read_models_at=tracked_position(target.db), skipped=applied.skipped,
+        read_models_at=target.read_models.position(), skipped=applied.skipped,
     )
 
 

@@ -18,7 +18,6 @@ from uuid import UUID
 from agentledger.domain.durations import format_clock, format_duration
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, FuseState, StopReason
-from agentledger.projections.queries import resumed_by
 
 if TYPE_CHECKING:
     from agentledger.application.ledger import Ledger
@@ -42,7 +41,7 @@ def explain(store: Store, session_id: str, now: datetime) -> dict[str, Any]:
         "position": store.event_position(session_id, session.version),
         "source": session.source,
         "resumed_from": session.resumed_from,
-        "resumed_by": resumed_by(store.db, session_id),
+        "resumed_by": store.read_models.resumed_by(session_id),
     }
     if session.stop is not None:
         facts["status"] = "stopped"

@@ -44,16 +44,13 @@ def forget_host(store: Store, name: str, *, here: str, by: dict[str, Any], reaso
     Refused for this very host, and for a host whose daemon is still heard
     from (``silent_from`` in the future): a host that answers is not gone.
     """
-    from agentledger.projections.catchup import catch_up
-
     if name == here:
         raise UsageError(f"{name!r} is this host: it is not gone (stop its sessions with 'agentledger stop')")
     if silent_from is not None and now.timestamp() <= silent_from:
         raise UsageError(f"the daemon of {name!r} is still heard from: stop it first, or wait until the host is "
                          "silent ('agentledger hosts')")
-    catch_up(store)
-    open_ids = [row[0] for row in store.db.execute(
-        "SELECT id FROM sessions WHERE host = ? AND status != 'stopped' ORDER BY started_at", (name,))]
+    store.read_models.catch_up()
+    open_ids = store.read_models.open_on_host(name)
     stopped = []
     for sid in open_ids:
         def stop(session: Any) -> None:

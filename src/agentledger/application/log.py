@@ -47,6 +47,13 @@ class LogEntry(NamedTuple):
                 f"version {self.version}, topic {self.topic!r}): {self.error}")
 
 
+class Applied(NamedTuple):
+    """What one catch-up or rebuild did: events applied, and events skipped as unreadable."""
+
+    applied: int
+    skipped: list[LogEntry]
+
+
 def decode(mapper: Any, stored: Any, position: int | None) -> LogEntry:
     """One stored event (a notification or a stored event record) as a :class:`LogEntry`."""
     originator_id = stored.originator_id if isinstance(stored.originator_id, UUID) else UUID(str(stored.originator_id))

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from agentledger.application.ledger import Ledger
+    from agentledger.application.log import Applied
+    from agentledger.domain.reconciliation import SessionFacts
 
 #: Parameters of one statement: positional (``?``) or named (``:name``).
 Params = Sequence[Any] | Mapping[str, Any]
@@ -87,8 +89,30 @@ class Location(Protocol):
     def address(self) -> tuple[str, ...]: ...  # equal for two spellings of one store
 
 
+class ReadModels(Protocol):
+    """The read models the service layer asks, kept level with the log (``projections/read_models.py``)."""
+
+    def catch_up(self) -> Applied: ...  # apply every event not yet projected
+
+    def position(self) -> int: ...  # the log position they reflect
+
+    def session(self, session_id: str) -> Row: ...  # SessionNotFound if none
+
+    def facts_on_host(self, host: str) -> list[SessionFacts]: ...  # what the rule needs, of host's live sessions
+
+    def tracked_processes(self, host: str) -> list[Row]: ...  # id, pid, pid_start_time, supervisor_pid
+
+    def agent_sessions_on_host(self, host: str) -> list[Row]: ...  # live agent sessions, with their PIDs
+
+    def resumed_by(self, session_id: str) -> list[str]: ...  # sessions that continue its conversation
+
+    def open_on_host(self, host: str) -> list[str]: ...  # ids of host's sessions not stopped, oldest first
+
+    def stopped_since(self, host: str, position: int) -> list[Row]: ...  # id, position: host's stops after it
+
+
 class Store(Protocol):
-    """An open store: the session log (``ledger``) and the read models beside it (``db``)."""
+    """An open store: the session log (``ledger``) and the read models beside it (``db``, ``read_models``)."""
 
     @property
     def location(self) -> Location: ...
@@ -98,6 +122,9 @@ class Store(Protocol):
 
     @property
     def db(self) -> ReadModelDb: ...
+
+    @property
+    def read_models(self) -> ReadModels: ...
 
     @property
     def events_table(self) -> str: ...  # the library's table of stored events (copy, verify, benchmarks)

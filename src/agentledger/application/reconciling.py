@@ -42,8 +42,6 @@ from agentledger.domain.stop_guard import Screened, StopGuard, guard_id, screen_
 from agentledger.domain.vocabulary import Component, FuseState, StopCause
 from agentledger.infrastructure import processes
 from agentledger.infrastructure.host import actor, boot_id, host_name
-from agentledger.projections.catchup import catch_up
-from agentledger.projections.queries import not_stopped_on_host, session_facts
 
 if TYPE_CHECKING:
     from agentledger.application.ledger import Ledger
@@ -156,11 +154,10 @@ class Reconciler:
         self._check_observer()
         if self.spool is not None and not dry_run:
             report.from_spool = record_spooled_exits(self.store, self.spool, recorded_by=self.decided_by)
-        catch_up(self.store)
-        rows = not_stopped_on_host(self.store.db, self.host)
+        self.store.read_models.catch_up()
+        facts = self.store.read_models.facts_on_host(self.host)
         now = self.clock()
         self.watch.start_pass()
-        facts = [session_facts(row) for row in rows]
         first_looks = [decide(f, None if f.fuse_live(now) else self.watch.probe(f.identity), now, self.policy)
                        for f in facts]
         self.watch.finish_pass()
@@ -169,7 +166,7 @@ class Reconciler:
         guard = self._guard()
         screened = screen_stops(
             [d for d in first_looks if d.action is Action.STOP],
-            not_stopped=len(rows),
+            not_stopped=len(facts),
             policy=self.policy,
             previously_held=guard.holding if guard else frozenset(),
             confirm=confirm,

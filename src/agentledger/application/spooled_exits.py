@@ -48,10 +48,8 @@ def record_spooled_exits(store: Store, spool: Any, *, recorded_by: dict[str, Any
 
 def _stopped(store: Store, session_id: str) -> bool:
     """Whether a slot's session is over (one the read models do not know yet may have just been launched)."""
-    from agentledger.projections.queries import get_session
-
     try:
-        return bool(get_session(store.db, session_id)["status"] == "stopped")
+        return bool(store.read_models.session(session_id)["status"] == "stopped")
     except SessionNotFound:
         return False
 

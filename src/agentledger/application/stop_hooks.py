@@ -177,13 +177,9 @@ class PendingStopHooks:
         """Start a worker on the sessions stopped since the last look, unless one is still busy."""
         if self.closing.is_set() or (self.worker is not None and self.worker.is_alive()):
             return
-        from agentledger.projections.catchup import catch_up
-
         try:
-            catch_up(self.store)  # so that this very pass's stops are seen now
-            rows = self.store.db.execute(
-                "SELECT id, position FROM sessions WHERE host = ? AND status = 'stopped' AND position > ?"
-                " ORDER BY position", (self.host, self.after)).fetchall()
+            self.store.read_models.catch_up()  # so that this very pass's stops are seen now
+            rows = self.store.read_models.stopped_since(self.host, self.after)
         except Exception as error:  # the next pass looks again
             log.error("could not look for on-stop hooks to run: %s", error)
             return

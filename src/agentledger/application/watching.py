@@ -43,13 +43,11 @@ class AgentWatch:
     def observe(self) -> int:
         """Read each unwatched agent session's native storage; append what changed. How many were recorded."""
         from agentledger.infrastructure import processes
-        from agentledger.projections.catchup import catch_up
-        from agentledger.projections.queries import agent_sessions_on_host
 
-        catch_up(self.store)
+        self.store.read_models.catch_up()
         recorded = 0
         watched = set()
-        for row in agent_sessions_on_host(self.store.db, self.host):
+        for row in self.store.read_models.agent_sessions_on_host(self.host):
             if processes.supervisor_alive(row["supervisor_pid"], row["id"]):
                 continue  # its supervisor reads the facts itself
             observer = self.observers.get(row["id"]) or self._observer(row)

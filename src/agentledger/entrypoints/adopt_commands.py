@@ -68,7 +68,8 @@ def cmd_discover(context: Context, args: argparse.Namespace) -> int:
     from agentledger.entrypoints.render import relative, shorten, table, write_json_lines
     from agentledger.infrastructure.host import host_name
 
-    found = discover(context.fresh_db(), host_name(), under=_under(args))
+    context.fresh_db()  # the read models level with the log
+    found = discover(context.store.read_models, host_name(), under=_under(args))
     if args.json:
         write_json_lines(c.as_json() for c in found)
         return 0
@@ -97,7 +98,11 @@ def cmd_adopt(context: Context, args: argparse.Namespace) -> int:
         raise UsageError("--under chooses among the processes 'adopt --all' would take; give it with --all")
     store = context.store
     host = host_name()
-    pids = [c.pid for c in discover(context.fresh_db(), host, under=_under(args))] if args.all else [args.pid]
+    if args.all:
+        context.fresh_db()  # the read models level with the log
+        pids = [c.pid for c in discover(store.read_models, host, under=_under(args))]
+    else:
+        pids = [args.pid]
     if args.all and not pids:
         sys.stderr.write("agentledger: no agent processes to adopt\n")
         return 0

@@ -21,11 +21,14 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentledger.application.errors import StoreError
 from agentledger.infrastructure.config import PostgresLocation
 from agentledger.infrastructure.store_faults import classify
+
+if TYPE_CHECKING:
+    from agentledger.application import ports
 
 #: Advisory lock keys (any two distinct 64-bit numbers, fixed for all versions).
 _INIT_LOCK = 0x6167_6C65_6467_0001
@@ -144,6 +147,13 @@ class PostgresStore:
     @property
     def events_table(self) -> str:
         return f"{self.location.schema}.agentledger_events"
+
+    @property
+    def read_models(self) -> ports.ReadModels:
+        """The read models' queries and catch-up, for the service layer (``application/ports.py``)."""
+        from agentledger.projections.read_models import StoreReadModels
+
+        return StoreReadModels(self)
 
     position_column = "notification_id"
 

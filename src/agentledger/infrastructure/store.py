@@ -58,6 +58,13 @@ class SqliteStore:
         """Always True: one daemon per SQLite store (its daemon lock), so it alone delivers."""
         return True
 
+    @property
+    def read_models(self) -> ports.ReadModels:
+        """The read models' queries and catch-up, for the service layer (``application/ports.py``)."""
+        from agentledger.projections.read_models import StoreReadModels
+
+        return StoreReadModels(self)
+
     def log_head(self) -> int:
         """The last log position, read on the read-model connection (no need to build the ledger)."""
         return self.db.execute(f"SELECT max(rowid) FROM {self.events_table}").fetchone()[0] or 0

@@ -9,9 +9,9 @@ empties the read models and replays the whole log the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
-from agentledger.application.log import LogEntry, read_log
+from agentledger.application.log import Applied, LogEntry, read_log
 from agentledger.application.ports import Store
 from agentledger.application.retry import retry_while_locked
 from agentledger.infrastructure.store_faults import classify
@@ -28,13 +28,6 @@ def tracked_position(db: Queryable) -> int:
         "SELECT position FROM projection_tracking WHERE name = ?", (PROJECTION_NAME,)
     ).fetchone()
     return row[0] if row else 0
-
-
-class Applied(NamedTuple):
-    """What one catch-up or rebuild did: events applied, and events skipped as unreadable."""
-
-    applied: int
-    skipped: list[LogEntry]
 
 
 def catch_up(store: Store) -> Applied:

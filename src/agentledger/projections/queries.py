@@ -121,6 +121,19 @@ def agent_sessions_on_host(db: Queryable, host: str) -> list[Row]:
     ).fetchall()
 
 
+def open_on_host(db: Queryable, host: str) -> list[str]:
+    """The ids of ``host``'s sessions not stopped, oldest first."""
+    rows = db.execute("SELECT id FROM sessions WHERE host = ? AND status != ? ORDER BY started_at",
+                      (host, SessionStatus.STOPPED.value))
+    return [row[0] for row in rows.fetchall()]
+
+
+def stopped_since(db: Queryable, host: str, position: int) -> list[Row]:
+    """``host``'s sessions stopped by an event after log ``position`` (id, position), in log order."""
+    return db.execute("SELECT id, position FROM sessions WHERE host = ? AND status = ? AND position > ?"
+                      " ORDER BY position", (host, SessionStatus.STOPPED.value, position)).fetchall()
+
+
 def resumed_by(db: Queryable, session_id: str) -> list[str]:
     """The sessions that continue ``session_id``'s agent conversation (``agentledger resume``), oldest first."""
     rows = db.execute("SELECT id FROM sessions WHERE resumed_from = ? ORDER BY started_at", (session_id,))
