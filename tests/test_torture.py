@@ -51,7 +51,8 @@ def test_the_judge_fails_a_run_with_a_false_stop(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "AGENTLEDGER_DB"}
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--sessions", "12", "--duration", "20", "--ttl", "1.5s",
-         "--interval", "0.3s", "--seed", "147", "--slack", "3", "--clock-tolerance", "0.5", "--sabotage"],
+         "--interval", "0.3s", "--seed", "147", "--slack", "3", "--clock-tolerance", "0.5", "--sabotage",
+         "--min-faults", "0"],  # the judge is under test here, not the chaos's quota
         check=False, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path,
     )
     out = result.stdout
