@@ -69,3 +69,14 @@ def test_a_stopped_session_takes_no_further_command_and_an_unknown_one_is_a_usag
     with pytest.raises(SessionNotFound) as missing:
         ledger.session(uuid4())
     assert missing.value.exit_code == 2
+
+
+def test_a_supervisor_beats_three_times_per_ttl_and_never_less_than_twice():
+    from agentledger.application.errors import UsageError
+    from agentledger.application.launching import heartbeat_interval
+
+    assert heartbeat_interval(30.0, None) == 10.0
+    assert heartbeat_interval(30.0, 15.0) == 15.0
+    with pytest.raises(UsageError) as refused:
+        heartbeat_interval(30.0, 15.5)
+    assert refused.value.exit_code == 2 and "one late heartbeat would let the fuse lapse" in str(refused.value)

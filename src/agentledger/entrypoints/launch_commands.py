@@ -94,7 +94,7 @@ def cmd_launch(context: Context, args: argparse.Namespace) -> int:
     from agentledger.adapters import registry
     from agentledger.adapters.base import LaunchRequest
     from agentledger.application.errors import UsageError
-    from agentledger.infrastructure.supervisor import LaunchSpec
+    from agentledger.application.launching import LaunchSpec
 
     argv = args.argv
     agent = None
@@ -152,7 +152,7 @@ def cmd_resume(context: Context, args: argparse.Namespace) -> int:
 
     from agentledger.adapters import registry
     from agentledger.application.errors import LedgerError, UsageError
-    from agentledger.infrastructure.supervisor import LaunchSpec
+    from agentledger.application.launching import LaunchSpec
     from agentledger.projections.queries import current_status, get_session
 
     db = context.fresh_db()
@@ -198,17 +198,13 @@ def cmd_resume(context: Context, args: argparse.Namespace) -> int:
 
 def _run_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``LaunchSpec`` fields from the shared run options and the configuration's defaults."""
-    from agentledger.application.errors import UsageError
+    from agentledger.application.launching import heartbeat_interval
     from agentledger.infrastructure.agent_env import agent_environment
     from agentledger.infrastructure.settings import load_settings
 
     settings = load_settings()
     fuse_ttl = settings.fuse_ttl if args.fuse_ttl is None else args.fuse_ttl
-    if args.heartbeat_every is not None and args.heartbeat_every > fuse_ttl / 2:
-        raise UsageError(
-            f"--heartbeat-every {format_duration(args.heartbeat_every)} is more than half the fuse TTL "
-            f"({format_duration(fuse_ttl)}): one late heartbeat would let the fuse lapse"
-        )
+    heartbeat_interval(fuse_ttl, args.heartbeat_every)  # refuses one that would let the fuse lapse
     on_stop = (settings.on_stop if args.on_stop is None else args.on_stop.strip()) or None  # '' turns it off
     return {
         "env": agent_environment(os.environ, [*settings.unset_env, *args.unset_env]),

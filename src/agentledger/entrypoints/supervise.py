@@ -22,9 +22,10 @@ def main(argv: list[str]) -> int:
         level=logging.INFO, format="%(asctime)s supervisor[%(process)d] %(levelname)s %(message)s"
     )
     try:
+        from agentledger.application.launching import LaunchSpec
         from agentledger.bootstrap import open_store
         from agentledger.infrastructure.settings import load_settings
-        from agentledger.infrastructure.supervisor import LaunchSpec, Supervisor
+        from agentledger.infrastructure.supervisor import Supervisor
 
         load_settings()  # the configuration's clock_skew_bound (the CLI already refused a bad one)
         spec = LaunchSpec(**orjson.loads(sys.stdin.buffer.read()))

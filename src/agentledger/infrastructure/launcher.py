@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from agentledger.application.errors import LedgerError
-from agentledger.infrastructure.supervisor import LaunchSpec
+from agentledger.application.launching import LaunchSpec
 
 #: A helper that has not answered by then is reported as failed to start.
 HANDSHAKE_TIMEOUT = 60.0

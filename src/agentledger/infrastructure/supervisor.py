@@ -32,16 +32,15 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from agentledger.application.clock import reported_offset, utc_now
+from agentledger.application.launching import LaunchSpec
 from agentledger.domain.durations import format_duration
 from agentledger.domain.errors import SessionAlreadyStopped
 from agentledger.domain.exits import ObservedExit, reason_for_exit
-from agentledger.domain.policy import DEFAULT_TERMINATION_GRACE
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, SessionStatus, StopCause, StopReason
 from agentledger.infrastructure.agent_env import agent_environment
@@ -60,60 +59,6 @@ log = logging.getLogger("agentledger.supervisor")
 RECORD_STOP_PATIENCE = 3600.0
 #: The pauses between those tries: doubling from the first, at most the last.
 RECORD_RETRY_FIRST, RECORD_RETRY_MAX = 0.25, 4.0
-
-
-@dataclass(frozen=True)
-class LaunchSpec:
-    """Everything a supervisor needs, passed to it as JSON by ``agentledger launch``."""
-
-    session_id: str
-    argv: list[str]
-    cwd: str
-    fuse_ttl: float
-    log_path: str
-    launched_by: str
-    adapter: str = "command"
-    name: str | None = None
-    model: str | None = None
-    prompt: str | None = None
-    group: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    heartbeat_every: float | None = None  # default TTL/3
-    timeout: float | None = None  # master timeout, seconds from launch
-    termination_grace: float = DEFAULT_TERMINATION_GRACE  # after the timeout's SIGTERM, before SIGKILL
-    on_stop: str | None = None  # shell command to run once the stop is recorded
-    on_stop_timeout: float | None = None
-    stdin_path: str | None = None  # fed to the process's stdin (an agent's prompt file); None: /dev/null
-    native_session_id: str | None = None  # the agent's own session id, when the launch chose it (or resumes it)
-    resumed_from: str | None = None  # the session (hex id) whose agent conversation this one continues
-    #: The process's whole environment (``infrastructure/agent_env.py``: the user's, without agentledger's
-    #: secrets); None: the supervisor's own, which holds the store URL it was given.
-    env: dict[str, str] | None = None
-
-    @property
-    def heartbeat_interval(self) -> float:
-        return self.heartbeat_every or self.fuse_ttl / 3
-
-    def launched_fields(self) -> dict[str, Any]:
-        return {
-            "argv": self.argv,
-            "cwd": self.cwd,
-            "adapter": self.adapter,
-            "name": self.name,
-            "model": self.model,
-            "prompt": self.prompt,
-            "group": self.group,
-            "labels": self.labels,
-            "host": host_name(),
-            "boot_id": boot_id(),
-            "log_path": self.log_path,
-            "launched_by": self.launched_by,
-            "supervisor_pid": os.getpid(),
-            "timeout": self.timeout,
-            "on_stop": self.on_stop,
-            "on_stop_timeout": self.on_stop_timeout,
-            "resumed_from": self.resumed_from,
-        }
 
 
 class Supervisor:
@@ -186,7 +131,7 @@ class Supervisor:
                 pid=process.pid,
                 pid_start_time=identity.start_time,
                 boot_time=identity.boot_time,
-                **spec.launched_fields(),
+                **spec.launched_fields(host=host_name(), boot_id=boot_id(), supervisor_pid=os.getpid()),
             )
         except Exception as error:
             # A session we cannot record would run unwatched and unexplained: end it.
@@ -208,7 +153,7 @@ class Supervisor:
             pid=None,
             pid_start_time=None,
             boot_time=None,
-            **self.spec.launched_fields(),
+            **self.spec.launched_fields(host=host_name(), boot_id=boot_id(), supervisor_pid=os.getpid()),
         )
         session.record_stop(
             reason=StopReason.SPAWN_FAILED,
