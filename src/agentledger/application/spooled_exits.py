@@ -58,7 +58,7 @@ def apply_spooled_exit(session: Any, record: dict[str, Any], *, recorded_by: dic
     """The ``Stopped`` a supervisor spooled, with its exact exit, decided by that supervisor."""
     from datetime import datetime
 
-    from agentledger.infrastructure.supervisor import record_observed_exit
+    from agentledger.application.exits import record_observed_exit
 
     observed = ObservedExit(record["returncode"], record.get("signal_name"))
     also = {"spooled_at": record.get("observed_at"), "recorded_from_spool_by": recorded_by}

@@ -37,10 +37,11 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from agentledger.application.clock import reported_offset, utc_now
+from agentledger.application.exits import record_observed_exit
 from agentledger.application.launching import LaunchSpec
 from agentledger.domain.durations import format_duration
 from agentledger.domain.errors import SessionAlreadyStopped
-from agentledger.domain.exits import ObservedExit, reason_for_exit
+from agentledger.domain.exits import ObservedExit
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, SessionStatus, StopCause, StopReason
 from agentledger.infrastructure.agent_env import agent_environment
@@ -393,37 +394,6 @@ class Supervisor:
             return
         if hook is not None and hook.outcome is not None:
             log.info("on-stop hook ran: %s", outcome_words(hook.outcome))
-
-
-def record_observed_exit(session: Session, observed: ObservedExit, *, pid: int | None, decided_by: dict[str, Any],
-                         also: dict[str, Any] | None = None, summary: str | None = None,
-                         exited_at: datetime | None = None) -> None:
-    """The ``Stopped`` for an exit a supervisor saw with ``waitpid``, with what the session looked like.
-
-    ``summary`` (the final error message of a failed run's output) is the note,
-    unless a stop request gave one; it is kept in the evidence either way.
-    """
-    now = utc_now()
-    requests = session.stop_requests
-    session.record_stop(
-        reason=reason_for_exit(observed, stop_cause=requests[-1].get("cause", "user") if requests else None),
-        decided_by=decided_by,
-        exit_code=observed.exit_code,
-        signal=observed.signal_name,
-        note=(requests[-1]["note"] if requests else None) or summary,
-        exited_at=exited_at,
-        evidence={
-            "observed": "waitpid",
-            "pid": pid,
-            "returncode": observed.returncode,
-            "stop_requests": requests,
-            "fuse": session.fuse.as_evidence(now),
-            "last_heartbeat_at": session.last_heartbeat_at,
-            "decided_on_version": session.version,
-            **({"output_summary": summary} if summary else {}),
-            **(also or {}),
-        },
-    )
 
 
 def _first_line(error: BaseException) -> str:
