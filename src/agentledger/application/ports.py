@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from agentledger.application.ledger import Ledger
     from agentledger.application.log import Applied
     from agentledger.domain.reconciliation import SessionFacts
+    from agentledger.domain.webhooks import HttpOutcome
 
 #: Parameters of one statement: positional (``?``) or named (``:name``).
 Params = Sequence[Any] | Mapping[str, Any]
@@ -145,5 +146,14 @@ class Store(Protocol):
     def write_transaction(self) -> AbstractContextManager[Cursor]: ...
 
     def hold_lock(self, name: str) -> bool: ...  # a named lock for this connection's life (one deliverer)
+
+    def close(self) -> None: ...
+
+
+class WebhookPoster(Protocol):
+    """Sends one signed delivery to one endpoint (``infrastructure/webhook_sender.py``), and says what came back."""
+
+    def post(self, body: bytes, *, delivery_id: int, event_id: str, hook_type: str, sent_at: int,
+             attempt: int) -> HttpOutcome: ...
 
     def close(self) -> None: ...

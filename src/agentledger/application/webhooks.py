@@ -25,7 +25,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -38,7 +38,7 @@ from agentledger.domain.webhook_endpoint import WebhookEndpoint
 
 if TYPE_CHECKING:
     from agentledger.application.ledger import Ledger
-    from agentledger.application.ports import Queryable, Store
+    from agentledger.application.ports import Queryable, Store, WebhookPoster
 
 log = logging.getLogger("agentledger.webhooks")
 
@@ -306,21 +306,18 @@ class Counters:
 class Dispatcher:
     """The enqueuer thread and one delivery thread per endpoint; :meth:`stop` ends them.
 
-    ``open_store`` opens a store (with its own connection) for each thread.
+    ``open_store`` opens a store (with its own connection) for each thread;
+    ``make_sender`` makes each endpoint's poster (``infrastructure/webhook_sender.py``).
     """
 
     endpoints: Sequence[WebhookEndpoint]
-    open_store: Any
-    make_sender: Any = None
+    open_store: Callable[[], Store]
+    make_sender: Callable[[WebhookEndpoint], WebhookPoster]
     stopping: threading.Event = field(default_factory=threading.Event)
     counters: dict[str, Counters] = field(default_factory=dict)
     threads: list[threading.Thread] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.make_sender is None:
-            from agentledger.infrastructure.webhook_sender import WebhookSender
-
-            self.make_sender = WebhookSender
         self._wake = {e.name: threading.Event() for e in self.endpoints}
         self.counters = {e.name: Counters() for e in self.endpoints}
 
@@ -401,7 +398,7 @@ class Dispatcher:
 class _Worker:
     """Works one endpoint's queue from its oldest pending delivery."""
 
-    def __init__(self, endpoint: WebhookEndpoint, outbox: Outbox, sender: Any, counters: Counters,
+    def __init__(self, endpoint: WebhookEndpoint, outbox: Outbox, sender: WebhookPoster, counters: Counters,
                  stopping: threading.Event, wake: threading.Event) -> None:
         self.endpoint, self.outbox, self.sender, self.counters = endpoint, outbox, sender, counters
         self.stopping, self.wake = stopping, wake

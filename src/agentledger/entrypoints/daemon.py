@@ -153,7 +153,9 @@ class Daemon:
         if not self.settings.webhooks:
             return
         from agentledger.application.webhooks import Dispatcher
-        self.webhooks = Dispatcher(self.settings.webhooks, self.reopen)
+        from agentledger.infrastructure.webhook_sender import WebhookSender
+
+        self.webhooks = Dispatcher(self.settings.webhooks, self.reopen, WebhookSender)
         self.webhooks.start()
         for thread in self.webhooks.threads:
             self.loops[thread.name] = thread_alive(thread)
