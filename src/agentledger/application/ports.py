@@ -73,6 +73,8 @@ class ReadModelDb(Protocol):
 
     def cursor(self) -> Cursor: ...
 
+    def rollback(self) -> None: ...  # end a transaction a failed statement left open
+
 
 class Location(Protocol):
     """Where a store is: safe to print (``url``), to hand to a child process (``connect_url``), to compare."""

@@ -21,7 +21,7 @@ from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
 
 if TYPE_CHECKING:
-    from agentledger.application.ports import Queryable
+    from agentledger.application.ports import Queryable, ReadModelDb, Store
 
 DEFAULT_GRACE = 10.0
 
@@ -157,10 +157,10 @@ class Context:
     """The store, opened on first use, with the read models caught up on request."""
 
     def __init__(self) -> None:
-        self._store: Any = None
+        self._store: Store | None = None
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         if self._store is None:
             from agentledger.bootstrap import configured_location, open_store
             from agentledger.infrastructure.config import privacy_warnings
@@ -171,7 +171,7 @@ class Context:
                 sys.stderr.write(f"agentledger: warning: {warning}\n")
         return self._store
 
-    def fresh_db(self) -> Any:
+    def fresh_db(self) -> ReadModelDb:
         """The read-model connection, after applying every event already in the log.
 
         A store that refuses writes (full, read-only) can still be read: the

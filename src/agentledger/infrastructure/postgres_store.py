@@ -122,6 +122,9 @@ class ReadModels:
     def executemany(self, sql: str, rows: Sequence[Any]) -> ReadModelCursor:
         return self.cursor().executemany(sql, rows)
 
+    def rollback(self) -> None:
+        self.connection.rollback()
+
     def close(self) -> None:
         self._connection.close()
 
