@@ -118,6 +118,7 @@ def ms(seconds: float) -> str:
 
 def main() -> None:
     from agentledger.application.reconciling import Reconciler
+    from agentledger.bootstrap import this_machine
     from agentledger.infrastructure.processes import identity_of
 
     begun = time.perf_counter()
@@ -148,7 +149,7 @@ def main() -> None:
             bare = bare_create_time(pids)
             full = bare_full(pids)
             probe = probe_function(identities)
-            reconciler = Reconciler(store_a)
+            reconciler = Reconciler(store_a, machine=this_machine())
             try:
                 fds_before = len(os.listdir("/proc/self/fd"))
                 cold = timed_pass(reconciler, PROCESSES)
@@ -158,7 +159,7 @@ def main() -> None:
                 warm = statistics.median(timed_pass(reconciler, PROCESSES) for _ in range(WARM_PASSES))
             finally:
                 reconciler.close()
-            fused_reconciler = Reconciler(store_b)
+            fused_reconciler = Reconciler(store_b, machine=this_machine())
             try:
                 fused = statistics.median(timed_pass(fused_reconciler, PROCESSES) for _ in range(WARM_PASSES))
             finally:

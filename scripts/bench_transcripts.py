@@ -297,6 +297,7 @@ def time_commands(entries: list[dict[str, Any]], runs: int) -> None:
 def in_process_passes(entry: dict[str, Any], runs: int) -> None:
     """``Reconciler.run_pass()`` in this (warm) process, a new Reconciler each time, as the command does."""
     from agentledger.application.reconciling import Reconciler
+    from agentledger.bootstrap import this_machine
     from agentledger.infrastructure.config import home_dir
     from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.spool import Spool
@@ -307,7 +308,7 @@ def in_process_passes(entry: dict[str, Any], runs: int) -> None:
     store = open_store(store_location())
     try:
         for _ in range(runs):
-            reconciler = Reconciler(store, spool=Spool(home_dir()))
+            reconciler = Reconciler(store, machine=this_machine(), spool=Spool(home_dir()))
             started = time.perf_counter()
             report = reconciler.run_pass()
             entry["in_process"].append(time.perf_counter() - started)

@@ -72,6 +72,7 @@ from hypothesis.stateful import (
 
 from agentledger.application.ports import Store
 from agentledger.application.reconciling import Outcome, Reconciler, load_guard
+from agentledger.bootstrap import this_machine
 from agentledger.domain.errors import NoFuse, SessionAlreadyStopped
 from agentledger.domain.liveness import ProcessIdentity
 from agentledger.domain.reconciliation import Decision, ReconcilePolicy
@@ -250,7 +251,7 @@ class ReconcileMachine(RuleBasedStateMachine):
         self.rival_report: Any = None  # the racing reconciler's pass, if one ran
         self.in_pass = False
         self.reconciler = Reconciler(
-            self.store,
+            self.store, machine=this_machine(),
             policy=ReconcilePolicy(mass_stop_share=1.0),  # the guard never holds a stop here
             clock=lambda: self.now,
             before_append=self._before_append,
@@ -427,7 +428,7 @@ class ReconcileMachine(RuleBasedStateMachine):
                 sim.die()
                 self._record_exit(self.other, sim)
             else:
-                rival = Reconciler(self.other, policy=self.reconciler.policy, clock=lambda: self.now)
+                rival = Reconciler(self.other, machine=this_machine(), policy=self.reconciler.policy, clock=lambda: self.now)
                 try:
                     self.rival_report = rival.run_pass()
                 finally:
@@ -635,7 +636,7 @@ def test_a_fuse_set_after_a_recorded_lapse_replaces_the_lapsed_one_in_the_fuses_
     now = EPOCH
     directory = Path(tempfile.mkdtemp(prefix="fuses-"))
     store = open_store(copy_store(template, directory / "store"))
-    reconciler = Reconciler(store, policy=ReconcilePolicy(mass_stop_share=1.0), clock=lambda: now)
+    reconciler = Reconciler(store, machine=this_machine(), policy=ReconcilePolicy(mass_stop_share=1.0), clock=lambda: now)
     process = sleeper()
     try:
         session_id = uuid4()
@@ -675,7 +676,7 @@ def test_the_mass_stop_guard_holds_a_mass_stop_once_then_the_next_pass_confirms_
     now = EPOCH
     directory = Path(tempfile.mkdtemp(prefix="guard-"))
     store = open_store(copy_store(template, directory / "store"))
-    reconciler = Reconciler(store, policy=policy, clock=lambda: now)
+    reconciler = Reconciler(store, machine=this_machine(), policy=policy, clock=lambda: now)
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for _ in range(dead + alive):

@@ -14,6 +14,7 @@ from conftest import dead_identity, record
 
 from agentledger.application.clock import utc_now
 from agentledger.application.reconciling import Outcome, Reconciler, load_guard
+from agentledger.bootstrap import this_machine
 from agentledger.domain.policy import ReconcilePolicy
 from agentledger.infrastructure import processes
 from agentledger.infrastructure.host import boot_id, host_name
@@ -36,7 +37,7 @@ def stops_in_log(store) -> int:
 def test_a_dead_pid_with_a_lapsed_fuse_is_stopped_with_its_evidence(store, spawn):
     identity = dead_identity(spawn)
     sid = record(store, identity)
-    [judged] = Reconciler(store, policy=NO_GUARD).run_pass().judged
+    [judged] = Reconciler(store, machine=this_machine(), policy=NO_GUARD).run_pass().judged
     assert (judged.outcome, judged.decision.reason) == (Outcome.STOPPED, "reconciled")
     stopped = store.ledger.session_events(sid)[-1]
     assert type(stopped).__name__ == "Stopped" and stopped.reason == "reconciled"
@@ -55,7 +56,7 @@ def test_a_reused_pid_is_judged_dead_and_the_process_that_has_it_now_is_not_touc
     identity = processes.identity_of(impostor.pid)
     recorded = identity._replace(start_time=identity.start_time - 30)  # launched 30s earlier
     sid = record(store, recorded)
-    [judged] = Reconciler(store, policy=NO_GUARD).run_pass().judged
+    [judged] = Reconciler(store, machine=this_machine(), policy=NO_GUARD).run_pass().judged
     assert judged.outcome == Outcome.STOPPED
     probe = store.ledger.session_events(sid)[-1].evidence["pid_probe"]
     assert probe["detail"] == "pid reused" and probe["found_start_time"] == pytest.approx(identity.start_time)
@@ -65,7 +66,7 @@ def test_a_reused_pid_is_judged_dead_and_the_process_that_has_it_now_is_not_touc
 def test_a_live_pid_is_never_stopped_its_lapsed_fuse_is_recorded_once(store, spawn):
     alive = processes.identity_of(spawn().pid)
     sid = record(store, alive)
-    reconciler = Reconciler(store, policy=NO_GUARD)
+    reconciler = Reconciler(store, machine=this_machine(), policy=NO_GUARD)
     assert [j.outcome for j in reconciler.run_pass().judged] == [Outcome.FUSE_EXPIRED]
     assert [j.outcome for j in reconciler.run_pass().judged] == [Outcome.KEPT]
     assert event_types(store, sid) == ["Launched", "FuseSet", "FuseExpired"]
@@ -75,7 +76,7 @@ def test_a_live_pid_is_never_stopped_its_lapsed_fuse_is_recorded_once(store, spa
 
 def test_a_live_fuse_keeps_a_dead_session_until_it_lapses(store, spawn):
     sid = record(store, dead_identity(spawn), fuse_ttl=60.0, lapsed=False)
-    [judged] = Reconciler(store, policy=NO_GUARD).run_pass().judged
+    [judged] = Reconciler(store, machine=this_machine(), policy=NO_GUARD).run_pass().judged
     assert judged.outcome == Outcome.KEPT and "fuse live until" in judged.decision.why
     assert event_types(store, sid) == ["Launched", "FuseSet"]
 
@@ -96,7 +97,7 @@ def test_a_change_between_the_decision_and_its_append_makes_it_judge_again(store
                 reason="exited", exit_code=3, decided_by={"component": "supervisor"}, evidence={}))
         reconciler.before_append = None
 
-    reconciler = Reconciler(store, policy=NO_GUARD, before_append=meanwhile)
+    reconciler = Reconciler(store, machine=this_machine(), policy=NO_GUARD, before_append=meanwhile)
     [judged] = reconciler.run_pass().judged
     other.close()
     assert judged.outcome == Outcome.KEPT and judged.attempts == 2
@@ -112,7 +113,7 @@ def test_dry_run_appends_nothing(store, spawn):
     record(store, dead_identity(spawn))
     record(store, processes.identity_of(spawn().pid))
     head = store.ledger.recorder.max_notification_id()
-    report = Reconciler(store, policy=NO_GUARD).run_pass(dry_run=True)
+    report = Reconciler(store, machine=this_machine(), policy=NO_GUARD).run_pass(dry_run=True)
     assert sorted(j.decision.action.value for j in report.judged) == ["expire-fuse", "stop"]
     assert {j.outcome for j in report.judged} == {Outcome.WOULD}
     assert store.ledger.recorder.max_notification_id() == head
@@ -121,12 +122,12 @@ def test_dry_run_appends_nothing(store, spawn):
 def test_only_sessions_of_this_host_are_judged(store, spawn):
     identity = dead_identity(spawn)
     record(store, identity, host="elsewhere")
-    assert Reconciler(store, policy=NO_GUARD).run_pass().judged == []
+    assert Reconciler(store, machine=this_machine(), policy=NO_GUARD).run_pass().judged == []
 
 
 def test_a_reboot_is_certain_evidence(store, spawn):
     sid = record(store, processes.identity_of(spawn().pid), boot_id="an-earlier-boot")
-    [judged] = Reconciler(store).run_pass().judged
+    [judged] = Reconciler(store, machine=this_machine()).run_pass().judged
     assert judged.outcome == Outcome.STOPPED and judged.decision.certain
     assert store.ledger.session_events(sid)[-1].evidence["pid_probe"]["detail"] == "rebooted"
 
@@ -135,7 +136,7 @@ def test_the_mass_stop_guard_holds_then_the_next_pass_confirms(store, spawn):
     alive = [record(store, processes.identity_of(spawn().pid), fuse_ttl=600, lapsed=False) for _ in range(2)]
     dead = [record(store, dead_identity(spawn)) for _ in range(8)]
     rebooted = record(store, processes.identity_of(spawn().pid), boot_id="an-earlier-boot")
-    reconciler = Reconciler(store)
+    reconciler = Reconciler(store, machine=this_machine())
     first = reconciler.run_pass()
     assert first.counts == {Outcome.HELD: 8, Outcome.KEPT: 2, Outcome.STOPPED: 1}  # certain evidence is not held
     assert store.ledger.session(rebooted).is_stopped and not any(store.ledger.session(s).is_stopped for s in dead)
@@ -160,7 +161,7 @@ def test_a_glitch_that_goes_away_is_cleared_and_confirm_stops_at_once(store, spa
     for p in sleepers:
         p.kill()
         p.wait()
-    reconciler = Reconciler(store)
+    reconciler = Reconciler(store, machine=this_machine())
     assert reconciler.run_pass().counts == {Outcome.HELD: 8}
     confirmed = reconciler.run_pass(confirm=True)
     assert confirmed.counts == {Outcome.STOPPED: 8}
@@ -171,7 +172,7 @@ def test_a_passed_timeout_terminates_an_unwatched_process_then_stops_it(store):
     child = subprocess.Popen(["sleep", "600"], start_new_session=True)
     try:
         sid = record(store, processes.identity_of(child.pid), fuse_ttl=None, timeout=0.001)
-        reconciler = Reconciler(store, policy=NO_GUARD)
+        reconciler = Reconciler(store, machine=this_machine(), policy=NO_GUARD)
         [judged] = reconciler.run_pass().judged
         assert (judged.outcome, judged.decision.signal) == (Outcome.TERMINATING, "SIGTERM")
         assert child.wait(timeout=10) == -15
@@ -188,7 +189,7 @@ def test_a_passed_timeout_terminates_an_unwatched_process_then_stops_it(store):
 
 def test_told_to_stop_it_finishes_the_decision_in_hand_and_leaves_the_rest(store, spawn):
     sids = [record(store, dead_identity(spawn)) for _ in range(5)]
-    reconciler = Reconciler(store, policy=NO_GUARD, before_append=lambda *_: reconciler.stopping.set())
+    reconciler = Reconciler(store, machine=this_machine(), policy=NO_GUARD, before_append=lambda *_: reconciler.stopping.set())
     report = reconciler.run_pass()
     assert report.counts == {Outcome.STOPPED: 1, Outcome.NOT_REACHED: 4}
     assert sum(store.ledger.session(s).is_stopped for s in sids) == 1
@@ -259,7 +260,7 @@ def test_a_session_that_cannot_be_loaded_fails_alone(store, spawn):
     store.db.execute(f"UPDATE {store.events_table} SET topic = 'gone.module:Vanished' WHERE originator_id = ?"
                      " AND originator_version = 2", (broken.hex,))
     fresh = open_store(store.location)  # nothing cached
-    report = Reconciler(fresh, policy=NO_GUARD).run_pass()
+    report = Reconciler(fresh, machine=this_machine(), policy=NO_GUARD).run_pass()
     outcomes = {j.decision.session_id: j for j in report.judged}
     assert outcomes[fine.hex].outcome == Outcome.STOPPED
     assert outcomes[broken.hex].outcome == Outcome.FAILED and "Vanished" in outcomes[broken.hex].error
@@ -294,12 +295,12 @@ def test_a_dead_pid_whose_supervisor_still_runs_is_left_to_it_until_its_patience
     stuck = spawn(sys.executable, "-c", "import time; time.sleep(60)", sid.hex)  # names its session, as one does
     _supervised(store, identity, stuck.pid, sid)
 
-    [judged] = Reconciler(store, policy=NO_GUARD).run_pass().judged
+    [judged] = Reconciler(store, machine=this_machine(), policy=NO_GUARD).run_pass().judged
     assert judged.outcome == Outcome.KEPT and "its supervisor still runs" in judged.decision.why
     assert event_types(store, sid)[-1] == "FuseSet"
 
     impatient = ReconcilePolicy(mass_stop_share=1.0, supervisor_patience=5.0)  # the fuse ended 6 s ago
-    [judged] = Reconciler(store, policy=impatient).run_pass().judged
+    [judged] = Reconciler(store, machine=this_machine(), policy=impatient).run_pass().judged
     assert (judged.outcome, judged.decision.reason) == (Outcome.STOPPED, "reconciled")
     assert store.ledger.session_events(sid)[-1].evidence["supervisor_alive"] is True
 
@@ -307,7 +308,7 @@ def test_a_dead_pid_whose_supervisor_still_runs_is_left_to_it_until_its_patience
 def test_a_supervisor_gone_leaves_the_stop_to_the_reconciler_at_once(store, spawn):
     identity = dead_identity(spawn)
     sid = _supervised(store, identity, dead_identity(spawn).pid)
-    [judged] = Reconciler(store, policy=NO_GUARD).run_pass().judged
+    [judged] = Reconciler(store, machine=this_machine(), policy=NO_GUARD).run_pass().judged
     assert (judged.outcome, judged.decision.reason) == (Outcome.STOPPED, "reconciled")
     assert store.ledger.session_events(sid)[-1].evidence["supervisor_alive"] is False
 
@@ -321,7 +322,7 @@ def test_an_exit_spooled_while_the_pass_ran_is_recorded_instead_of_a_reconciled_
     supervisor_pid = dead_identity(spawn).pid
     sid = _supervised(store, identity, supervisor_pid)
     spool = Spool(home)
-    reconciler = Reconciler(store, policy=NO_GUARD, spool=spool)
+    reconciler = Reconciler(store, machine=this_machine(), policy=NO_GUARD, spool=spool)
     first_looks_done = reconciler.watch.finish_pass
 
     def then_the_supervisor_spools() -> None:  # after the first looks, before the compare-and-set

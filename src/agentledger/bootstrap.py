@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agentledger.application.ports import Store
+    from agentledger.application.ports import Machine, Store
     from agentledger.infrastructure.config import PostgresLocation, StoreLocation
 
     Location = StoreLocation | PostgresLocation
@@ -44,6 +44,13 @@ def open_store(location: Location | None = None, *, check_identity: bool = True)
 def store_opener(location: Location) -> Callable[[], Store]:
     """Opens ``location`` again each time it is called: for a thread that needs connections of its own."""
     return lambda: open_store(location)
+
+
+def this_machine() -> Machine:
+    """This host: its name and boot, who acts here, its processes (for the reconciler, ``why``, ``stop``)."""
+    from agentledger.infrastructure.machine import LocalMachine
+
+    return LocalMachine()
 
 
 def upgrade_store(location: Location) -> str | None:

@@ -21,13 +21,13 @@ from agentledger.domain.vocabulary import Component, FuseState, StopReason
 
 if TYPE_CHECKING:
     from agentledger.application.ledger import Ledger
-    from agentledger.application.ports import Store
+    from agentledger.application.ports import Machine, Store
 
 #: A stop appends at most these events (``FuseCancelled`` "session stopped", ``Stopped``).
 _STOP_TAIL = 3
 
 
-def explain(store: Store, session_id: str, now: datetime) -> dict[str, Any]:
+def explain(store: Store, session_id: str, now: datetime, machine: Machine) -> dict[str, Any]:
     """The facts that answer "why is this session stopped, or why is it still running?"."""
     ledger = store.ledger
     session: Session = ledger.session(UUID(session_id))
@@ -48,7 +48,7 @@ def explain(store: Store, session_id: str, now: datetime) -> dict[str, Any]:
         facts["stop"] = _stop_facts(store, session)
     else:
         facts["status"] = session.status
-        facts["running"] = _running_facts(session, facts["position"], now)
+        facts["running"] = _running_facts(session, facts["position"], now, machine)
     facts["on_stop"] = _hook_facts(ledger, session)
     facts["headline"] = headline(facts)
     return facts
@@ -155,18 +155,16 @@ def _decider(stopped: Any) -> str:
     return component or "unknown"
 
 
-def _running_facts(session: Session, position: int | None, now: datetime) -> dict[str, Any]:
+def _running_facts(session: Session, position: int | None, now: datetime, machine: Machine) -> dict[str, Any]:
     from agentledger.application.reconciling import judge
     from agentledger.domain.policy import DEFAULT_POLICY
-    from agentledger.infrastructure import processes
-    from agentledger.infrastructure.host import host_name
 
     probe: dict[str, Any] | None = None
     decided: dict[str, Any] | None = None  # only the session's own host can look at its PID, and judge it
-    if session.host == host_name():
-        probe = processes.probe(session.identity).as_evidence()
+    if session.host == machine.host:
+        probe = machine.probe(session.identity).as_evidence()
         # the reconciler's own look and rule, so this is what `reconcile --dry-run` would decide now
-        decision = judge(session, position, now, DEFAULT_POLICY)
+        decision = judge(session, position, now, DEFAULT_POLICY, machine)
         decided = {"action": decision.action.value, "why": decision.why, "reason": decision.reason,
                    "signal": decision.signal}
     return {

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from agentledger.application.ledger import Ledger
     from agentledger.application.log import Applied
+    from agentledger.domain.liveness import PidProbe, ProcessIdentity
     from agentledger.domain.reconciliation import SessionFacts
     from agentledger.domain.webhooks import HttpOutcome
 
@@ -159,3 +160,47 @@ class WebhookPoster(Protocol):
              attempt: int) -> HttpOutcome: ...
 
     def close(self) -> None: ...
+
+
+class ProcessWatch(Protocol):
+    """Probes for pass after pass, keeping live processes watched between them (``processes.ProcessWatch``)."""
+
+    def start_pass(self) -> None: ...
+
+    def probe(self, identity: ProcessIdentity) -> PidProbe: ...
+
+    def finish_pass(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Machine(Protocol):
+    """This host as the service layer needs it: its name and boot, who acts here, and its processes.
+
+    Implemented by ``infrastructure/machine.py`` (psutil, pidfds, signals); the
+    composition root hands it to the reconciler, ``why``, ``stop`` and the agents' watch.
+    """
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def boot_id(self) -> str: ...
+
+    def user(self) -> str: ...
+
+    def actor(self, component: str) -> dict[str, object]: ...  # the decided_by / by record
+
+    def identity_of(self, pid: int) -> ProcessIdentity: ...
+
+    def probe(self, identity: ProcessIdentity) -> PidProbe: ...  # looks only on its own host and boot
+
+    def watch(self) -> ProcessWatch: ...
+
+    def supervisor_alive(self, pid: int | None, session_id_hex: str) -> bool: ...
+
+    def signal_group(self, pgid: int, signum: int) -> bool: ...
+
+    def signal_session_group(self, identity: ProcessIdentity, signum: int) -> bool: ...
+
+    def session_group_exists(self, identity: ProcessIdentity) -> bool: ...

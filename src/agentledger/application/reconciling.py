@@ -40,12 +40,10 @@ from agentledger.domain.reconciliation import Action, Decision, SessionFacts, de
 from agentledger.domain.session import Session
 from agentledger.domain.stop_guard import Screened, StopGuard, guard_id, screen_stops
 from agentledger.domain.vocabulary import Component, FuseState, StopCause
-from agentledger.infrastructure import processes
-from agentledger.infrastructure.host import actor, boot_id, host_name
 
 if TYPE_CHECKING:
     from agentledger.application.ledger import Ledger
-    from agentledger.application.ports import Store
+    from agentledger.application.ports import Machine, Store
 
 #: Re-judging a session that keeps changing under the reconciler: give up for this pass after this many.
 MAX_ATTEMPTS = 20
@@ -130,6 +128,7 @@ class Reconciler:
         self,
         store: Store,
         *,
+        machine: Machine,
         policy: ReconcilePolicy = DEFAULT_POLICY,
         clock: Callable[[], datetime] = utc_now,
         before_append: Callable[[UUID, Decision], None] | None = None,
@@ -141,10 +140,11 @@ class Reconciler:
         self.clock = clock
         self.before_append = before_append  # a seam: runs between a decision and its append
         self.stopping = threading.Event()
-        self.host = host_name()
-        self.decided_by = actor(Component.RECONCILER.value)
-        self.watch = processes.ProcessWatch()
-        self._self_identity = processes.identity_of(os.getpid())
+        self.machine = machine  # this host's processes: the reconciler judges only its own host's
+        self.host = machine.host
+        self.decided_by = machine.actor(Component.RECONCILER.value)
+        self.watch = machine.watch()
+        self._self_identity = machine.identity_of(os.getpid())
 
     def close(self) -> None:
         self.watch.close()
@@ -153,7 +153,8 @@ class Reconciler:
         report = PassReport(host=self.host, started_at=self.clock(), dry_run=dry_run)
         self._check_observer()
         if self.spool is not None and not dry_run:
-            report.from_spool = record_spooled_exits(self.store, self.spool, recorded_by=self.decided_by)
+            report.from_spool = record_spooled_exits(self.store, self.spool, recorded_by=self.decided_by,
+                                                     machine=self.machine)
         self.store.read_models.catch_up()
         facts = self.store.read_models.facts_on_host(self.host)
         now = self.clock()
@@ -204,7 +205,8 @@ class Reconciler:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             session = self.store.ledger.session(session_id)
             now = self.clock()
-            decision = judge(session, self.store.event_position(session_id.hex, session.version), now, self.policy)
+            decision = judge(session, self.store.event_position(session_id.hex, session.version), now, self.policy,
+                             self.machine)
             if not decision.appends:
                 return Judged(decision, Outcome.KEPT, attempt)
             if dry_run:
@@ -250,16 +252,15 @@ class Reconciler:
                 cause=StopCause.TIMEOUT,
             )
 
-    @staticmethod
-    def _signal(session: Session, name: str | None) -> None:
+    def _signal(self, session: Session, name: str | None) -> None:
         # The probe that judged the process alive was taken after loading, moments ago.
         assert session.pid is not None and name is not None
-        processes.signal_group(session.pid, signal.Signals[name])
+        self.machine.signal_group(session.pid, signal.Signals[name])
 
     # -- the observer and the guard --------------------------------------------
 
     def _check_observer(self) -> None:
-        seen = processes.probe(self._self_identity)
+        seen = self.machine.probe(self._self_identity)
         if seen.liveness is not Liveness.ALIVE:
             raise ObserverBroken(
                 f"the process probe cannot see this reconciler itself (pid {seen.pid}: {seen.liveness.value}"
@@ -283,7 +284,7 @@ class Reconciler:
             summary["released"] = {"how": how, "confirmed": screened.confirmed, "cleared": screened.cleared}
         if held:
             guard.trip(
-                boot_id=boot_id(),
+                boot_id=self.machine.boot_id,
                 not_stopped=screened.not_stopped,
                 would_stop=screened.would_stop,
                 limit=screened.limit,
@@ -301,7 +302,7 @@ class Reconciler:
         return summary
 
 
-def judge(session: Session, position: int | None, now: datetime, policy: ReconcilePolicy) -> Decision:
+def judge(session: Session, position: int | None, now: datetime, policy: ReconcilePolicy, machine: Machine) -> Decision:
     """What a pass decides for ``session`` (of this host) at ``now``: the look, then the rule.
 
     The PID is probed only without a live fuse, and the supervisor only for a
@@ -309,8 +310,8 @@ def judge(session: Session, position: int | None, now: datetime, policy: Reconci
     reconciler acts on it; ``why`` shows it for a session still running.
     """
     facts = SessionFacts.of_session(session, position)
-    probe = None if facts.fuse_live(now) else processes.probe(session.identity)
-    supervisor = bool(probe and probe.dead and processes.supervisor_alive(session.supervisor_pid, session.id.hex))
+    probe = None if facts.fuse_live(now) else machine.probe(session.identity)
+    supervisor = bool(probe and probe.dead and machine.supervisor_alive(session.supervisor_pid, session.id.hex))
     return decide(facts, probe, now, policy, supervisor_alive=supervisor)
 
 

@@ -18,17 +18,15 @@ from agentledger.domain.errors import SessionAlreadyStopped
 from agentledger.domain.exits import ObservedExit
 
 if TYPE_CHECKING:
-    from agentledger.application.ports import Store
+    from agentledger.application.ports import Machine, Store
 
 
-def record_spooled_exits(store: Store, spool: Any, *, recorded_by: dict[str, Any]) -> list[str]:
+def record_spooled_exits(store: Store, spool: Any, *, recorded_by: dict[str, Any], machine: Machine) -> list[str]:
     """Append each spooled exit whose supervisor is gone; the sessions it stopped."""
-    from agentledger.infrastructure.processes import supervisor_alive
-
     stopped = []
     for sid, record in spool.pending():
         supervisor = record.get("supervisor") or {}
-        if supervisor_alive(supervisor.get("pid"), sid):
+        if machine.supervisor_alive(supervisor.get("pid"), sid):
             continue
 
         def stop(session: Any, record: dict[str, Any] = record) -> None:

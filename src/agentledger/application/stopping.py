@@ -25,11 +25,10 @@ from agentledger.domain.errors import SessionAlreadyStopped
 from agentledger.domain.liveness import ProcessIdentity
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, StopReason
-from agentledger.infrastructure import processes
-from agentledger.infrastructure.host import actor, host_name, os_user
 
 if TYPE_CHECKING:
     from agentledger.application.ledger import Ledger
+    from agentledger.application.ports import Machine
 
 POLL_INTERVAL = 0.02
 #: After SIGKILL, how long to wait for the supervisor to record the exit.
@@ -45,42 +44,42 @@ class StopOutcome:
 
 
 def stop_session(
-    ledger: Ledger, session_id: UUID, *, force: bool, grace: float, note: str | None
+    ledger: Ledger, session_id: UUID, *, machine: Machine, force: bool, grace: float, note: str | None
 ) -> StopOutcome:
     session = ledger.session(session_id)
     if session.is_stopped:
         return StopOutcome(session=session, already_stopped=True)
-    if session.host != host_name():
+    if session.host != machine.host:
         raise LedgerError(
             f"session {session_id.hex[:12]} runs on host {session.host!r}; stop it from there"
         )
     identity = session.identity
     outcome = StopOutcome(session=session)
-    requester = os_user()
+    requester = machine.user()
     first = signal.SIGKILL if force else signal.SIGTERM
-    if processes.probe(identity).alive:
-        _request_and_signal(ledger, session_id, identity, first, grace, note, requester, outcome)
-        if not _wait_until_done(ledger, session_id, identity, grace):
-            if processes.session_group_exists(identity) and first != signal.SIGKILL:
+    if machine.probe(identity).alive:
+        _request_and_signal(ledger, machine, session_id, identity, first, grace, note, requester, outcome)
+        if not _wait_until_done(ledger, machine, session_id, identity, grace):
+            if machine.session_group_exists(identity) and first != signal.SIGKILL:
                 _request_and_signal(
-                    ledger, session_id, identity, signal.SIGKILL, 0.0,
+                    ledger, machine, session_id, identity, signal.SIGKILL, 0.0,
                     "grace period ended", requester, outcome,
                 )
-            _wait_until_done(ledger, session_id, identity, AFTER_KILL_WAIT)
+            _wait_until_done(ledger, machine, session_id, identity, AFTER_KILL_WAIT)
     else:
         # Nothing to signal. A live supervisor is recording the exit right now.
-        _wait_until_done(ledger, session_id, identity, 2.0)
+        _wait_until_done(ledger, machine, session_id, identity, 2.0)
     final = ledger.session(session_id)
     if not final.is_stopped:
-        probe = processes.probe(identity)
+        probe = machine.probe(identity)
         if probe.alive:
             raise LedgerError(f"session {session_id.hex[:12]}: process {identity.pid} survived SIGKILL")
-        if processes.supervisor_alive(final.supervisor_pid, session_id.hex):
+        if machine.supervisor_alive(final.supervisor_pid, session_id.hex):
             raise LedgerError(
                 f"session {session_id.hex[:12]}: the process is gone but its supervisor has not "
                 "recorded the stop yet; check again with 'agentledger status'"
             )
-        _record_stop_without_supervisor(ledger, session_id, probe.as_evidence(), note, outcome)
+        _record_stop_without_supervisor(ledger, machine, session_id, probe.as_evidence(), note, outcome)
         final = ledger.session(session_id)
     else:
         outcome.recorded_by = outcome.recorded_by or final.stopped_by
@@ -89,10 +88,10 @@ def stop_session(
 
 
 def _request_and_signal(
-    ledger: Ledger, session_id: UUID, identity: ProcessIdentity, signum: int, grace: float,
+    ledger: Ledger, machine: Machine, session_id: UUID, identity: ProcessIdentity, signum: int, grace: float,
     note: str | None, requester: str, outcome: StopOutcome,
 ) -> None:
-    name = processes.signal_name(signum)
+    name = _signal_name(signum)
     try:
         ledger.change(
             session_id,
@@ -100,15 +99,15 @@ def _request_and_signal(
         )
     except SessionAlreadyStopped:
         return  # ended on its own meanwhile: nothing to signal
-    if processes.signal_session_group(identity, signum):
+    if machine.signal_session_group(identity, signum):
         outcome.signals_sent.append(name)
 
 
-def _wait_until_done(ledger: Ledger, session_id: UUID, identity: ProcessIdentity, timeout: float) -> bool:
+def _wait_until_done(ledger: Ledger, machine: Machine, session_id: UUID, identity: ProcessIdentity, timeout: float) -> bool:
     """Wait until ``Stopped`` is in the log and the whole process group is gone."""
     deadline = time.monotonic() + timeout
     while True:
-        if ledger.session(session_id).is_stopped and not processes.session_group_exists(identity):
+        if ledger.session(session_id).is_stopped and not machine.session_group_exists(identity):
             return True
         if time.monotonic() >= deadline:
             return False
@@ -116,12 +115,12 @@ def _wait_until_done(ledger: Ledger, session_id: UUID, identity: ProcessIdentity
 
 
 def _record_stop_without_supervisor(
-    ledger: Ledger, session_id: UUID, probe: dict[str, Any], note: str | None, outcome: StopOutcome
+    ledger: Ledger, machine: Machine, session_id: UUID, probe: dict[str, Any], note: str | None, outcome: StopOutcome
 ) -> None:
     def stop(session: Session) -> None:
         session.record_stop(
             reason=StopReason.USER,
-            decided_by=actor(Component.CLI.value),
+            decided_by=machine.actor(Component.CLI.value),
             note=note,
             evidence={
                 "observed": "process gone, no supervisor left to record its exit",
@@ -136,3 +135,10 @@ def _record_stop_without_supervisor(
         outcome.recorded_by = Component.CLI.value
     except SessionAlreadyStopped:  # the supervisor, or a reconciler, got there first
         outcome.recorded_by = ledger.session(session_id).stopped_by
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"SIG{signum}"

@@ -26,7 +26,7 @@ from agentledger.domain.errors import SessionAlreadyStopped
 from agentledger.domain.liveness import ProcessIdentity
 
 if TYPE_CHECKING:
-    from agentledger.application.ports import Store
+    from agentledger.application.ports import Machine, Store
     from agentledger.domain.session import Session
 
 log = logging.getLogger("agentledger.watching")
@@ -35,27 +35,26 @@ log = logging.getLogger("agentledger.watching")
 class AgentWatch:
     """One observer per unwatched agent session of this host, kept between passes (they hold read cursors)."""
 
-    def __init__(self, store: Store, host: str) -> None:
+    def __init__(self, store: Store, machine: Machine) -> None:
         self.store = store
-        self.host = host
+        self.machine = machine
+        self.host = machine.host
         self.observers: dict[str, Any] = {}
 
     def observe(self) -> int:
         """Read each unwatched agent session's native storage; append what changed. How many were recorded."""
-        from agentledger.infrastructure import processes
-
         self.store.read_models.catch_up()
         recorded = 0
         watched = set()
         for row in self.store.read_models.agent_sessions_on_host(self.host):
-            if processes.supervisor_alive(row["supervisor_pid"], row["id"]):
+            if self.machine.supervisor_alive(row["supervisor_pid"], row["id"]):
                 continue  # its supervisor reads the facts itself
             observer = self.observers.get(row["id"]) or self._observer(row)
             if observer is None:
                 continue
             watched.add(row["id"])
             self.observers[row["id"]] = observer
-            ended = processes.probe(_identity(row)).dead
+            ended = self.machine.probe(_identity(row)).dead
             observation = observer.poll(final=ended)
             if observation.facts and self._record(row["id"], observer.adapter.name, observation.facts):
                 recorded += 1

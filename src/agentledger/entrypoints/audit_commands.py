@@ -48,7 +48,7 @@ def cmd_why(context: Context, args: argparse.Namespace) -> int:
     from agentledger.application.explaining import explain
     from agentledger.entrypoints.render import escape, key_values, write_json
 
-    facts = explain(context.store, context.resolve(args.session), datetime.now(timezone.utc))
+    facts = explain(context.store, context.resolve(args.session), datetime.now(timezone.utc), context.machine)
     facts.update(_spooled(facts["session_id"]))
     if args.json:
         write_json(facts)

@@ -21,7 +21,7 @@ from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
 
 if TYPE_CHECKING:
-    from agentledger.application.ports import Queryable, ReadModelDb, Store
+    from agentledger.application.ports import Machine, Queryable, ReadModelDb, Store
 
 DEFAULT_GRACE = 10.0
 
@@ -171,6 +171,13 @@ class Context:
                 sys.stderr.write(f"agentledger: warning: {warning}\n")
         return self._store
 
+    @property
+    def machine(self) -> Machine:
+        """This host (its processes, who acts here), for the commands that look at processes."""
+        from agentledger.bootstrap import this_machine
+
+        return this_machine()
+
     def fresh_db(self) -> ReadModelDb:
         """The read-model connection, after applying every event already in the log.
 
@@ -293,7 +300,8 @@ def cmd_stop(context: Context, args: argparse.Namespace) -> int:
 
     session_id = UUID(context.resolve(args.session))
     outcome = stop_session(
-        context.store.ledger, session_id, force=args.force, grace=args.grace, note=args.reason
+        context.store.ledger, session_id, machine=context.machine, force=args.force, grace=args.grace,
+        note=args.reason,
     )
     stop = outcome.session.stop
     assert stop is not None  # stop_session returns once the stop is in the log

@@ -66,9 +66,12 @@ class Daemon:
         self.files = files
         self.interval = interval
         self.policy = policy
-        self.reconciler = Reconciler(store, policy=policy, spool=Spool(files.home))
+        from agentledger.bootstrap import this_machine
+
+        machine = this_machine()
+        self.reconciler = Reconciler(store, machine=machine, policy=policy, spool=Spool(files.home))
         self.stop_hooks = PendingStopHooks(store)  # on-stop hooks of sessions stopped by others
-        self.agents = AgentWatch(store, host_name())  # facts of agent sessions no supervisor watches
+        self.agents = AgentWatch(store, machine)  # facts of agent sessions no supervisor watches
         self.started_at = datetime.now(timezone.utc)
         self.passes = 0
         self.last_pass: dict[str, Any] | None = None

@@ -88,10 +88,9 @@ def cmd_reconcile(context: Context, args: argparse.Namespace) -> int:
 
     if not args.dry_run:  # as the daemon does: unwatched agents' last facts before the pass that may stop them
         from agentledger.application.watching import AgentWatch
-        from agentledger.infrastructure.host import host_name
 
-        AgentWatch(context.store, host_name()).observe()
-    reconciler = Reconciler(context.store, policy=_policy(args), spool=Spool(home_dir()))
+        AgentWatch(context.store, context.machine).observe()
+    reconciler = Reconciler(context.store, machine=context.machine, policy=_policy(args), spool=Spool(home_dir()))
     try:
         report = reconciler.run_pass(dry_run=args.dry_run, confirm=args.confirm)
     finally:
