@@ -96,9 +96,10 @@ def test_a_hook_that_outlives_its_timeout_is_killed_with_its_group_and_recorded_
 
 def test_a_hook_that_ignores_sigterm_gets_sigkill_after_the_grace_period(tmp_path, monkeypatch):
     from agentledger.application import stop_hooks
+    from agentledger.infrastructure import hook_runner
 
-    monkeypatch.setattr(stop_hooks, "KILL_GRACE", 0.3)
-    run = stop_hooks.execute("trap '' TERM; echo waiting; sleep 30", cwd=str(tmp_path), env=dict(os.environ),
+    monkeypatch.setattr(hook_runner, "KILL_GRACE", 0.3)
+    run = hook_runner.execute("trap '' TERM; echo waiting; sleep 30", cwd=str(tmp_path), env=dict(os.environ),
                              timeout=0.3)
     assert (run.timed_out, run.exit_code, run.signal, run.output_tail) == (True, None, "SIGKILL", "waiting\n")
     assert 0.6 <= run.duration_seconds < 3.0
@@ -106,7 +107,7 @@ def test_a_hook_that_ignores_sigterm_gets_sigkill_after_the_grace_period(tmp_pat
 
 
 def test_only_the_last_2_kb_of_the_output_is_kept(tmp_path):
-    from agentledger.application.stop_hooks import execute
+    from agentledger.infrastructure.hook_runner import execute
 
     run = execute("head -c 5000 /dev/zero | tr '\\0' x; echo end >&2; exit 3", cwd=str(tmp_path),
                   env=dict(os.environ), timeout=10)
@@ -138,6 +139,7 @@ def test_the_daemon_runs_the_hook_of_a_session_the_reconciler_stopped_exactly_on
 def test_of_two_claimants_racing_exactly_one_runs_the_hook(store, tmp_path):
     from agentledger.application.stop_hooks import run_stop_hook
     from agentledger.application.verifying import verify
+    from agentledger.bootstrap import hook_runner, this_machine
     from agentledger.domain.vocabulary import StopReason
     from agentledger.infrastructure import processes
     from agentledger.infrastructure.host import actor
@@ -147,7 +149,8 @@ def test_of_two_claimants_racing_exactly_one_runs_the_hook(store, tmp_path):
     runs = tmp_path / "runs"
     sid = record(store, processes.identity_of(os.getpid()), fuse_ttl=None,
                  on_stop=f"echo $AGENTLEDGER_EXIT_CODE >> {runs}; sleep 0.3", on_stop_timeout=10.0)
-    assert run_stop_hook(store.ledger, sid, claimed_by=actor("test")) is None  # not stopped yet: nothing to run
+    # not stopped yet: nothing to run
+    assert run_stop_hook(store.ledger, sid, claimed_by=actor("test"), machine=this_machine(), runner=hook_runner()) is None
     assert store.ledger.stop_hook(sid) is None
     store.ledger.change(sid, lambda s: s.record_stop(reason=StopReason.EXITED, decided_by=actor("test"),
                                                      evidence={}, exit_code=3))
@@ -158,7 +161,8 @@ def test_of_two_claimants_racing_exactly_one_runs_the_hook(store, tmp_path):
 
     def claim(other: object) -> None:
         start.wait()
-        results.append(run_stop_hook(other.ledger, sid, claimed_by=actor(f"claimant-{id(other)}")))
+        results.append(run_stop_hook(other.ledger, sid, claimed_by=actor(f"claimant-{id(other)}"),
+                                     machine=this_machine(), runner=hook_runner()))
 
     threads = [threading.Thread(target=claim, args=(c,)) for c in claimants]
     for t in threads:
@@ -171,5 +175,5 @@ def test_of_two_claimants_racing_exactly_one_runs_the_hook(store, tmp_path):
     assert runs.read_text() == "3\n"
     hook = store.ledger.stop_hook(sid)
     assert hook.outcome["exit_code"] == 0 and hook.claimed_by == next(r for r in results if r).claimed_by
-    assert run_stop_hook(store.ledger, sid, claimed_by=actor("late")) is None
+    assert run_stop_hook(store.ledger, sid, claimed_by=actor("late"), machine=this_machine(), runner=hook_runner()) is None
     assert verify(store).ok

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agentledger.application.ports import Machine, Store
+    from agentledger.application.ports import HookRunner, Machine, Store
     from agentledger.infrastructure.config import PostgresLocation, StoreLocation
 
     Location = StoreLocation | PostgresLocation
@@ -51,6 +51,13 @@ def this_machine() -> Machine:
     from agentledger.infrastructure.machine import LocalMachine
 
     return LocalMachine()
+
+
+def hook_runner() -> HookRunner:
+    """Runs on-stop commands as this process's children (for the daemon's pending hooks)."""
+    from agentledger.infrastructure.hook_runner import ProcessHookRunner
+
+    return ProcessHookRunner()
 
 
 def upgrade_store(location: Location) -> str | None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from agentledger.application.ledger import Ledger
     from agentledger.application.log import Applied
+    from agentledger.application.stop_hooks import HookRun
     from agentledger.domain.liveness import PidProbe, ProcessIdentity
     from agentledger.domain.reconciliation import SessionFacts
     from agentledger.domain.webhooks import HttpOutcome
@@ -204,3 +205,11 @@ class Machine(Protocol):
     def signal_session_group(self, identity: ProcessIdentity, signum: int) -> bool: ...
 
     def session_group_exists(self, identity: ProcessIdentity) -> bool: ...
+
+
+class HookRunner(Protocol):
+    """Runs an on-stop command for at most ``timeout`` seconds and says how it ended (``infrastructure/hook_runner.py``)."""
+
+    def run(self, command: str, *, cwd: str, env: dict[str, str], timeout: float) -> HookRun: ...
+
+    def inherited_environment(self) -> dict[str, str]: ...  # what a hook inherits, without agentledger's secrets

@@ -4,9 +4,10 @@
 ``Launched``. Once the session is stopped, :func:`run_stop_hook` claims the
 hook by creating its ``StopHook`` aggregate (a compare-and-set on version 1:
 exactly one claimant wins, however many race), runs CMD through ``/bin/sh -c``
-in the session's cwd and its own process group, with the session's facts in
-``AGENTLEDGER_*`` variables, and records ``Finished``. A command that outlives
-its timeout gets SIGTERM, then SIGKILL, on its whole group.
+in the session's cwd and its own process group (``infrastructure/hook_runner.py``,
+the ``HookRunner`` port), with the session's facts in ``AGENTLEDGER_*``
+variables, and records ``Finished``. A command that outlives its timeout gets
+SIGTERM, then SIGKILL, on its whole group.
 
 Two components call it. The supervisor does, right after it records the exit
 it saw: the common case, with no daemon needed. For a stop appended by anyone
@@ -20,12 +21,7 @@ hook never delays reconciling.
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
-import tempfile
 import threading
-import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
@@ -33,22 +29,17 @@ from eventsourcing.persistence import IntegrityError
 
 from agentledger.domain.durations import format_duration
 from agentledger.domain.session import Session
-from agentledger.domain.stop_hooks import OUTPUT_TAIL_BYTES, StopHook
+from agentledger.domain.stop_hooks import StopHook
 from agentledger.domain.vocabulary import Component
-from agentledger.infrastructure import processes
-from agentledger.infrastructure.host import actor, host_name
 
 if TYPE_CHECKING:
     from agentledger.application.ledger import Ledger
-    from agentledger.application.ports import Store
+    from agentledger.application.ports import HookRunner, Machine, Store
 
 log = logging.getLogger("agentledger.stop_hooks")
 
 #: Used only if a session recorded a command without a timeout (the CLI always records one).
 DEFAULT_TIMEOUT = 60.0
-#: After the timeout's SIGTERM, how long the group has before SIGKILL.
-KILL_GRACE = 5.0
-_POLL = 0.02
 #: How long a daemon that is stopping waits for a running hook (``daemon stop`` waits 30s in all).
 SHUTDOWN_WAIT = 20.0
 
@@ -79,80 +70,26 @@ def hook_environment(session: Session) -> dict[str, str]:
     return env
 
 
-def run_stop_hook(ledger: Ledger, session_id: UUID, *, claimed_by: dict[str, Any]) -> StopHook | None:
+def run_stop_hook(ledger: Ledger, session_id: UUID, *, claimed_by: dict[str, Any], machine: Machine,
+                  runner: HookRunner) -> StopHook | None:
     """Claim, run and record the session's on-stop command; the finished hook.
 
     None when there is nothing for this caller to run: no command, the session
     not stopped yet or of another host, or another claimant got there first.
     """
     session: Session = ledger.session(session_id)
-    if not session.on_stop or not session.is_stopped or session.host != host_name():
+    if not session.on_stop or not session.is_stopped or session.host != machine.host:
         return None
     hook = StopHook(session_id=session_id.hex, command=session.on_stop, host=session.host, claimed_by=claimed_by)
     try:
         ledger.save_retrying(hook)
     except IntegrityError:
         return None  # claimed already: it runs there (or ran), never here too
-    from agentledger.infrastructure.agent_env import agent_environment
-
-    # The hook runs in the supervisor's or the daemon's environment, which holds the store's URL with its password.
-    inherited = {k: v for k, v in agent_environment(os.environ).items() if k != "AGENTLEDGER_SIGNAL"}
-    run = execute(session.on_stop, cwd=session.cwd, env={**inherited, **hook_environment(session)},
-                  timeout=session.on_stop_timeout or DEFAULT_TIMEOUT)
+    run = runner.run(session.on_stop, cwd=session.cwd, env={**runner.inherited_environment(), **hook_environment(session)},
+                     timeout=session.on_stop_timeout or DEFAULT_TIMEOUT)
     hook.finish(**run._asdict())
     ledger.save_retrying(hook)
     return hook
-
-
-def execute(command: str, *, cwd: str, env: dict[str, str], timeout: float) -> HookRun:
-    """Run ``command`` with ``/bin/sh -c`` in its own process group, at most ``timeout`` seconds."""
-    started = time.monotonic()
-    with tempfile.TemporaryFile() as output:  # a file, not a pipe: a lingering grandchild cannot block us
-        try:
-            process = subprocess.Popen(
-                ["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        except OSError as error:
-            return HookRun(None, None, False, time.monotonic() - started, "",
-                           f"cannot start in {cwd}: {error.strerror or error}")
-        try:
-            returncode = process.wait(timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            returncode = _end_group(process)
-            timed_out = True
-        duration = time.monotonic() - started
-        output.seek(0, os.SEEK_END)
-        output.seek(max(0, output.tell() - OUTPUT_TAIL_BYTES))
-        tail = output.read().decode("utf-8", errors="replace")
-    return HookRun(
-        exit_code=returncode if returncode >= 0 else None,
-        signal=processes.signal_name(-returncode) if returncode < 0 else None,
-        timed_out=timed_out,
-        duration_seconds=round(duration, 3),
-        output_tail=tail,
-    )
-
-
-def _end_group(process: subprocess.Popen[bytes]) -> int:
-    """SIGTERM to the group; SIGKILL to what is left of it once the leader ended or the grace passed.
-
-    The leader's end is the cue, not the group's: an orphaned member that died
-    stays in the group as a zombie until init reaps it, which may be late. The
-    leader is reaped only after the SIGKILL, so the group id cannot have been reused.
-    """
-    processes.signal_group(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + KILL_GRACE
-    while time.monotonic() < deadline and not _ended(process.pid):
-        time.sleep(_POLL)
-    processes.signal_group(process.pid, signal.SIGKILL)
-    return process.wait()
-
-
-def _ended(pid: int) -> bool:
-    """Has this child ended? (without reaping it)"""
-    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 
 class PendingStopHooks:
@@ -164,10 +101,11 @@ class PendingStopHooks:
     supervisor still runs is left to it and looked at again next time.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, machine: Machine, runner: HookRunner) -> None:
         self.store = store
-        self.host = host_name()
-        self.claimed_by = actor(Component.RECONCILER.value)
+        self.machine, self.runner = machine, runner
+        self.host = machine.host
+        self.claimed_by = machine.actor(Component.RECONCILER.value)
         self.after = 0  # log position: stopped sessions up to here have been handed to a worker
         self.again: set[str] = set()  # sessions to look at again (supervisor still running, an error)
         self.closing = threading.Event()
@@ -208,10 +146,11 @@ class PendingStopHooks:
                 session = ledger.session(UUID(sid))
                 if not session.on_stop or ledger.stop_hook(session.id) is not None:
                     continue
-                if processes.supervisor_alive(session.supervisor_pid, sid):
+                if self.machine.supervisor_alive(session.supervisor_pid, sid):
                     self.again.add(sid)  # it runs the hook itself once it has recorded the exit
                     continue
-                hook = run_stop_hook(ledger, session.id, claimed_by=self.claimed_by)
+                hook = run_stop_hook(ledger, session.id, claimed_by=self.claimed_by, machine=self.machine,
+                                     runner=self.runner)
             except Exception as error:  # one session's failure must not keep the others' hooks from running
                 log.error("on-stop hook of %s: %s", sid[:12], error)
                 self.again.add(sid)

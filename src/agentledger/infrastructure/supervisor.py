@@ -386,9 +386,12 @@ class Supervisor:
     def _run_stop_hook(self) -> None:
         """Whoever recorded the stop, the supervisor is on the session's host and runs its hook first."""
         from agentledger.application.stop_hooks import outcome_words, run_stop_hook
+        from agentledger.infrastructure.hook_runner import ProcessHookRunner
+        from agentledger.infrastructure.machine import LocalMachine
 
         try:
-            hook = run_stop_hook(self.ledger, self.session_id, claimed_by=actor(Component.SUPERVISOR.value))
+            hook = run_stop_hook(self.ledger, self.session_id, claimed_by=actor(Component.SUPERVISOR.value),
+                                 machine=LocalMachine(), runner=ProcessHookRunner())
         except Exception as error:  # the daemon runs a hook nobody claimed; a claimed one is not run twice
             log.error("on-stop hook not run or not recorded: %s", error)
             return
