@@ -87,3 +87,14 @@ def test_the_read_models_answer_what_the_service_layer_asks(store, spawn):
     assert [row["id"] for row in store.read_models.stopped_since(host_name(), 0)] == [dead]
     assert store.read_models.stopped_since(host_name(), store.log_head()) == []
     assert store.read_models.facts_on_host(host_name()) == [] and store.read_models.open_on_host(host_name()) == []
+
+
+def test_the_read_models_compare_with_a_rebuild_of_the_log(store, spawn):
+    sid = record(store, dead_identity(spawn)).hex
+    store.read_models.catch_up()
+    assert store.read_models.compare_with_rebuild() == (store.log_head(), [])
+    with store.write_transaction() as cursor:  # a damaged row: the rebuild disagrees with it, and says which
+        cursor.execute("UPDATE sessions SET status = 'stopped' WHERE id = ?", (sid,))
+    position, mismatches = store.read_models.compare_with_rebuild()
+    assert position == store.log_head()
+    assert [(m.table, m.live_rows, m.rebuilt_rows, m.differing) for m in mismatches] == [("sessions", 1, 1, [sid])]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from agentledger.application.ledger import Ledger
@@ -94,6 +94,15 @@ class Location(Protocol):
     def address(self) -> tuple[str, ...]: ...  # equal for two spellings of one store
 
 
+class TableMismatch(NamedTuple):
+    """A read-model table that differs from a rebuild of the log up to the same position."""
+
+    table: str
+    live_rows: int
+    rebuilt_rows: int
+    differing: list[str]  # the first column (the id) of every row in one but not the other, sorted
+
+
 class ReadModels(Protocol):
     """The read models the service layer asks, kept level with the log (``projections/read_models.py``)."""
 
@@ -114,6 +123,8 @@ class ReadModels(Protocol):
     def open_on_host(self, host: str) -> list[str]: ...  # ids of host's sessions not stopped, oldest first
 
     def stopped_since(self, host: str, position: int) -> list[Row]: ...  # id, position: host's stops after it
+
+    def compare_with_rebuild(self) -> tuple[int, list[TableMismatch]]: ...  # their position; the tables that differ
 
 
 class Store(Protocol):

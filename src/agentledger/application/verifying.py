@@ -22,10 +22,8 @@ from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, FuseState
 
 if TYPE_CHECKING:
-    from agentledger.application.ports import Store
+    from agentledger.application.ports import Store, TableMismatch
 
-#: Read-model rows compared against a fresh rebuild, with the order that lines them up.
-_COMPARED = {"sessions": "id", "fuses": "session_id, set_version", "hosts": "host_id"}
 #: At most this many differing rows are named per table.
 _SHOWN = 5
 
@@ -79,8 +77,6 @@ class _Seen:
 
 
 def verify(store: Store) -> VerifyReport:
-    from agentledger.projections.catchup import catch_up, tracked_position
-
     report = VerifyReport()
     seen: dict[UUID, _Seen] = {}
     for entry in read_log(store.ledger):
@@ -88,12 +84,9 @@ def verify(store: Store) -> VerifyReport:
         _check(entry, seen.setdefault(entry.originator_id, _Seen()), report)
     report.aggregates = len(seen)
     report.sessions = sum(1 for s in seen.values() if isinstance(s.state, Session))
-    catch_up(store)
-    with store.read_transaction() as cursor:  # the rows and their position, as of one moment
-        report.read_models_at = tracked_position(cursor)
-        live = {table: [tuple(r) for r in cursor.execute(f"SELECT * FROM {table} ORDER BY {order}")]
-                for table, order in _COMPARED.items()}
-    report.violations += _compare_read_models(store, live, report.read_models_at)
+    store.read_models.catch_up()
+    report.read_models_at, mismatches = store.read_models.compare_with_rebuild()
+    report.violations += [_mismatch(m) for m in mismatches]
     return report
 
 
@@ -149,21 +142,11 @@ def _reconciler_stop_problems(event: Any, fuse: tuple[str, Any] | None) -> list[
     return problems
 
 
-def _compare_read_models(store: Store, live_rows: dict[str, list[tuple[Any, ...]]], position: int) -> list[Violation]:
-    from agentledger.projections.as_of import Moment, read_models_as_of
-
-    fresh = read_models_as_of(store, Moment(position=position)).db
-    found = []
-    for table, order in _COMPARED.items():
-        live = live_rows[table]
-        rebuilt = [tuple(r) for r in fresh.execute(f"SELECT * FROM {table} ORDER BY {order}")]
-        if live == rebuilt:
-            continue
-        differing = sorted({str(r[0]) for r in set(live) ^ set(rebuilt)})
-        found.append(Violation(
-            "read-model-mismatch",
-            f"{table}: {len(live)} rows live, {len(rebuilt)} rebuilt; differing: "
-            f"{', '.join(d[:12] for d in differing[:_SHOWN])}{' ...' if len(differing) > _SHOWN else ''}"
-            " (agentledger db rebuild repairs the read models)",
-        ))
-    return found
+def _mismatch(mismatch: TableMismatch) -> Violation:
+    differing = mismatch.differing
+    return Violation(
+        "read-model-mismatch",
+        f"{mismatch.table}: {mismatch.live_rows} rows live, {mismatch.rebuilt_rows} rebuilt; differing: "
+        f"{', '.join(d[:12] for d in differing[:_SHOWN])}{' ...' if len(differing) > _SHOWN else ''}"
+        " (agentledger db rebuild repairs the read models)",
+    )

@@ -13,8 +13,12 @@ from agentledger.projections import catchup, queries
 
 if TYPE_CHECKING:
     from agentledger.application.log import Applied
-    from agentledger.application.ports import Row, Store
+    from agentledger.application.ports import Row, Store, TableMismatch
     from agentledger.domain.reconciliation import SessionFacts
+
+
+#: The read-model tables ``verify`` compares with a rebuild, and the order that makes two copies comparable.
+COMPARED_TABLES = {"sessions": "id", "fuses": "session_id, set_version", "hosts": "host_id"}
 
 
 class StoreReadModels:
@@ -47,3 +51,21 @@ class StoreReadModels:
 
     def stopped_since(self, host: str, position: int) -> list[Row]:
         return queries.stopped_since(self.store.db, host, position)
+
+    def compare_with_rebuild(self) -> tuple[int, list[TableMismatch]]:
+        """The tables as they are (one snapshot, with its position) against a rebuild of the log up to there."""
+        from agentledger.application.ports import TableMismatch
+        from agentledger.projections.as_of import Moment, read_models_as_of
+
+        with self.store.read_transaction() as cursor:  # the rows and their position, as of one moment
+            position = catchup.tracked_position(cursor)
+            live = {table: [tuple(r) for r in cursor.execute(f"SELECT * FROM {table} ORDER BY {order}")]
+                    for table, order in COMPARED_TABLES.items()}
+        fresh = read_models_as_of(self.store, Moment(position=position)).db
+        found = []
+        for table, order in COMPARED_TABLES.items():
+            rebuilt = [tuple(r) for r in fresh.execute(f"SELECT * FROM {table} ORDER BY {order}")]
+            if live[table] != rebuilt:
+                differing = sorted({str(r[0]) for r in set(live[table]) ^ set(rebuilt)})
+                found.append(TableMismatch(table, len(live[table]), len(rebuilt), differing))
+        return position, found
