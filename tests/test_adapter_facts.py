@@ -16,7 +16,7 @@ import pytest
 
 from agentledger.adapters.base import Adapter, LaunchPlan, NativeRef, failure_note
 from agentledger.adapters.observer import Observer
-from agentledger.bootstrap import this_machine
+from agentledger.bootstrap import agents, this_machine
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -348,7 +348,7 @@ def test_an_unwatched_agent_sessions_facts_are_kept_current_by_the_reconcilers_s
     work = tmp_path / "w"
     work.mkdir()
     sid = record(store, identity, fuse_ttl=None, adapter="pi", cwd=str(work), source="adopted")
-    watch = AgentWatch(store, this_machine())
+    watch = AgentWatch(store, this_machine(), agents())
     assert watch.observe() == 0  # no native session yet: pi writes its file with the first answer
 
     def at(offset: float) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agentledger.application.ports import HookRunner, Machine, Store
+    from agentledger.application.ports import Agents, HookRunner, Machine, Store
     from agentledger.infrastructure.config import PostgresLocation, StoreLocation
 
     Location = StoreLocation | PostgresLocation
@@ -51,6 +51,13 @@ def this_machine() -> Machine:
     from agentledger.infrastructure.machine import LocalMachine
 
     return LocalMachine()
+
+
+def agents() -> Agents:
+    """The agents agentledger knows (``adapters/registry.py``), for discovering, adopting and watching them."""
+    from agentledger.adapters.agents import KnownAgents
+
+    return KnownAgents()
 
 
 def hook_runner() -> HookRunner:

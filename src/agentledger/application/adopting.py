@@ -28,7 +28,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from agentledger.application.errors import LedgerError, UsageError
 
 if TYPE_CHECKING:
-    from agentledger.application.ports import ReadModels, Store
+    from agentledger.application.ports import Agents, Machine, ReadModels, Store
 
 #: A recorded start time and psutil's reading of the same process differ by rounding only.
 SAME_START = 1.0
@@ -56,32 +56,30 @@ class AlreadyTracked(LedgerError):
     """The process is already a session's (exit status 1: a refusal, not a usage error)."""
 
 
-def discover(read_models: ReadModels, host: str, under: str | None = None) -> list[Candidate]:
+def discover(read_models: ReadModels, machine: Machine, agents: Agents, under: str | None = None) -> list[Candidate]:
     """This user's agent processes on this host that no session not yet stopped accounts for, oldest first.
 
     With ``under`` (an absolute directory), only those whose working directory is it or below it.
     """
-    from agentledger.adapters.discovery import adapter_for_command
-    from agentledger.infrastructure.process_table import current_user_owns, scan
-
-    table = scan()
-    known = _Known(read_models, host)
-    agents = {pid: adapter for pid, process in table.items()
-              if (adapter := adapter_for_command(process.cmdline)) is not None}
+    table = machine.process_table()
+    known = _Known(read_models, machine)
+    running = {pid: adapter for pid, process in table.items()
+               if (adapter := agents.for_command(process.cmdline)) is not None}
     found = []
-    for pid, adapter in agents.items():
+    for pid, adapter in running.items():
         process = table[pid]
-        if agents.get(process.ppid) is adapter:
+        if running.get(process.ppid) is adapter:
             continue  # run by a wrapper of the same agent: the wrapper is the one listed
-        if not current_user_owns(process) or known.accounts_for(process, table):
+        if not machine.owned_by_me(process) or known.accounts_for(process, table):
             continue
-        candidate = _candidate(process, adapter)
+        candidate = _candidate(process, adapter, machine, agents)
         if under is None or _is_within(candidate.cwd, under):
             found.append(candidate)
     return sorted(found, key=lambda c: (c.started_at, c.pid))
 
 
-def adopt(store: Store, host: str, pid: int, *, adapter_name: str | None = None, fuse_ttl: float | None = None,
+def adopt(store: Store, machine: Machine, agents: Agents, pid: int, *, adapter_name: str | None = None,
+          fuse_ttl: float | None = None,
           name: str | None = None, group: str | None = None, labels: dict[str, str] | None = None,
           launched_by: str) -> tuple[str, Candidate]:
     """Record process ``pid`` as a session (``Launched``, source adopted; ``FuseSet`` only with a TTL).
@@ -91,40 +89,36 @@ def adopt(store: Store, host: str, pid: int, *, adapter_name: str | None = None,
     """
     from eventsourcing.persistence import IntegrityError
 
-    from agentledger.adapters import registry
-    from agentledger.adapters.discovery import adapter_for_command, program_name
-    from agentledger.infrastructure.process_table import current_user_owns, scan
-
-    table = scan()
+    table = machine.process_table()
     process = table.get(pid)
     if process is None:
         raise UsageError(f"no process {pid} on this host")
-    if not current_user_owns(process):
+    if not machine.owned_by_me(process):
         raise UsageError(f"process {pid} belongs to another user ({process.user}): adopt it as that user")
-    adapter = registry.get(adapter_name) if adapter_name else adapter_for_command(process.cmdline)
+    adapter = agents.named(adapter_name) if adapter_name else agents.for_command(process.cmdline)
     if adapter is None:
-        raise UsageError(f"process {pid} ({program_name(process.cmdline)}) is not an agent agentledger knows; "
+        raise UsageError(f"process {pid} ({agents.program_name(process.cmdline)}) is not an agent agentledger knows; "
                          "give --adapter command to adopt it anyway")
-    owner = _Known(store.read_models, host).owner_of(process, table)
+    owner = _Known(store.read_models, machine).owner_of(process, table)
     if owner is not None:
         raise AlreadyTracked(f"process {pid} is already tracked, by session {owner}")
-    candidate = _candidate(process, adapter)
-    session_id = _adoption_id(host, candidate)
+    candidate = _candidate(process, adapter, machine, agents)
+    session_id = _adoption_id(machine, candidate)
     try:
-        _record(store, session_id, candidate, adapter, fuse_ttl=fuse_ttl, name=name, group=group,
+        _record(store, machine, agents, session_id, candidate, adapter, fuse_ttl=fuse_ttl, name=name, group=group,
                 labels=labels or {}, launched_by=launched_by)
     except IntegrityError:
         raise AlreadyTracked(f"process {pid} is already tracked, by session {session_id.hex}") from None
     return session_id.hex, candidate
 
 
-def _record(store: Store, session_id: UUID, candidate: Candidate, adapter: Any, *, fuse_ttl: float | None,
-            name: str | None, group: str | None, labels: dict[str, str], launched_by: str) -> None:
+def _record(store: Store, machine: Machine, agents: Agents, session_id: UUID, candidate: Candidate, adapter: Any, *,
+            fuse_ttl: float | None, name: str | None, group: str | None, labels: dict[str, str],
+            launched_by: str) -> None:
     from agentledger.application.clock import utc_now
     from agentledger.domain.vocabulary import Component, LaunchSource
-    from agentledger.infrastructure.processes import identity_of
 
-    identity = identity_of(candidate.pid)
+    identity = machine.identity_of(candidate.pid)
     store.ledger.launch(
         session_id=session_id, fuse_ttl=fuse_ttl, fuse_set_by=Component.CLI.value,
         argv=list(candidate.cmdline), cwd=candidate.cwd or "", adapter=adapter.name, name=name, model=None,
@@ -132,25 +126,23 @@ def _record(store: Store, session_id: UUID, candidate: Candidate, adapter: Any, 
         pid_start_time=identity.start_time, boot_time=identity.boot_time, supervisor_pid=None, log_path=None,
         launched_by=launched_by, source=LaunchSource.ADOPTED.value,
     )
-    facts = _native_facts(adapter, candidate)
+    facts = _native_facts(agents, adapter, candidate)
     if facts:
         store.ledger.change(session_id, lambda s: s.observe_agent(facts=facts, heartbeat=False, source="adopt",
                                                                   now=utc_now()))
 
 
-def _native_facts(adapter: Any, candidate: Candidate) -> dict[str, Any]:
+def _native_facts(agents: Agents, adapter: Any, candidate: Candidate) -> dict[str, Any]:
     """The facts the adapter reads in the agent's storage now (best effort: a misread format gives none)."""
     from datetime import datetime, timezone
 
-    from agentledger.adapters.base import NativeRef
     from agentledger.domain.vocabulary import NativeIdSource
 
     if candidate.native_session_id is None or candidate.native_path is None:
         return {}
     identity = {"native_session_id": candidate.native_session_id, "native_id_source": NativeIdSource.STORAGE.value}
     try:
-        ref = NativeRef(candidate.native_session_id, candidate.native_path, run_since=candidate.started_at)
-        facts: dict[str, Any] = adapter.read_facts(ref, {})[0]
+        facts = agents.native_facts(adapter, candidate.native_session_id, candidate.native_path, candidate.started_at)
     except Exception:  # noqa: BLE001 - observing never decides anything, adopting goes on without facts
         return identity
     facts.update(identity)
@@ -159,10 +151,8 @@ def _native_facts(adapter: Any, candidate: Candidate) -> dict[str, Any]:
     return facts
 
 
-def _candidate(process: Any, adapter: Any) -> Candidate:
-    from agentledger.infrastructure.process_table import with_cwd
-
-    process = with_cwd(process)
+def _candidate(process: Any, adapter: Any, machine: Machine, agents: Agents) -> Candidate:
+    process = machine.with_cwd(process)
     ref = None
     if process.cwd is not None:
         try:
@@ -180,19 +170,19 @@ def _is_within(cwd: str | None, directory: str) -> bool:
     return cwd is not None and (cwd == directory or cwd.startswith(directory.rstrip(os.sep) + os.sep))
 
 
-def _adoption_id(host: str, candidate: Candidate) -> UUID:
-    from agentledger.infrastructure.host import boot_id
-
-    return uuid5(NAMESPACE_URL, f"agentledger:adopted/{host}/{boot_id()}/{candidate.pid}/{candidate.started_at:.2f}")
+def _adoption_id(machine: Machine, candidate: Candidate) -> UUID:
+    where = f"{machine.host}/{machine.boot_id}/{candidate.pid}/{candidate.started_at:.2f}"
+    return uuid5(NAMESPACE_URL, f"agentledger:adopted/{where}")
 
 
 class _Known:
     """The processes that sessions not stopped on this host account for."""
 
-    def __init__(self, read_models: ReadModels, host: str) -> None:
+    def __init__(self, read_models: ReadModels, machine: Machine) -> None:
+        self.machine = machine
         self.pids: dict[int, tuple[str, float | None]] = {}
         self.supervisors: dict[int, str] = {}
-        for row in read_models.tracked_processes(host):
+        for row in read_models.tracked_processes(machine.host):
             if row["pid"] is not None:
                 self.pids[row["pid"]] = (row["id"], row["pid_start_time"])
             if row["supervisor_pid"] is not None:
@@ -204,8 +194,6 @@ class _Known:
 
     def owner_of(self, process: Any, table: dict[int, Any]) -> str | None:
         """The session accounting for ``process`` (itself, an ancestor, or its environment), or None."""
-        from agentledger.infrastructure.process_table import session_variable
-
         seen: set[int] = set()
         current = process
         while current is not None and current.pid not in seen:
@@ -214,7 +202,7 @@ class _Known:
             if session is not None:
                 return session
             current = table.get(current.ppid)
-        variable = session_variable(process.pid)
+        variable = self.machine.session_variable(process.pid)
         return variable if variable in self.sessions else None
 
     def _session_of(self, process: Any) -> str | None:

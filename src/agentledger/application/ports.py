@@ -18,12 +18,15 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
+    from agentledger.adapters.base import Adapter
+    from agentledger.adapters.observer import Observer
     from agentledger.application.ledger import Ledger
     from agentledger.application.log import Applied
     from agentledger.application.stop_hooks import HookRun
     from agentledger.domain.liveness import PidProbe, ProcessIdentity
     from agentledger.domain.reconciliation import SessionFacts
     from agentledger.domain.webhooks import HttpOutcome
+    from agentledger.infrastructure.process_table import ProcessInfo
 
 #: Parameters of one statement: positional (``?``) or named (``:name``).
 Params = Sequence[Any] | Mapping[str, Any]
@@ -217,6 +220,16 @@ class Machine(Protocol):
 
     def session_group_exists(self, identity: ProcessIdentity) -> bool: ...
 
+    # the process table, for discovering and adopting agents started elsewhere
+
+    def process_table(self) -> dict[int, ProcessInfo]: ...
+
+    def with_cwd(self, process: ProcessInfo) -> ProcessInfo: ...  # its working directory, read now
+
+    def owned_by_me(self, process: ProcessInfo) -> bool: ...
+
+    def session_variable(self, pid: int) -> str | None: ...  # AGENTLEDGER_SESSION_ID in its environment
+
 
 class HookRunner(Protocol):
     """Runs an on-stop command for at most ``timeout`` seconds and says how it ended (``infrastructure/hook_runner.py``)."""
@@ -224,3 +237,24 @@ class HookRunner(Protocol):
     def run(self, command: str, *, cwd: str, env: dict[str, str], timeout: float) -> HookRun: ...
 
     def inherited_environment(self) -> dict[str, str]: ...  # what a hook inherits, without agentledger's secrets
+
+
+class Agents(Protocol):
+    """The agents agentledger knows (``adapters/``): which one a command line runs, each by name, their storage.
+
+    Implemented by ``adapters/agents.py`` over the registry; where a new agent plugs in is ``adapters/registry.py``.
+    """
+
+    def for_command(self, cmdline: Sequence[str]) -> Adapter | None: ...
+
+    def named(self, name: str | None) -> Adapter: ...  # UnknownAdapter for a name it does not know
+
+    def for_session(self, name: str | None) -> Adapter: ...  # a session's, falling back to the plain command's
+
+    def program_name(self, cmdline: Sequence[str]) -> str | None: ...
+
+    def native_facts(self, adapter: Adapter, native_session_id: str, path: str, run_since: float) -> dict[str, Any]: ...
+
+    def observer(self, adapter: Adapter, *, cwd: str, started_at: float, pid: int | None, hint: str | None,
+                 hint_source: str, output_path: str | None, argv: Sequence[str],
+                 run_started_at: float | None) -> Observer: ...

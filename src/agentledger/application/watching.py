@@ -26,7 +26,7 @@ from agentledger.domain.errors import SessionAlreadyStopped
 from agentledger.domain.liveness import ProcessIdentity
 
 if TYPE_CHECKING:
-    from agentledger.application.ports import Machine, Store
+    from agentledger.application.ports import Agents, Machine, Store
     from agentledger.domain.session import Session
 
 log = logging.getLogger("agentledger.watching")
@@ -35,9 +35,9 @@ log = logging.getLogger("agentledger.watching")
 class AgentWatch:
     """One observer per unwatched agent session of this host, kept between passes (they hold read cursors)."""
 
-    def __init__(self, store: Store, machine: Machine) -> None:
+    def __init__(self, store: Store, machine: Machine, agents: Agents) -> None:
         self.store = store
-        self.machine = machine
+        self.machine, self.agents = machine, agents
         self.host = machine.host
         self.observers: dict[str, Any] = {}
 
@@ -65,18 +65,16 @@ class AgentWatch:
     def _observer(self, row: Any) -> Any:
         import orjson
 
-        from agentledger.adapters import registry
-        from agentledger.adapters.observer import Observer
         from agentledger.domain.vocabulary import NativeIdSource
 
-        adapter = registry.for_session(row["adapter"])
+        adapter = self.agents.for_session(row["adapter"])
         if adapter.binary is None or row["pid"] is None:
             return None
         source = row["native_id_source"] or NativeIdSource.STORAGE.value
         started = row["pid_start_time"] or row["started_at"]
-        return Observer(adapter, cwd=row["cwd"], started_at=started, pid=row["pid"],
-                        hint=row["native_session_id"], hint_source=NativeIdSource(source),
-                        output_path=row["log_path"], argv=orjson.loads(row["argv"]), run_started_at=started)
+        return self.agents.observer(adapter, cwd=row["cwd"], started_at=started, pid=row["pid"],
+                                    hint=row["native_session_id"], hint_source=source, output_path=row["log_path"],
+                                    argv=orjson.loads(row["argv"]), run_started_at=started)
 
     def _record(self, session_id: str, adapter: str, facts: dict[str, Any]) -> bool:
         def observe(session: Session) -> bool:

@@ -65,11 +65,11 @@ def cmd_discover(context: Context, args: argparse.Namespace) -> int:
     import time
 
     from agentledger.application.adopting import discover
+    from agentledger.bootstrap import agents
     from agentledger.entrypoints.render import relative, shorten, table, write_json_lines
-    from agentledger.infrastructure.host import host_name
 
     context.fresh_db()  # the read models level with the log
-    found = discover(context.store.read_models, host_name(), under=_under(args))
+    found = discover(context.store.read_models, context.machine, agents(), under=_under(args))
     if args.json:
         write_json_lines(c.as_json() for c in found)
         return 0
@@ -86,8 +86,8 @@ def cmd_discover(context: Context, args: argparse.Namespace) -> int:
 def cmd_adopt(context: Context, args: argparse.Namespace) -> int:
     from agentledger.application.adopting import adopt, discover
     from agentledger.application.errors import UsageError
+    from agentledger.bootstrap import agents
     from agentledger.entrypoints.render import write_json_lines
-    from agentledger.infrastructure.host import host_name, os_user
 
     if args.adapter is not None:
         from agentledger.adapters import registry
@@ -96,11 +96,10 @@ def cmd_adopt(context: Context, args: argparse.Namespace) -> int:
             raise UsageError(f"unknown adapter {args.adapter!r} (one of: {', '.join(registry.names())})")
     if args.under is not None and not args.all:
         raise UsageError("--under chooses among the processes 'adopt --all' would take; give it with --all")
-    store = context.store
-    host = host_name()
+    store, machine, known = context.store, context.machine, agents()
     if args.all:
         context.fresh_db()  # the read models level with the log
-        pids = [c.pid for c in discover(store.read_models, host, under=_under(args))]
+        pids = [c.pid for c in discover(store.read_models, machine, known, under=_under(args))]
     else:
         pids = [args.pid]
     if args.all and not pids:
@@ -108,9 +107,9 @@ def cmd_adopt(context: Context, args: argparse.Namespace) -> int:
         return 0
     adopted = []
     for pid in pids:
-        session_id, candidate = adopt(store, host, pid, adapter_name=args.adapter, fuse_ttl=args.fuse_ttl,
+        session_id, candidate = adopt(store, machine, known, pid, adapter_name=args.adapter, fuse_ttl=args.fuse_ttl,
                                       name=args.name, group=args.group, labels=dict(args.label),
-                                      launched_by=os_user())
+                                      launched_by=machine.user())
         adopted.append({"id": session_id, **candidate.as_json()})
         if not args.json:
             print(session_id)

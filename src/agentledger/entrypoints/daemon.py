@@ -66,12 +66,12 @@ class Daemon:
         self.files = files
         self.interval = interval
         self.policy = policy
-        from agentledger.bootstrap import hook_runner, this_machine
+        from agentledger.bootstrap import agents, hook_runner, this_machine
 
         machine = this_machine()
         self.reconciler = Reconciler(store, machine=machine, policy=policy, spool=Spool(files.home))
         self.stop_hooks = PendingStopHooks(store, machine, hook_runner())  # on-stop hooks of sessions stopped by others
-        self.agents = AgentWatch(store, machine)  # facts of agent sessions no supervisor watches
+        self.agents = AgentWatch(store, machine, agents())  # facts of agent sessions no supervisor watches
         self.started_at = datetime.now(timezone.utc)
         self.passes = 0
         self.last_pass: dict[str, Any] | None = None

@@ -88,8 +88,9 @@ def cmd_reconcile(context: Context, args: argparse.Namespace) -> int:
 
     if not args.dry_run:  # as the daemon does: unwatched agents' last facts before the pass that may stop them
         from agentledger.application.watching import AgentWatch
+        from agentledger.bootstrap import agents
 
-        AgentWatch(context.store, context.machine).observe()
+        AgentWatch(context.store, context.machine, agents()).observe()
     reconciler = Reconciler(context.store, machine=context.machine, policy=_policy(args), spool=Spool(home_dir()))
     try:
         report = reconciler.run_pass(dry_run=args.dry_run, confirm=args.confirm)

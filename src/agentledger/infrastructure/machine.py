@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from agentledger.domain.liveness import PidProbe, ProcessIdentity
-from agentledger.infrastructure import host, processes
+from agentledger.infrastructure import host, process_table, processes
+from agentledger.infrastructure.process_table import ProcessInfo
 
 
 class LocalMachine:
@@ -43,3 +44,15 @@ class LocalMachine:
 
     def session_group_exists(self, identity: ProcessIdentity) -> bool:
         return processes.session_group_exists(identity)
+
+    def process_table(self) -> dict[int, ProcessInfo]:
+        return process_table.scan()
+
+    def with_cwd(self, process: ProcessInfo) -> ProcessInfo:
+        return process_table.with_cwd(process)
+
+    def owned_by_me(self, process: ProcessInfo) -> bool:
+        return process_table.current_user_owns(process)
+
+    def session_variable(self, pid: int) -> str | None:
+        return process_table.session_variable(pid)
