@@ -747,8 +747,12 @@ def user_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_logs_shows_the_agents_own_recent_messages(cli, user_home, tmp_path, adapter, write):
     work = tmp_path / "work"
     work.mkdir()
-    t0 = float(int(time.time()) + 1)  # whole seconds: every message below is in the same second
+    # Whole seconds: every message below is in the same second. The transcripts begin (and were last written,
+    # as their mtimes say) 10 s from now: after the launch, however long a busy machine takes to start it.
+    t0 = float(int(time.time()) + 10)
     expected = write(user_home, str(work), t0)
+    for transcript in user_home.rglob("*.jsonl"):
+        os.utime(transcript, (t0, t0))
     sid = cli("launch", "--adapter", adapter, "--cwd", str(work), "--", "sh", "-c", "echo captured").stdout.strip()
     stopped(cli, sid)
     shown = cli("logs", sid)
