@@ -190,4 +190,6 @@ def test_evidence_of_life_extends_a_set_or_lapsed_fuse_never_a_cancelled_one_and
 def test_the_status_is_derived_once_from_the_record_the_fuse_and_the_host(recorded, live, silent, shown):
     from agentledger.domain.fuse import session_status
 
-    assert session_status(recorded, fuse_live=live, host_silent=silent) == shown
+    expiry = T0 + timedelta(seconds=30 if live else -1)
+    assert session_status(recorded, "set", expiry, T0, host_silent=silent) == shown
+    assert session_status(recorded, "set", expiry.timestamp(), T0.timestamp(), host_silent=silent) == shown

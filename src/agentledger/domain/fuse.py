@@ -22,20 +22,27 @@ When = TypeVar("When", datetime, float)  # a moment: a datetime, or epoch second
 _EXTENDABLE = (FuseState.SET.value, FuseState.EXPIRED.value)
 
 
+# The values, looked up once: these run for every row of a long list.
+_SET = FuseState.SET.value
+_STOPPED, _HOST_SILENT = SessionStatus.STOPPED.value, SessionStatus.HOST_SILENT.value
+_RUNNING, _UNWATCHED = SessionStatus.RUNNING.value, SessionStatus.UNWATCHED.value
+
+
 def fuse_live(state: str | None, expires_at: When | None, now: When) -> bool:
     """Set, and not yet past its expiry: someone vouched for the session recently enough."""
-    return state == FuseState.SET.value and expires_at is not None and expires_at > now
+    return state == _SET and expires_at is not None and expires_at > now
 
 
-def session_status(recorded: str, *, fuse_live: bool, host_silent: bool = False) -> str:
+def session_status(recorded: str, fuse_state: str | None, fuse_expires_at: When | None, now: When, *,
+                   host_silent: bool = False) -> str:
     """``running`` while a fuse is live, ``unwatched`` once none is; ``stopping`` and ``stopped`` as recorded;
     ``host-silent`` for a session not stopped whose host's daemon went quiet."""
-    if recorded == SessionStatus.STOPPED.value:
+    if recorded == _STOPPED:
         return recorded
     if host_silent:
-        return SessionStatus.HOST_SILENT.value
-    if recorded in (SessionStatus.RUNNING.value, SessionStatus.UNWATCHED.value):
-        return SessionStatus.RUNNING.value if fuse_live else SessionStatus.UNWATCHED.value
+        return _HOST_SILENT
+    if recorded == _RUNNING or recorded == _UNWATCHED:
+        return _RUNNING if fuse_live(fuse_state, fuse_expires_at, now) else _UNWATCHED
     return recorded
 
 

@@ -12,13 +12,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from agentledger.application.log import Applied, LogEntry, read_log
-from agentledger.application.ports import Store
 from agentledger.application.retry import retry_while_locked
 from agentledger.infrastructure.store_faults import classify
 from agentledger.projections.sessions import PROJECTION_NAME, SessionsProjection
 
 if TYPE_CHECKING:
-    from agentledger.application.ports import Cursor, Queryable
+    from agentledger.application.ports import Cursor, Queryable, Store
 
 READ_MODEL_TABLES = ("sessions", "fuses", "hosts")
 

@@ -59,7 +59,7 @@ def history_records(entries: list[LogEntry], now: datetime) -> list[dict[str, An
 
 def status_at(session: Session, at: datetime) -> str:
     """running while a fuse is live, unwatched once none is; stopping and stopped as recorded."""
-    return session_status(session.status, fuse_live=session.fuse_is_live(at))
+    return session_status(session.status, session.fuse_state, session.fuse_expires_at, at)
 
 
 def _next_time(entries: list[LogEntry], index: int, session: Session, now: datetime) -> datetime | None:
