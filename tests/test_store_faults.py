@@ -146,12 +146,7 @@ def test_a_read_only_server_loses_no_exit(cli, monkeypatch, tmp_path):
         read_only(False)
         recorded_exit(cli, sid, went_at)
     finally:
-        for process in psutil.process_iter(["pid"]):
-            try:
-                if process.environ().get("AGENTLEDGER_DB") == url:
-                    process.kill()
-            except (psutil.Error, OSError):
-                continue
+        _kill_processes_of(url)
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
         admin.execute(f"DROP DATABASE IF EXISTS {name}")
         admin.close()
@@ -216,12 +211,17 @@ def test_a_lost_server_loses_no_exit(cli, own_server, monkeypatch, tmp_path):
         print(f"recorded {time.time() - back_at:.1f}s after the server came back")
         assert not spooled.exists()
     finally:
-        for process in psutil.process_iter(["pid"]):
-            try:
-                if process.environ().get("AGENTLEDGER_DB") == url:
-                    process.kill()
-            except (psutil.Error, OSError):
-                continue
+        _kill_processes_of(url)
+
+
+def _kill_processes_of(url: str) -> None:
+    """SIGKILL every process (supervisor, daemon) that was given this store's URL."""
+    for process in psutil.process_iter(["pid"]):
+        try:
+            if process.environ().get("AGENTLEDGER_DB") == url:
+                process.kill()
+        except (psutil.Error, OSError):
+            continue
 
 
 # -- what the store layer makes of each driver's errors ---------------------------------------------------------
