@@ -22,6 +22,7 @@ from uuid import UUID
 
 from agentledger.application.errors import LedgerError
 from agentledger.domain.errors import SessionAlreadyStopped
+from agentledger.domain.exits import signal_name
 from agentledger.domain.liveness import ProcessIdentity
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, StopReason
@@ -91,7 +92,7 @@ def _request_and_signal(
     ledger: Ledger, machine: Machine, session_id: UUID, identity: ProcessIdentity, signum: int, grace: float,
     note: str | None, requester: str, outcome: StopOutcome,
 ) -> None:
-    name = _signal_name(signum)
+    name = signal_name(signum)
     try:
         ledger.change(
             session_id,
@@ -135,10 +136,3 @@ def _record_stop_without_supervisor(
         outcome.recorded_by = Component.CLI.value
     except SessionAlreadyStopped:  # the supervisor, or a reconciler, got there first
         outcome.recorded_by = ledger.session(session_id).stopped_by
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"SIG{signum}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 
 from agentledger.domain.vocabulary import StopReason
@@ -25,3 +26,11 @@ def reason_for_exit(observed: ObservedExit, *, stop_cause: str | None) -> StopRe
     if stop_cause is not None:
         return StopReason(stop_cause)
     return StopReason.SIGNALLED if observed.returncode < 0 else StopReason.EXITED
+
+
+def signal_name(signum: int) -> str:
+    """``SIGTERM`` for 15; ``SIG<n>`` for a number this platform has no name for."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"SIG{signum}"

@@ -14,6 +14,7 @@ import tempfile
 import time
 
 from agentledger.application.stop_hooks import HookRun
+from agentledger.domain.exits import signal_name
 from agentledger.domain.stop_hooks import OUTPUT_TAIL_BYTES
 from agentledger.infrastructure import processes
 from agentledger.infrastructure.agent_env import agent_environment
@@ -59,7 +60,7 @@ def execute(command: str, *, cwd: str, env: dict[str, str], timeout: float) -> H
         tail = output.read().decode("utf-8", errors="replace")
     return HookRun(
         exit_code=returncode if returncode >= 0 else None,
-        signal=processes.signal_name(-returncode) if returncode < 0 else None,
+        signal=signal_name(-returncode) if returncode < 0 else None,
         timed_out=timed_out,
         duration_seconds=round(duration, 3),
         output_tail=tail,

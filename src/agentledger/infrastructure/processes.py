@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import resource
 import select
-import signal
 import subprocess
 
 import psutil
@@ -194,13 +193,6 @@ def group_exists(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"SIG{signum}"
 
 
 class ExitWatcher:

@@ -41,13 +41,13 @@ from agentledger.application.exits import record_observed_exit
 from agentledger.application.launching import LaunchSpec
 from agentledger.domain.durations import format_duration
 from agentledger.domain.errors import SessionAlreadyStopped
-from agentledger.domain.exits import ObservedExit
+from agentledger.domain.exits import ObservedExit, signal_name
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, SessionStatus, StopCause, StopReason
 from agentledger.infrastructure.agent_env import agent_environment
 from agentledger.infrastructure.config import home_dir
 from agentledger.infrastructure.host import actor, boot_id, host_name
-from agentledger.infrastructure.processes import ExitWatcher, identity_of, signal_group, signal_name
+from agentledger.infrastructure.processes import ExitWatcher, identity_of, signal_group
 from agentledger.infrastructure.spool import Spool
 from agentledger.infrastructure.store_faults import classify
 
