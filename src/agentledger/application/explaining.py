@@ -162,9 +162,10 @@ def _running_facts(session: Session, position: int | None, now: datetime, machin
     probe: dict[str, Any] | None = None
     decided: dict[str, Any] | None = None  # only the session's own host can look at its PID, and judge it
     if session.host == machine.host:
-        probe = machine.probe(session.identity).as_evidence()
+        looked = machine.probe(session.identity)
+        probe = looked.as_evidence()
         # the reconciler's own look and rule, so this is what `reconcile --dry-run` would decide now
-        decision = judge(session, position, now, DEFAULT_POLICY, machine)
+        decision = judge(session, position, now, DEFAULT_POLICY, machine, looked)
         decided = {"action": decision.action.value, "why": decision.why, "reason": decision.reason,
                    "signal": decision.signal}
     return {

@@ -34,7 +34,7 @@ from eventsourcing.persistence import IntegrityError
 from agentledger.application.clock import utc_now
 from agentledger.application.errors import LedgerError, StoreError
 from agentledger.application.spooled_exits import apply_spooled_exit, record_spooled_exits
-from agentledger.domain.liveness import Liveness
+from agentledger.domain.liveness import Liveness, PidProbe
 from agentledger.domain.policy import DEFAULT_POLICY, ReconcilePolicy
 from agentledger.domain.reconciliation import Action, Decision, SessionFacts, decide
 from agentledger.domain.session import Session
@@ -302,15 +302,20 @@ class Reconciler:
         return summary
 
 
-def judge(session: Session, position: int | None, now: datetime, policy: ReconcilePolicy, machine: Machine) -> Decision:
+def judge(session: Session, position: int | None, now: datetime, policy: ReconcilePolicy, machine: Machine,
+          probe: PidProbe | None = None) -> Decision:
     """What a pass decides for ``session`` (of this host) at ``now``: the look, then the rule.
 
     The PID is probed only without a live fuse, and the supervisor only for a
     dead PID, as :func:`~agentledger.domain.reconciliation.decide` needs. The
-    reconciler acts on it; ``why`` shows it for a session still running.
+    reconciler acts on it; ``why`` shows it for a session still running (with
+    the ``probe`` it took already, so that the PID is looked at once).
     """
     facts = SessionFacts.of_session(session, position)
-    probe = None if facts.fuse_live(now) else machine.probe(session.identity)
+    if facts.fuse_live(now):
+        probe = None
+    elif probe is None:
+        probe = machine.probe(session.identity)
     supervisor = bool(probe and probe.dead and machine.supervisor_alive(session.supervisor_pid, session.id.hex))
     return decide(facts, probe, now, policy, supervisor_alive=supervisor)
 
