@@ -315,7 +315,7 @@ def run_lag_phase(store, schema: str, name: str, barrier, results, follower_kind
     follower = None
     if follower_kind == "follow":
         from agentledger.bootstrap import store_opener
-        from agentledger.projections.follower import LogFollower
+        from agentledger.runtime.follower import LogFollower
 
         catchup_module.catch_up = lambda s: catch_ups.timed(s, real_catch_up)
         follower = LogFollower(store_opener(store.location))

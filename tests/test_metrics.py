@@ -252,11 +252,11 @@ def test_healthz_is_503_naming_the_loop_that_is_stuck_late_or_dead(store, home):
     from prometheus_client import CollectorRegistry
 
     from agentledger.domain.policy import DEFAULT_POLICY
-    from agentledger.entrypoints.daemon import Daemon
     from agentledger.infrastructure.daemon_files import DaemonFiles
     from agentledger.infrastructure.metrics_server import DaemonMetrics, MetricsServer, thread_alive
     from agentledger.infrastructure.settings import MetricsAddress, load_settings, store_location
     from agentledger.infrastructure.store import open_store
+    from agentledger.runtime.daemon import Daemon
 
     now = [time.monotonic()]
     daemon = Daemon(store, DaemonFiles.locate(store_location(), home), interval=1.0, policy=DEFAULT_POLICY,

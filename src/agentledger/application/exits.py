@@ -4,7 +4,7 @@ The one place where an observed exit status becomes a stop: the reason
 (``domain/exits.py: reason_for_exit``, a stop request's cause first), the exact
 code or signal, the real exit time, and the evidence of what the session
 looked like. The supervisor calls it when it reaps its agent
-(``infrastructure/supervisor.py``); a reconcile pass, for an exit a supervisor
+(``runtime/supervisor.py``); a reconcile pass, for an exit a supervisor
 spooled while the store was away (``spooled_exits.py``).
 """
 

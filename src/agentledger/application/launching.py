@@ -3,7 +3,7 @@
 ``agentledger launch`` and ``resume`` (``entrypoints/launch_commands.py``) fill
 a :class:`LaunchSpec` from the arguments, the configuration and the agent's
 adapter (its argv, prompt file and environment); the supervisor
-(``infrastructure/supervisor.py``) runs it and records ``Launched`` from
+(``runtime/supervisor.py``) runs it and records ``Launched`` from
 :meth:`LaunchSpec.launched_fields`.
 """
 

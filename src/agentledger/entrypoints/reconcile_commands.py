@@ -228,7 +228,7 @@ def _alive(holder: dict[str, Any] | None, host: str) -> bool:
 
 
 def _daemon_run(context: Context, args: argparse.Namespace) -> int:
-    from agentledger.entrypoints.daemon import run_daemon
+    from agentledger.runtime.daemon import run_daemon
 
     return run_daemon(interval=args.interval, policy=_policy(args), handshake_fd=args.handshake_fd)
 

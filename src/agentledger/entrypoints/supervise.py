@@ -25,7 +25,7 @@ def main(argv: list[str]) -> int:
         from agentledger.application.launching import LaunchSpec
         from agentledger.bootstrap import open_store
         from agentledger.infrastructure.settings import load_settings
-        from agentledger.infrastructure.supervisor import Supervisor
+        from agentledger.runtime.supervisor import Supervisor
 
         load_settings()  # the configuration's clock_skew_bound (the CLI already refused a bad one)
         spec = LaunchSpec(**orjson.loads(sys.stdin.buffer.read()))

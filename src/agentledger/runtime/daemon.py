@@ -13,7 +13,7 @@ before it closes the store: no decision is left half made. Logs go to stderr.
 
 It also records that its host is alive (``Host.DaemonAlive``, every
 ``host_heartbeat`` in the configuration; ``DaemonStopped`` on a clean stop), and on a
-PostgreSQL ledger a :class:`~agentledger.projections.follower.LogFollower`
+PostgreSQL ledger a :class:`~agentledger.runtime.follower.LogFollower`
 thread keeps the read models current from LISTEN/NOTIFY between passes.
 """
 
@@ -145,7 +145,7 @@ class Daemon:
         """On PostgreSQL, keep the read models current from LISTEN/NOTIFY between passes."""
         if self.store.location.kind != "postgresql":
             return None
-        from agentledger.projections.follower import LogFollower
+        from agentledger.runtime.follower import LogFollower
 
         follower = LogFollower(self.reopen)
         follower.start()
