@@ -105,8 +105,8 @@ def test_row_8b_a_dead_pid_whose_supervisor_runs_is_its_to_record_until_the_pati
     late = NOW + timedelta(seconds=POLICY.supervisor_patience)
     overdue = decide(facts(), probe(liveness), late, POLICY, supervisor_alive=True)
     assert (overdue.action, overdue.reason) == (Action.STOP, "reconciled")
-    assert overdue.evidence["supervisor_alive"] is True
-    assert decide(facts(), probe(liveness), NOW, POLICY).evidence["supervisor_alive"] is False
+    assert overdue.evidence.as_dict()["supervisor_alive"] is True
+    assert decide(facts(), probe(liveness), NOW, POLICY).evidence.as_dict()["supervisor_alive"] is False
 
 
 @pytest.mark.parametrize(("cause", "reason"), [("user", "user"), ("timeout", "timeout")])
@@ -114,7 +114,7 @@ def test_rows_9_and_10_a_requested_stop_ends_with_its_cause(cause, reason):
     request = StopRequestFacts(cause=cause, signal="SIGTERM", grace=10.0, at=NOW - timedelta(seconds=1))
     decision = decide(facts(status="stopping", last_stop_request=request), GONE, NOW)
     assert (decision.action, decision.reason) == (Action.STOP, reason)
-    assert decision.evidence["stop_request"]["cause"] == cause
+    assert decision.evidence.as_dict()["stop_request"]["cause"] == cause
 
 
 @pytest.mark.parametrize("fuse", ["lapsed", "expiring this instant"])
@@ -132,7 +132,7 @@ def test_row_12_an_unwatched_live_session_is_kept(fuse):
 def test_row_13_a_passed_timeout_with_a_live_pid_terminates_with_sigterm():
     decision = decide(facts(deadline=NOW - timedelta(seconds=1)), ALIVE, NOW, POLICY)
     assert (decision.action, decision.signal) == (Action.TERMINATE, "SIGTERM")
-    assert decision.evidence["deadline"] == NOW - timedelta(seconds=1)
+    assert decision.evidence.as_dict()["deadline"] == NOW - timedelta(seconds=1)
 
 
 def test_row_14_within_the_grace_period_it_waits():
@@ -164,7 +164,7 @@ def test_a_users_stop_request_does_not_stop_a_live_process():
 
 def test_the_evidence_says_what_the_decision_saw():
     decision = decide(facts(), probe(Liveness.PID_REUSED), NOW, POLICY)
-    evidence = decision.evidence
+    evidence = decision.evidence.as_dict()
     assert evidence["fuse"] == {"state": "set", "live": False, "ttl": 30.0, "expires_at": NOW - timedelta(seconds=5)}
     assert evidence["last_heartbeat_at"] == NOW - timedelta(seconds=35)
     assert evidence["pid_probe"]["detail"] == "pid reused" and evidence["pid_probe"]["pid"] == 4242
@@ -174,7 +174,7 @@ def test_the_evidence_says_what_the_decision_saw():
 
 def test_a_recorded_probe_replays_to_the_same_decision():
     decision = decide(facts(), probe(Liveness.ZOMBIE), NOW)
-    recorded = PidProbe.from_evidence(decision.evidence["pid_probe"])
+    recorded = PidProbe.from_evidence(decision.evidence.as_dict()["pid_probe"])
     assert decide(facts(), recorded, NOW) == decision
 
 

@@ -17,8 +17,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from agentledger.application.launching import Launching
     from agentledger.application.ports import Agents, HookRunner, Machine, Store
     from agentledger.infrastructure.config import PostgresLocation, StoreLocation
+    from agentledger.infrastructure.daemon_control import DaemonControl
 
     Location = StoreLocation | PostgresLocation
 
@@ -65,6 +67,32 @@ def hook_runner() -> HookRunner:
     from agentledger.infrastructure.hook_runner import ProcessHookRunner
 
     return ProcessHookRunner()
+
+
+def daemon_control() -> DaemonControl:
+    """This host's daemon for the configured store, as this home finds it (``daemon`` commands, ``launch``)."""
+    from agentledger.infrastructure.config import home_dir
+    from agentledger.infrastructure.daemon_control import DaemonControl
+
+    return DaemonControl(configured_location(), home_dir())
+
+
+def launching(store: Callable[[], Store]) -> Launching:
+    """The launch use case over this host, the configuration's defaults and ``store()`` (opened when it starts one).
+
+    A bad configuration is refused here, before anything is created or started.
+    """
+    from agentledger.application.launching import LaunchDefaults, Launching
+    from agentledger.infrastructure.config import home_dir
+    from agentledger.infrastructure.launch_host import LocalLaunchHost
+    from agentledger.infrastructure.settings import load_settings
+
+    settings = load_settings()
+    host = LocalLaunchHost(home_dir(), store, daemon_control, autostart_daemon=settings.autostart_daemon,
+                           reconcile_interval=settings.reconcile_interval)
+    defaults = LaunchDefaults(fuse_ttl=settings.fuse_ttl, on_stop=settings.on_stop,
+                              on_stop_timeout=settings.on_stop_timeout, unset_env=tuple(settings.unset_env))
+    return Launching(agents(), host, defaults)
 
 
 def upgrade_store(location: Location) -> str | None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agentledger.adapters import discovery, registry
-from agentledger.adapters.base import Adapter, NativeRef
+from agentledger.adapters.base import Adapter, LaunchPlan, LaunchRequest, NativeRef
 from agentledger.adapters.observer import Observer
 from agentledger.domain.vocabulary import NativeIdSource
 
@@ -25,6 +25,14 @@ class KnownAgents:
 
     def program_name(self, cmdline: Sequence[str]) -> str | None:
         return discovery.program_name(cmdline)
+
+    def agent_names(self) -> list[str]:
+        return registry.agent_names()
+
+    def launch_plan(self, agent: str, *, session_id: str, cwd: str, prompt_path: str, model: str | None,
+                    name: str | None) -> LaunchPlan:
+        request = LaunchRequest(session_id=session_id, cwd=cwd, prompt_path=prompt_path, model=model, name=name)
+        return registry.get(agent).build_launch(request)
 
     def native_facts(self, adapter: Adapter, native_session_id: str, path: str, run_since: float) -> dict[str, Any]:
         facts: dict[str, Any] = adapter.read_facts(NativeRef(native_session_id, path, run_since=run_since), {})[0]

@@ -13,6 +13,10 @@ event at the same count, byte for byte) and resumes after it; a target
 holding anything else is refused, never merged into. Log positions on the
 target may be numbered differently (PostgreSQL's sequence skips numbers a
 failed insert drew): order is kept, numbers are not.
+
+The stored events are read and written through each store's ``RawLog`` port
+(``application/ports.py``, implemented over the library's recorders by
+``infrastructure/raw_log.py``); this module keeps only the procedure.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
-from agentledger.application.errors import LedgerError, UsageError
+from agentledger.application.errors import AlreadyStored, LedgerError, UsageError
 
 if TYPE_CHECKING:
-    from agentledger.application.ports import Location, Store
+    from eventsourcing.persistence import Notification, StoredEvent
+
+    from agentledger.application.ports import Location, RawLog, Store
 
 DEFAULT_BATCH_SIZE = 1000
 
@@ -92,23 +98,22 @@ def copy_ledger(source: Store, target: Store, *, batch_size: int = DEFAULT_BATCH
     ``progress`` is called after every batch has been committed; an exception
     it raises ends the copy there, with the batches so far kept.
     """
-    from eventsourcing.persistence import IntegrityError
-
     if batch_size < 1:
         raise UsageError(f"the batch size must be at least 1, not {batch_size}")
     if same_store(source.location, target.location):
         raise UsageError(f"the source and the target are the same store ({source.location.url})")
     started = time.perf_counter()
+    mine, theirs = source.raw_log, target.raw_log
     after, present = resume_point(source, target)
-    head = source.ledger.recorder.max_notification_id() or 0  # events appended from here on wait for a re-run
-    total = _count_upto(source, head)
+    head = mine.head()  # events appended from here on wait for a re-run
+    total = mine.count_upto(head)
     remaining = total - present
     copied = batches = 0
     copy_started = time.perf_counter()
-    for page in _pages(source.ledger.recorder, after, head, batch_size):
+    for page in _pages(mine, after, head, batch_size):
         try:
-            target.ledger.recorder.insert_events(page)
-        except IntegrityError:
+            theirs.append(page)
+        except AlreadyStored:
             raise LedgerError(
                 f"the target {target.location.url} already holds some of the events being copied: something else "
                 "wrote to it during the copy (another copy?); run 'agentledger db copy' again to resume"
@@ -118,14 +123,13 @@ def copy_ledger(source: Store, target: Store, *, batch_size: int = DEFAULT_BATCH
         if progress is not None:
             progress(CopyProgress(copied, remaining, batches, time.perf_counter() - copy_started))
     copy_seconds = time.perf_counter() - copy_started
-    snapshots_copied, snapshots_present = _copy_snapshots(source, target, batch_size)
+    snapshots_copied, snapshots_present = _copy_snapshots(mine, theirs, batch_size)
     applied = target.read_models.catch_up()
     return CopySummary(
         source=source.location.url, target=target.location.url, events=total, already_present=present,
         copied=copied, batches=batches, snapshots_copied=snapshots_copied, snapshots_present=snapshots_present,
         copy_seconds=copy_seconds, seconds=time.perf_counter() - started,
-        target_log_head=target.ledger.recorder.max_notification_id() or 0,
-        read_models_at=target.read_models.position(), skipped=applied.skipped,
+        target_log_head=theirs.head(), read_models_at=target.read_models.position(), skipped=applied.skipped,
     )
 
 
@@ -135,12 +139,12 @@ def resume_point(source: Store, target: Store) -> tuple[int, int]:
     A prefix left by an interrupted copy ends with the source's event at the
     same count, identical to the byte, and begins with the source's first.
     """
-    target_head = target.ledger.recorder.max_notification_id() or 0
+    mine, theirs = source.raw_log, target.raw_log
+    target_head = theirs.head()
     if not target_head:
         return 0, 0
-    present = _count_upto(target, target_head)
-    [last] = target.ledger.recorder.select_notifications(start=target_head, limit=1)
-    [first] = target.ledger.recorder.select_notifications(start=None, limit=1)
+    present = theirs.count_upto(target_head)
+    last, first = theirs.event_at(target_head), theirs.first_event()
     refusal = (f"the target {target.location.url} holds {present} events that are not a copy of this ledger "
                f"({source.location.url}): {{}}; copy into an empty ledger")
     position = source.event_position(_hex(last.originator_id), last.originator_version)
@@ -148,72 +152,53 @@ def resume_point(source: Store, target: Store) -> tuple[int, int]:
         raise LedgerError(refusal.format(
             f"its last event (aggregate {_hex(last.originator_id)[:12]}, version {last.originator_version}) "
             "is not in this ledger"))
-    [mine] = source.ledger.recorder.select_notifications(start=position, limit=1)
-    [my_first] = source.ledger.recorder.select_notifications(start=None, limit=1)
-    if not (_same_event(mine, last) and _same_event(my_first, first)):
+    if not (_same_event(mine.event_at(position), last) and _same_event(mine.first_event(), first)):
         raise LedgerError(refusal.format("its events differ from this ledger's"))
-    counted = _count_upto(source, position)
+    counted = mine.count_upto(position)
     if counted != present:
         raise LedgerError(refusal.format(
             f"this ledger has {counted} events up to the target's last one, not {present}"))
     return position, present
 
 
-def _pages(recorder: Any, after: int, head: int, size: int) -> Iterator[list[Any]]:
-    """The source's stored events after ``after`` up to ``head``, ``size`` at a time, in log order."""
-    from eventsourcing.persistence import StoredEvent
-
+def _pages(log: RawLog, after: int, head: int, size: int) -> Iterator[list[Notification]]:
+    """The log's stored events after ``after`` up to ``head``, ``size`` at a time, in log order."""
     position = after
     while position < head:
-        page = recorder.select_notifications(start=position, limit=size, stop=head, inclusive_of_start=False)
+        page = log.page(after=position, upto=head, limit=size)
         if not page:
             return
-        yield [StoredEvent(originator_id=n.originator_id, originator_version=n.originator_version,
-                           topic=n.topic, state=n.state) for n in page]
+        yield page
         position = page[-1].id
 
 
-def _copy_snapshots(source: Store, target: Store, batch_size: int) -> tuple[int, int]:
+def _copy_snapshots(mine: RawLog, theirs: RawLog, batch_size: int) -> tuple[int, int]:
     """Copy every snapshot the target lacks: (copied, already there). Snapshots are per aggregate."""
-    mine, theirs = source.ledger.snapshots, target.ledger.snapshots
-    if mine is None or theirs is None:
+    if not (mine.keeps_snapshots and theirs.keeps_snapshots):
         return 0, 0
-    missing: list[Any] = []
+    missing: list[StoredEvent] = []
     present = copied = 0
-    for originator_id in _originator_ids(source):
-        snapshots = mine.recorder.select_events(originator_id)
+    for originator_id in mine.originator_ids():
+        snapshots = mine.snapshots(originator_id)
         if not snapshots:
             continue
-        have = {s.originator_version for s in theirs.recorder.select_events(originator_id)}
+        have = {s.originator_version for s in theirs.snapshots(originator_id)}
         present += len(have)
         missing += [s for s in snapshots if s.originator_version not in have]
         if len(missing) >= batch_size:
-            theirs.recorder.insert_events(missing)
+            theirs.add_snapshots(missing)
             copied += len(missing)
             missing = []
     if missing:
-        theirs.recorder.insert_events(missing)
+        theirs.add_snapshots(missing)
         copied += len(missing)
     return copied, present
 
 
-def _originator_ids(store: Store) -> list[UUID]:
-    rows = store.db.execute(f"SELECT DISTINCT originator_id FROM {store.events_table}").fetchall()
-    return [row[0] if isinstance(row[0], UUID) else UUID(row[0]) for row in rows]
-
-
-def _count_upto(store: Store, position: int) -> int:
-    """How many events the store's log holds up to ``position`` (positions need not be dense)."""
-    column = store.position_column
-    row = store.db.execute(f"SELECT COUNT(*) FROM {store.events_table} WHERE {column} <= ?", (position,)).fetchone()
-    return int(row[0])
-
-
-def _same_event(a: Any, b: Any) -> bool:
+def _same_event(a: StoredEvent, b: StoredEvent) -> bool:
     return ((_hex(a.originator_id), a.originator_version, a.topic, bytes(a.state))
             == (_hex(b.originator_id), b.originator_version, b.topic, bytes(b.state)))
 
 
 def _hex(originator_id: UUID | str) -> str:
     return originator_id.hex if isinstance(originator_id, UUID) else UUID(str(originator_id)).hex
-

@@ -7,8 +7,8 @@ from enum import StrEnum
 
 from agentledger.domain.errors import LedgerError, UsageError
 
-__all__ = ["AmbiguousSessionId", "FaultClassifier", "LedgerError", "SessionNotFound", "StoreError", "StoreFault",
-           "UsageError"]
+__all__ = ["AlreadyStored", "AmbiguousSessionId", "FaultClassifier", "LedgerError", "SessionNotFound", "StoreError",
+           "StoreFault", "UsageError"]
 
 
 class SessionNotFound(UsageError):
@@ -21,6 +21,10 @@ class AmbiguousSessionId(UsageError):
 
 class StoreError(LedgerError):
     """The store cannot be opened, read or written (corrupt, unreadable, full, locked or away for too long)."""
+
+
+class AlreadyStored(LedgerError):
+    """A verbatim append refused, none of it written: the log holds one of its events already (``RawLog.append``)."""
 
 
 class StoreFault(StrEnum):

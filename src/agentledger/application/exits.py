@@ -14,12 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from agentledger.application.clock import utc_now
+from agentledger.domain.evidence import DecidedOn, Evidence, FromSpool, Observation
 from agentledger.domain.exits import ObservedExit, reason_for_exit
 from agentledger.domain.session import Session
 
 
 def record_observed_exit(session: Session, observed: ObservedExit, *, pid: int | None, decided_by: dict[str, Any],
-                         also: dict[str, Any] | None = None, summary: str | None = None,
+                         from_spool: FromSpool | None = None, summary: str | None = None,
                          exited_at: datetime | None = None) -> None:
     """The ``Stopped`` for an exit a supervisor saw with ``waitpid``, with what the session looked like.
 
@@ -35,15 +36,15 @@ def record_observed_exit(session: Session, observed: ObservedExit, *, pid: int |
         signal=observed.signal_name,
         note=(requests[-1]["note"] if requests else None) or summary,
         exited_at=exited_at,
-        evidence={
-            "observed": "waitpid",
-            "pid": pid,
-            "returncode": observed.returncode,
-            "stop_requests": requests,
-            "fuse": session.fuse.as_evidence(now),
-            "last_heartbeat_at": session.last_heartbeat_at,
-            "decided_on_version": session.version,
-            **({"output_summary": summary} if summary else {}),
-            **(also or {}),
-        },
+        evidence=Evidence(
+            Observation.WAITPID,
+            decided_on=DecidedOn(session.version),
+            fuse=session.fuse.as_evidence(now),
+            last_heartbeat_at=session.last_heartbeat_at,
+            stop_requests=requests,
+            pid=pid,
+            returncode=observed.returncode,
+            output_summary=summary or None,
+            from_spool=from_spool,
+        ).as_dict(),
     )

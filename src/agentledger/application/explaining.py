@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from agentledger.domain.durations import format_clock, format_duration
+from agentledger.domain.evidence import Evidence
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, FuseState, StopReason
 
@@ -102,7 +103,8 @@ def _stop_facts(store: Store, session: Session) -> dict[str, Any]:
     tail = [decode(ledger.mapper, s, None) for s in
             ledger.recorder.select_events(session.id, desc=True, limit=_STOP_TAIL)]
     stopped = next(e.event for e in tail if isinstance(e.event, Session.Stopped))
-    evidence = stopped.evidence or {}
+    recorded = stopped.evidence or {}
+    evidence = Evidence.from_dict(recorded)
     decided_on = _decided_on_version(evidence, stopped, tail)
     seen: Session = ledger.repository.get(session.id, version=decided_on)
     at = stopped.timestamp
@@ -122,22 +124,21 @@ def _stop_facts(store: Store, session: Session) -> dict[str, Any]:
         "decided_on": {
             "version": decided_on,
             "position": store.event_position(session.id.hex, decided_on),
-            "at": (evidence.get("decided_on") or {}).get("at", at),
+            "at": evidence.decided_at or at,
         },
         "fuse": fuse,
         "last_heartbeat_at": last_heartbeat,
         "last_heartbeat_age": (at - last_heartbeat).total_seconds() if last_heartbeat else None,
         "stop_requests": seen.stop_requests,
-        "pid_probe": evidence.get("pid_probe"),
-        "evidence": evidence,
+        "pid_probe": recorded.get("pid_probe"),  # as recorded, like the evidence
+        "evidence": recorded,
     }
 
 
-def _decided_on_version(evidence: dict[str, Any], stopped: Any, tail: list[Any]) -> int:
+def _decided_on_version(evidence: Evidence, stopped: Any, tail: list[Any]) -> int:
     """The version the decider looked at: recorded in the evidence, else the one before its events."""
-    recorded = (evidence.get("decided_on") or {}).get("version") or evidence.get("decided_on_version")
-    if recorded:
-        return int(recorded)
+    if evidence.decided_on_version:
+        return int(evidence.decided_on_version)
     version = stopped.originator_version - 1
     before = next((e.event for e in tail if e.version == version), None)
     if isinstance(before, Session.FuseCancelled) and before.by_the_stop:
@@ -204,7 +205,7 @@ def _why_stopped(stop: dict[str, Any]) -> str:
         return (f"The process was killed by {stop['signal'] or 'a signal'}, which nobody here sent; "
                 f"its supervisor {where} saw it end and recorded it.")
     if reason == StopReason.SPAWN_FAILED:
-        error = stop["evidence"].get("error") or stop["note"]
+        error = Evidence.from_dict(stop["evidence"]).error or stop["note"]
         return f"The command could not be started ({error}); the supervisor {where} recorded that, and nothing ran."
     if reason == StopReason.USER:
         asked = _last_request(stop)
@@ -220,7 +221,7 @@ def _why_stopped(stop: dict[str, Any]) -> str:
                 f"was dead ({probe.get('detail', 'unknown')}), so the reconciler {where} stopped it. "
                 "Its exit status is unknown: no supervisor was left to see it.")
     if reason == StopReason.HOST_LOST:
-        return (f"Its host {stop['evidence'].get('host')} was declared gone by {who.get('user')} ({stop['note']}): "
+        return (f"Its host {Evidence.from_dict(stop['evidence']).host} was declared gone by {who.get('user')} ({stop['note']}): "
                 f"its daemon had gone silent, so nobody could see the process. Recorded by the CLI {where}.")
     return f"It stopped with reason {reason!r}, recorded by {who.get('component')} {where}."
 

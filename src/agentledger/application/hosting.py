@@ -21,6 +21,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from agentledger.application.errors import StoreError, UsageError
 from agentledger.domain.errors import SessionAlreadyStopped
+from agentledger.domain.evidence import DecidedOn, Evidence, Observation
 from agentledger.domain.hosts import Host, host_id
 from agentledger.domain.vocabulary import StopReason
 
@@ -56,8 +57,8 @@ def forget_host(store: Store, name: str, *, here: str, by: dict[str, Any], reaso
         def stop(session: Any) -> None:
             session.record_stop(
                 reason=StopReason.HOST_LOST, decided_by=by, note=reason,
-                evidence={"host": name, "reason": reason, "host_silent_from": silent_from,
-                          "decided_on_version": session.version},
+                evidence=Evidence(Observation.HOST_GONE, decided_on=DecidedOn(session.version), host=name,
+                                  reason=reason, host_silent_from=silent_from).as_dict(),
             )
         try:
             store.ledger.change(UUID(sid), stop)

@@ -1,20 +1,32 @@
-"""Launching, as the service layer plans it: the ``LaunchSpec`` a supervisor runs, and the heartbeat rule.
+"""Launching, as the service layer plans it: the ``LaunchSpec`` a supervisor runs, its rules, and the use case.
 
-``agentledger launch`` and ``resume`` (``entrypoints/launch_commands.py``) fill
-a :class:`LaunchSpec` from the arguments, the configuration and the agent's
-adapter (its argv, prompt file and environment); the supervisor
-(``runtime/supervisor.py``) runs it and records ``Launched`` from
-:meth:`LaunchSpec.launched_fields`.
+``agentledger launch`` and ``resume`` (``entrypoints/launch_commands.py``)
+only translate arguments into a call on :class:`Launching`, which plans the
+launch from what the user gave, the configuration's defaults
+(:class:`LaunchDefaults`) and the agent's adapter (its argv, prompt file and
+environment, through the ``Agents`` port), starts the session's supervisor
+and makes sure a reconciler runs (the ``LaunchHost`` port). The supervisor
+(``runtime/supervisor.py``) then runs the :class:`LaunchSpec` and records
+``Launched`` from :meth:`LaunchSpec.launched_fields`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentledger.domain.durations import format_duration
-from agentledger.domain.errors import UsageError
+from agentledger.domain.errors import LedgerError, UsageError
 from agentledger.domain.policy import DEFAULT_TERMINATION_GRACE
+from agentledger.domain.vocabulary import SessionStatus
+
+if TYPE_CHECKING:
+    from agentledger.adapters.base import Adapter
+    from agentledger.application.ports import Agents, LaunchHost
+
+#: How much of an agent's prompt the ``Launched`` event keeps (the whole prompt is in the prompt file).
+RECORDED_PROMPT_CHARS = 2000
 
 #: A supervisor's heartbeats by default: three per TTL, so that one late or lost beat never lets the fuse lapse.
 HEARTBEATS_PER_TTL = 3
@@ -84,3 +96,157 @@ class LaunchSpec:
             "on_stop_timeout": self.on_stop_timeout,
             "resumed_from": self.resumed_from,
         }
+
+
+@dataclass(frozen=True)
+class LaunchDefaults:
+    """What the configuration says about a launch the user did not (``infrastructure/settings.py``)."""
+
+    fuse_ttl: float
+    on_stop: str | None
+    on_stop_timeout: float
+    unset_env: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a supervised session runs and is labelled, as the user gave them (None: the configuration's)."""
+
+    fuse_ttl: float | None = None
+    heartbeat_every: float | None = None
+    timeout: float | None = None
+    on_stop: str | None = None  # None: the configuration's; '' (or blank): none
+    on_stop_timeout: float | None = None
+    unset_env: Sequence[str] = ()  # added to the configuration's
+    name: str | None = None
+    group: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PastSession:
+    """The stopped session a ``resume`` continues, as the read models show it."""
+
+    id: str
+    status: str  # as the read side derives it now
+    adapter: str
+    native_session_id: str | None
+    cwd: str
+    name: str | None
+    model: str | None
+    group: str | None
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Started:
+    """A launch the supervisor has recorded: its plan, the process's PID, and a word about the daemon (or None)."""
+
+    spec: LaunchSpec
+    pid: int | None
+    notice: str | None
+
+
+class Launching:
+    """The launch use case: plan a session, start its supervisor, make sure a reconciler will watch it."""
+
+    def __init__(self, agents: Agents, host: LaunchHost, defaults: LaunchDefaults) -> None:
+        self.agents = agents
+        self.host = host
+        self.defaults = defaults
+
+    def agent(self, name: str, *, prompt: str, files: Sequence[str], cwd: str, run: RunOptions,
+              model: str | None = None) -> Started:
+        """``launch AGENT -p PROMPT``: the adapter's command line, the prompt (and attached files) on its stdin."""
+        fields = self._run_fields(run)
+        session_id = self.host.new_session_id()
+        recorded, prompt_path = self._prompt(prompt, files, session_id, what=f"launch {name}")
+        plan = self.agents.launch_plan(name, session_id=session_id, cwd=cwd, prompt_path=prompt_path, model=model,
+                                       name=run.name)
+        fields["env"] = {**fields["env"], **plan.env}
+        return self._start(LaunchSpec(
+            session_id=session_id, argv=plan.argv, cwd=cwd, adapter=name, model=model, prompt=recorded,
+            stdin_path=plan.stdin_path, native_session_id=plan.native_session_id, **self._labels(run), **fields,
+            **self._files(session_id)))
+
+    def command(self, argv: Sequence[str], *, cwd: str, run: RunOptions, adapter: str,
+                model: str | None = None, prompt: str | None = None) -> Started:
+        """``launch -- ARGV``: any command; ``model`` and ``prompt`` are only recorded, for reference."""
+        fields = self._run_fields(run)
+        session_id = self.host.new_session_id()
+        return self._start(LaunchSpec(
+            session_id=session_id, argv=list(argv), cwd=cwd, adapter=adapter, model=model, prompt=prompt,
+            **self._labels(run), **fields, **self._files(session_id)))
+
+    def resume(self, old: PastSession, *, message: str, files: Sequence[str], run: RunOptions) -> Started:
+        """A new session running the agent's own resume command on ``old``'s native session, in its directory."""
+        adapter = self.check_resumable(old)
+        assert old.native_session_id is not None
+        short = old.id[:12]
+        fields = self._run_fields(run)
+        session_id = self.host.new_session_id()
+        recorded, prompt_path = self._prompt(message, files, session_id, what=f"resume {short}")
+        labels = RunOptions(name=run.name or old.name, group=run.group or old.group,
+                            labels={**old.labels, **run.labels})
+        return self._start(LaunchSpec(
+            session_id=session_id, argv=adapter.resume_argv(old.native_session_id), cwd=old.cwd,
+            adapter=adapter.name, model=old.model, prompt=recorded, stdin_path=prompt_path,
+            native_session_id=old.native_session_id, resumed_from=old.id, **self._labels(labels), **fields,
+            **self._files(session_id)))
+
+    def check_resumable(self, old: PastSession) -> Adapter:
+        """``old``'s adapter, if its conversation can be continued: it ran an agent, has stopped (two agents
+        must not write one conversation), and its agent's session and directory exist; else refused."""
+        short = old.id[:12]
+        adapter = self.agents.for_session(old.adapter)
+        if adapter.binary is None:
+            raise UsageError(f"session {short} ran a plain command (adapter {old.adapter}): only an agent's "
+                             f"conversation can be resumed (agents: {', '.join(self.agents.agent_names())})")
+        if old.status != SessionStatus.STOPPED.value:
+            raise LedgerError(f"session {short} is still {old.status}: two agents must not write one conversation; "
+                              f"stop it first (agentledger stop {short}) or wait for it to end")
+        if not old.native_session_id:
+            raise UsageError(f"session {short}: its {adapter.name} adapter never found the agent's own session, "
+                             "so there is no conversation to resume")
+        if not self.host.is_directory(old.cwd):
+            raise UsageError(f"session {short}'s directory {old.cwd} is gone: the agent's session belongs to it")
+        return adapter
+
+    def _run_fields(self, run: RunOptions) -> dict[str, Any]:
+        """The spec's fields from the run options over the defaults; refused before anything starts."""
+        fuse_ttl = self.defaults.fuse_ttl if run.fuse_ttl is None else run.fuse_ttl
+        heartbeat_interval(fuse_ttl, run.heartbeat_every)  # refuses one that would let the fuse lapse
+        on_stop = (self.defaults.on_stop if run.on_stop is None else run.on_stop.strip()) or None
+        return {
+            "env": self.host.environment([*self.defaults.unset_env, *run.unset_env]),
+            "fuse_ttl": fuse_ttl,
+            "heartbeat_every": run.heartbeat_every,
+            "timeout": run.timeout,
+            "on_stop": on_stop,
+            "on_stop_timeout": (run.on_stop_timeout or self.defaults.on_stop_timeout) if on_stop else None,
+        }
+
+    @staticmethod
+    def _labels(run: RunOptions) -> dict[str, Any]:
+        return {"name": run.name, "group": run.group, "labels": dict(run.labels)}
+
+    def _files(self, session_id: str) -> dict[str, Any]:
+        return {"log_path": self.host.log_path(session_id), "launched_by": self.host.user()}
+
+    def _prompt(self, text: str, files: Sequence[str], session_id: str, *, what: str) -> tuple[str, str]:
+        """The prompt (with attached files) in its 0600 file for the agent's stdin: (text to record, its path)."""
+        if not text.strip() and not files:
+            raise UsageError(f"{what}: the {'message' if what.startswith('resume') else 'prompt'} is empty")
+        path = self.host.write_prompt(session_id, text, files)
+        recorded = text if len(text) <= RECORDED_PROMPT_CHARS else (
+            text[:RECORDED_PROMPT_CHARS] + f"… ({len(text.encode())} bytes in all; see {path})")
+        return recorded, path
+
+    def _start(self, spec: LaunchSpec) -> Started:
+        """Start the supervisor, which records the launch; then make sure a daemon will reconcile the session."""
+        answer = self.host.start_supervisor(spec)
+        if not answer["ok"]:
+            if answer.get("kind") == "spawn-failed":
+                raise UsageError(f"{answer['error']} (recorded as session {spec.session_id[:12]}, spawn-failed)")
+            raise LedgerError(answer["error"])
+        return Started(spec, answer["pid"], self.host.ensure_reconciler())

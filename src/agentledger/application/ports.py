@@ -13,13 +13,18 @@ does). Rows index by position and by column name, like ``sqlite3.Row``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from agentledger.adapters.base import Adapter
+    from uuid import UUID
+
+    from eventsourcing.persistence import Notification, StoredEvent
+
+    from agentledger.adapters.base import Adapter, LaunchPlan
     from agentledger.adapters.observer import Observer
+    from agentledger.application.launching import LaunchSpec
     from agentledger.application.ledger import Ledger
     from agentledger.application.log import Applied
     from agentledger.application.stop_hooks import HookRun
@@ -146,7 +151,13 @@ class Store(Protocol):
     def read_models(self) -> ReadModels: ...
 
     @property
-    def events_table(self) -> str: ...  # the library's table of stored events (copy, verify, benchmarks)
+    def webhook_outbox(self) -> WebhookOutbox: ...
+
+    @property
+    def raw_log(self) -> RawLog: ...
+
+    @property
+    def events_table(self) -> str: ...  # the library's table of stored events (the raw log, metrics, tests)
 
     @property
     def position_column(self) -> str: ...  # that table's log position column
@@ -166,6 +177,78 @@ class Store(Protocol):
     def hold_lock(self, name: str) -> bool: ...  # a named lock for this connection's life (one deliverer)
 
     def close(self) -> None: ...
+
+
+class NewDelivery(NamedTuple):
+    """A delivery for the outbox: one hook of one event, to one endpoint, due as soon as it is written."""
+
+    endpoint: str
+    event_id: str
+    hook_type: str
+    position: int
+    session_id: str
+    payload: str  # the JSON body, without sent_at (each attempt adds its own)
+    created_at: float
+
+
+class Attempt(NamedTuple):
+    """One POST of a delivery: when it started and ended, and what came back."""
+
+    delivery_id: int
+    started: float
+    ended: float
+    outcome: HttpOutcome
+
+
+class WebhookOutbox(Protocol):
+    """The webhook outbox's rows: deliveries and each endpoint's log position (``infrastructure/webhook_outbox.py``).
+
+    Not a read model (a rebuild leaves it alone); what goes in, and when, is ``application/webhooks.py``'s to say.
+    """
+
+    def positions(self, endpoints: Sequence[str]) -> dict[str, int]: ...  # of those that have one
+
+    def add_positions(self, starts: Mapping[str, int]) -> None: ...  # to endpoints without one; others keep theirs
+
+    def add_deliveries(self, deliveries: Sequence[NewDelivery], *, read_at: Mapping[str, int],
+                       upto: int) -> bool: ...  # and positions to upto; False, nothing written, if not still read_at
+
+    def pending(self, endpoint: str, limit: int) -> list[Row]: ...  # its oldest pending deliveries, with bodies
+
+    def mark_delivered(self, attempts: Sequence[Attempt]) -> None: ...  # in one transaction
+
+    def mark_failed(self, attempt: Attempt, *, state: str, retry_at: float | None,
+                    error: str) -> None: ...  # pending again at retry_at, or dead
+
+    def deliveries(self, *, dead_only: bool, endpoint: str | None, limit: int) -> list[Row]: ...  # newest first
+
+    def requeue(self, ids: Sequence[int] | None, *, now: float,
+                check: Callable[[list[Row]], None]) -> list[Row]: ...  # ids (None: all dead) as new; check may refuse
+
+
+class RawLog(Protocol):
+    """A store's events and snapshots as stored, never decoded: for ``db copy`` (``infrastructure/raw_log.py``)."""
+
+    def head(self) -> int: ...  # the last event's position (0: none)
+
+    def count_upto(self, position: int) -> int: ...  # events at or before it (positions need not be dense)
+
+    def event_at(self, position: int) -> Notification: ...  # the first at or after it
+
+    def first_event(self) -> Notification: ...  # the log's first (it holds one)
+
+    def page(self, *, after: int, upto: int, limit: int) -> list[Notification]: ...  # in log order
+
+    def append(self, events: Sequence[StoredEvent]) -> None: ...  # all or none: AlreadyStored if one is there
+
+    def originator_ids(self) -> list[UUID]: ...  # every aggregate's in the log
+
+    @property
+    def keeps_snapshots(self) -> bool: ...  # else the two methods below are not to be called
+
+    def snapshots(self, originator_id: UUID) -> list[StoredEvent]: ...  # one aggregate's, oldest first
+
+    def add_snapshots(self, snapshots: Sequence[StoredEvent]) -> None: ...  # verbatim
 
 
 class WebhookPoster(Protocol):
@@ -239,6 +322,29 @@ class HookRunner(Protocol):
     def inherited_environment(self) -> dict[str, str]: ...  # what a hook inherits, without agentledger's secrets
 
 
+class LaunchHost(Protocol):
+    """Where a launch happens: the home's files, the user's environment, the supervisor and daemon processes.
+
+    Implemented by ``infrastructure/launch_host.py``; ``application/launching.py`` plans against it.
+    """
+
+    def new_session_id(self) -> str: ...  # 32 hex digits, never used before
+
+    def is_directory(self, path: str) -> bool: ...
+
+    def log_path(self, session_id: str) -> str: ...  # where the session's output goes (its directory made)
+
+    def write_prompt(self, session_id: str, text: str, files: Sequence[str]) -> str: ...  # a 0600 file; UsageError
+
+    def environment(self, unset: Sequence[str]) -> dict[str, str]: ...  # the agent's: the user's, less secrets
+
+    def user(self) -> str: ...  # who launches
+
+    def start_supervisor(self, spec: LaunchSpec) -> dict[str, Any]: ...  # its handshake: ok, pid | error, kind
+
+    def ensure_reconciler(self) -> str | None: ...  # a daemon for the store runs (started if need be); a notice
+
+
 class Agents(Protocol):
     """The agents agentledger knows (``adapters/``): which one a command line runs, each by name, their storage.
 
@@ -252,6 +358,11 @@ class Agents(Protocol):
     def for_session(self, name: str | None) -> Adapter: ...  # a session's, falling back to the plain command's
 
     def program_name(self, cmdline: Sequence[str]) -> str | None: ...
+
+    def agent_names(self) -> list[str]: ...  # the adapters that launch an agent from a prompt
+
+    def launch_plan(self, agent: str, *, session_id: str, cwd: str, prompt_path: str, model: str | None,
+                    name: str | None) -> LaunchPlan: ...  # the agent's argv, environment, stdin
 
     def native_facts(self, adapter: Adapter, native_session_id: str, path: str, run_since: float) -> dict[str, Any]: ...
 

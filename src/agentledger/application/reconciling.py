@@ -23,7 +23,7 @@ import signal
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
@@ -83,7 +83,7 @@ class Judged(NamedTuple):
             "why": d.why,
             "attempts": self.attempts,
             "error": self.error,
-            "evidence": d.evidence,
+            "evidence": None if d.evidence is None else d.evidence.as_dict(),
         }
 
 
@@ -212,7 +212,7 @@ class Reconciler:
             if dry_run:
                 return Judged(decision, Outcome.WOULD, attempt)
             if guard_note and decision.action is Action.STOP and decision.evidence is not None:
-                decision.evidence["mass_stop_guard"] = guard_note
+                decision = decision._replace(evidence=replace(decision.evidence, mass_stop_guard=guard_note))
             spooled = self.spool.get(session_id.hex) if self.spool is not None and \
                 decision.action is Action.STOP else None
             if spooled is not None:  # its supervisor saw the exit after this pass began: record that instead
@@ -235,13 +235,12 @@ class Reconciler:
 
     def _apply(self, session: Session, decision: Decision, now: datetime) -> None:
         assert decision.evidence is not None
+        evidence = decision.evidence.as_dict()
         if decision.action is Action.STOP:
             assert decision.reason is not None
-            session.record_stop(
-                reason=decision.reason, decided_by=self.decided_by, evidence=decision.evidence, note=decision.why
-            )
+            session.record_stop(reason=decision.reason, decided_by=self.decided_by, evidence=evidence, note=decision.why)
         elif decision.action is Action.EXPIRE_FUSE:
-            session.record_fuse_expired(decided_by=self.decided_by, evidence=decision.evidence, now=now)
+            session.record_fuse_expired(decided_by=self.decided_by, evidence=evidence, now=now)
         else:
             assert decision.signal is not None  # TERMINATE always names its signal
             session.request_stop(

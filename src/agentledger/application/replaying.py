@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
 from agentledger.application.log import LogEntry, read_log, replay_state, session_log
-from agentledger.domain.liveness import PidProbe
+from agentledger.domain.evidence import DecidedOn, Evidence
 from agentledger.domain.policy import DEFAULT_POLICY, ReconcilePolicy
 from agentledger.domain.reconciliation import Action, SessionFacts, decide
 from agentledger.domain.session import Session
@@ -71,15 +71,15 @@ def replay_decision(entries: list[LogEntry], decision: LogEntry, policy: Reconci
     recorded_action = _RECORDED_ACTION[decision.type_name]
     recorded_reason = getattr(event, "reason", None)
     recorded = _describe(recorded_action, recorded_reason)
-    evidence = event.evidence or {}
-    decided_on = evidence.get("decided_on") or {}
+    evidence = Evidence.from_dict(event.evidence or {})
     differences: list[str] = []
 
     def verdict(replayed: str, why: str) -> Verdict:
         return Verdict(decision.originator_id.hex, decision.position, decision.version, decision.type_name,
                        recorded, replayed, why, differences)
 
-    version, at, probe_evidence = decided_on.get("version"), decided_on.get("at"), evidence.get("pid_probe")
+    decided_on = evidence.decided_on or DecidedOn(None)
+    version, at = decided_on.version, decided_on.at
     if not isinstance(version, int) or not isinstance(at, datetime):
         differences.append("the evidence does not record the version and time it decided on")
         return verdict("unknown", "nothing to replay")
@@ -87,17 +87,17 @@ def replay_decision(entries: list[LogEntry], decision: LogEntry, policy: Reconci
     if state is None:
         differences.append(f"the log has no session state at version {version}")
         return verdict("unknown", "nothing to replay")
-    facts = SessionFacts.of_session(state, decided_on.get("position"))
-    probe = PidProbe.from_evidence(probe_evidence) if probe_evidence else None
+    facts = SessionFacts.of_session(state, decided_on.position)
+    probe = evidence.pid_probe
     if probe is None and not facts.fuse_live(at):
         differences.append("the evidence has no PID probe, but the log shows no live fuse: one was needed")
         return verdict("unknown", "no probe to replay with")
-    replayed = decide(facts, probe, at, policy, supervisor_alive=evidence.get("supervisor_alive") is True)
+    replayed = decide(facts, probe, at, policy, supervisor_alive=evidence.supervisor_alive is True)
     replayed_text = _describe(replayed.action, replayed.reason)
     if replayed_text != recorded:
         differences.append(f"recorded {recorded}, the rule now decides {replayed_text}: {replayed.why}")
     differences += _stale(entries, decision, version)
-    differences += _misread(evidence, facts, at)
+    differences += _misread(evidence.fuse or {}, facts, at)
     return verdict(replayed_text, replayed.why)
 
 
@@ -118,9 +118,8 @@ def _stale(entries: list[LogEntry], decision: LogEntry, version: int) -> list[st
             "a decision on stale state"]
 
 
-def _misread(evidence: dict[str, Any], facts: SessionFacts, at: datetime) -> list[str]:
+def _misread(fuse: dict[str, Any], facts: SessionFacts, at: datetime) -> list[str]:
     """Where the evidence's account of the fuse disagrees with the log at the version decided on."""
-    fuse = evidence.get("fuse") or {}
     found = []
     if fuse.get("state") not in (None, facts.fuse_state):
         found.append(f"evidence says fuse {fuse.get('state')}, the log says {facts.fuse_state}")

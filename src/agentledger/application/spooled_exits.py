@@ -15,6 +15,7 @@ from uuid import UUID
 
 from agentledger.application.errors import SessionNotFound
 from agentledger.domain.errors import SessionAlreadyStopped
+from agentledger.domain.evidence import FromSpool
 from agentledger.domain.exits import ObservedExit
 
 if TYPE_CHECKING:
@@ -59,10 +60,10 @@ def apply_spooled_exit(session: Any, record: dict[str, Any], *, recorded_by: dic
     from agentledger.application.exits import record_observed_exit
 
     observed = ObservedExit(record["returncode"], record.get("signal_name"))
-    also = {"spooled_at": record.get("observed_at"), "recorded_from_spool_by": recorded_by}
+    from_spool = FromSpool(spooled_at=record.get("observed_at"), recorded_by=recorded_by)
     try:
         exited_at = datetime.fromisoformat(record["observed_at"])
     except (KeyError, TypeError, ValueError):
         exited_at = None
-    record_observed_exit(session, observed, pid=record.get("pid"), decided_by=record["supervisor"], also=also,
-                         summary=record.get("summary"), exited_at=exited_at)
+    record_observed_exit(session, observed, pid=record.get("pid"), decided_by=record["supervisor"],
+                         from_spool=from_spool, summary=record.get("summary"), exited_at=exited_at)

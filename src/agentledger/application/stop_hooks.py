@@ -13,15 +13,14 @@ Two components call it. The supervisor does, right after it records the exit
 it saw: the common case, with no daemon needed. For a stop appended by anyone
 else (the reconciler after the supervisor died, ``stop`` with no supervisor
 left, a spooled exit, ``host forget``), the daemon of the session's host runs
-it: :class:`PendingStopHooks` looks for unclaimed hooks of stopped sessions
-after each reconcile pass and runs them on a thread of its own, so a slow
-hook never delays reconciling.
+it: its ``runtime/stop_hook_worker.py`` looks for unclaimed hooks of stopped
+sessions after each reconcile pass (:func:`sessions_stopped_since`) and runs
+them (:func:`run_unclaimed_hook`) on a thread of its own, so a slow hook never
+delays reconciling.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
@@ -30,18 +29,13 @@ from eventsourcing.persistence import IntegrityError
 from agentledger.domain.durations import format_duration
 from agentledger.domain.session import Session
 from agentledger.domain.stop_hooks import StopHook
-from agentledger.domain.vocabulary import Component
 
 if TYPE_CHECKING:
     from agentledger.application.ledger import Ledger
     from agentledger.application.ports import HookRunner, Machine, Store
 
-log = logging.getLogger("agentledger.stop_hooks")
-
 #: Used only if a session recorded a command without a timeout (the CLI always records one).
 DEFAULT_TIMEOUT = 60.0
-#: How long a daemon that is stopping waits for a running hook (``daemon stop`` waits 30s in all).
-SHUTDOWN_WAIT = 20.0
 
 
 class HookRun(NamedTuple):
@@ -92,71 +86,30 @@ def run_stop_hook(ledger: Ledger, session_id: UUID, *, claimed_by: dict[str, Any
     return hook
 
 
-class PendingStopHooks:
-    """The daemon's part: this host's stopped sessions whose hook nobody claimed, run in the background.
+class HookTurn(NamedTuple):
+    """What a claimant found for one stopped session: the hook it ran (or None), and whether to look again."""
 
-    :meth:`poke` runs on the reconcile pass's thread (it reads the read models,
-    whose connection that thread owns) and hands the sessions stopped since the
-    last look to a worker thread, which uses only the ledger. A session whose
-    supervisor still runs is left to it and looked at again next time.
-    """
+    hook: StopHook | None
+    later: bool = False  # its supervisor still runs (it runs the hook itself), or the look failed
 
-    def __init__(self, store: Store, machine: Machine, runner: HookRunner) -> None:
-        self.store = store
-        self.machine, self.runner = machine, runner
-        self.host = machine.host
-        self.claimed_by = machine.actor(Component.RECONCILER.value)
-        self.after = 0  # log position: stopped sessions up to here have been handed to a worker
-        self.again: set[str] = set()  # sessions to look at again (supervisor still running, an error)
-        self.closing = threading.Event()
-        self.worker: threading.Thread | None = None
 
-    def poke(self) -> None:
-        """Start a worker on the sessions stopped since the last look, unless one is still busy."""
-        if self.closing.is_set() or (self.worker is not None and self.worker.is_alive()):
-            return
-        try:
-            self.store.read_models.catch_up()  # so that this very pass's stops are seen now
-            rows = self.store.read_models.stopped_since(self.host, self.after)
-        except Exception as error:  # the next pass looks again
-            log.error("could not look for on-stop hooks to run: %s", error)
-            return
-        if rows:
-            self.after = rows[-1][1]
-        sessions = [*self.again, *(row[0] for row in rows)]
-        self.again = set()
-        if sessions:
-            self.worker = threading.Thread(target=self._run, args=(sessions,), name="on-stop-hooks", daemon=True)
-            self.worker.start()
+def sessions_stopped_since(store: Store, host: str, after: int) -> tuple[list[str], int]:
+    """``host``'s sessions stopped after log position ``after`` (this very moment's stops too), and the new position."""
+    store.read_models.catch_up()
+    rows = store.read_models.stopped_since(host, after)
+    return [row[0] for row in rows], (rows[-1][1] if rows else after)
 
-    def close(self, wait: float = SHUTDOWN_WAIT) -> None:
-        """Start no more hooks; wait up to ``wait`` seconds for the one running to be recorded."""
-        self.closing.set()
-        if self.worker is not None:
-            self.worker.join(wait)
-            if self.worker.is_alive():
-                log.warning("an on-stop hook is still running; its outcome will not be recorded")
 
-    def _run(self, sessions: list[str]) -> None:
-        ledger = self.store.ledger
-        for sid in sessions:
-            if self.closing.is_set():
-                return
-            try:
-                session = ledger.session(UUID(sid))
-                if not session.on_stop or ledger.stop_hook(session.id) is not None:
-                    continue
-                if self.machine.supervisor_alive(session.supervisor_pid, sid):
-                    self.again.add(sid)  # it runs the hook itself once it has recorded the exit
-                    continue
-                hook = run_stop_hook(ledger, session.id, claimed_by=self.claimed_by, machine=self.machine,
-                                     runner=self.runner)
-            except Exception as error:  # one session's failure must not keep the others' hooks from running
-                log.error("on-stop hook of %s: %s", sid[:12], error)
-                self.again.add(sid)
-                continue
-            if hook is not None and hook.outcome is not None:
-                log.info("on-stop hook of %s ran: %s", sid[:12], outcome_words(hook.outcome))
+def run_unclaimed_hook(ledger: Ledger, session_id: str, *, claimed_by: dict[str, Any], machine: Machine,
+                       runner: HookRunner) -> HookTurn:
+    """The daemon's part for one stopped session: run its hook unless it has none, it is claimed, or the
+    session's supervisor still runs (then it is the supervisor's to run, once it has recorded the exit)."""
+    session = ledger.session(UUID(session_id))
+    if not session.on_stop or ledger.stop_hook(session.id) is not None:
+        return HookTurn(None)
+    if machine.supervisor_alive(session.supervisor_pid, session_id):
+        return HookTurn(None, later=True)
+    return HookTurn(run_stop_hook(ledger, session.id, claimed_by=claimed_by, machine=machine, runner=runner))
 
 
 def outcome_words(outcome: dict[str, Any]) -> str:

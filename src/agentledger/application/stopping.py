@@ -17,13 +17,14 @@ from __future__ import annotations
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from agentledger.application.errors import LedgerError
 from agentledger.domain.errors import SessionAlreadyStopped
+from agentledger.domain.evidence import DecidedOn, Evidence, Observation
 from agentledger.domain.exits import signal_name
-from agentledger.domain.liveness import ProcessIdentity
+from agentledger.domain.liveness import PidProbe, ProcessIdentity
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, StopReason
 
@@ -80,7 +81,7 @@ def stop_session(
                 f"session {session_id.hex[:12]}: the process is gone but its supervisor has not "
                 "recorded the stop yet; check again with 'agentledger status'"
             )
-        _record_stop_without_supervisor(ledger, machine, session_id, probe.as_evidence(), note, outcome)
+        _record_stop_without_supervisor(ledger, machine, session_id, probe, note, outcome)
         final = ledger.session(session_id)
     else:
         outcome.recorded_by = outcome.recorded_by or final.stopped_by
@@ -116,19 +117,17 @@ def _wait_until_done(ledger: Ledger, machine: Machine, session_id: UUID, identit
 
 
 def _record_stop_without_supervisor(
-    ledger: Ledger, machine: Machine, session_id: UUID, probe: dict[str, Any], note: str | None, outcome: StopOutcome
+    ledger: Ledger, machine: Machine, session_id: UUID, probe: PidProbe, note: str | None, outcome: StopOutcome
 ) -> None:
     def stop(session: Session) -> None:
         session.record_stop(
             reason=StopReason.USER,
             decided_by=machine.actor(Component.CLI.value),
             note=note,
-            evidence={
-                "observed": "process gone, no supervisor left to record its exit",
-                "pid_probe": probe,
-                "stop_requests": session.stop_requests,
-                "decided_on_version": session.version,
-            },
+            evidence=Evidence(
+                Observation.PROCESS_GONE, decided_on=DecidedOn(session.version), pid_probe=probe,
+                stop_requests=session.stop_requests,
+            ).as_dict(),
         )
 
     try:

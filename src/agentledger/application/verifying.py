@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
 from agentledger.application.log import LogEntry, read_log
+from agentledger.domain.evidence import Evidence
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, FuseState
 
@@ -130,10 +131,10 @@ def _check(entry: LogEntry, seen: _Seen, report: VerifyReport) -> None:
 def _reconciler_stop_problems(event: Any, fuse: tuple[str, Any] | None) -> list[tuple[str, str]]:
     """``fuse``: the fuse as the log had it when the stop was decided (before the stop's own events)."""
     problems = []
-    evidence = event.evidence or {}
-    if (evidence.get("fuse") or {}).get("live"):
+    evidence = Evidence.from_dict(event.evidence or {})
+    if evidence.fuse and evidence.fuse.get("live"):
         problems.append(("stop-on-live-fuse", "a reconciler stop whose own evidence shows a live fuse"))
-    if (evidence.get("pid_probe") or {}).get("alive"):
+    if evidence.pid_probe is not None and evidence.pid_probe.alive:
         problems.append(("stop-on-live-pid", "a reconciler stop whose own evidence shows the PID alive"))
     if fuse is not None and fuse[0] == FuseState.SET and fuse[1] is not None and fuse[1] > event.timestamp:
         problems.append(("stop-under-live-fuse",

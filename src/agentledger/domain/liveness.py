@@ -95,13 +95,17 @@ class PidProbe(NamedTuple):
 
     @classmethod
     def from_evidence(cls, evidence: dict[str, Any]) -> PidProbe:
-        """The probe a recorded decision saw, for re-running the rule on it."""
+        """The probe a recorded decision saw, for re-running the rule on it.
+
+        Only what it found (``detail``) is required: a partial record (an older
+        or hand-written one) reads with the rest unknown (None, or empty names).
+        """
         return cls(
-            pid=evidence["pid"],
-            expected_start_time=evidence["expected_start_time"],
-            found_start_time=evidence["found_start_time"],
-            host=evidence["host"],
-            boot_id=evidence["boot_id"],
+            pid=evidence.get("pid"),
+            expected_start_time=evidence.get("expected_start_time"),
+            found_start_time=evidence.get("found_start_time"),
+            host=evidence.get("host", ""),
+            boot_id=evidence.get("boot_id", ""),
             liveness=Liveness(evidence["detail"]),
             error=evidence.get("error"),
         )

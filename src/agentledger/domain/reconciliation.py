@@ -19,11 +19,13 @@ has the truth table.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from agentledger.domain.durations import format_clock, format_duration
+from agentledger.domain.evidence import DecidedOn, Evidence, Observation
 from agentledger.domain.fuse import Fuse
 from agentledger.domain.liveness import Liveness, PidProbe, ProcessIdentity
 from agentledger.domain.policy import DEFAULT_POLICY, ReconcilePolicy
@@ -102,7 +104,7 @@ class Decision(NamedTuple):
     reason: StopReason | None = None  # with STOP
     signal: str | None = None  # with TERMINATE
     certain: bool = False  # with STOP: evidence no glitch of the observer can produce
-    evidence: dict[str, Any] | None = None  # with every action but KEEP: recorded in the event
+    evidence: Evidence | None = None  # with every action but KEEP: recorded in the event (as_dict)
 
     @property
     def appends(self) -> bool:
@@ -175,8 +177,7 @@ def _enforce_timeout(
     else:
         return Decision(facts.session_id, Action.KEEP, f"{passed}: {request.signal} sent at {format_clock(request.at)}, "
                         "waiting for the process group to end")
-    evidence = _evidence(facts, probe, now, policy)
-    evidence["deadline"] = facts.deadline
+    evidence = replace(_evidence(facts, probe, now, policy), deadline=facts.deadline)
     return Decision(
         facts.session_id, Action.TERMINATE, f"{passed}: {signal} to its process group", signal=signal, evidence=evidence
     )
@@ -188,20 +189,19 @@ def _within_patience(facts: SessionFacts, now: datetime, policy: ReconcilePolicy
 
 
 def _evidence(facts: SessionFacts, probe: PidProbe, now: datetime, policy: ReconcilePolicy,
-              supervisor_alive: bool = False) -> dict[str, Any]:
+              supervisor_alive: bool = False) -> Evidence:
     """What the decision saw, recorded in the event it appends."""
     request = facts.last_stop_request
-    return {
-        "supervisor_alive": supervisor_alive,
-        "fuse": facts.fuse.as_evidence(now),
-        "last_heartbeat_at": facts.last_heartbeat_at,
-        "pid_probe": probe.as_evidence(),
-        "stop_request": None if request is None else {
-            "cause": request.cause, "signal": request.signal, "grace": request.grace, "at": request.at,
-        },
-        "decided_on": {"version": facts.version, "position": facts.position, "at": now},
-        "policy_version": policy.version,
-    }
+    return Evidence(
+        Observation.PROBE,
+        decided_on=DecidedOn(facts.version, facts.position, now),
+        supervisor_alive=supervisor_alive,
+        stop_request=None if request is None else request._asdict(),
+        policy_version=policy.version,
+        pid_probe=probe,
+        fuse=facts.fuse.as_evidence(now),
+        last_heartbeat_at=facts.last_heartbeat_at,
+    )
 
 
 def _no_live_fuse(facts: SessionFacts, now: datetime) -> str:

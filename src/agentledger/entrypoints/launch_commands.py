@@ -1,10 +1,11 @@
 """``agentledger launch``: an agent by its adapter's name (``launch opencode -p PROMPT``) or any ``-- ARGV``;
 ``agentledger resume ID MESSAGE``: a new supervised session continuing a stopped one's agent conversation.
 
-Translation only: options and the configuration's defaults become a
-``LaunchSpec``; an agent's adapter (``adapters/``) builds its command line and
-the prompt file fed on its stdin; the supervisor does the rest. Heavy modules
-are imported inside the handlers.
+Translation only: options become a call on the launch use case
+(``application/launching.py: Launching``, built by ``bootstrap.launching``),
+which plans the session over the configuration's defaults and the agent's
+adapter and starts its supervisor. Heavy modules are imported inside the
+handlers.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agentledger.application.clock import now_epoch
 from agentledger.domain.durations import format_duration
@@ -22,6 +23,7 @@ from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
 
 if TYPE_CHECKING:
+    from agentledger.application.launching import Launching, RunOptions, Started
     from agentledger.entrypoints.cli import Context
 
 
@@ -89,12 +91,8 @@ def add_run_options(p: argparse.ArgumentParser, group_default: str = "none") -> 
 
 
 def cmd_launch(context: Context, args: argparse.Namespace) -> int:
-    from uuid import uuid4
-
     from agentledger.adapters import registry
-    from agentledger.adapters.base import LaunchRequest
     from agentledger.application.errors import UsageError
-    from agentledger.application.launching import LaunchSpec
 
     argv = args.argv
     agent = None
@@ -110,152 +108,68 @@ def cmd_launch(context: Context, args: argparse.Namespace) -> int:
         raise UsageError("--file and --prompt-file give an agent its prompt: agentledger launch AGENT --file PATH ...")
     if agent is not None and args.adapter not in (None, agent):
         raise UsageError(f"--adapter {args.adapter} does not go with 'launch {agent}'")
-    adapter_name = agent or args.adapter or registry.DEFAULT
-    run = _run_options(args)  # a bad configuration stops the launch before anything starts
+    launching = _launching(context)  # a bad configuration stops the launch before anything starts
+    run = _run_options(args)
     cwd = os.path.abspath(args.cwd or os.getcwd())
     if not os.path.isdir(cwd):
         raise UsageError(f"--cwd {args.cwd!r} is not a directory")
-    session_id = uuid4().hex
-    prompt = args.prompt
-    stdin_path = native_session_id = None
-    if agent is not None:
+    if agent is None:
+        started = launching.command(argv, cwd=cwd, run=run, adapter=args.adapter or registry.DEFAULT,
+                                    model=args.model, prompt=args.prompt)
+    else:
         text = _read_text(args.prompt, args.prompt_file, what=f"launch {agent}", inline="-p PROMPT",
                           from_file="--prompt-file FILE")
-        prompt, stdin_path = _prompt_file(text, args.file, session_id, what=f"launch {agent}")
-        plan = registry.get(agent).build_launch(
-            LaunchRequest(session_id=session_id, cwd=cwd, prompt_path=stdin_path, model=args.model, name=args.name))
-        argv, stdin_path, native_session_id = plan.argv, plan.stdin_path, plan.native_session_id
-        run["env"] = {**run["env"], **plan.env}
-    spec = LaunchSpec(
-        session_id=session_id,
-        argv=argv,
-        cwd=cwd,
-        adapter=adapter_name,
-        name=args.name,
-        model=args.model,
-        prompt=prompt,
-        group=args.group,
-        labels=dict(args.label),
-        stdin_path=stdin_path,
-        native_session_id=native_session_id,
-        **_session_files(session_id),
-        **run,
-    )
-    return _start(context, spec, json=args.json)
+        started = launching.agent(agent, prompt=text, files=args.file, cwd=cwd, run=run, model=args.model)
+    return _report(started, json=args.json)
 
 
 def cmd_resume(context: Context, args: argparse.Namespace) -> int:
     """A new session running the agent's own resume command on the old session's native id, in its cwd."""
-    from uuid import uuid4
-
     import orjson
 
-    from agentledger.adapters import registry
-    from agentledger.application.errors import LedgerError, UsageError
-    from agentledger.application.launching import LaunchSpec
+    from agentledger.application.launching import PastSession
     from agentledger.projections.queries import current_status, get_session
 
     db = context.fresh_db()
     old = get_session(db, context.resolve(args.session, db))
-    short = old["id"][:12]
-    adapter = registry.for_session(old["adapter"])
-    if adapter.binary is None:
-        raise UsageError(f"session {short} ran a plain command (adapter {old['adapter']}): "
-                         f"only an agent's conversation can be resumed (agents: {', '.join(registry.agent_names())})")
-    status = current_status(old, now_epoch())
-    if status != "stopped":
-        raise LedgerError(f"session {short} is still {status}: two agents must not write one conversation; "
-                          f"stop it first (agentledger stop {short}) or wait for it to end")
-    native = old["native_session_id"]
-    if not native:
-        raise UsageError(f"session {short}: its {adapter.name} adapter never found the agent's own session, "
-                         "so there is no conversation to resume")
-    if not os.path.isdir(old["cwd"]):
-        raise UsageError(f"session {short}'s directory {old['cwd']} is gone: the agent's session belongs to it")
-    text = _read_text(args.message, args.message_file, what=f"resume {short}", inline="MESSAGE",
+    past = PastSession(id=old["id"], status=current_status(old, now_epoch()), adapter=old["adapter"],
+                       native_session_id=old["native_session_id"], cwd=old["cwd"], name=old["name"],
+                       model=old["model"], group=old["group_name"], labels=orjson.loads(old["labels"] or "{}"))
+    launching = _launching(context)
+    launching.check_resumable(past)  # before the message is read
+    text = _read_text(args.message, args.message_file, what=f"resume {past.id[:12]}", inline="MESSAGE",
                       from_file="--message-file FILE")
-    run = _run_options(args)
-    session_id = uuid4().hex
-    prompt, stdin_path = _prompt_file(text, args.file, session_id, what=f"resume {short}")
-    spec = LaunchSpec(
-        session_id=session_id,
-        argv=adapter.resume_argv(native),
-        cwd=old["cwd"],
-        adapter=adapter.name,
-        name=args.name or old["name"],
-        model=old["model"],
-        prompt=prompt,
-        group=args.group or old["group_name"],
-        labels={**orjson.loads(old["labels"] or "{}"), **dict(args.label)},
-        stdin_path=stdin_path,
-        native_session_id=native,
-        resumed_from=old["id"],
-        **_session_files(session_id),
-        **run,
-    )
-    return _start(context, spec, json=args.json)
+    return _report(launching.resume(past, message=text, files=args.file, run=_run_options(args)), json=args.json)
 
 
-def _run_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``LaunchSpec`` fields from the shared run options and the configuration's defaults."""
-    from agentledger.application.launching import heartbeat_interval
-    from agentledger.infrastructure.agent_env import agent_environment
-    from agentledger.infrastructure.settings import load_settings
+def _launching(context: Context) -> Launching:
+    from agentledger.bootstrap import launching
 
-    settings = load_settings()
-    fuse_ttl = settings.fuse_ttl if args.fuse_ttl is None else args.fuse_ttl
-    heartbeat_interval(fuse_ttl, args.heartbeat_every)  # refuses one that would let the fuse lapse
-    on_stop = (settings.on_stop if args.on_stop is None else args.on_stop.strip()) or None  # '' turns it off
-    return {
-        "env": agent_environment(os.environ, [*settings.unset_env, *args.unset_env]),
-        "fuse_ttl": fuse_ttl,
-        "heartbeat_every": args.heartbeat_every,
-        "timeout": args.timeout,
-        "on_stop": on_stop,
-        "on_stop_timeout": (args.on_stop_timeout or settings.on_stop_timeout) if on_stop else None,
-    }
+    return launching(lambda: context.store)
 
 
-def _session_files(session_id: str) -> dict[str, Any]:
-    """The session's output log (under the ledger's home) and who launches it, for its ``LaunchSpec``."""
-    from agentledger.infrastructure.config import logs_dir, private_directory
-    from agentledger.infrastructure.host import os_user
+def _run_options(args: argparse.Namespace) -> RunOptions:
+    """The shared run options, as given (the use case puts them over the configuration's defaults)."""
+    from agentledger.application.launching import RunOptions
 
-    logs = logs_dir()
-    private_directory(logs)
-    return {"log_path": str(logs / f"{session_id}.log"), "launched_by": os_user()}
+    return RunOptions(fuse_ttl=args.fuse_ttl, heartbeat_every=args.heartbeat_every, timeout=args.timeout,
+                      on_stop=args.on_stop, on_stop_timeout=args.on_stop_timeout, unset_env=args.unset_env,
+                      name=args.name, group=args.group, labels=dict(args.label))
 
 
-def _start(context: Context, spec: Any, *, json: bool) -> int:
-    """Start the supervisor for ``spec`` and print the new session's id (the supervisor records the launch)."""
-    from agentledger.application.errors import LedgerError, UsageError
-    from agentledger.infrastructure.config import home_dir, logs_dir
-    from agentledger.infrastructure.launcher import start_supervisor
-
-    store = context.store  # creates the store now rather than in the supervisor
-    env = dict(os.environ, AGENTLEDGER_HOME=str(home_dir()), AGENTLEDGER_DB=store.location.connect_url)
-    answer = start_supervisor(spec, env, logs_dir() / f"{spec.session_id}.supervisor.log")
-    if not answer["ok"]:
-        if answer.get("kind") == "spawn-failed":
-            raise UsageError(f"{answer['error']} (recorded as session {spec.session_id[:12]}, spawn-failed)")
-        raise LedgerError(answer["error"])
-    from agentledger.entrypoints.reconcile_commands import ensure_daemon
-
-    notice = ensure_daemon(store)  # a reconciler for when this supervisor dies
-    if notice:
-        print(f"agentledger: {notice}", file=sys.stderr)
+def _report(started: Started, *, json: bool) -> int:
+    """Print the new session's id (or, with --json, what was launched), and any word about the daemon."""
+    if started.notice:
+        print(f"agentledger: {started.notice}", file=sys.stderr)
+    spec = started.spec
     if json:
         from agentledger.entrypoints.render import write_json
 
-        write_json({"id": spec.session_id, "pid": answer["pid"], "log_path": spec.log_path, "adapter": spec.adapter,
+        write_json({"id": spec.session_id, "pid": started.pid, "log_path": spec.log_path, "adapter": spec.adapter,
                     "argv": spec.argv, "prompt_path": spec.stdin_path, "resumed_from": spec.resumed_from})
     else:
         print(spec.session_id)
     return 0
-
-
-#: How much of an agent's prompt the ``Launched`` event keeps (the whole prompt is in the prompt file).
-RECORDED_PROMPT_CHARS = 2000
 
 
 def _merge_agent_options(args: argparse.Namespace, tokens: list[str]) -> None:
@@ -290,21 +204,3 @@ def _read_text(value: str | None, path: str | None, *, what: str, inline: str, f
             return handle.read().decode("utf-8", "replace")
     except OSError as error:
         raise UsageError(f"{from_file.split()[0]} {path}: {error.strerror or error}") from None
-
-
-def _prompt_file(text: str, files: list[str], session_id: str, *, what: str) -> tuple[str, str]:
-    """Write the prompt (with attached files) to a 0600 file for the agent's stdin: (text to record, its path)."""
-    from agentledger.adapters.prompts import PromptTooLarge, compose_prompt, write_prompt_file
-    from agentledger.application.errors import UsageError
-    from agentledger.infrastructure.config import home_dir
-
-    if not text.strip() and not files:
-        raise UsageError(f"{what}: the {'message' if what.startswith('resume') else 'prompt'} is empty")
-    try:
-        data = compose_prompt(text, files)
-    except PromptTooLarge as error:
-        raise UsageError(str(error)) from None
-    path = write_prompt_file(home_dir() / "prompts", session_id, data)
-    recorded = text if len(text) <= RECORDED_PROMPT_CHARS else (
-        text[:RECORDED_PROMPT_CHARS] + f"… ({len(text.encode())} bytes in all; see {path})")
-    return recorded, str(path)

@@ -7,8 +7,6 @@ reports to text or JSON. Heavy modules are imported inside the handlers.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -19,8 +17,8 @@ from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
 
 if TYPE_CHECKING:
-    from agentledger.application.ports import Store
     from agentledger.entrypoints.cli import Context
+    from agentledger.infrastructure.daemon_control import DaemonControl
 
 #: How long ``daemon stop`` waits for the daemon to finish its pass and exit.
 STOP_PATIENCE = 30.0
@@ -159,8 +157,7 @@ def _daemon_install(context: Context, args: argparse.Namespace) -> int:
         print(f"# {unit.path}\n{unit.text}")
         print(f"# {unit.env_file} (0600)\n{mask_secrets(unit.env_text)}")
         return 0
-    files = _files()
-    if _running(files) is not None:
+    if _control().running() is not None:
         raise LedgerError("a daemon is running for this store: stop it first ('agentledger daemon stop'), "
                           "so that the service can be the one")
     write(unit)
@@ -186,45 +183,10 @@ def _daemon_uninstall(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _files() -> Any:
-    from agentledger.infrastructure.config import home_dir
-    from agentledger.infrastructure.daemon_files import DaemonFiles
-    from agentledger.infrastructure.settings import store_location
+def _control() -> DaemonControl:
+    from agentledger.bootstrap import daemon_control
 
-    return DaemonFiles.locate(store_location(), home_dir())
-
-
-def _running(files: Any) -> dict[str, Any] | None:
-    """This host's daemon for the store, if that very process still runs: the lock's recorded holder, else
-    (a PostgreSQL store served by a daemon of another home, or of another spelling) the server lock's."""
-    from agentledger.infrastructure.config import PostgresLocation
-    from agentledger.infrastructure.daemon_files import server_holder
-    from agentledger.infrastructure.host import host_name
-
-    here = host_name()
-    holder = files.recorded_holder()
-    if _alive(holder, here):
-        return holder
-    if isinstance(files.location, PostgresLocation):
-        from agentledger.infrastructure.store_faults import is_connection_error
-
-        try:
-            holder = server_holder(files.location, here)
-        except Exception as error:  # the server is away: no daemon can be found there now
-            if not is_connection_error(error):
-                raise
-            return None
-        return holder if _alive(holder, here) else None
-    return None
-
-
-def _alive(holder: dict[str, Any] | None, host: str) -> bool:
-    from agentledger.infrastructure.daemon_files import holder_identity
-    from agentledger.infrastructure.processes import probe
-
-    if holder is None or holder.get("host") != host or "start_time" not in holder:
-        return False
-    return probe(holder_identity(holder)).alive
+    return daemon_control()
 
 
 def _daemon_run(context: Context, args: argparse.Namespace) -> int:
@@ -245,12 +207,12 @@ def _daemon_start(context: Context, args: argparse.Namespace) -> int:
     from agentledger.infrastructure.daemon_files import DaemonAlreadyRunning
 
     interval = _interval(args)  # a bad configuration stops us here, before anything starts
-    store = context.store  # create the store now, in this process, with its errors reported here
-    files = _files()
-    holder = _running(files)
+    _ = context.store  # create the store now, in this process, with its errors reported here
+    control = _control()
+    holder = control.running()
     if holder is not None:
-        raise DaemonAlreadyRunning(holder, f"lock {files.lock_path}")
-    answer = start_daemon(store, files, interval, _policy(args))
+        raise DaemonAlreadyRunning(holder, f"lock {control.files.lock_path}")
+    answer = control.start(interval, _policy(args))
     if not answer["ok"]:
         from agentledger.application.errors import LedgerError
 
@@ -259,68 +221,9 @@ def _daemon_start(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def start_daemon(store: Store, files: Any, interval: float, policy: ReconcilePolicy) -> dict[str, Any]:
-    """Start ``daemon run`` detached for ``store``; its handshake: ``ok``, else ``error`` (``already_running``)."""
-    from agentledger.infrastructure.config import home_dir
-    from agentledger.infrastructure.launcher import start_detached
-
-    argv = [sys.executable, "-m", "agentledger", "daemon", "run", "--interval", repr(interval),
-            "--mass-stop-share", repr(policy.mass_stop_share), "--mass-stop-min", str(policy.mass_stop_min),
-            "--handshake-fd"]
-    env = dict(os.environ, AGENTLEDGER_HOME=str(home_dir()), AGENTLEDGER_DB=store.location.connect_url)
-    return start_detached(argv, env, files.log_path, what="daemon")
-
-
-def ensure_daemon(store: Store) -> str | None:
-    """Make sure a reconciler will run for ``store`` on this host (``launch`` calls this); a notice, or None.
-
-    With ``autostart_daemon`` on (the default) a daemon is started when none
-    runs: a session whose supervisor dies is then stopped once its process
-    ends, even for a user who never ran ``daemon start``. Off, the notice says
-    what that means. Starting it is best effort: the launch does not fail.
-    """
-    from agentledger.infrastructure.settings import load_settings
-
-    settings = load_settings()
-    files = _files()
-    if _running(files) is not None:
-        return None
-    if not settings.autostart_daemon:
-        return ("no reconciler daemon runs for this store (autostart_daemon = false): if this session's "
-                "supervisor dies, it stays unwatched until 'agentledger daemon start' or 'agentledger reconcile'")
-    try:
-        answer = start_daemon(store, files, settings.reconcile_interval, DEFAULT_POLICY)
-    except Exception as error:  # the session is launched: say why no daemon, and go on
-        return f"could not start the reconciler daemon ({error}); run 'agentledger daemon start'"
-    if not answer["ok"]:
-        if answer.get("already_running"):  # another home's daemon serves the store (it holds the server's lock)
-            return None
-        return f"could not start the reconciler daemon ({answer['error']}); run 'agentledger daemon start'"
-    return (f"started the reconciler daemon for this store (pid {answer['pid']}, log {answer['log']}); "
-            "autostart_daemon = false turns this off")
-
-
 def _daemon_stop(context: Context, args: argparse.Namespace) -> int:
-    import signal
-
-    from agentledger.application.errors import LedgerError
-
-    files = _files()
-    holder = _running(files)
-    if holder is None:
-        print("no daemon is running for this store")
-        return 0
-    try:
-        os.kill(holder["pid"], signal.SIGTERM)
-    except PermissionError:
-        raise LedgerError(f"the daemon (pid {holder['pid']}) runs as another user: stop it as that user") from None
-    deadline = time.monotonic() + args.wait
-    while _alive(holder, holder["host"]):
-        if time.monotonic() > deadline:
-            raise LedgerError(f"the daemon (pid {holder['pid']}) has not exited after {format_duration(args.wait)}; "
-                              f"see {files.log_path}")
-        time.sleep(0.05)
-    print(f"daemon stopped (pid {holder['pid']})")
+    holder = _control().stop(args.wait)
+    print("no daemon is running for this store" if holder is None else f"daemon stopped (pid {holder['pid']})")
     return 0
 
 
@@ -331,8 +234,8 @@ def _daemon_status(context: Context, args: argparse.Namespace) -> int:
     from agentledger.entrypoints.render import key_values, relative, write_json
     from agentledger.infrastructure.host import host_name
 
-    files = _files()
-    holder = _running(files)
+    control = _control()
+    files, holder = control.files, control.running()
     status = files.read_status() if holder else None
     if status is not None and holder is not None and status.get("pid") != holder["pid"]:
         status = None  # left by an earlier daemon, not yet rewritten by this one

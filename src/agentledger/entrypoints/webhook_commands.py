@@ -1,8 +1,9 @@
 """``agentledger webhooks``: the delivery outbox, re-queuing dead deliveries, checking a signature.
 
-Translation only: the rows and re-queuing come from ``application/webhooks.py``,
-signatures from ``domain/webhooks.py``. The outbox is not a read model, so
-these commands do not catch up the projections first.
+Translation only: the rows and re-queuing come from ``application/webhooks.py``
+(over the store's outbox port), signatures from ``domain/webhooks.py``. The
+outbox is not a read model, so these commands do not catch up the projections
+first.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def cmd_webhooks(context: Context, args: argparse.Namespace) -> int:
     from agentledger.application.webhooks import list_deliveries
     from agentledger.entrypoints.render import relative, shorten, table, write_json_lines
 
-    rows = list_deliveries(context.store.db, failed=args.failed, endpoint=args.endpoint, limit=args.limit)
+    rows = list_deliveries(context.store, failed=args.failed, endpoint=args.endpoint, limit=args.limit)
     if args.json:
         write_json_lines({key: row[key] for key in row.keys()} for row in rows)
         return 0

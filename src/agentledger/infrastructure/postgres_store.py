@@ -158,6 +158,20 @@ class PostgresStore:
 
         return StoreReadModels(self)
 
+    @property
+    def webhook_outbox(self) -> ports.WebhookOutbox:
+        """The webhook outbox's tables, for the service layer (``application/webhooks.py``)."""
+        from agentledger.infrastructure.webhook_outbox import SqlWebhookOutbox
+
+        return SqlWebhookOutbox(self)
+
+    @property
+    def raw_log(self) -> ports.RawLog:
+        """The stored events and snapshots verbatim, for copying a ledger (``application/copying.py``)."""
+        from agentledger.infrastructure.raw_log import RecorderRawLog
+
+        return RecorderRawLog(self)
+
     position_column = "notification_id"
 
     def hold_lock(self, name: str) -> bool:

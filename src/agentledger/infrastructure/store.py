@@ -65,6 +65,20 @@ class SqliteStore:
 
         return StoreReadModels(self)
 
+    @property
+    def webhook_outbox(self) -> ports.WebhookOutbox:
+        """The webhook outbox's tables, for the service layer (``application/webhooks.py``)."""
+        from agentledger.infrastructure.webhook_outbox import SqlWebhookOutbox
+
+        return SqlWebhookOutbox(self)
+
+    @property
+    def raw_log(self) -> ports.RawLog:
+        """The stored events and snapshots verbatim, for copying a ledger (``application/copying.py``)."""
+        from agentledger.infrastructure.raw_log import RecorderRawLog
+
+        return RecorderRawLog(self)
+
     def log_head(self) -> int:
         """The last log position, read on the read-model connection (no need to build the ledger)."""
         return self.db.execute(f"SELECT max(rowid) FROM {self.events_table}").fetchone()[0] or 0

@@ -14,6 +14,7 @@ from typing import Any
 
 from agentledger.application.log import LogEntry
 from agentledger.domain.durations import format_clock, format_duration
+from agentledger.domain.evidence import Evidence
 from agentledger.domain.fuse import session_status
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import SessionStatus
@@ -134,5 +135,5 @@ def _agent_facts(f: dict[str, Any]) -> str:
 
 
 def _probe(evidence: dict[str, Any]) -> str:
-    probe = evidence.get("pid_probe") or {}
-    return f"PID {probe.get('pid')} {probe.get('detail', 'not probed')}"
+    probe = Evidence.from_dict(evidence).pid_probe
+    return "PID None not probed" if probe is None else f"PID {probe.pid} {probe.liveness.value}"

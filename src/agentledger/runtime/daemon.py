@@ -33,7 +33,6 @@ from agentledger import __version__
 from agentledger.application import clock
 from agentledger.application.hosting import record_daemon_alive, record_daemon_stopped
 from agentledger.application.reconciling import Outcome, PassReport, Reconciler
-from agentledger.application.stop_hooks import PendingStopHooks
 from agentledger.application.watching import AgentWatch
 from agentledger.domain.durations import format_duration
 from agentledger.domain.policy import ReconcilePolicy
@@ -43,6 +42,7 @@ from agentledger.infrastructure.launcher import Handshake
 from agentledger.infrastructure.metrics_server import Check, LoopWatch, thread_alive
 from agentledger.infrastructure.settings import Settings
 from agentledger.infrastructure.spool import Spool
+from agentledger.runtime.stop_hook_worker import PendingStopHooks
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Store
@@ -152,11 +152,11 @@ class Daemon:
         return follower
 
     def _start_webhooks(self) -> None:
-        """Deliver webhooks from threads of their own (``application/webhooks.py``): the pass never waits on them."""
+        """Deliver webhooks from threads of their own (``webhook_dispatch.py``): the pass never waits on them."""
         if not self.settings.webhooks:
             return
-        from agentledger.application.webhooks import Dispatcher
         from agentledger.infrastructure.webhook_sender import WebhookSender
+        from agentledger.runtime.webhook_dispatch import Dispatcher
 
         self.webhooks = Dispatcher(self.settings.webhooks, self.reopen, WebhookSender)
         self.webhooks.start()

@@ -41,6 +41,7 @@ from agentledger.application.exits import record_observed_exit
 from agentledger.application.launching import LaunchSpec
 from agentledger.domain.durations import format_duration
 from agentledger.domain.errors import SessionAlreadyStopped
+from agentledger.domain.evidence import Evidence, Observation
 from agentledger.domain.exits import ObservedExit, signal_name
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import Component, SessionStatus, StopCause, StopReason
@@ -159,7 +160,8 @@ class Supervisor:
         session.record_stop(
             reason=StopReason.SPAWN_FAILED,
             decided_by=actor(Component.SUPERVISOR.value),
-            evidence={"error": error.strerror or str(error), "errno": error.errno, "filename": str(error.filename)},
+            evidence=Evidence(Observation.SPAWN_FAILED, error=error.strerror or str(error), errno=error.errno,
+                              filename=str(error.filename)).as_dict(),
             note=str(error),
         )
         self.ledger.save_retrying(session)
@@ -375,10 +377,10 @@ class Supervisor:
 
     def _exit_summary(self, observed: ObservedExit) -> str | None:
         """The agent's final error message from its output (a login failure, say), for a failed run."""
-        from agentledger.adapters.registry import for_session
+        from agentledger.bootstrap import agents
 
         try:
-            return for_session(self.spec.adapter).exit_summary(self.spec.log_path, observed.exit_code)
+            return agents().for_session(self.spec.adapter).exit_summary(self.spec.log_path, observed.exit_code)
         except Exception as error:  # the stop matters; its summary is a courtesy
             log.warning("no exit summary: %s", error)
             return None
@@ -386,12 +388,11 @@ class Supervisor:
     def _run_stop_hook(self) -> None:
         """Whoever recorded the stop, the supervisor is on the session's host and runs its hook first."""
         from agentledger.application.stop_hooks import outcome_words, run_stop_hook
-        from agentledger.infrastructure.hook_runner import ProcessHookRunner
-        from agentledger.infrastructure.machine import LocalMachine
+        from agentledger.bootstrap import hook_runner, this_machine
 
         try:
             hook = run_stop_hook(self.ledger, self.session_id, claimed_by=actor(Component.SUPERVISOR.value),
-                                 machine=LocalMachine(), runner=ProcessHookRunner())
+                                 machine=this_machine(), runner=hook_runner())
         except Exception as error:  # the daemon runs a hook nobody claimed; a claimed one is not run twice
             log.error("on-stop hook not run or not recorded: %s", error)
             return
@@ -411,18 +412,17 @@ def _observed(returncode: int) -> ObservedExit:
 
 def _observer_for(spec: LaunchSpec, pid: int, start_time: float | None, spawned_at: float) -> Any:
     """An observer of the agent's native storage, or None for an adapter that has none (``command``)."""
-    from agentledger.adapters.command import CommandAdapter
-    from agentledger.adapters.observer import Observer
-    from agentledger.adapters.registry import for_session
+    from agentledger.bootstrap import agents
     from agentledger.domain.vocabulary import NativeIdSource
 
-    adapter = for_session(spec.adapter)
-    if isinstance(adapter, CommandAdapter):
+    known = agents()
+    adapter = known.for_session(spec.adapter)
+    if adapter.binary is None:  # a plain command keeps no storage of its own
         return None
-    return Observer(adapter, cwd=spec.cwd, started_at=start_time or spawned_at, pid=pid,
-                    hint=spec.native_session_id,
-                    hint_source=NativeIdSource.RESUMED if spec.resumed_from else NativeIdSource.PINNED,
-                    output_path=spec.log_path, argv=spec.argv, run_started_at=spawned_at)
+    source = NativeIdSource.RESUMED if spec.resumed_from else NativeIdSource.PINNED
+    return known.observer(adapter, cwd=spec.cwd, started_at=start_time or spawned_at, pid=pid,
+                          hint=spec.native_session_id, hint_source=source.value, output_path=spec.log_path,
+                          argv=spec.argv, run_started_at=spawned_at)
 
 
 def _spawn_error_text(binary: str, error: OSError) -> str:
