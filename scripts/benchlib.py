@@ -25,6 +25,7 @@ def temp_home(prefix: str) -> Path:
     os.environ["AGENTLEDGER_HOME"] = str(home)
     os.environ.pop("AGENTLEDGER_DB", None)
     os.environ["AGENTLEDGER_AUTOSTART_DAEMON"] = "0"  # a benchmark starts the daemons it measures itself
+    os.environ["AGENTLEDGER_AUTO_LOCK"] = "0"  # benchmarks launch many sessions into one directory
     return home
 
 

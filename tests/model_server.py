@@ -18,6 +18,9 @@ Controls, written anywhere in the last user message (so a resumed run without
 them behaves normally):
 
 - ``[[mock:delay=2.5]]``: wait that many seconds before answering;
+- ``[[mock:hold=NAME]]``: answer only once the test calls ``server.release(NAME)``
+  (at most :data:`HOLD_LIMIT` seconds): an agent that runs exactly as long as
+  the test needs, however slow the machine;
 - ``[[mock:status=401]]``: answer with that HTTP status and the protocol's own
   error body (``authentication_error`` for 401, and so on);
 - ``[[mock:reply=some text]]``: answer with exactly this text.
@@ -46,7 +49,9 @@ from typing import Any
 REPLY_MARKER = "MODEL-SERVER-REPLY"
 INPUT_TOKENS = 120
 OUTPUT_TOKENS = 12
-_CONTROL = re.compile(r"\[\[mock:(delay|status|reply)=([^\]]*)\]\]")
+_CONTROL = re.compile(r"\[\[mock:(delay|status|reply|hold)=([^\]]*)\]\]")
+#: The longest a held answer waits for its release.
+HOLD_LIMIT = 300.0
 _HEADERS_KEPT = ("user-agent", "x-api-key", "authorization", "anthropic-version", "session_id", "conversation_id",
                  "x-claude-code-session-id", "originator", "x-session-affinity")
 
@@ -58,6 +63,7 @@ class Reply:
     text: str
     status: int = 200
     delay: float = 0.0
+    hold: str | None = None  # answer once the test releases this name
 
 
 def plan_reply(last_user: str) -> Reply:
@@ -68,6 +74,7 @@ def plan_reply(last_user: str) -> Reply:
         reply.delay = float(controls["delay"])
     if "status" in controls:
         reply.status = int(controls["status"])
+    reply.hold = controls.get("hold")
     return reply
 
 
@@ -111,6 +118,7 @@ class ModelServer:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._gates: dict[str, threading.Event] = {}
         handler = type("Handler", (_Handler,), {"server_state": self})
         self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
         self._httpd.daemon_threads = True
@@ -120,6 +128,15 @@ class ModelServer:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def gate(self, name: str) -> threading.Event:
+        """The event a ``[[mock:hold=NAME]]`` answer waits on."""
+        with self._lock:
+            return self._gates.setdefault(name, threading.Event())
+
+    def release(self, name: str) -> None:
+        """Let the answers held under ``name`` (and any later ones) go."""
+        self.gate(name).set()
 
     def start(self) -> ModelServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="model-server", daemon=True)
@@ -203,6 +220,8 @@ class _Handler(BaseHTTPRequestHandler):
                  "usage": {"input": INPUT_TOKENS, "output": OUTPUT_TOKENS} if reply.status == 200 else None}
         if reply.delay:
             time.sleep(reply.delay)
+        if reply.hold:
+            self.server_state.gate(reply.hold).wait(HOLD_LIMIT)
         try:
             if reply.status != 200:
                 self._error(protocol, reply.status)

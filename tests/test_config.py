@@ -29,6 +29,7 @@ def write_config(home: Path, text: str, mode: int = 0o600) -> Path:
 
 def test_defaults_when_there_is_no_file(cli, home, monkeypatch):
     monkeypatch.delenv("AGENTLEDGER_AUTOSTART_DAEMON")  # the suite's own setting
+    monkeypatch.delenv("AGENTLEDGER_AUTO_LOCK")  # likewise
     shown = cli.json("config", "show")
     assert shown["file"] is None and shown["home"] == str(home)
     settings = shown["settings"]

@@ -49,8 +49,9 @@ class FakeHost:
     def log_path(self, session_id: str) -> str:
         return f"/home/logs/{session_id}.log"
 
-    def write_prompt(self, session_id: str, text: str, files: Sequence[str]) -> str:
-        self.prompts[session_id] = text + "".join(f"\n--- file: {f} ---" for f in files)
+    def write_prompt(self, session_id: str, text: str, files: Sequence[str], spec: str | None = None) -> str:
+        head = "" if spec is None else f"--- spec: {spec} ---\n"
+        self.prompts[session_id] = head + text + "".join(f"\n--- file: {f} ---" for f in files)
         return f"/home/prompts/{session_id}.txt"
 
     def environment(self, unset: Sequence[str]) -> dict[str, str]:

@@ -78,9 +78,10 @@ def price(requests: int) -> float:
 def test_a_run_resumed_in_a_plain_directory_records_exactly_what_the_agent_did(agent, agents, cli):
     work = agents.plain_dir("plain")
     token = uuid.uuid4().hex[:10]
-    sid = cli("launch", agent, "-p", f"Reply with pong {token} [[mock:delay=2]]", "--cwd", str(work),
+    sid = cli("launch", agent, "-p", f"Reply with pong {token} [[mock:hold={token}]]", "--cwd", str(work),
               "--name", f"e2e-{agent}", "--timeout", "150s").stdout.strip()
-    assert cli.json("status", sid)["status"] == "running"  # the model answers 2 s after it is asked
+    assert cli.json("status", sid)["status"] == "running"  # the model answers once the test releases it
+    agents.server.release(token)
     status = stopped(cli, sid)
     assert (status["stop_reason"], status["exit_code"], status["stop_note"]) == ("exited", 0, None), status
     facts = status["agent"]
@@ -173,7 +174,7 @@ def test_an_agent_started_by_hand_is_discovered_adopted_and_its_facts_kept_curre
     token = uuid.uuid4().hex[:10]
     plan = registry.get(agent).build_launch(_request(work))
     prompt = work.parent / f"{token}.txt"
-    prompt.write_text(f"Take your time {token} [[mock:delay=4]]")
+    prompt.write_text(f"Take your time {token} [[mock:hold={token}]]")  # it runs until the test has adopted it
     with open(prompt, "rb") as stdin:  # as a shell starts it: PWD is where it runs (opencode's project directory)
         process = subprocess.Popen(plan.argv, cwd=work, env={**os.environ, "PWD": str(work)}, stdin=stdin,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -182,6 +183,7 @@ def test_an_agent_started_by_hand_is_discovered_adopted_and_its_facts_kept_curre
                                   if c["pid"] == process.pid], timeout=DEADLINE)
         assert found[0]["adapter"] == agent
         sid = cli("adopt", str(process.pid)).stdout.split()[0]
+        agents.server.release(token)
         assert process.wait(timeout=DEADLINE) == 0
         cli("reconcile")
         status = stopped(cli, sid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 from pathlib import Path
@@ -91,7 +92,7 @@ def test_a_hook_that_outlives_its_timeout_is_killed_with_its_group_and_recorded_
     assert 1.0 <= outcome["duration_seconds"] < 5.0
     grandchild = int(child.read_text())
     wait_for(lambda: not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE)
-    assert "timed out: ended by SIGTERM after 1s" in cli("why", sid).stdout
+    assert re.search(r"timed out: ended by SIGTERM after \d+(\.\d)?s", cli("why", sid).stdout)  # 1s, or more if busy
 
 
 def test_a_hook_that_ignores_sigterm_gets_sigkill_after_the_grace_period(tmp_path, monkeypatch):

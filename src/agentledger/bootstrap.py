@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from agentledger.application.launching import Launching
-    from agentledger.application.ports import Agents, HookRunner, Machine, Store
+    from agentledger.application.locking import DirectoryLocks
+    from agentledger.application.ports import Agents, HookRunner, Machine, Repositories, Store
+    from agentledger.application.worktrees import Worktrees
     from agentledger.infrastructure.config import PostgresLocation, StoreLocation
     from agentledger.infrastructure.daemon_control import DaemonControl
+    from agentledger.infrastructure.settings import Settings
 
     Location = StoreLocation | PostgresLocation
 
@@ -91,8 +94,31 @@ def launching(store: Callable[[], Store]) -> Launching:
     host = LocalLaunchHost(home_dir(), store, daemon_control, autostart_daemon=settings.autostart_daemon,
                            reconcile_interval=settings.reconcile_interval)
     defaults = LaunchDefaults(fuse_ttl=settings.fuse_ttl, on_stop=settings.on_stop,
-                              on_stop_timeout=settings.on_stop_timeout, unset_env=tuple(settings.unset_env))
-    return Launching(agents(), host, defaults)
+                              on_stop_timeout=settings.on_stop_timeout, unset_env=tuple(settings.unset_env),
+                              auto_lock=settings.auto_lock)
+    return Launching(agents(), host, defaults, worktrees(settings), locks=directory_locks(store))
+
+
+def repositories() -> Repositories:
+    """Git repositories on this machine, through the ``git`` binary (worktrees, diffs, merges)."""
+    from agentledger.infrastructure.git import LocalGit
+
+    return LocalGit()
+
+
+def worktrees(settings: Settings | None = None) -> Worktrees:
+    """Creates launches' worktrees as the configuration says (``worktree_dir``, ``worktree_copy``, ...)."""
+    from agentledger.application.worktrees import Worktrees
+    from agentledger.infrastructure.settings import load_settings, worktree_settings
+
+    return Worktrees(repositories(), worktree_settings(settings or load_settings()))
+
+
+def directory_locks(store: Callable[[], Store]) -> DirectoryLocks:
+    """The directory locks over ``store()`` and this machine (launch takes them; ``lock``, ``unlock``, ``locks``)."""
+    from agentledger.application.locking import DirectoryLocks
+
+    return DirectoryLocks(store, this_machine())
 
 
 def upgrade_store(location: Location) -> str | None:

@@ -24,33 +24,45 @@ class PromptTooLarge(ValueError):
     """An attachment, or the prompt as a whole, is past its cap (a usage error)."""
 
 
-def compose_prompt(prompt: str, files: list[str], *, file_limit: int = FILE_LIMIT,
+def compose_prompt(prompt: str, files: list[str], *, spec: str | None = None, file_limit: int = FILE_LIMIT,
                    attach_limit: int = ATTACH_LIMIT, prompt_limit: int = PROMPT_LIMIT) -> bytes:
-    """The prompt followed by each file, delimited and named; refuses anything past the caps.
+    """The spec file (``--spec``), then the prompt, then each file, delimited and named; refuses anything past the caps.
 
     A file past its cap is an error rather than silently cut: an agent
-    working from half a file gives a confident, wrong answer.
+    working from half a file gives a confident, wrong answer. The spec is
+    capped like one attached file.
     """
     text = prompt.encode()
     if len(text) > prompt_limit:
         raise PromptTooLarge(f"the prompt is {len(text)} bytes, more than the {prompt_limit}-byte limit")
+    head = b""
+    if spec is not None:
+        content = _read_capped(spec, "--spec", file_limit)
+        head = (b"--- spec: " + str(Path(spec)).encode() + b" ---\n" + content
+                + (b"" if content.endswith(b"\n") else b"\n") + b"--- end of spec ---\n\n")
     parts = []
     for name in files:
         path = Path(name)
-        try:
-            size = path.stat().st_size
-            if size > file_limit:
-                raise PromptTooLarge(f"--file {name}: {size} bytes is more than the {file_limit}-byte limit per file")
-            content = path.read_bytes()
-        except OSError as error:
-            raise PromptTooLarge(f"--file {name}: {error.strerror or error}") from None
+        content = _read_capped(name, "--file", file_limit)
         parts.append(b"\n\n--- file: " + str(path).encode() + b" ---\n" + content
                      + (b"" if content.endswith(b"\n") else b"\n") + b"--- end of file: " + str(path).encode() + b" ---\n")
     attached = b"".join(parts)
     if len(attached) > attach_limit:
         raise PromptTooLarge(f"the attached files come to {len(attached)} bytes, more than the "
                              f"{attach_limit}-byte limit for all of them")
-    return text + attached
+    return head + text + attached
+
+
+def _read_capped(name: str, option: str, limit: int) -> bytes:
+    """The file's bytes, refused (not cut) past ``limit``."""
+    path = Path(name)
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise PromptTooLarge(f"{option} {name}: {size} bytes is more than the {limit}-byte limit per file")
+        return path.read_bytes()
+    except OSError as error:
+        raise PromptTooLarge(f"{option} {name}: {error.strerror or error}") from None
 
 
 def write_prompt_file(directory: Path, session_id: str, data: bytes) -> Path:

@@ -51,8 +51,26 @@ def explain(store: Store, session_id: str, now: datetime, machine: Machine) -> d
         facts["status"] = session.status
         facts["running"] = _running_facts(session, facts["position"], now, machine)
     facts["on_stop"] = _hook_facts(ledger, session)
+    facts["workspace"] = _workspace_facts(ledger, session)
+    facts["locks"] = _lock_facts(store, session_id, now)
     facts["headline"] = headline(facts)
     return facts
+
+
+def _lock_facts(store: Store, session_id: str, now: datetime) -> list[dict[str, Any]]:
+    """The directory locks it took, forced or lost (``application/locking.py``), oldest first."""
+    from agentledger.application.locking import claim_facts
+
+    facts = [fact for row in store.read_models.lock_claims_of(session_id, now.timestamp())
+             for fact in claim_facts(row, session_id)]
+    return sorted(facts, key=lambda fact: fact["at"])
+
+
+def _workspace_facts(ledger: Ledger, session: Session) -> dict[str, Any] | None:
+    """Its own git worktree (``launch --worktree``) and where its work went; None without one."""
+    from agentledger.application.workspaces import workspace_facts
+
+    return workspace_facts(ledger, session)
 
 
 def _hook_facts(ledger: Ledger, session: Session) -> dict[str, Any] | None:
@@ -207,6 +225,9 @@ def _why_stopped(stop: dict[str, Any]) -> str:
     if reason == StopReason.SPAWN_FAILED:
         error = Evidence.from_dict(stop["evidence"]).error or stop["note"]
         return f"The command could not be started ({error}); the supervisor {where} recorded that, and nothing ran."
+    if reason == StopReason.SETUP_FAILED:
+        return (f"Its --on-create command failed ({stop['note']}), so the agent was never started; the supervisor "
+                f"{where} recorded that.")
     if reason == StopReason.USER:
         asked = _last_request(stop)
         recorder = "its supervisor" if who.get("component") == Component.SUPERVISOR else "the CLI"

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from agentledger.application.worktrees import WorktreeRequest
 from agentledger.domain.durations import format_duration
 from agentledger.domain.errors import LedgerError, UsageError
 from agentledger.domain.policy import DEFAULT_TERMINATION_GRACE
@@ -23,8 +24,12 @@ from agentledger.domain.vocabulary import SessionStatus
 
 if TYPE_CHECKING:
     from agentledger.adapters.base import Adapter
+    from agentledger.application.locking import DirectoryLocks
     from agentledger.application.ports import Agents, LaunchHost
+    from agentledger.application.worktrees import Worktrees
 
+#: How long an ``--on-create`` command may run (installing dependencies can take a while).
+DEFAULT_ON_CREATE_TIMEOUT = 600.0
 #: How much of an agent's prompt the ``Launched`` event keeps (the whole prompt is in the prompt file).
 RECORDED_PROMPT_CHARS = 2000
 
@@ -70,6 +75,12 @@ class LaunchSpec:
     #: The process's whole environment (``infrastructure/agent_env.py``: the user's, without agentledger's
     #: secrets); None: the supervisor's own, which holds the store URL it was given.
     env: dict[str, str] | None = None
+    #: ``launch --worktree``: the session's own git worktree (``application/worktrees.py``); ``cwd`` is in it.
+    workspace: dict[str, Any] | None = None
+    on_create: str | None = None  # shell command the supervisor runs in ``cwd`` before the agent; failure refuses
+    on_create_timeout: float = DEFAULT_ON_CREATE_TIMEOUT
+    check: str | None = None  # shell command run in the worktree after the stop; its outcome is recorded
+    check_timeout: float = DEFAULT_ON_CREATE_TIMEOUT
 
     @property
     def heartbeat_interval(self) -> float:
@@ -95,6 +106,9 @@ class LaunchSpec:
             "on_stop": self.on_stop,
             "on_stop_timeout": self.on_stop_timeout,
             "resumed_from": self.resumed_from,
+            "workspace": self.workspace,
+            "on_create": self.on_create,
+            "check": self.check,
         }
 
 
@@ -106,6 +120,7 @@ class LaunchDefaults:
     on_stop: str | None
     on_stop_timeout: float
     unset_env: Sequence[str] = ()
+    auto_lock: bool = True  # a launch takes its directory's lock (application/locking.py)
 
 
 @dataclass(frozen=True)
@@ -121,6 +136,11 @@ class RunOptions:
     name: str | None = None
     group: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    lock: bool | None = None  # take the directory's lock (None: the configuration's auto_lock)
+    force: bool = False  # take it even while someone holds it (recorded as forced; the holder is left alone)
+    on_create: str | None = None  # run in the session's directory before the agent starts; failure: not started
+    on_create_timeout: float | None = None
+    check: str | None = None  # run in the session's worktree after it stops (``compare`` shows the outcome)
 
 
 @dataclass(frozen=True)
@@ -150,40 +170,47 @@ class Started:
 class Launching:
     """The launch use case: plan a session, start its supervisor, make sure a reconciler will watch it."""
 
-    def __init__(self, agents: Agents, host: LaunchHost, defaults: LaunchDefaults) -> None:
+    def __init__(self, agents: Agents, host: LaunchHost, defaults: LaunchDefaults,
+                 worktrees: Worktrees | None = None, locks: DirectoryLocks | None = None) -> None:
         self.agents = agents
         self.host = host
         self.defaults = defaults
+        self.worktrees = worktrees  # None: ``launch --worktree`` is refused
+        self.locks = locks  # the directory locks a launch takes (None: it takes none)
 
     def agent(self, name: str, *, prompt: str, files: Sequence[str], cwd: str, run: RunOptions,
-              model: str | None = None) -> Started:
-        """``launch AGENT -p PROMPT``: the adapter's command line, the prompt (and attached files) on its stdin."""
-        fields = self._run_fields(run)
+              model: str | None = None, worktree: WorktreeRequest | None = None, spec: str | None = None) -> Started:
+        """``launch AGENT -p PROMPT``: the adapter's command line, the prompt (after the ``spec`` file, with the
+        attached files) on its stdin; with ``worktree``, in a new git worktree of ``cwd``'s repository."""
+        fields = self._run_fields(run, worktree)
         session_id = self.host.new_session_id()
-        recorded, prompt_path = self._prompt(prompt, files, session_id, what=f"launch {name}")
+        recorded, prompt_path = self._prompt(prompt, files, session_id, what=f"launch {name}", spec=spec)
+        cwd, fields["workspace"] = self._directory(cwd, worktree, session_id)
         plan = self.agents.launch_plan(name, session_id=session_id, cwd=cwd, prompt_path=prompt_path, model=model,
                                        name=run.name)
         fields["env"] = {**fields["env"], **plan.env}
         return self._start(LaunchSpec(
             session_id=session_id, argv=plan.argv, cwd=cwd, adapter=name, model=model, prompt=recorded,
             stdin_path=plan.stdin_path, native_session_id=plan.native_session_id, **self._labels(run), **fields,
-            **self._files(session_id)))
+            **self._files(session_id)), run)
 
     def command(self, argv: Sequence[str], *, cwd: str, run: RunOptions, adapter: str,
-                model: str | None = None, prompt: str | None = None) -> Started:
+                model: str | None = None, prompt: str | None = None,
+                worktree: WorktreeRequest | None = None) -> Started:
         """``launch -- ARGV``: any command; ``model`` and ``prompt`` are only recorded, for reference."""
-        fields = self._run_fields(run)
+        fields = self._run_fields(run, worktree)
         session_id = self.host.new_session_id()
+        cwd, fields["workspace"] = self._directory(cwd, worktree, session_id)
         return self._start(LaunchSpec(
             session_id=session_id, argv=list(argv), cwd=cwd, adapter=adapter, model=model, prompt=prompt,
-            **self._labels(run), **fields, **self._files(session_id)))
+            **self._labels(run), **fields, **self._files(session_id)), run)
 
     def resume(self, old: PastSession, *, message: str, files: Sequence[str], run: RunOptions) -> Started:
         """A new session running the agent's own resume command on ``old``'s native session, in its directory."""
         adapter = self.check_resumable(old)
         assert old.native_session_id is not None
         short = old.id[:12]
-        fields = self._run_fields(run)
+        fields = self._run_fields(run, None)
         session_id = self.host.new_session_id()
         recorded, prompt_path = self._prompt(message, files, session_id, what=f"resume {short}")
         labels = RunOptions(name=run.name or old.name, group=run.group or old.group,
@@ -192,7 +219,7 @@ class Launching:
             session_id=session_id, argv=adapter.resume_argv(old.native_session_id), cwd=old.cwd,
             adapter=adapter.name, model=old.model, prompt=recorded, stdin_path=prompt_path,
             native_session_id=old.native_session_id, resumed_from=old.id, **self._labels(labels), **fields,
-            **self._files(session_id)))
+            **self._files(session_id)), run)
 
     def check_resumable(self, old: PastSession) -> Adapter:
         """``old``'s adapter, if its conversation can be continued: it ran an agent, has stopped (two agents
@@ -212,8 +239,11 @@ class Launching:
             raise UsageError(f"session {short}'s directory {old.cwd} is gone: the agent's session belongs to it")
         return adapter
 
-    def _run_fields(self, run: RunOptions) -> dict[str, Any]:
+    def _run_fields(self, run: RunOptions, worktree: WorktreeRequest | None) -> dict[str, Any]:
         """The spec's fields from the run options over the defaults; refused before anything starts."""
+        if run.check and worktree is None:
+            raise UsageError("--check runs in the session's own worktree after it stops: use it with --worktree "
+                             "(or a group launch, which gives each session one)")
         fuse_ttl = self.defaults.fuse_ttl if run.fuse_ttl is None else run.fuse_ttl
         heartbeat_interval(fuse_ttl, run.heartbeat_every)  # refuses one that would let the fuse lapse
         on_stop = (self.defaults.on_stop if run.on_stop is None else run.on_stop.strip()) or None
@@ -224,7 +254,19 @@ class Launching:
             "timeout": run.timeout,
             "on_stop": on_stop,
             "on_stop_timeout": (run.on_stop_timeout or self.defaults.on_stop_timeout) if on_stop else None,
+            "on_create": (run.on_create or "").strip() or None,
+            "on_create_timeout": run.on_create_timeout or DEFAULT_ON_CREATE_TIMEOUT,
+            "check": (run.check or "").strip() or None,
         }
+
+    def _directory(self, cwd: str, worktree: WorktreeRequest | None,
+                   session_id: str) -> tuple[str, dict[str, Any] | None]:
+        """Where the session runs: ``cwd``, or a new worktree of its repository (and the facts to record)."""
+        if worktree is None:
+            return cwd, None
+        if self.worktrees is None:
+            raise UsageError("--worktree is not available here")
+        return self.worktrees.create(worktree, cwd=cwd, session_id=session_id)
 
     @staticmethod
     def _labels(run: RunOptions) -> dict[str, Any]:
@@ -233,20 +275,50 @@ class Launching:
     def _files(self, session_id: str) -> dict[str, Any]:
         return {"log_path": self.host.log_path(session_id), "launched_by": self.host.user()}
 
-    def _prompt(self, text: str, files: Sequence[str], session_id: str, *, what: str) -> tuple[str, str]:
-        """The prompt (with attached files) in its 0600 file for the agent's stdin: (text to record, its path)."""
-        if not text.strip() and not files:
+    def _prompt(self, text: str, files: Sequence[str], session_id: str, *, what: str,
+                spec: str | None = None) -> tuple[str, str]:
+        """The prompt (with the spec and attached files) in its 0600 file for the agent's stdin: (text to record,
+        its path)."""
+        if not text.strip() and not files and spec is None:
             raise UsageError(f"{what}: the {'message' if what.startswith('resume') else 'prompt'} is empty")
-        path = self.host.write_prompt(session_id, text, files)
+        path = self.host.write_prompt(session_id, text, files, spec)
         recorded = text if len(text) <= RECORDED_PROMPT_CHARS else (
             text[:RECORDED_PROMPT_CHARS] + f"… ({len(text.encode())} bytes in all; see {path})")
         return recorded, path
 
-    def _start(self, spec: LaunchSpec) -> Started:
-        """Start the supervisor, which records the launch; then make sure a daemon will reconcile the session."""
-        answer = self.host.start_supervisor(spec)
+    def _start(self, spec: LaunchSpec, run: RunOptions | None = None) -> Started:
+        """Start the supervisor, which records the launch; then make sure a daemon will reconcile the session.
+
+        First the directory's lock is taken for the session (refused while held,
+        unless ``--force``); if the supervisor then records nothing, it is given back.
+        """
+        directory = self._take_lock(spec, run or RunOptions())
+        try:
+            answer = self.host.start_supervisor(spec)
+        except BaseException as error:
+            self._release_lock(directory, spec, f"{type(error).__name__}: {error}")
+            raise
         if not answer["ok"]:
+            self._release_lock(directory, spec, str(answer.get("error") or answer.get("kind") or "refused"))
             if answer.get("kind") == "spawn-failed":
                 raise UsageError(f"{answer['error']} (recorded as session {spec.session_id[:12]}, spawn-failed)")
             raise LedgerError(answer["error"])
         return Started(spec, answer["pid"], self.host.ensure_reconciler())
+
+    def _take_lock(self, spec: LaunchSpec, run: RunOptions) -> str | None:
+        """Take the lock on the session's directory (its real path), unless locking is off; the directory."""
+        if self.locks is None or not (self.defaults.auto_lock if run.lock is None else run.lock):
+            return None
+        from agentledger.application.locking import real_directory
+
+        directory = real_directory(spec.cwd)
+        self.locks.take_for_launch(directory, session_id=spec.session_id, force=run.force)
+        return directory
+
+    def _release_lock(self, directory: str | None, spec: LaunchSpec, error: str) -> None:
+        """Give the lock back after a launch its supervisor did not record (a recorded one's stop frees it)."""
+        if self.locks is not None and directory is not None:
+            try:
+                self.locks.release_failed_launch(directory, session_id=spec.session_id, error=error)
+            except Exception:  # noqa: BLE001 - the rule frees it anyway once this process, its taker, ends
+                pass

@@ -25,6 +25,7 @@ from agentledger.application.clock import reported_offset, utc_now
 from agentledger.application.errors import FaultClassifier, SessionNotFound, StoreError, StoreFault
 from agentledger.application.retry import retry_while_locked
 from agentledger.domain.hosts import Host
+from agentledger.domain.locks import DirectoryLock, lock_id
 from agentledger.domain.session import Session
 from agentledger.domain.stop_hooks import StopHook, stop_hook_id
 
@@ -38,7 +39,7 @@ class Ledger(Application[UUID]):
     """The append-only log of session events, and the commands that append to it."""
 
     name = "agentledger"
-    snapshotting_intervals = {Session: 200, Host: 200, StopHook: 200}  # noqa: RUF012 - library's class-level setting
+    snapshotting_intervals = {Session: 200, Host: 200, StopHook: 200, DirectoryLock: 200}  # noqa: RUF012 - library's class-level setting
 
     def __init__(self, env: Mapping[str, str] | None = None, *, classify_fault: FaultClassifier | None = None) -> None:
         """``env``: the library's settings (which persistence); ``classify_fault``: the store's reading of its
@@ -61,6 +62,13 @@ class Ledger(Application[UUID]):
         """The session's on-stop hook, or None while nobody has claimed it."""
         try:
             return self.repository.get(stop_hook_id(session_id.hex))
+        except AggregateNotFoundError:
+            return None
+
+    def directory_lock(self, directory: str) -> DirectoryLock | None:
+        """The lock of ``directory`` (a real path), or None while nobody ever took it."""
+        try:
+            return self.repository.get(lock_id(directory))
         except AggregateNotFoundError:
             return None
 

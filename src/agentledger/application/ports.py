@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from agentledger.domain.liveness import PidProbe, ProcessIdentity
     from agentledger.domain.reconciliation import SessionFacts
     from agentledger.domain.webhooks import HttpOutcome
+    from agentledger.domain.workspace import DiffStats, WorktreeInfo, WorktreeState
     from agentledger.infrastructure.process_table import ProcessInfo
 
 #: Parameters of one statement: positional (``?``) or named (``:name``).
@@ -133,6 +134,10 @@ class ReadModels(Protocol):
     def stopped_since(self, host: str, position: int) -> list[Row]: ...  # id, position: host's stops after it
 
     def compare_with_rebuild(self) -> tuple[int, list[TableMismatch]]: ...  # their position; the tables that differ
+
+    def current_locks(self, now: float) -> list[dict[str, Any]]: ...  # each directory's last claim, holder's status
+
+    def lock_claims_of(self, session_id: str, now: float) -> list[dict[str, Any]]: ...  # claims it made or lost
 
 
 class Store(Protocol):
@@ -334,7 +339,8 @@ class LaunchHost(Protocol):
 
     def log_path(self, session_id: str) -> str: ...  # where the session's output goes (its directory made)
 
-    def write_prompt(self, session_id: str, text: str, files: Sequence[str]) -> str: ...  # a 0600 file; UsageError
+    def write_prompt(self, session_id: str, text: str, files: Sequence[str],
+                     spec: str | None = None) -> str: ...  # spec, text, files in a 0600 file; UsageError
 
     def environment(self, unset: Sequence[str]) -> dict[str, str]: ...  # the agent's: the user's, less secrets
 
@@ -369,3 +375,44 @@ class Agents(Protocol):
     def observer(self, adapter: Adapter, *, cwd: str, started_at: float, pid: int | None, hint: str | None,
                  hint_source: str, output_path: str | None, argv: Sequence[str],
                  run_started_at: float | None) -> Observer: ...
+
+
+class Repositories(Protocol):
+    """Git repositories on this machine and their worktrees (``infrastructure/git.py``, the real ``git``).
+
+    Used by ``application/worktrees.py`` (a launch's worktree) and ``application/workspaces.py`` (diff, merge,
+    removal after the stop). Failures are ``GitError``; a merge or removal that would lose or half-apply work
+    is ``WorkRefused``, with nothing changed (``domain/workspace.py``).
+    """
+
+    def root(self, directory: str) -> str | None: ...  # the top of its checkout; None outside a repository
+
+    def commit_of(self, directory: str, ref: str) -> str | None: ...  # the commit a ref names, or None
+
+    def current_branch(self, directory: str) -> str | None: ...  # None: a detached HEAD
+
+    def branch_exists(self, directory: str, branch: str) -> bool: ...
+
+    def valid_branch_name(self, directory: str, name: str) -> bool: ...
+
+    def worktrees(self, repository: str) -> list[WorktreeInfo]: ...  # the main checkout first
+
+    def add_worktree(self, repository: str, path: str, *, branch: str, ref: str) -> None: ...  # a new branch
+
+    def copy_untracked(self, source: str, target: str, patterns: Sequence[str], *, link: bool) -> list[str]: ...
+
+    def state(self, repository: str, worktree: str, *, branch: str, base: str,
+              ignore: Sequence[str] = ...) -> WorktreeState: ...  # dirty, ahead/behind, unpushed
+
+    def diff(self, repository: str, worktree: str | None, *, base: str, branch: str | None,
+             landed: tuple[str, str] | None = ..., stat: bool = ...,
+             ignore: Sequence[str] = ...) -> str: ...  # uncommitted changes included
+
+    def diff_stats(self, repository: str, worktree: str | None, *, base: str, branch: str | None,
+                   landed: tuple[str, str] | None = ..., ignore: Sequence[str] = ...) -> DiffStats: ...
+
+    def merge(self, repository: str, branch: str, *, into: str, squash: bool, message: str) -> str: ...  # commit
+
+    def remove_worktree(self, repository: str, worktree: str) -> None: ...
+
+    def delete_branch(self, repository: str, branch: str) -> bool: ...  # False: it was not there

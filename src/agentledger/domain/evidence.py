@@ -33,6 +33,7 @@ class Observation(StrEnum):
     PROCESS_GONE = "process gone, no supervisor left to record its exit"  # the CLI's stop (application/stopping.py)
     HOST_GONE = "host declared gone"  # a person forgot a silent host (application/hosting.py)
     SPAWN_FAILED = "spawn failed"  # the supervisor could not start the command (runtime/supervisor.py)
+    SETUP_FAILED = "on-create failed"  # the launch's --on-create command failed, so the agent never started
 
 
 class DecidedOn(NamedTuple):
@@ -78,6 +79,8 @@ class Evidence:
     host: str | None = None
     reason: str | None = None
     host_silent_from: float | None = None
+    # SETUP_FAILED: the command and how it ended (the HookRun's fields)
+    setup: dict[str, Any] | None = None
     # SPAWN_FAILED
     error: str | None = None
     errno: int | None = None
@@ -122,6 +125,7 @@ class Evidence:
             error=recorded.get("error"),
             errno=recorded.get("errno"),
             filename=recorded.get("filename"),
+            setup=recorded.get("setup"),
         )
 
 
@@ -169,12 +173,17 @@ def _spawn_failed(e: Evidence) -> dict[str, Any]:
     return {"error": e.error, "errno": e.errno, "filename": e.filename}
 
 
+def _setup_failed(e: Evidence) -> dict[str, Any]:
+    return {"observed": e.observed.value, "setup": e.setup}
+
+
 _SHAPES = {
     Observation.PROBE: _probed,
     Observation.WAITPID: _reaped,
     Observation.PROCESS_GONE: _found_gone,
     Observation.HOST_GONE: _host_gone,
     Observation.SPAWN_FAILED: _spawn_failed,
+    Observation.SETUP_FAILED: _setup_failed,
 }
 
 
@@ -193,6 +202,8 @@ def _probe_record(probe: PidProbe | None) -> dict[str, Any] | None:
 def _observation(recorded: dict[str, Any]) -> Observation:
     """Which look recorded this: its ``observed`` string, else the keys only that look writes; else the rule's."""
     observed = recorded.get("observed")
+    if observed == Observation.SETUP_FAILED:
+        return Observation.SETUP_FAILED
     if observed is not None:
         return Observation.WAITPID if observed == Observation.WAITPID else Observation.PROCESS_GONE
     if "host_silent_from" in recorded:

@@ -68,6 +68,11 @@ class Session(Aggregate):
         on_stop_timeout: float | None = None  # how long that command may run
         source: str = LaunchSource.LAUNCHED.value
         resumed_from: str | None = None  # a session id (hex)
+        #: ``launch --worktree``: repository, worktree, branch, base_ref, base_commit, name, copied
+        #: (``application/worktrees.py``); what became of it after the stop is the Workspace aggregate's.
+        workspace: dict[str, Any] | None = None
+        on_create: str | None = None  # shell command the supervisor ran in cwd before starting the agent
+        check: str | None = None  # shell command run in the worktree after the stop (``compare``'s "tests passed")
 
     class FuseSet(Aggregate.Event):
         """A lease on the lifecycle: until ``expires_at`` someone watches the session.
@@ -220,6 +225,9 @@ class Session(Aggregate):
         on_stop_timeout: float | None = None,
         source: str = LaunchSource.LAUNCHED.value,
         resumed_from: str | None = None,
+        workspace: dict[str, Any] | None = None,
+        on_create: str | None = None,
+        check: str | None = None,
     ) -> None:
         self.argv = argv
         self.cwd = cwd
@@ -242,6 +250,9 @@ class Session(Aggregate):
         self.on_stop_timeout = on_stop_timeout
         self.source = LaunchSource(source).value
         self.resumed_from = resumed_from
+        self.workspace = workspace
+        self.on_create = on_create
+        self.check = check
         self.status = SessionStatus.RUNNING.value
         self.fuse_state = FuseState.NONE.value
         self.fuse_ttl: float | None = None
@@ -262,6 +273,9 @@ class Session(Aggregate):
     agent_facts: dict[str, Any] | None = None  # the latest AgentObserved facts, merged
     source: str = LaunchSource.LAUNCHED.value
     resumed_from: str | None = None
+    workspace: dict[str, Any] | None = None  # the session's own git worktree (``launch --worktree``)
+    on_create: str | None = None
+    check: str | None = None
     writer_clock_offset: float | None = None  # the last heartbeat's or fuse's sender's clock minus the store's
 
     # -- queries ---------------------------------------------------------------

@@ -12,6 +12,7 @@ class StopReason(StrEnum):
     SIGNALLED = "signalled"  # the process was killed by a signal nobody here sent
     USER = "user"  # a person asked (``agentledger stop``)
     SPAWN_FAILED = "spawn-failed"  # the binary could not be started at all
+    SETUP_FAILED = "setup-failed"  # its --on-create command failed: the agent was never started
     RECONCILED = "reconciled"  # the reconciler found no live fuse and a dead PID
     TIMEOUT = "timeout"  # the session's master timeout passed
     HOST_LOST = "host-lost"  # an operator declared the session's host gone (``agentledger host forget``)

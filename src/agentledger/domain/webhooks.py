@@ -137,12 +137,13 @@ def stop_summary(state: Session, reason: str, status: int | None, signal_name: s
         StopReason.TIMEOUT.value: "was stopped by its timeout",
         StopReason.RECONCILED.value: "was found gone by the reconciler (no live fuse, PID dead)",
         StopReason.SPAWN_FAILED.value: "could not be started",
+        StopReason.SETUP_FAILED.value: "was not started: its --on-create command failed",
         StopReason.HOST_LOST.value: "was written off with its host",
     }.get(reason, f"stopped ({reason})")
     if reason in (StopReason.USER.value, StopReason.TIMEOUT.value, StopReason.SIGNALLED.value) and status is not None:
         how += f" (exit status {status})"
     text = f"session {_label(state)} {how} after {format_duration(max(duration, 0.0))}"
-    if note and reason in (StopReason.SPAWN_FAILED.value, StopReason.HOST_LOST.value, StopReason.USER.value,
+    if note and reason in (StopReason.SPAWN_FAILED.value, StopReason.SETUP_FAILED.value, StopReason.HOST_LOST.value, StopReason.USER.value,
                            StopReason.EXITED.value):  # an exit's note is its final error message
         text += f": {note}"
     return " ".join(text.split())[:300]

@@ -56,7 +56,9 @@ def cmd_why(context: Context, args: argparse.Namespace) -> int:
     print(escape(f"{facts['session_id'][:12]} is {facts['status']}. {facts['headline']}"))
     print()
     pairs = [*(_stopped_pairs(facts) if facts["status"] == "stopped" else _running_pairs(facts)),
-             *_spool_pairs(facts), *_lineage_pairs(facts), *_hook_pairs(facts["on_stop"])]
+             *_spool_pairs(facts), *_lineage_pairs(facts), *_hook_pairs(facts["on_stop"]),
+             *_workspace_pairs(facts.get("workspace")),
+             *[("Lock", f"{_time(fact['at'])}: {fact['summary']}") for fact in facts["locks"]]]
     key_values([(key, value) for key, value in pairs if key != "Clock" or value is not None])
     return 0
 
@@ -94,6 +96,21 @@ def _lineage_pairs(facts: dict[str, Any]) -> list[tuple[str, Any]]:
         pairs.append(("Resumed from", facts["resumed_from"]))
     if facts["resumed_by"]:
         pairs.append(("Resumed by", ", ".join(facts["resumed_by"])))
+    return pairs
+
+
+def _workspace_pairs(workspace: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """A worktree session's worktree and where its work went (merged, removed, still there)."""
+    if workspace is None:
+        return []
+    pairs: list[tuple[str, Any]] = [
+        ("Worktree", f"{workspace['worktree']} on branch {workspace['branch']}, from "
+                     f"{workspace.get('base_ref') or 'a detached HEAD'} ({workspace['base_commit'][:12]})"),
+        ("Its work", workspace["summary"])]
+    check = workspace.get("check")
+    if check:
+        pairs.append(("Check", f"`{check['command']}` {'passed' if check['passed'] else 'failed'} "
+                               f"(exit {check['exit_code']})"))
     return pairs
 
 

@@ -48,12 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="answer from the log as it stood then: an ISO time, -15m, or @POSITION "
                             "(replayed into a scratch copy; the live read models are not used)")
 
-    from agentledger.entrypoints import launch_commands
+    from agentledger.entrypoints import group_commands, launch_commands
 
     launch_commands.add_parsers(command)
+    group_commands.add_parsers(command)
 
     p = command("stop", "terminate a session's process group and record the stop")
-    session_arg(p)
+    p.add_argument("session", nargs="?", metavar="ID", help="session id or a unique prefix of it")
+    p.add_argument("--group", default=None, metavar="G", help="instead of one ID: every session of group G not "
+                                                               "stopped yet")
     p.add_argument("--force", action="store_true", help="send SIGKILL at once instead of SIGTERM")
     p.add_argument("--grace", type=types.duration, default=DEFAULT_GRACE, metavar="DURATION",
                    help=f"wait this long after SIGTERM before SIGKILL (default {format_duration(DEFAULT_GRACE)})")
@@ -81,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("list", "list sessions, newest first (default: not stopped)")
     p.add_argument("--all", action="store_true", help="include stopped sessions")
     p.add_argument("--group", default=None, metavar="G", help="only sessions launched with --group G")
+    p.add_argument("--adapter", default=None, metavar="A", help="only sessions of agent adapter A (e.g. codex)")
     p.add_argument("--status", help="only sessions with this status (running, unwatched, stopping, stopped)")
     as_of_option(p)
     json_flag(p)
@@ -147,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     from agentledger.entrypoints import adopt_commands
 
     adopt_commands.add_parsers(command)
+    from agentledger.entrypoints import worktree_commands
+
+    worktree_commands.add_parsers(command)
+    from agentledger.entrypoints import lock_commands
+
+    lock_commands.add_parsers(command)
     return parser
 
 
@@ -294,11 +304,28 @@ def _describe_error(error: Exception) -> tuple[str, int]:
 
 
 def cmd_stop(context: Context, args: argparse.Namespace) -> int:
+    from agentledger.application.errors import UsageError
+
+    if (args.session is None) == (args.group is None):
+        raise UsageError("stop needs a session ID or --group G (not both)")
+    if args.group is None:
+        return _stop_one(context, args, context.resolve(args.session))
+    from agentledger.projections.queries import list_sessions
+
+    rows = list_sessions(context.fresh_db(), include_stopped=False, status=None, now=now_epoch(), group=args.group)
+    if not rows:
+        print(f"no session of group {args.group!r} is running; nothing to do", file=sys.stderr)
+    for row in reversed(rows):  # oldest first
+        _stop_one(context, args, row["id"])
+    return 0
+
+
+def _stop_one(context: Context, args: argparse.Namespace, session_hex: str) -> int:
     from uuid import UUID
 
     from agentledger.application.stopping import stop_session
 
-    session_id = UUID(context.resolve(args.session))
+    session_id = UUID(session_hex)
     outcome = stop_session(
         context.store.ledger, session_id, machine=context.machine, force=args.force, grace=args.grace,
         note=args.reason,
@@ -397,7 +424,8 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
     from agentledger.projections.queries import list_sessions, session_json
 
     db, now = context.read_models(args.as_of)
-    rows = list_sessions(db, include_stopped=args.all, status=args.status, now=now, group=args.group)
+    rows = list_sessions(db, include_stopped=args.all, status=args.status, now=now, group=args.group,
+                         adapter=args.adapter)
     if args.json:
         write_json_lines(session_json(r, now) for r in rows)
         return 0
@@ -618,6 +646,11 @@ def cmd_history(context: Context, args: argparse.Namespace) -> int:
     store = context.store
     entries = session_log(store.ledger, UUID(session_id), store.event_positions(session_id))
     records = history_records(entries, datetime.now(timezone.utc))
+    records += _workspace_history(store, entries, records)
+    from agentledger.bootstrap import directory_locks
+    from agentledger.projections.history import with_lock_facts
+
+    records = with_lock_facts(records, directory_locks(lambda: store).facts_of_session(session_id))
     for entry in entries:
         if entry.error is not None:
             sys.stderr.write(f"agentledger: warning: {entry.describe_error()}\n")
@@ -631,6 +664,22 @@ def cmd_history(context: Context, args: argparse.Namespace) -> int:
          for r in records],
     )
     return 0
+
+
+def _workspace_history(store: Store, entries: list[Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A worktree session's Workspace events (merged, removed, checked), which follow its own in the log."""
+    if not any(e.event is not None and getattr(e.event, "workspace", None) for e in entries[:1]):
+        return []
+    from agentledger.application.log import session_log
+    from agentledger.domain.workspace import workspace_id
+    from agentledger.projections.history import workspace_records
+
+    ws_id = workspace_id(entries[0].originator_id.hex)
+    found = session_log(store.ledger, ws_id, store.event_positions(ws_id.hex))
+    for entry in found:
+        if entry.error is not None:
+            sys.stderr.write(f"agentledger: warning: {entry.describe_error()}\n")
+    return workspace_records(found, records[-1]["status"] if records else None)
 
 
 def cmd_db(context: Context, args: argparse.Namespace) -> int:

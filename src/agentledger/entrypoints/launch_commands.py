@@ -24,6 +24,7 @@ from agentledger.entrypoints.args import Parser, json_flag
 
 if TYPE_CHECKING:
     from agentledger.application.launching import Launching, RunOptions, Started
+    from agentledger.application.worktrees import WorktreeRequest
     from agentledger.entrypoints.cli import Context
 
 
@@ -53,7 +54,16 @@ def add_launch_options(p: argparse.ArgumentParser) -> None:
     add_run_options(p)
     p.add_argument("--adapter", default=None,
                    help="with -- ARGV: the adapter whose native storage to observe (default: command)")
-    p.add_argument("--model", help="model for the agent (passed to it; with -- ARGV, recorded for reference)")
+    p.add_argument("--agent", action="append", default=[], metavar="AGENT",
+                   help="repeatable: start one session per agent (and per --model), in parallel, each in its own "
+                        "worktree, as one group (instead of a single AGENT name)")
+    p.add_argument("--model", action="append", default=[],
+                   help="model for the agent (passed to it; with -- ARGV, recorded for reference); repeated: "
+                        "one session per model, as a group")
+    p.add_argument("--matrix", default=None, metavar="FILE",
+                   help="start a group sweeping agents x models x prompts from FILE (YAML or TOML; docs/worktrees.md)")
+    p.add_argument("--dry-run", action="store_true", help="with --agent or --matrix: print the group's plan, "
+                                                          "start nothing")
     p.add_argument("-p", "--prompt", help="the agent's prompt, given on its stdin, never in its argv "
                                           "(with -- ARGV, recorded for reference); '--prompt=-x' for one starting with -")
     p.add_argument("--prompt-file", default=None, metavar="PATH",
@@ -61,6 +71,40 @@ def add_launch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--file", action="append", default=[], metavar="PATH",
                    help="attach PATH's contents to the agent's prompt (repeatable; each at most 128 KB, "
                         "256 KB in all)")
+    add_worktree_options(p)
+    p.add_argument("--spec", default=None, metavar="FILE",
+                   help="a spec file put before the agent's prompt (at most 128 KB), e.g. the task's requirements")
+
+
+def add_worktree_options(p: argparse.ArgumentParser) -> None:
+    """``--worktree [NAME] [--branch B] [--base-branch REF]``: run the session in a new git worktree."""
+    p.add_argument("--worktree", nargs="?", const="", default=None, metavar="NAME",
+                   help="run the session in a new git worktree of the directory's repository, on a new branch "
+                        "(default name: the session id's first 12 digits; see docs/worktrees.md)")
+    p.add_argument("--branch", default=None, metavar="B",
+                   help="the worktree's new branch (default agentledger/NAME); implies --worktree")
+    p.add_argument("--base-branch", default=None, metavar="REF",
+                   help="start the worktree's branch from REF (default: the current HEAD); implies --worktree")
+
+
+def worktree_request(args: argparse.Namespace) -> WorktreeRequest | None:
+    """The worktree the options ask for (None: none). ``launch --worktree AGENT ...`` means no NAME."""
+    from agentledger.application.worktrees import WorktreeRequest
+
+    name, branch, base = getattr(args, "worktree", None), getattr(args, "branch", None), getattr(args, "base_branch", None)
+    if name is None and branch is None and base is None:
+        return None
+    return WorktreeRequest(name=name or None, branch=branch, base=base)
+
+
+def _agent_after_worktree(args: argparse.Namespace) -> None:
+    """``launch --worktree opencode -p …``: argparse took the agent for the worktree's NAME; give it back."""
+    from agentledger.adapters import registry
+
+    if args.worktree in registry.agent_names() and args.argv[:1] != ["--"] and not (
+            args.argv and args.argv[0] in registry.agent_names()):
+        args.argv = [args.worktree, *args.argv]
+        args.worktree = ""
 
 
 def add_run_options(p: argparse.ArgumentParser, group_default: str = "none") -> None:
@@ -80,6 +124,15 @@ def add_run_options(p: argparse.ArgumentParser, group_default: str = "none") -> 
     p.add_argument("--on-stop-timeout", type=types.duration, default=None, metavar="DURATION",
                    help="SIGTERM (then SIGKILL) the on-stop command after this long "
                         "(default: on_stop_timeout in the configuration, else 60s)")
+    p.add_argument("--on-create", default=None, metavar="CMD",
+                   help="shell command run in the session's directory (its worktree) before the agent starts, "
+                        "e.g. to install dependencies; if it fails, the agent is not started and the failure is "
+                        "recorded (exit 1)")
+    p.add_argument("--on-create-timeout", type=types.duration, default=None, metavar="DURATION",
+                   help="how long --on-create may run (default 10m)")
+    p.add_argument("--check", default=None, metavar="CMD",
+                   help="shell command run in the session's worktree after it stops (e.g. its tests); the outcome "
+                        "is recorded and 'compare' shows it")
     p.add_argument("--unset-env", action="append", default=[], type=types.variable_name, metavar="NAME",
                    help="do not pass the variable NAME on to the agent (repeatable; added to unset_env in the "
                         "configuration), e.g. ANTHROPIC_API_KEY so that Claude Code uses its own login")
@@ -87,6 +140,11 @@ def add_run_options(p: argparse.ArgumentParser, group_default: str = "none") -> 
     p.add_argument("--group", help=f"group this session belongs to ('list --group G' shows them; default: "
                                    f"{group_default})")
     p.add_argument("--label", type=types.label, action="append", default=[], metavar="KEY=VALUE", help="repeatable")
+    p.add_argument("--force", action="store_true",
+                   help="launch even into a directory another session (or a person) has locked: the lock is "
+                        "taken over, recorded as forced; the other session is left running, fuse and all")
+    p.add_argument("--no-lock", dest="no_lock", action="store_true",
+                   help="do not take the directory's lock this time (default: auto_lock in the configuration)")
     json_flag(p)
 
 
@@ -94,18 +152,26 @@ def cmd_launch(context: Context, args: argparse.Namespace) -> int:
     from agentledger.adapters import registry
     from agentledger.application.errors import UsageError
 
+    _agent_after_worktree(args)
     argv = args.argv
     agent = None
+    if argv and argv[0] in registry.agent_names():
+        _merge_agent_options(args, args.argv[1:])
+        agent, argv = argv[0], []
+    from agentledger.entrypoints import group_commands
+
+    if group_commands.is_group(args, agent):
+        return group_commands.launch_group(args, agent, launching=_launching(context), run=_run_options(args),
+                                           read_text=_read_text)
+    model = args.model[0] if args.model else None
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    elif argv and argv[0] in registry.agent_names():
-        agent, argv = argv[0], []
-        _merge_agent_options(args, args.argv[1:])
     if agent is None and (not argv or not argv[0]):
         raise UsageError("launch needs an agent or a command: agentledger launch AGENT -p PROMPT, "
                          f"or agentledger launch [OPTIONS] -- ARGV... (agents: {', '.join(registry.agent_names())})")
-    if agent is None and (args.file or args.prompt_file):
-        raise UsageError("--file and --prompt-file give an agent its prompt: agentledger launch AGENT --file PATH ...")
+    if agent is None and (args.file or args.prompt_file or args.spec):
+        raise UsageError("--file, --spec and --prompt-file give an agent its prompt: "
+                         "agentledger launch AGENT --file PATH ...")
     if agent is not None and args.adapter not in (None, agent):
         raise UsageError(f"--adapter {args.adapter} does not go with 'launch {agent}'")
     launching = _launching(context)  # a bad configuration stops the launch before anything starts
@@ -115,11 +181,12 @@ def cmd_launch(context: Context, args: argparse.Namespace) -> int:
         raise UsageError(f"--cwd {args.cwd!r} is not a directory")
     if agent is None:
         started = launching.command(argv, cwd=cwd, run=run, adapter=args.adapter or registry.DEFAULT,
-                                    model=args.model, prompt=args.prompt)
+                                    model=model, prompt=args.prompt, worktree=worktree_request(args))
     else:
         text = _read_text(args.prompt, args.prompt_file, what=f"launch {agent}", inline="-p PROMPT",
                           from_file="--prompt-file FILE")
-        started = launching.agent(agent, prompt=text, files=args.file, cwd=cwd, run=run, model=args.model)
+        started = launching.agent(agent, prompt=text, files=args.file, cwd=cwd, run=run, model=model,
+                                  spec=args.spec, worktree=worktree_request(args))
     return _report(started, json=args.json)
 
 
@@ -154,7 +221,9 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
 
     return RunOptions(fuse_ttl=args.fuse_ttl, heartbeat_every=args.heartbeat_every, timeout=args.timeout,
                       on_stop=args.on_stop, on_stop_timeout=args.on_stop_timeout, unset_env=args.unset_env,
-                      name=args.name, group=args.group, labels=dict(args.label))
+                      name=args.name, group=args.group, labels=dict(args.label),
+                      lock=False if args.no_lock else None, force=args.force, on_create=args.on_create,
+                      on_create_timeout=args.on_create_timeout, check=args.check)
 
 
 def _report(started: Started, *, json: bool) -> int:
@@ -166,8 +235,12 @@ def _report(started: Started, *, json: bool) -> int:
         from agentledger.entrypoints.render import write_json
 
         write_json({"id": spec.session_id, "pid": started.pid, "log_path": spec.log_path, "adapter": spec.adapter,
-                    "argv": spec.argv, "prompt_path": spec.stdin_path, "resumed_from": spec.resumed_from})
+                    "argv": spec.argv, "prompt_path": spec.stdin_path, "resumed_from": spec.resumed_from,
+                    "workspace": spec.workspace})
     else:
+        if spec.workspace:
+            print(f"agentledger: worktree {spec.workspace['worktree']} on branch {spec.workspace['branch']}",
+                  file=sys.stderr)
         print(spec.session_id)
     return 0
 

@@ -11,6 +11,7 @@ is still stopped when its process ends.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,8 @@ class LocalLaunchHost:
         self.daemon = daemon
         self.autostart_daemon = autostart_daemon
         self.reconcile_interval = reconcile_interval
+        self._reconciler_checked = threading.Lock()  # a group launch asks once per session: one answer is enough
+        self._reconciler_known = False
 
     def new_session_id(self) -> str:
         return uuid4().hex
@@ -54,9 +57,9 @@ class LocalLaunchHost:
         private_directory(logs)
         return str(logs / f"{session_id}.log")
 
-    def write_prompt(self, session_id: str, text: str, files: Sequence[str]) -> str:
+    def write_prompt(self, session_id: str, text: str, files: Sequence[str], spec: str | None = None) -> str:
         try:
-            data = compose_prompt(text, list(files))
+            data = compose_prompt(text, list(files), spec=spec)
         except PromptTooLarge as error:
             raise UsageError(str(error)) from None
         return str(write_prompt_file(self.home / "prompts", session_id, data))
@@ -73,4 +76,9 @@ class LocalLaunchHost:
         return start_supervisor(spec, env, self.home / "logs" / f"{spec.session_id}.supervisor.log")
 
     def ensure_reconciler(self) -> str | None:
-        return self.daemon().ensure_running(autostart=self.autostart_daemon, interval=self.reconcile_interval)
+        """The first call looks (and starts a daemon if need be); later ones, from the same launch, say nothing."""
+        with self._reconciler_checked:
+            if self._reconciler_known:
+                return None
+            self._reconciler_known = True
+            return self.daemon().ensure_running(autostart=self.autostart_daemon, interval=self.reconcile_interval)

@@ -40,11 +40,13 @@ def start_supervisor(spec: LaunchSpec, env: dict[str, str], supervisor_log: Path
     The argv names the session, so that a supervisor can be recognised by it.
     """
     argv = [sys.executable, "-m", "agentledger.entrypoints.supervise", spec.session_id]
-    return start_detached(argv, env, supervisor_log, what="supervisor", stdin_data=orjson.dumps(asdict(spec)))
+    patience = HANDSHAKE_TIMEOUT + (spec.on_create_timeout if spec.on_create else 0.0)  # it answers after on-create
+    return start_detached(argv, env, supervisor_log, what="supervisor", stdin_data=orjson.dumps(asdict(spec)),
+                          timeout=patience)
 
 
 def start_detached(argv: list[str], env: dict[str, str], log_path: Path, *, what: str,
-                   stdin_data: bytes | None = None) -> dict[str, Any]:
+                   stdin_data: bytes | None = None, timeout: float = HANDSHAKE_TIMEOUT) -> dict[str, Any]:
     """Start ``argv`` + [handshake fd] detached, output appended to ``log_path``; return its answer.
 
     ``stdin_data`` is written to its stdin (then closed); without it, stdin is /dev/null.
@@ -73,7 +75,7 @@ def start_detached(argv: list[str], env: dict[str, str], log_path: Path, *, what
         except BrokenPipeError:  # it died at once: its handshake (or its absence) says why
             pass
     try:
-        return _read_handshake(read_fd, log_path, what)
+        return _read_handshake(read_fd, log_path, what, timeout)
     finally:
         os.close(read_fd)
 
@@ -95,13 +97,13 @@ class Handshake:
         self._fd = None
 
 
-def _read_handshake(fd: int, log_path: Path, what: str) -> dict[str, Any]:
+def _read_handshake(fd: int, log_path: Path, what: str, timeout: float) -> dict[str, Any]:
     buffer = b""
-    deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+    deadline = time.monotonic() + timeout
     while b"\n" not in buffer:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise HelperStartError(f"the {what} did not answer within {HANDSHAKE_TIMEOUT:.0f}s; see {log_path}")
+            raise HelperStartError(f"the {what} did not answer within {timeout:.0f}s; see {log_path}")
         ready, _, _ = select.select([fd], [], [], remaining)
         if not ready:
             continue

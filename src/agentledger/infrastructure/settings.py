@@ -62,8 +62,13 @@ class Settings:
     on_stop_timeout: float = 60.0
     unset_env: tuple[str, ...] = ()  # variables dropped from the agent's environment
     autostart_daemon: bool = True  # launch starts the store's daemon when none runs
+    auto_lock: bool = True  # launch takes its directory's lock (launch --no-lock: not this once)
     clock_skew_bound: float = 30.0  # a writer whose clock is off by more than this says so (application/clock.py)
     webhooks: tuple[WebhookEndpoint, ...] = ()
+    worktree_dir: str | None = None  # None: beside the repository (application/worktrees.py)
+    worktree_copy: tuple[str, ...] = ()  # untracked files copied into each new worktree (glob patterns)
+    worktree_copy_mode: str = "copy"  # or "link"
+    repositories: dict[str, dict[str, Any]] = field(default_factory=dict)  # [repositories."PATH"]: their own keys
     sources: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     file: Path | None = None
@@ -170,6 +175,23 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def _patterns(value: Any) -> tuple[str, ...]:
+    items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) and v.strip() for v in items):
+        raise ValueError('expected a list of glob patterns, e.g. [".env*", ".claude/settings.local.json"]')
+    bad = [v for v in items if os.path.isabs(v) or ".." in Path(v).parts or Path(v).parts[:1] == (".git",)]
+    if bad:
+        raise ValueError(f"{bad[0]!r}: a pattern is relative to the repository, inside it, and not in .git")
+    return tuple(dict.fromkeys(v.strip() for v in items))
+
+
+def _copy_mode(value: Any) -> str:
+    text = _text(value)
+    if text not in ("copy", "link"):
+        raise ValueError(f"{text!r}: expected 'copy' or 'link' (a symlink to the repository's file)")
+    return text
+
+
 def _start(value: Any) -> str:
     text = _text(value)
     if text not in ("beginning", "now"):
@@ -195,8 +217,14 @@ KEYS: dict[str, Key] = {
     "on_stop_timeout": Key(_duration, "AGENTLEDGER_ON_STOP_TIMEOUT", "how long an on-stop command may run"),
     "unset_env": Key(_names, "AGENTLEDGER_UNSET_ENV", "variables launched agents do not inherit (list; env: a,b)"),
     "autostart_daemon": Key(_flag, "AGENTLEDGER_AUTOSTART_DAEMON", "launch starts the store's daemon if none runs"),
+    "auto_lock": Key(_flag, "AGENTLEDGER_AUTO_LOCK", "launch takes its directory's lock, refused while it is held"),
     "clock_skew_bound": Key(_duration, "AGENTLEDGER_CLOCK_SKEW_BOUND",
                             "a clock off from the store's by more than this is reported"),
+    "worktree_dir": Key(_text, "AGENTLEDGER_WORKTREE_DIR",
+                        "where launch --worktree puts worktrees: DIR/<repo>/<name> (default <repo>/../<repo>.worktrees)"),
+    "worktree_copy": Key(_patterns, "AGENTLEDGER_WORKTREE_COPY",
+                         "untracked files copied into each new worktree (glob list; env: a,b)"),
+    "worktree_copy_mode": Key(_copy_mode, "AGENTLEDGER_WORKTREE_COPY_MODE", "copy or link those files"),
 }
 
 WEBHOOK_KEYS: dict[str, Key] = {
@@ -208,6 +236,12 @@ WEBHOOK_KEYS: dict[str, Key] = {
     "retry_initial": Key(_duration, None, "first retry delay; doubles each time, with jitter"),
     "retry_max": Key(_duration, None, "longest retry delay"),
     "start": Key(_start, None, "where a new endpoint starts: beginning of the log, or now"),
+}
+#: A ``[repositories."/abs/path"]`` table's keys: that repository's own worktree settings.
+REPOSITORY_KEYS: dict[str, Key] = {
+    "worktree_copy": Key(_patterns, None, "added to worktree_copy for this repository"),
+    "worktree_copy_mode": Key(_copy_mode, None, "copy or link, for this repository"),
+    "worktree_dir": Key(_text, None, "where this repository's worktrees go"),
 }
 #: The endpoint the ``AGENTLEDGER_WEBHOOK_*`` variables configure.
 ENV_WEBHOOK = "default"
@@ -236,6 +270,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             sources[key] = "default"
 
     webhooks = _webhooks(values.get("webhooks", {}), env, path, lines, sources)
+    found["repositories"] = _repositories(values.get("repositories", {}), path, lines, sources)
     warnings = _permission_warnings(path, values)
     settings = Settings(home=home, webhooks=webhooks, sources=sources, warnings=warnings,
                         file=path if path.exists() else None, **found)
@@ -285,6 +320,38 @@ def _webhooks(tables: Any, env: Mapping[str, str], path: Path, lines: _Lines,
             raise ConfigError(f"{path}: webhooks.{name}: retry_max is shorter than retry_initial")
         result.append(WebhookEndpoint(name=name, **fields))
     return tuple(result)
+
+
+def _repositories(tables: Any, path: Path, lines: _Lines, sources: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """``[repositories."/abs/path"]`` tables, by the repository's real path."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, table in tables.items():
+        at = f"{path}, line {lines.line_of(name, table='repositories')}"
+        if not isinstance(table, dict):
+            raise ConfigError(f'{at}: repositories.{name} must be a table ([repositories."{name}"])')
+        if not os.path.isabs(os.path.expanduser(name)):
+            raise ConfigError(f"{at}: repositories: {name!r} is not an absolute path")
+        fields: dict[str, Any] = {}
+        for key, value in table.items():
+            where = f"{path}, line {lines.line_of(key, table=f'repositories.{name}')}"
+            if key not in REPOSITORY_KEYS:
+                raise ConfigError(f"{where}: unknown key 'repositories.{name}.{key}' "
+                                  f"(known: {', '.join(REPOSITORY_KEYS)})")
+            fields[key] = _parse(REPOSITORY_KEYS[key], value, f"{where}: repositories.{name}.{key}")
+            sources[f"repositories.{name}.{key}"] = where
+        found[os.path.realpath(os.path.expanduser(name))] = fields
+    return found
+
+
+def worktree_settings(settings: Settings) -> Any:
+    """The worktree part of the configuration, as ``application/worktrees.py`` takes it."""
+    from agentledger.application.worktrees import RepositoryRules, WorktreeSettings
+
+    return WorktreeSettings(
+        directory=settings.worktree_dir, copy=settings.worktree_copy, copy_mode=settings.worktree_copy_mode,
+        repositories={repo: RepositoryRules(copy=own.get("worktree_copy", ()), copy_mode=own.get("worktree_copy_mode"),
+                                            directory=own.get("worktree_dir"))
+                      for repo, own in settings.repositories.items()})
 
 
 def _permission_warnings(path: Path, values: dict[str, Any]) -> tuple[str, ...]:
@@ -347,12 +414,22 @@ def _read_file(path: Path) -> tuple[dict[str, Any], _Lines]:
         raise ConfigError(f"{path}: not valid TOML: {message}") from None
     lines = _Lines(text)
     for key in values:
-        if key not in KEYS and key != "webhooks":
+        if key not in KEYS and key not in ("webhooks", "repositories"):
             raise ConfigError(f"{path}, line {lines.line_of(key)}: unknown key {key!r} "
-                              f"(known: {', '.join([*KEYS, 'webhooks'])})")
+                              f"(known: {', '.join([*KEYS, 'webhooks', 'repositories'])})")
+    if "repositories" in values and not isinstance(values["repositories"], dict):
+        raise ConfigError(f"{path}, line {lines.line_of('repositories')}: 'repositories' must be tables "
+                          '[repositories."/abs/path"]')
     if "webhooks" in values and not isinstance(values["webhooks"], dict):
         raise ConfigError(f"{path}, line {lines.line_of('webhooks')}: 'webhooks' must be tables [webhooks.NAME]")
     return values, lines
+
+
+def _repository_source(settings: Settings, repo: str, key: str) -> str:
+    return next((where for name, where in settings.sources.items()
+                 if name.startswith("repositories.") and name.endswith(f".{key}")
+                 and os.path.realpath(os.path.expanduser(name[len("repositories."):-len(key) - 1])) == repo),
+                "config file")
 
 
 def shown(settings: Settings) -> dict[str, Any]:
@@ -372,6 +449,10 @@ def shown(settings: Settings) -> dict[str, Any]:
         return "off" if key == "metrics_addr" and value is None else value
 
     entries = {key: {"value": value_of(key), "source": settings.sources[key]} for key in KEYS}
+    for repo, own in settings.repositories.items():  # shown as keys of their own: repositories.PATH.KEY
+        for key, value in own.items():
+            entries[f"repositories.{repo}.{key}"] = {"value": list(value) if isinstance(value, tuple) else value,
+                                                     "source": _repository_source(settings, repo, key)}
     hooks = {}
     for endpoint in settings.webhooks:
         entry = {}

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from agentledger.application.ports import Queryable, Store
 
 #: The read-model tables a scratch database copies (with their indexes) from the live one.
-_TABLES = ("sessions", "fuses", "hosts", "projection_tracking")
+_TABLES = ("sessions", "fuses", "hosts", "locks", "projection_tracking")
 
 
 class Moment(NamedTuple):

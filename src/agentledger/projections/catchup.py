@@ -19,7 +19,7 @@ from agentledger.projections.sessions import PROJECTION_NAME, SessionsProjection
 if TYPE_CHECKING:
     from agentledger.application.ports import Cursor, Queryable, Store
 
-READ_MODEL_TABLES = ("sessions", "fuses", "hosts")
+READ_MODEL_TABLES = ("sessions", "fuses", "hosts", "locks")
 
 
 def tracked_position(db: Queryable) -> int:

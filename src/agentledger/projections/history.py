@@ -58,6 +58,20 @@ def history_records(entries: list[LogEntry], now: datetime) -> list[dict[str, An
     return records
 
 
+def with_lock_facts(records: list[dict[str, Any]], facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``records`` with a marker row for each of the session's directory-lock facts (``application/locking.py``:
+    took the lock on DIR, forced it from X, displaced by Y, released), put in at its time."""
+    out = list(records)
+    for fact in facts:
+        at = fact["at"].isoformat()
+        index = next((i for i, r in enumerate(out) if r["time"] is not None and r["time"] > at), len(out))
+        status = out[index - 1]["status"] if index else None
+        out.insert(index, {"position": None, "version": None, "time": at, "delta": "", "type": None,
+                           "marker": "lock", "status": status, "marks": [], "summary": fact["summary"],
+                           "lock": {k: v.isoformat() if isinstance(v, datetime) else v for k, v in fact.items()}})
+    return out
+
+
 def status_at(session: Session, at: datetime) -> str:
     """running while a fuse is live, unwatched once none is; stopping and stopped as recorded."""
     return session_status(session.status, session.fuse_state, session.fuse_expires_at, at)
@@ -137,3 +151,42 @@ def _agent_facts(f: dict[str, Any]) -> str:
 def _probe(evidence: dict[str, Any]) -> str:
     probe = Evidence.from_dict(evidence).pid_probe
     return "PID None not probed" if probe is None else f"PID {probe.pid} {probe.liveness.value}"
+
+
+def workspace_records(entries: list[LogEntry], status: str | None) -> list[dict[str, Any]]:
+    """The session's Workspace events (``domain/workspace.py``), after its own: where its work went.
+
+    They follow the ``Stopped`` (which is final for the session), so the status they show is the session's last.
+    """
+    records: list[dict[str, Any]] = []
+    for entry in entries:
+        event = entry.event
+        if event is None:
+            records.append({"position": entry.position, "version": entry.version, "time": None, "delta": "",
+                            "type": entry.type_name, "error": entry.error, "status": status, "marks": [],
+                            "summary": f"UNREADABLE: {entry.error}"})
+            continue
+        fields = {k: v for k, v in vars(event).items() if k not in _ENVELOPE}
+        records.append({"position": entry.position, "version": entry.version, "time": event.timestamp.isoformat(),
+                        "delta": "", "type": f"Workspace.{entry.type_name}", "fields": fields, "status": status,
+                        "marks": [], "summary": _workspace_summary(entry.type_name, fields)})
+    return records
+
+
+def _workspace_summary(kind: str, f: dict[str, Any]) -> str:
+    def who(by: dict[str, Any] | None) -> str:
+        by = by or {}
+        return f"{by.get('user') or by.get('component')} on {by.get('host')}"
+
+    if kind == "Created":
+        return f"worktree {f['worktree']}, branch {f['branch']} from {f.get('base_ref') or f['base_commit'][:12]}"
+    if kind == "Merged":
+        return (f"work merged into {f['into']} as {f['commit'][:12]}{' (squash)' if f['squash'] else ''}, "
+                f"by {who(f['by'])}")
+    if kind == "Removed":
+        gone = "worktree and branch removed" if f["branch_deleted"] else "worktree removed"
+        return f"{gone}{' (forced: unmerged work given up)' if f['forced'] else ''}, by {who(f['by'])}"
+    if kind == "CheckFinished":
+        return (f"check `{f['command']}` {'passed' if f['passed'] else 'failed'} (exit {f['exit_code']}) "
+                f"after {format_duration(f['duration'])}")
+    return ""

@@ -83,11 +83,15 @@ def current_status(row: Row, now: float) -> str:
 
 
 def list_sessions(
-    db: Queryable, *, include_stopped: bool, status: str | None, now: float, group: str | None = None
+    db: Queryable, *, include_stopped: bool, status: str | None, now: float, group: str | None = None,
+    adapter: str | None = None,
 ) -> list[Row]:
-    """Sessions newest first: not-stopped ones by default, all with ``include_stopped``; only ``group``'s if given."""
-    params: dict[str, Any] = {"now": now, "group": group, "stopped": SessionStatus.STOPPED.value}
+    """Sessions newest first: not-stopped ones by default, all with ``include_stopped``; only ``group``'s and
+    ``adapter``'s if given."""
+    params: dict[str, Any] = {"now": now, "group": group, "adapter": adapter, "stopped": SessionStatus.STOPPED.value}
     conditions = ["group_name = :group"] if group is not None else []
+    if adapter is not None:
+        conditions.append("adapter = :adapter")
     if status is not None:
         try:
             conditions.append(_STATUS_WHERE[SessionStatus(status)])

@@ -7,9 +7,9 @@ instead of importing the projections.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from agentledger.projections import catchup, queries
+from agentledger.projections import catchup, locks, queries
 
 if TYPE_CHECKING:
     from agentledger.application.log import Applied
@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 
 #: The read-model tables ``verify`` compares with a rebuild, and the order that makes two copies comparable.
-COMPARED_TABLES = {"sessions": "id", "fuses": "session_id, set_version", "hosts": "host_id"}
+COMPARED_TABLES = {"sessions": "id", "fuses": "session_id, set_version", "hosts": "host_id",
+                   "locks": "lock_id, version"}
 
 
 class StoreReadModels:
@@ -51,6 +52,12 @@ class StoreReadModels:
 
     def stopped_since(self, host: str, position: int) -> list[Row]:
         return queries.stopped_since(self.store.db, host, position)
+
+    def current_locks(self, now: float) -> list[dict[str, Any]]:
+        return locks.current_locks(self.store.db, now)
+
+    def lock_claims_of(self, session_id: str, now: float) -> list[dict[str, Any]]:
+        return locks.claims_of_session(self.store.db, session_id, now)
 
     def compare_with_rebuild(self) -> tuple[int, list[TableMismatch]]:
         """The tables as they are (one snapshot, with its position) against a rebuild of the log up to there."""

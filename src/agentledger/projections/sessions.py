@@ -28,6 +28,7 @@ import orjson
 from agentledger.domain.hosts import Host
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import FuseState, SessionStatus
+from agentledger.projections import locks, workspaces
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Cursor
@@ -157,6 +158,7 @@ class SessionsProjection:
                 event.resumed_from,
             ),
         )
+        workspaces.launched(self.cursor, event)  # a session's own worktree (projections/workspaces.py)
 
     def _fuse_set(self, event: Session.FuseSet, position: int) -> None:
         sid = event.originator_id.hex
@@ -309,6 +311,8 @@ SessionsProjection._handlers.update({  # noqa: SLF001
     Host.DaemonAlive: SessionsProjection._daemon_alive,  # noqa: SLF001
     Host.DaemonStopped: SessionsProjection._daemon_stopped,  # noqa: SLF001
     Host.Forgotten: SessionsProjection._host_forgotten,  # noqa: SLF001
+    **locks.HANDLERS,  # the directory locks (projections/locks.py)
+    **workspaces.HANDLERS,  # where worktree sessions' work went (projections/workspaces.py)
 })
 
 # ``count`` heartbeats of one session, the last at ``at``. A heartbeat that extends the fuse moves the

@@ -79,6 +79,8 @@ class Supervisor:
         self.waiting_since: datetime | None = None  # since when the store refuses this supervisor's writes
 
     def run(self) -> int:
+        if self.spec.on_create and not self._set_up():
+            return 0
         process = self._spawn()
         if process is not None:
             watcher = ExitWatcher(process)
@@ -90,11 +92,76 @@ class Supervisor:
             finally:
                 watcher.close()
             self._record_exit(_observed(returncode))
+            if self.spec.check:
+                self._run_check()
         if self.spec.on_stop:
             self._run_stop_hook()
         return 0
 
     # -- start -----------------------------------------------------------------
+
+    def _set_up(self) -> bool:
+        """Run the launch's ``--on-create`` command in the session's directory, before the agent exists.
+
+        Its output's tail goes to the session's log. If it fails, the session is
+        recorded as launched and stopped (``setup-failed``, with how it ended),
+        the launching CLI is told, and the agent is never started: False.
+        """
+        from agentledger.application.stop_hooks import outcome_words
+        from agentledger.bootstrap import hook_runner
+
+        spec = self.spec
+        assert spec.on_create is not None
+        runner = hook_runner()
+        base = spec.env if spec.env is not None else runner.inherited_environment()
+        env = dict(base, AGENTLEDGER_SESSION_ID=spec.session_id, AGENTLEDGER_CWD=spec.cwd, PWD=spec.cwd)
+        run = runner.run(spec.on_create, cwd=spec.cwd, env=env, timeout=spec.on_create_timeout)
+        words = outcome_words(run._asdict())
+        self._log_to_session(f"--- on-create: {spec.on_create} ({words}) ---\n{run.output_tail}")
+        if run.exit_code == 0 and not run.timed_out and run.error is None:
+            return True
+        session = Session.launch(session_id=self.session_id, pid=None, pid_start_time=None, boot_time=None,
+                                 **spec.launched_fields(host=host_name(), boot_id=boot_id(), supervisor_pid=os.getpid()))
+        session.record_stop(
+            reason=StopReason.SETUP_FAILED,
+            decided_by=actor(Component.SUPERVISOR.value),
+            evidence=Evidence(Observation.SETUP_FAILED, setup={"command": spec.on_create, **run._asdict()}).as_dict(),
+            note=f"--on-create {spec.on_create!r}: {words}",
+        )
+        self.ledger.save_retrying(session)
+        self.report({"ok": False, "kind": "setup-failed",
+                     "error": f"--on-create {spec.on_create!r} failed ({words}), so the agent was not started "
+                              f"(recorded as session {spec.session_id[:12]}, setup-failed; output in {spec.log_path})"})
+        return False
+
+    def _run_check(self) -> None:
+        """Run the launch's ``--check`` command in the worktree now that the session has stopped; record how it
+        ended (``Workspace.CheckFinished``, which ``compare`` shows). Best effort: the stop is what matters."""
+        from agentledger.application.stop_hooks import outcome_words
+        from agentledger.application.workspaces import record_check
+        from agentledger.bootstrap import hook_runner
+
+        spec = self.spec
+        assert spec.check is not None
+        runner = hook_runner()
+        base = spec.env if spec.env is not None else runner.inherited_environment()
+        env = dict(base, AGENTLEDGER_SESSION_ID=spec.session_id, AGENTLEDGER_CWD=spec.cwd, PWD=spec.cwd)
+        try:
+            run = runner.run(spec.check, cwd=spec.cwd, env=env, timeout=spec.check_timeout)
+            self._log_to_session(f"--- check: {spec.check} ({outcome_words(run._asdict())}) ---\n{run.output_tail}")
+            record_check(self.ledger, spec.session_id, command=spec.check, exit_code=run.exit_code,
+                         duration=run.duration_seconds, output_tail=run.output_tail)
+        except Exception as error:  # noqa: BLE001 - the session's stop is recorded; its check is a courtesy
+            log.error("check not run or not recorded: %s", error)
+
+    def _log_to_session(self, text: str) -> None:
+        """Append a note of the supervisor's to the session's output log (best effort)."""
+        try:
+            fd = os.open(self.spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8", errors="replace") as handle:
+                handle.write(text if text.endswith("\n") else text + "\n")
+        except OSError as error:
+            log.warning("could not write to the session's log: %s", error)
 
     def _spawn(self) -> subprocess.Popen[bytes] | None:
         spec = self.spec
