@@ -122,7 +122,13 @@ def test_list_by_adapter_and_stop_a_whole_group(cli, records: Path, monkeypatch:
 
 
 def test_three_agents_in_one_group_get_three_worktrees_and_compare_shows_their_changes(
-        cli, records: Path, repo: Path) -> None:
+        cli, records: Path, repo: Path, home: Path) -> None:
+    (repo / ".gitignore").write_text(".env\n")  # the usual case: a copied file git ignores (not in the diff)
+    subprocess.run(["git", "-C", str(repo), "add", ".gitignore"], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-q", "-m", "ignore .env"], check=True)
+    (repo / ".env").write_text("TOKEN=1\n")
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (home / "config.toml").write_text('worktree_copy = [".env"]\n')
     result = cli("launch", "--agent", "claude-code", "--agent", "codex", "--agent", "opencode", "--group", "trio",
                  "--check", "test -f RESULT-*.txt", "-p", "make a change")
     ids = result.stdout.split()
@@ -134,6 +140,7 @@ def test_three_agents_in_one_group_get_three_worktrees_and_compare_shows_their_c
     assert set(sessions) == set(ids)
     cwds = {record["cwd"] for record in recorded(records)}
     assert len(cwds) == 3 and str(repo) not in cwds  # each agent ran in a worktree of its own
+    assert all((Path(cwd) / ".env").read_text() == "TOKEN=1\n" for cwd in cwds)
     branches = subprocess.run(["git", "-C", str(repo), "branch", "--format=%(refname:short)"], capture_output=True,
                               text=True).stdout.split()
     assert sorted(b for b in branches if b != "main") == sorted(f"agentledger/trio-{a}"

@@ -182,3 +182,44 @@ def test_resume_refuses_what_cannot_be_continued(launching: Launching, host: Fak
     with pytest.raises(error, match=words):
         launching.resume(_past(**changes), message="go on", files=[], run=RunOptions())
     assert host.started == []
+
+
+class FakeWorktrees:
+    """The worktree service in memory: what was made for which session, and what was discarded."""
+
+    def __init__(self) -> None:
+        self.made: list[dict[str, Any]] = []
+        self.discarded: list[dict[str, Any]] = []
+
+    def create(self, request: Any, *, cwd: str, session_id: str) -> tuple[str, dict[str, Any]]:
+        workspace = {"repository": cwd, "worktree": f"/wt/{request.name}", "branch": f"agentledger/{request.name}"}
+        self.made.append(workspace)
+        return workspace["worktree"], workspace
+
+    def discard(self, workspace: dict[str, Any]) -> None:
+        self.discarded.append(workspace)
+
+
+@pytest.mark.parametrize(("answer", "kept"), [
+    ({"ok": False, "kind": "store", "error": "could not record the launch"}, False),
+    ({"ok": False, "kind": "spawn-failed", "error": "no such file"}, True),  # recorded: its worktree with it
+    ({"ok": False, "kind": "setup-failed", "error": "--on-create failed"}, True),
+])
+def test_a_launch_never_recorded_takes_its_new_worktree_away(host: FakeHost, answer: dict[str, Any],
+                                                             kept: bool) -> None:
+    from agentledger.application.worktrees import WorktreeRequest
+
+    worktrees = FakeWorktrees()
+    host.answer = answer
+    launching = Launching(FakeAgents(), host, DEFAULTS, worktrees=worktrees)  # type: ignore[arg-type]
+    with pytest.raises(LedgerError):
+        launching.agent("codex", prompt="go", files=[], cwd="/src", run=RunOptions(),
+                        worktree=WorktreeRequest(name="w1"))
+    assert host.started[0].cwd == "/wt/w1"
+    assert worktrees.discarded == ([] if kept else worktrees.made)
+
+
+def test_check_needs_a_worktree(launching: Launching, host: FakeHost) -> None:
+    with pytest.raises(UsageError, match="--check runs in the session's own worktree"):
+        launching.command(["true"], cwd="/src", run=RunOptions(check="make test"), adapter="command")
+    assert host.started == []

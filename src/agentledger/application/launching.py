@@ -292,18 +292,30 @@ class Launching:
         First the directory's lock is taken for the session (refused while held,
         unless ``--force``); if the supervisor then records nothing, it is given back.
         """
-        directory = self._take_lock(spec, run or RunOptions())
+        try:
+            directory = self._take_lock(spec, run or RunOptions())
+        except BaseException:
+            self._discard_worktree(spec)
+            raise
         try:
             answer = self.host.start_supervisor(spec)
         except BaseException as error:
             self._release_lock(directory, spec, f"{type(error).__name__}: {error}")
+            self._discard_worktree(spec)
             raise
         if not answer["ok"]:
             self._release_lock(directory, spec, str(answer.get("error") or answer.get("kind") or "refused"))
+            if answer.get("kind") not in ("spawn-failed", "setup-failed"):  # those are recorded, with their worktree
+                self._discard_worktree(spec)
             if answer.get("kind") == "spawn-failed":
                 raise UsageError(f"{answer['error']} (recorded as session {spec.session_id[:12]}, spawn-failed)")
             raise LedgerError(answer["error"])
         return Started(spec, answer["pid"], self.host.ensure_reconciler())
+
+    def _discard_worktree(self, spec: LaunchSpec) -> None:
+        """Remove the worktree made for a launch that was never recorded: no session would ever clean it up."""
+        if spec.workspace is not None and self.worktrees is not None:
+            self.worktrees.discard(spec.workspace)
 
     def _take_lock(self, spec: LaunchSpec, run: RunOptions) -> str | None:
         """Take the lock on the session's directory (its real path), unless locking is off; the directory."""

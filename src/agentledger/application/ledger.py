@@ -30,6 +30,7 @@ from agentledger.domain.session import Session
 from agentledger.domain.stop_hooks import StopHook, stop_hook_id
 
 T = TypeVar("T")
+A = TypeVar("A", bound=Aggregate)
 
 #: Attempts at a command whose save keeps losing races, before giving up loudly.
 MAX_ATTEMPTS = 50
@@ -88,16 +89,27 @@ class Ledger(Application[UUID]):
         ``command`` must decide from the aggregate it is given (never from a
         value read before), because a lost race hands it a newer state.
         """
+        return self.compare_and_set(lambda: retry_while_locked(lambda: self.session(session_id), self.classify_fault),
+                                    command, what=f"session {session_id.hex}")
+
+    def compare_and_set(self, load: Callable[[], A], decide: Callable[[A], T], *, what: str) -> T:
+        """Load an aggregate, let ``decide`` judge it and call its commands, save: the one compare-and-set loop.
+
+        Saving is refused if another writer appended at the same version first;
+        then the aggregate is loaded again and ``decide`` judges the state that
+        won, up to :data:`MAX_ATTEMPTS` times. Sessions, directory locks and
+        worktrees' Workspace aggregates are all changed through here.
+        """
         for _ in range(MAX_ATTEMPTS):
-            session = retry_while_locked(lambda: self.session(session_id), self.classify_fault)
-            result = command(session)
+            aggregate = load()
+            result = decide(aggregate)
             try:
-                self.save_retrying(session)
+                self.save_retrying(aggregate)
             except IntegrityError:
                 time.sleep(random.uniform(0.001, 0.02))
                 continue
             return result
-        raise StoreError(f"gave up after {MAX_ATTEMPTS} concurrent changes to session {session_id.hex}")
+        raise StoreError(f"gave up after {MAX_ATTEMPTS} concurrent changes to {what}")
 
     def save_retrying(self, session: Aggregate) -> None:
         """Save a session's new events, waiting out a store locked past its busy timeout.

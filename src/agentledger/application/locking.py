@@ -21,17 +21,13 @@ same rule to each row.
 from __future__ import annotations
 
 import os
-import random
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError
-
 from agentledger.application.clock import utc_now
-from agentledger.application.errors import LedgerError, SessionNotFound, StoreError
+from agentledger.application.errors import LedgerError, SessionNotFound
 from agentledger.application.retry import retry_while_locked
 from agentledger.domain.durations import format_clock, format_duration
 from agentledger.domain.locks import DirectoryLock, Holding, Tenure, lock_held, taker_identity
@@ -110,17 +106,8 @@ class DirectoryLocks:
         """Take ``directory``'s lock for the session about to be launched; refused while held, unless ``force``
         (then recorded as forced, naming the session it displaced, which is otherwise left alone)."""
 
-        def take(lock: DirectoryLock, view: LockView) -> Tenure:
-            if view.holding.held and not force:
-                raise LockHeld(f"{describe_holder(view, utc_now())}; --force to launch anyway")
-            lock.take(holder_session=session_id, taker=self._taker(), by=self.machine.user(), reason=None,
-                      displaced=_displaced(view), forced=view.holding.held)
-            assert lock.tenure is not None
-            return lock.tenure
-
-        tenure = self._claim(directory, take)
-        assert tenure is not None  # it creates the lock if there is none
-        return tenure
+        return self._take(directory, holder_session=session_id, reason=None, force=force,
+                          hint="--force to launch anyway")
 
     def release_failed_launch(self, directory: str, *, session_id: str, error: str) -> bool:
         """Give back the lock a launch took when its supervisor recorded nothing: True if it was released.
@@ -149,17 +136,8 @@ class DirectoryLocks:
     def lock(self, directory: str, *, reason: str | None, force: bool) -> Tenure:
         """``lock DIR``: a lock no session holds, until ``unlock DIR``; refused while held, unless ``force``."""
 
-        def take(lock: DirectoryLock, view: LockView) -> Tenure:
-            if view.holding.held and not force:
-                raise LockHeld(f"{describe_holder(view, utc_now())}; --force to take it over")
-            lock.take(holder_session=None, taker=self._taker(), by=self.machine.user(), reason=reason or None,
-                      displaced=_displaced(view), forced=view.holding.held)
-            assert lock.tenure is not None
-            return lock.tenure
-
-        tenure = self._claim(directory, take)
-        assert tenure is not None  # it creates the lock if there is none
-        return tenure
+        return self._take(directory, holder_session=None, reason=reason or None, force=force,
+                          hint="--force to take it over")
 
     def unlock(self, directory: str, *, force: bool, reason: str | None = None) -> LockView:
         """``unlock DIR``: release a manual lock; a lock a live session holds only with ``force`` (it is
@@ -219,6 +197,22 @@ class DirectoryLocks:
         facts.sort(key=lambda fact: fact["at"])
         return facts
 
+    def _take(self, directory: str, *, holder_session: str | None, reason: str | None, force: bool,
+              hint: str) -> Tenure:
+        """Take the lock for a session (or by hand: no session); refused while held unless ``force``."""
+
+        def take(lock: DirectoryLock, view: LockView) -> Tenure:
+            if view.holding.held and not force:
+                raise LockHeld(f"{describe_holder(view, utc_now())}; {hint}")
+            lock.take(holder_session=holder_session, taker=self._taker(), by=self.machine.user(), reason=reason,
+                      displaced=_displaced(view), forced=view.holding.held)
+            assert lock.tenure is not None
+            return lock.tenure
+
+        tenure = self._claim(directory, take)
+        assert tenure is not None  # it creates the lock if there is none
+        return tenure
+
     # -- the compare-and-set loop ---------------------------------------------------------
 
     def _claim(self, directory: str, decide: Callable[[DirectoryLock, LockView], T], *,
@@ -230,22 +224,15 @@ class DirectoryLocks:
         ``create`` is off.
         """
         ledger = self.store.ledger
-        for _ in range(MAX_ATTEMPTS):
-            lock = retry_while_locked(lambda: ledger.directory_lock(directory), ledger.classify_fault)
-            if lock is None:
-                if not create:
-                    return None
-                lock = DirectoryLock(directory=directory)
-            result = decide(lock, self._judge(directory, lock))
-            if not lock._pending_events:  # noqa: SLF001 - nothing to append: nothing to save
-                return result
-            try:
-                ledger.save_retrying(lock)
-            except IntegrityError:
-                time.sleep(random.uniform(0.001, 0.02))
-                continue
-            return result
-        raise StoreError(f"gave up after {MAX_ATTEMPTS} concurrent claims on the lock of {directory}")
+
+        def find() -> DirectoryLock | None:
+            return retry_while_locked(lambda: ledger.directory_lock(directory), ledger.classify_fault)
+
+        if not create and find() is None:
+            return None
+        return ledger.compare_and_set(lambda: find() or DirectoryLock(directory=directory),
+                                      lambda lock: decide(lock, self._judge(directory, lock)),
+                                      what=f"the lock of {directory}")
 
     def _taker(self) -> dict[str, Any]:
         """This process, as the rule will look for it: pid, start time (with its boot time), host, boot."""

@@ -19,17 +19,13 @@ session's work went.
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
 
-from agentledger.application.errors import StoreError
 from agentledger.domain.errors import LedgerError, UsageError
 from agentledger.domain.workspace import DiffStats, WorkRefused, Workspace, WorktreeState, workspace_id
 
@@ -39,7 +35,6 @@ if TYPE_CHECKING:
     from agentledger.domain.session import Session
 
 T = TypeVar("T")
-_ATTEMPTS = 50
 
 
 # -- reading ---------------------------------------------------------------------
@@ -109,20 +104,16 @@ def _landed(ledger: Ledger, git: Repositories, session: Session) -> tuple[str, s
 def change_workspace(ledger: Ledger, session: Session, command: Callable[[Workspace], T]) -> T:
     """Apply ``command`` to the session's Workspace (created from the session's facts if need be) and save,
     with compare-and-set: a lost race reloads and decides again."""
-    for _ in range(_ATTEMPTS):
+
+    def load() -> Workspace:
         workspace = workspace_of(ledger, session.id)
-        if workspace is None:
-            ws = _facts(session)
-            workspace = Workspace(session_id=session.id.hex, repository=ws["repository"], worktree=ws["worktree"],
-                                  branch=ws["branch"], base_ref=ws.get("base_ref"), base_commit=ws["base_commit"])
-        result = command(workspace)
-        try:
-            ledger.save_retrying(workspace)
-        except IntegrityError:
-            time.sleep(random.uniform(0.001, 0.02))
-            continue
-        return result
-    raise StoreError(f"gave up after {_ATTEMPTS} concurrent changes to session {session.id.hex[:12]}'s worktree")
+        if workspace is not None:
+            return workspace
+        ws = _facts(session)
+        return Workspace(session_id=session.id.hex, repository=ws["repository"], worktree=ws["worktree"],
+                         branch=ws["branch"], base_ref=ws.get("base_ref"), base_commit=ws["base_commit"])
+
+    return ledger.compare_and_set(load, command, what=f"session {session.id.hex[:12]}'s worktree")
 
 
 def record_check(ledger: Ledger, session_id: str | UUID, *, command: str, exit_code: int | None, duration: float,

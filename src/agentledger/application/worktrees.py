@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agentledger.domain.errors import UsageError
+from agentledger.domain.errors import LedgerError, UsageError
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Repositories
@@ -88,6 +88,14 @@ class Worktrees:
     def __init__(self, git: Repositories, settings: WorktreeSettings) -> None:
         self.git = git
         self.settings = settings
+
+    def discard(self, workspace: dict[str, Any]) -> None:
+        """Remove a just-made worktree and its branch (a launch that failed before it was recorded); best effort."""
+        try:
+            self.git.remove_worktree(workspace["repository"], workspace["worktree"])
+            self.git.delete_branch(workspace["repository"], workspace["branch"])
+        except LedgerError:  # what is left is an ordinary worktree: 'git worktree remove' takes it away
+            pass
 
     def create(self, request: WorktreeRequest, *, cwd: str, session_id: str) -> tuple[str, dict[str, Any]]:
         """Create the worktree the session runs in: (its directory, the facts ``Launched.workspace`` records).

@@ -230,8 +230,19 @@ class LocalGit:
             if os.path.exists(index):
                 shutil.copyfile(index, scratch_index)
             env = {"GIT_INDEX_FILE": scratch_index}
-            self._run(worktree, "add", "--all", "--", ".", *[f":(exclude,literal){path}" for path in ignore], env=env)
+            excluded = [f":(exclude,literal){path}" for path in self._not_ignored(worktree, ignore)]
+            self._run(worktree, "add", "--all", "--", ".", *excluded, env=env)
             return self._run(worktree, "diff", "--cached", *options, base, "--", env=env).stdout
+
+    def _not_ignored(self, worktree: str, paths: Sequence[str]) -> list[str]:
+        """``paths`` less those git ignores anyway (``.env`` usually is): naming an ignored path, even to
+        exclude it, makes ``git add`` fail."""
+        if not paths:
+            return []
+        found = self._run(worktree, "check-ignore", "--no-index", "--stdin", "-z", check=False,
+                          input="\0".join(paths) + "\0")
+        ignored = set(found.stdout.split("\0"))
+        return [path for path in paths if path not in ignored]
 
     # -- merging --------------------------------------------------------------------
 

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 from agentledger.application.errors import StoreError
 from agentledger.infrastructure.config import PostgresLocation
 from agentledger.infrastructure.store_faults import classify
+from agentledger.infrastructure.store_ports import StorePorts
 
 if TYPE_CHECKING:
-    from agentledger.application import ports
+    pass
 
 #: Advisory lock keys (any two distinct 64-bit numbers, fixed for all versions).
 _INIT_LOCK = 0x6167_6C65_6467_0001
@@ -129,7 +130,7 @@ class ReadModels:
         self._connection.close()
 
 
-class PostgresStore:
+class PostgresStore(StorePorts):
     """An open PostgreSQL ledger: ``ledger`` appends and loads events, ``db`` reads and writes read models."""
 
     def __init__(self, location: PostgresLocation) -> None:
@@ -150,27 +151,6 @@ class PostgresStore:
     @property
     def events_table(self) -> str:
         return f"{self.location.schema}.agentledger_events"
-
-    @property
-    def read_models(self) -> ports.ReadModels:
-        """The read models' queries and catch-up, for the service layer (``application/ports.py``)."""
-        from agentledger.projections.read_models import StoreReadModels
-
-        return StoreReadModels(self)
-
-    @property
-    def webhook_outbox(self) -> ports.WebhookOutbox:
-        """The webhook outbox's tables, for the service layer (``application/webhooks.py``)."""
-        from agentledger.infrastructure.webhook_outbox import SqlWebhookOutbox
-
-        return SqlWebhookOutbox(self)
-
-    @property
-    def raw_log(self) -> ports.RawLog:
-        """The stored events and snapshots verbatim, for copying a ledger (``application/copying.py``)."""
-        from agentledger.infrastructure.raw_log import RecorderRawLog
-
-        return RecorderRawLog(self)
 
     position_column = "notification_id"
 

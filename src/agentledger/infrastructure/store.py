@@ -26,6 +26,7 @@ from agentledger.application.errors import StoreError
 from agentledger.infrastructure.config import PostgresLocation, StoreLocation
 from agentledger.infrastructure.schema import SCHEMA_HEAD, common_ledger_env, refuse_unknown_schema
 from agentledger.infrastructure.store_faults import classify
+from agentledger.infrastructure.store_ports import StorePorts
 
 if TYPE_CHECKING:
     from agentledger.application import ports
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 BUSY_TIMEOUT_SECONDS = 30.0
 
 
-class SqliteStore:
+class SqliteStore(StorePorts):
     """An open store: ``ledger`` appends and loads events, ``db`` reads and writes read models."""
 
     def __init__(self, location: StoreLocation) -> None:
@@ -57,27 +58,6 @@ class SqliteStore:
     def hold_lock(self, name: str) -> bool:
         """Always True: one daemon per SQLite store (its daemon lock), so it alone delivers."""
         return True
-
-    @property
-    def read_models(self) -> ports.ReadModels:
-        """The read models' queries and catch-up, for the service layer (``application/ports.py``)."""
-        from agentledger.projections.read_models import StoreReadModels
-
-        return StoreReadModels(self)
-
-    @property
-    def webhook_outbox(self) -> ports.WebhookOutbox:
-        """The webhook outbox's tables, for the service layer (``application/webhooks.py``)."""
-        from agentledger.infrastructure.webhook_outbox import SqlWebhookOutbox
-
-        return SqlWebhookOutbox(self)
-
-    @property
-    def raw_log(self) -> ports.RawLog:
-        """The stored events and snapshots verbatim, for copying a ledger (``application/copying.py``)."""
-        from agentledger.infrastructure.raw_log import RecorderRawLog
-
-        return RecorderRawLog(self)
 
     def log_head(self) -> int:
         """The last log position, read on the read-model connection (no need to build the ledger)."""

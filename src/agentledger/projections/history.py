@@ -31,9 +31,7 @@ def history_records(entries: list[LogEntry], now: datetime) -> list[dict[str, An
     for index, entry in enumerate(entries):
         event = entry.event
         if event is None:
-            records.append({"position": entry.position, "version": entry.version, "time": None, "delta": "",
-                            "type": entry.type_name, "error": entry.error, "status": status, "marks": [],
-                            "summary": f"UNREADABLE: {entry.error}"})
+            records.append(_unreadable(entry, status))
             continue
         at = event.timestamp
         was_live = session is not None and session.fuse_is_live(at)
@@ -162,9 +160,7 @@ def workspace_records(entries: list[LogEntry], status: str | None) -> list[dict[
     for entry in entries:
         event = entry.event
         if event is None:
-            records.append({"position": entry.position, "version": entry.version, "time": None, "delta": "",
-                            "type": entry.type_name, "error": entry.error, "status": status, "marks": [],
-                            "summary": f"UNREADABLE: {entry.error}"})
+            records.append(_unreadable(entry, status))
             continue
         fields = {k: v for k, v in vars(event).items() if k not in _ENVELOPE}
         records.append({"position": entry.position, "version": entry.version, "time": event.timestamp.isoformat(),
@@ -190,3 +186,9 @@ def _workspace_summary(kind: str, f: dict[str, Any]) -> str:
         return (f"check `{f['command']}` {'passed' if f['passed'] else 'failed'} (exit {f['exit_code']}) "
                 f"after {format_duration(f['duration'])}")
     return ""
+
+
+def _unreadable(entry: Any, status: str | None) -> dict[str, Any]:
+    """The record of an event this version cannot decode: shown, never skipped in silence."""
+    return {"position": entry.position, "version": entry.version, "time": None, "delta": "", "type": entry.type_name,
+            "error": entry.error, "status": status, "marks": [], "summary": f"UNREADABLE: {entry.error}"}
