@@ -87,23 +87,39 @@ def test_a_bad_matrix_is_refused_in_one_line(matrix: dict[str, Any], words: str)
         matrix_plan(matrix, group=None, known_agents=AGENTS, read_prompt=str)
 
 
-def test_every_member_starts_in_its_own_worktree_and_one_failure_spares_the_others() -> None:
-    plan = plan_group(["codex", "pi", "opencode"], [None], [Prompt("p1", "go")], group="g", known_agents=AGENTS)
-    calls: list[dict[str, Any]] = []
-    lock = threading.Lock()
+class FakeLaunching:
+    """The launch use case's two group steps in memory: prepare each member (pi's is refused), start them all."""
 
-    def start(agent: str, **kwargs: Any) -> Any:
-        with lock:
-            calls.append({"agent": agent, **kwargs})
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.starts: list[list[str]] = []
+        self.lock = threading.Lock()
+
+    def prepare_agent(self, agent: str, **kwargs: Any) -> Any:
+        with self.lock:
+            self.calls.append({"agent": agent, **kwargs})
         if agent == "pi":
             raise LedgerError("pi: no such binary")
-        return f"started {agent}"
+        return f"prepared {agent}"
 
-    outcomes = launch_group(None, plan, cwd="/repo", run=RunOptions(timeout=60.0), files=["a.txt"],  # type: ignore[arg-type]
-                            start=start)
+    def start_prepared(self, prepared: list[str]) -> list[Any]:
+        self.starts.append(prepared)
+        return [LedgerError("the store is full") if p == "prepared opencode" else p.replace("prepared", "started")
+                for p in prepared]
+
+
+def test_every_member_starts_in_its_own_worktree_and_one_failure_spares_the_others() -> None:
+    plan = plan_group(["codex", "pi", "opencode", "claude-code"], [None], [Prompt("p1", "go")], group="g",
+                      known_agents=AGENTS)
+    launching = FakeLaunching()
+    outcomes = launch_group(launching, plan, cwd="/repo", run=RunOptions(timeout=60.0),  # type: ignore[arg-type]
+                            files=["a.txt"])
     assert [(o.member.agent, o.started, o.error) for o in outcomes] == [
-        ("codex", "started codex", None), ("pi", None, "pi: no such binary"), ("opencode", "started opencode", None)]
-    assert sorted(c["worktree"].name for c in calls) == ["g-codex", "g-opencode", "g-pi"]
+        ("codex", "started codex", None), ("pi", None, "pi: no such binary"),
+        ("opencode", None, "the store is full"), ("claude-code", "started claude-code", None)]
+    assert launching.starts == [["prepared codex", "prepared opencode", "prepared claude-code"]]  # one start
+    calls = launching.calls
+    assert sorted(c["worktree"].name for c in calls) == ["g-claude-code", "g-codex", "g-opencode", "g-pi"]
     assert all(c["worktree"].base is None and c["spec"] is None for c in calls)
     assert all(c["run"].group == "g" and c["run"].name == c["worktree"].name and c["run"].timeout == 60.0
                for c in calls)

@@ -37,6 +37,7 @@ class FakeHost:
     directories: set[str] = field(default_factory=lambda: {"/src"})
     prompts: dict[str, str] = field(default_factory=dict)
     started: list[LaunchSpec] = field(default_factory=list)
+    batches: list[int] = field(default_factory=list)
     count: int = 0
 
     def new_session_id(self) -> str:
@@ -63,6 +64,10 @@ class FakeHost:
     def start_supervisor(self, spec: LaunchSpec) -> dict[str, Any]:
         self.started.append(spec)
         return self.answer
+
+    def start_supervisors(self, specs: Sequence[LaunchSpec]) -> list[dict[str, Any]]:
+        self.batches.append(len(specs))
+        return [self.start_supervisor(spec) for spec in specs]
 
     def ensure_reconciler(self) -> str | None:
         return self.notice
@@ -223,3 +228,21 @@ def test_check_needs_a_worktree(launching: Launching, host: FakeHost) -> None:
     with pytest.raises(UsageError, match="--check runs in the session's own worktree"):
         launching.command(["true"], cwd="/src", run=RunOptions(check="make test"), adapter="command")
     assert host.started == []
+
+
+def test_prepared_launches_start_in_one_batch_each_with_its_own_outcome(host: FakeHost) -> None:
+    from agentledger.application.worktrees import WorktreeRequest
+
+    worktrees = FakeWorktrees()
+    launching = Launching(FakeAgents(), host, DEFAULTS, worktrees=worktrees)  # type: ignore[arg-type]
+    prepared = [launching.prepare_agent("codex", prompt="go", files=[], cwd="/src", run=RunOptions(),
+                                        worktree=WorktreeRequest(name=f"w{i}")) for i in range(3)]
+    assert host.started == []  # nothing starts while preparing
+    answers = iter([{"ok": True, "pid": 1}, {"ok": False, "kind": "store", "error": "disk full"},
+                    {"ok": False, "kind": "no-answer", "error": "the supervisor did not answer"}])
+    host.start_supervisor = lambda spec: next(answers)  # type: ignore[method-assign]
+    results = launching.start_prepared(prepared)
+    assert host.batches == [3]
+    assert results[0].pid == 1  # type: ignore[union-attr]
+    assert [str(r) for r in results[1:]] == ["disk full", "the supervisor did not answer"]
+    assert worktrees.discarded == [worktrees.made[1]]  # the unanswered one may be recorded: its worktree stays

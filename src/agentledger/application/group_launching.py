@@ -25,12 +25,12 @@ from agentledger.application.worktrees import WorktreeRequest
 from agentledger.domain.errors import LedgerError, UsageError
 
 if TYPE_CHECKING:
-    from agentledger.application.launching import Launching, RunOptions, Started
+    from agentledger.application.launching import Launching, Prepared, RunOptions, Started
 
 #: At most this many sessions in one group launch: a typo in a matrix must not start a thousand agents.
 MAX_MEMBERS = 64
-#: Supervisors started at once (each waits for its handshake); worktrees are made one at a time regardless.
-PARALLEL_STARTS = 8
+#: Members prepared at once (their worktrees checked out side by side; git's bookkeeping is one at a time).
+PARALLEL_PREPARES = 8
 
 
 @dataclass(frozen=True)
@@ -115,23 +115,33 @@ def matrix_plan(matrix: Mapping[str, Any], *, group: str | None, known_agents: S
 
 
 def launch_group(launching: Launching, plan: GroupPlan, *, cwd: str, run: RunOptions, files: Sequence[str],
-                 spec: str | None = None, base: str | None = None,
-                 start: Callable[..., Started] | None = None) -> list[MemberOutcome]:
-    """Start every member of ``plan`` in parallel, each in a new worktree of ``cwd``'s repository (on a branch
-    from ``base``, default ``HEAD``); their outcomes. ``start`` is ``launching.agent`` unless given (tests)."""
-    start = start or launching.agent
+                 spec: str | None = None, base: str | None = None) -> list[MemberOutcome]:
+    """Start every member of ``plan``, each in a new worktree of ``cwd``'s repository (on a branch from
+    ``base``, default ``HEAD``); their outcomes, in the plan's order.
 
-    def one(member: Member) -> MemberOutcome:
+    The members are prepared side by side (worktrees checked out, prompt
+    files written, locks taken), then their supervisors start in one go.
+    """
+
+    def prepare(member: Member) -> Prepared | LedgerError:
         member_run = replace(run, name=member.name, group=plan.group)
         try:
-            started = start(member.agent, prompt=member.prompt.text, files=files, cwd=cwd, run=member_run,
-                            model=member.model, worktree=WorktreeRequest(name=member.name, base=base), spec=spec)
+            return launching.prepare_agent(member.agent, prompt=member.prompt.text, files=files, cwd=cwd,
+                                           run=member_run, model=member.model,
+                                           worktree=WorktreeRequest(name=member.name, base=base), spec=spec)
         except LedgerError as error:
-            return MemberOutcome(member, None, str(error))
-        return MemberOutcome(member, started, None)
+            return error
 
-    with ThreadPoolExecutor(max_workers=min(PARALLEL_STARTS, len(plan.members))) as pool:
-        return list(pool.map(one, plan.members))
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_PREPARES, len(plan.members))) as pool:
+        prepared = list(pool.map(prepare, plan.members))
+    ready = [p for p in prepared if not isinstance(p, LedgerError)]
+    started = iter(launching.start_prepared(ready) if ready else [])
+    outcomes = []
+    for member, one in zip(plan.members, prepared, strict=True):
+        result = one if isinstance(one, LedgerError) else next(started)
+        outcomes.append(MemberOutcome(member, None, str(result)) if isinstance(result, LedgerError)
+                        else MemberOutcome(member, result, None))
+    return outcomes
 
 
 def _member_name(group: str, agent: str, model: str | None, prompt: str | None) -> str:

@@ -159,6 +159,14 @@ class PastSession:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """A launch ready for its supervisor: its spec, and the directory whose lock it holds (None: none)."""
+
+    spec: LaunchSpec
+    directory: str | None
+
+
+@dataclass(frozen=True)
 class Started:
     """A launch the supervisor has recorded: its plan, the process's PID, and a word about the daemon (or None)."""
 
@@ -182,6 +190,36 @@ class Launching:
               model: str | None = None, worktree: WorktreeRequest | None = None, spec: str | None = None) -> Started:
         """``launch AGENT -p PROMPT``: the adapter's command line, the prompt (after the ``spec`` file, with the
         attached files) on its stdin; with ``worktree``, in a new git worktree of ``cwd``'s repository."""
+        return self._start(self._agent_spec(name, prompt=prompt, files=files, cwd=cwd, run=run, model=model,
+                                            worktree=worktree, spec=spec), run)
+
+    def prepare_agent(self, name: str, *, prompt: str, files: Sequence[str], cwd: str, run: RunOptions,
+                      model: str | None = None, worktree: WorktreeRequest | None = None,
+                      spec: str | None = None) -> Prepared:
+        """Everything :meth:`agent` does before starting the supervisor (its worktree made, its directory's
+        lock taken), for :meth:`start_prepared` to start many at once."""
+        return self._prepare(self._agent_spec(name, prompt=prompt, files=files, cwd=cwd, run=run, model=model,
+                                              worktree=worktree, spec=spec), run)
+
+    def start_prepared(self, prepared: Sequence[Prepared]) -> list[Started | LedgerError]:
+        """Start the supervisors of several prepared launches in one go (one process start, not one each);
+        each one's outcome, in order: started, or why not (its lock given back, its worktree taken away)."""
+        try:
+            answers = self.host.start_supervisors([p.spec for p in prepared])
+        except BaseException as error:
+            for one in prepared:
+                self._unanswered(one, error)
+            raise
+        results: list[Started | LedgerError] = []
+        for one, answer in zip(prepared, answers, strict=True):
+            try:
+                results.append(self._finish(one, answer))
+            except LedgerError as error:
+                results.append(error)
+        return results
+
+    def _agent_spec(self, name: str, *, prompt: str, files: Sequence[str], cwd: str, run: RunOptions,
+                    model: str | None, worktree: WorktreeRequest | None, spec: str | None) -> LaunchSpec:
         fields = self._run_fields(run, worktree)
         session_id = self.host.new_session_id()
         recorded, prompt_path = self._prompt(prompt, files, session_id, what=f"launch {name}", spec=spec)
@@ -189,10 +227,10 @@ class Launching:
         plan = self.agents.launch_plan(name, session_id=session_id, cwd=cwd, prompt_path=prompt_path, model=model,
                                        name=run.name)
         fields["env"] = {**fields["env"], **plan.env}
-        return self._start(LaunchSpec(
+        return LaunchSpec(
             session_id=session_id, argv=plan.argv, cwd=cwd, adapter=name, model=model, prompt=recorded,
             stdin_path=plan.stdin_path, native_session_id=plan.native_session_id, **self._labels(run), **fields,
-            **self._files(session_id)), run)
+            **self._files(session_id))
 
     def command(self, argv: Sequence[str], *, cwd: str, run: RunOptions, adapter: str,
                 model: str | None = None, prompt: str | None = None,
@@ -292,20 +330,33 @@ class Launching:
         First the directory's lock is taken for the session (refused while held,
         unless ``--force``); if the supervisor then records nothing, it is given back.
         """
-        try:
-            directory = self._take_lock(spec, run or RunOptions())
-        except BaseException:
-            self._discard_worktree(spec)
-            raise
+        prepared = self._prepare(spec, run or RunOptions())
         try:
             answer = self.host.start_supervisor(spec)
         except BaseException as error:
-            self._release_lock(directory, spec, f"{type(error).__name__}: {error}")
+            self._unanswered(prepared, error)
+            raise
+        return self._finish(prepared, answer)
+
+    def _prepare(self, spec: LaunchSpec, run: RunOptions) -> Prepared:
+        """Take the directory's lock for the launch (a new worktree is taken away if that is refused)."""
+        try:
+            return Prepared(spec, self._take_lock(spec, run))
+        except BaseException:
             self._discard_worktree(spec)
             raise
+
+    def _unanswered(self, prepared: Prepared, error: BaseException) -> None:
+        """A supervisor that never answered may or may not have recorded the launch: the lock is given back
+        only if the log has no such session (``locking.py`` looks); the worktree is left (``worktrees clean``)."""
+        self._release_lock(prepared.directory, prepared.spec, f"{type(error).__name__}: {error}")
+
+    def _finish(self, prepared: Prepared, answer: dict[str, Any]) -> Started:
+        """The supervisor's answer: started, or refused (what it did not record is undone; raised)."""
+        spec = prepared.spec
         if not answer["ok"]:
-            self._release_lock(directory, spec, str(answer.get("error") or answer.get("kind") or "refused"))
-            if answer.get("kind") not in ("spawn-failed", "setup-failed"):  # those are recorded, with their worktree
+            self._release_lock(prepared.directory, spec, str(answer.get("error") or answer.get("kind") or "refused"))
+            if answer.get("kind") not in ("spawn-failed", "setup-failed", "no-answer"):  # recorded, or maybe
                 self._discard_worktree(spec)
             if answer.get("kind") == "spawn-failed":
                 raise UsageError(f"{answer['error']} (recorded as session {spec.session_id[:12]}, spawn-failed)")

@@ -348,6 +348,8 @@ class LaunchHost(Protocol):
 
     def start_supervisor(self, spec: LaunchSpec) -> dict[str, Any]: ...  # its handshake: ok, pid | error, kind
 
+    def start_supervisors(self, specs: Sequence[LaunchSpec]) -> list[dict[str, Any]]: ...  # many, one start
+
     def ensure_reconciler(self) -> str | None: ...  # a daemon for the store runs (started if need be); a notice
 
 

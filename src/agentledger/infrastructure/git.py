@@ -131,15 +131,18 @@ class LocalGit:
     def add_worktree(self, repository: str, path: str, *, branch: str, ref: str) -> None:
         """``git worktree add -b BRANCH PATH REF``: a new branch from REF, checked out at PATH.
 
-        One at a time per repository, across threads and processes (a group
-        launch adds several at once): git's own bookkeeping under
-        ``.git/worktrees`` does not survive two ``worktree add`` racing.
+        Git's own bookkeeping (``.git/worktrees``, the new branch) is done one
+        at a time per repository, across threads and processes: it does not
+        survive two ``worktree add`` racing. The checkout itself, the slow part,
+        is not: each worktree has an index of its own, so a group launch checks
+        its worktrees out side by side.
         """
         os.makedirs(os.path.dirname(path), exist_ok=True)
         common = self._run(repository, "rev-parse", "--path-format=absolute", "--git-common-dir").stdout.strip()
         with open(os.path.join(common, "agentledger-worktree.lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
-            self._run(repository, "worktree", "add", "--quiet", "-b", branch, path, ref)
+            self._run(repository, "worktree", "add", "--quiet", "--no-checkout", "-b", branch, path, ref)
+        self._run(path, "reset", "--quiet", "--hard", "HEAD")  # the files and the index, as worktree add would
 
     def copy_untracked(self, source: str, target: str, patterns: Sequence[str], *, link: bool) -> list[str]:
         """Copy (or symlink) the files and directories of ``source`` matching ``patterns`` (globs relative to

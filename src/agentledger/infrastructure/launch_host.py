@@ -22,7 +22,7 @@ from agentledger.application.errors import UsageError
 from agentledger.infrastructure.agent_env import agent_environment
 from agentledger.infrastructure.config import private_directory
 from agentledger.infrastructure.host import os_user
-from agentledger.infrastructure.launcher import start_supervisor
+from agentledger.infrastructure.launcher import start_supervisor, start_supervisors
 
 if TYPE_CHECKING:
     from agentledger.application.launching import LaunchSpec
@@ -74,6 +74,11 @@ class LocalLaunchHost:
         url = self.store().location.connect_url  # creates the store here, not in the supervisor
         env = dict(os.environ, AGENTLEDGER_HOME=str(self.home), AGENTLEDGER_DB=url)
         return start_supervisor(spec, env, self.home / "logs" / f"{spec.session_id}.supervisor.log")
+
+    def start_supervisors(self, specs: Sequence[LaunchSpec]) -> list[dict[str, Any]]:
+        url = self.store().location.connect_url
+        env = dict(os.environ, AGENTLEDGER_HOME=str(self.home), AGENTLEDGER_DB=url)
+        return start_supervisors(specs, env, self.home / "logs")
 
     def ensure_reconciler(self) -> str | None:
         """The first call looks (and starts a daemon if need be); later ones, from the same launch, say nothing."""

@@ -15,6 +15,7 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,43 @@ def start_supervisor(spec: LaunchSpec, env: dict[str, str], supervisor_log: Path
                           timeout=patience)
 
 
+def start_supervisors(specs: Sequence[LaunchSpec], env: dict[str, str], log_dir: Path) -> list[dict[str, Any]]:
+    """Start the supervisors of several sessions with one process start; their handshakes, in order.
+
+    One helper imports the supervisor's code once and forks a supervisor per
+    spec (``entrypoints/supervise.py --many``), each in a session of its own
+    with its own handshake pipe and log: a group of eight pays one
+    interpreter's start-up, not eight. Its argv names every session.
+    """
+    if len(specs) == 1:
+        return [start_supervisor(specs[0], env, log_dir / f"{specs[0].session_id}.supervisor.log")]
+    pipes = [os.pipe() for _ in specs]
+    argv = [sys.executable, "-m", "agentledger.entrypoints.supervise", "--many",
+            *[f"{spec.session_id}={write}" for spec, (_, write) in zip(specs, pipes, strict=True)]]
+    data = orjson.dumps([asdict(spec) for spec in specs])
+    helper = _spawn(argv, env, log_dir / "supervisors.log", data, tuple(write for _, write in pipes))
+    patience = HANDSHAKE_TIMEOUT + max((s.on_create_timeout if s.on_create else 0.0) for s in specs)
+    try:
+        return [_answer(read, log_dir / f"{spec.session_id}.supervisor.log", patience)
+                for spec, (read, _) in zip(specs, pipes, strict=True)]
+    finally:
+        for read, _ in pipes:
+            os.close(read)
+        try:
+            helper.wait(timeout=5.0)  # it exits once it has forked them
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _answer(fd: int, log_path: Path, patience: float) -> dict[str, Any]:
+    """One supervisor's handshake; one that never came is an answer too (``no-answer``), so that the others'
+    are still read: whether it recorded its launch is unknown, which the caller must not guess."""
+    try:
+        return _read_handshake(fd, log_path, "supervisor", patience)
+    except HelperStartError as error:
+        return {"ok": False, "kind": "no-answer", "error": str(error)}
+
+
 def start_detached(argv: list[str], env: dict[str, str], log_path: Path, *, what: str,
                    stdin_data: bytes | None = None, timeout: float = HANDSHAKE_TIMEOUT) -> dict[str, Any]:
     """Start ``argv`` + [handshake fd] detached, output appended to ``log_path``; return its answer.
@@ -52,20 +90,32 @@ def start_detached(argv: list[str], env: dict[str, str], log_path: Path, *, what
     ``stdin_data`` is written to its stdin (then closed); without it, stdin is /dev/null.
     """
     read_fd, write_fd = os.pipe()
+    _spawn([*argv, str(write_fd)], env, log_path, stdin_data, (write_fd,))
+    try:
+        return _read_handshake(read_fd, log_path, what, timeout)
+    finally:
+        os.close(read_fd)
+
+
+def _spawn(argv: list[str], env: dict[str, str], log_path: Path, stdin_data: bytes | None,
+           handshake_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own session, output appended to ``log_path``, the handshake pipes' write ends
+    passed on (and closed here), ``stdin_data`` on its stdin (else /dev/null)."""
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         helper = subprocess.Popen(
-            [*argv, str(write_fd)],
+            argv,
             stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
             stdout=log_fd,
             stderr=log_fd,
-            pass_fds=(write_fd,),
+            pass_fds=handshake_fds,
             start_new_session=True,
             env=env,
             cwd="/",
         )
     finally:
-        os.close(write_fd)
+        for fd in handshake_fds:
+            os.close(fd)
         os.close(log_fd)
     if stdin_data is not None:
         assert helper.stdin is not None
@@ -74,10 +124,7 @@ def start_detached(argv: list[str], env: dict[str, str], log_path: Path, *, what
             helper.stdin.close()
         except BrokenPipeError:  # it died at once: its handshake (or its absence) says why
             pass
-    try:
-        return _read_handshake(read_fd, log_path, what, timeout)
-    finally:
-        os.close(read_fd)
+    return helper
 
 
 class Handshake:
@@ -95,6 +142,12 @@ class Handshake:
             pass
         os.close(self._fd)
         self._fd = None
+
+    def abandon(self) -> None:
+        """Close this process's copy of the pipe without answering (a forked supervisor answers on its own)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _read_handshake(fd: int, log_path: Path, what: str, timeout: float) -> dict[str, Any]:

@@ -20,6 +20,7 @@ event of the session is applied after the heartbeats before it. No
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,6 @@ import orjson
 from agentledger.domain.hosts import Host
 from agentledger.domain.session import Session
 from agentledger.domain.vocabulary import FuseState, SessionStatus
-from agentledger.projections import locks, workspaces
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Cursor
@@ -118,6 +118,11 @@ class SessionsProjection:
         try:
             return cls._handlers[event_class]
         except KeyError:
+            extension = _EXTENSIONS.get(event_class.__module__)
+            if extension is not None:  # the first event of a kind these rows also project: load its handlers
+                cls._handlers.update(importlib.import_module(extension).HANDLERS)
+                if event_class in cls._handlers:
+                    return cls._handlers[event_class]
             handler = next((cls._handlers[base] for base in event_class.__mro__ if base in cls._handlers), None)
             cls._handlers[event_class] = handler
             return handler
@@ -158,7 +163,10 @@ class SessionsProjection:
                 event.resumed_from,
             ),
         )
-        workspaces.launched(self.cursor, event)  # a session's own worktree (projections/workspaces.py)
+        if getattr(event, "workspace", None):  # a session's own worktree (projections/workspaces.py)
+            from agentledger.projections import workspaces
+
+            workspaces.launched(self.cursor, event)
 
     def _fuse_set(self, event: Session.FuseSet, position: int) -> None:
         sid = event.originator_id.hex
@@ -311,9 +319,14 @@ SessionsProjection._handlers.update({  # noqa: SLF001
     Host.DaemonAlive: SessionsProjection._daemon_alive,  # noqa: SLF001
     Host.DaemonStopped: SessionsProjection._daemon_stopped,  # noqa: SLF001
     Host.Forgotten: SessionsProjection._host_forgotten,  # noqa: SLF001
-    **locks.HANDLERS,  # the directory locks (projections/locks.py)
-    **workspaces.HANDLERS,  # where worktree sessions' work went (projections/workspaces.py)
 })
+
+#: Aggregates whose events the read models project too, and the module with their handlers: imported when
+#: the first such event is projected, so that a command with nothing of theirs to catch up never loads them.
+_EXTENSIONS = {
+    "agentledger.domain.locks": "agentledger.projections.locks",  # the directory locks
+    "agentledger.domain.workspace": "agentledger.projections.workspaces",  # where worktree sessions' work went
+}
 
 # ``count`` heartbeats of one session, the last at ``at``. A heartbeat that extends the fuse moves the
 # expiry of the session's set or expired fuse rows, counts an extension on them, makes them set again
