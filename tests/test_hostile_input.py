@@ -118,8 +118,9 @@ def test_format_duration_never_raises(seconds):
 def _sessions_db(ids: list[str]) -> sqlite3.Connection:
     db = sqlite3.connect(":memory:")
     db.row_factory = sqlite3.Row
-    db.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, name TEXT, status TEXT)")
-    db.executemany("INSERT INTO sessions VALUES (?, ?, ?)", [(i, f"n{n}\x1b[2J", "running") for n, i in enumerate(ids)])
+    db.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, name TEXT, status TEXT, started_at REAL)")
+    db.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?)",
+                   [(i, f"n{n}\x1b[2J", "running", float(n)) for n, i in enumerate(ids)])
     return db
 
 

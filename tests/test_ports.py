@@ -106,8 +106,8 @@ def test_the_read_models_compare_with_a_rebuild_of_the_log(store, spawn):
 # -- the webhook outbox -------------------------------------------------------------------------------
 
 
-def _delivery(endpoint: str, event_id: str, position: int) -> NewDelivery:
-    return NewDelivery(endpoint, event_id, "session.started", position, "ab" * 16, f'{{"position": {position}}}',
+def _delivery(endpoint: str, event_id: str, position: int, session: str = "ab" * 16) -> NewDelivery:
+    return NewDelivery(endpoint, event_id, "session.started", position, session, f'{{"position": {position}}}',
                        created_at=1000.0 + position)
 
 
@@ -134,6 +134,21 @@ def test_the_outbox_moves_positions_only_with_the_deliveries_read_from_them(stor
     [head] = outbox.pending("a", 1)  # the oldest, with its body, due when written
     assert (head["event_id"], head["payload"], head["next_attempt_at"]) == ("e1", '{"position": 3}', 1003.0)
     assert [r["event_id"] for r in outbox.pending("a", 10)] == ["e1", "e2"] and outbox.pending("b", 10) == []
+
+
+def test_due_deliveries_keep_order_per_session_not_across_sessions(store):
+    outbox = store.webhook_outbox
+    outbox.add_positions({"a": 0})
+    a, b = "aa" * 16, "bb" * 16
+    batch = [_delivery("a", "a1", 1, a), _delivery("a", "b1", 2, b), _delivery("a", "a2", 3, a),
+             _delivery("a", "b2", 4, b)]
+    assert outbox.add_deliveries(batch, read_at={"a": 0}, upto=4)
+    a1 = outbox.pending("a", 1)[0]["id"]
+    outbox.mark_failed(Attempt(a1, 2000.0, 2001.0, HttpOutcome(503)), state="pending", retry_at=3000.0,
+                       error="HTTP 503")
+    assert [r["event_id"] for r in outbox.pending("a", 10, due_at=2500.0)] == ["b1", "b2"]  # a's wait behind a1
+    assert [r["event_id"] for r in outbox.pending("a", 10, due_at=3000.0)] == ["a1", "b1", "a2", "b2"]
+    assert [r["session_id"] for r in outbox.pending("a", 10)] == [a, b, a, b]  # without due_at: all, in order
 
 
 def test_the_outbox_records_attempts_and_requeues_dead_deliveries_unless_the_check_refuses(store):

@@ -349,7 +349,7 @@ def test_enqueue_is_idempotent_rebuild_leaves_the_outbox_alone_and_start_now_ski
     sid = record(store, identity, fuse_ttl=None)
     store.ledger.change(sid, lambda s: s.record_stop(reason="signalled", signal="SIGKILL", decided_by={
         "component": "test"}, evidence={"at": datetime.now(timezone.utc)}))
-    all_hooks = WebhookEndpoint("all", "http://127.0.0.1:9/")
+    all_hooks = WebhookEndpoint("all", "http://127.0.0.1:9/", start="beginning")  # the whole log, asked for
     outbox = Outbox(store)
     assert outbox.enqueue([all_hooks], limit=1) == (1, True)  # pages through the log
     assert outbox.enqueue([all_hooks]) == (1, False)

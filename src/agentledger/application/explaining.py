@@ -253,13 +253,18 @@ def _why_running(running: dict[str, Any], status: str) -> str:
     pid = f"PID {probe['pid']} is {probe['detail']}" if probe else "its PID is on another host (not probed here)"
     fuse = running["fuse"]
     if fuse["live"]:
-        keeping = f"A live fuse keeps it running until {format_clock(fuse['expires_at'])} UTC (heartbeats extend it)"
+        keeping = (f"A live fuse keeps it running until {format_clock(fuse['expires_at'])} UTC (heartbeats extend "
+                   f"it); {pid}")
         ends = ("if the heartbeats stop, the fuse lapses then, and the reconciler stops it at its next pass "
                 "after the PID is dead")
+    elif probe is not None and not probe.get("alive"):
+        keeping = f"Nobody watches it ({_fuse_words(fuse, now)}) and its process is gone ({pid})"
+        ends = ("the reconciler stops it at its next pass (a daemon runs passes; without one, "
+                "`agentledger reconcile` does)")
     else:
-        keeping = f"No live fuse watches it ({_fuse_words(fuse, now)}), but"
+        keeping = f"Nobody watches it ({_fuse_words(fuse, now)}); {pid}"
         ends = "the reconciler stops it at the first pass that finds its PID dead"
-    parts = [f"{keeping}; {pid}.", f"What would stop it: `agentledger stop`; {ends}"]
+    parts = [f"{keeping}.", f"What would stop it: `agentledger stop`; {ends}"]
     if running["deadline"] is not None:
         parts[-1] += f"; its master timeout at {format_clock(running['deadline'])} UTC"
     parts[-1] += "."

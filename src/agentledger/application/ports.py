@@ -218,7 +218,8 @@ class WebhookOutbox(Protocol):
     def add_deliveries(self, deliveries: Sequence[NewDelivery], *, read_at: Mapping[str, int],
                        upto: int) -> bool: ...  # and positions to upto; False, nothing written, if not still read_at
 
-    def pending(self, endpoint: str, limit: int) -> list[Row]: ...  # its oldest pending deliveries, with bodies
+    def pending(self, endpoint: str, limit: int,  # its oldest pending deliveries, with bodies; with due_at,
+                due_at: float | None = None) -> list[Row]: ...  # only those due then, no session's behind one not due
 
     def mark_delivered(self, attempts: Sequence[Attempt]) -> None: ...  # in one transaction
 

@@ -127,9 +127,10 @@ class Outbox:
         """
         return self.store.hold_lock(f"webhook:{endpoint}")
 
-    def pending(self, endpoint: str, limit: int = WORKER_PAGE) -> list[Row]:
-        """The oldest pending deliveries of ``endpoint``, in log order, with their bodies."""
-        return self.rows.pending(endpoint, limit)
+    def pending(self, endpoint: str, limit: int = WORKER_PAGE, due_at: float | None = None) -> list[Row]:
+        """The oldest pending deliveries of ``endpoint``, in log order, with their bodies; with ``due_at``,
+        only those due then and not behind an earlier one of their session that is not (order is per session)."""
+        return self.rows.pending(endpoint, limit, due_at)
 
     def mark_delivered(self, done: list[Attempt]) -> None:
         self.rows.mark_delivered(done)

@@ -34,3 +34,28 @@ def signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return f"SIG{signum}"
+
+
+#: ``wait``'s status for a stop whose exit nobody saw (the reconciler's, a host written off): unknown.
+UNKNOWN_EXIT_STATUS = 255
+#: ... for a command that could not be started (as a shell says for a command not found).
+NOT_STARTED_STATUS = 127
+
+
+def shell_status(reason: str, exit_code: int | None, signal_text: str | None) -> int:
+    """A stop as the exit status a shell would give: the exit code; 128 + N for signal N; 127 for a command
+    never started (``spawn-failed``, ``setup-failed``); 255 when nobody saw the process end."""
+    if exit_code is not None:
+        return exit_code
+    if signal_text is not None:
+        try:
+            return 128 + int(_signals()[signal_text])
+        except KeyError:
+            return UNKNOWN_EXIT_STATUS
+    if reason in (StopReason.SPAWN_FAILED.value, StopReason.SETUP_FAILED.value):
+        return NOT_STARTED_STATUS
+    return UNKNOWN_EXIT_STATUS
+
+
+def _signals() -> dict[str, int]:
+    return {s.name: s.value for s in signal.Signals}

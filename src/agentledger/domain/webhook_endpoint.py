@@ -26,4 +26,4 @@ class WebhookEndpoint:
     give_up_after: float = 86400.0  # then dead-letter
     retry_initial: float = 1.0  # first backoff; doubles, with jitter
     retry_max: float = 600.0  # longest backoff
-    start: str = "beginning"  # or "now": where a new endpoint starts reading the log
+    start: str = "now"  # or "beginning": where a new endpoint starts reading the log (now: no flood of old stops)

@@ -14,8 +14,25 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         from agentledger.entrypoints.render import escape
 
-        sys.stderr.write(f"{self.prog}: error: {escape(message)} (see '{self.prog} --help')\n")
+        sys.stderr.write(f"{self.prog}: error: {escape(_suggesting(message))} (see '{self.prog} --help')\n")
         raise SystemExit(2)
+
+
+def _suggesting(message: str) -> str:
+    """argparse's "invalid choice: 'lst' (choose from …)" as "unknown command 'lst'; did you mean 'list'?"."""
+    import difflib
+    import re
+
+    found = re.fullmatch(r"argument (\S+): invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if found is None:
+        return message
+    what, given, listed = found.groups()
+    choices = re.findall(r"'([^']*)'", listed)
+    close = difflib.get_close_matches(given, choices, n=2, cutoff=0.6)
+    kind = "command" if what == "COMMAND" else "choice"
+    hint = ("; did you mean " + " or ".join(f"'{c}'" for c in close) + "?") if close else (
+        f" (one of: {', '.join(choices)})")
+    return f"unknown {kind} '{given}'{hint}"
 
 
 def duration(text: str) -> float:

@@ -146,7 +146,7 @@ def _stopped_pairs(facts: dict[str, Any]) -> list[tuple[str, Any]]:
                        f"at {_time(decided_on['at'])}"),
         ("Recorded as", f"version {stop['version']} (log position {stop['position']})"),
         ("Command", " ".join(facts["command"])),
-        ("Host / PID", f"{facts['host']} / {facts['pid']}"),
+        ("Host / PID", _host_pid(facts)),
     ]
 
 
@@ -163,7 +163,7 @@ def _running_pairs(facts: dict[str, Any]) -> list[tuple[str, Any]]:
         ("Started", _time(facts["started_at"])),
         ("Version", f"{facts['version']} (log position {facts['position']})"),
         ("Command", " ".join(facts["command"])),
-        ("Host / PID", f"{facts['host']} / {facts['pid']}"),
+        ("Host / PID", _host_pid(facts)),
     ]
 
 
@@ -180,8 +180,12 @@ def _time(at: Any) -> str | None:
     return at.isoformat(timespec="milliseconds") if isinstance(at, datetime) else at
 
 
+def _host_pid(facts: dict[str, Any]) -> str:
+    return f"{facts['host']} / {facts['pid'] if facts['pid'] is not None else 'none (the process never started)'}"
+
+
 def _exit(stop: dict[str, Any]) -> str:
-    if stop["reason"] == "spawn-failed":
+    if stop["reason"] in ("spawn-failed", "setup-failed"):
         return "none: the process never started"
     if stop["exit_code"] is not None:
         return f"exit code {stop['exit_code']}"

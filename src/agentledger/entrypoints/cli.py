@@ -48,10 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="answer from the log as it stood then: an ISO time, -15m, or @POSITION "
                             "(replayed into a scratch copy; the live read models are not used)")
 
-    from agentledger.entrypoints import group_commands, launch_commands
+    from agentledger.entrypoints import group_commands, launch_commands, wait_commands
 
     launch_commands.add_parsers(command)
     group_commands.add_parsers(command)
+    wait_commands.add_parsers(command)
 
     p = command("stop", "terminate a session's process group and record the stop")
     p.add_argument("session", nargs="?", metavar="ID", help="session id or a unique prefix of it")
@@ -85,7 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="include stopped sessions")
     p.add_argument("--group", default=None, metavar="G", help="only sessions launched with --group G")
     p.add_argument("--adapter", default=None, metavar="A", help="only sessions of agent adapter A (e.g. codex)")
-    p.add_argument("--status", help="only sessions with this status (running, unwatched, stopping, stopped)")
+    p.add_argument("--status", help="only sessions with this status (running, unwatched, stopping, stopped, "
+                                    "host-silent)")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="only sessions where KEY is VALUE (repeatable, all must hold): label=K=V (or label=K), "
+                        "name, host, adapter, group, status, cwd")
+    p.add_argument("-n", "--last", type=types.count, default=None, metavar="N", help="only the N newest (after filters)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the ids, one per line (for scripts)")
+    p.add_argument("--format", default=None, metavar="TEMPLATE",
+                   help="one line per session from TEMPLATE, e.g. '{short_id} {status} {name}' (fields: id, "
+                        "short_id, name, adapter, status, pid, group, host, cwd, model, exit_code, stop_reason, "
+                        "command)")
+    p.add_argument("--count", action="store_true", help="only how many sessions match")
     as_of_option(p)
     json_flag(p)
 
@@ -265,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         if any("\ud800" <= c <= "\udfff" for c in arg):  # bytes that are not UTF-8: the log could not hold them
             sys.stderr.write(f"agentledger: argument '{escape(arg)}' is not valid UTF-8 text\n")
             return 2
+    if not argv:  # a bare `agentledger`: what it can do, not an error
+        build_parser().print_help()
+        return 0
     args = build_parser().parse_args(_attach_dashed_values(argv))
     context = Context()
     try:
@@ -348,9 +363,12 @@ def _stop_one(context: Context, args: argparse.Namespace, session_hex: str) -> i
     elif outcome.already_stopped:
         print(f"session {session_id.hex[:12]} was already stopped ({stop['reason']} at {stop['at']}); nothing to do")
     else:
-        sent = ", ".join(outcome.signals_sent) or "no signal (process already gone)"
-        status = f"exit code {stop['exit_code']}" if stop["exit_code"] is not None else (stop["signal"] or "exit status unknown")
-        print(f"stopped {session_id.hex[:12]}: sent {sent}; {status}; recorded by {outcome.recorded_by}")
+        sent = "sent " + ", then ".join(outcome.signals_sent) if outcome.signals_sent else "its process was gone"
+        ended = (f"it exited with code {stop['exit_code']}" if stop["exit_code"] is not None else
+                 f"it was ended by {stop['signal']}" if stop["signal"] else "its exit status is unknown")
+        recorder = {"supervisor": "its supervisor", "cli": "this command"}.get(outcome.recorded_by or "",
+                                                                               outcome.recorded_by or "someone")
+        print(f"stopped {session_id.hex[:12]}: {sent}; {ended}; recorded by {recorder}")
     return 0
 
 
@@ -408,11 +426,18 @@ def cmd_fuses(context: Context, args: argparse.Namespace) -> int:
         if r["state"] != "set":
             return r["state"]  # expired (lapse recorded by the reconciler), cancelled, replaced
         return "live" if r["expires_at"] > now else "lapsed"
+
+    def ends(r: Any) -> str:
+        """When it expires (or expired); for one cancelled or replaced, when that ended it: never a future
+        expiry that will not happen."""
+        if r["state"] in ("cancelled", "replaced"):
+            return f"{r['state']} {relative(r['ended_at'], now)}"
+        return relative(r["expires_at"], now)
     table(
-        ["SESSION", "NAME", "STATE", "TTL", "EXPIRES", "EXTENDED", "SET BY", "SET"],
+        ["SESSION", "NAME", "STATE", "TTL", "ENDS", "EXTENDED", "SET BY", "SET"],
         [
             (r["session_id"][:12], r["session_name"], state(r), format_duration(r["ttl"]),
-             relative(r["expires_at"], now), r["extensions"], r["set_by"], relative(r["set_at"], now))
+             ends(r), r["extensions"], r["set_by"], relative(r["set_at"], now))
             for r in rows
         ],
     )
@@ -421,11 +446,22 @@ def cmd_fuses(context: Context, args: argparse.Namespace) -> int:
 
 def cmd_list(context: Context, args: argparse.Namespace) -> int:
     from agentledger.entrypoints.render import table, write_json_lines
+    from agentledger.projections.listing import formatter, parse_filters, select
     from agentledger.projections.queries import list_sessions, session_json
 
+    line = formatter(args.format) if args.format else None  # refused before anything is read
+    filters = parse_filters(args.filter)
     db, now = context.read_models(args.as_of)
     rows = list_sessions(db, include_stopped=args.all, status=args.status, now=now, group=args.group,
                          adapter=args.adapter)
+    rows = select(rows, filters, now=now, last=args.last)
+    if args.count:
+        print(len(rows))
+        return 0
+    if args.quiet or line is not None:
+        for row in rows:
+            print(row["id"] if line is None else line(row, now))
+        return 0
     if args.json:
         write_json_lines(session_json(r, now) for r in rows)
         return 0

@@ -34,8 +34,9 @@ def is_group(args: argparse.Namespace, agent: str | None) -> bool:
 
 
 def launch_group(args: argparse.Namespace, agent: str | None, *, launching: Launching, run: RunOptions,
-                 read_text: Callable[..., str]) -> int:
-    """``launch``'s group form; ``launch_commands`` hands over the use case, the run options and its prompt reader."""
+                 read_text: Callable[..., str], wait: Callable[[list[str]], int] | None = None) -> int:
+    """``launch``'s group form; ``launch_commands`` hands over the use case, the run options, its prompt reader
+    and, with ``--wait``, what waits for the sessions started."""
     from agentledger.application.errors import UsageError
     from agentledger.application.group_launching import launch_group as start_all
 
@@ -51,7 +52,11 @@ def launch_group(args: argparse.Namespace, agent: str | None, *, launching: Laun
         raise UsageError(f"--cwd {args.cwd!r} is not a directory")
     outcomes = start_all(launching, plan, cwd=cwd, run=run, files=args.file, spec=args.spec,
                          base=getattr(args, "base_branch", None))
-    return _report(plan, outcomes, json=args.json)
+    status = _report(plan, outcomes, json=args.json)
+    started = [o.started.spec.session_id for o in outcomes if o.started is not None]
+    if wait is None or not started:
+        return status
+    return max(status, 1 if wait(started) else 0)  # 0 only if every session started and exited 0
 
 
 def _plan(args: argparse.Namespace, agent: str | None, read_text: Callable[..., str]) -> GroupPlan:

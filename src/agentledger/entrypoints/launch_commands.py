@@ -21,6 +21,7 @@ from agentledger.domain.durations import format_duration
 from agentledger.domain.policy import DEFAULT_TERMINATION_GRACE
 from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
+from agentledger.entrypoints.wait_commands import add_timeout
 
 if TYPE_CHECKING:
     from agentledger.application.launching import Launching, RunOptions, Started
@@ -62,6 +63,10 @@ def add_launch_options(p: argparse.ArgumentParser) -> None:
                         "one session per model, as a group")
     p.add_argument("--matrix", default=None, metavar="FILE",
                    help="start a group sweeping agents x models x prompts from FILE (YAML or TOML; docs/worktrees.md)")
+    p.add_argument("--wait", action="store_true",
+                   help="stay until the session (every session of a group) has stopped; exit with its exit status "
+                        "(as 'agentledger wait')")
+    add_timeout(p, "--wait-timeout")
     p.add_argument("--dry-run", action="store_true", help="with --agent or --matrix: print the group's plan, "
                                                           "start nothing")
     p.add_argument("-p", "--prompt", help="the agent's prompt, given on its stdin, never in its argv "
@@ -162,7 +167,7 @@ def cmd_launch(context: Context, args: argparse.Namespace) -> int:
 
     if group_commands.is_group(args, agent):
         return group_commands.launch_group(args, agent, launching=_launching(context), run=_run_options(args),
-                                           read_text=_read_text)
+                                           read_text=_read_text, wait=_wait(context, args) if args.wait else None)
     model = args.model[0] if args.model else None
     if argv[:1] == ["--"]:
         argv = argv[1:]
@@ -187,7 +192,8 @@ def cmd_launch(context: Context, args: argparse.Namespace) -> int:
                           from_file="--prompt-file FILE")
         started = launching.agent(agent, prompt=text, files=args.file, cwd=cwd, run=run, model=model,
                                   spec=args.spec, worktree=worktree_request(args))
-    return _report(started, json=args.json)
+    status = _report(started, json=args.json)
+    return _wait(context, args)([started.spec.session_id]) if args.wait else status
 
 
 def cmd_resume(context: Context, args: argparse.Namespace) -> int:
@@ -207,6 +213,13 @@ def cmd_resume(context: Context, args: argparse.Namespace) -> int:
     text = _read_text(args.message, args.message_file, what=f"resume {past.id[:12]}", inline="MESSAGE",
                       from_file="--message-file FILE")
     return _report(launching.resume(past, message=text, files=args.file, run=_run_options(args)), json=args.json)
+
+
+def _wait(context: Context, args: argparse.Namespace) -> Callable[[list[str]], int]:
+    """``--wait``: stay until the sessions have stopped, and exit with their status (``wait_commands.py``)."""
+    from agentledger.entrypoints.wait_commands import wait_and_report
+
+    return lambda ids: wait_and_report(context, ids, timeout=args.wait_timeout, json=args.json)
 
 
 def _launching(context: Context) -> Launching:

@@ -235,7 +235,7 @@ WEBHOOK_KEYS: dict[str, Key] = {
     "give_up_after": Key(_duration, None, "dead-letter a delivery still failing after this long"),
     "retry_initial": Key(_duration, None, "first retry delay; doubles each time, with jitter"),
     "retry_max": Key(_duration, None, "longest retry delay"),
-    "start": Key(_start, None, "where a new endpoint starts: beginning of the log, or now"),
+    "start": Key(_start, None, "where a new endpoint starts: now (default), or the beginning of the log"),
 }
 #: A ``[repositories."/abs/path"]`` table's keys: that repository's own worktree settings.
 REPOSITORY_KEYS: dict[str, Key] = {

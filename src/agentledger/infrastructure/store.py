@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentledger.application.errors import StoreError
-from agentledger.infrastructure.config import PostgresLocation, StoreLocation
+from agentledger.infrastructure.config import DB_FILE_NAME, PostgresLocation, StoreLocation, home_dir
 from agentledger.infrastructure.schema import SCHEMA_HEAD, common_ledger_env, refuse_unknown_schema
 from agentledger.infrastructure.store_faults import classify
 from agentledger.infrastructure.store_ports import StorePorts
@@ -224,8 +224,17 @@ def schema_revision(path: Path, also_require: str | None = None) -> str | None:
 
 
 def initialise(location: StoreLocation) -> None:
-    """Create the private directory and file, the event tables, and migrate the read models."""
+    """Create the private directory and file, the event tables, and migrate the read models.
+
+    Only the home's own store gets its directory made: a store named
+    elsewhere (``AGENTLEDGER_DB``, ``db``) in a directory that does not exist
+    is a mistyped path far more often than a wish, and an empty ledger made
+    there would list nothing and say nothing.
+    """
     path = location.path
+    if not path.parent.is_dir() and path != home_dir() / DB_FILE_NAME:
+        raise StoreError(f"the store {location.url} is in a directory that does not exist ({path.parent}): "
+                         "create it first, or fix the store's URL")
     _make_private_dir(path.parent)
     with _exclusive_lock(path.with_name(path.name + ".lock")):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)

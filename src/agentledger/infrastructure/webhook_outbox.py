@@ -56,12 +56,12 @@ class SqlWebhookOutbox:
 
     # the workers' side
 
-    def pending(self, endpoint: str, limit: int) -> list[Row]:
-        return self.store.db.execute(
-            "SELECT id, event_id, hook_type, payload, attempts, first_attempt_at, next_attempt_at"
-            " FROM webhook_deliveries WHERE endpoint = ? AND state = 'pending' ORDER BY id LIMIT ?",
-            (endpoint, limit),
-        ).fetchall()
+    def pending(self, endpoint: str, limit: int, due_at: float | None = None) -> list[Row]:
+        if due_at is None:
+            return self.store.db.execute(_PENDING + " ORDER BY d.id LIMIT :limit",
+                                         {"endpoint": endpoint, "limit": limit}).fetchall()
+        return self.store.db.execute(_PENDING + _DUE + " ORDER BY d.id LIMIT :limit",
+                                     {"endpoint": endpoint, "limit": limit, "now": due_at}).fetchall()
 
     def mark_delivered(self, attempts: Sequence[Attempt]) -> None:
         if not attempts:
@@ -123,3 +123,16 @@ def _requeued(cursor: Queryable, ids: Sequence[int] | None) -> list[Row]:
     marks = ", ".join("?" * len(ids))
     return cursor.execute(f"SELECT {COLUMNS} FROM webhook_deliveries WHERE id IN ({marks}) ORDER BY id",
                           ids).fetchall()
+
+
+_PENDING = (
+    "SELECT d.id, d.session_id, d.event_id, d.hook_type, d.payload, d.attempts, d.first_attempt_at,"
+    " d.next_attempt_at FROM webhook_deliveries d WHERE d.endpoint = :endpoint AND d.state = 'pending'"
+)
+#: Due now, and not behind an earlier delivery of the same session that is not: one session's backoff holds
+#: back its own later deliveries only.
+_DUE = (
+    " AND COALESCE(d.next_attempt_at, 0) <= :now AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e"
+    " WHERE e.endpoint = d.endpoint AND e.state = 'pending' AND e.session_id = d.session_id AND e.id < d.id"
+    " AND COALESCE(e.next_attempt_at, 0) > :now)"
+)

@@ -26,10 +26,25 @@ _LISTED_CANDIDATES = 10
 
 
 def resolve_session_id(db: Queryable, text: str) -> str:
-    """Turn a full id or a unique prefix (like git) into the full 32-hex id."""
-    prefix = text.strip().lower().replace("-", "")
-    if not prefix or not set(prefix) <= _HEX or len(prefix) > 32:
-        raise SessionNotFound(f"no session matches {text!r} (ids are hexadecimal, see 'agentledger list --all')")
+    """Turn what a user typed into the full 32-hex id: the full id, else a session's name (``launch --name``),
+    else a unique prefix of an id (like git), in that order (as ``docker`` resolves a container).
+
+    Names need not be unique: of the sessions with the name, the one not
+    stopped is meant; if all have stopped, the latest; two not stopped are
+    ambiguous, and the refusal lists them.
+    """
+    key = text.strip()
+    prefix = key.lower().replace("-", "")
+    hexadecimal = bool(prefix) and set(prefix) <= _HEX and len(prefix) <= 32
+    if hexadecimal and len(prefix) == 32 and db.execute("SELECT 1 FROM sessions WHERE id = ?", (prefix,)).fetchone():
+        return prefix
+    named = db.execute("SELECT id, name, status FROM sessions WHERE name = ? ORDER BY started_at DESC",
+                       (key,)).fetchall() if key else []
+    if named:
+        return _by_name(named, key)
+    if not hexadecimal:
+        raise SessionNotFound(f"no session is named {text!r} (and it is no id: ids are hexadecimal; "
+                              "see 'agentledger list --all')")
     rows = db.execute(
         "SELECT id, name, status FROM sessions WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
         (prefix, prefix + "g", _LISTED_CANDIDATES + 1),
@@ -37,10 +52,23 @@ def resolve_session_id(db: Queryable, text: str) -> str:
     if not rows:
         raise SessionNotFound(f"no session matches {text!r} (see 'agentledger list --all')")
     if len(rows) > 1:
-        shown = ", ".join(f"{r['id'][:12]} ({r['status']}{', ' + r['name'] if r['name'] else ''})" for r in rows[:_LISTED_CANDIDATES])
-        more = " and more" if len(rows) > _LISTED_CANDIDATES else ""
-        raise AmbiguousSessionId(f"session id {text!r} is ambiguous: {shown}{more}; give more characters")
+        raise AmbiguousSessionId(f"session id {text!r} is ambiguous: {_candidates(rows)}; give more characters")
     return rows[0]["id"]
+
+
+def _by_name(rows: list[Row], name: str) -> str:
+    """Of the sessions named ``name`` (newest first): the one not stopped, else the latest."""
+    live = [r for r in rows if r["status"] != SessionStatus.STOPPED.value]
+    if len(live) > 1:
+        raise AmbiguousSessionId(f"{len(live)} sessions named {name!r} are not stopped: {_candidates(live)}; "
+                                 "give an id")
+    return (live or rows)[0]["id"]
+
+
+def _candidates(rows: list[Row]) -> str:
+    shown = ", ".join(f"{r['id'][:12]} ({r['status']}{', ' + r['name'] if r['name'] else ''})"
+                      for r in rows[:_LISTED_CANDIDATES])
+    return shown + (" and more" if len(rows) > _LISTED_CANDIDATES else "")
 
 
 #: Running or unwatched is a matter of time (is the fuse live *now*?), so both

@@ -232,7 +232,8 @@ class Supervisor:
             note=str(error),
         )
         self.ledger.save_retrying(session)
-        self.report({"ok": False, "kind": "spawn-failed", "error": _spawn_error_text(self.spec.argv[0], error)})
+        self.report({"ok": False, "kind": "spawn-failed",
+                     "error": _spawn_error_text(self.spec.argv[0], error, self.spec.cwd)})
 
     def _forward_termination_signals(self, pgid: int) -> None:
         """A supervisor told to terminate passes it on, then still records the real exit."""
@@ -492,7 +493,9 @@ def _observer_for(spec: LaunchSpec, pid: int, start_time: float | None, spawned_
                           argv=spec.argv, run_started_at=spawned_at)
 
 
-def _spawn_error_text(binary: str, error: OSError) -> str:
+def _spawn_error_text(binary: str, error: OSError, cwd: str | None = None) -> str:
+    if os.path.isdir(os.path.join(cwd or "", binary)) and os.sep in binary:  # exec says EACCES for a directory
+        return f"cannot launch {binary!r}: it is a directory"
     if isinstance(error, FileNotFoundError):
         return f"cannot launch {binary!r}: no such file or command"
     if isinstance(error, PermissionError):

@@ -165,26 +165,27 @@ class _Worker:
         self.unmarked_since = 0.0
 
     def drain(self) -> None:
-        """One page of the queue, or one wait (for work, or for the head's backoff)."""
+        """One page of the queue, or one wait (for work, or for the earliest backoff).
+
+        Order is kept per session, not across sessions: a delivery waiting out
+        its backoff (or just failed) holds back the later deliveries of its own
+        session only, so one session's failing hook never delays another's.
+        """
         if not self.outbox.claim(self.endpoint.name):
             self.stopping.wait(IDLE_POLL)  # another daemon delivers this endpoint
             return
         self.wake.clear()
-        rows = self.outbox.pending(self.endpoint.name)
+        rows = self.outbox.pending(self.endpoint.name, due_at=time.time())  # no session's behind one not due
         if not rows:
-            self.wake.wait(IDLE_POLL)
+            self.wake.wait(IDLE_POLL)  # nothing due: new work wakes it; a backoff ends within this
             return
+        held: set[str] = set()  # sessions whose delivery just failed: their later ones wait for its retry
         try:
             for row in rows:
                 if self.stopping.is_set():
                     return
-                wait = (row["next_attempt_at"] or 0.0) - time.time()
-                if wait > 0:  # the head of the line waits out its backoff; so does everything behind it
-                    self._mark()
-                    self.stopping.wait(min(wait, IDLE_POLL))
-                    return
-                if not self._send(row):
-                    return
+                if row["session_id"] not in held and not self._send(row):
+                    held.add(row["session_id"])
         finally:
             self._mark()
 

@@ -1,0 +1,79 @@
+"""``list``'s controls: ``--filter KEY=VALUE`` (repeatable, all must hold), ``--last N``, ``--format TEMPLATE``.
+
+Applied to the rows ``queries.list_sessions`` returns (newest first). A filter
+or a template field this module does not know is a usage error naming the ones
+it does, so a typo never silently lists everything or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from string import Formatter
+from typing import Any
+
+import orjson
+
+from agentledger.domain.errors import UsageError
+from agentledger.projections.queries import current_status
+
+#: ``--filter`` keys and what each compares (``label`` takes ``KEY`` or ``KEY=VALUE``).
+FILTER_KEYS = ("label", "name", "host", "adapter", "group", "status", "cwd")
+
+
+def parse_filters(texts: Sequence[str]) -> list[tuple[str, str]]:
+    """``["label=team=a", "host=vm"]`` → ``[("label", "team=a"), ("host", "vm")]``; refuses what it cannot read."""
+    filters = []
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep or key not in FILTER_KEYS:
+            raise UsageError(f"--filter {text!r}: expected KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)} "
+                             "(label=K or label=K=V)")
+        filters.append((key, value))
+    return filters
+
+
+def select(rows: Sequence[Any], filters: Sequence[tuple[str, str]], *, now: float, last: int | None) -> list[Any]:
+    """The rows every filter holds for, the ``last`` newest of them if given."""
+    chosen = [row for row in rows if all(_holds(row, key, value, now) for key, value in filters)]
+    return chosen if last is None else chosen[:last]
+
+
+def _holds(row: Any, key: str, value: str, now: float) -> bool:
+    if key == "label":
+        labels = orjson.loads(row["labels"] or "{}")
+        name, sep, wanted = value.partition("=")
+        return name in labels and (not sep or labels[name] == wanted)
+    if key == "status":
+        return current_status(row, now) == value
+    return (row["group_name"] if key == "group" else row[key]) == value
+
+
+#: ``--format`` fields: what each shows of a row (the same words as the table's columns).
+FIELDS: dict[str, Callable[[Any, float], Any]] = {
+    "id": lambda r, now: r["id"],
+    "short_id": lambda r, now: r["id"][:12],
+    "name": lambda r, now: r["name"] or "",
+    "adapter": lambda r, now: r["adapter"],
+    "status": lambda r, now: current_status(r, now),
+    "pid": lambda r, now: "" if r["pid"] is None else r["pid"],
+    "group": lambda r, now: r["group_name"] or "",
+    "host": lambda r, now: r["host"],
+    "cwd": lambda r, now: r["cwd"],
+    "model": lambda r, now: r["agent_model"] or r["model"] or "",
+    "exit_code": lambda r, now: "" if r["exit_code"] is None else r["exit_code"],
+    "stop_reason": lambda r, now: r["stop_reason"] or "",
+    "command": lambda r, now: " ".join(orjson.loads(r["argv"])),
+}
+
+
+def formatter(template: str) -> Callable[[Any, float], str]:
+    """A function printing one row by ``template`` (``'{id} {status}'``); refuses unknown fields up front."""
+    try:
+        names = [field for _, field, _, _ in Formatter().parse(template) if field is not None]
+    except ValueError as error:
+        raise UsageError(f"--format {template!r}: {error}") from None
+    unknown = [name for name in names if name not in FIELDS]
+    if unknown or not names:
+        raise UsageError(f"--format {template!r}: {'unknown field ' + repr(unknown[0]) if unknown else 'no field'}"
+                         f" (fields: {', '.join('{' + name + '}' for name in FIELDS)})")
+    return lambda row, now: template.format_map({name: FIELDS[name](row, now) for name in names})

@@ -1,0 +1,70 @@
+"""Messages that must say exactly what is true: ``stop``'s line, ``fuses --all`` for an ended fuse, and a
+store named in a directory that does not exist (refused, not made empty)."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from conftest import wait_for
+
+
+def test_stop_says_what_was_sent_how_it_ended_and_who_recorded_it(cli) -> None:
+    sid = cli.launch("sleep", "60")
+    line = cli("stop", sid).stdout.strip()
+    assert line == f"stopped {sid[:12]}: sent SIGTERM; it was ended by SIGTERM; recorded by its supervisor"
+    stubborn = cli.launch("sh", "-c", "trap '' TERM; echo ready; sleep 60")
+    wait_for(lambda: "ready" in cli("logs", stubborn, "--output").stdout)
+    line = cli("stop", stubborn, "--grace", "1s").stdout.strip()
+    assert line == f"stopped {stubborn[:12]}: sent SIGTERM, then SIGKILL; it was ended by SIGKILL; recorded by its supervisor"
+
+
+def test_a_cancelled_fuse_shows_when_it_ended_not_a_future_expiry(cli) -> None:
+    sid = cli.launch("sleep", "60", options=("--fuse-ttl", "10m"))
+    cli("fuse", "cancel", sid)
+    [row] = [line for line in cli("fuses", "--all").stdout.splitlines() if line.startswith(sid[:12])]
+    assert re.search(r"\bcancelled +10m +cancelled \S+ ago\b", row) and " in " not in row
+    cli("stop", sid)
+
+
+def test_a_store_in_a_directory_that_does_not_exist_is_refused_not_made(cli, tmp_path, monkeypatch) -> None:
+    missing = tmp_path / "no" / "such"
+    monkeypatch.setenv("AGENTLEDGER_DB", f"sqlite:///{missing}/ledger.db")
+    result = cli("list", check=False)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert f"is in a directory that does not exist ({missing})" in result.stderr
+    assert not os.path.exists(tmp_path / "no")
+
+
+def test_a_bare_command_shows_the_help_and_a_typo_a_suggestion(cli) -> None:
+    bare = cli(check=False)
+    assert bare.returncode == 0 and bare.stdout.startswith("usage: agentledger") and bare.stderr == ""
+    typo = cli("lst", check=False)
+    assert typo.returncode == 2 and "unknown command 'lst'; did you mean 'list'?" in typo.stderr
+    assert "did you mean 'start' or 'status'?" in cli("daemon", "stat", check=False).stderr
+
+
+def test_launching_a_directory_says_it_is_one(cli, tmp_path) -> None:
+    (tmp_path / "somedir").mkdir()
+    result = cli("launch", "--cwd", str(tmp_path), "--", "./somedir", check=False)
+    assert result.returncode == 2 and "cannot launch './somedir': it is a directory" in result.stderr
+
+
+def test_why_of_a_session_whose_supervisor_and_agent_were_killed_says_nobody_watches_it(cli) -> None:
+    import signal
+
+    sid = cli.launch("sleep", "60", options=("--fuse-ttl", "1s"))
+    status = cli.json("status", sid)
+    os.kill(status["supervisor_pid"], signal.SIGKILL)
+    os.kill(status["pid"], signal.SIGKILL)
+    wait_for(lambda: cli.json("status", sid)["status"] == "unwatched", timeout=30)
+    text = cli("why", sid).stdout
+    assert "Nobody watches it" in text and "its process is gone (PID " in text
+    assert "the reconciler stops it at its next pass" in text and "but;" not in text
+
+
+def test_why_of_a_command_that_never_started_says_so(cli) -> None:
+    cli("launch", "--", "/no/such/binary", check=False)
+    [session] = cli.json_lines("list", "--all")
+    text = cli("why", session["id"]).stdout
+    assert "none (the process never started)" in text and "/ None" not in text
