@@ -68,3 +68,33 @@ def test_why_of_a_command_that_never_started_says_so(cli) -> None:
     [session] = cli.json_lines("list", "--all")
     text = cli("why", session["id"]).stdout
     assert "none (the process never started)" in text and "/ None" not in text
+
+
+def test_ctrl_c_during_stop_says_what_state_the_session_is_in(cli) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    sid = cli.launch("sh", "-c", "trap '' TERM; echo ready; sleep 60")
+    wait_for(lambda: "ready" in cli("logs", sid, "--output").stdout)
+    stopping = subprocess.Popen([sys.executable, "-m", "agentledger", "stop", sid, "--grace", "60s"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    wait_for(lambda: cli.json("status", sid)["status"] == "stopping", timeout=30)
+    stopping.send_signal(signal.SIGINT)
+    out, err = stopping.communicate(timeout=30)
+    assert stopping.returncode == 130 and err.count("\n") == 1
+    assert f"session {sid[:12]} is stopping (SIGTERM was sent)" in err and "--force' sends SIGKILL now" in err
+    cli("stop", sid, "--force")
+
+
+def test_a_fuse_shorter_than_the_floor_is_refused_wherever_it_is_asked_for(cli, monkeypatch) -> None:
+    for args in (("launch", "--fuse-ttl", "30ms", "--", "true"), ("launch", "--fuse-ttl", "0.0001ms", "--", "true")):
+        result = cli(*args, check=False)
+        assert result.returncode == 2 and "below the 250ms floor" in result.stderr
+    sid = cli.launch("sleep", "30")
+    assert "below the 250ms floor" in cli("fuse", "set", sid, "--ttl", "1ms", check=False).stderr
+    monkeypatch.setenv("AGENTLEDGER_FUSE_TTL", "1ms")
+    result = cli("launch", "--", "true", check=False)
+    assert result.returncode == 2 and "fuse_ttl 1ms is below the 250ms floor" in result.stderr
+    assert [s["id"] for s in cli.json_lines("list", "--all")] == [sid]  # nothing else was launched
+    cli("stop", sid)

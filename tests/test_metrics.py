@@ -354,5 +354,8 @@ def test_an_address_in_use_is_one_error_line_and_the_daemon_reconciles_on(cli, d
         assert "/metrics and /healthz are NOT served" in lines[0]
         assert (status["metrics"]["address"], status["metrics"]["serving"]) == (address, False)
         assert f"NOT SERVED: cannot listen on {address}" in cli("daemon", "status").stdout
+        restarted = cli("daemon", "restart", "--interval", "200ms")  # `daemon start` says it, not only the log
+        assert "daemon started" in restarted.stdout
+        assert f"/metrics and /healthz are NOT served (cannot listen on {address}" in restarted.stderr
     with pytest.raises(URLError):
         urlopen(f"http://{address}/healthz", timeout=5)  # nothing answers once the port's owner is gone

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from agentledger.application.worktrees import WorktreeRequest
 from agentledger.domain.durations import format_duration
 from agentledger.domain.errors import LedgerError, UsageError
+from agentledger.domain.fuse import check_ttl
 from agentledger.domain.policy import DEFAULT_TERMINATION_GRACE
 from agentledger.domain.vocabulary import SessionStatus
 
@@ -282,7 +283,7 @@ class Launching:
         if run.check and worktree is None:
             raise UsageError("--check runs in the session's own worktree after it stops: use it with --worktree "
                              "(or a group launch, which gives each session one)")
-        fuse_ttl = self.defaults.fuse_ttl if run.fuse_ttl is None else run.fuse_ttl
+        fuse_ttl = check_ttl(self.defaults.fuse_ttl, "fuse_ttl") if run.fuse_ttl is None else check_ttl(run.fuse_ttl)
         heartbeat_interval(fuse_ttl, run.heartbeat_every)  # refuses one that would let the fuse lapse
         on_stop = (self.defaults.on_stop if run.on_stop is None else run.on_stop.strip()) or None
         return {

@@ -14,7 +14,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from agentledger.domain.durations import format_duration
+from agentledger.domain.errors import UsageError
 from agentledger.domain.vocabulary import FuseState, SessionStatus
+
+#: The shortest fuse anyone may ask for. Every fuse is kept alive by heartbeats appended to the log for good
+#: (three per TTL): a typo of ``30ms`` for ``30m`` would append a hundred events a second, forever.
+MIN_TTL = 0.25
+
+
+def check_ttl(ttl: float, option: str = "--fuse-ttl") -> float:
+    """``ttl``, unless it is below :data:`MIN_TTL` (refused, naming the floor and the likely typo)."""
+    if ttl < MIN_TTL:
+        raise UsageError(f"{option} {format_duration(ttl)} is below the {format_duration(MIN_TTL)} floor: heartbeats "
+                         "would flood the append-only log (a typo of ms for m?)")
+    return ttl
 
 When = TypeVar("When", datetime, float)  # a moment: a datetime, or epoch seconds (read-model rows)
 

@@ -335,16 +335,34 @@ def cmd_stop(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _stop_interrupted(context: Context, session_id: Any) -> int:
+    """Ctrl-C while ``stop`` waited: say what state the session is in and how to finish, exit 130."""
+    session = context.store.ledger.session(session_id)
+    short = session_id.hex[:12]
+    if session.stop is not None:
+        print(f"agentledger: interrupted, but the stop of {short} is already recorded ({session.stop['reason']})",
+              file=sys.stderr)
+        return 130
+    sent = [r["signal"] for r in session.stop_requests]
+    what = f"{', then '.join(sent)} was sent" if sent else "no signal was sent yet"
+    print(f"agentledger: interrupted: session {short} is {session.status} ({what}); its supervisor records the stop "
+          f"when the process ends; 'agentledger stop {short} --force' sends SIGKILL now", file=sys.stderr)
+    return 130
+
+
 def _stop_one(context: Context, args: argparse.Namespace, session_hex: str) -> int:
     from uuid import UUID
 
     from agentledger.application.stopping import stop_session
 
     session_id = UUID(session_hex)
-    outcome = stop_session(
-        context.store.ledger, session_id, machine=context.machine, force=args.force, grace=args.grace,
-        note=args.reason,
-    )
+    try:
+        outcome = stop_session(
+            context.store.ledger, session_id, machine=context.machine, force=args.force, grace=args.grace,
+            note=args.reason,
+        )
+    except KeyboardInterrupt:
+        return _stop_interrupted(context, session_id)
     stop = outcome.session.stop
     assert stop is not None  # stop_session returns once the stop is in the log
     if args.json:
@@ -399,6 +417,10 @@ def cmd_fuse(context: Context, args: argparse.Namespace) -> int:
     session_id = UUID(context.resolve(args.session))
     ledger = context.store.ledger
     if args.fuse_command == "set":
+        from agentledger.domain.fuse import check_ttl
+
+        check_ttl(args.ttl, "--ttl")
+
         def set_fuse(session: Any) -> Any:
             session.set_fuse(ttl=args.ttl, set_by=f"user:{os_user()}", now=utc_now(), clock_offset=reported_offset())
             return session

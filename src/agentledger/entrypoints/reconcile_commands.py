@@ -7,6 +7,7 @@ reports to text or JSON. Heavy modules are imported inside the handlers.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -218,6 +219,9 @@ def _daemon_start(context: Context, args: argparse.Namespace) -> int:
 
         raise LedgerError(answer["error"])
     print(f"daemon started (pid {answer['pid']}), a pass every {format_duration(interval)}; log: {answer['log']}")
+    if answer.get("metrics_error"):
+        print(f"agentledger: warning: /metrics and /healthz are NOT served ({answer['metrics_error']}): set "
+              "metrics_addr to a free HOST:PORT (or off) and 'agentledger daemon restart'", file=sys.stderr)
     return 0
 
 

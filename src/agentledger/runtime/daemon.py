@@ -116,7 +116,8 @@ class Daemon:
             "daemon started: pid %d, host %s, store %s, pass every %s",
             os.getpid(), host_name(), self.store.location.url, format_duration(self.interval),
         )
-        handshake.send({"ok": True, "pid": os.getpid(), "log": str(self.files.log_path)})
+        handshake.send({"ok": True, "pid": os.getpid(), "log": str(self.files.log_path),
+                        "metrics_error": self.metrics_error})  # the starter says it: "started" is not the whole truth
         while not self.shutdown.wait(1.0):
             pass
         # Not shutdown(wait=True): APScheduler 3 holds its job-store lock while it
