@@ -296,15 +296,7 @@ def _webhooks(tables: Any, env: Mapping[str, str], path: Path, lines: _Lines,
             raise ConfigError(f"{at}: webhook name {name!r} may hold only letters, digits, '_', '-' and '.'")
         if not isinstance(table, dict):
             raise ConfigError(f"{at}: webhooks.{name} must be a table ([webhooks.{name}])")
-        fields: dict[str, Any] = {}
-        for key, value in table.items():
-            where = f"{path}, line {lines.line_of(key, table=f'webhooks.{name}')}"
-            if key not in WEBHOOK_KEYS:
-                raise ConfigError(f"{where}: unknown key 'webhooks.{name}.{key}' "
-                                  f"(known: {', '.join(WEBHOOK_KEYS)})")
-            fields[key] = _parse(WEBHOOK_KEYS[key], value, f"{where}: webhooks.{name}.{key}")
-            sources[f"webhooks.{name}.{key}"] = where
-        endpoints[name] = fields
+        endpoints[name] = _table_fields(f"webhooks.{name}", table, WEBHOOK_KEYS, path, lines, sources)
     for key in ("url", "secret"):
         variable = WEBHOOK_KEYS[key].env
         raw = (env.get(variable) or "").strip() if variable else ""
@@ -331,16 +323,23 @@ def _repositories(tables: Any, path: Path, lines: _Lines, sources: dict[str, str
             raise ConfigError(f'{at}: repositories.{name} must be a table ([repositories."{name}"])')
         if not os.path.isabs(os.path.expanduser(name)):
             raise ConfigError(f"{at}: repositories: {name!r} is not an absolute path")
-        fields: dict[str, Any] = {}
-        for key, value in table.items():
-            where = f"{path}, line {lines.line_of(key, table=f'repositories.{name}')}"
-            if key not in REPOSITORY_KEYS:
-                raise ConfigError(f"{where}: unknown key 'repositories.{name}.{key}' "
-                                  f"(known: {', '.join(REPOSITORY_KEYS)})")
-            fields[key] = _parse(REPOSITORY_KEYS[key], value, f"{where}: repositories.{name}.{key}")
-            sources[f"repositories.{name}.{key}"] = where
+        fields = _table_fields(f"repositories.{name}", table, REPOSITORY_KEYS, path, lines, sources)
         found[os.path.realpath(os.path.expanduser(name))] = fields
     return found
+
+
+def _table_fields(prefix: str, table: dict[str, Any], keys: dict[str, Key], path: Path, lines: _Lines,
+                  sources: dict[str, str]) -> dict[str, Any]:
+    """One named table's values (``[webhooks.NAME]``, ``[repositories."PATH"]``), each parsed by its key and
+    its source (file and line) recorded; an unknown key is refused, naming the known ones."""
+    fields: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"{path}, line {lines.line_of(key, table=prefix)}"
+        if key not in keys:
+            raise ConfigError(f"{where}: unknown key '{prefix}.{key}' (known: {', '.join(keys)})")
+        fields[key] = _parse(keys[key], value, f"{where}: {prefix}.{key}")
+        sources[f"{prefix}.{key}"] = where
+    return fields
 
 
 def worktree_settings(settings: Settings) -> Any:

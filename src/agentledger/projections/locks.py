@@ -7,9 +7,7 @@ only the lock's facts, and the queries join ``sessions`` for the holder's
 status at the moment they are asked: a lock whose holder stopped reads free
 the instant the ``Stopped`` is projected, with nothing to update here.
 
-The handlers are registered in ``SessionsProjection`` (``sessions.py``), so
-catch-up, ``db rebuild``, ``--as-of`` and ``verify`` project them with
-everything else, in the same transaction as the tracking position.
+Its handlers are an extension of the sessions projection (``extension.py``).
 """
 
 from __future__ import annotations
@@ -18,16 +16,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agentledger.domain.locks import DirectoryLock
+from agentledger.projections.extension import Projecting
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Queryable
 
 
-class _Projection:  # what the handlers need of SessionsProjection (no import of it: it imports this module)
-    cursor: Any
-
-
-def taken(projection: _Projection, event: DirectoryLock.Taken, position: int) -> None:
+def taken(projection: Projecting, event: DirectoryLock.Taken, position: int) -> None:
     """A claim: the directory's current one ends here, and this one begins."""
     lock = event.originator_id.hex
     at = event.timestamp.timestamp()
@@ -47,7 +42,7 @@ def taken(projection: _Projection, event: DirectoryLock.Taken, position: int) ->
     )
 
 
-def released(projection: _Projection, event: DirectoryLock.Released, position: int) -> None:
+def released(projection: Projecting, event: DirectoryLock.Released, position: int) -> None:
     projection.cursor.execute(
         "UPDATE locks SET released_at = ?, released_by = ?, release_reason = ? WHERE lock_id = ? AND version = ?",
         (event.timestamp.timestamp(), event.by, event.reason, event.originator_id.hex, event.taken_version),

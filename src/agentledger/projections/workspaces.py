@@ -6,9 +6,7 @@ aggregate records later (``Merged``, ``Removed``, ``CheckFinished``) on the
 same row, found by ``workspace_id``. These writes never touch the row's
 ``version`` and ``position``, which are the Session's own.
 
-The handlers are registered in ``SessionsProjection`` (``sessions.py``), so
-catch-up, ``db rebuild``, ``--as-of`` and ``verify`` project them with
-everything else, in the same transaction as the tracking position.
+Its handlers are an extension of the sessions projection (``extension.py``).
 """
 
 from __future__ import annotations
@@ -18,13 +16,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from agentledger.domain.workspace import Workspace, workspace_id
+from agentledger.projections.extension import Projecting
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Cursor, Row
-
-
-class _Projection:  # what the handlers need of SessionsProjection (no import of it: it imports this module)
-    cursor: Any
 
 
 def launched(cursor: Cursor, event: Any) -> None:
@@ -46,7 +41,7 @@ def _who(by: dict[str, Any] | None) -> str | None:
     return by.get("user") or by.get("component")
 
 
-def merged(projection: _Projection, event: Workspace.Merged, position: int) -> None:
+def merged(projection: Projecting, event: Workspace.Merged, position: int) -> None:
     projection.cursor.execute(
         "UPDATE sessions SET merged_into = ?, merge_commit = ?, merge_squash = ?, merged_at = ?, merged_by = ?"
         " WHERE workspace_id = ?",
@@ -55,7 +50,7 @@ def merged(projection: _Projection, event: Workspace.Merged, position: int) -> N
     )
 
 
-def removed(projection: _Projection, event: Workspace.Removed, position: int) -> None:
+def removed(projection: Projecting, event: Workspace.Removed, position: int) -> None:
     projection.cursor.execute(
         "UPDATE sessions SET worktree_removed_at = ?, worktree_removed_forced = ?, branch_deleted = ?"
         " WHERE workspace_id = ?",
@@ -63,7 +58,7 @@ def removed(projection: _Projection, event: Workspace.Removed, position: int) ->
     )
 
 
-def check_finished(projection: _Projection, event: Workspace.CheckFinished, position: int) -> None:
+def check_finished(projection: Projecting, event: Workspace.CheckFinished, position: int) -> None:
     projection.cursor.execute(
         "UPDATE sessions SET check_command = ?, check_exit_code = ?, check_passed = ?, check_duration = ?,"
         " checked_at = ? WHERE workspace_id = ?",
