@@ -54,6 +54,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> Itera
     monkeypatch.setenv("AGENTLEDGER_METRICS_ADDR", "off")  # test daemons never contend for the default port
     monkeypatch.setenv("AGENTLEDGER_AUTOSTART_DAEMON", "0")  # tests start the daemons they need themselves
     monkeypatch.setenv("AGENTLEDGER_AUTO_LOCK", "0")  # many tests launch into one directory; test_locks turns it on
+    monkeypatch.delenv("COLUMNS", raising=False)  # tables at their full width, whatever terminal runs the suite
     if backend == "sqlite":
         yield path
         return

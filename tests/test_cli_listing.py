@@ -52,3 +52,15 @@ def test_last_format_and_count(cli, three: list[str]) -> None:
 def test_a_bad_control_is_one_line_and_exit_2(cli, option: tuple[str, ...], words: str) -> None:
     result = cli("list", *option, check=False)
     assert result.returncode == 2 and words in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_list_fits_the_terminal_width_cutting_names_and_commands_never_ids(cli, monkeypatch) -> None:
+    long_argv = ["sh", "-c", "sleep 60; " + "echo " + "x" * 120]
+    sid = cli.launch(*long_argv, options=("--name", "a-rather-long-session-name-for-this-test"))
+    piped = cli("list").stdout.splitlines()  # no COLUMNS, not a terminal: everything, for scripts
+    assert any("a-rather-long-session-name-for-this-test" in line for line in piped)
+    monkeypatch.setenv("COLUMNS", "100")
+    fitted = cli("list").stdout.splitlines()
+    assert all(len(line) <= 100 for line in fitted) and any("…" in line for line in fitted)
+    assert any(line.startswith(sid[:12]) for line in fitted)
+    cli("stop", sid)

@@ -78,7 +78,9 @@ def test_ctrl_c_during_stop_says_what_state_the_session_is_in(cli) -> None:
     sid = cli.launch("sh", "-c", "trap '' TERM; echo ready; sleep 60")
     wait_for(lambda: "ready" in cli("logs", sid, "--output").stdout)
     stopping = subprocess.Popen([sys.executable, "-m", "agentledger", "stop", sid, "--grace", "60s"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+                                # as from a terminal: a suite run in the background inherits SIGINT ignored
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for(lambda: cli.json("status", sid)["status"] == "stopping", timeout=30)
     stopping.send_signal(signal.SIGINT)
     out, err = stopping.communicate(timeout=30)

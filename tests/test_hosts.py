@@ -33,8 +33,10 @@ def daemons(tmp_path):
     """Daemons playing other hosts, each with its own home; killed at the end."""
     started: list[int] = []
 
-    # Another home, the same ledger: name the test's store explicitly (on SQLite it lives in the home).
+    # Another home, the same ledger: name the test's store explicitly (on SQLite it lives in the home, which
+    # must exist: a store named in a directory that does not is refused, not made).
     ledger = os.environ.get("AGENTLEDGER_DB") or f"sqlite:///{os.environ['AGENTLEDGER_HOME']}/ledger.db"
+    os.makedirs(os.environ["AGENTLEDGER_HOME"], mode=0o700, exist_ok=True)
 
     def start(host: str, *options: str) -> int:
         out = agentledger("daemon", "start", "--interval", "0.2", *options, host=host, home=tmp_path / host,

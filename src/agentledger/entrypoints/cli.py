@@ -489,7 +489,7 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
         return 0
     table(
         ["ID", "NAME", "ADAPTER", "STATUS", "PID", "STARTED", "FUSE", "EXIT", "COMMAND"],
-        [_list_row(r, now) for r in rows],
+        [_list_row(r, now) for r in rows], flexible=("COMMAND", "NAME"),
     )
     return 0
 

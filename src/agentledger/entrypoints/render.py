@@ -65,16 +65,63 @@ def relative(epoch: float | None, now: float) -> str:
     return f"{format_duration(abs(delta))} ago" if delta > 0 else f"in {format_duration(-delta)}"
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], out=None) -> None:
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], out=None,
+          flexible: Sequence[str] | None = None) -> None:
+    """Aligned columns, fitted to the terminal's width (``COLUMNS``, else the terminal's own) by cutting the
+    ``flexible`` columns (default: the last) with an ellipsis, never the others (ids, statuses); a pipe
+    without ``COLUMNS`` gets every character (for scripts)."""
     out = out or sys.stdout
     cells = [[("-" if v is None else escape(str(v))) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, value in enumerate(row):
             widths[i] = max(widths[i], len(value))
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    cuttable = {len(headers) - 1} if flexible is None else {i for i, h in enumerate(headers) if h in flexible}
+    widths = _fitted(widths, headers, _terminal_width(out), cuttable)
+    lines = ["  ".join(_cut(h, w).ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(_cut(v, w).ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
     out.write("\n".join(lines) + "\n")
+
+
+#: A column is never cut narrower than this (or its header).
+MIN_COLUMN = 8
+
+
+def _terminal_width(out: Any) -> int | None:
+    import os
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if hasattr(out, "isatty") and out.isatty():
+        import shutil
+
+        return shutil.get_terminal_size().columns
+    return None
+
+
+def _fitted(widths: list[int], headers: Sequence[str], limit: int | None, cuttable: set[int]) -> list[int]:
+    """``widths`` with the ``cuttable`` columns narrowed, widest first, until a row (with its two-space gaps)
+    fits in ``limit``, or they are as narrow as they may be."""
+    if limit is None:
+        return widths
+    widths = list(widths)
+    excess = sum(widths) + 2 * (len(widths) - 1) - limit
+    floors = [max(MIN_COLUMN, len(h)) for h in headers]
+    while excess > 0:
+        shrinkable = [i for i, w in enumerate(widths) if i in cuttable and w > floors[i]]
+        if not shrinkable:
+            break
+        widest = max(shrinkable, key=lambda i: (widths[i], i))
+        others = sorted(widths[i] for i in shrinkable if i != widest)
+        step = min(excess, widths[widest] - floors[widest], max(1, widths[widest] - (others[-1] if others else 0)))
+        widths[widest] -= step
+        excess -= step
+    return widths
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def key_values(pairs: Sequence[tuple[str, Any]], out=None) -> None:
