@@ -46,7 +46,7 @@ def test_stop_ends_the_process_group_and_records_the_user(cli):
     assert history[-3]["fields"]["requested_by"] and history[-3]["fields"]["note"] == "done testing"
     assert [r["position"] for r in history] == sorted(r["position"] for r in history)
     again = cli("stop", sid)
-    assert again.returncode == 0 and "already stopped" in again.stdout
+    assert again.returncode == 0 and "already stopped" in again.stderr and again.stdout == ""
 
 
 def _pgid(pid: int) -> int | None:
@@ -127,7 +127,7 @@ def test_manual_fuse_and_heartbeat(cli):
     assert len(cli.json_lines("fuses", "--all")) == 2  # the supervisor's was replaced
     cli("fuse", "cancel", sid)
     assert cli.json_lines("fuses") == []
-    assert "no live fuse" in cli("heartbeat", sid).stdout
+    assert "no live fuse" in cli("heartbeat", sid).stderr
     assert cli.json("status", sid)["heartbeat_count"] >= 1
     cli("stop", sid, "--force")
     refused = cli("heartbeat", sid, check=False)

@@ -100,3 +100,69 @@ def test_a_fuse_shorter_than_the_floor_is_refused_wherever_it_is_asked_for(cli, 
     assert result.returncode == 2 and "fuse_ttl 1ms is below the 250ms floor" in result.stderr
     assert [s["id"] for s in cli.json_lines("list", "--all")] == [sid]  # nothing else was launched
     cli("stop", sid)
+
+
+def test_a_negative_duration_is_named_as_such_not_a_missing_argument(cli) -> None:
+    result = cli("launch", "--fuse-ttl", "-5s", "--", "true", check=False)
+    assert result.returncode == 2 and "argument --fuse-ttl: '-5s' is negative; it takes a value >= 0" in result.stderr
+    assert "expected one argument" in cli("launch", "--fuse-ttl", check=False).stderr  # a missing one still is
+
+
+def test_as_of_refuses_moments_the_log_has_not_reached_and_says_when_it_answers_for(cli) -> None:
+    sid = cli.launch("sleep", "30")
+    head = cli.json("db", "info")["log_head"]
+    beyond = cli("list", "--as-of", f"@{head + 100}", check=False)
+    assert beyond.returncode == 2 and f"past the end of the log (its last position is {head})" in beyond.stderr
+    future = cli("list", "--as-of", "2999-01-01T00:00:00Z", check=False)
+    assert future.returncode == 2 and "is in the future" in future.stderr
+    past = cli("list", "--as-of", f"@{head}")
+    assert sid[:12] in past.stdout
+    assert re.search(rf"^agentledger: as of position {head} \(.+\): history, not the present$", past.stderr, re.M)
+    assert "as of" not in cli("list").stderr  # the present says nothing of the kind
+    cli("stop", sid)
+
+
+def test_a_dangling_config_symlink_is_an_error_not_no_configuration(cli, home, backend) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").symlink_to(home / "gone.toml")
+    # on PostgreSQL, AGENTLEDGER_DB names the store, and `list` has no need of the file
+    for command in (("config", "show"),) + ((("list",),) if backend == "sqlite" else ()):
+        result = cli(*command, check=False)
+        assert result.returncode != 0 and result.stderr.count("\n") == 1, command
+        assert f"config.toml is a symlink to {home / 'gone.toml'}, which does not exist" in result.stderr
+
+
+def test_notes_that_nothing_happened_go_to_stderr(cli) -> None:
+    assert cli("daemon", "stop").stdout == ""
+    status = cli("daemon", "status", check=False)
+    assert status.returncode == 3 and status.stdout == "" and "daemon: not running" in status.stderr
+
+
+def test_read_commands_work_on_a_read_only_copy_of_a_home(cli, home, tmp_path, backend, monkeypatch) -> None:
+    import shutil
+    import subprocess
+
+    from conftest import no_real_fault
+
+    if backend != "sqlite":
+        return  # the home's store is the server's here: nothing of it is in the home to make read-only
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        no_real_fault("a read-only mount needs root and mount(8)")
+    sid = cli.launch("sleep", "30")
+    cli("stop", sid)
+    copy, mounted = tmp_path / "copy", tmp_path / "ro"
+    shutil.copytree(home, copy)
+    mounted.mkdir()
+    subprocess.run(["mount", "--bind", str(copy), str(mounted)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(mounted)], check=True)
+        monkeypatch.setenv("AGENTLEDGER_HOME", str(mounted))
+        for command in (("list", "--all"), ("events",), ("verify",), ("status", sid), ("why", sid), ("history", sid)):
+            result = cli(*command, check=False)
+            assert result.returncode == 0, (command, result.stderr)
+            assert sid[:12] in result.stdout or command[0] in ("verify", "events", "history"), command
+            assert "Stopped" in result.stdout or command[0] != "history"
+        refused = cli("launch", "--", "true", check=False)
+        assert refused.returncode != 0 and "read-only" in refused.stderr.lower() and refused.stderr.count("\n") == 1
+    finally:
+        subprocess.run(["umount", str(mounted)], check=False)

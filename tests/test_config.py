@@ -36,7 +36,7 @@ def test_defaults_when_there_is_no_file(cli, home, monkeypatch):
     assert {entry["source"] for entry in settings.values()} == {"default"}
     assert settings["reconcile_interval"]["value"] == "5s"
     assert settings["fuse_ttl"]["value"] == "30s"
-    assert settings["metrics_addr"]["value"] == "127.0.0.1:9200"
+    assert settings["metrics_addr"]["value"] == f"127.0.0.1:{9201 + os.getuid() % 799}"  # one port per user
     assert settings["db"]["value"] == f"sqlite:///{home}/ledger.db"
     assert shown["webhooks"] == {}
 
@@ -188,3 +188,12 @@ def test_mask_secrets_finds_them_in_urls_and_connection_strings():
     assert mask_secrets("https://h/x?token=abc&x=1") == "https://h/x?token=***&x=1"
     assert mask_secrets("sqlite:////tmp/ledger.db and passwordless words") == (
         "sqlite:////tmp/ledger.db and passwordless words")
+
+
+@pytest.mark.unit
+def test_the_default_metrics_port_is_one_per_user_and_never_agentctls() -> None:
+    from agentledger.infrastructure.settings import default_metrics_addr
+
+    ports = {uid: default_metrics_addr(uid).port for uid in range(0, 5000)}
+    assert ports[0] == 9201 and ports[1000] == 9402 and ports[1000] != ports[1001]
+    assert 9200 not in ports.values() and all(9201 <= port < 10000 for port in ports.values())

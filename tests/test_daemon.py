@@ -83,9 +83,9 @@ def test_start_status_stop_and_one_daemon_per_store(cli, daemon):
     assert "daemon stopped" in cli("daemon", "stop").stdout
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     stopped = cli("daemon", "status", check=False)
-    assert stopped.returncode == 3 and "not running" in stopped.stdout
+    assert stopped.returncode == 3 and "not running" in stopped.stderr
     assert not os.path.exists(os.path.join(home, "daemon.pid"))
-    assert "no daemon is running" in cli("daemon", "stop").stdout
+    assert "no daemon is running" in cli("daemon", "stop").stderr
 
 
 def test_a_differently_spelled_store_from_another_home_is_refused_a_second_daemon(cli, daemon, backend, home,
@@ -165,7 +165,7 @@ def test_install_writes_a_user_unit_and_keeps_the_password_out_of_it(cli, home, 
         assert len(installed.stderr.splitlines()) == 1 and "enable it with: systemctl --user" in installed.stderr
     assert "removed" in cli("daemon", "uninstall").stdout
     assert not list(units.glob("*.service")) and not (home / "daemon.env").exists()
-    assert "no systemd unit" in cli("daemon", "uninstall").stdout
+    assert "no systemd unit" in cli("daemon", "uninstall").stderr
 
 
 @pytest.mark.parametrize("interval", ["0", "-1s", "soon"])
@@ -195,8 +195,8 @@ def test_killed_with_sigkill_and_restarted_nothing_is_lost_or_duplicated(cli, da
     assert history(cli, orphan)[-1]["fields"]["evidence"]["pid_probe"]["pid"] == orphan_status["pid"]
     done = cli.json("status", finishing)
     assert (done["stop_reason"], done["exit_code"], done["stopped_by"]) == ("exited", 7, "supervisor")
-    time.sleep(1.0)
-    assert cli.json("status", watched)["status"] == "running"  # its supervisor still heartbeats
+    # its supervisor still heartbeats (on a loaded machine a beat may come late: its fuse may lapse for a moment)
+    wait_for(lambda: cli.json("status", watched)["status"] == "running", timeout=30)
     for sid in (watched, orphan, finishing):
         types = [e["type"] for e in history(cli, sid)]
         assert types.count("Stopped") <= 1 and types.count("Launched") == 1

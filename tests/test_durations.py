@@ -31,3 +31,10 @@ def test_formats_compactly(seconds, text):
 def test_formatted_durations_parse_back():
     for seconds in (0.25, 1.5, 30, 90, 5400, 86400):
         assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
+
+
+def test_a_count_has_its_noun_in_the_right_number() -> None:
+    from agentledger.entrypoints.render import counted
+
+    assert [counted(n, "session") for n in (0, 1, 2)] == ["0 sessions", "1 session", "2 sessions"]
+    assert counted(1, "pass", "passes") == "1 pass" and counted(3, "pass", "passes") == "3 passes"

@@ -251,6 +251,20 @@ def test_a_stop_after_the_fuse_lapsed_is_not_flagged_and_the_lapse_is_drawn(cli,
     assert 'class="lapse"' in html and "fuse lapsed at" in html
 
 
+def test_the_process_lane_ends_at_the_last_sign_of_life_when_nobody_saw_the_exit(cli, store, tmp_path):
+    from agentledger.application.clock import utc_now
+
+    sid = launch(store, fuse_ttl=None)
+    store.ledger.change(sid, lambda s: s.set_fuse(ttl=1, set_by="test", now=utc_now() - timedelta(seconds=20)))
+    store.ledger.change(sid, lambda s: s.record_stop(reason="reconciled", decided_by=RECONCILER, evidence={}))
+    html = page(cli, sid.hex, tmp_path)
+    assert 'class="proc-unseen"' in html and "its end was not seen: last sign of life" in html
+    assert "known alive from" in html
+    seen = cli.launch("sleep", "0.2")  # its supervisor sees the exit: no unseen stretch
+    stopped(cli, seen)
+    assert 'class="proc-unseen"' not in page(cli, seen, tmp_path)
+
+
 def test_timeline_escapes_text_from_the_log_and_reports_unreadable_events(cli, store, tmp_path):
     sid = launch(store, argv=["echo", "<script>alert('x')</script>", "&"], name="<b>n</b>")
     insert_unreadable(store, sid, 3)

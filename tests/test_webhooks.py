@@ -285,7 +285,10 @@ def test_dead_lettered_after_give_up_after_then_retry_delivers_it(cli, daemon, h
     assert by_endpoint(cli, "late")[0]["attempts"] == 1
     again = cli("webhooks", "retry", str(dead["id"]), check=False)
     assert again.returncode == 2 and "delivered, not dead" in again.stderr
-    assert cli("webhooks", "retry", "--all-failed").stdout.strip() == "no dead deliveries to re-queue"
+    nothing = cli("webhooks", "retry", "--all-failed")
+    assert nothing.stdout == "" and nothing.stderr.strip() == "agentledger: no dead deliveries to re-queue"
+    unknown = cli("webhooks", "retry", "nosuch", check=False)
+    assert unknown.returncode == 2 and "'nosuch' is not a delivery id" in unknown.stderr
 
 
 def test_a_hanging_receiver_delays_neither_reconcile_passes_nor_another_endpoint(cli, daemon, home, receivers):

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from agentledger.application.launching import Launching
     from agentledger.application.locking import DirectoryLocks
     from agentledger.application.ports import Agents, HookRunner, Machine, Repositories, Store
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from agentledger.infrastructure.config import PostgresLocation, StoreLocation
     from agentledger.infrastructure.daemon_control import DaemonControl
     from agentledger.infrastructure.settings import Settings
+    from agentledger.infrastructure.store import ReadModelPeek
 
     Location = StoreLocation | PostgresLocation
 
@@ -44,6 +47,18 @@ def open_store(location: Location | None = None, *, check_identity: bool = True)
     from agentledger.infrastructure.store import open_store as open_backend
 
     return open_backend(location or configured_location(), check_identity=check_identity)
+
+
+def peek_read_models() -> AbstractContextManager[ReadModelPeek]:
+    """The configured store's read models to read as they stand, creating nothing (shell completion's TAB).
+
+    Not :func:`open_store`: that makes a missing store, migrates an old one and
+    checks its identity, none of which a keystroke should do to a store that
+    may not be there.
+    """
+    from agentledger.infrastructure.store import peek_read_models as peek
+
+    return peek(configured_location())
 
 
 def store_opener(location: Location) -> Callable[[], Store]:

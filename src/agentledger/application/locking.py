@@ -166,9 +166,11 @@ class DirectoryLocks:
     # -- reading --------------------------------------------------------------------------
 
     def current(self, *, include_free: bool) -> list[dict[str, Any]]:
-        """Each directory's last claim from the read models, judged by the rule now: held ones, or all."""
+        """Each directory's last claim from the read models, judged by the rule now: held ones, or all.
+
+        The caller brings the read models up to date (as far as the store lets it: a read-only copy cannot be).
+        """
         store = self.store
-        store.read_models.catch_up()
         now = utc_now()
         out = []
         for row in store.read_models.current_locks(now.timestamp()):
@@ -187,9 +189,8 @@ class DirectoryLocks:
 
     def facts_of_session(self, session_id: str) -> list[dict[str, Any]]:
         """The lock facts of one session, oldest first, each with a ``summary`` line (for ``why`` and ``history``):
-        it took the lock on DIR (or forced it from X), was displaced by Y, gave it back."""
+        it took the lock on DIR (or forced it from X), was displaced by Y, gave it back. The caller catches up."""
         store = self.store
-        store.read_models.catch_up()
         now = utc_now()
         facts = []
         for row in store.read_models.lock_claims_of(session_id, now.timestamp()):

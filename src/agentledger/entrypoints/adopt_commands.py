@@ -28,18 +28,21 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = command("adopt", "record agent processes started elsewhere as sessions (no supervisor; the reconciler "
                          "stops them once their PID is dead)")
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("pid", nargs="?", type=types.pid, metavar="PID", help="the process to adopt")
+    target.add_argument("pid", nargs="?", type=types.pid, metavar="PID", help="the process to adopt, by its process id (or --all)")
     target.add_argument("--all", action="store_true", help="adopt every process 'discover' lists")
     under_option(p)
-    p.add_argument("--adapter", default=None,
+    p.add_argument("--adapter", default=None, metavar="NAME",
                    help="the adapter to record (default: the agent recognised from the command line; "
                         "'command' adopts any process)")
     p.add_argument("--fuse-ttl", type=types.duration, default=None, metavar="DURATION",
                    help="also set a fuse; then something must heartbeat ('agentledger heartbeat ID') "
                         "or it lapses (default: no fuse)")
-    p.add_argument("--name", help="a label for people")
-    p.add_argument("--group", help="group the sessions belong to ('list --group G' shows them)")
-    p.add_argument("--label", type=types.label, action="append", default=[], metavar="KEY=VALUE", help="repeatable")
+    p.add_argument("--name", metavar="NAME",
+                   help="a name for people; commands taking an ID accept it too (default: none)")
+    p.add_argument("--group", metavar="G",
+                   help="group the sessions belong to ('list --group G' shows them; default: none)")
+    p.add_argument("--label", type=types.label, action="append", default=[], metavar="KEY=VALUE",
+                   help="label the sessions (repeatable); 'list --filter label=KEY=VALUE' selects by it")
     json_flag(p)
     p.set_defaults(handler=cmd_adopt)
 
@@ -74,7 +77,7 @@ def cmd_discover(context: Context, args: argparse.Namespace) -> int:
         write_json_lines(c.as_json() for c in found)
         return 0
     if not found:
-        print("no agent processes the ledger does not know")
+        print("agentledger: no agent processes the ledger does not know", file=sys.stderr)
         return 0
     now = time.time()
     table(["PID", "AGENT", "STARTED", "CWD", "NATIVE SESSION", "COMMAND"],

@@ -4,18 +4,57 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from agentledger.domain.durations import InvalidDuration, parse_duration
 
+#: How to write a DURATION, said once under the options of every command that takes one.
+DURATION_FORMAT = ("DURATION is a number and a unit (ms, s, m, h, d), as 500ms, 30s, 1.5h, or several, as 1h30m; "
+                   "a bare number is seconds; more than zero, at most 36500d.")
+#: What an ID positional takes (every command resolves it the same way: projections.queries.resolve_session_id).
+SESSION_HELP = "the session: its id, a unique prefix of its id, or its name"
+
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (plus where to get help), exit 2."""
+    """argparse, but a usage error is one line (plus where to get help), exit 2; a command taking a
+    DURATION says how to write one under its options."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        if action.type is duration and DURATION_FORMAT not in (self.epilog or ""):
+            self.epilog = f"{self.epilog} {DURATION_FORMAT}" if self.epilog else DURATION_FORMAT
+        return action
 
     def error(self, message: str) -> None:  # type: ignore[override]
         from agentledger.entrypoints.render import escape
 
-        sys.stderr.write(f"{self.prog}: error: {escape(_suggesting(message))} (see '{self.prog} --help')\n")
+        message = _negative_value(_suggesting(message))
+        sys.stderr.write(f"{self.prog}: error: {escape(message)} (see '{self.prog} --help')\n")
         raise SystemExit(2)
+
+
+#: The command line being parsed (``remember``), to say which value an "expected one argument" was missing.
+_given: list[str] = []
+
+
+def remember(argv: list[str]) -> list[str]:
+    _given[:] = argv
+    return argv
+
+
+def _negative_value(message: str) -> str:
+    """``--fuse-ttl -5s``: argparse takes ``-5s`` for an option and says "expected one argument"; say what it is."""
+    import re
+
+    found = re.fullmatch(r"argument (--[\w-]+)(?:/[^:]*)?: expected one argument", message) or re.fullmatch(
+        r"argument [^:]*/(--[\w-]+): expected one argument", message)
+    if found is None:
+        return message
+    option = found.group(1)
+    for before, value in zip(_given, _given[1:]):
+        if before == option and re.match(r"-[\d.]", value):
+            return f"argument {option}: {value!r} is negative; it takes a value >= 0"
+    return message
 
 
 def _suggesting(message: str) -> str:
@@ -74,6 +113,17 @@ def count(text: str) -> int:
     return _whole_number(text, "count")
 
 
+def delivery_id(text: str) -> int:
+    """A webhook delivery's number, as ``agentledger webhooks`` lists it."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a delivery id (the numbers 'agentledger webhooks' lists)")
+    return value
+
+
 def pid(text: str) -> int:
     value = _whole_number(text, "PID")
     if value == 0:
@@ -97,3 +147,11 @@ def _whole_number(text: str, what: str) -> int:
 
 def json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output (see docs/cli.md)")
+
+
+def as_of_option(parser: argparse.ArgumentParser) -> None:
+    """``--as-of WHEN``, worded once for every command that can answer from the past (``list``, ``status``)."""
+    parser.add_argument("--as-of", metavar="WHEN", default=None,
+                        help="answer from the log as it stood at WHEN: an ISO 8601 time (local time if it has no "
+                             "zone), a time ago (-15m, -1h30m), or @POSITION, a log position; replayed into a "
+                             "scratch copy (default: now, from the live read models)")

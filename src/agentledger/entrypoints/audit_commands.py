@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from agentledger.domain.durations import format_duration
-from agentledger.entrypoints.args import json_flag
+from agentledger.entrypoints.args import SESSION_HELP, json_flag
+from agentledger.entrypoints.render import counted
 
 if TYPE_CHECKING:
     from agentledger.entrypoints.cli import Context
@@ -25,12 +26,13 @@ FOUND_PROBLEMS = 1
 
 def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = command("why", "why a session is stopped (or what keeps it running), with the evidence")
-    p.add_argument("session", metavar="ID", help="session id or a unique prefix of it")
+    p.add_argument("session", metavar="ID", help=SESSION_HELP)
     json_flag(p)
     p.set_defaults(handler=cmd_why)
 
     p = command("replay", "re-run the stop rule on each recorded reconciler decision and compare")
-    p.add_argument("session", metavar="ID", nargs="?", default=None, help="only this session (default: the whole log)")
+    p.add_argument("session", metavar="ID", nargs="?", default=None,
+                   help="only this session: its id, a unique prefix of its id, or its name (default: the whole log)")
     json_flag(p)
     p.set_defaults(handler=cmd_replay)
 
@@ -253,7 +255,7 @@ def cmd_replay(context: Context, args: argparse.Namespace) -> int:
             print(f"\nposition {v.position}, session {v.session_id[:12]} v{v.version}:")
             for difference in v.differences:
                 print(f"  - {difference}")
-        print(f"\n{len(verdicts)} reconciler decisions replayed: {len(verdicts) - len(disagreements)} agree, "
+        print(f"\n{counted(len(verdicts), 'reconciler decision')} replayed: {len(verdicts) - len(disagreements)} agree, "
               f"{len(disagreements)} differ")
     return FOUND_PROBLEMS if disagreements else 0
 
@@ -266,15 +268,16 @@ def cmd_verify(context: Context, args: argparse.Namespace) -> int:
     from agentledger.entrypoints.render import write_json
     from agentledger.infrastructure.store_identity import store_id_of
 
-    report = verify(context.store)  # opening it checked its identity: this home's store, not a replacement
+    context.fresh_db()  # caught up, or as far as a full or read-only store lets it (and one line says so)
+    report = verify(context.store, catch_up=False)  # opening it checked its identity: this home's store
     store_id = store_id_of(context.store)
     if args.json:
         write_json({**report.as_json(), "store_id": store_id})
         return 0 if report.ok else FOUND_PROBLEMS
     out = sys.stdout
-    out.write(f"{_count(report.events, 'event')}, {_count(report.sessions, 'session')} "
-              f"({_count(report.aggregates, 'aggregate')}), "
-              f"{_count(report.stops, 'stop')} ({report.reconciler_stops} by a reconciler); "
+    out.write(f"{counted(report.events, 'event')}, {counted(report.sessions, 'session')} "
+              f"({counted(report.aggregates, 'aggregate')}), "
+              f"{counted(report.stops, 'stop')} ({report.reconciler_stops} by a reconciler); "
               f"read models compared at position {report.read_models_at}; "
               f"store {store_id or '(no identity)'}, the one this home has used\n")
     for v in report.violations:
@@ -282,7 +285,3 @@ def cmd_verify(context: Context, args: argparse.Namespace) -> int:
         out.write(f"VIOLATION {v.kind}: {where}{v.detail}\n")
     out.write("ok: every check passed\n" if report.ok else f"{len(report.violations)} violations\n")
     return 0 if report.ok else FOUND_PROBLEMS
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -41,42 +41,49 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     def session_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("session", metavar="ID", help="session id or a unique prefix of it")
+        p.add_argument("session", metavar="ID", help=types.SESSION_HELP)
 
-    def as_of_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--as-of", metavar="WHEN", default=None,
-                       help="answer from the log as it stood then: an ISO time, -15m, or @POSITION "
-                            "(replayed into a scratch copy; the live read models are not used)")
+    as_of_option = types.as_of_option  # worded in args.py: status_commands.py uses it too
 
-    from agentledger.entrypoints import group_commands, launch_commands, wait_commands
+    from agentledger.entrypoints import group_commands, launch_commands, status_commands, wait_commands
 
     launch_commands.add_parsers(command)
     group_commands.add_parsers(command)
     wait_commands.add_parsers(command)
 
     p = command("stop", "terminate a session's process group and record the stop")
-    p.add_argument("session", nargs="?", metavar="ID", help="session id or a unique prefix of it")
+    p.add_argument("session", nargs="?", metavar="ID", help=f"{types.SESSION_HELP}; or --group instead")
     p.add_argument("--group", default=None, metavar="G", help="instead of one ID: every session of group G not "
                                                                "stopped yet")
     p.add_argument("--force", action="store_true", help="send SIGKILL at once instead of SIGTERM")
     p.add_argument("--grace", type=types.duration, default=DEFAULT_GRACE, metavar="DURATION",
                    help=f"wait this long after SIGTERM before SIGKILL (default {format_duration(DEFAULT_GRACE)})")
-    p.add_argument("--reason", help="why, in words; recorded with the stop")
+    p.add_argument("--reason", metavar="TEXT", help="why, in words; recorded as the stop's note (default: none)")
     json_flag(p)
 
-    p = command("heartbeat", "record evidence that a session is alive (extends a live fuse)")
+    from agentledger.domain.fuse import MIN_TTL
+
+    p = command("heartbeat", "record evidence that a session is alive: its fuse, if set (even lapsed), is "
+                             "extended to now + its TTL; a cancelled fuse is not")
     session_arg(p)
-    p.add_argument("--source", default="cli", help="who reports it (default: cli)")
+    p.add_argument("--source", default="cli", metavar="NAME",
+                   help="who reports it, recorded with the heartbeat (default: %(default)s)")
 
     p = command("fuse", "set or cancel a session's fuse by hand")
     fuse_commands = p.add_subparsers(dest="fuse_command", metavar="ACTION", parser_class=Parser)
     fuse_commands.required = True
-    fp = fuse_commands.add_parser("set", help="set (or replace) the fuse with a TTL")
+    fuse_help = "set (or replace) the session's fuse: it is live for TTL, and each heartbeat extends it"
+    fp = fuse_commands.add_parser("set", help=fuse_help, description=fuse_help)
     session_arg(fp)
-    fp.add_argument("--ttl", type=types.duration, required=True, metavar="DURATION")
-    fp = fuse_commands.add_parser("cancel", help="cancel the fuse")
+    fp.add_argument("--ttl", type=types.duration, required=True, metavar="DURATION",
+                    help="the fuse's lifetime after it is set or extended; once it lapses without a heartbeat, "
+                         f"the reconciler may stop the session if its process is gone (at least "
+                         f"{format_duration(MIN_TTL)}; required)")
+    fuse_help = "cancel the session's fuse (heartbeats no longer extend it; 'fuse set' re-arms it)"
+    fp = fuse_commands.add_parser("cancel", help=fuse_help, description=fuse_help)
     session_arg(fp)
-    fp.add_argument("--reason", default="cancelled by hand")
+    fp.add_argument("--reason", default="cancelled by hand", metavar="TEXT",
+                    help="why, in words; recorded with the cancellation (default: '%(default)s')")
 
     p = command("fuses", "list fuses that are set (live or lapsed)")
     p.add_argument("--all", action="store_true", help="include cancelled and replaced fuses")
@@ -86,8 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="include stopped sessions")
     p.add_argument("--group", default=None, metavar="G", help="only sessions launched with --group G")
     p.add_argument("--adapter", default=None, metavar="A", help="only sessions of agent adapter A (e.g. codex)")
-    p.add_argument("--status", help="only sessions with this status (running, unwatched, stopping, stopped, "
-                                    "host-silent)")
+    from agentledger.domain.vocabulary import SessionStatus
+
+    p.add_argument("--status", metavar="STATUS",
+                   help="only sessions with STATUS, one of: " + ", ".join(SessionStatus) + " (running: a fuse is "
+                        "live; unwatched: not stopped, no live fuse; stopping: a stop was requested; host-silent: "
+                        "not stopped, its host's daemon went quiet)")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="only sessions where KEY is VALUE (repeatable, all must hold): label=K=V (or label=K), "
                         "name, host, adapter, group, status, cwd")
@@ -101,15 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
     as_of_option(p)
     json_flag(p)
 
-    p = command("status", "show one session")
-    session_arg(p)
-    as_of_option(p)
-    json_flag(p)
+    status_commands.add_parsers(command)
 
     p = command("logs", "print an agent session's recent messages, or a session's captured output")
     session_arg(p)
+    from agentledger.adapters.messages import DEFAULT_LIMIT as MESSAGES_SHOWN
+
     p.add_argument("-n", "--lines", type=int, default=None, metavar="N",
-                   help="only the last N messages (or lines of output)")
+                   help=f"only the last N messages, or lines of output (default: the last {MESSAGES_SHOWN} "
+                        "messages, or all the output)")
     p.add_argument("--output", action="store_true",
                    help="the captured stdout/stderr, even where the agent's own messages can be read")
     p.add_argument("-f", "--follow", action="store_true",
@@ -127,14 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("db", "manage the store")
     db_commands = p.add_subparsers(dest="db_command", metavar="ACTION", parser_class=Parser)
     db_commands.required = True
-    dp = db_commands.add_parser("init", help="create the store if it does not exist, and record it as this home's; "
-                                             "--force accepts a store this home does not recognise (start over)")
+    def db_command(name: str, help: str) -> argparse.ArgumentParser:
+        return db_commands.add_parser(name, help=help, description=help)
+
+    dp = db_command("init", "create the store if it does not exist, and record it as this home's; "
+                            "--force accepts a store this home does not recognise (start over)")
     dp.add_argument("--force", action="store_true",
                     help="accept the store at this location as this home's even if it is not the one it used "
                          "(an emptied or replaced store: its earlier history is not in it)")
-    db_commands.add_parser("upgrade", help="apply read-model schema migrations (first use does this too)")
-    db_commands.add_parser("rebuild", help="drop the read models and replay the whole log into them")
-    dp = db_commands.add_parser("info", help="where the store is and how far the read models are")
+    db_command("upgrade", "apply read-model schema migrations (first use does this too)")
+    db_command("rebuild", "drop the read models and replay the whole log into them")
+    dp = db_command("info", "where the store is, its schema revision, the log's last position and how far the "
+                            "read models are")
     json_flag(dp)
     from agentledger.entrypoints.store_commands import add_copy_parser
 
@@ -169,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agentledger.entrypoints import lock_commands
 
     lock_commands.add_parsers(command)
+    from agentledger.entrypoints import completion_commands
+
+    completion_commands.add_parsers(command)
     return parser
 
 
@@ -241,6 +259,7 @@ class Context:
 
         scratch = read_models_as_of(self.store, parse_moment(as_of, datetime.now(timezone.utc)))
         warn_skipped(scratch.applied.skipped)
+        sys.stderr.write(f"agentledger: as of {scratch.moment.describe()}: history, not the present\n")
         return scratch.db, scratch.now
 
     def close(self) -> None:
@@ -272,6 +291,10 @@ def _attach_dashed_values(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     from agentledger.entrypoints.render import escape
 
+    if "_ARGCOMPLETE" in os.environ:  # a shell's TAB (see 'agentledger completion'): answer it and exit
+        from agentledger.entrypoints import completion
+
+        completion.autocomplete(build_parser())
     argv = sys.argv[1:] if argv is None else argv
     for arg in argv:
         if any("\ud800" <= c <= "\udfff" for c in arg):  # bytes that are not UTF-8: the log could not hold them
@@ -280,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:  # a bare `agentledger`: what it can do, not an error
         build_parser().print_help()
         return 0
-    args = build_parser().parse_args(_attach_dashed_values(argv))
+    args = build_parser().parse_args(types.remember(_attach_dashed_values(argv)))
     context = Context()
     try:
         return args.handler(context, args) or 0
@@ -379,7 +402,8 @@ def _stop_one(context: Context, args: argparse.Namespace, session_hex: str) -> i
             "stopped_at": stop["at"],
         })
     elif outcome.already_stopped:
-        print(f"session {session_id.hex[:12]} was already stopped ({stop['reason']} at {stop['at']}); nothing to do")
+        print(f"agentledger: session {session_id.hex[:12]} was already stopped ({stop['reason']} at {stop['at']}); "
+              "nothing to do", file=sys.stderr)
     else:
         sent = "sent " + ", then ".join(outcome.signals_sent) if outcome.signals_sent else "its process was gone"
         ended = (f"it exited with code {stop['exit_code']}" if stop["exit_code"] is not None else
@@ -404,7 +428,7 @@ def cmd_heartbeat(context: Context, args: argparse.Namespace) -> int:
     if session.fuse_is_live(utc_now()):
         print(f"heartbeat recorded; fuse live until {session.fuse_expires_at.isoformat()}")
     else:
-        print("heartbeat recorded; no live fuse to extend (use 'agentledger fuse set')")
+        print("agentledger: heartbeat recorded; no live fuse to extend (use 'agentledger fuse set')", file=sys.stderr)
     return 0
 
 
@@ -498,135 +522,18 @@ def _list_row(r: Any, now: float) -> tuple[Any, ...]:
     import orjson
 
     from agentledger.entrypoints.render import relative, shorten
+    from agentledger.entrypoints.status_commands import fuse_text, outcome_text
     from agentledger.projections.queries import current_status
 
     return (
         r["id"][:12], r["name"], r["adapter"], current_status(r, now), r["pid"], relative(r["started_at"], now),
-        _fuse_text(r, now), _outcome_text(r), shorten(" ".join(orjson.loads(r["argv"])), 48),
+        fuse_text(r, now), outcome_text(r), shorten(" ".join(orjson.loads(r["argv"])), 48),
     )
 
 
-def _outcome_text(r: Any) -> str | None:
-    """'exited 7', 'user SIGTERM', 'spawn-failed'; None while not stopped."""
-    if r["status"] != "stopped":
-        return None
-    details = [str(r["exit_code"])] if r["exit_code"] is not None else []
-    details += [r["signal"]] if r["signal"] else []
-    return " ".join([r["stop_reason"], *details])
-
-
-def _fuse_text(r: Any, now: float) -> str:
-    from agentledger.entrypoints.render import relative
-
-    expires = r["fuse_expires_at"]
-    if r["fuse_state"] == "expired":
-        return f"expired {relative(expires, now)}"
-    if r["fuse_state"] != "set":
-        return r["fuse_state"]
-    return f"live, ends {relative(expires, now)}" if expires > now else f"lapsed {relative(expires, now)}"
-
-
-def cmd_status(context: Context, args: argparse.Namespace) -> int:
-    from agentledger.application.errors import SessionNotFound
-    from agentledger.entrypoints.render import key_values, relative, write_json
-    from agentledger.projections.queries import current_status, get_session, iso, session_json
-
-    db, now = context.read_models(args.as_of)
-    try:
-        row = get_session(db, context.resolve(args.session, db))
-    except SessionNotFound as error:
-        if args.as_of is None:
-            raise
-        raise SessionNotFound(f"{error} as of {args.as_of}: it did not exist yet") from None
-    if args.json:
-        write_json(session_json(row, now))
-        return 0
-    import orjson
-
-    pairs = [
-        ("ID", row["id"]),
-        ("Name", row["name"]),
-        ("Status", current_status(row, now)),
-        ("Adapter", row["adapter"]),
-        ("Command", " ".join(orjson.loads(row["argv"]))),
-        ("Cwd", row["cwd"]),
-        ("Host", row["host"]),
-        ("PID", row["pid"]),
-        ("Started", f"{iso(row['started_at'])} ({relative(row['started_at'], now)})"),
-        ("Fuse", _fuse_text(row, now)),
-        ("Timeout", f"{iso(row['timeout_at'])} ({relative(row['timeout_at'], now)})" if row["timeout_at"] else None),
-        ("Last heartbeat", relative(row["last_heartbeat_at"], now) + f" ({row['heartbeat_count']} in all)"),
-    ]
-    if row["group_name"]:
-        pairs.insert(2, ("Group", row["group_name"]))
-    if row["source"] == "adopted":
-        pairs.insert(pairs.index(("Host", row["host"])), ("Source", "adopted (no supervisor)"))
-        pairs.insert(pairs.index(("Fuse", _fuse_text(row, now))),
-                     ("Process start", f"{iso(row['pid_start_time'])} ({relative(row['pid_start_time'], now)})"))
-    if row["resumed_from"]:
-        pairs.insert(pairs.index(("Cwd", row["cwd"])), ("Resumed from", row["resumed_from"]))
-    pairs += _agent_pairs(row, now)
-    if row["status"] == "stopped":
-        pairs += [
-            ("Stopped", f"{iso(row['stopped_at'])} ({relative(row['stopped_at'], now)})"),
-            ("Exited", _exited_text(row, now)),
-            ("Reason", row["stop_reason"]),
-            ("Exit code", row["exit_code"]),
-            ("Signal", row["signal"]),
-            ("Stopped by", row["stopped_by"]),
-            ("Note", row["stop_note"]),
-            ("Ran for", format_duration((row["exited_at"] or row["stopped_at"]) - row["started_at"])),
-        ]
-        pairs = [(key, value) for key, value in pairs if key != "Exited" or value is not None]
-    pairs += [("Log", row["log_path"]), ("Version", row["version"])]
-    key_values(pairs)
-    return 0
-
-
-def _exited_text(row: Any, now: float) -> str | None:
-    """When the process ended, if that is not when its stop was recorded (the store refused writes meanwhile)."""
-    from agentledger.entrypoints.render import relative
-    from agentledger.projections.queries import iso
-
-    exited = row["exited_at"]
-    if exited is None or abs(row["stopped_at"] - exited) < 1.0:
-        return None
-    late = format_duration(row["stopped_at"] - exited)
-    return f"{iso(exited)} ({relative(exited, now)}; recorded {late} later)"
-
-
-def _agent_pairs(row: Any, now: float) -> list[tuple[str, Any]]:
-    """What the agent adapter read in the agent's own storage; nothing for a plain command."""
-    from agentledger.entrypoints.render import relative
-    from agentledger.projections.queries import iso
-
-    pairs: list[tuple[str, Any]] = []
-    if row["native_session_id"]:
-        how = f" (found: {row['native_id_source']})" if row["native_id_source"] else ""
-        pairs.append(("Agent session", f"{row['native_session_id']}{how}"))
-    if row["agent_title"]:
-        pairs.append(("Title", row["agent_title"]))
-    if row["agent_model"]:
-        pairs.append(("Agent model", row["agent_model"]))
-    resumed = row["resumed_from"] is not None
-    if row["tokens_in"] is not None or row["tokens_out"] is not None:
-        pairs.append(("Tokens", f"{row['tokens_in'] or 0} in, {row['tokens_out'] or 0} out"
-                                + (" (this run)" if resumed else "")))
-    if row["cost"] is not None:
-        pairs.append(("Cost", f"${row['cost']:.4f}" + (" (this run)" if resumed else "")))
-    if resumed and row["conversation_tokens_in"] is not None:
-        cost = f", ${row['conversation_cost']:.4f}" if row["conversation_cost"] is not None else ""
-        pairs.append(("Conversation", f"{row['conversation_tokens_in'] or 0} in, "
-                                      f"{row['conversation_tokens_out'] or 0} out{cost} so far"))
-    if row["last_activity_at"] is not None:
-        pairs.append(("Last activity", f"{iso(row['last_activity_at'])} ({relative(row['last_activity_at'], now)})"))
-    return pairs
-
-
 def cmd_logs(context: Context, args: argparse.Namespace) -> int:
-    from collections import deque
-
-    from agentledger.application.errors import LedgerError, UsageError
+    from agentledger.application.errors import UsageError
+    from agentledger.entrypoints import session_output
     from agentledger.projections.queries import get_session
 
     if args.lines is not None and args.lines < 0:
@@ -636,36 +543,26 @@ def cmd_logs(context: Context, args: argparse.Namespace) -> int:
     session_id = context.resolve(args.session)
     row = get_session(context.store.db, session_id)
     out = sys.stdout.buffer
-    from agentledger.adapters import registry
-
-    agent = registry.for_session(row["adapter"]).binary is not None  # a plain command has only its output
-    if agent and not (args.output or args.follow or args.raw):
-        from agentledger.adapters import messages
-
-        found, why_not = messages.native_messages(row, messages.DEFAULT_LIMIT if args.lines is None else args.lines)
-        if why_not is None:
+    if not (args.output or args.follow or args.raw):
+        found, why_not = session_output.agent_messages(row, args.lines)
+        if found is not None:
             if args.json:
                 from agentledger.entrypoints.render import write_json_lines
 
-                write_json_lines(messages.as_json(m) for m in found)
+                write_json_lines(session_output.message_records(found))
             else:
                 from agentledger.entrypoints.render import message_lines
 
                 out.writelines(f"{line}\n".encode() for line in message_lines(found))
             return 0
-        print(f"agentledger: {why_not}; showing the captured output", file=sys.stderr)
-    path = row["log_path"]
-    try:
-        handle = open(path, "rb")
-    except (OSError, TypeError):
-        raise LedgerError(f"no output captured for session {session_id[:12]} ({path})") from None
-    with handle:
+        if why_not is not None:
+            print(f"agentledger: {why_not}; showing the captured output", file=sys.stderr)
+    with session_output.open_output(row) as handle:
         if args.json:  # the captured lines as the same records as messages: role "output", no time
             from agentledger.entrypoints.render import write_json_lines
 
-            lines = deque(handle, maxlen=args.lines) if args.lines is not None else handle
-            write_json_lines({"at": None, "role": "output", "text": line.decode("utf-8", "replace").rstrip("\r\n")}
-                             for line in lines)
+            lines = session_output.last_lines(handle, args.lines) if args.lines is not None else handle
+            write_json_lines(session_output.output_record(line) for line in lines)
             return 0
         if args.raw:
             def shown(data: bytes, final: bool = False) -> bytes:
@@ -675,7 +572,7 @@ def cmd_logs(context: Context, args: argparse.Namespace) -> int:
 
             shown = OutputEscaper().feed
         if args.lines is not None:
-            out.write(shown(b"".join(deque(handle, maxlen=args.lines))))
+            out.write(shown(b"".join(session_output.last_lines(handle, args.lines))))
         else:
             out.write(shown(handle.read()))
         out.flush()
@@ -810,7 +707,6 @@ _HANDLERS = {
     "fuse": cmd_fuse,
     "fuses": cmd_fuses,
     "list": cmd_list,
-    "status": cmd_status,
     "logs": cmd_logs,
     "history": cmd_history,
     "db": cmd_db,

@@ -21,7 +21,8 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = command("config", "the configuration: $AGENTLEDGER_HOME/config.toml and AGENTLEDGER_* variables")
     actions = p.add_subparsers(dest="config_command", metavar="ACTION", parser_class=Parser)
     actions.required = True
-    sp = actions.add_parser("show", help="print the effective configuration and where each value came from")
+    show_help = "print the effective configuration and where each value came from"
+    sp = actions.add_parser("show", help=show_help, description=show_help)
     json_flag(sp)
     p.set_defaults(handler=cmd_config)
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from agentledger.entrypoints.args import json_flag
+from agentledger.entrypoints.render import counted
 
 if TYPE_CHECKING:
     from agentledger.application.group_launching import GroupPlan, MemberOutcome
@@ -108,7 +109,7 @@ def _print_plan(plan: GroupPlan, *, json: bool) -> int:
     table(["#", "NAME", "AGENT", "MODEL", "PROMPT"],
           [(i, m.name, m.agent, m.model, shorten(" ".join(m.prompt.text.split()), 48))
            for i, m in enumerate(plan.members, 1)])
-    print(f"group {plan.group}: {len(plan.members)} sessions, each in a new worktree; nothing started (--dry-run)")
+    print(f"group {plan.group}: {counted(len(plan.members), 'session')}, each in a new worktree; nothing started (--dry-run)")
     return 0
 
 
@@ -132,7 +133,7 @@ def _report(plan: GroupPlan, outcomes: list[MemberOutcome], *, json: bool) -> in
     for notice in sorted(notices):
         print(f"agentledger: {notice}", file=sys.stderr)
     started = len(outcomes) - len(failed)
-    print(f"agentledger: group {plan.group}: started {started} of {len(outcomes)} sessions"
+    print(f"agentledger: group {plan.group}: started {started} of {counted(len(outcomes), 'session')}"
           + (f"; 'agentledger compare {plan.group}' shows their results" if started else ""), file=sys.stderr)
     return 1 if failed else 0
 

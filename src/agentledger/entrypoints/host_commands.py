@@ -25,9 +25,11 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = command("host", "act on a host of this ledger")
     actions = p.add_subparsers(dest="host_command", metavar="ACTION", parser_class=Parser)
     actions.required = True
-    fp = actions.add_parser("forget", help="declare a silent host gone: stop its sessions with reason host-lost")
+    forget_help = "declare a silent host gone: stop its sessions with reason host-lost"
+    fp = actions.add_parser("forget", help=forget_help, description=forget_help)
     fp.add_argument("name", metavar="HOST", help="the host's name, as 'agentledger hosts' shows it")
-    fp.add_argument("--reason", required=True, help="why it is gone (recorded with every stop)")
+    fp.add_argument("--reason", required=True, metavar="TEXT",
+                    help="why it is gone, in words; recorded with every stop (required)")
     json_flag(fp)
     p.set_defaults(handler=cmd_host)
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from agentledger.application.clock import now_epoch
 from agentledger.domain.durations import format_duration
+from agentledger.domain.fuse import MIN_TTL
 from agentledger.domain.policy import DEFAULT_TERMINATION_GRACE
 from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
@@ -38,8 +39,8 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_launch)
 
     p = command("resume", "continue a stopped agent session's conversation in a new supervised session")
-    p.add_argument("session", metavar="ID", help="the stopped session (id or a unique prefix of it)")
-    p.add_argument("message", nargs="?", help="the agent's next message, given on its stdin "
+    p.add_argument("session", metavar="ID", help="the stopped session: its id, a unique prefix of its id, or its name")
+    p.add_argument("message", nargs="?", metavar="MESSAGE", help="the agent's next message, given on its stdin "
                                               "(or --message-file); '--' before one starting with -")
     p.add_argument("--message-file", default=None, metavar="PATH",
                    help="read the message from PATH ('-': this command's stdin)")
@@ -51,14 +52,14 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
 
 def add_launch_options(p: argparse.ArgumentParser) -> None:
     """``launch``'s options: before the agent's name or ``--``, and again after an agent's name."""
-    p.add_argument("--cwd", default=None, help="working directory (default: the current one)")
+    p.add_argument("--cwd", default=None, metavar="DIR", help="working directory (default: the current one)")
     add_run_options(p)
-    p.add_argument("--adapter", default=None,
+    p.add_argument("--adapter", default=None, metavar="NAME",
                    help="with -- ARGV: the adapter whose native storage to observe (default: command)")
     p.add_argument("--agent", action="append", default=[], metavar="AGENT",
                    help="repeatable: start one session per agent (and per --model), in parallel, each in its own "
                         "worktree, as one group (instead of a single AGENT name)")
-    p.add_argument("--model", action="append", default=[],
+    p.add_argument("--model", action="append", default=[], metavar="MODEL",
                    help="model for the agent (passed to it; with -- ARGV, recorded for reference); repeated: "
                         "one session per model, as a group")
     p.add_argument("--matrix", default=None, metavar="FILE",
@@ -69,7 +70,7 @@ def add_launch_options(p: argparse.ArgumentParser) -> None:
     add_timeout(p, "--wait-timeout")
     p.add_argument("--dry-run", action="store_true", help="with --agent or --matrix: print the group's plan, "
                                                           "start nothing")
-    p.add_argument("-p", "--prompt", help="the agent's prompt, given on its stdin, never in its argv "
+    p.add_argument("-p", "--prompt", metavar="TEXT", help="the agent's prompt, given on its stdin, never in its argv "
                                           "(with -- ARGV, recorded for reference); '--prompt=-x' for one starting with -")
     p.add_argument("--prompt-file", default=None, metavar="PATH",
                    help="read the agent's prompt from PATH ('-': this command's stdin), for large prompts")
@@ -115,13 +116,14 @@ def _agent_after_worktree(args: argparse.Namespace) -> None:
 def add_run_options(p: argparse.ArgumentParser, group_default: str = "none") -> None:
     """How a supervised session runs and is labelled: shared by ``launch`` and ``resume``."""
     p.add_argument("--fuse-ttl", type=types.duration, default=None, metavar="DURATION",
-                   help="fuse lifetime; the supervisor heartbeats every TTL/3 "
-                        "(default: fuse_ttl in the configuration, else 30s)")
+                   help=f"fuse lifetime, at least {format_duration(MIN_TTL)}; the supervisor heartbeats every "
+                        "TTL/3 (default: fuse_ttl in the configuration, else 30s)")
     p.add_argument("--heartbeat-every", type=types.duration, default=None, metavar="DURATION",
                    help="supervisor heartbeat interval, at most TTL/2 (default TTL/3)")
     p.add_argument("--timeout", type=types.duration, default=None, metavar="DURATION",
                    help="master timeout: when it passes, SIGTERM the process group (SIGKILL "
-                        f"{format_duration(DEFAULT_TERMINATION_GRACE)} later) and record the stop as 'timeout'")
+                        f"{format_duration(DEFAULT_TERMINATION_GRACE)} later) and record the stop as 'timeout' "
+                        "(default: none)")
     p.add_argument("--on-stop", default=None, metavar="CMD",
                    help="shell command run once after the session stops, with AGENTLEDGER_SESSION_ID, "
                         "_EXIT_CODE, _STOP_REASON, _CWD, _ADAPTER (and _SIGNAL) set; its outcome is logged "
@@ -141,10 +143,12 @@ def add_run_options(p: argparse.ArgumentParser, group_default: str = "none") -> 
     p.add_argument("--unset-env", action="append", default=[], type=types.variable_name, metavar="NAME",
                    help="do not pass the variable NAME on to the agent (repeatable; added to unset_env in the "
                         "configuration), e.g. ANTHROPIC_API_KEY so that Claude Code uses its own login")
-    p.add_argument("--name", help="a label for people")
-    p.add_argument("--group", help=f"group this session belongs to ('list --group G' shows them; default: "
+    p.add_argument("--name", metavar="NAME", help="a name for people; commands taking an ID accept it too "
+                                                    f"(default: {group_default})")
+    p.add_argument("--group", metavar="G", help=f"group this session belongs to ('list --group G' shows them; default: "
                                    f"{group_default})")
-    p.add_argument("--label", type=types.label, action="append", default=[], metavar="KEY=VALUE", help="repeatable")
+    p.add_argument("--label", type=types.label, action="append", default=[], metavar="KEY=VALUE",
+                   help="label the session (repeatable); 'list --filter label=KEY=VALUE' selects by it")
     p.add_argument("--force", action="store_true",
                    help="launch even into a directory another session (or a person) has locked: the lock is "
                         "taken over, recorded as forced; the other session is left running, fuse and all")

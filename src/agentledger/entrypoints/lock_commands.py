@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = command("lock", "lock a directory by hand: launches into it are refused (without --force) until unlock")
     p.add_argument("directory", metavar="DIR", help="the directory (symlinks resolved: every route to it is one lock)")
-    p.add_argument("--reason", default=None, help="why, in words; shown to whoever is refused")
+    p.add_argument("--reason", default=None, metavar="TEXT",
+                   help="why, in words; shown to whoever is refused (default: none)")
     p.add_argument("--force", action="store_true",
                    help="take the lock over even while a session (or a person) holds it; the session is left "
                         "running, fuse and all")
@@ -41,7 +42,8 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("directory", metavar="DIR", help="the locked directory (it need not exist any more)")
     p.add_argument("--force", action="store_true",
                    help="release it even while the session holding it runs (the session is left running)")
-    p.add_argument("--reason", default=None, help="why, in words; recorded with the release")
+    p.add_argument("--reason", default=None, metavar="TEXT",
+                   help="why, in words; recorded with the release (default: none)")
     json_flag(p)
     p.set_defaults(handler=cmd_unlock)
 

@@ -29,14 +29,16 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = command("events", "print the log as JSON lines, one event per line, in log order")
     p.add_argument("--since", type=types.log_position, default=0, metavar="POSITION",
                    help="only events after this log position (default 0: from the start)")
-    p.add_argument("--session", metavar="ID", help="only this session's events (id or a unique prefix of it)")
+    p.add_argument("--session", metavar="ID",
+                   help="only this session's events: its id, a unique prefix of its id, or its name "
+                        "(default: every session's)")
     p.add_argument("-f", "--follow", action="store_true",
                    help=f"keep printing new events as they are appended (polled every {POLL_INTERVAL * 1000:.0f}ms) "
                         "until interrupted")
     p.set_defaults(handler=cmd_events)
 
     p = command("timeline", "draw a session's process, fuse, heartbeats and stop on one time axis (an HTML file)")
-    p.add_argument("session", metavar="ID", help="session id or a unique prefix of it")
+    p.add_argument("session", metavar="ID", help=types.SESSION_HELP)
     p.add_argument("-o", "--out", required=True, metavar="FILE.html",
                    help="where to write the page (self-contained: no scripts, nothing fetched)")
     p.set_defaults(handler=cmd_timeline)

@@ -16,6 +16,7 @@ from agentledger.domain.durations import format_duration
 from agentledger.domain.policy import DEFAULT_POLICY, ReconcilePolicy
 from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import Parser, json_flag
+from agentledger.entrypoints.render import counted
 
 if TYPE_CHECKING:
     from agentledger.entrypoints.cli import Context
@@ -49,27 +50,33 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
         _policy_options(dp)
         if name == "run":
             dp.add_argument("--handshake-fd", type=int, default=None, help=argparse.SUPPRESS)
-    dp = actions.add_parser("stop", help="stop the daemon after the decision in hand")
+    def action(name: str, help_text: str) -> Parser:
+        return actions.add_parser(name, help=help_text, description=help_text)
+
+    dp = action("stop", "stop the daemon after the decision in hand")
     dp.add_argument("--wait", type=types.duration, default=STOP_PATIENCE, metavar="DURATION",
                     help=f"how long to wait for it to exit (default {format_duration(STOP_PATIENCE)})")
-    dp = actions.add_parser("status", help="is it running; its last pass; the mass-stop guard")
+    dp = action("status", "is it running; its last pass; the mass-stop guard (exit 3 if no daemon runs)")
     json_flag(dp)
-    dp = actions.add_parser("install", help="run the daemon as a user service: a systemd user unit (launchd "
-                                            "agent on macOS), enabled and started")
+    dp = action("install", "run the daemon as a user service: a systemd user unit (launchd agent on macOS), "
+                           "enabled and started")
     dp.add_argument("--interval", type=types.duration, default=None, metavar="DURATION",
-                    help="time between passes (default: reconcile_interval in the configuration)")
+                    help="time between passes, written into the unit (default: none written: the daemon reads "
+                         "reconcile_interval in the configuration when it starts, else 5s)")
     dp.add_argument("--print", action="store_true", dest="print_only",
                     help="print the unit and where it would go; write and enable nothing")
-    actions.add_parser("uninstall", help="disable and remove the user service 'daemon install' made")
+    action("uninstall", "disable and remove the user service 'daemon install' made")
     p.set_defaults(handler=cmd_daemon)
 
 
 def _policy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mass-stop-share", type=types.share, default=DEFAULT_POLICY.mass_stop_share, metavar="FRACTION",
                    help="hold uncertain stops when one pass would stop more than this share of the host's "
-                        f"sessions (default {DEFAULT_POLICY.mass_stop_share:g}; 1 turns the guard off)")
+                        "sessions, a fraction in (0, 1] such as 0.5 or 50%% "
+                        f"(default {DEFAULT_POLICY.mass_stop_share:g}; 1 turns the guard off)")
     p.add_argument("--mass-stop-min", type=types.count, default=DEFAULT_POLICY.mass_stop_min, metavar="N",
-                   help=f"... and more than N sessions (default {DEFAULT_POLICY.mass_stop_min})")
+                   help="... and more than N sessions, a whole number "
+                        f"(default {DEFAULT_POLICY.mass_stop_min})")
 
 
 def _policy(args: argparse.Namespace) -> ReconcilePolicy:
@@ -100,7 +107,7 @@ def cmd_reconcile(context: Context, args: argparse.Namespace) -> int:
         return 0
     took = ((report.finished_at or report.started_at) - report.started_at).total_seconds()
     counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.counts.items())) or "nothing to judge"
-    sessions = f"{len(report.judged)} session{'' if len(report.judged) == 1 else 's'}"
+    sessions = counted(len(report.judged), "session")
     for sid in report.from_spool:
         print(f"{sid[:12]}: stopped with the exit its supervisor saw and spooled while the store was away")
     print(f"{'dry run: ' if args.dry_run else ''}host {report.host}: {sessions} judged in {format_duration(took)}: {counts}")
@@ -114,7 +121,7 @@ def cmd_reconcile(context: Context, args: argparse.Namespace) -> int:
                                          for j in report.judged])
     guard = report.guard or {}
     if guard.get("tripped"):
-        print(f"mass-stop guard: this pass would stop {guard['would_stop']} sessions (more than "
+        print(f"mass-stop guard: this pass would stop {counted(guard['would_stop'], 'session')} (more than "
               f"{guard['limit']:g}); {len(guard['held'])} held until the next pass confirms them, "
               "or 'agentledger reconcile --confirm'")
     if "released" in guard:
@@ -176,7 +183,7 @@ def _daemon_uninstall(context: Context, args: argparse.Namespace) -> int:
 
     unit = _unit(context, None)
     if not unit.path.exists():
-        print(f"no {unit.kind} unit for this home ({unit.path})")
+        print(f"agentledger: no {unit.kind} unit for this home ({unit.path})", file=sys.stderr)
         return 0
     failed = run(unit.disable)
     remove(unit)
@@ -227,7 +234,10 @@ def _daemon_start(context: Context, args: argparse.Namespace) -> int:
 
 def _daemon_stop(context: Context, args: argparse.Namespace) -> int:
     holder = _control().stop(args.wait)
-    print("no daemon is running for this store" if holder is None else f"daemon stopped (pid {holder['pid']})")
+    if holder is None:
+        print("agentledger: no daemon is running for this store", file=sys.stderr)
+    else:
+        print(f"daemon stopped (pid {holder['pid']})")
     return 0
 
 
@@ -273,9 +283,10 @@ def _daemon_status(context: Context, args: argparse.Namespace) -> int:
         })
         return 0 if holder else NOT_RUNNING
     if holder is None:
-        print("daemon: not running" + (f"; last log: {files.log_path}" if files.log_path.exists() else ""))
+        print("agentledger: daemon: not running" + (f"; last log: {files.log_path}" if files.log_path.exists() else ""),
+              file=sys.stderr)
         if holding:
-            print(f"mass-stop guard: holding {len(holding['held'])} stops since {holding['since']}")
+            print(f"mass-stop guard: holding {counted(len(holding['held']), 'stop')} since {holding['since']}")
         return NOT_RUNNING
     assert started is not None
     pairs: list[tuple[str, Any]] = [
@@ -295,7 +306,7 @@ def _daemon_status(context: Context, args: argparse.Namespace) -> int:
         elif last:
             counts = ", ".join(f"{n} {k}" for k, n in sorted(last["counts"].items())) or "no sessions"
             pairs.append(("Last pass", f"{relative(_epoch(last['at']), now)}, took {last['duration_ms']:.1f}ms: {counts}"))
-        pairs += [("Passes", status["passes"]), ("Watching", f"{status['sessions_watched']} sessions on this host")]
+        pairs += [("Passes", status["passes"]), ("Watching", f"{counted(status['sessions_watched'], 'session')} on this host")]
         skew = status.get("clock_offset") or 0.0
         if abs(skew) > 1.5:
             pairs.append(("Clock", f"this daemon's clock is {format_duration(abs(skew))} "

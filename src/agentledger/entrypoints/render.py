@@ -87,6 +87,11 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], out=None,
 MIN_COLUMN = 8
 
 
+def terminal_width(out: Any = None) -> int | None:
+    """The width to fit ``out``'s lines to: ``COLUMNS``, else the terminal's; None for a pipe (nothing is cut)."""
+    return _terminal_width(out or sys.stdout)
+
+
 def _terminal_width(out: Any) -> int | None:
     import os
 
@@ -168,3 +173,8 @@ def message_lines(messages: Iterable[Any]) -> Iterable[str]:
             "%Y-%m-%dT%H:%M:%SZ")
         yield f"{at:<{TIME_WIDTH}}  {escape(message.role):<{ROLE_WIDTH}}  {lines[0]}".rstrip()
         yield from (indent + line for line in lines[1:])
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 session``, ``2 sessions``, ``1 pass``, ``3 passes``: a count with its noun in the right number."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

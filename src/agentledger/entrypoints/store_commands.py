@@ -27,8 +27,8 @@ def add_copy_parser(db_commands: Any) -> None:
     """``db copy`` under ``db_commands`` (the ``db`` command's sub-parsers)."""
     from agentledger.application.copying import DEFAULT_BATCH_SIZE
 
-    dp = db_commands.add_parser(
-        "copy", help="copy this ledger's whole history into the empty ledger at URL (re-run to resume)")
+    copy_help = "copy this ledger's whole history into the empty ledger at URL (re-run to resume)"
+    dp = db_commands.add_parser("copy", help=copy_help, description=copy_help)
     dp.add_argument("--to", required=True, metavar="URL",
                     help="the target ledger: postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME[?schema=NAME] "
                          "or sqlite:///PATH; empty, or holding an interrupted copy of this ledger")

@@ -51,6 +51,7 @@ svg .lane-bg{fill:#f7f7f7}
 svg .grid{stroke:#ddd;stroke-width:1}
 svg .axis{stroke:#888;stroke-width:1}
 .proc{fill:#4c78a8}
+.proc-unseen{fill:none;stroke:#4c78a8;stroke-width:1.2;stroke-dasharray:2 3}
 .fuse{fill:#54a24b}
 .fuse-rest{fill:none;stroke:#54a24b;stroke-width:1.2;stroke-dasharray:4 3}
 .ext{stroke:#1f5e1c;stroke-width:1.2}
@@ -67,7 +68,7 @@ svg .race-text{fill:#d62728;font-weight:700}
 ul.legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:6px 20px;margin:4px 0 12px}
 ul.legend li{display:flex;align-items:center;gap:6px}
 .sw{display:inline-block;width:22px;height:12px;border-radius:2px}
-.sw.proc{background:#4c78a8}.sw.fuse{background:#54a24b}
+.sw.proc{background:#4c78a8}.sw.unseen{border:1.5px dotted #4c78a8;height:9px;width:19px}.sw.fuse{background:#54a24b}
 .sw.ext{width:3px;background:#1f5e1c}.sw.beat{width:2px;height:14px;background:#6b6b6b}
 .sw.lapse{background:repeating-linear-gradient(45deg,#e45756 0 3px,#fbe3e2 3px 6px)}
 .sw.rest{border:1.5px dashed #54a24b;height:9px;width:19px}
@@ -154,7 +155,7 @@ def _heartbeat_summary(t: Timeline) -> str:
 
 
 def _legend() -> str:
-    items = (("proc", "process alive"), ("fuse", "fuse live"), ("ext", "heartbeat extended the fuse"),
+    items = (("proc", "process alive"), ("unseen", "its end not seen (found dead at the stop)"), ("fuse", "fuse live"), ("ext", "heartbeat extended the fuse"),
              ("rest", "lease left when cut short"), ("lapse", "fuse lapsed (nobody watching)"),
              ("beat", "heartbeat"), ("decision", "reconciler decision"), ("request", "stop requested"),
              ("stop", "stopped"), ("race", "stopped while the fuse was live"))
@@ -272,12 +273,19 @@ def _process(t: Timeline, axis: _Axis) -> list[str]:
         return []
     y = _lane_y(0)
     x1, x2 = axis.x(span.start), axis.x(span.end)
-    what = f"process {t.pid if t.pid is not None else '(never started)'} alive from {_span_text(span.start, span.end)}"
+    known = "known alive" if t.process_unseen is not None else "alive"
+    what = f"process {t.pid if t.pid is not None else '(never started)'} {known} from {_span_text(span.start, span.end)}"
     out = [_rect(x1, x2, y, BAR, "proc", what + (", still running" if span.open else ""))]
     if span.open:  # an arrow head: it goes on
         out.append(f"<path class=\"proc\" d=\"M{_f(x2)} {_f(y - 3)}L{_f(x2 + 9)} {_f(y + BAR / 2)}"
                    f"L{_f(x2)} {_f(y + BAR + 3)}Z\"/>"
                    f"<text class=\"muted\" x=\"{_f(x2 + 12)}\" y=\"{_f(y + BAR - 3)}\">running</text>")
+    unseen = t.process_unseen
+    if unseen is not None:
+        out.append(_rect(axis.x(unseen.start), axis.x(unseen.end), y, BAR, "proc-unseen",
+                         f"its end was not seen: last sign of life {_when(unseen.start)}, found dead by "
+                         f"{_when(unseen.end)} ({format_duration((unseen.end - unseen.start).total_seconds())} "
+                         "in which it ended)"))
     return out
 
 

@@ -27,7 +27,7 @@ INTERRUPTED = 130
 
 def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = command("wait", "block until sessions stop; print each one's exit status and exit with it")
-    p.add_argument("sessions", nargs="+", metavar="ID|NAME", help="sessions (ids, unique id prefixes or names)")
+    p.add_argument("sessions", nargs="+", metavar="ID|NAME", help="the sessions: ids, unique prefixes of ids, or names")
     add_timeout(p)
     json_flag(p)
     p.set_defaults(handler=cmd_wait)
@@ -35,7 +35,8 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
 
 def add_timeout(p: argparse.ArgumentParser, flag: str = "--timeout") -> None:
     p.add_argument(flag, dest="wait_timeout", type=types.duration, default=None, metavar="DURATION",
-                   help=f"give up waiting after DURATION (exit {TIMED_OUT}; the sessions go on)")
+                   help=f"give up waiting after DURATION and exit {TIMED_OUT}; the sessions go on (default: wait as "
+                        "long as they run)")
 
 
 def cmd_wait(context: Context, args: argparse.Namespace) -> int:

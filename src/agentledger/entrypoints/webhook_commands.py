@@ -32,15 +32,20 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
                    help=f"show at most N (default {DEFAULT_LIMIT})")
     json_flag(p)
     actions = p.add_subparsers(dest="webhooks_command", metavar="ACTION", parser_class=Parser)
-    rp = actions.add_parser("retry", help="re-queue dead deliveries: pending again, attempts and give-up clock reset")
-    rp.add_argument("ids", metavar="ID", nargs="*", type=types.count, help="delivery ids ('agentledger webhooks')")
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        return actions.add_parser(name, help=help_text, description=help_text)
+
+    rp = action("retry", "re-queue dead deliveries: pending again, attempts and give-up clock reset")
+    rp.add_argument("ids", metavar="ID", nargs="*", type=types.delivery_id,
+                    help="delivery ids, as 'agentledger webhooks' lists them (or --all-failed)")
     rp.add_argument("--all-failed", action="store_true", help="every dead delivery")
-    vp = actions.add_parser("verify", help="check a webhook body (on stdin) against its signature header")
-    vp.add_argument("--secret", required=True, help="the endpoint's secret")
+    vp = action("verify", "check a webhook body (on stdin) against its signature header")
+    vp.add_argument("--secret", required=True, metavar="SECRET", help="the endpoint's secret (required)")
     vp.add_argument("--signature", required=True, metavar="sha256=HEX",
-                    help="the X-Agentledger-Signature (or X-Hub-Signature-256) header")
+                    help="the X-Agentledger-Signature (or X-Hub-Signature-256) header (required)")
     vp.add_argument("--timestamp", type=int, default=None, metavar="T",
-                    help="the X-Agentledger-Timestamp header: must equal the body's sent_at and be recent")
+                    help="the X-Agentledger-Timestamp header, in epoch seconds: must equal the body's sent_at and "
+                         "be within --tolerance of now (default: not checked)")
     vp.add_argument("--tolerance", type=types.duration, default=DEFAULT_TOLERANCE, metavar="DURATION",
                     help="how far from now the timestamp may be (default 5m)")
     p.set_defaults(handler=cmd_webhooks)
@@ -73,8 +78,8 @@ def _retry(context: Context, args: argparse.Namespace) -> int:
     if bool(args.ids) == args.all_failed:
         raise UsageError("webhooks retry needs delivery ids or --all-failed (not both)")
     rows = requeue(context.store, args.ids, all_failed=args.all_failed)
-    if not rows:
-        print("no dead deliveries to re-queue")
+    if not rows and args.all_failed:
+        print("agentledger: no dead deliveries to re-queue", file=sys.stderr)
     for r in rows:
         print(f"re-queued delivery {r['id']}: {r['hook_type']} of session {r['session_id'][:12]} to {r['endpoint']}")
     return 0

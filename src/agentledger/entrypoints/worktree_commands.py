@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agentledger.application.clock import now_epoch
-from agentledger.entrypoints.args import Parser, json_flag
+from agentledger.entrypoints.args import SESSION_HELP, Parser, json_flag
+from agentledger.entrypoints.render import counted
 
 if TYPE_CHECKING:
     from agentledger.entrypoints.cli import Context
@@ -28,8 +29,9 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--all", action="store_true", help="also worktrees already removed (merged or cleaned)")
     json_flag(p)
     actions = p.add_subparsers(dest="worktrees_command", metavar="ACTION", parser_class=Parser)
-    cp = actions.add_parser("clean", help="remove the worktrees (and branches) of stopped sessions; refuses, one "
-                                          "line each, where uncommitted or unpushed work would be lost")
+    clean_help = ("remove the worktrees (and branches) of stopped sessions; refuses, one line each, where "
+                  "uncommitted or unpushed work would be lost")
+    cp = actions.add_parser("clean", help=clean_help, description=clean_help)
     cp.add_argument("--stopped", action="store_true",
                     help="only worktrees of stopped sessions (always the case: a running session's is never removed)")
     cp.add_argument("--force", action="store_true", help="remove them even where work would be lost (recorded)")
@@ -37,13 +39,13 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_worktrees)
 
     p = command("diff", "what a worktree session changed against its base commit (committed or not)")
-    p.add_argument("session", metavar="ID", help="session id or a unique prefix of it")
+    p.add_argument("session", metavar="ID", help=SESSION_HELP)
     p.add_argument("--stat", action="store_true", help="a diffstat instead of the full diff")
     p.set_defaults(handler=cmd_diff)
 
     p = command("merge", "merge a stopped worktree session's branch into its base branch, then remove its "
                          "worktree and branch")
-    p.add_argument("session", metavar="ID", help="session id or a unique prefix of it")
+    p.add_argument("session", metavar="ID", help=SESSION_HELP)
     p.add_argument("--into", default=None, metavar="BRANCH",
                    help="merge into BRANCH (default: the branch the worktree started from)")
     p.add_argument("--squash", action="store_true", help="one new commit on the target instead of a merge")
@@ -116,7 +118,7 @@ def _ahead_behind(entry: dict[str, Any]) -> str:
 def _dirty(entry: dict[str, Any]) -> str:
     if entry["dirty"] is None:
         return "-"
-    return f"{len(entry['dirty'])} files" if entry["dirty"] else "clean"
+    return counted(len(entry["dirty"]), "file") if entry["dirty"] else "clean"
 
 
 def _where(entry: dict[str, Any]) -> str:
@@ -152,7 +154,7 @@ def _clean(context: Context, args: argparse.Namespace) -> int:
         write_json_lines({"id": r.session_id, "worktree": r.worktree, "removed": r.removed, "forced": r.forced,
                           "branch_deleted": r.branch_deleted, "refusal": r.refusal} for r in results)
     elif not results:
-        print("no worktree of a stopped session to remove")
+        print("agentledger: no worktree of a stopped session to remove", file=sys.stderr)
     return 1 if any(not r.removed for r in results) else 0
 
 

@@ -150,7 +150,7 @@ class PostgresStore(StorePorts):
 
     @property
     def events_table(self) -> str:
-        return f"{self.location.schema}.agentledger_events"
+        return events_table(self.location)
 
     position_column = "notification_id"
 
@@ -222,6 +222,11 @@ class PostgresStore(StorePorts):
         if self._ledger is not None:
             self._ledger.close()
         self.db.close()
+
+
+def events_table(location: PostgresLocation) -> str:
+    """The library's table of stored events, in the ledger's schema."""
+    return f"{location.schema}.agentledger_events"
 
 
 def connect(location: PostgresLocation) -> Any:

@@ -48,6 +48,16 @@ class MetricsAddress:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+#: Default metrics ports: one per user (9201 + uid mod 799, so never agentctl's 9200), so that the daemons of two
+#: users on one machine do not contend for one port. ``daemon status`` and ``config show`` say which it is.
+METRICS_PORT_BASE = 9201
+METRICS_PORT_SPAN = 799
+
+
+def default_metrics_addr(uid: int | None = None) -> MetricsAddress:
+    return MetricsAddress("127.0.0.1", METRICS_PORT_BASE + (os.getuid() if uid is None else uid) % METRICS_PORT_SPAN)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every configurable value, with ``sources[key]`` saying where it came from."""
@@ -57,7 +67,7 @@ class Settings:
     reconcile_interval: float = 5.0
     fuse_ttl: float = 30.0
     host_heartbeat: float = 10.0
-    metrics_addr: MetricsAddress | None = MetricsAddress("127.0.0.1", 9200)  # None: off
+    metrics_addr: MetricsAddress | None = field(default_factory=default_metrics_addr)  # None: off
     on_stop: str | None = None
     on_stop_timeout: float = 60.0
     unset_env: tuple[str, ...] = ()  # variables dropped from the agent's environment
@@ -124,7 +134,7 @@ def _metrics_addr(value: Any) -> MetricsAddress | None:
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
-        raise ValueError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:9200, or 'off'")
+        raise ValueError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:9300, or 'off'")
     return MetricsAddress(host, int(port))
 
 
@@ -393,6 +403,8 @@ class _Lines:
 
 def _read_file(path: Path) -> tuple[dict[str, Any], _Lines]:
     if not path.exists():
+        if path.is_symlink():  # a dangling link: the user meant a file to be read, not no file at all
+            raise ConfigError(f"{path} is a symlink to {os.readlink(path)}, which does not exist")
         return {}, _Lines("")
     import tomllib
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from agentledger.application import ports
 
 BUSY_TIMEOUT_SECONDS = 30.0
+PEEK_TIMEOUT_SECONDS = 1.0  # a peek waits this long at most for a writer's lock, then gives up
 
 
 class SqliteStore(StorePorts):
@@ -124,7 +125,7 @@ def ledger_env(db_path: Path, *, create_tables: bool) -> dict[str, str]:
     return {
         **common_ledger_env(create_tables),
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-        "SQLITE_DBNAME": str(db_path),
+        "SQLITE_DBNAME": sqlite_uri(db_path),
         "SQLITE_LOCK_TIMEOUT": str(int(BUSY_TIMEOUT_SECONDS)),
     }
 
@@ -168,6 +169,46 @@ def open_store(location: StoreLocation | PostgresLocation, *, check_identity: bo
     return store
 
 
+class ReadModelPeek:
+    """The read models as they stand, and whether the log has gone on past them (see :func:`peek_read_models`)."""
+
+    def __init__(self, db: Any, events_table: str, position_column: str) -> None:
+        self.db = db
+        self._head_sql = f"SELECT max({position_column}) FROM {events_table}"
+
+    def behind(self) -> bool:
+        """Does the log hold events the read models have not applied yet (nobody caught up since)?"""
+        head = self.db.execute(self._head_sql).fetchone()[0] or 0
+        tracked = self.db.execute("SELECT max(position) FROM projection_tracking").fetchone()[0] or 0
+        return bool(head > tracked)
+
+
+@contextmanager
+def peek_read_models(location: StoreLocation | PostgresLocation) -> Iterator[ReadModelPeek]:
+    """The read models opened only to read, as they stand: for a caller that must be quick and leave no trace.
+
+    Unlike :func:`open_store`, a missing store stays missing (no directory, file
+    or schema is made, nothing is migrated or caught up, no identity checked):
+    shell completion peeks here on every TAB, and a TAB must not create a ledger.
+    """
+    if location.kind == "postgresql":
+        from agentledger.infrastructure.postgres_store import PostgresStore, ReadModels, events_table
+
+        models = ReadModels(location)
+        try:
+            yield ReadModelPeek(models, events_table(location), PostgresStore.position_column)
+        finally:
+            models.close()
+        return
+    db = sqlite3.connect(f"{location.path.absolute().as_uri()}?mode=ro", uri=True, timeout=PEEK_TIMEOUT_SECONDS,
+                         check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    try:
+        yield ReadModelPeek(db, SqliteStore.events_table, SqliteStore.position_column)
+    finally:
+        db.close()
+
+
 def is_ready(path: Path) -> bool:
     """Does the file hold the event tables and the read-model schema this code expects?"""
     return schema_revision(path, also_require="stored_events") == SCHEMA_HEAD
@@ -206,7 +247,7 @@ def schema_revision(path: Path, also_require: str | None = None) -> str | None:
     """
     if not path.exists():
         return None
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS)
+    db = sqlite3.connect(sqlite_uri(path, "mode=ro"), uri=True, timeout=BUSY_TIMEOUT_SECONDS)
     try:
         wanted = {"alembic_version", also_require or "alembic_version"}
         found_tables = {
@@ -247,9 +288,28 @@ def initialise(location: StoreLocation) -> None:
         upgrade_to_head(location)
 
 
+def sqlite_uri(path: Path, *query: str) -> str:
+    """The store file as an SQLite URI; on a read-only file system, ``immutable=1`` besides.
+
+    SQLite cannot read a WAL-mode database where it may not create the ``-shm``
+    file beside it, unless told the file cannot change: so a read-only copy of a
+    home (a backup, an evidence snapshot) answers ``list``, ``events`` and
+    ``verify``, while every write is refused as the read-only store it is.
+    """
+    query += ("immutable=1",) if _read_only_file_system(path.parent) else ()
+    return f"{path.absolute().as_uri()}{'?' + '&'.join(query) if query else ''}"
+
+
+def _read_only_file_system(directory: Path) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(
-        str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+        sqlite_uri(path), uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
     )
     db.row_factory = sqlite3.Row
     return db

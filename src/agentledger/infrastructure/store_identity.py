@@ -23,6 +23,7 @@ one if there is none). ``verify`` reports the identity too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -76,8 +77,9 @@ def remember(home: Path, location: StoreLocation | PostgresLocation, store_id: s
         finally:
             os.close(fd)
         os.replace(temporary, path)
-    except OSError:
-        temporary.unlink(missing_ok=True)
+    except OSError:  # a full disk, or a read-only copy of a home (read commands still work there)
+        with contextlib.suppress(OSError):  # on a read-only file system even a missing file's unlink fails
+            temporary.unlink(missing_ok=True)
 
 
 def refuse_missing(home: Path, location: StoreLocation | PostgresLocation) -> None:

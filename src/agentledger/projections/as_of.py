@@ -81,6 +81,7 @@ class Scratch(NamedTuple):
 
 def read_models_as_of(store: Store, moment: Moment) -> Scratch:
     """Replay the log up to ``moment`` into a scratch in-memory copy of the read models."""
+    _check_reachable(store, moment)
     db = _scratch(store)
     last = _Last()
     entries = last.track(_until(read_log(store.ledger, upto=moment.position), moment.at))
@@ -88,6 +89,16 @@ def read_models_as_of(store: Store, moment: Moment) -> Scratch:
         applied = project(db.cursor(), entries)
     at = moment.at or last.timestamp or datetime.now(timezone.utc)
     return Scratch(db, at.timestamp(), Moment(at=at, position=last.position or 0), applied)
+
+
+def _check_reachable(store: Store, moment: Moment) -> None:
+    """Refuse a moment the log has not reached: an answer for it would be today's state passed off as then."""
+    if moment.at is not None and moment.at > datetime.now(timezone.utc):
+        raise UsageError(f"--as-of {moment.at.isoformat()} is in the future; the log can only say what was")
+    if moment.position is not None:
+        head = store.ledger.recorder.max_notification_id() or 0
+        if moment.position > head:
+            raise UsageError(f"--as-of @{moment.position} is past the end of the log (its last position is {head})")
 
 
 def _scratch(store: Store) -> sqlite3.Connection:

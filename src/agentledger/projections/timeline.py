@@ -79,6 +79,7 @@ class Stop:
     detail: str
     fuse_live: bool  # a fuse window was live when it was recorded
     fuse_expires_at: datetime | None  # that window's expiry
+    exited_at: datetime | None = None  # when someone saw the process end (its supervisor's waitpid); None: unseen
 
     @property
     def race(self) -> bool:
@@ -102,6 +103,7 @@ class Timeline:
     host: str | None = None
     pid: int | None = None
     process: Span | None = None
+    process_unseen: Span | None = None  # after its last sign of life, until it was found dead: its end unseen
     fuse_windows: list[FuseWindow] = field(default_factory=list)
     lapses: list[Lapse] = field(default_factory=list)
     heartbeats: list[datetime] = field(default_factory=list)
@@ -256,6 +258,7 @@ class _Builder:
             at=at, reason=event.reason, decided_by=decider, exit_code=event.exit_code, signal=event.signal,
             summary=summary, detail=detail, fuse_live=live_window is not None,
             fuse_expires_at=live_window.expires_at if live_window else None,
+            exited_at=getattr(event, "exited_at", None),
         )
         if decider == RECONCILER:
             self.timeline.decisions.append(Mark(at, kind, f"stopped ({event.reason})", detail))
@@ -281,8 +284,28 @@ class _Builder:
         t.end = max([t.end, t.start, *t.heartbeats[-1:], *(m.at for m in t.stop_requests + t.decisions)])
         if t.process is None:  # the Launched could not be read
             t.process = Span(t.start, t.start)
-        t.process = Span(t.process.start, t.stop.at if t.stop else t.end, open=t.stop is None)
+        t.process, t.process_unseen = _process_spans(t, t.process.start)
         return t
+
+
+def _process_spans(t: Timeline, start: datetime) -> tuple[Span, Span | None]:
+    """The process alive, as far as the log knows; then, if nobody saw it end, the stretch it may have died in.
+
+    A supervisor sees its process end (``exited_at``); a reconciler only finds it
+    dead at its pass, perhaps long after. Drawing "alive" up to that pass would
+    claim what nobody saw, so the lane ends at the last sign of life (a heartbeat,
+    a fuse set) and the rest up to the stop is drawn as unseen.
+    """
+    stop = t.stop
+    if stop is None:
+        return Span(start, t.end, open=True), None
+    if stop.exited_at is not None:
+        return Span(start, max(start, min(stop.exited_at, stop.at))), None
+    if stop.decided_by == "supervisor" or stop.reason in ("spawn-failed", "setup-failed"):
+        return Span(start, stop.at), None  # an older log without exited_at: its supervisor saw the end
+    last_sign = max([start, *t.heartbeats[-1:], *(w.start for w in t.fuse_windows)])
+    last_sign = min(last_sign, stop.at)
+    return Span(start, last_sign), (Span(last_sign, stop.at) if stop.at > last_sign else None)
 
 
 def _detail(kind: str, fields: dict[str, Any], why: str | None) -> str:

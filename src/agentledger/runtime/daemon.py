@@ -134,7 +134,7 @@ class Daemon:
             self._write_status(state="stopped")
         if self.metrics_server is not None:
             self.metrics_server.close()
-        log.info("daemon stopped after %d passes", self.passes)
+        log.info("daemon stopped after %d %s", self.passes, "pass" if self.passes == 1 else "passes")
         return 0
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
