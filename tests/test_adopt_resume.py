@@ -104,7 +104,7 @@ def outside(tmp_path: Path, agents: Path):
         process = subprocess.Popen([str(tmp_path / "bin" / binary), *args], cwd=cwd, env=env,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         started.append(process)
-        wait_for(lambda: any(call["cwd"] == str(cwd) for call in calls(agents, binary)), timeout=20)
+        wait_for(lambda: any(call["cwd"] == str(cwd) for call in calls(agents, binary)), timeout=60)
         return process
 
     yield start
@@ -141,7 +141,7 @@ def test_an_agent_started_elsewhere_is_discovered_adopted_and_stopped_by_the_rec
     launched = subprocess.run([sys.executable, "-m", "agentledger", "launch", "claude-code", "-p", "mine",
                                "--cwd", str(work), *FAST], capture_output=True, text=True, check=True,
                               env=monkeypatch_sleep).stdout.strip()
-    wait_for(lambda: cli.json("status", launched)["agent"]["native_session_id"], timeout=20)
+    wait_for(lambda: cli.json("status", launched)["agent"]["native_session_id"], timeout=60)
 
     found = cli.json_lines("discover", "--under", str(tmp_path))  # other tests' agents may be running
     assert [(c["pid"], c["adapter"], c["cwd"], c["native_session_id"]) for c in found] == [
@@ -291,7 +291,7 @@ def test_resume_refuses_what_cannot_be_resumed(cli, agents, tmp_path, monkeypatc
 
     monkeypatch.setenv("FAKE_SLEEP", "30")
     running = cli("launch", "claude-code", "-p", "go", "--cwd", str(work), *FAST).stdout.strip()
-    wait_for(lambda: cli.json("status", running)["agent"]["native_session_id"], timeout=20)
+    wait_for(lambda: cli.json("status", running)["agent"]["native_session_id"], timeout=60)
     result = cli("resume", running, "more", check=False)
     assert result.returncode == 1 and "is still running" in result.stderr and "stop it first" in result.stderr
     cli("stop", running, "--force")

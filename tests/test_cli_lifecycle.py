@@ -62,7 +62,7 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(cli):
     wait_for(lambda: psutil.Process(pid).children())
     started = time.monotonic()
     out = cli.json("stop", sid, "--grace", "500ms")
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 60  # after the grace, not after the 600 s the process would take
     assert out["signals_sent"] == ["SIGTERM", "SIGKILL"] and out["signal"] == "SIGKILL"
     assert not psutil.pid_exists(pid)
     requests = [r for r in cli.json_lines("history", sid) if r["type"] == "StopRequested"]
@@ -96,11 +96,16 @@ def test_heartbeats_extend_the_fuse_while_the_process_lives(cli):
     sid = cli.launch("sleep", "600", options=("--fuse-ttl", "600ms"))
     wait_for(lambda: cli.json("status", sid)["heartbeat_count"] >= 3)
     other = cli.launch("sleep", "600", options=("--heartbeat-every", "100ms"))
-    wait_for(lambda: cli.json("status", other)["heartbeat_count"] >= 5, timeout=3)
+    wait_for(lambda: cli.json("status", other)["heartbeat_count"] >= 5, timeout=60)
     assert cli.json("status", other)["fuse"]["ttl_seconds"] == 30.0
     cli("stop", other, "--force")
-    status = cli.json("status", sid)
-    assert status["fuse"]["live"] and ts(status["fuse"]["expires_at"]) > time.time()
+
+    def live_and_ahead() -> bool:  # long after its first 600ms ran out: heartbeats keep moving it
+        status = cli.json("status", sid)
+        assert status["status"] != "stopped"
+        return status["fuse"]["live"] and ts(status["fuse"]["expires_at"]) > time.time()
+
+    wait_for(live_and_ahead, timeout=30)  # on a busy machine a beat can come late and the fuse lapse for a moment
     cli("stop", sid, "--force")
 
 

@@ -66,10 +66,10 @@ def test_a_daemon_an_hour_behind_still_stops_a_dead_session_on_time(cli, skewed)
     assert started.returncode == 0, started.stderr
     try:
         killed = time.time()
-        stopped = wait_for(lambda: (s := cli.json("status", sid))["status"] == "stopped" and s, timeout=20)
+        stopped = wait_for(lambda: (s := cli.json("status", sid))["status"] == "stopped" and s, timeout=60)
         assert stopped["stop_reason"] == "reconciled"
         assert epoch(stopped["stopped_at"]) - killed <= 2 + 0.5 + 3  # TTL + an interval (+ a busy machine)
-        status = wait_for(lambda: cli.json("daemon", "status").get("daemon"), timeout=10)
+        status = wait_for(lambda: cli.json("daemon", "status").get("daemon"), timeout=60)
         assert status["clock_offset"] < -3500  # it knows it is an hour behind, and judged on the store's clock
         assert "behind the store's" in cli("daemon", "status").stdout
     finally:

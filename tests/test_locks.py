@@ -155,7 +155,7 @@ def test_a_second_launch_is_refused_and_force_runs_both_each_with_its_own_fuse(l
 
     # Both run, each heartbeating its own fuse, through several TTLs and reconcile passes.
     before = cli.json("status", first)["heartbeat_count"]
-    wait_for(lambda: cli.json("status", first)["heartbeat_count"] >= before + 4, timeout=20)
+    wait_for(lambda: cli.json("status", first)["heartbeat_count"] >= before + 4, timeout=60)
     for _ in range(3):
         cli("reconcile")
     for sid in (first, second):
@@ -164,11 +164,11 @@ def test_a_second_launch_is_refused_and_force_runs_both_each_with_its_own_fuse(l
     assert [f["set_by"] for f in cli.json_lines("fuses", "--all") if f["session_id"] == first] == ["supervisor"]
 
     go2.touch()  # the second ends first: the first runs on, untouched
-    stopped2 = wait_for(lambda: (s := cli.json("status", second))["status"] == "stopped" and s, timeout=20)
+    stopped2 = wait_for(lambda: (s := cli.json("status", second))["status"] == "stopped" and s, timeout=60)
     assert cli.json("status", first)["status"] == "running"
     assert cli.json_lines("locks") == []  # the holder stopped: its Stopped freed the lock
     go1.touch()
-    stopped1 = wait_for(lambda: (s := cli.json("status", first))["status"] == "stopped" and s, timeout=20)
+    stopped1 = wait_for(lambda: (s := cli.json("status", first))["status"] == "stopped" and s, timeout=60)
     for stopped, ended in ((stopped1, end1), (stopped2, end2)):
         assert (stopped["stop_reason"], stopped["stopped_by"], stopped["exit_code"]) == ("exited", "supervisor", 0)
         assert ts(stopped["stopped_at"]) >= float(ended.read_text())  # recorded after the real exit, never before
@@ -193,7 +193,7 @@ def test_a_holder_killed_with_kill_9_keeps_its_lock_until_the_reconciler_stops_i
     os.kill(status["supervisor_pid"], signal.SIGKILL)
     os.kill(status["pid"], signal.SIGKILL)
     wait_for(lambda: not _alive(status["pid"]) and not _alive(status["supervisor_pid"]))
-    wait_for(lambda: not cli.json("status", sid)["fuse"]["live"], timeout=10)
+    wait_for(lambda: not cli.json("status", sid)["fuse"]["live"], timeout=60)
 
     # Dead, unwatched, but not stopped: the lock is still held, and a launch is still refused.
     [lock] = cli.json_lines("locks")

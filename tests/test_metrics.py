@@ -122,9 +122,9 @@ def test_after_a_scripted_scenario_the_metrics_equal_what_the_log_holds(cli, dae
     [orphan_status] = [s for s in cli.json_lines("list", "--all") if s["id"] == orphan]
     os.kill(orphan_status["supervisor_pid"], signal.SIGKILL)
     # Waiting on /metrics itself (cheap); every figure is checked against the log below.
-    wait_for(lambda: by(scrape(base), "agentledger_events_total", "type").get("FuseExpired"), timeout=20)
+    wait_for(lambda: by(scrape(base), "agentledger_events_total", "type").get("FuseExpired"), timeout=60)
     os.kill(orphan_status["pid"], signal.SIGKILL)
-    wait_for(lambda: by(scrape(base), "agentledger_sessions", "status").get("stopped") == 4, timeout=20)
+    wait_for(lambda: by(scrape(base), "agentledger_sessions", "status").get("stopped") == 4, timeout=60)
     # 10 hooks for each endpoint: 5 started, 4 stopped, 1 unwatched.
     wait_for(lambda: by(scrape(base), "agentledger_webhook_deliveries", "endpoint", "state") == {
         ("default", "delivered"): 10, ("down", "pending"): 10}, timeout=30)

@@ -125,7 +125,7 @@ def test_the_daemon_runs_the_hook_of_a_session_the_reconciler_stopped_exactly_on
     os.kill(status["supervisor_pid"], signal.SIGKILL)  # nobody left to see the exit or run the hook
     os.kill(status["pid"], signal.SIGKILL)
 
-    wait_for(lambda: finished(store, sid), timeout=20)
+    wait_for(lambda: finished(store, sid), timeout=60)
     facts = cli.json("why", sid)["on_stop"]
     assert cli.json("status", sid)["stop_reason"] == "reconciled"
     assert facts["claimed_by"]["component"] == "reconciler"

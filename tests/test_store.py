@@ -453,7 +453,7 @@ def test_an_exit_seen_during_an_outage_is_spooled_and_recorded_when_the_server_r
         admin.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
         go.touch()
         spooled = home / "spool" / f"{sid}.json"
-        wait_for(lambda: spooled.exists(), timeout=20)
+        wait_for(lambda: spooled.exists(), timeout=60)
         assert orjson.loads(spooled.read_bytes())["returncode"] == 7
         os.kill(supervisor, signals.SIGKILL)  # and the supervisor dies before the server is back
         assert cli.json("status", sid)["status"] != "stopped"
@@ -512,7 +512,7 @@ def test_an_exit_during_a_stalled_heartbeat_is_spooled_at_once_and_survives_the_
     try:
         spooled = home / "spool" / f"{sid}.json"
         go.touch()
-        wait_for(lambda: spooled.exists(), timeout=10)
+        wait_for(lambda: spooled.exists(), timeout=60)
         assert orjson.loads(spooled.read_bytes())["returncode"] == 3
         os.kill(supervisor, signals.SIGKILL)
     finally:
