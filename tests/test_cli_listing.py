@@ -43,6 +43,20 @@ def test_last_format_and_count(cli, three: list[str]) -> None:
     assert cli("list", "--count", "--filter", "label=team=a").stdout.strip() == "1"
 
 
+def test_list_all_says_when_each_stopped_and_how_long_it_ran(cli, three: list[str]) -> None:
+    import re
+
+    header, *rows = cli("list", "--all").stdout.splitlines()
+    assert header.split()[:8] == ["ID", "NAME", "ADAPTER", "STATUS", "PID", "STARTED", "STOPPED", "RAN"]
+    [stopped] = [row for row in rows if row.startswith(three[2][:12])]
+    assert re.search(r"\bstopped +\d+ +\S+ ago +\S+ ago +\d[\dsmhd.]*(ms|s|m|h|d)\b", stopped), stopped
+    [running] = [row for row in rows if row.startswith(three[0][:12])]
+    assert re.search(r"\brunning +\d+ +\S+ ago +- +\d", running), running  # not stopped: ran so far
+    assert "STOPPED" not in cli("list").stdout.splitlines()[0]  # without --all nothing has stopped
+    ran = cli("list", "--all", "--format", "{name} {ran_for}").stdout.splitlines()
+    assert [line.split()[0] for line in ran] == ["c", "b", "a"] and all(len(line.split()) == 2 for line in ran)
+
+
 @pytest.mark.parametrize(("option", "words"), [
     (("--filter", "colour=red"), "expected KEY=VALUE with KEY one of"),
     (("--format", "{nope}"), "unknown field 'nope'"),

@@ -511,23 +511,26 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
     if args.json:
         write_json_lines(session_json(r, now) for r in rows)
         return 0
+    ended = ["STOPPED", "RAN"] if args.all else []  # with stopped sessions: when each ended, how long it ran
     table(
-        ["ID", "NAME", "ADAPTER", "STATUS", "PID", "STARTED", "FUSE", "EXIT", "COMMAND"],
-        [_list_row(r, now) for r in rows], flexible=("COMMAND", "NAME"),
+        ["ID", "NAME", "ADAPTER", "STATUS", "PID", "STARTED", *ended, "FUSE", "EXIT", "COMMAND"],
+        [_list_row(r, now, ended=bool(ended)) for r in rows], flexible=("COMMAND", "NAME"),
     )
     return 0
 
 
-def _list_row(r: Any, now: float) -> tuple[Any, ...]:
+def _list_row(r: Any, now: float, *, ended: bool) -> tuple[Any, ...]:
     import orjson
 
     from agentledger.entrypoints.render import relative, shorten
     from agentledger.entrypoints.status_commands import fuse_text, outcome_text
+    from agentledger.projections.listing import ran_for
     from agentledger.projections.queries import current_status
 
+    stop_columns = (relative(r["stopped_at"], now), format_duration(ran_for(r, now))) if ended else ()
     return (
         r["id"][:12], r["name"], r["adapter"], current_status(r, now), r["pid"], relative(r["started_at"], now),
-        fuse_text(r, now), outcome_text(r), shorten(" ".join(orjson.loads(r["argv"])), 48),
+        *stop_columns, fuse_text(r, now), outcome_text(r), shorten(" ".join(orjson.loads(r["argv"])), 48),
     )
 
 

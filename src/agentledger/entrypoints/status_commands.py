@@ -201,6 +201,7 @@ def _session_pairs(row: Any, now: float) -> list[tuple[str, Any]]:
 
 def _stopped_pairs(row: Any, now: float) -> list[tuple[str, Any]]:
     from agentledger.entrypoints.render import relative
+    from agentledger.projections.listing import ran_for
     from agentledger.projections.queries import iso
 
     pairs = [
@@ -211,7 +212,7 @@ def _stopped_pairs(row: Any, now: float) -> list[tuple[str, Any]]:
         ("Signal", row["signal"]),
         ("Stopped by", row["stopped_by"]),
         ("Note", row["stop_note"]),
-        ("Ran for", format_duration((row["exited_at"] or row["stopped_at"]) - row["started_at"])),
+        ("Ran for", format_duration(ran_for(row, now))),
     ]
     return [(key, value) for key, value in pairs if key != "Exited" or value is not None]
 

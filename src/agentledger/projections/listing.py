@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from agentledger.domain.durations import format_duration
 from agentledger.domain.errors import UsageError
 from agentledger.projections.queries import current_status
 
@@ -48,6 +49,13 @@ def _holds(row: Any, key: str, value: str, now: float) -> bool:
     return (row["group_name"] if key == "group" else row[key]) == value
 
 
+def ran_for(row: Any, now: float) -> float:
+    """How long the session ran: to its exit as seen (else to its recorded stop), or so far if not stopped."""
+    if row["stopped_at"] is None:
+        return max(0.0, now - row["started_at"])
+    return max(0.0, (row["exited_at"] or row["stopped_at"]) - row["started_at"])
+
+
 #: ``--format`` fields: what each shows of a row (the same words as the table's columns).
 FIELDS: dict[str, Callable[[Any, float], Any]] = {
     "id": lambda r, now: r["id"],
@@ -63,6 +71,7 @@ FIELDS: dict[str, Callable[[Any, float], Any]] = {
     "exit_code": lambda r, now: "" if r["exit_code"] is None else r["exit_code"],
     "stop_reason": lambda r, now: r["stop_reason"] or "",
     "command": lambda r, now: " ".join(orjson.loads(r["argv"])),
+    "ran_for": lambda r, now: format_duration(ran_for(r, now)),
 }
 
 
