@@ -233,7 +233,8 @@ def test_alembic_from_the_repository_root_then_first_use(home, tmp_path):
     listed = subprocess.run([sys.executable, "-m", "agentledger", "list", "--all"], env=env,
                             capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.split() == ["ID", "NAME", "ADAPTER", "STATUS", "PID", "STARTED", "FUSE", "EXIT", "COMMAND"]
+    assert listed.stdout.split() == ["ID", "NAME", "ADAPTER", "STATUS", "PID", "STARTED", "STOPPED", "RAN", "FUSE",
+                                    "EXIT", "COMMAND"]
 
 
 def test_snapshots_restore_the_same_state_as_a_full_replay(store):
