@@ -6,3 +6,7 @@ for any other program; ``registry`` maps names to them; ``messages`` serves
 facts into the log (``Session.AgentObserved``): they never decide that a
 session stopped. See ``docs/adapters.md``.
 """
+
+#: How many of an agent's own messages ``logs`` shows without ``-n`` (here, not in ``messages``: the CLI's
+#: help quotes it, and building the parser must not import the adapters).
+DEFAULT_MESSAGES = 50

@@ -15,9 +15,6 @@ from typing import Any
 
 from agentledger.adapters.base import NativeMessage
 
-#: How many messages ``logs`` shows without ``-n``.
-DEFAULT_LIMIT = 50
-
 
 def native_messages(row: Any, limit: int) -> tuple[list[NativeMessage], str | None]:
     """An agent session's last ``limit`` messages, or ([], why not) when its agent's storage has none to give.

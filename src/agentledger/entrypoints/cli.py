@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("logs", "print an agent session's recent messages, or a session's captured output")
     session_arg(p)
-    from agentledger.adapters.messages import DEFAULT_LIMIT as MESSAGES_SHOWN
+    from agentledger.adapters import DEFAULT_MESSAGES as MESSAGES_SHOWN
 
     p.add_argument("-n", "--lines", type=int, default=None, metavar="N",
                    help=f"only the last N messages, or lines of output (default: the last {MESSAGES_SHOWN} "

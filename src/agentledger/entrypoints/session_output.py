@@ -20,7 +20,7 @@ _CHUNK = 64 * 1024
 
 
 def agent_messages(row: Any, limit: int | None) -> tuple[list[NativeMessage] | None, str | None]:
-    """The agent's own last ``limit`` messages (default: ``messages.DEFAULT_LIMIT``), or (None, why not).
+    """The agent's own last ``limit`` messages (default: ``adapters.DEFAULT_MESSAGES``), or (None, why not).
 
     None says: show the captured output instead. ``why not`` is None for a
     plain command, which has nothing but its output (nothing to explain).
@@ -29,9 +29,9 @@ def agent_messages(row: Any, limit: int | None) -> tuple[list[NativeMessage] | N
 
     if registry.for_session(row["adapter"]).binary is None:
         return None, None
-    from agentledger.adapters import messages
+    from agentledger.adapters import DEFAULT_MESSAGES, messages
 
-    found, why_not = messages.native_messages(row, messages.DEFAULT_LIMIT if limit is None else limit)
+    found, why_not = messages.native_messages(row, DEFAULT_MESSAGES if limit is None else limit)
     return (None, why_not) if why_not is not None else (found, None)
 
 
