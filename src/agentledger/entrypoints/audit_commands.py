@@ -51,21 +51,26 @@ def cmd_why(context: Context, args: argparse.Namespace) -> int:
     from agentledger.entrypoints.render import escape, key_values, write_json
 
     facts = explain(context.store, context.resolve(args.session), datetime.now(timezone.utc), context.machine)
-    facts.update(_spooled(facts["session_id"]))
+    facts.update(spooled(facts["session_id"]))
     if args.json:
         write_json(facts)
         return 0
     print(escape(f"{facts['session_id'][:12]} is {facts['status']}. {facts['headline']}"))
     print()
+    key_values(why_pairs(facts))
+    return 0
+
+
+def why_pairs(facts: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The evidence under ``why``'s headline, as (label, text) pairs (the console shows the same)."""
     pairs = [*(_stopped_pairs(facts) if facts["status"] == "stopped" else _running_pairs(facts)),
              *_spool_pairs(facts), *_lineage_pairs(facts), *_hook_pairs(facts["on_stop"]),
              *_workspace_pairs(facts.get("workspace")),
              *[("Lock", f"{_time(fact['at'])}: {fact['summary']}") for fact in facts["locks"]]]
-    key_values([(key, value) for key, value in pairs if key != "Clock" or value is not None])
-    return 0
+    return [(key, value) for key, value in pairs if key != "Clock" or value is not None]
 
 
-def _spooled(session_id: str) -> dict[str, Any]:
+def spooled(session_id: str) -> dict[str, Any]:
     """What this host's spool holds for the session: its supervisor's note that the store refuses its
     writes (since when, why), and an exit it saw but could not append yet."""
     from agentledger.infrastructure.config import home_dir

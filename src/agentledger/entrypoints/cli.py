@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agentledger.entrypoints import completion_commands
 
     completion_commands.add_parsers(command)
+    from agentledger.entrypoints import console_commands
+
+    console_commands.add_parsers(command)
     return parser
 
 
@@ -435,25 +438,17 @@ def cmd_heartbeat(context: Context, args: argparse.Namespace) -> int:
 def cmd_fuse(context: Context, args: argparse.Namespace) -> int:
     from uuid import UUID
 
-    from agentledger.application.clock import reported_offset, utc_now
+    from agentledger.application.fusing import cancel_fuse, set_fuse
     from agentledger.infrastructure.host import os_user
 
     session_id = UUID(context.resolve(args.session))
-    ledger = context.store.ledger
     if args.fuse_command == "set":
-        from agentledger.domain.fuse import check_ttl
-
-        check_ttl(args.ttl, "--ttl")
-
-        def set_fuse(session: Any) -> Any:
-            session.set_fuse(ttl=args.ttl, set_by=f"user:{os_user()}", now=utc_now(), clock_offset=reported_offset())
-            return session
-
-        session = ledger.change(session_id, set_fuse)
-        print(f"fuse set on {session_id.hex[:12]}: live until {session.fuse_expires_at.isoformat()} "
+        expires = set_fuse(context.store.ledger, session_id, ttl=args.ttl, by=f"user:{os_user()}").fuse_expires_at
+        assert expires is not None  # just set
+        print(f"fuse set on {session_id.hex[:12]}: live until {expires.isoformat()} "
               f"(ttl {format_duration(args.ttl)}; heartbeats extend it)")
     else:
-        ledger.change(session_id, lambda s: s.cancel_fuse(by=f"user:{os_user()}", reason=args.reason))
+        cancel_fuse(context.store.ledger, session_id, by=f"user:{os_user()}", reason=args.reason)
         print(f"fuse cancelled on {session_id.hex[:12]}")
     return 0
 

@@ -122,7 +122,7 @@ def _print_screen(row: Any, now: float, live: Live | None, said: Said | None) ->
     from agentledger.entrypoints.render import key_values
 
     print(_header(row, now))
-    pairs = _session_pairs(row, now)
+    pairs = session_pairs(row, now)
     if live is not None:
         at = next(i for i, (key, _) in enumerate(pairs) if key == "PID") + 1
         pairs[at:at] = [("Process", live.agent)] + ([("Supervisor", live.supervisor)] if live.supervisor else [])
@@ -163,7 +163,7 @@ def _bullet(status: str, row: Any) -> str:
     return f"\x1b[{colour}m●\x1b[0m" if colour else "●"
 
 
-def _session_pairs(row: Any, now: float) -> list[tuple[str, Any]]:
+def session_pairs(row: Any, now: float) -> list[tuple[str, Any]]:
     """The recorded facts, as ``status`` has always listed them."""
     import orjson
 

@@ -80,6 +80,10 @@ footer{color:#888;font-size:12px;margin-top:16px}
 """.strip()
 
 
+#: The drawing's rules alone (not the page's body, heading and table), for a page that embeds :func:`drawing`.
+DRAWING_CSS = "\n".join(line for line in CSS.splitlines() if not line.startswith(("body", "h1", "table.meta", "footer")))
+
+
 def render(timeline: Timeline, *, generated_by: str = "agentledger") -> str:
     t = timeline
     axis = _Axis(t.start, t.end)
@@ -94,6 +98,11 @@ def render(timeline: Timeline, *, generated_by: str = "agentledger") -> str:
         "</body></html>\n",
     ]
     return "\n".join(parts)
+
+
+def drawing(timeline: Timeline) -> str:
+    """The legend and the SVG alone, to sit in another page (the console's) that carries :data:`CSS`."""
+    return _legend() + "\n" + _svg(timeline, _Axis(timeline.start, timeline.end))
 
 
 # -- the page around the drawing ----------------------------------------------------
