@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import stand_in_agents, wait_for
+from console_server import console_client
 
 STAND_IN = r'''#!{python}
 import glob, json, os, re, subprocess, sys, time, uuid
@@ -255,6 +256,9 @@ def test_resume_continues_the_claude_conversation_in_a_new_linked_session(cli, a
     assert cli.json("why", second)["resumed_from"] == first
     assert cli.json("why", first)["resumed_by"] == [second]
     assert "Resumed by" in cli("why", first).stdout and second in cli("why", first).stdout
+    with console_client() as console:  # the web console links the two both ways
+        assert f'Resumed by <a href="/s/{second}">' in console.get(f"/s/{first}").text
+        assert f'Resumes <a href="/s/{first}">' in console.get(f"/s/{second}").text
 
 
 @pytest.mark.sqlite_only

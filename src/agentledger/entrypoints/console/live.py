@@ -55,7 +55,7 @@ class LogWatch:
             try:
                 if store is None:
                     store = self._open_store()
-                position = self._follow(store)
+                position = caught_up(store)
                 self.error = None
             except Exception as error:  # noqa: BLE001 - the store went away: say so on the pages, try again
                 self.error = f"{type(error).__name__}: {error}"
@@ -69,21 +69,6 @@ class LogWatch:
                 self._tell(position)
             self._stopping.wait(self.interval)
         _closed(store)
-
-    @staticmethod
-    def _follow(store: Store) -> int:
-        """Apply what is new; a store that refuses writes (full, read-only) is still followed, read models as they are."""
-        from agentledger.infrastructure.store_faults import StoreFault, classify
-        from agentledger.projections.catchup import catch_up, tracked_position
-
-        try:
-            catch_up(store)
-        except Exception as error:
-            if classify(error) not in (StoreFault.FULL, StoreFault.READ_ONLY):
-                raise
-            store.db.rollback()
-            return int(store.ledger.recorder.max_notification_id() or 0)
-        return tracked_position(store.db)
 
     def _tell(self, position: int) -> None:
         with self._lock:
@@ -114,6 +99,22 @@ class LogWatch:
     def listeners(self) -> int:
         with self._lock:
             return len(self._listeners)
+
+
+def caught_up(store: Store) -> int:
+    """Apply what is new to the read models; where they stand. A store that refuses writes (full, read-only) is
+    still read: its read models as far as they got, and the log's head to wait on."""
+    from agentledger.infrastructure.store_faults import StoreFault, classify
+    from agentledger.projections.catchup import catch_up, tracked_position
+
+    try:
+        catch_up(store)
+    except Exception as error:
+        if classify(error) not in (StoreFault.FULL, StoreFault.READ_ONLY):
+            raise
+        store.db.rollback()
+        return int(store.ledger.recorder.max_notification_id() or 0)
+    return tracked_position(store.db)
 
 
 def _put_latest(queue: asyncio.Queue[int], position: int) -> None:

@@ -38,12 +38,13 @@ class Moment:
 
 
 def moment(store: Store, as_of: str | None) -> Moment:
-    """The live read models (no catch-up: the log watch does that), or a rebuild as of ``as_of``."""
+    """The live read models, caught up (usually nothing to do: the log watch keeps them so, but a page must
+    never show less than the log already holds), or a rebuild as of ``as_of``."""
     from agentledger.application.clock import now_epoch
-    from agentledger.projections.catchup import tracked_position
+    from agentledger.entrypoints.console.live import caught_up
 
     if not as_of:
-        return Moment(store.db, now_epoch(), tracked_position(store.db))
+        return Moment(store.db, now_epoch(), caught_up(store))
     from agentledger.projections.as_of import parse_moment, read_models_as_of
 
     scratch = read_models_as_of(store, parse_moment(as_of, datetime.now(timezone.utc)))
