@@ -17,3 +17,4 @@ echo; echo "== its history: every event in the log"; $agentledger history "${id:
 echo; echo "== its output"; $agentledger logs "${id:0:8}"
 echo; echo "== why it stopped: the decider and the evidence"; $agentledger why "${id:0:8}"
 echo; echo "== the whole log checked"; $agentledger verify
+echo; echo "== the same, and every session, live in a browser: $agentledger console --open (Ctrl-C ends it)"

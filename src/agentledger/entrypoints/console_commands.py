@@ -79,6 +79,7 @@ def cmd_console(context: Context, args: argparse.Namespace) -> int:
     if args.open:
         import webbrowser
 
-        webbrowser.open(f"{url}login?token={guard.token}" if guard.token else url)
+        if not webbrowser.open(f"{url}login?token={guard.token}" if guard.token else url):
+            print("agentledger: no web browser to open here: open the address above in yours", file=sys.stderr)
     serving.server(configured_location(), guard, sock).run()
     return 0
