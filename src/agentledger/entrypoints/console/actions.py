@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +20,9 @@ from starlette.routing import Route
 
 from agentledger.entrypoints.console.guard import COOKIE
 from agentledger.entrypoints.console.state import Console, answer, console_of
+
+if TYPE_CHECKING:
+    from agentledger.application.ports import Store
 
 Form = dict[str, str]
 Action = Callable[[Console, Request, Form], Response]
@@ -59,6 +63,15 @@ def _foreign_origin(request: Request) -> str | None:
     return None
 
 
+def _session_id(store: Store, text: str) -> str:
+    """The session ``text`` names, in read models caught up first (it may have been launched a moment ago)."""
+    from agentledger.entrypoints.console.live import caught_up
+    from agentledger.projections.queries import resolve_session_id
+
+    caught_up(store)
+    return resolve_session_id(store.db, text)
+
+
 def _back(session_id: str, done: str) -> Response:
     return RedirectResponse(f"/s/{session_id}?done={quote(done)}", status_code=303)
 
@@ -69,10 +82,8 @@ def stop(console: Console, request: Request, form: Form) -> Response:
 
     from agentledger.application.stopping import stop_session
     from agentledger.bootstrap import this_machine
-    from agentledger.projections.queries import resolve_session_id
-
     store = console.store()
-    session_id = resolve_session_id(store.db, request.path_params["session"])
+    session_id = _session_id(store, request.path_params["session"])
     outcome = stop_session(store.ledger, UUID(session_id), machine=this_machine(), force=form.get("force") == "1",
                            grace=10.0, note=(form.get("reason") or "").strip() or "stopped from the console")
     stopped = outcome.session.stop or {}
@@ -89,10 +100,8 @@ def fuse(console: Console, request: Request, form: Form) -> Response:
     from agentledger.bootstrap import this_machine
     from agentledger.domain.durations import InvalidDuration, format_duration, parse_duration
     from agentledger.domain.errors import UsageError
-    from agentledger.projections.queries import resolve_session_id
-
     store = console.store()
-    session_id = resolve_session_id(store.db, request.path_params["session"])
+    session_id = _session_id(store, request.path_params["session"])
     by = f"user:{this_machine().user()} (console)"
     if form.get("do") == "cancel":
         cancel_fuse(store.ledger, UUID(session_id), by=by, reason=(form.get("reason") or "").strip() or

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -25,16 +26,19 @@ NAVIGATION = (("/", "Sessions"), ("/replay", "Replay"), ("/verify", "Verify"), (
               ("/webhooks", "Webhooks"), ("/daemon", "Daemon"))
 
 
+#: Stores open at once for the pages; a request beyond waits for one. Connections stay few whatever the traffic
+#: (a PostgreSQL server has a limit), and a stop that waits out its grace holds only its own.
+POOL_SIZE = 4
+
+
 class Console:
-    """What the routes share: how to open the store, the guard, the log watch and the templates."""
+    """What the routes share: the stores the pages borrow, the guard, the log watch and the templates."""
 
     def __init__(self, open_store: Callable[[], Store], guard: Guard, *, poll_interval: float | None = None) -> None:
-        self.open_store = open_store
         self.guard = guard
         self.watch = LogWatch(open_store, *(() if poll_interval is None else (poll_interval,)))
+        self._pool = _Pool(open_store, POOL_SIZE)
         self._local = threading.local()
-        self._stores: list[Store] = []
-        self._stores_lock = threading.Lock()
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("agentledger.entrypoints.console", "templates"),
             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -43,23 +47,30 @@ class Console:
 
         self.templates.globals["timeline_css"] = DRAWING_CSS
 
+    @contextmanager
+    def borrowing(self) -> Iterator[None]:
+        """Lend this request's thread a store from the pool until the block ends (:meth:`store` returns it)."""
+        with self._pool.borrowed() as store:
+            self._local.store = store
+            try:
+                yield
+            finally:
+                self._local.store = None
+
     def store(self) -> Store:
-        """This worker thread's store (SQLite connections belong to the thread that opened them)."""
-        store = getattr(self._local, "store", None)
+        """The store this request borrowed (see :func:`answer`, which borrows one around every handler)."""
+        store: Store | None = getattr(self._local, "store", None)
         if store is None:
-            store = self._local.store = self.open_store()
-            with self._stores_lock:
-                self._stores.append(store)
+            raise RuntimeError("the console's store is used outside a request")
         return store
+
+    def store_broken(self) -> None:
+        """The borrowed store's connection failed: close it instead of lending it again."""
+        self._pool.broken.add(id(self.store()))
 
     def close(self) -> None:
         self.watch.stop()
-        with self._stores_lock:
-            for store in self._stores:
-                try:
-                    store.close()
-                except Exception:  # noqa: BLE001 - closing at exit, nothing to tell
-                    pass
+        self._pool.close()
 
     def head(self) -> int:
         return int(self.store().ledger.recorder.max_notification_id() or 0)
@@ -102,6 +113,12 @@ def on_a_thread(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
 
 def answer(handler: Handler, console: Console, request: Request) -> Response:
+    """``handler``'s page, with a store borrowed for it; an error as a page of one line."""
+    with console.borrowing():
+        return _page_or_error(handler, console, request)
+
+
+def _page_or_error(handler: Handler, console: Console, request: Request) -> Response:
     from agentledger.domain.errors import LedgerError
     from agentledger.infrastructure.store_faults import translate
 
@@ -116,13 +133,64 @@ def answer(handler: Handler, console: Console, request: Request) -> Response:
             message, status = f"internal error: {type(error).__name__}: {error}", 500
         else:
             message, status = str(known), _STATUS.get(type(known).__name__, 400 if known.exit_code == 2 else 500)
-        try:  # a broken connection must not serve the next request
+        try:  # what the failed request began must not reach the next one
             console.store().db.rollback()
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception:  # noqa: BLE001 - the connection is broken: the pool drops the store
+            console.store_broken()
         return console.render(request, "error.html", status_code=status, message=message, title="Error")
 
 
 _STATUS = {"SessionNotFound": 404, "AmbiguousSessionId": 409}
 
 
+class _Pool:
+    """At most ``size`` stores, opened when first needed, each lent to one request at a time.
+
+    A store is used by one thread at a time, never two at once: its SQLite
+    connection allows a different thread each time, its PostgreSQL connection
+    is one session.
+    """
+
+    def __init__(self, open_store: Callable[[], Store], size: int) -> None:
+        self._open = open_store
+        self._slots = threading.BoundedSemaphore(size)
+        self._lock = threading.Lock()
+        self._idle: list[Store] = []
+        self._open_stores: list[Store] = []
+        self.broken: set[int] = set()
+
+    @contextmanager
+    def borrowed(self) -> Iterator[Store]:
+        with self._slots:
+            with self._lock:
+                store = self._idle.pop() if self._idle else None
+            if store is None:
+                store = self._open()
+                with self._lock:
+                    self._open_stores.append(store)
+            try:
+                yield store
+            finally:
+                self._give_back(store)
+
+    def _give_back(self, store: Store) -> None:
+        with self._lock:
+            if id(store) not in self.broken:
+                self._idle.append(store)
+                return
+            self.broken.discard(id(store))
+            self._open_stores.remove(store)
+        _close_quietly(store)
+
+    def close(self) -> None:
+        with self._lock:
+            stores, self._open_stores, self._idle = self._open_stores, [], []
+        for store in stores:
+            _close_quietly(store)
+
+
+def _close_quietly(store: Store) -> None:
+    try:
+        store.close()
+    except Exception:  # noqa: BLE001 - closing a broken or finished store: nothing to tell
+        pass
