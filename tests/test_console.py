@@ -115,6 +115,23 @@ def test_output_with_control_characters_is_shown_escaped(cli, console) -> None:
     assert "\x1b" not in text
 
 
+#: What a terminal would obey (test_hostile_input.py's EVIL, less the NUL no argv can hold), and markup.
+EVIL = "evil\x1b[31m\x1b[2J\x1b]0;pwned\x07\x1b[1A\rover\u202eright\x9b<script>alert(1)</script>"
+
+
+def test_hostile_names_and_commands_are_written_out_and_escaped_never_obeyed(cli, console) -> None:
+    session_id = cli.launch("sh", "-c", f"echo '{EVIL}'", options=("--name", EVIL))
+    wait_for(lambda: cli.json("status", session_id)["status"] == "stopped")
+    client = console()
+    last = cli.json_lines("history", session_id)[-1]["position"]
+    for url in ("/", f"/s/{session_id}", f"/s/{session_id}?as_of=@{last}"):
+        page = client.get(url).text
+        assert "<script>alert(1)</script>" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+        assert not any(c in page for c in "\x1b\x07\r\u202e\x9b"), "a control character reached the page"
+        assert "evil\\x1b[31m" in page and "\\u202eright" in page  # written out, as the CLI shows them
+
+
 # -- live -------------------------------------------------------------------------------------
 
 

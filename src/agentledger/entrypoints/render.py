@@ -36,6 +36,11 @@ def escape(text: str) -> str:
 _UNSAFE_IN_OUTPUT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
+def escape_keeping_lines(text: str) -> str:
+    """As :func:`escape`, but newlines and tabs are kept: for text shown with its layout (an agent's message)."""
+    return _UNSAFE_IN_OUTPUT.sub(_escaped, text)
+
+
 class OutputEscaper:
     """A process's captured output made safe for a terminal, fed in chunks (``logs --follow``).
 

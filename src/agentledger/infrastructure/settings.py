@@ -41,6 +41,8 @@ SECRET_MASK = "***"
 
 @dataclass(frozen=True)
 class MetricsAddress:
+    """A HOST:PORT to listen on (the daemon's /metrics, its console)."""
+
     host: str
     port: int
 
@@ -68,6 +70,7 @@ class Settings:
     fuse_ttl: float = 30.0
     host_heartbeat: float = 10.0
     metrics_addr: MetricsAddress | None = field(default_factory=default_metrics_addr)  # None: off
+    console_addr: MetricsAddress | None = None  # the daemon serves the web console there (read-only); None: off
     on_stop: str | None = None
     on_stop_timeout: float = 60.0
     unset_env: tuple[str, ...] = ()  # variables dropped from the agent's environment
@@ -223,6 +226,8 @@ KEYS: dict[str, Key] = {
     "fuse_ttl": Key(_duration, "AGENTLEDGER_FUSE_TTL", "default fuse lifetime for launch"),
     "host_heartbeat": Key(_duration, "AGENTLEDGER_HOST_HEARTBEAT", "how often a daemon records its host alive"),
     "metrics_addr": Key(_metrics_addr, "AGENTLEDGER_METRICS_ADDR", "daemon's /metrics and /healthz, HOST:PORT or off"),
+    "console_addr": Key(_metrics_addr, "AGENTLEDGER_CONSOLE_ADDR",
+                        "the daemon also serves the web console (read-only) on HOST:PORT, or off"),
     "on_stop": Key(_text, "AGENTLEDGER_ON_STOP", "default command run after a session stops"),
     "on_stop_timeout": Key(_duration, "AGENTLEDGER_ON_STOP_TIMEOUT", "how long an on-stop command may run"),
     "unset_env": Key(_names, "AGENTLEDGER_UNSET_ENV", "variables launched agents do not inherit (list; env: a,b)"),
@@ -457,7 +462,7 @@ def shown(settings: Settings) -> dict[str, Any]:
             return str(value)
         if isinstance(value, tuple):
             return list(value)
-        return "off" if key == "metrics_addr" and value is None else value
+        return "off" if key in ("metrics_addr", "console_addr") and value is None else value
 
     entries = {key: {"value": value_of(key), "source": settings.sources[key]} for key in KEYS}
     for repo, own in settings.repositories.items():  # shown as keys of their own: repositories.PATH.KEY

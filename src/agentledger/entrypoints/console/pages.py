@@ -196,9 +196,9 @@ def _why(store: Store, session_id: str, machine: Any) -> dict[str, Any]:
 
 
 def _tail(row: Any) -> dict[str, Any]:
-    """The agent's last messages, else the last lines of the captured output (``status``'s source)."""
+    """The agent's last messages, else the last lines of the captured output (``status``'s source); their control
+    characters are written out when the page is drawn, as every text's are."""
     from agentledger.entrypoints import session_output
-    from agentledger.entrypoints.render import escape
 
     try:
         found, why_not = session_output.agent_messages(row, TAIL)
@@ -207,6 +207,6 @@ def _tail(row: Any) -> dict[str, Any]:
         with session_output.open_output(row) as handle:
             lines = session_output.last_lines(handle, TAIL)
         return {"kind": "output", "note": why_not,
-                "lines": [("", escape(line.decode("utf-8", "replace").rstrip("\r\n"))) for line in lines]}
+                "lines": [("", line.decode("utf-8", "replace").rstrip("\r\n")) for line in lines]}
     except Exception as error:  # noqa: BLE001 - no output to show is not an error of the page
         return {"kind": "none", "lines": [], "note": str(error)}

@@ -13,7 +13,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from markupsafe import Markup
+
 from agentledger import __version__
+from agentledger.entrypoints.render import escape_keeping_lines
 from agentledger.entrypoints.console.guard import COOKIE, Guard
 from agentledger.entrypoints.console.live import LogWatch
 
@@ -41,7 +44,8 @@ class Console:
         self._local = threading.local()
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("agentledger.entrypoints.console", "templates"),
-            autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+            autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+            finalize=_shown)
         self.templates.globals["query"] = query
         from agentledger.entrypoints.timeline_html import DRAWING_CSS
 
@@ -83,6 +87,14 @@ class Console:
             authed=authed, csrf=self.guard.csrf() if authed else "", watch_error=self.watch.error,
             head=values.pop("head", None), **values)
         return HTMLResponse(page, status_code=status_code)
+
+
+def _shown(value: Any) -> Any:
+    """Every text a page prints, its control characters written out (``\\x1b``), as the CLI shows them: an escape
+    sequence or a bidirectional override in a session's name is seen, never obeyed. HTML-escaped after this."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return escape_keeping_lines(value)
+    return value
 
 
 def query(params: dict[str, str], **changes: Any) -> str:
