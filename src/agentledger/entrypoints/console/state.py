@@ -9,16 +9,15 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from markupsafe import Markup
-
 from agentledger import __version__
-from agentledger.entrypoints.render import escape_keeping_lines
 from agentledger.entrypoints.console.guard import COOKIE, Guard
 from agentledger.entrypoints.console.live import LogWatch
+from agentledger.entrypoints.render import escape_keeping_lines
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Store
