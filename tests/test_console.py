@@ -266,3 +266,36 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=5).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+# -- served by the daemon -------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_daemon_serves_the_console_where_console_addr_says(cli, daemon, monkeypatch) -> None:
+    port = _free_port()
+    monkeypatch.setenv("AGENTLEDGER_CONSOLE_ADDR", f"127.0.0.1:{port}")
+    session_id = cli.launch("sleep", "30", options=("--name", "seen-by-the-daemon"))
+    daemon()
+    url = f"http://127.0.0.1:{port}/"
+    page = wait_for(lambda: _answers(url) and httpx.get(url, timeout=10))
+    assert f'data-session="{session_id}"' in page.text
+    assert httpx.post(f"{url}s/{session_id}/stop", data={"reason": "x"}).status_code == 403  # read-only
+    assert f"Console          http://127.0.0.1:{port}/ (read-only)" in cli("daemon", "status").stdout
+    cli("stop", session_id)
+
+
+def test_a_daemon_whose_console_port_is_taken_reconciles_and_says_so(cli, daemon, monkeypatch) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        monkeypatch.setenv("AGENTLEDGER_CONSOLE_ADDR", f"127.0.0.1:{taken.getsockname()[1]}")
+        daemon()
+        status = wait_for(lambda: "Console" in (out := cli("daemon", "status").stdout) and out)
+    assert "Console          NOT SERVED: cannot listen on 127.0.0.1:" in status
+    assert "Address already in use" in status

@@ -18,6 +18,9 @@ from agentledger.entrypoints.args import SESSION_HELP, json_flag
 from agentledger.entrypoints.render import counted
 
 if TYPE_CHECKING:
+    from agentledger.application.ports import Store
+    from agentledger.application.replaying import Verdict
+    from agentledger.application.verifying import VerifyReport
     from agentledger.entrypoints.cli import Context
 
 #: ``replay`` and ``verify`` exit with this when they find a disagreement or a violation.
@@ -238,17 +241,10 @@ def _requests(requests: list[dict[str, Any]]) -> str | None:
 
 
 def cmd_replay(context: Context, args: argparse.Namespace) -> int:
-    from uuid import UUID
 
-    from agentledger.application.replaying import replay_log, replay_session
     from agentledger.entrypoints.render import table, write_json_lines
 
-    store = context.store
-    if args.session:
-        sid = context.resolve(args.session)
-        verdicts = replay_session(store.ledger, UUID(sid), store.event_positions(sid))
-    else:
-        verdicts = replay_log(store)
+    verdicts = replay_verdicts(context.store, context.resolve(args.session) if args.session else None)
     disagreements = [v for v in verdicts if not v.agrees]
     if args.json:
         write_json_lines(v.as_json() for v in verdicts)
@@ -260,9 +256,25 @@ def cmd_replay(context: Context, args: argparse.Namespace) -> int:
             print(f"\nposition {v.position}, session {v.session_id[:12]} v{v.version}:")
             for difference in v.differences:
                 print(f"  - {difference}")
-        print(f"\n{counted(len(verdicts), 'reconciler decision')} replayed: {len(verdicts) - len(disagreements)} agree, "
-              f"{len(disagreements)} differ")
+        print(f"\n{replay_summary(verdicts)}")
     return FOUND_PROBLEMS if disagreements else 0
+
+
+def replay_verdicts(store: Store, session_id: str | None) -> list[Verdict]:
+    """Each recorded reconciler decision re-run: one session's (its full id), or the whole log's."""
+    from uuid import UUID
+
+    from agentledger.application.replaying import replay_log, replay_session
+
+    if session_id is None:
+        return replay_log(store)
+    return replay_session(store.ledger, UUID(session_id), store.event_positions(session_id))
+
+
+def replay_summary(verdicts: list[Verdict]) -> str:
+    """'3 reconciler decisions replayed: 2 agree, 1 differ' (the console says it too)."""
+    differ = sum(1 for v in verdicts if not v.agrees)
+    return f"{counted(len(verdicts), 'reconciler decision')} replayed: {len(verdicts) - differ} agree, {differ} differ"
 
 
 # -- verify ----------------------------------------------------------------------
@@ -280,13 +292,16 @@ def cmd_verify(context: Context, args: argparse.Namespace) -> int:
         write_json({**report.as_json(), "store_id": store_id})
         return 0 if report.ok else FOUND_PROBLEMS
     out = sys.stdout
-    out.write(f"{counted(report.events, 'event')}, {counted(report.sessions, 'session')} "
-              f"({counted(report.aggregates, 'aggregate')}), "
-              f"{counted(report.stops, 'stop')} ({report.reconciler_stops} by a reconciler); "
-              f"read models compared at position {report.read_models_at}; "
-              f"store {store_id or '(no identity)'}, the one this home has used\n")
+    out.write(f"{verify_counts(report)}; store {store_id or '(no identity)'}, the one this home has used\n")
     for v in report.violations:
         where = f"position {v.position}, session {v.session_id[:12]} v{v.version}: " if v.session_id else ""
         out.write(f"VIOLATION {v.kind}: {where}{v.detail}\n")
     out.write("ok: every check passed\n" if report.ok else f"{len(report.violations)} violations\n")
     return 0 if report.ok else FOUND_PROBLEMS
+
+
+def verify_counts(report: VerifyReport) -> str:
+    """What ``verify`` went through: events, sessions, stops, and where it compared the read models."""
+    return (f"{counted(report.events, 'event')}, {counted(report.sessions, 'session')} "
+            f"({counted(report.aggregates, 'aggregate')}), {counted(report.stops, 'stop')} "
+            f"({report.reconciler_stops} by a reconciler); read models compared at position {report.read_models_at}")

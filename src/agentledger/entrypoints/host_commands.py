@@ -45,11 +45,12 @@ def cmd_hosts(context: Context, args: argparse.Namespace) -> int:
         return 0
     table(["HOST", "DAEMON", "VERSION", "LAST SEEN", "STATE", "RUNNING", "SESSIONS"],
           [(r["host_name"], r["daemon_pid"], r["daemon_version"], relative(r["daemon_last_seen"], now),
-            _state(r, now), r["sessions_not_stopped"], r["sessions"]) for r in rows])
+            host_state(r, now), r["sessions_not_stopped"], r["sessions"]) for r in rows])
     return 0
 
 
-def _state(row: Any, now: float) -> str:
+def host_state(row: Any, now: float) -> str:
+    """A ``list_hosts`` row's state in a word or two: ``hosts`` and the console's hosts page say the same."""
     if row["forgotten_at"] is not None:
         return f"forgotten ({row['forget_reason']})"
     if row["daemon_pid"] is None:

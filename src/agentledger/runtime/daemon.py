@@ -57,8 +57,12 @@ WAKE_MARGIN = timedelta(milliseconds=5)
 
 class Daemon:
     def __init__(self, store: Store, files: DaemonFiles, *, interval: float, policy: ReconcilePolicy,
-                 settings: Settings, reopen: Callable[[], Store], lock: Any = None) -> None:
+                 settings: Settings, reopen: Callable[[], Store], lock: Any = None,
+                 console: ConsoleStarter | None = None) -> None:
         self.store = store
+        self.console = console  # starts the web console beside the passes (``console_addr``), given by the entry point
+        self.console_stop: Callable[[], None] | None = None
+        self.console_error: str | None = None
         self.reopen = reopen  # opens the store again: the webhook threads each have their own
         self.lock = lock  # the store's daemon lock (a server's goes with its connection: checked each beat)
         self.settings = settings
@@ -111,6 +115,7 @@ class Daemon:
             self.loops["log-follower"] = thread_alive(follower)
         self._start_webhooks()
         self._serve_metrics()
+        self._serve_console()
         self.scheduler.start()
         log.info(
             "daemon started: pid %d, host %s, store %s, pass every %s",
@@ -132,6 +137,8 @@ class Daemon:
             self.reconciler.close()
             self._host_event(record_daemon_stopped, pid=os.getpid())
             self._write_status(state="stopped")
+        if self.console_stop is not None:
+            self.console_stop()
         if self.metrics_server is not None:
             self.metrics_server.close()
         log.info("daemon stopped after %d %s", self.passes, "pass" if self.passes == 1 else "passes")
@@ -314,13 +321,36 @@ class Daemon:
             "webhooks": self.webhooks.status() if self.webhooks is not None else None,
             "metrics": {"address": str(self.settings.metrics_addr) if self.settings.metrics_addr else None,
                         "serving": self.metrics_server is not None, "error": self.metrics_error},
+            "console": {"address": str(self.settings.console_addr) if self.settings.console_addr else None,
+                        "serving": self.console_stop is not None, "error": self.console_error},
         })
 
+    def _serve_console(self) -> None:
+        """The web console, read-only, on ``console_addr`` (off by default); a port in use is logged, not fatal."""
+        address = self.settings.console_addr
+        if address is None or self.console is None:
+            return
+        try:
+            self.console_stop = self.console(self.store.location, address.host, address.port)
+        except OSError as error:
+            self.console_error = f"cannot listen on {address}: {error.strerror or error}"
+            log.error("console: %s; the web console is NOT served (set console_addr to a free HOST:PORT or off, "
+                      "and restart); reconciling goes on", self.console_error)
+            return
+        log.info("console: serving the web console (read-only) at http://%s/", address)
 
-def run_daemon(*, interval: float | None, policy: ReconcilePolicy, handshake_fd: int | None) -> int:
+
+#: Starts the web console on (store location, host, port) on a thread; returns how to stop it; OSError if it cannot
+#: listen. The entry point passes it in: the console is an entry point, above this layer.
+ConsoleStarter = Callable[[Any, str, int], Callable[[], None]]
+
+
+def run_daemon(*, interval: float | None, policy: ReconcilePolicy, handshake_fd: int | None,
+               console: ConsoleStarter | None = None) -> int:
     """Take the store's daemon lock and reconcile until told to stop; the exit status.
 
-    ``interval`` None: the configured ``reconcile_interval``.
+    ``interval`` None: the configured ``reconcile_interval``. ``console`` serves
+    the web console where ``console_addr`` says.
     """
     import psutil
 
@@ -357,7 +387,7 @@ def run_daemon(*, interval: float | None, policy: ReconcilePolicy, handshake_fd:
     try:
         daemon = Daemon(store, files, interval=interval or settings.reconcile_interval, policy=policy,
                         reopen=store_opener(location),
-                        settings=settings, lock=lock)
+                        settings=settings, lock=lock, console=console)
         return daemon.run(handshake)
     finally:
         store.close()

@@ -7,12 +7,16 @@ one line and an exit status, and ``--addr 127.0.0.1:0`` can say which port it go
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentledger.entrypoints.console.guard import Guard, is_loopback, new_token
+
+log = logging.getLogger("agentledger.console")
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -69,6 +73,22 @@ def server(location: Location, guard: Guard, sock: socket.socket) -> Any:
     app = create_app(Console(store_opener(location), guard))
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2)
     return _Server(config, sock)
+
+
+def start_in_background(location: Location, host: str, port: int) -> Callable[[], None]:
+    """The daemon's console (``console_addr``): read-only, on a thread; how to stop it. OSError if it cannot listen.
+
+    Beyond loopback every page needs a token, written to the home's ``console.token`` as the command writes it.
+    """
+    from agentledger.infrastructure.config import home_dir
+
+    address = Address(host, port)
+    guard, _, warnings = plan_guard(address, actions=False, home=home_dir())
+    for warning in warnings:
+        log.warning("console: %s (the token is in the home's console.token)", warning)
+    running = server(location, guard, bind(address))
+    running.start_thread()
+    return running.stop
 
 
 class _Server:
