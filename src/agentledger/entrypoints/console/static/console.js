@@ -38,7 +38,12 @@
       const shown = document.getElementById("position");
       if (shown) shown.textContent = String(position);
       const slider = document.getElementById("as-of-slider");
-      if (slider && Number(slider.max) < position) { slider.max = String(position); slider.value = String(position); }
+      if (slider && Number(slider.max) < position) {  // live: the thumb stays at the end of the log
+        slider.max = String(position);
+        slider.value = String(position);
+        const label = document.getElementById("as-of-shown");
+        if (label) label.textContent = "@" + position;
+      }
       if (first) { first = false; return; }  // the page was drawn at this position already
       refresh();
     });
