@@ -8,6 +8,7 @@ as ``list --as-of`` and ``status --as-of`` do, and "now" is that moment.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -71,7 +72,12 @@ class SessionQuery:
 
 
 def sessions(at: Moment, query: SessionQuery) -> dict[str, Any]:
-    """``list``'s rows (``list --all`` by default), filtered, sorted, and one page of them."""
+    """``list``'s rows (``list --all`` by default), filtered, sorted, and one page of them drawn.
+
+    Filtering and sorting read the rows as they come from the read models;
+    only the page's rows are turned into what the table shows, so 10,000
+    sessions cost one query and a sort, not 10,000 rows of formatting.
+    """
     from agentledger.projections.listing import select
     from agentledger.projections.queries import list_sessions
 
@@ -80,19 +86,37 @@ def sessions(at: Moment, query: SessionQuery) -> dict[str, Any]:
                          group=query.group, adapter=query.adapter)
     filters = [*query.filters, *[(key, value) for key, value in (("host", query.host), ("label", query.label)) if value]]
     rows = select(rows, filters, now=at.now, last=None)
-    shown = [session_row(r, at.now) for r in rows]
     if query.text:
         needle = query.text.casefold()
-        shown = [r for r in shown if needle in r["haystack"]]
+        rows = [r for r in rows if needle in _haystack(r)]
     if query.sort != "started" or not query.descending:
-        key = SORTS.get(query.sort, "started_at")  # an unknown column sorts as the default
-        shown.sort(key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0), reverse=query.descending)
-        if query.descending:  # keep the rows without a value last either way
-            shown.sort(key=lambda r: r[key] is None)
-    pages = max(1, -(-len(shown) // PAGE_SIZE))
+        rows = _sorted(rows, query.sort, descending=query.descending, now=at.now)
+    pages = max(1, -(-len(rows) // PAGE_SIZE))
     page = min(max(1, query.page), pages)
-    return {"rows": shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE], "total": len(shown), "page": page,
-            "pages": pages, "query": query}
+    shown = [session_row(r, at.now) for r in rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]]
+    return {"rows": shown, "total": len(rows), "page": page, "pages": pages, "query": query}
+
+
+def _haystack(r: Any) -> str:
+    """What the text filter looks in: the id, the name, the command and the working directory."""
+    import orjson
+
+    return " ".join(str(v) for v in (r["id"], r["name"], " ".join(orjson.loads(r["argv"])), r["cwd"]) if v).casefold()
+
+
+def _sorted(rows: list[Any], column: str, *, descending: bool, now: float) -> list[Any]:
+    """``rows`` by a column of the table (an unknown one: by start); rows without a value last either way."""
+    from agentledger.projections.listing import ran_for
+    from agentledger.projections.queries import current_status
+
+    computed: dict[str, Callable[[Any], Any]] = {"status": lambda r: current_status(r, now),
+                                                 "ran_for": lambda r: ran_for(r, now)}
+    key = SORTS.get(column, "started_at")
+    value = computed.get(key) or (lambda r: r[key])
+    present = [(v, r) for r in rows if (v := value(r)) is not None]
+    absent = [r for r in rows if value(r) is None]
+    present.sort(key=lambda pair: pair[0], reverse=descending)
+    return [r for _, r in present] + absent
 
 
 def session_row(r: Any, now: float) -> dict[str, Any]:
@@ -115,7 +139,6 @@ def session_row(r: Any, now: float) -> dict[str, Any]:
         "ran_for": ran_for(r, now), "ran": format_duration(ran_for(r, now)),
         "fuse": fuse_text(r, now), "outcome": outcome_text(r) or "", "exit_code": r["exit_code"],
         "reason": r["stop_reason"] or "", "command": command,
-        "haystack": " ".join(str(v) for v in (r["id"], r["name"], command, r["cwd"]) if v).casefold(),
     }
 
 
