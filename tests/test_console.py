@@ -299,3 +299,17 @@ def test_a_daemon_whose_console_port_is_taken_reconciles_and_says_so(cli, daemon
         status = wait_for(lambda: "Console" in (out := cli("daemon", "status").stdout) and out)
     assert "Console          NOT SERVED: cannot listen on 127.0.0.1:" in status
     assert "Address already in use" in status
+
+
+def test_a_long_history_shows_its_last_records_and_says_so(cli, console, monkeypatch) -> None:
+    from agentledger.entrypoints.console import pages
+
+    session_id = cli.launch("sleep", "30")
+    for _ in range(3):
+        cli("heartbeat", session_id)
+    monkeypatch.setattr(pages, "HISTORY_SHOWN", 2)
+    text = console().get(f"/s/{session_id}").text
+    table = text.split('id="history"', 1)[1]
+    assert table.count("<tr data-position") == 2 and "Heartbeat" in table and "Launched" not in table
+    assert "The last 2 of 5 records" in text
+    cli("stop", session_id)

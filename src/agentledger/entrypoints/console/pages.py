@@ -25,6 +25,8 @@ SORTS = {"started": "started_at", "name": "name", "status": "status", "adapter":
          "stopped": "stopped_at", "ran": "ran_for", "exit": "exit_code"}
 #: How many recent messages or output lines a session page shows.
 TAIL = 20
+#: The history table's last rows: a session with 10,000 heartbeats is a page, not a download (the CLI has them all).
+HISTORY_SHOWN = 500
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,7 @@ def session(store: Store, at: Moment, text: str, machine: Any) -> dict[str, Any]
     moment_at = datetime.fromtimestamp(at.now, timezone.utc)
     page: dict[str, Any] = {
         "row": session_row(row, at.now), "facts": [(k, v) for k, v in session_pairs(row, at.now) if v is not None],
-        "history": _history(store, entries, moment_at, session_id), "timeline": _timeline(session_id, entries, moment_at),
+        **_history(store, entries, moment_at, session_id), "timeline": _timeline(session_id, entries, moment_at),
         "resumed_from": row["resumed_from"], "resumed_by": resumed_by(at.db, session_id),
         "why": None, "tail": None,
     }
@@ -189,12 +191,14 @@ def session(store: Store, at: Moment, text: str, machine: Any) -> dict[str, Any]
     return page
 
 
-def _history(store: Store, entries: list[Any], now: datetime, session_id: str) -> list[dict[str, Any]]:
+def _history(store: Store, entries: list[Any], now: datetime, session_id: str) -> dict[str, Any]:
+    """``history``'s records (its last :data:`HISTORY_SHOWN`), and how many there are in all."""
     from agentledger.bootstrap import directory_locks
     from agentledger.projections.history import history_records, with_lock_facts
 
     records = history_records(entries, now)
-    return with_lock_facts(records, directory_locks(lambda: store).facts_of_session(session_id))
+    records = with_lock_facts(records, directory_locks(lambda: store).facts_of_session(session_id))
+    return {"history": records[-HISTORY_SHOWN:], "history_total": len(records)}
 
 
 def _timeline(session_id: str, entries: list[Any], now: datetime) -> str | None:
