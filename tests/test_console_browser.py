@@ -109,6 +109,7 @@ def test_a_session_lives_and_ends_on_the_open_pages_and_the_time_control_goes_ba
         assert page.evaluate("window.__sameDocument") is True, "the session page was reloaded"
         assert "exited by itself with exit code 3" in page.locator("#why").inner_text()
         assert page.locator("#timeline svg").count() == 1
+        assert page.locator("#actions").is_hidden()  # nothing left to stop
         _shot(page, "session", tmp_path, full_page=True)
 
         history = cli.json_lines("history", session_id)

@@ -22,6 +22,8 @@
           live.querySelectorAll("details").forEach((d) => {
             if (open.includes(d.querySelector("summary")?.textContent)) d.open = true;
           });
+          const actions = document.getElementById("actions");  // outside: what is typed there survives a redraw
+          if (actions && live.querySelector('#session-title [data-status="stopped"]')) actions.hidden = true;
           body.dataset.refreshed = String(Date.now());
         }
       } catch (e) { /* the next event or tick tries again */ }
