@@ -56,6 +56,17 @@ def test_the_sessions_page_lists_every_session_newest_first_with_list_words(cli,
     cli("stop", running)
 
 
+def test_the_host_filter_counts_and_pages_in_the_read_models(cli, console) -> None:
+    from agentledger.infrastructure.host import host_name
+
+    ids = [cli.launch("true") for _ in range(2)]
+    client = console()
+    here = client.get("/", params={"host": host_name()}).text
+    assert _rows(here) == ids[::-1] and "2 sessions" in here
+    elsewhere = client.get("/", params={"host": "no-such-host"}).text
+    assert _rows(elsewhere) == [] and "0 sessions" in elsewhere and "No session matches" in elsewhere
+
+
 def test_a_long_list_is_paged(cli, console, monkeypatch) -> None:
     from agentledger.entrypoints.console import pages
 

@@ -134,14 +134,34 @@ def current_status(row: Row, now: float) -> str:
 
 def list_sessions(
     db: Queryable, *, include_stopped: bool, status: str | None, now: float, group: str | None = None,
-    adapter: str | None = None,
+    adapter: str | None = None, host: str | None = None, limit: int | None = None, offset: int = 0,
 ) -> list[Row]:
-    """Sessions newest first: not-stopped ones by default, all with ``include_stopped``; only ``group``'s and
-    ``adapter``'s if given."""
-    params: dict[str, Any] = {"now": now, "group": group, "adapter": adapter, "stopped": SessionStatus.STOPPED.value}
-    conditions = ["group_name = :group"] if group is not None else []
-    if adapter is not None:
-        conditions.append("adapter = :adapter")
+    """Sessions newest first: not-stopped ones by default, all with ``include_stopped``; only ``group``'s,
+    ``adapter``'s and ``host``'s if given; ``limit`` of them from ``offset`` (a page) if given."""
+    where, params = _sessions_where(include_stopped=include_stopped, status=status, now=now, group=group,
+                                    adapter=adapter, host=host)
+    page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
+    return db.execute(f"{_SESSIONS}{where} ORDER BY started_at DESC{page}", params).fetchall()
+
+
+def count_sessions(
+    db: Queryable, *, include_stopped: bool, status: str | None, now: float, group: str | None = None,
+    adapter: str | None = None, host: str | None = None,
+) -> int:
+    """How many sessions :func:`list_sessions` would list without a limit."""
+    where, params = _sessions_where(include_stopped=include_stopped, status=status, now=now, group=group,
+                                    adapter=adapter, host=host)
+    row = db.execute(f"SELECT count(*) AS n FROM sessions s LEFT JOIN hosts h ON h.host_name = s.host{where}",
+                     params).fetchone()
+    return int(row["n"])
+
+
+def _sessions_where(*, include_stopped: bool, status: str | None, now: float, group: str | None,
+                    adapter: str | None, host: str | None) -> tuple[str, dict[str, Any]]:
+    params: dict[str, Any] = {"now": now, "group": group, "adapter": adapter, "host": host,
+                              "stopped": SessionStatus.STOPPED.value}
+    conditions = [f"{column} = :{key}" for column, key in (("group_name", "group"), ("adapter", "adapter"),
+                                                            ("s.host", "host")) if params[key] is not None]
     if status is not None:
         try:
             conditions.append(_STATUS_WHERE[SessionStatus(status)])
@@ -150,8 +170,7 @@ def list_sessions(
             raise UsageError(f"unknown status {status!r} (one of: {known})") from None
     elif not include_stopped:
         conditions.append("status != :stopped")
-    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    return db.execute(f"{_SESSIONS}{where} ORDER BY started_at DESC", params).fetchall()
+    return (f" WHERE {' AND '.join(conditions)}" if conditions else ""), params
 
 
 def get_session(db: Queryable, session_id: str) -> Row:
