@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from conftest import dead_identity, record, wait_for
+from console_server import console_client
 from starlette.testclient import TestClient
 from test_audit import faulty_stop_under_a_live_fuse
 
@@ -26,16 +26,7 @@ HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
 
-@contextmanager
-def console(guard: Guard | None = None) -> Iterator[TestClient]:
-    """A client of a console over this test's store; its log watch runs while the block does."""
-    from agentledger.bootstrap import configured_location, store_opener
-    from agentledger.entrypoints.console.app import create_app
-    from agentledger.entrypoints.console.state import Console
-
-    app = create_app(Console(store_opener(configured_location()), guard or Guard(token=None, actions=False)))
-    with TestClient(app) as client:
-        yield client
+console = console_client  # a client of a console over this test's store; its log watch runs while the block does
 
 
 def main(page: Any) -> str:
@@ -130,6 +121,13 @@ def test_hosts_page_says_each_hosts_state_in_words_and_escapes_its_name(cli, sto
 # -- webhooks ---------------------------------------------------------------------
 
 
+def stopped_with_a_dead_delivery(cli: Any, store: Any) -> int:
+    """A session that ran and stopped, its hooks enqueued, the first of them dead: that delivery's id."""
+    sid = cli.launch("true", options=("--no-lock",))
+    wait_for(lambda: cli.json("status", sid)["status"] == "stopped")
+    return dead_delivery(store)[0]
+
+
 def dead_delivery(store: Any, endpoint: str = "hooks") -> tuple[int, int]:
     """Every hook of the log enqueued for ``endpoint``; the first dead-lettered as the daemon does it.
     Its id, and how many deliveries there are."""
@@ -172,9 +170,7 @@ def test_webhooks_page_lists_deliveries_highlights_the_dead_and_filters(cli, sto
 
 
 def test_a_dead_delivery_is_retried_only_by_a_token_holder_with_the_forms_csrf(cli, store):
-    sid = cli.launch("true", options=("--no-lock",))
-    wait_for(lambda: cli.json("status", sid)["status"] == "stopped")
-    dead, _ = dead_delivery(store)
+    dead = stopped_with_a_dead_delivery(cli, store)
     guard = Guard(token="t", actions=True)
     with console(guard) as client:
         anonymous = main(client.get("/webhooks"))
@@ -201,9 +197,7 @@ def test_a_dead_delivery_is_retried_only_by_a_token_holder_with_the_forms_csrf(c
 
 
 def test_with_actions_off_even_a_token_holder_sees_no_retry(cli, store):
-    sid = cli.launch("true", options=("--no-lock",))
-    wait_for(lambda: cli.json("status", sid)["status"] == "stopped")
-    dead, _ = dead_delivery(store)
+    dead = stopped_with_a_dead_delivery(cli, store)
     guard = Guard(token="t", actions=False)
     with console(guard) as client:
         client.cookies.set(COOKIE, "t")
