@@ -292,3 +292,12 @@ def test_on_postgres_the_daemon_keeps_the_read_models_current_between_passes(dae
     head = store.ledger.recorder.max_notification_id()
     wait_for(lambda: tracked_position(store.db) >= head, timeout=60)
     assert store.db.execute("SELECT status FROM sessions WHERE id = ?", (sid.hex,)).fetchone()[0] == "running"
+
+
+@pytest.mark.sqlite_only  # the store is a server that is not there whichever backend the test has
+def test_daemon_status_says_the_store_is_unreachable_rather_than_failing(cli, monkeypatch):
+    monkeypatch.setenv("AGENTLEDGER_DB", "postgresql://postgres@127.0.0.1:1/test")  # nothing listens there
+    result = cli("daemon", "status", "--json", check=False)
+    assert result.returncode == 3, result.stderr  # not running: said, not an error
+    report = json.loads(result.stdout)
+    assert report["running"] is False and report["store_unreachable"]

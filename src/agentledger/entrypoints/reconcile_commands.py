@@ -250,7 +250,7 @@ def _daemon_status(context: Context, args: argparse.Namespace) -> int:
     from agentledger.entrypoints.render import key_values, write_json
     from agentledger.infrastructure.settings import store_location
 
-    report, elsewhere = daemon_report(context.store)
+    report, elsewhere = daemon_report(lambda: context.store)  # opened where an outage is reported
     if args.json:
         write_json(report)
         return 0 if report["running"] else NOT_RUNNING
@@ -265,13 +265,14 @@ def _daemon_status(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def daemon_report(store: Store) -> tuple[dict[str, Any], str | None]:
+def daemon_report(store: Callable[[], Store]) -> tuple[dict[str, Any], str | None]:
     """What ``daemon status --json`` writes, gathered once for the command and the console; and the home of
     a daemon found through the store's lock when it is not this home (its status file and log are there,
     so the text names that home rather than our log; the JSON has never said it).
 
-    Needs only the store (not a ``Context``): the console calls it with its own. A store that is away is
-    reported (``store_unreachable``), not raised, so the status still says what the daemon last knew.
+    Needs only a way to the store (not a ``Context``): the console gives its own. A store that is away
+    (opening it, or asking it) is reported (``store_unreachable``), not raised, so the status still says
+    what the daemon last knew.
     """
     from datetime import datetime
 
@@ -297,7 +298,7 @@ def daemon_report(store: Store) -> tuple[dict[str, Any], str | None]:
     return report, elsewhere
 
 
-def _guard_state(store: Store) -> tuple[dict[str, Any] | None, str | None]:
+def _guard_state(store: Callable[[], Store]) -> tuple[dict[str, Any] | None, str | None]:
     """This host's mass-stop guard if it holds stops, and why the store could not be asked (None: it could)."""
     from agentledger.application.errors import StoreError
     from agentledger.application.reconciling import load_guard
@@ -305,7 +306,7 @@ def _guard_state(store: Store) -> tuple[dict[str, Any] | None, str | None]:
     from agentledger.infrastructure.store_faults import is_connection_error
 
     try:
-        guard = load_guard(store.ledger, host_name())
+        guard = load_guard(store().ledger, host_name())
     except Exception as error:  # the store is away: say so, and say what the daemon last knew
         if not (isinstance(error, StoreError) or is_connection_error(error)):
             raise

@@ -121,7 +121,6 @@ def daemon_page(console: Console, request: Request) -> Response:
 
     from agentledger.entrypoints.reconcile_commands import daemon_pairs, daemon_report
 
-    store = console.store()
-    report, elsewhere = daemon_report(store)
-    pairs = daemon_pairs(report, time.time(), store_url=store.location.url, elsewhere=elsewhere)
+    report, elsewhere = daemon_report(console.store)
+    pairs = daemon_pairs(report, time.time(), store_url=console.store().location.url, elsewhere=elsewhere)
     return console.render(request, "daemon.html", title="Daemon", report=report, pairs=pairs)
