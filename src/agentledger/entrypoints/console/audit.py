@@ -119,7 +119,7 @@ def daemon_page(console: Console, request: Request) -> Response:
     """``agentledger daemon status``: the same report, in the same words, as a definition list."""
     import time
 
-    from agentledger.entrypoints.reconcile_commands import daemon_pairs, daemon_report
+    from agentledger.entrypoints.daemon_status import daemon_pairs, daemon_report
 
     report, elsewhere = daemon_report(console.store)
     pairs = daemon_pairs(report, time.time(), store_url=console.store().location.url, elsewhere=elsewhere)
