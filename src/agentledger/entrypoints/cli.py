@@ -494,7 +494,7 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
     filters = parse_filters(args.filter)
     db, now = context.read_models(args.as_of)
     rows = list_sessions(db, include_stopped=args.all, status=args.status, now=now, group=args.group,
-                         adapter=args.adapter)
+                         adapter=args.adapter, limit=None if filters else args.last)  # -n N: N rows read, not all
     rows = select(rows, filters, now=now, last=args.last)
     if args.count:
         print(len(rows))
