@@ -73,6 +73,11 @@ def test_since_and_session_filter_the_stream(cli, store):
         (first.hex, 1), (first.hex, 2), (second.hex, 3), (second.hex, 4), (first.hex, 5)]
     assert [e["position"] for e in events(cli, "--since", "3")] == [4, 5]
     assert [e["position"] for e in events(cli, "--since", "99")] == []
+    assert [e["position"] for e in events(cli, "--limit", "2")] == [1, 2]
+    assert [e["position"] for e in events(cli, "--since", "1", "-n", "3", "--session", first.hex)] == [2, 5]
+    assert events(cli, "--limit", "0") == []
+    followed = cli("events", "--follow", "--limit", "2", timeout=60).stdout.splitlines()  # ends by itself
+    assert [json.loads(line)["position"] for line in followed] == [1, 2]
     mine = events(cli, "--session", first.hex[:8])
     assert [(e["position"], e["type"]) for e in mine] == [(1, "Launched"), (2, "FuseSet"), (5, "Heartbeat")]
     assert [e["position"] for e in events(cli, "--session", second.hex, "--since", "3")] == [4]

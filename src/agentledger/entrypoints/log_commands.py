@@ -32,6 +32,8 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--session", metavar="ID",
                    help="only this session's events: its id, a unique prefix of its id, or its name "
                         "(default: every session's)")
+    p.add_argument("-n", "--limit", type=types.count, default=None, metavar="N",
+                   help="stop after N events (with --follow too); reads no further than it prints (default: all)")
     p.add_argument("-f", "--follow", action="store_true",
                    help=f"keep printing new events as they are appended (polled every {POLL_INTERVAL * 1000:.0f}ms) "
                         "until interrupted")
@@ -55,7 +57,9 @@ def cmd_events(context: Context, args: argparse.Namespace) -> int:
 
     store = context.store
     session = UUID(context.resolve(args.session)) if args.session else None
-    emit = _emitter(flush_each=args.follow)
+    if args.limit == 0:
+        return 0
+    emit = _emitter(flush_each=args.follow, limit=args.limit)
     if args.follow:  # SIGTERM ends the stream as Ctrl-C does: quietly, exit 0
         signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -77,6 +81,8 @@ def cmd_events(context: Context, args: argparse.Namespace) -> int:
                 if session is None or entry.originator_id == session:
                     emit(entry)
                 last = entry.position
+    except _Enough:  # --limit reached
+        sys.stdout.flush()
     except KeyboardInterrupt:
         if not args.follow:
             raise
@@ -94,18 +100,28 @@ def _reader_gone() -> bool:
     return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
 
 
-def _emitter(*, flush_each: bool) -> Callable[[Any], None]:
-    """Writes one entry as a JSON line; flushed at once when following, so a reader sees it now."""
+class _Enough(Exception):
+    """``--limit`` events are out: the reading stops where it is."""
+
+
+def _emitter(*, flush_each: bool, limit: int | None) -> Callable[[Any], None]:
+    """Writes one entry as a JSON line; flushed at once when following, so a reader sees it now; raises
+    :class:`_Enough` once ``limit`` entries are written."""
     import orjson
 
     from agentledger.projections.export import entry_json
 
     out = sys.stdout.buffer
+    written = 0
 
     def emit(entry: Any) -> None:
+        nonlocal written
         out.write(orjson.dumps(entry_json(entry)) + b"\n")
         if flush_each:
             out.flush()
+        written += 1
+        if limit is not None and written >= limit:
+            raise _Enough
 
     return emit
 
