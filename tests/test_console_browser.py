@@ -123,6 +123,11 @@ def test_a_session_lives_and_ends_on_the_open_pages_and_the_time_control_goes_ba
         assert "running" in page.locator("#session-title").inner_text()
         assert page.locator("#outcome").count() == 0
         _shot(page, "time-travel", tmp_path, full_page=True)
+        assert page.evaluate("document.activeElement.id") == "as-of-slider"  # the keys step on from here
+        with page.expect_navigation():
+            page.keyboard.press("ArrowRight")
+        page.locator(".past-label").wait_for()
+        assert f"@{shown_at + 1}" in page.locator("#as-of").input_value()
 
         page.goto(console.url)
         row = _row(page, session_id, "stopped")

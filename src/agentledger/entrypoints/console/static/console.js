@@ -64,8 +64,13 @@
     slider.addEventListener("change", () => {
       if (slider.value === slider.max && !box.value) return;  // already live
       box.value = "@" + slider.value;
+      sessionStorage.setItem("agentledger-slider", "1");  // the next page gives the slider its focus back
       form.submit();
     });
+    if (sessionStorage.getItem("agentledger-slider")) {  // stepping with the arrow keys: one position a press
+      sessionStorage.removeItem("agentledger-slider");
+      slider.focus();
+    }
   }
 
   follow();
