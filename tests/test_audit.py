@@ -139,6 +139,30 @@ def test_history_shows_the_status_after_each_event_and_where_the_fuse_lapsed(cli
     assert "STATUS" in table and "fuse-lapsed" in table
 
 
+def test_history_tail_since_and_limit_are_windows_of_the_whole_history(cli, store, spawn):
+    from agentledger.application.clock import utc_now
+
+    sid = record(store, processes.identity_of(spawn("sleep", "60").pid), fuse_ttl=3600, lapsed=False)
+    for _ in range(450):  # past two snapshots (every 200 events)
+        store.ledger.change(sid, lambda s: s.heartbeat(source="test", now=utc_now()))
+    whole = cli.json_lines("history", sid.hex)
+
+    def same(window, expected):
+        assert [(r["version"], r["position"], r["type"], r["status"], r["marks"], r["summary"]) for r in window] == [
+            (r["version"], r["position"], r["type"], r["status"], r["marks"], r["summary"]) for r in expected]
+        assert [r["delta"] for r in window[1:]] == [r["delta"] for r in expected[1:]]
+
+    same(cli.json_lines("history", sid.hex, "--tail", "5"), whole[-5:])
+    same(cli.json_lines("history", sid.hex, "--tail", "250"), whole[-250:])  # from before a snapshot
+    since = whole[100]["position"]
+    same(cli.json_lines("history", sid.hex, "--since", str(since)), whole[101:])
+    same(cli.json_lines("history", sid.hex, "--limit", "3"), whole[:3])
+    same(cli.json_lines("history", sid.hex, "--since", str(since), "--limit", "2"), whole[101:103])
+    assert cli.json_lines("history", sid.hex, "--tail", "1000") == whole
+    assert cli.json_lines("history", sid.hex, "--tail", "0") == []
+    assert "Heartbeat" in cli("history", sid.hex, "--tail", "1").stdout
+
+
 # -- time travel -------------------------------------------------------------------
 
 

@@ -56,6 +56,15 @@ class Ledger(Application[UUID]):
         except AggregateNotFoundError:
             raise SessionNotFound(f"no session {session_id.hex}") from None
 
+    def session_at(self, session_id: UUID, version: int) -> Session:
+        """The session as it stood at ``version``: from the snapshot before it and the events after, not a replay
+        of them all (``history --tail``)."""
+        try:
+            aggregate: Session = self.repository.get(session_id, version=version)
+        except AggregateNotFoundError:
+            raise SessionNotFound(f"no session {session_id.hex}") from None
+        return aggregate
+
     def session_events(self, session_id: UUID) -> list[Any]:
         return list(self.events.get(session_id))
 

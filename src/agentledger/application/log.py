@@ -83,10 +83,11 @@ def read_log(ledger: Ledger, *, after: int = 0, upto: int | None = None) -> Iter
         position = page[-1].id
 
 
-def session_log(ledger: Ledger, session_id: UUID, positions: dict[int, int], *, upto_version: int | None = None
-                ) -> list[LogEntry]:
-    """One session's events in version order (``positions`` maps version to log position)."""
-    stored = ledger.recorder.select_events(session_id, lte=upto_version)
+def session_log(ledger: Ledger, session_id: UUID, positions: dict[int, int], *, upto_version: int | None = None,
+                after_version: int | None = None) -> list[LogEntry]:
+    """One session's events in version order (``positions`` maps version to log position), those after
+    ``after_version`` only if given."""
+    stored = ledger.recorder.select_events(session_id, gt=after_version, lte=upto_version)
     return [decode(ledger.mapper, s, positions.get(s.originator_version)) for s in stored]
 
 

@@ -133,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("history", "a session's events in log order")
     session_arg(p)
+    p.add_argument("--tail", type=types.count, default=None, metavar="N",
+                   help="only its last N events (read from its latest snapshot on: as fast for 100,000 events as "
+                        "for 10)")
+    p.add_argument("--since", type=types.log_position, default=None, metavar="POSITION",
+                   help="only its events after this log position")
+    p.add_argument("--limit", type=types.count, default=None, metavar="N",
+                   help="at most N events (the first N of those --since or --tail leave)")
     json_flag(p)
 
     p = command("db", "manage the store")
@@ -591,19 +598,25 @@ def cmd_history(context: Context, args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
     from uuid import UUID
 
-    from agentledger.application.log import session_log
+    from agentledger.bootstrap import directory_locks
     from agentledger.entrypoints.render import table, write_json_lines
-    from agentledger.projections.history import history_records
+    from agentledger.projections.history import history_records, with_lock_facts
 
     session_id = context.resolve(args.session)
     store = context.store
-    entries = session_log(store.ledger, UUID(session_id), store.event_positions(session_id))
-    records = history_records(entries, datetime.now(timezone.utc))
-    records += _workspace_history(store, entries, records)
-    from agentledger.bootstrap import directory_locks
-    from agentledger.projections.history import with_lock_facts
-
-    records = with_lock_facts(records, directory_locks(lambda: store).facts_of_session(session_id))
+    start, entries = _history_window(store, UUID(session_id), tail=args.tail, since=args.since)
+    records = history_records(entries, datetime.now(timezone.utc), start=start)
+    if args.limit is not None:
+        records = _first_events(records, args.limit)
+    whole = start is None and args.limit is None  # from its Launched to its latest: the rows that follow it too
+    launched = start if start is not None else entries[0].event if entries and entries[0].event else None
+    if whole or (args.limit is None and records):
+        records += [r for r in _workspace_history(store, session_id, launched, records)
+                    if args.since is None or (r["position"] or 0) > args.since]
+    facts = directory_locks(lambda: store).facts_of_session(session_id)
+    if not whole:  # a window: the lock rows within it
+        facts = [f for f in facts if records and _within(f["at"].isoformat(), records, open_end=args.limit is None)]
+    records = with_lock_facts(records, facts)
     for entry in entries:
         if entry.error is not None:
             sys.stderr.write(f"agentledger: warning: {entry.describe_error()}\n")
@@ -619,15 +632,55 @@ def cmd_history(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _workspace_history(store: Store, entries: list[Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _history_window(store: Store, session_id: Any, *, tail: int | None, since: int | None) -> tuple[Any, list[Any]]:
+    """The session as it stood before the events ``history`` shows (None: from its start), and those events.
+
+    ``--tail N`` reads the last N events and the state before them from the
+    latest snapshot on (the event store's), never the whole stream.
+    """
+    from agentledger.application.log import replay_state, session_log
+
+    hex_id = session_id.hex
+    after = 0
+    if since is not None:
+        after = max((v for v, p in store.event_positions(hex_id).items() if p <= since), default=0)
+    if tail is not None:
+        after = max(after, store.ledger.session(session_id).version - tail)
+    entries = session_log(store.ledger, session_id, store.event_positions(hex_id, after), after_version=after or None)
+    if not after:
+        return None, entries
+    try:
+        return store.ledger.session_at(session_id, after), entries
+    except Exception:  # noqa: BLE001 - an event it cannot read before the window: the readable ones, replayed
+        return replay_state(session_log(store.ledger, session_id, {}, upto_version=after)), entries
+
+
+def _within(at: str, records: list[dict[str, Any]], *, open_end: bool) -> bool:
+    """Is ``at`` (ISO) at or after the first record's time, and before the last's unless the window runs to now?"""
+    return (records[0]["time"] or "") <= at and (open_end or at <= (records[-1]["time"] or ""))
+
+
+def _first_events(records: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """``records`` up to and including the ``count``-th event's (the markers between them kept)."""
+    seen = 0
+    for index, record in enumerate(records):
+        if record["type"] is not None:
+            seen += 1
+            if seen > count:
+                return records[:index]
+    return records
+
+
+def _workspace_history(store: Store, session_id: str, launched: Any, records: list[dict[str, Any]]
+                       ) -> list[dict[str, Any]]:
     """A worktree session's Workspace events (merged, removed, checked), which follow its own in the log."""
-    if not any(e.event is not None and getattr(e.event, "workspace", None) for e in entries[:1]):
+    if not getattr(launched, "workspace", None):
         return []
     from agentledger.application.log import session_log
     from agentledger.domain.workspace import workspace_id
     from agentledger.projections.history import workspace_records
 
-    ws_id = workspace_id(entries[0].originator_id.hex)
+    ws_id = workspace_id(session_id)
     found = session_log(store.ledger, ws_id, store.event_positions(ws_id.hex))
     for entry in found:
         if entry.error is not None:

@@ -188,10 +188,11 @@ class PostgresStore(StorePorts):
         finally:
             connection.close()
 
-    def event_positions(self, session_id_hex: str) -> dict[int, int]:
+    def event_positions(self, session_id_hex: str, after_version: int = 0) -> dict[int, int]:
         rows = self.db.execute(
-            f"SELECT originator_version, notification_id FROM {self.events_table} WHERE originator_id = ?",
-            (session_id_hex,),
+            f"SELECT originator_version, notification_id FROM {self.events_table}"
+            " WHERE originator_id = ? AND originator_version > ?",
+            (session_id_hex, after_version),
         )
         return dict(rows.fetchall())
 

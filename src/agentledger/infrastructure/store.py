@@ -71,11 +71,11 @@ class SqliteStore(StorePorts):
 
         return kernel_clock()
 
-    def event_positions(self, session_id_hex: str) -> dict[int, int]:
-        """Log position (notification id) of each of a session's events, by version."""
+    def event_positions(self, session_id_hex: str, after_version: int = 0) -> dict[int, int]:
+        """Log position (notification id) of each of a session's events (after ``after_version``), by version."""
         rows = self.db.execute(
-            "SELECT originator_version, rowid FROM stored_events WHERE originator_id = ?",
-            (session_id_hex,),
+            "SELECT originator_version, rowid FROM stored_events WHERE originator_id = ? AND originator_version > ?",
+            (session_id_hex, after_version),
         )
         return dict(rows.fetchall())
 

@@ -22,10 +22,14 @@ from agentledger.domain.vocabulary import SessionStatus
 _ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 
 
-def history_records(entries: list[LogEntry], now: datetime) -> list[dict[str, Any]]:
-    """One record per event in version order, with marker records where a fuse lapsed."""
+def history_records(entries: list[LogEntry], now: datetime, start: Session | None = None) -> list[dict[str, Any]]:
+    """One record per event in version order, with marker records where a fuse lapsed.
+
+    ``start``: the session as it stood before the first of ``entries`` (``history --tail``: the
+    aggregate at that version, from a snapshot), None when they begin with its ``Launched``.
+    """
     records: list[dict[str, Any]] = []
-    session: Session | None = None
+    session: Session | None = start
     previous: datetime | None = None
     status: str | None = None
     for index, entry in enumerate(entries):
