@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING
 from agentledger.application.log import Applied, LogEntry, read_log
 from agentledger.application.retry import retry_while_locked
 from agentledger.infrastructure.store_faults import classify
-from agentledger.projections.sessions import PROJECTION_NAME, SessionsProjection
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Cursor, Queryable, Store
+
+#: The read models' row in ``projection_tracking``: how far into the log they are.
+PROJECTION_NAME = "sessions"
 
 READ_MODEL_TABLES = ("sessions", "fuses", "hosts", "locks")
 
@@ -66,7 +68,14 @@ def project(cursor: Cursor, entries: Iterable[LogEntry]) -> Applied:
 
 
 def _project(cursor: Cursor, entries: Iterable[LogEntry]) -> tuple[Applied, int | None]:
-    """:func:`project`, and the position of the last entry (None if there was none)."""
+    """:func:`project`, and the position of the last entry (None if there was none).
+
+    The projection (and with it the domain and ``eventsourcing``) is imported
+    here, when there is something to apply: a read command on read models that
+    are level with the log never loads it (``tests/test_startup.py``).
+    """
+    from agentledger.projections.sessions import SessionsProjection
+
     projection = SessionsProjection(cursor)
     defer = projection.defer
     applied, skipped = 0, []

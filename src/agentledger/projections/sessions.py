@@ -33,8 +33,6 @@ from agentledger.domain.vocabulary import FuseState, SessionStatus
 if TYPE_CHECKING:
     from agentledger.application.ports import Cursor
 
-PROJECTION_NAME = "sessions"
-
 
 _Handler = Callable[["SessionsProjection", Any, int], None]
 
