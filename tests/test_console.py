@@ -324,3 +324,15 @@ def test_a_long_history_shows_its_last_records_and_says_so(cli, console, monkeyp
     assert table.count("<tr data-position") == 2 and "Heartbeat" in table and "Launched" not in table
     assert "The last 2 of 5 records" in text
     cli("stop", session_id)
+
+
+@pytest.mark.sqlite_only
+def test_a_store_that_cannot_be_opened_is_one_line_on_every_page(cli, monkeypatch) -> None:
+    monkeypatch.setenv("AGENTLEDGER_DB", "sqlite:////proc/nowhere/ledger.db")
+    with console_client() as client:
+        for url in ("/", "/s/abc", "/verify", "/daemon"):
+            page = client.get(url)
+            assert page.status_code == 500 and "Traceback" not in page.text
+            assert "is in a directory that does not exist (/proc/nowhere)" in page.text
+        health = wait_for(lambda: (h := client.get("/healthz")).status_code == 503 and h.json())
+        assert "does not exist" in health["error"]

@@ -124,31 +124,41 @@ def on_a_thread(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
 
 def answer(handler: Handler, console: Console, request: Request) -> Response:
-    """``handler``'s page, with a store borrowed for it; an error as a page of one line."""
-    with console.borrowing():
-        return _page_or_error(handler, console, request)
+    """``handler``'s page, with a store borrowed for it; an error (the store's too) as a page of one line."""
+    try:
+        with console.borrowing():
+            try:
+                return handler(console, request)
+            except Exception:
+                _roll_back(console)
+                raise
+    except Exception as error:  # noqa: BLE001 - every error is a page; the console keeps serving
+        return error_page(console, request, error)
 
 
-def _page_or_error(handler: Handler, console: Console, request: Request) -> Response:
+def _roll_back(console: Console) -> None:
+    """What a failed request began must not reach the next one; a connection that cannot even roll back is
+    dropped by the pool."""
+    try:
+        console.store().db.rollback()
+    except Exception:  # noqa: BLE001 - the connection is broken
+        console.store_broken()
+
+
+def error_page(console: Console, request: Request, error: Exception) -> Response:
+    """One line saying what went wrong, with the status it deserves: the CLI's message for the CLI's errors."""
     from agentledger.domain.errors import LedgerError
     from agentledger.infrastructure.store_faults import translate
 
-    try:
-        return handler(console, request)
-    except Exception as error:  # noqa: BLE001 - every error is a page; the console keeps serving
-        known = translate(error)
-        if not isinstance(known, LedgerError):
-            import logging
+    known = translate(error)
+    if isinstance(known, LedgerError):
+        message, status = str(known), _STATUS.get(type(known).__name__, 400 if known.exit_code == 2 else 500)
+    else:
+        import logging
 
-            logging.getLogger("agentledger.console").exception("console: %s", request.url.path)
-            message, status = f"internal error: {type(error).__name__}: {error}", 500
-        else:
-            message, status = str(known), _STATUS.get(type(known).__name__, 400 if known.exit_code == 2 else 500)
-        try:  # what the failed request began must not reach the next one
-            console.store().db.rollback()
-        except Exception:  # noqa: BLE001 - the connection is broken: the pool drops the store
-            console.store_broken()
-        return console.render(request, "error.html", status_code=status, message=message, title="Error")
+        logging.getLogger("agentledger.console").exception("console: %s", request.url.path)
+        message, status = f"internal error: {type(error).__name__}: {error}", 500
+    return console.render(request, "error.html", status_code=status, message=message, title="Error")
 
 
 _STATUS = {"SessionNotFound": 404, "AmbiguousSessionId": 409}
