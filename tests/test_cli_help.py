@@ -108,3 +108,34 @@ def test_fuse_ttl_help_names_the_floor() -> None:
     assert floor == "250ms"
     for path in (("fuse", "set"), ("launch",), ("resume",)):
         assert f"at least {floor}" in " ".join(_help(*path).split()), path
+
+
+# -- one command's parser ------------------------------------------------------------------------------
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def test_the_table_of_command_modules_is_the_parsers() -> None:
+    from agentledger.entrypoints.cli import COMMAND_MODULES, OWN_COMMANDS
+
+    by_module: dict[str, list[str]] = {}
+    for name, sub in _commands(build_parser()).items():
+        by_module.setdefault(sub.get_default("handler").__module__.rsplit(".", 1)[1], []).append(name)
+    assert by_module.pop("cli") == list(OWN_COMMANDS)
+    assert {module: tuple(names) for module, names in by_module.items()} == COMMAND_MODULES
+
+
+def test_a_command_builds_only_its_own_parser_and_parses_as_the_whole_one_does() -> None:
+    from agentledger.entrypoints.cli import command_to_build
+
+    whole = build_parser()
+    for name in _commands(whole):
+        own = build_parser(name)
+        assert list(_commands(own)) == [name]
+        assert own.format_usage() != "" and _commands(own)[name].format_help() == _commands(whole)[name].format_help()
+    argv = ["list", "--all", "-n", "3"]
+    assert vars(build_parser(command_to_build(argv)).parse_args(argv)) == vars(whole.parse_args(argv))
+    assert command_to_build(["lsit"]) is None and command_to_build(["--help"]) is None  # all: argparse says why
+    assert command_to_build(["--version"]) == "" and _commands(build_parser("")) == {}

@@ -29,27 +29,61 @@ DEFAULT_GRACE = 10.0
 # -- argument parsing -----------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Which module adds which commands. ``agentledger CMD`` imports only CMD's module and builds only CMD's
+#: parser (``--help``, a typo and shell completion build them all); ``tests/test_cli_help.py`` holds this table
+#: to the parser.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "launch_commands": ("launch", "resume"), "group_commands": ("compare",), "wait_commands": ("wait",),
+    "status_commands": ("status",), "reconcile_commands": ("reconcile", "daemon"),
+    "log_commands": ("events", "timeline"), "audit_commands": ("why", "replay", "verify"),
+    "host_commands": ("hosts", "host"), "config_commands": ("config",), "webhook_commands": ("webhooks",),
+    "adapter_commands": ("adapters",), "adopt_commands": ("discover", "adopt"),
+    "worktree_commands": ("worktrees", "diff", "merge"), "lock_commands": ("lock", "unlock", "locks"),
+    "completion_commands": ("completion",), "console_commands": ("console",),
+}
+#: The commands this module adds itself.
+OWN_COMMANDS = ("stop", "heartbeat", "fuse", "fuses", "list", "logs", "history", "db")
+
+
+def command_to_build(argv: list[str]) -> str | None:
+    """The command ``argv`` runs, if it names one (then only its parser is built; "" for ``--version``: none),
+    else None (all of them)."""
+    first = argv[0] if argv else ""
+    if argv == ["--version"]:
+        return ""
+    known = first in OWN_COMMANDS or any(first in names for names in COMMAND_MODULES.values())
+    return first if known else None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line's parser; with ``only``, just that command's (the others are left out; "": none)."""
     parser = Parser(prog="agentledger", description="Launch, supervise and explain AI coding-agent sessions.")
     parser.add_argument("--version", action="version", version=f"agentledger {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
+        if only is not None and name != only:
+            return Parser(add_help=False)  # not this run's command: built on the side, never attached
         p = commands.add_parser(name, help=help, description=help)
         p.set_defaults(handler=_HANDLERS.get(name))
         return p
+
+    def add(module: str) -> None:
+        """Import ``module`` and add its commands, if one of them is wanted."""
+        if only is None or only in COMMAND_MODULES[module]:
+            import importlib
+
+            importlib.import_module(f"agentledger.entrypoints.{module}").add_parsers(command)
 
     def session_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("session", metavar="ID", help=types.SESSION_HELP)
 
     as_of_option = types.as_of_option  # worded in args.py: status_commands.py uses it too
 
-    from agentledger.entrypoints import group_commands, launch_commands, status_commands, wait_commands
-
-    launch_commands.add_parsers(command)
-    group_commands.add_parsers(command)
-    wait_commands.add_parsers(command)
+    add("launch_commands")
+    add("group_commands")
+    add("wait_commands")
 
     p = command("stop", "terminate a session's process group and record the stop")
     p.add_argument("session", nargs="?", metavar="ID", help=f"{types.SESSION_HELP}; or --group instead")
@@ -112,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     as_of_option(p)
     json_flag(p)
 
-    status_commands.add_parsers(command)
+    add("status_commands")
 
     p = command("logs", "print an agent session's recent messages, or a session's captured output")
     session_arg(p)
@@ -158,45 +192,23 @@ def build_parser() -> argparse.ArgumentParser:
     dp = db_command("info", "where the store is, its schema revision, the log's last position and how far the "
                             "read models are")
     json_flag(dp)
-    from agentledger.entrypoints.store_commands import add_copy_parser
+    if only in (None, "db"):  # db copy's parser imports the copying service
+        from agentledger.entrypoints.store_commands import add_copy_parser
 
-    add_copy_parser(db_commands)
+        add_copy_parser(db_commands)
 
-    from agentledger.entrypoints import reconcile_commands
-
-    reconcile_commands.add_parsers(command)
-    from agentledger.entrypoints import log_commands
-    log_commands.add_parsers(command)
-    from agentledger.entrypoints import audit_commands
-
-    audit_commands.add_parsers(command)
-    from agentledger.entrypoints import host_commands
-
-    host_commands.add_parsers(command)
-    from agentledger.entrypoints import config_commands
-
-    config_commands.add_parsers(command)
-    from agentledger.entrypoints import webhook_commands
-
-    webhook_commands.add_parsers(command)
-    from agentledger.entrypoints import adapter_commands
-
-    adapter_commands.add_parsers(command)
-    from agentledger.entrypoints import adopt_commands
-
-    adopt_commands.add_parsers(command)
-    from agentledger.entrypoints import worktree_commands
-
-    worktree_commands.add_parsers(command)
-    from agentledger.entrypoints import lock_commands
-
-    lock_commands.add_parsers(command)
-    from agentledger.entrypoints import completion_commands
-
-    completion_commands.add_parsers(command)
-    from agentledger.entrypoints import console_commands
-
-    console_commands.add_parsers(command)
+    add("reconcile_commands")
+    add("log_commands")
+    add("audit_commands")
+    add("host_commands")
+    add("config_commands")
+    add("webhook_commands")
+    add("adapter_commands")
+    add("adopt_commands")
+    add("worktree_commands")
+    add("lock_commands")
+    add("completion_commands")
+    add("console_commands")
     return parser
 
 
@@ -313,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:  # a bare `agentledger`: what it can do, not an error
         build_parser().print_help()
         return 0
-    args = build_parser().parse_args(types.remember(_attach_dashed_values(argv)))
+    args = build_parser(command_to_build(argv)).parse_args(types.remember(_attach_dashed_values(argv)))
     context = Context()
     try:
         return args.handler(context, args) or 0
