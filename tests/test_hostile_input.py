@@ -348,7 +348,8 @@ def test_webhooks_verify_on_any_stdin_and_arguments_is_valid_or_one_line(capsys,
 
 #: Commands that would start processes or block (launch, resume, adopt, daemon run/start, events/logs
 #: --follow, discover's process scan) get only their parse-error paths; db copy could reach a server.
-_UNSAFE_COMMANDS = {"launch", "resume", "adopt", "daemon", "discover"}
+#: Commands that start processes, or serve until interrupted (``console``: its bad input is test_console.py's).
+_UNSAFE_COMMANDS = {"launch", "resume", "adopt", "daemon", "discover", "console"}
 _UNSAFE_ACTIONS = {("db", "copy")}
 _UNSAFE_OPTIONS = {"-f", "--follow", "--handshake-fd"}
 
