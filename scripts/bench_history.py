@@ -6,7 +6,7 @@ snapshot (every 200 events), and only the last events are read and drawn.
 
     scripts/bench_history.py [--events N] [--runs R]
 
-Each run is a whole ``agentledger`` process; its CPU time (user + system) is
+Each run is a whole ``agentledger`` process (with its bytecode cached, as an installed package runs); its CPU time (user + system) is
 read from ``getrusage(RUSAGE_CHILDREN)``; the two commands alternate, and the
 medians and their ratio are printed.
 """
@@ -20,7 +20,7 @@ import subprocess
 import time
 from uuid import uuid4
 
-from benchlib import AGENTLEDGER, machine, open_temp_store
+from benchlib import AGENTLEDGER, cli_env, machine, open_temp_store
 
 BATCH = 200  # events saved at a time: a save that ends on a multiple of 200 takes the snapshot
 
@@ -45,7 +45,7 @@ def long_session(store, events: int) -> str:
 
 def cpu_of(args: list[str]) -> float:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([*AGENTLEDGER, *args], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*AGENTLEDGER, *args], check=True, stdout=subprocess.DEVNULL, env=cli_env())
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
