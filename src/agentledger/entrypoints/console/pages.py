@@ -9,7 +9,7 @@ as ``list --as-of`` and ``status --as-of`` do, and "now" is that moment.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +70,6 @@ class SessionQuery:
     sort: str = "started"
     descending: bool = True
     page: int = 1
-    filters: list[tuple[str, str]] = field(default_factory=list)
 
 
 def sessions(at: Moment, query: SessionQuery) -> dict[str, Any]:
@@ -88,15 +87,14 @@ def sessions(at: Moment, query: SessionQuery) -> dict[str, Any]:
     status = None if query.status in (None, "active") else query.status
     where: dict[str, Any] = dict(include_stopped=query.status != "active", status=status, now=at.now, group=query.group,
                  adapter=query.adapter, host=query.host)
-    if not (query.text or query.label or query.filters) and query.sort == "started" and query.descending:
+    if not (query.text or query.label) and query.sort == "started" and query.descending:
         total = count_sessions(at.db, **where)  # the newest first, as the read models keep them: one page's rows
         page, pages = _page(query.page, total)
         rows = list_sessions(at.db, **where, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
         return {"rows": [session_row(r, at.now) for r in rows], "total": total, "page": page, "pages": pages,
                 "query": query}
     rows = list_sessions(at.db, **where)
-    filters = [*query.filters, *([("label", query.label)] if query.label else [])]
-    rows = select(rows, filters, now=at.now, last=None)
+    rows = select(rows, [("label", query.label)] if query.label else [], now=at.now, last=None)
     if query.text:
         needle = query.text.casefold()
         rows = [r for r in rows if needle in _haystack(r)]

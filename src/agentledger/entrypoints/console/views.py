@@ -35,8 +35,10 @@ def sessions_page(console: Console, request: Request) -> Response:
         descending=params.get("dir", "desc") != "asc", page=_whole(params.get("page"), 1))
     at = pages.moment(console.store(), as_of(request))
     listing = pages.sessions(at, query)
-    template = "sessions_live.html" if params.get("fragment") else "sessions.html"
-    return console.render(request, template, title="Sessions", at=time_bar(console, at), listing=listing,
+    if params.get("fragment"):  # what the live page swaps in: the rows, not the filters' choices
+        return console.render(request, "sessions_live.html", at=time_bar(console, at), listing=listing,
+                              params=dict(params))
+    return console.render(request, "sessions.html", title="Sessions", at=time_bar(console, at), listing=listing,
                           choices=pages.choices(at.db), params=dict(params))
 
 
