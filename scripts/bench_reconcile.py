@@ -178,7 +178,7 @@ def main() -> None:
         print(f"  bare psutil Process(pid).create_time()            {ms(med['bare']):>8}")
         print(f"  bare psutil Process(pid)+create_time()+status()   {ms(med['full']):>8}   x{ratio['full']:.2f} bare")
         print(f"  agentledger probe() per PID, no pidfds            {ms(med['probe']):>8}   x{ratio['probe']:.2f} bare")
-        for key, label in (("cold", "pass, cold (new Reconciler, psutil + pidfd_open)"),
+        for key, label in (("cold", "pass, cold (new Reconciler, /proc read + pidfd_open)"),
                            ("warm", f"pass, warm (same Reconciler, median of {WARM_PASSES})"),
                            ("fused", "pass, 10,000 live fuses (no probe)")):
             verdict = (f"target <= {ms(TARGET_PASS)}: {'met' if med[key] <= TARGET_PASS else 'MISSED'}; "

@@ -109,3 +109,27 @@ def test_the_group_of_an_unreaped_leader_is_still_the_sessions():
         assert processes.signal_session_group(identity, signal.SIGKILL) is True
     finally:
         leader.wait()
+
+
+def test_a_process_named_with_spaces_and_parentheses_is_read_right(tmp_path):
+    """``/proc/PID/stat`` is read directly: its COMM field ("a) b (c") must not shift the fields after it."""
+    import psutil
+
+    odd = tmp_path / "a) b (c"
+    odd.symlink_to("/bin/sleep")
+    process = subprocess.Popen([str(odd), "30"])
+    try:
+        identity = processes.identity_of(process.pid)
+        assert psutil.Process(process.pid).name() == "a) b (c"
+        found, error = processes._look(process.pid)
+        assert error is None and found is not None and not found.zombie
+        assert abs(found.start_time - psutil.Process(process.pid).create_time()) < 1e-6
+        assert processes.probe(identity).alive
+        watch = processes.ProcessWatch()
+        watch.start_pass()
+        assert watch.probe(identity).alive
+        watch.close()
+    finally:
+        process.kill()
+        process.wait()
+    assert not processes.probe(identity).alive

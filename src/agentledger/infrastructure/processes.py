@@ -1,8 +1,9 @@
 """Processes as the ledger sees them: looking up a PID, signals, exit waiting.
 
 What makes a process "the session's process" is decided in
-:mod:`agentledger.domain.liveness`; this module only looks (through psutil)
-and hands what it found to that judgement.
+:mod:`agentledger.domain.liveness`; this module only looks (through psutil,
+and ``/proc/PID/stat`` itself where a pass looks at every PID) and hands what
+it found to that judgement.
 """
 
 from __future__ import annotations
@@ -40,22 +41,33 @@ def _judge(identity: ProcessIdentity, found: FoundProcess | None, error: str | N
     return judge(identity, here_host=host_name(), here_boot_id=boot_id(), found=found, error=error)
 
 
+#: ``/proc/PID/stat`` counts a process's start in these since boot (what psutil's ``create_time`` divides by too).
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 def _look(pid: int, *, pidfd: int | None = None, boot_time: float | None = None) -> tuple[FoundProcess | None, str | None]:
     """What has ``pid`` now: its start time and whether it has ended (a zombie), or nothing.
 
-    With a ``pidfd`` opened on the PID beforehand, "has it ended" is a poll of
-    that descriptor instead of a second read of ``/proc/PID/stat``; with a
+    One open and read of ``/proc/PID/stat`` (its start in clock ticks since
+    boot, and its state), not a psutil ``Process``: a cold reconcile pass
+    does this for every PID. The start time is psutil's own arithmetic
+    (boot time + ticks / ``CLOCK_TICKS``), so it compares with the one
+    :func:`identity_of` recorded. With a ``pidfd`` opened on the PID
+    beforehand, "has it ended" is a poll of that descriptor; with a
     ``boot_time`` read once for a whole pass, no read of ``/proc/stat`` either.
     """
     try:
-        process = psutil.Process(pid)
-        start = process.create_time()
-        zombie = _has_ended(pidfd) if pidfd is not None else process.status() == psutil.STATUS_ZOMBIE
-        return FoundProcess(start, psutil.boot_time() if boot_time is None else boot_time, zombie), None
-    except psutil.NoSuchProcess:  # including ZombieProcess: either way the process has ended
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except (FileNotFoundError, ProcessLookupError):
         return None, None
-    except (psutil.Error, OSError) as error:
+    except OSError as error:
         return None, f"{type(error).__name__}: {error}"
+    fields = data[data.rindex(b")") + 2:].split()  # after "PID (COMM) ": COMM may hold spaces and parentheses
+    state, start_ticks = fields[0], int(fields[19])  # the 3rd and 22nd fields (proc(5))
+    zombie = _has_ended(pidfd) if pidfd is not None else state in (b"Z", b"X")
+    boot = psutil.boot_time() if boot_time is None else boot_time
+    return FoundProcess(boot + start_ticks / CLOCK_TICKS, boot, zombie), None
 
 
 def _has_ended(pidfd: int) -> bool:
