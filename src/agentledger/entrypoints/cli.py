@@ -246,25 +246,15 @@ class Context:
         A store that refuses writes (full, read-only) can still be read: the
         read models are then as far as they got, and one line says so.
         """
-        from agentledger.infrastructure.store_faults import StoreFault, classify
-        from agentledger.projections.catchup import catch_up
+        from agentledger.projections.catchup import catch_up_if_writable
 
-        try:
-            warn_skipped(catch_up(self.store).skipped)
-        except Exception as error:
-            fault = classify(error)
-            if fault not in (StoreFault.FULL, StoreFault.READ_ONLY):
-                raise
-            self._rollback()
+        applied, fault = catch_up_if_writable(self.store)
+        if applied is not None:
+            warn_skipped(applied.skipped)
+        elif fault is not None:
             sys.stderr.write(f"agentledger: warning: the store is {fault.state}: what follows may be behind the "
                              "log (its read models cannot be brought up to date)\n")
         return self.store.db
-
-    def _rollback(self) -> None:
-        try:
-            self.store.db.rollback()
-        except Exception:  # noqa: BLE001 - nothing was open
-            pass
 
     def resolve(self, text: str, db: Queryable | None = None) -> str:
         from agentledger.projections.queries import resolve_session_id

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from agentledger.application.log import Applied, LogEntry, read_log
 from agentledger.application.retry import retry_while_locked
-from agentledger.infrastructure.store_faults import classify
+from agentledger.infrastructure.store_faults import StoreFault, classify
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Cursor, Queryable, Store
@@ -42,6 +42,22 @@ def catch_up(store: Store) -> Applied:
             return _apply_from(store, cursor, tracked_position(cursor))
 
     return retry_while_locked(apply, classify)
+
+
+def catch_up_if_writable(store: Store) -> tuple[Applied | None, StoreFault | None]:
+    """:func:`catch_up`, unless the store refuses writes (full, read-only): then the read models stay as far
+    as they got, still readable, and the fault says why (None, fault). Any other error is raised."""
+    try:
+        return catch_up(store), None
+    except Exception as error:
+        fault = classify(error)
+        if fault not in (StoreFault.FULL, StoreFault.READ_ONLY):
+            raise
+        try:
+            store.db.rollback()
+        except Exception:  # noqa: BLE001 - nothing was open
+            pass
+        return None, fault
 
 
 def rebuild(store: Store) -> Applied:

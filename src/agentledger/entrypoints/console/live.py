@@ -104,15 +104,10 @@ class LogWatch:
 def caught_up(store: Store) -> int:
     """Apply what is new to the read models; where they stand. A store that refuses writes (full, read-only) is
     still read: its read models as far as they got, and the log's head to wait on."""
-    from agentledger.infrastructure.store_faults import StoreFault, classify
-    from agentledger.projections.catchup import catch_up, tracked_position
+    from agentledger.projections.catchup import catch_up_if_writable, tracked_position
 
-    try:
-        catch_up(store)
-    except Exception as error:
-        if classify(error) not in (StoreFault.FULL, StoreFault.READ_ONLY):
-            raise
-        store.db.rollback()
+    applied, _ = catch_up_if_writable(store)
+    if applied is None:
         return int(store.ledger.recorder.max_notification_id() or 0)
     return tracked_position(store.db)
 

@@ -1,8 +1,8 @@
 """What each console page shows, gathered from the store by the same functions the CLI's commands call.
 
 Each function returns a plain dict for its template. Rows are read from the
-read models as they stand (the console's :mod:`live` thread keeps them caught
-up); with ``as_of`` they are rebuilt from the log up to that moment, exactly
+read models, caught up first (the console's :mod:`live` thread usually has
+done it already); with ``as_of`` they are rebuilt from the log up to that moment, exactly
 as ``list --as-of`` and ``status --as-of`` do, and "now" is that moment.
 """
 
