@@ -36,9 +36,9 @@ POOL_SIZE = 4
 class Console:
     """What the routes share: the stores the pages borrow, the guard, the log watch and the templates."""
 
-    def __init__(self, open_store: Callable[[], Store], guard: Guard, *, poll_interval: float | None = None) -> None:
+    def __init__(self, open_store: Callable[[], Store], guard: Guard) -> None:
         self.guard = guard
-        self.watch = LogWatch(open_store, *(() if poll_interval is None else (poll_interval,)))
+        self.watch = LogWatch(open_store)
         self._pool = _Pool(open_store, POOL_SIZE)
         self._local = threading.local()
         self.templates = jinja2.Environment(
@@ -83,8 +83,7 @@ class Console:
         values.setdefault("at", None)
         page = self.templates.get_template(template).render(
             request=request, navigation=NAVIGATION, version=__version__, actions=self.guard.actions,
-            authed=authed, csrf=self.guard.csrf() if authed else "", watch_error=self.watch.error,
-            head=values.pop("head", None), **values)
+            authed=authed, csrf=self.guard.csrf() if authed else "", watch_error=self.watch.error, **values)
         return HTMLResponse(page, status_code=status_code)
 
 
