@@ -17,12 +17,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Recording
 
 from agentledger.application.clock import reported_offset, utc_now
 from agentledger.application.errors import FaultClassifier, SessionNotFound, StoreError, StoreFault
+from agentledger.application.lean_paths import LedgerRepository, collect, snapshots_due
 from agentledger.application.retry import retry_while_locked
 from agentledger.domain.hosts import Host
 from agentledger.domain.locks import DirectoryLock, lock_id
@@ -48,13 +49,58 @@ class Ledger(Application[UUID]):
         self.classify_fault: FaultClassifier = classify_fault or _no_fault
         super().__init__(env=env)
 
+    # -- the library's load and save, lean (lean_paths.py) ----------------------
+
+    repository: LedgerRepository
+
+    def construct_repository(self) -> Repository[UUID]:
+        maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        return LedgerRepository(event_store=self.events, snapshot_store=self.snapshots,
+                                cache_maxsize=int(maxsize) if maxsize else None)
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """Append the pending events of ``objs`` in one transaction (compare-and-set on each aggregate's version),
+        with a snapshot of each aggregate that reached its interval, taken from the state in hand.
+
+        A recorder that can (``records_snapshots``: the SQLite one) writes the
+        snapshots in the events' own transaction, so a snapshot costs one more
+        row, not one more commit and sync; otherwise they follow the save.
+        """
+        processing_event = collect(*objs, **kwargs)
+        due = snapshots_due(processing_event, self.snapshotting_intervals) if self.snapshots is not None else []
+        if due and getattr(self.recorder, "records_snapshots", False):
+            processing_event.saved_kwargs["snapshots"] = [self.mapper.to_stored_event(_snapshot(a)) for a in due]
+            due = []
+        recordings = self._record(processing_event)
+        self._put_snapshots(due)
+        self._notify(recordings)
+        return recordings
+
+    def _put_snapshots(self, aggregates: list[Any]) -> None:
+        """Snapshot aggregates just saved, after their save.
+
+        A snapshot only speeds loads up: one the store refuses for a passing
+        fault (locked, unreachable) or already holds is skipped, the next
+        interval takes another. Failing the save here would make a caller
+        retry events already recorded.
+        """
+        for aggregate in aggregates:
+            try:
+                self.snapshots.put([_snapshot(aggregate)])  # type: ignore[union-attr]  # none due without a store
+            except IntegrityError:
+                continue
+            except Exception as error:
+                if self.classify_fault(error) is None:
+                    raise
+
     # -- reading ---------------------------------------------------------------
 
     def session(self, session_id: UUID) -> Session:
         try:
-            return self.repository.get(session_id)
+            session: Session = self.repository.get(session_id)
         except AggregateNotFoundError:
             raise SessionNotFound(f"no session {session_id.hex}") from None
+        return session
 
     def session_at(self, session_id: UUID, version: int) -> Session:
         """The session as it stood at ``version``: from the snapshot before it and the events after, not a replay
@@ -71,16 +117,18 @@ class Ledger(Application[UUID]):
     def stop_hook(self, session_id: UUID) -> StopHook | None:
         """The session's on-stop hook, or None while nobody has claimed it."""
         try:
-            return self.repository.get(stop_hook_id(session_id.hex))
+            hook: StopHook = self.repository.get(stop_hook_id(session_id.hex))
         except AggregateNotFoundError:
             return None
+        return hook
 
     def directory_lock(self, directory: str) -> DirectoryLock | None:
         """The lock of ``directory`` (a real path), or None while nobody ever took it."""
         try:
-            return self.repository.get(lock_id(directory))
+            lock: DirectoryLock = self.repository.get(lock_id(directory))
         except AggregateNotFoundError:
             return None
+        return lock
 
     # -- writing ---------------------------------------------------------------
 
@@ -117,6 +165,7 @@ class Ledger(Application[UUID]):
             except IntegrityError:
                 time.sleep(random.uniform(0.001, 0.02))
                 continue
+            self.repository.remember(aggregate)
             return result
         raise StoreError(f"gave up after {MAX_ATTEMPTS} concurrent changes to {what}")
 
@@ -133,6 +182,11 @@ class Ledger(Application[UUID]):
             self.save(session)
 
         retry_while_locked(attempt, self.classify_fault)
+
+
+def _snapshot(aggregate: Aggregate) -> Any:
+    """A snapshot of ``aggregate`` as it stands (the library's ``Aggregate.Snapshot``)."""
+    return type(aggregate).Snapshot.take(aggregate)
 
 
 def _no_fault(error: BaseException) -> StoreFault | None:

@@ -125,6 +125,7 @@ def ledger_env(db_path: Path, *, create_tables: bool) -> dict[str, str]:
     return {
         **common_ledger_env(create_tables),
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "APPLICATION_RECORDER_TOPIC": "agentledger.infrastructure.sqlite_recorder:LeanSQLiteRecorder",
         "SQLITE_DBNAME": sqlite_uri(db_path),
         "SQLITE_LOCK_TIMEOUT": str(int(BUSY_TIMEOUT_SECONDS)),
     }

@@ -1,0 +1,131 @@
+"""The lean load and save (``application/lean_paths.py``, ``infrastructure/sqlite_recorder.py``) keep the
+library's promises: a cached aggregate no command can corrupt, a fast-forward that sees other writers,
+snapshots from the aggregate in hand equal to a replay, written in the events' own transaction on SQLite.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from uuid import uuid4
+
+import pytest
+from eventsourcing.application import project_aggregate
+
+from agentledger.application.clock import utc_now
+from agentledger.application.lean_paths import copy_for_command
+from agentledger.application.ledger import Ledger
+from agentledger.domain.session import Session, StopCause
+
+LAUNCH = dict(argv=["opencode", "run"], cwd="/src", adapter="command", name=None, model=None, prompt=None, group=None,
+              labels={"team": "a"}, host="h", boot_id="b", pid=4242, pid_start_time=1.0, boot_time=0.0,
+              supervisor_pid=4241, log_path=None, launched_by="me")
+
+
+def every_command(session: Session) -> None:
+    """Each kind of command a session takes, in an order that lets each one apply."""
+    now = utc_now()
+    session.heartbeat(source="t", now=now)
+    session.observe_agent(facts={"native_session_id": "n1", "model": "m"}, heartbeat=True, source="t", now=now)
+    session.observe_agent(facts={"model": "m2"}, heartbeat=False, source="t", now=now)
+    session.request_stop(requested_by="me", signal="TERM", grace=1.0, note="n", cause=StopCause.USER)
+    session.request_stop(requested_by="me", signal="KILL", grace=0.0, note=None, cause=StopCause.USER)
+    session.record_fuse_expired(decided_by={"component": "t"}, evidence={"pid": 1}, now=now + timedelta(hours=1))
+    session.set_fuse(ttl=30, set_by="me", now=now)
+    session.cancel_fuse(by="me", reason="done")
+    session.record_stop(reason="exited", decided_by={"component": "t"}, evidence={}, exit_code=3)
+
+
+def launched(**changes: object) -> Session:
+    session = Session.launch(session_id=uuid4(), **{**LAUNCH, **changes})
+    session.set_fuse(ttl=30, set_by="me", now=utc_now())
+    return session
+
+
+@pytest.mark.unit
+def test_no_command_on_a_copy_changes_the_original():
+    original = launched()
+    original.collect_events()
+    before = copy.deepcopy(vars(original))
+    working = copy_for_command(original)
+    every_command(working)
+    assert vars(original) == before
+    assert working.is_stopped and len(working.stop_requests) == 2 and not original.stop_requests
+
+
+@pytest.fixture
+def cached_ledger():
+    ledger = Ledger(env={"PERSISTENCE_MODULE": "eventsourcing.popo", "AGGREGATE_CACHE_MAXSIZE": "100",
+                         "TRANSCODER_TOPIC": "agentledger.infrastructure.transcoder:OrjsonTranscoder"})
+    yield ledger
+    ledger.close()
+
+
+@pytest.mark.unit
+def test_a_command_that_fails_half_way_leaves_the_cache_as_it_was(cached_ledger):
+    sid = uuid4()
+    cached_ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)
+    cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))  # now cached, as saved
+
+    def request_then_fail(session: Session) -> None:
+        session.request_stop(requested_by="me", signal="TERM", grace=1.0, note=None)
+        raise RuntimeError("the decision fails after its first event")
+
+    with pytest.raises(RuntimeError):
+        cached_ledger.change(sid, request_then_fail)
+    session = cached_ledger.session(sid)
+    assert session.version == 3 and session.stop_requests == [] and session.status == "running"
+
+
+@pytest.mark.unit
+def test_the_cache_is_fast_forwarded_past_another_writers_events(cached_ledger):
+    sid = uuid4()
+    cached_ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)
+    cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
+    other = cached_ledger.repository.get(sid, version=3)  # loaded apart from the cache, as another writer would
+    other.request_stop(requested_by="other", signal="TERM", grace=1.0, note=None)
+    cached_ledger.save(other)
+    assert cached_ledger.session(sid).status == "stopping"
+    assert cached_ledger.change(sid, lambda s: s.version) == 4
+
+
+def test_snapshots_from_the_aggregate_in_hand_are_the_replayed_state(store):
+    """Over 450 versions of every kind of event, each snapshot decodes to the state a replay gives."""
+    ledger = store.ledger
+    sid = uuid4()
+    ledger.launch(session_id=sid, fuse_ttl=3600, fuse_set_by="me", **LAUNCH)
+    for i in range(225):
+        ledger.change(sid, lambda s, i=i: s.heartbeat(source=f"t{i}", now=utc_now()))
+        ledger.change(sid, lambda s, i=i: s.observe_agent(facts={"model": f"m{i % 7}", "tokens_in": i}, heartbeat=False,
+                                                           source="t", now=utc_now()))
+    snapshots = list(ledger.snapshots.get(sid))
+    assert [s.originator_version for s in snapshots] == [200, 400]
+    events = list(ledger.events.get(sid))
+    for snapshot in snapshots:
+        replayed = project_aggregate(None, events[:snapshot.originator_version])
+        assert snapshot.state == _state(replayed)
+        assert ledger.session_at(sid, snapshot.originator_version + 1).version == snapshot.originator_version + 1
+    assert _state(ledger.session(sid)) == _state(project_aggregate(None, events))
+
+
+def test_a_save_the_store_refuses_leaves_no_snapshot(store):
+    """The snapshot is part of the save: a lost compare-and-set records neither the events nor their snapshot."""
+    from eventsourcing.persistence import IntegrityError
+
+    ledger = store.ledger
+    sid = uuid4()
+    ledger.launch(session_id=sid, fuse_ttl=3600, fuse_set_by="me", **LAUNCH)
+    for _ in range(197):
+        ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
+    behind = ledger.session(sid)  # version 199
+    ledger.change(sid, lambda s: s.heartbeat(source="winner", now=utc_now()))  # takes version 200, snapshotted
+    behind.heartbeat(source="loser", now=utc_now())
+    with pytest.raises(IntegrityError):
+        ledger.save(behind)
+    assert [s.originator_version for s in ledger.snapshots.get(sid)] == [200]
+    assert list(ledger.snapshots.get(sid))[0].state["last_heartbeat_at"] == ledger.session(sid).last_heartbeat_at
+
+
+def _state(session: Session) -> dict:
+    """What a snapshot keeps of a session: its attributes but the three the library stores apart."""
+    return {k: v for k, v in vars(session).items() if k not in ("_id", "_version", "_pending_events")}
