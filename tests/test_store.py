@@ -592,3 +592,59 @@ def test_a_replaced_store_is_refused_on_both_backends(cli, home, backend):
     cli("db", "init", "--force")
     assert cli("list").returncode == 0
     assert cli.json("verify")["store_id"]
+
+
+@pytest.mark.postgres_only
+def test_a_stopped_process_holding_the_catch_up_lock_holds_up_nobody_for_long(cli, home, tmp_path):
+    """A daemon stopped (SIGSTOP) inside a read-model write would hold the catch-up lock, which every ledger on
+    the server shares, for as long as it stays stopped: the server ends its silent transaction instead."""
+    import signal as signals
+    import subprocess
+    import sys
+    import time
+
+    from agentledger.infrastructure.postgres_store import IDLE_IN_WRITE_SECONDS
+
+    cli("db", "upgrade")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import os, signal\n"
+        "from agentledger.infrastructure.settings import store_location\n"
+        "from agentledger.infrastructure.store import open_store\n"
+        "store = open_store(store_location())\n"
+        "with store.write_transaction() as cursor:\n"
+        "    print('holding', flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGSTOP)\n"
+    )], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        started = time.monotonic()
+        sid = cli.launch("true")  # its supervisor's projection and this list both need the catch-up lock
+        assert cli("list", "--all").returncode == 0
+        waited = time.monotonic() - started
+        assert sid[:12] in cli("list", "--all").stdout
+        assert waited < IDLE_IN_WRITE_SECONDS + 50  # not until the holder resumes (never, here)
+    finally:
+        holder.send_signal(signals.SIGKILL)
+        holder.wait()
+
+
+@pytest.mark.postgres_only
+def test_two_ledgers_on_one_server_each_have_their_webhook_deliverer(home, monkeypatch):
+    from conftest import POSTGRES_URL, _postgres_admin
+
+    from agentledger.infrastructure.settings import store_location
+    from agentledger.infrastructure.store import open_store
+
+    first = open_store(store_location())
+    other_schema = f"t_{os.urandom(8).hex()}"
+    monkeypatch.setenv("AGENTLEDGER_DB", f"{POSTGRES_URL}?schema={other_schema}")
+    monkeypatch.setenv("AGENTLEDGER_HOME", str(home.parent / "other-home"))
+    second = open_store(store_location())
+    try:
+        assert first.hold_lock("webhook:ops") and second.hold_lock("webhook:ops")
+    finally:
+        first.close()
+        second.close()
+        admin = _postgres_admin()
+        admin.execute(f"DROP SCHEMA IF EXISTS {other_schema} CASCADE")
+        admin.close()

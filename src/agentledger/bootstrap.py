@@ -14,14 +14,14 @@ other module above the infrastructure from importing the store's modules.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from agentledger.application.launching import Launching
     from agentledger.application.locking import DirectoryLocks
-    from agentledger.application.ports import Agents, HookRunner, Machine, Repositories, Store
+    from agentledger.application.ports import Agents, ArchiveFiles, HookRunner, Machine, Repositories, Store
     from agentledger.application.worktrees import Worktrees
     from agentledger.infrastructure.config import PostgresLocation, StoreLocation
     from agentledger.infrastructure.daemon_control import DaemonControl
@@ -150,3 +150,29 @@ def schema_revision(location: Location) -> str | None:
     from agentledger.infrastructure.store import store_schema_revision
 
     return store_schema_revision(location)
+
+
+def archive_files() -> ArchiveFiles:
+    """Archive files on disk, new ones under the home's ``archive/`` by default (``db archive``, ``db import``)."""
+    from agentledger.infrastructure.archive_files import ArchiveFileSystem
+    from agentledger.infrastructure.config import home_dir
+
+    return ArchiveFileSystem(home_dir())
+
+
+def event_decoder() -> Callable[[Any], Any]:
+    """Decodes one stored event (topic, state) as the live log's readers do: for ``db archive verify``."""
+    from uuid import UUID
+
+    from eventsourcing.persistence import StoredEvent
+
+    from agentledger.infrastructure.store import CheckedMapper
+    from agentledger.infrastructure.transcoder import OrjsonTranscoder
+
+    mapper = CheckedMapper(transcoder=OrjsonTranscoder())
+
+    def decode(record: Any) -> Any:
+        return mapper.to_domain_event(StoredEvent(originator_id=UUID(record.stream), originator_version=record.version,
+                                                  topic=record.topic, state=record.state))
+
+    return decode

@@ -7,8 +7,8 @@ from enum import StrEnum
 
 from agentledger.domain.errors import LedgerError, UsageError
 
-__all__ = ["AlreadyStored", "AmbiguousSessionId", "FaultClassifier", "LedgerError", "SessionNotFound", "StoreError",
-           "StoreFault", "UsageError"]
+__all__ = ["AlreadyStored", "AmbiguousSessionId", "FaultClassifier", "LedgerError", "SessionArchived",
+           "SessionNotFound", "StoreError", "StoreFault", "StreamsChanged", "UsageError"]
 
 
 class SessionNotFound(UsageError):
@@ -17,6 +17,16 @@ class SessionNotFound(UsageError):
 
 class AmbiguousSessionId(UsageError):
     pass
+
+
+class SessionArchived(SessionNotFound):
+    """A session that was, but whose events ``db archive`` moved into a file: a fact, not a typo (exit status 1)."""
+
+    exit_code = 1
+
+
+class StreamsChanged(LedgerError):
+    """An archived session's streams changed between reading and removing them: nothing was removed."""
 
 
 class StoreError(LedgerError):

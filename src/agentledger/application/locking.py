@@ -31,6 +31,7 @@ from agentledger.application.errors import LedgerError, SessionNotFound
 from agentledger.application.retry import retry_while_locked
 from agentledger.domain.durations import format_clock, format_duration
 from agentledger.domain.locks import DirectoryLock, Holding, Tenure, lock_held, taker_identity
+from agentledger.domain.vocabulary import SessionStatus
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Machine, Store
@@ -87,12 +88,14 @@ class DirectoryLocks:
         tenure = lock.tenure if lock is not None else None
         holder: Session | None = None
         probe: PidProbe | None = None
+        archived = False  # the holder's events were archived (db archive): it stopped
         if tenure is not None and tenure.released is None and tenure.holder_session is not None:
             try:
                 holder = self.store.ledger.session(UUID(tenure.holder_session))
             except SessionNotFound:
-                probe = self._probe_taker(tenure.taker)
-        status = holder.status if holder is not None else None
+                archived = self.store.read_models.is_archived(tenure.holder_session)
+                probe = None if archived else self._probe_taker(tenure.taker)
+        status = holder.status if holder is not None else SessionStatus.STOPPED.value if archived else None
         return LockView(directory, tenure, lock_held(tenure, holder_status=status, taker_probe=probe), holder)
 
     def _probe_taker(self, taker: dict[str, Any]) -> PidProbe | None:

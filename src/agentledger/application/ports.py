@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -139,6 +139,8 @@ class ReadModels(Protocol):
 
     def lock_claims_of(self, session_id: str, now: float) -> list[dict[str, Any]]: ...  # claims it made or lost
 
+    def is_archived(self, session_id: str) -> bool: ...  # its events were moved into an archive (db archive)
+
 
 class Store(Protocol):
     """An open store: the session log (``ledger``) and the read models beside it (``db``, ``read_models``)."""
@@ -160,6 +162,9 @@ class Store(Protocol):
 
     @property
     def raw_log(self) -> RawLog: ...
+
+    @property
+    def retention(self) -> Retention: ...
 
     @property
     def events_table(self) -> str: ...  # the library's table of stored events (the raw log, metrics, tests)
@@ -255,6 +260,48 @@ class RawLog(Protocol):
     def snapshots(self, originator_id: UUID) -> list[StoredEvent]: ...  # one aggregate's, oldest first
 
     def add_snapshots(self, snapshots: Sequence[StoredEvent]) -> None: ...  # verbatim
+
+    def streams(self, ids: Sequence[str]) -> dict[str, list[Row]]: ...  # whole streams by hex id: rows of
+    # originator_version, topic, state, in version order (absent ones left out)
+
+
+class ArchivedRecord(NamedTuple):
+    """A session moved into an archive: the row ``archived_sessions`` keeps of it."""
+
+    session_id: str
+    name: str | None
+    archive_path: str
+    archived_at: float
+    stopped_at: float | None
+    events: int
+    checksum: str
+
+
+class Retention(Protocol):
+    """Removing archived sessions from the live store and putting them back (``infrastructure/retention.py``)."""
+
+    def stopped_before(self, cutoff: float) -> list[Row]: ...  # id, name, stopped_at; oldest stop first
+
+    def last_event_owner(self) -> str | None: ...  # the aggregate (hex) of the log's last event: never removed
+
+    def stream_lengths(self, ids: Sequence[str]) -> dict[str, int]: ...  # each present stream's last version
+
+    def remove(self, records: Sequence[ArchivedRecord],  # one transaction: events, snapshots, read-model rows,
+               lengths: Mapping[str, int]) -> None: ...  # + archived rows; StreamsChanged (nothing done) if not these
+
+    def forget(self, session_ids: Sequence[str]) -> None: ...  # their archived rows (imported back)
+
+    def archived(self) -> list[Row]: ...  # every archived row, newest archive first
+
+
+class ArchiveFiles(Protocol):
+    """Archive files on disk (``infrastructure/archive_files.py``): written whole and synced, or not at all."""
+
+    def default_path(self) -> str: ...  # a new file under the home's archive directory
+
+    def create(self, path: str) -> AbstractContextManager[BinaryIO]: ...  # 0600, synced and in place on a clean exit
+
+    def lines(self, path: str) -> AbstractContextManager[Iterator[bytes]]: ...  # decompressed; ArchiveDamaged
 
 
 class WebhookPoster(Protocol):

@@ -193,9 +193,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                             "read models are")
     json_flag(dp)
     if only in (None, "db"):  # db copy's parser imports the copying service
+        from agentledger.entrypoints.archive_commands import add_archive_parsers
         from agentledger.entrypoints.store_commands import add_copy_parser
 
         add_copy_parser(db_commands)
+        add_archive_parsers(db_commands)
 
     add("reconcile_commands")
     add("log_commands")
@@ -495,22 +497,26 @@ def cmd_fuses(context: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_list(context: Context, args: argparse.Namespace) -> int:
-    from agentledger.entrypoints.render import table, write_json_lines
+    """Sessions newest first. ``--json``, ``-q`` and ``--format`` stream them as they are read; the table,
+    which sizes its columns to every row, holds them."""
+    from agentledger.entrypoints.render import table, write_json_lines, write_lines
     from agentledger.projections.listing import formatter, parse_filters, select
-    from agentledger.projections.queries import list_sessions, session_json
+    from agentledger.projections.queries import count_sessions, iter_sessions, session_json
 
     line = formatter(args.format) if args.format else None  # refused before anything is read
     filters = parse_filters(args.filter)
     db, now = context.read_models(args.as_of)
-    rows = list_sessions(db, include_stopped=args.all, status=args.status, now=now, group=args.group,
-                         adapter=args.adapter, limit=None if filters else args.last)  # -n N: N rows read, not all
-    rows = select(rows, filters, now=now, last=args.last)
+    where = dict(include_stopped=args.all, status=args.status, now=now, group=args.group, adapter=args.adapter)
+    if args.count and not filters:
+        count = count_sessions(db, **where)
+        print(count if args.last is None else min(count, args.last))
+        return 0
+    rows = select(iter_sessions(db, **where), filters, now=now, last=args.last)  # -n N: N rows read, not all
     if args.count:
-        print(len(rows))
+        print(sum(1 for _ in rows))
         return 0
     if args.quiet or line is not None:
-        for row in rows:
-            print(row["id"] if line is None else line(row, now))
+        write_lines(f"{row['id'] if line is None else line(row, now)}\n" for row in rows)
         return 0
     if args.json:
         write_json_lines(session_json(r, now) for r in rows)
@@ -695,6 +701,11 @@ def cmd_db(context: Context, args: argparse.Namespace) -> int:
         from agentledger.entrypoints.store_commands import cmd_db_copy
 
         return cmd_db_copy(context, args)
+    if args.db_command in ("archive", "import"):
+        from agentledger.entrypoints import archive_commands
+
+        handler = archive_commands.cmd_db_archive if args.db_command == "archive" else archive_commands.cmd_db_import
+        return handler(context, args)
     if args.db_command == "init":
         return _db_init(force=args.force)
     if args.db_command == "upgrade":

@@ -146,10 +146,31 @@ def write_json(obj: Any) -> None:
     sys.stdout.buffer.write(orjson.dumps(obj) + b"\n")
 
 
+#: Lines written at a time by the streaming writers: few writes, and never every row held at once.
+CHUNK_LINES = 1000
+
+
 def write_json_lines(objs: Iterable[Any]) -> None:
+    """One JSON document per line, written as ``objs`` come, ``CHUNK_LINES`` at a time."""
     import orjson
 
-    sys.stdout.buffer.write(b"".join(orjson.dumps(o) + b"\n" for o in objs))
+    dumps, out = orjson.dumps, sys.stdout.buffer
+    for chunk in _chunks(objs):
+        out.write(b"".join(dumps(o, option=orjson.OPT_APPEND_NEWLINE) for o in chunk))
+
+
+def write_lines(lines: Iterable[str]) -> None:
+    """Text lines (each ending in a newline), written as they come, ``CHUNK_LINES`` at a time."""
+    for chunk in _chunks(lines):
+        sys.stdout.write("".join(chunk))
+
+
+def _chunks(items: Iterable[Any]) -> Iterable[list[Any]]:
+    from itertools import islice
+
+    iterator = iter(items)
+    while chunk := list(islice(iterator, CHUNK_LINES)):
+        yield chunk
 
 
 def shorten(text: str, width: int) -> str:

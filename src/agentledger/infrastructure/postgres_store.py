@@ -9,6 +9,10 @@ rows that, like ``sqlite3.Row``, index by position and by column name.
 
 Catch-ups serialise on a transaction-scoped advisory lock, the counterpart of
 SQLite's ``BEGIN IMMEDIATE``: two processes never apply the same events twice.
+A holder that stops mid-transaction (``SIGSTOP``, a hung host) would hold it
+for every process on the server: the server ends such a transaction after
+:data:`IDLE_IN_WRITE_SECONDS` of silence, and the holder's next statement
+fails as a lost connection, retried as any other.
 First use (schema, event tables, read-model migrations) runs under a
 session-scoped advisory lock, so twenty processes starting at once agree.
 """
@@ -35,6 +39,9 @@ if TYPE_CHECKING:
 _INIT_LOCK = 0x6167_6C65_6467_0001
 _CATCH_UP_LOCK = 0x6167_6C65_6467_0002
 CONNECT_TIMEOUT = 5
+#: A read-model write transaction silent this long is ended by the server (its statements follow each other
+#: within milliseconds; only a stopped or hung process is silent for seconds).
+IDLE_IN_WRITE_SECONDS = 10
 
 
 class PgRow(tuple):
@@ -155,16 +162,18 @@ class PostgresStore(StorePorts):
     position_column = "notification_id"
 
     def hold_lock(self, name: str) -> bool:
-        """A session-level advisory lock on the read-model connection, for its life: one holder per server.
+        """A session-level advisory lock on the read-model connection, for its life: one holder per ledger.
 
-        The server releases it when the connection ends, so a dead holder hands over.
+        The key is the lock's name within this ledger's schema, so two ledgers on one server each have
+        their holder. The server releases it when the connection ends, so a dead holder hands over.
         """
         connection = self.db.connection
         if connection is not self._locks_on:  # a new connection holds none of them
             self._locks_on, self._locks_held = connection, set()
         if name in self._locks_held:
             return True
-        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+        key = int.from_bytes(hashlib.blake2b(f"{self.location.schema}:{name}".encode(), digest_size=8).digest(),
+                             "big", signed=True)
         if not self.db.execute("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0]:
             return False
         self._locks_held.add(name)
@@ -213,9 +222,11 @@ class PostgresStore(StorePorts):
 
     @contextmanager
     def write_transaction(self) -> Iterator[ReadModelCursor]:
-        """A read-model transaction that holds the catch-up lock until it ends."""
+        """A read-model transaction that holds the catch-up lock until it ends (or until it has been silent for
+        :data:`IDLE_IN_WRITE_SECONDS`)."""
         with self.db.connection.transaction():
             cursor = self.db.cursor()
+            cursor.execute(f"SET LOCAL idle_in_transaction_session_timeout = '{IDLE_IN_WRITE_SECONDS}s'")
             cursor.execute("SELECT pg_advisory_xact_lock(?)", (_CATCH_UP_LOCK,))
             yield cursor
 

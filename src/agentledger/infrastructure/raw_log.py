@@ -75,6 +75,21 @@ class RecorderRawLog:
     def add_snapshots(self, snapshots: Sequence[StoredEvent]) -> None:
         self._snapshot_recorder.insert_events(list(snapshots))
 
+    def streams(self, ids: Sequence[str]) -> dict[str, list[Any]]:
+        """Whole streams by id (hex), in version order, as rows (``originator_version``, ``topic``, ``state``):
+        one query for them all, on the read-model connection (no recorder, no UUID per row: ``db archive``)."""
+        found: dict[str, list[Any]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start:start + 500])
+            rows = self.store.db.execute(
+                f"SELECT originator_id, originator_version, topic, state FROM {self.store.events_table}"
+                f" WHERE originator_id IN ({','.join('?' * len(chunk))}) ORDER BY originator_id, originator_version",
+                chunk).fetchall()
+            for row in rows:
+                key = row[0] if isinstance(row[0], str) else row[0].hex
+                found.setdefault(key, []).append(row)
+        return found
+
     @property
     def _snapshot_recorder(self) -> Any:
         snapshots = self.store.ledger.snapshots

@@ -33,7 +33,8 @@ _SQLITE = {
 _SQLSTATE_CLASSES = {"08": StoreFault.UNAVAILABLE, "53": StoreFault.FULL, "57": StoreFault.UNAVAILABLE,
                      "58": StoreFault.IO, "XX": StoreFault.CORRUPT}
 _SQLSTATES = {"25006": StoreFault.READ_ONLY, "55P03": StoreFault.LOCKED, "40P01": StoreFault.LOCKED,
-              "57014": StoreFault.UNAVAILABLE}  # 57014: statement cancelled (lock_timeout, a restart)
+              "57014": StoreFault.UNAVAILABLE,  # 57014: statement cancelled (lock_timeout, a restart)
+              "25P03": StoreFault.UNAVAILABLE}  # the server ended a transaction left idle (postgres_store.py)
 #: Exceptions of the PostgreSQL stack that mean "no connection", by the module they come from.
 _UNAVAILABLE = {("psycopg", "OperationalError"), ("psycopg", "InterfaceError"), ("psycopg_pool", "PoolTimeout"),
                 ("eventsourcing", "ConnectionUnavailableError"), ("eventsourcing", "PoolTimeoutError")}

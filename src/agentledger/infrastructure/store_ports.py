@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 class StorePorts:
-    """The ``read_models``, ``webhook_outbox`` and ``raw_log`` of ``application/ports.py: Store``."""
+    """The ``read_models``, ``webhook_outbox``, ``raw_log`` and ``retention`` of ``application/ports.py: Store``."""
 
     @property
     def read_models(self: ports.Store) -> ports.ReadModels:
@@ -37,3 +37,10 @@ class StorePorts:
         from agentledger.infrastructure.raw_log import RecorderRawLog
 
         return RecorderRawLog(self)
+
+    @property
+    def retention(self: ports.Store) -> ports.Retention:
+        """Removing archived sessions from the live store, and the record of them (``application/archiving.py``)."""
+        from agentledger.infrastructure.retention import SqlRetention
+
+        return SqlRetention(self)

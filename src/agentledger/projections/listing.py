@@ -7,7 +7,8 @@ it does, so a typo never silently lists everything or nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
 from string import Formatter
 from typing import Any
 
@@ -33,10 +34,10 @@ def parse_filters(texts: Sequence[str]) -> list[tuple[str, str]]:
     return filters
 
 
-def select(rows: Sequence[Any], filters: Sequence[tuple[str, str]], *, now: float, last: int | None) -> list[Any]:
-    """The rows every filter holds for, the ``last`` newest of them if given."""
-    chosen = [row for row in rows if all(_holds(row, key, value, now) for key, value in filters)]
-    return chosen if last is None else chosen[:last]
+def select(rows: Iterable[Any], filters: Sequence[tuple[str, str]], *, now: float, last: int | None) -> Iterator[Any]:
+    """The rows every filter holds for, the ``last`` newest of them if given, as they come (no more is read)."""
+    chosen = (row for row in rows if all(_holds(row, key, value, now) for key, value in filters)) if filters else iter(rows)
+    return chosen if last is None else islice(chosen, last)
 
 
 def _holds(row: Any, key: str, value: str, now: float) -> bool:

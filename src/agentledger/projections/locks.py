@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agentledger.domain.locks import DirectoryLock
+from agentledger.domain.vocabulary import SessionStatus
 from agentledger.projections.extension import Projecting
 
 if TYPE_CHECKING:
@@ -55,8 +56,10 @@ HANDLERS: dict[type, Callable[[Any, Any, int], None]] = {DirectoryLock.Taken: ta
 _LOCKS = (
     "SELECT l.*, s.name AS holder_name, s.adapter AS holder_adapter, s.started_at AS holder_started_at,"
     " s.stopped_at AS holder_stopped_at, s.status AS holder_recorded_status, s.fuse_state, s.fuse_expires_at,"
-    " s.status, h.daemon_last_seen + {beats} * h.heartbeat_every AS host_silent_from"
+    " s.status, h.daemon_last_seen + {beats} * h.heartbeat_every AS host_silent_from,"
+    " a.session_id AS holder_archived"
     " FROM locks l LEFT JOIN sessions s ON s.id = l.holder_session LEFT JOIN hosts h ON h.host_name = s.host"
+    " LEFT JOIN archived_sessions a ON a.session_id = l.holder_session"
 )
 
 
@@ -78,16 +81,23 @@ def _query() -> str:
 
 
 def _rows(db: Queryable, sql: str, params: tuple[Any, ...], now: float) -> list[dict[str, Any]]:
-    from agentledger.projections.queries import current_status
-
     out = []
     for row in db.execute(sql, params).fetchall():
         record = {key: row[key] for key in _COLUMNS}
         record["manual"], record["forced"] = bool(row["manual"]), bool(row["forced"])
         record["superseded_forced"] = bool(row["superseded_forced"]) if row["superseded_forced"] is not None else None
-        record["holder_status"] = None if row["holder_recorded_status"] is None else current_status(row, now)
+        record["holder_status"] = _holder_status(row, now)
         out.append(record)
     return out
+
+
+def _holder_status(row: Any, now: float) -> str | None:
+    """The holder's status now; an archived holder (``db archive``) is stopped; None: not recorded (yet)."""
+    from agentledger.projections.queries import current_status
+
+    if row["holder_recorded_status"] is not None:
+        return current_status(row, now)
+    return SessionStatus.STOPPED.value if row["holder_archived"] is not None else None
 
 
 _COLUMNS = ("lock_id", "version", "directory", "holder_session", "displaced", "taken_at", "taken_by", "reason",

@@ -7,6 +7,7 @@ Rows come back as plain dicts in the stable shape that ``--json`` prints (see
 from __future__ import annotations
 
 import string
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from agentledger.domain.fuse import fuse_live, session_status
 from agentledger.domain.liveness import ProcessIdentity
 from agentledger.domain.reconciliation import SessionFacts, StopRequestFacts
 from agentledger.domain.vocabulary import FuseState, SessionStatus
+from agentledger.projections.archived import refuse_if_archived
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Queryable, Row
@@ -43,6 +45,7 @@ def resolve_session_id(db: Queryable, text: str) -> str:
     if named:
         return _by_name(named, key)
     if not hexadecimal:
+        refuse_if_archived(db, text)
         raise SessionNotFound(f"no session is named {text!r} (and it is no id: ids are hexadecimal; "
                               "see 'agentledger list --all')")
     rows = db.execute(
@@ -50,6 +53,7 @@ def resolve_session_id(db: Queryable, text: str) -> str:
         (prefix, prefix + "g", _LISTED_CANDIDATES + 1),
     ).fetchall()
     if not rows:
+        refuse_if_archived(db, text)
         raise SessionNotFound(f"no session matches {text!r} (see 'agentledger list --all')")
     if len(rows) > 1:
         raise AmbiguousSessionId(f"session id {text!r} is ambiguous: {_candidates(rows)}; give more characters")
@@ -146,6 +150,21 @@ def list_sessions(
                                     adapter=adapter, host=host)
     page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
     return db.execute(f"{_SESSIONS}{where} ORDER BY started_at DESC{page}", params).fetchall()
+
+
+def iter_sessions(
+    db: Queryable, *, include_stopped: bool, status: str | None, now: float, group: str | None = None,
+    adapter: str | None = None, host: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """:func:`list_sessions`' rows as they are read, each a dict: ``list --all`` streams 100,000 sessions without
+    holding them, and reads each column by name in a dict (``sqlite3.Row`` compares the names one by one)."""
+    where, params = _sessions_where(include_stopped=include_stopped, status=status, now=now, group=group,
+                                    adapter=adapter, host=host)
+    keys: list[str] | None = None
+    for row in db.execute(f"{_SESSIONS}{where} ORDER BY started_at DESC", params):
+        if keys is None:
+            keys = row.keys()
+        yield dict(zip(keys, row))
 
 
 def count_sessions(
@@ -302,8 +321,7 @@ def list_fuses(db: Queryable, *, include_ended: bool) -> list[Row]:
 
 
 def iso(epoch: float | None) -> str | None:
-    at = _datetime(epoch)
-    return None if at is None else at.isoformat()
+    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc).isoformat()
 
 
 def session_json(row: Row, now: float) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agentledger.projections import catchup, locks, queries
+from agentledger.projections import archived, catchup, locks, queries
 
 if TYPE_CHECKING:
     from agentledger.application.log import Applied
@@ -58,6 +58,9 @@ class StoreReadModels:
 
     def lock_claims_of(self, session_id: str, now: float) -> list[dict[str, Any]]:
         return locks.claims_of_session(self.store.db, session_id, now)
+
+    def is_archived(self, session_id: str) -> bool:
+        return archived.is_archived(self.store.db, session_id)
 
     def compare_with_rebuild(self) -> tuple[int, list[TableMismatch]]:
         """The tables as they are (one snapshot, with its position) against a rebuild of the log up to there."""

@@ -94,7 +94,7 @@ def sessions(at: Moment, query: SessionQuery) -> dict[str, Any]:
         return {"rows": [session_row(r, at.now) for r in rows], "total": total, "page": page, "pages": pages,
                 "query": query}
     rows = list_sessions(at.db, **where)
-    rows = select(rows, [("label", query.label)] if query.label else [], now=at.now, last=None)
+    rows = list(select(rows, [("label", query.label)] if query.label else [], now=at.now, last=None))
     if query.text:
         needle = query.text.casefold()
         rows = [r for r in rows if needle in _haystack(r)]

@@ -1,0 +1,331 @@
+"""The archive's format (``db archive``): NDJSON, one session's streams after another, checksummed.
+
+Each line is one JSON object, UTF-8, ending in ``\\n`` (the file is gzip'd
+around it: ``infrastructure/archive_files.py``)::
+
+    {"agentledger_archive": 1, "created_at": ISO, "source": URL, "stopped_before": ISO, ...}
+    {"session": HEX, "name": NAME, "stopped_at": EPOCH, "streams": [{"id": HEX, "kind": "Session", "events": N}, ...]}
+    {"stream": HEX, "version": 1, "topic": TOPIC, "state": {...}}       one line per event: each stream's versions 1..N
+    {"session_end": HEX, "events": N, "sha256": HEX}                     of this session's lines, its "session" line on
+    ...                                                                  (the next session)
+    {"end": {"sessions": S, "streams": T, "events": E}, "sha256": HEX}   of every byte before this line
+
+An event's ``state`` is its stored bytes verbatim: they are JSON (the orjson
+transcoder's), so the line embeds them as they are and a reader takes them
+back byte for byte from between ``"state":`` and the line's closing brace; a
+stored state that is not JSON on one line (a damaged row, kept as it was) is
+written as ``state_b64`` instead. Nothing is decoded on the way out, so an
+event this version cannot read is archived as faithfully as the others.
+
+A reader (:class:`ArchiveReader`) checks everything before it hands a
+session on: each line parses, each session's lines match their checksum,
+each stream runs 1..N with N as announced, the trailer's counts and the
+whole file's checksum match, nothing follows the trailer. Any failure is
+:class:`ArchiveDamaged`, one line naming the line number and what is wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, NamedTuple
+
+import orjson
+
+from agentledger.application.errors import LedgerError
+
+#: The format's version, in the header line; a reader refuses any other.
+FORMAT_VERSION = 1
+_STATE = b',"state":'
+
+
+class ArchiveDamaged(LedgerError):
+    """The archive file is not what it says: truncated, altered, or not an archive (exit status 1)."""
+
+
+class StoredRecord(NamedTuple):
+    """One stored event as the archive keeps it: which stream, which version, its topic and state bytes."""
+
+    stream: str  # the aggregate's id, hex
+    version: int
+    topic: str
+    state: bytes
+
+
+class Stream(NamedTuple):
+    """One aggregate's whole stream: its id (hex), what it is (``Session``, ``StopHook``, ``Workspace``), events."""
+
+    id: str
+    kind: str
+    events: Sequence[Any]  # rows of (originator_id, originator_version, topic, state), in version order
+
+
+class SessionStreams(NamedTuple):
+    """A session and the streams that belong to it, its own first."""
+
+    session_id: str
+    name: str | None
+    stopped_at: float | None
+    streams: list[Stream]
+
+    @property
+    def events(self) -> int:
+        return sum(len(stream.events) for stream in self.streams)
+
+
+class WrittenSession(NamedTuple):
+    """What the archive holds of one session: its events and the checksum of its lines."""
+
+    session_id: str
+    name: str | None
+    stopped_at: float | None
+    events: int
+    sha256: str
+    streams: dict[str, int]  # stream id (hex) -> its events
+
+
+class ArchiveWriter:
+    """Writes the lines to ``out`` (a binary file), keeping the checksums; :meth:`finish` writes the trailer."""
+
+    def __init__(self, out: BinaryIO, header: dict[str, Any]) -> None:
+        self._out = out
+        self._whole = hashlib.sha256()
+        self.written: list[WrittenSession] = []
+        self._streams = self._events = 0
+        self._write(orjson.dumps({"agentledger_archive": FORMAT_VERSION, **header}) + b"\n")
+
+    def add(self, session: SessionStreams) -> WrittenSession:
+        announced = [{"id": s.id, "kind": s.kind, "events": len(s.events)} for s in session.streams]
+        lines = [orjson.dumps({"session": session.session_id, "name": session.name,
+                               "stopped_at": session.stopped_at, "streams": announced}) + b"\n"]
+        for stream in session.streams:
+            lines.extend(event_lines(stream))
+        body = b"".join(lines)
+        digest = hashlib.sha256(body).hexdigest()
+        self._write(body + orjson.dumps({"session_end": session.session_id, "events": session.events,
+                                         "sha256": digest}) + b"\n")
+        self._streams += len(session.streams)
+        self._events += session.events
+        written = WrittenSession(session.session_id, session.name, session.stopped_at, session.events, digest,
+                                 {s.id: len(s.events) for s in session.streams})
+        self.written.append(written)
+        return written
+
+    def finish(self) -> str:
+        """Write the trailer; the whole file's checksum (of every line before it)."""
+        digest = self._whole.hexdigest()
+        self._out.write(orjson.dumps({"end": self.counts, "sha256": digest}) + b"\n")
+        return digest
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"sessions": len(self.written), "streams": self._streams, "events": self._events}
+
+    def _write(self, data: bytes) -> None:
+        self._out.write(data)
+        self._whole.update(data)
+
+
+def event_lines(stream: Stream) -> Iterator[bytes]:
+    """One line per event of ``stream``, its state embedded verbatim (``state_b64`` if it is not JSON)."""
+    prefix = b'{"stream":"' + stream.id.encode() + b'","version":'
+    topics: dict[str, bytes] = {}
+    for expected, (_, version, name, stored) in enumerate(stream.events, start=1):
+        if version != expected:  # never archive a stream with a gap: the archive must replay
+            raise LedgerError(f"stream {stream.id[:12]} has version {version} where {expected} was expected: "
+                              "not archived (see 'agentledger verify')")
+        topic = topics.get(name)
+        if topic is None:
+            topic = topics[name] = b',"topic":' + orjson.dumps(name)
+        state = bytes(stored)
+        if _embeddable(state):
+            yield b"".join((prefix, str(version).encode(), topic, _STATE, state, b"}\n"))
+        else:
+            yield b"".join((prefix, str(version).encode(), topic, b',"state_b64":"', base64.b64encode(state),
+                            b'"}\n'))
+
+
+def _embeddable(state: bytes) -> bool:
+    """Can the state stand in the line as it is: JSON, and on one line?"""
+    if b"\n" in state or b"\r" in state:
+        return False
+    try:
+        orjson.loads(state)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def same_as_written(lines: Iterable[bytes], digest: str, counts: dict[str, int]) -> bool:
+    """Do ``lines`` (read back from disk) hold exactly what a writer wrote: every line before the trailer hashing to
+    ``digest``, then the trailer with ``counts``, then nothing? Byte for byte, so no line need be parsed again."""
+    whole = hashlib.sha256()
+    last = b""
+    for line in lines:
+        if last:
+            whole.update(last)
+        last = line
+    if not last.startswith(b'{"end":'):
+        return False
+    trailer = orjson.loads(last)
+    return bool(whole.hexdigest() == digest == trailer.get("sha256") and trailer.get("end") == counts)
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+class ReadSession(NamedTuple):
+    """A session as read back, checked: its streams (id, kind, events in version order) and checksum."""
+
+    session_id: str
+    name: str | None
+    stopped_at: float | None
+    streams: list[tuple[str, str, list[StoredRecord]]]
+    sha256: str
+
+    @property
+    def events(self) -> int:
+        return sum(len(events) for _, _, events in self.streams)
+
+
+class ArchiveSummary(NamedTuple):
+    """A whole archive, checked: its header and counts, and the checksum of its lines."""
+
+    header: dict[str, Any]
+    sessions: int
+    streams: int
+    events: int
+    sha256: str
+
+
+class ArchiveReader:
+    """Reads and checks an archive's lines; :meth:`sessions` yields each session once it has been checked.
+
+    ``decode`` (optional) is tried on every event (``db archive verify``); what
+    it cannot decode is counted in ``undecodable``, not refused: such an event
+    was archived exactly as the live log held it.
+    """
+
+    def __init__(self, lines: Iterable[bytes], *, decode: Callable[[StoredRecord], Any] | None = None) -> None:
+        self._lines = enumerate(lines, start=1)
+        self._decode = decode
+        self._whole = hashlib.sha256()
+        self.header: dict[str, Any] = {}
+        self.summary: ArchiveSummary | None = None
+        self.undecodable: list[str] = []
+        self._number = 0
+
+    def sessions(self) -> Iterator[ReadSession]:
+        self.header = self._header()
+        counts = {"sessions": 0, "streams": 0, "events": 0}
+        while True:
+            line, record = self._next("its trailer ('end')")
+            if "end" in record:
+                self._trailer(record, counts)
+                return
+            try:
+                session = self._session(line, record)
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
+                raise self._damaged(f"a line lacks what it must hold ({type(error).__name__}: {error}): altered") from None
+            counts["sessions"] += 1
+            counts["streams"] += len(session.streams)
+            counts["events"] += session.events
+            yield session
+
+    def check(self) -> ArchiveSummary:
+        """Read it all: the summary, or :class:`ArchiveDamaged`."""
+        for _ in self.sessions():
+            pass
+        assert self.summary is not None
+        return self.summary
+
+    def _header(self) -> dict[str, Any]:
+        _, record = self._next("a header", hashed=True)
+        if record.get("agentledger_archive") != FORMAT_VERSION:
+            found = record.get("agentledger_archive")
+            raise self._damaged("not an agentledger archive" if found is None else
+                                f"archive format {found!r}, which this version (format {FORMAT_VERSION}) cannot read")
+        return record
+
+    def _session(self, line: bytes, record: dict[str, Any]) -> ReadSession:
+        if "session" not in record:
+            raise self._damaged("a session's first line was expected")
+        digest = hashlib.sha256(line)
+        self._whole.update(line)
+        streams: list[tuple[str, str, list[StoredRecord]]] = []
+        wanted: dict[str, int] = {}
+        for announced in record.get("streams") or []:
+            streams.append((announced["id"], announced["kind"], []))
+            wanted[announced["id"]] = int(announced["events"])
+        by_id = {stream_id: events for stream_id, _, events in streams}
+        while True:
+            line, event = self._next(f"the end of session {record['session'][:12]}")
+            if "session_end" in event:
+                break
+            digest.update(line)
+            self._whole.update(line)
+            self._event(line, event, by_id)
+        self._whole.update(line)
+        self._session_end(record, event, digest.hexdigest(), wanted, by_id)
+        return ReadSession(record["session"], record.get("name"), record.get("stopped_at"), streams,
+                           event["sha256"])
+
+    def _event(self, line: bytes, event: dict[str, Any], by_id: dict[str, list[StoredRecord]]) -> None:
+        events = by_id.get(event.get("stream", ""))
+        if events is None:
+            raise self._damaged(f"an event of stream {str(event.get('stream'))[:12]}, which its session does not list")
+        if event.get("version") != len(events) + 1:
+            raise self._damaged(f"stream {event['stream'][:12]}: version {event.get('version')} where "
+                                f"{len(events) + 1} was expected (its versions must run 1, 2, 3, ...)")
+        if "state_b64" in event:
+            state = base64.b64decode(event["state_b64"])
+        else:
+            state = line[line.index(_STATE) + len(_STATE):-2]
+        stored = StoredRecord(event["stream"], event["version"], event["topic"], state)
+        events.append(stored)
+        if self._decode is not None:
+            try:
+                self._decode(stored)
+            except Exception as error:  # noqa: BLE001 - recorded, as the live log's readers do
+                self.undecodable.append(f"stream {stored.stream[:12]} version {stored.version}: {error}")
+
+    def _session_end(self, record: dict[str, Any], end: dict[str, Any], digest: str, wanted: dict[str, int],
+                     by_id: dict[str, list[StoredRecord]]) -> None:
+        short = record["session"][:12]
+        if end.get("session_end") != record["session"]:
+            raise self._damaged(f"session {short} ends with another session's id")
+        if digest != end.get("sha256"):
+            raise self._damaged(f"session {short}: its lines do not match their checksum (altered)")
+        for stream_id, count in wanted.items():
+            if len(by_id[stream_id]) != count:
+                raise self._damaged(f"session {short}: stream {stream_id[:12]} has {len(by_id[stream_id])} events, "
+                                    f"not the {count} announced")
+
+    def _trailer(self, record: dict[str, Any], counts: dict[str, int]) -> None:
+        if record.get("sha256") != self._whole.hexdigest():
+            raise self._damaged("the file's checksum does not match its lines (altered)")
+        if record.get("end") != counts:
+            raise self._damaged(f"the trailer counts {record.get('end')}, but the file holds {counts}")
+        for number, _ in self._lines:
+            self._number = number
+            raise self._damaged("lines follow the trailer")
+        self.summary = ArchiveSummary(self.header, counts["sessions"], counts["streams"], counts["events"],
+                                      record["sha256"])
+
+    def _next(self, expected: str, *, hashed: bool = False) -> tuple[bytes, dict[str, Any]]:
+        for number, line in self._lines:
+            self._number = number
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                raise self._damaged("not a JSON line (altered or cut short)") from None
+            if not isinstance(record, dict) or not line.endswith(b"\n"):
+                raise self._damaged("not a whole JSON object on its line (altered or cut short)")
+            if hashed:
+                self._whole.update(line)
+            return line, record
+        raise ArchiveDamaged(f"the archive ends after line {self._number}, before {expected}: it was cut short")
+
+    def _damaged(self, what: str) -> ArchiveDamaged:
+        return ArchiveDamaged(f"line {self._number}: {what}")

@@ -1,0 +1,258 @@
+"""Retention without losing the audit: ``db archive`` moves stopped sessions' streams into a file, ``db import``
+puts them back.
+
+A session is archived whole: its own stream and every aggregate keyed by it
+(its on-stop hook's ``StopHook``, its worktree's ``Workspace``), read verbatim
+through the ``RawLog`` port, as ``db copy`` reads them. Only sessions whose
+``Stopped`` is older than the cutoff are taken: a session not stopped is
+never archived, and Stopped is final, so nothing more is appended to it.
+
+The order is what makes it safe to interrupt anywhere:
+
+1. the archive is written to a part file, ``fsync``'d and renamed into place
+   (``ArchiveFiles.create``);
+2. it is read back from disk and checked whole (every checksum, every stream
+   complete: :class:`~agentledger.application.archive_format.ArchiveReader`),
+   and must hold exactly what was written;
+3. only then, in one transaction, the streams' events and snapshots, the
+   sessions' read-model rows are deleted and ``archived_sessions`` records
+   where each went; the transaction first checks that no stream changed since
+   it was read (else nothing is deleted: :class:`StreamsChanged`).
+
+A crash before 3 leaves the store as it was (and perhaps a file to delete);
+3 is all or nothing. ``archived_sessions`` is not a read model: ``db rebuild``
+leaves it, so ``why`` still says where an archived session went.
+
+Importing checks the whole file first, then appends each session's streams
+(skipping sessions whose stream is already in the store, so importing twice
+is harmless), forgets their archived rows, and catches the read models up.
+Re-imported events get new log positions, after everything already in the
+log: session ids, versions and times are unchanged, positions are not.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from agentledger.application.archive_format import (
+    ArchiveDamaged,
+    ArchiveReader,
+    ArchiveWriter,
+    ReadSession,
+    SessionStreams,
+    Stream,
+    WrittenSession,
+    same_as_written,
+)
+from agentledger.application.errors import AlreadyStored, LedgerError
+from agentledger.application.ports import ArchivedRecord
+from agentledger.domain.stop_hooks import stop_hook_id
+from agentledger.domain.workspace import workspace_id
+
+if TYPE_CHECKING:
+    from agentledger.application.ports import ArchiveFiles, Row, Store
+
+#: Events per atomic insert when importing.
+IMPORT_BATCH = 2000
+#: Sessions whose streams are read in one query when archiving.
+READ_BATCH = 100
+
+
+@dataclass
+class ArchivePlan:
+    """The sessions an archive takes (and those it leaves for next time, holding the log's last event)."""
+
+    cutoff: float
+    sessions: list[Row]
+    deferred: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ArchiveResult:
+    """What ``db archive`` did: the file, its sessions and events, its size and checksum, the time it took."""
+
+    path: str | None
+    sessions: int
+    events: int
+    bytes: int = 0
+    sha256: str = ""
+    seconds: float = 0.0
+    deferred: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {"path": self.path, "sessions": self.sessions, "events": self.events, "bytes": self.bytes,
+                "sha256": self.sha256, "seconds": round(self.seconds, 3), "deferred": self.deferred,
+                "dry_run": self.dry_run}
+
+
+@dataclass
+class ImportResult:
+    """What ``db import`` did: sessions put back, already present, refused (a stream of theirs is in the store)."""
+
+    path: str
+    imported: int = 0
+    events: int = 0
+    present: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"path": self.path, "imported": self.imported, "events": self.events, "already_present": self.present,
+                "conflicts": self.conflicts, "seconds": round(self.seconds, 3)}
+
+
+def plan_archive(store: Store, cutoff: float) -> ArchivePlan:
+    """The stopped sessions whose ``Stopped`` is before ``cutoff`` (epoch seconds), read models caught up first."""
+    store.read_models.catch_up()
+    retention = store.retention
+    rows = retention.stopped_before(cutoff)
+    owner = retention.last_event_owner()
+    keep = {row["id"] for row in rows if owner in session_streams(row["id"])}
+    return ArchivePlan(cutoff, [row for row in rows if row["id"] not in keep], sorted(keep))
+
+
+def session_streams(session_id: str) -> dict[str, str]:
+    """Every aggregate keyed by the session (hex id -> kind), its own first."""
+    return {session_id: "Session", stop_hook_id(session_id).hex: "StopHook", workspace_id(session_id).hex: "Workspace"}
+
+
+def archive(store: Store, files: ArchiveFiles, plan: ArchivePlan, *, path: str | None, header: dict[str, Any],
+            now: float) -> ArchiveResult:
+    """Write, check, then remove ``plan``'s sessions (see the module's docstring for the order)."""
+    started = time.perf_counter()
+    if not plan.sessions:
+        return ArchiveResult(None, 0, 0, deferred=plan.deferred)
+    target = path or files.default_path()
+    with files.create(target) as out:
+        writer = ArchiveWriter(out, header)
+        for start in range(0, len(plan.sessions), READ_BATCH):
+            for session in _read_sessions(store, plan.sessions[start:start + READ_BATCH]):
+                writer.add(session)
+        digest = writer.finish()
+    with files.lines(target) as lines:
+        if not same_as_written(lines, digest, writer.counts):
+            raise ArchiveDamaged(f"{target} does not read back as written: nothing was removed from the store")
+    written = writer.written
+    lengths = {stream: count for session in written for stream, count in session.streams.items()}
+    lengths.update({stream: 0 for session in written for stream in session_streams(session.session_id)
+                    if stream not in lengths})
+    store.retention.remove([_record(session, target, now) for session in written], lengths)
+    return ArchiveResult(target, len(written), _events(written), _size(target), digest,
+                         time.perf_counter() - started, plan.deferred)
+
+
+def _read_sessions(store: Store, rows: Sequence[Row]) -> list[SessionStreams]:
+    """The sessions' whole streams, read in one query (``RawLog.streams``), each session's own first."""
+    keyed = {row["id"]: session_streams(row["id"]) for row in rows}
+    found = store.raw_log.streams([stream for streams in keyed.values() for stream in streams])
+    return [SessionStreams(row["id"], row["name"], row["stopped_at"],
+                           [Stream(stream, kind, found[stream]) for stream, kind in keyed[row["id"]].items()
+                            if stream in found]) for row in rows]
+
+
+def _record(session: WrittenSession, path: str, now: float) -> ArchivedRecord:
+    return ArchivedRecord(session.session_id, session.name, path, now, session.stopped_at, session.events,
+                          session.sha256)
+
+
+def _events(written: Sequence[WrittenSession]) -> int:
+    return sum(session.events for session in written)
+
+
+def _size(path: str) -> int:
+    import os
+
+    return os.path.getsize(path)
+
+
+def _checked(files: ArchiveFiles, path: str, decode: Callable[[Any], Any] | None) -> ArchiveReader:
+    with files.lines(path) as lines:
+        reader = ArchiveReader(lines, decode=decode)
+        try:
+            reader.check()
+        except ArchiveDamaged as error:
+            raise ArchiveDamaged(f"{path} is damaged: {error}") from None
+    return reader
+
+
+def verify_archive(files: ArchiveFiles, path: str, decode: Callable[[Any], Any]) -> ArchiveReader:
+    """``db archive verify``: the checked reader (``summary``, ``header``, ``undecodable``)."""
+    return _checked(files, path, decode)
+
+
+def import_archive(store: Store, files: ArchiveFiles, path: str) -> ImportResult:
+    """Check the whole file, then put its sessions back (those not already in the store) and catch up."""
+    started = time.perf_counter()
+    _checked(files, path, None)  # a damaged file is refused before anything is written
+    result = ImportResult(path)
+    with files.lines(path) as lines:
+        _import_sessions(store, ArchiveReader(lines).sessions(), result)
+    store.read_models.catch_up()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _import_sessions(store: Store, sessions: Iterable[ReadSession], result: ImportResult) -> None:
+    batch: list[ReadSession] = []
+    done: list[str] = []
+    for session in sessions:
+        present = store.retention.stream_lengths([stream_id for stream_id, _, _ in session.streams])
+        if session.session_id in present:
+            result.present += 1
+            done.append(session.session_id)
+        elif present:
+            result.conflicts.append(f"session {session.session_id[:12]}: its stream {next(iter(present))[:12]} is "
+                                    "in the store already (written after the archive?); not imported")
+        else:
+            batch.append(session)
+            if sum(s.events for s in batch) >= IMPORT_BATCH:
+                done += _append(store, batch, result)
+                batch = []
+    done += _append(store, batch, result)
+    store.retention.forget(done)
+
+
+def _append(store: Store, sessions: list[ReadSession], result: ImportResult) -> list[str]:
+    """Append the sessions' events in one insert; if one is there already (a race), each session alone."""
+    if not sessions:
+        return []
+    try:
+        store.raw_log.append([event for session in sessions for event in _stored(session)])
+    except AlreadyStored:
+        if len(sessions) == 1:
+            result.present += 1
+            return [sessions[0].session_id]
+        return [sid for session in sessions for sid in _append(store, [session], result)]
+    result.imported += len(sessions)
+    result.events += sum(session.events for session in sessions)
+    return [session.session_id for session in sessions]
+
+
+def _stored(session: ReadSession) -> list[Any]:
+    from eventsourcing.persistence import StoredEvent
+
+    return [StoredEvent(originator_id=UUID(record.stream), originator_version=record.version, topic=record.topic,
+                        state=record.state) for _, _, events in session.streams for record in events]
+
+
+def describe_archived(row: Row) -> str:
+    """One line: which session was archived, when, into which file, and how to bring it back."""
+    from datetime import datetime, timezone
+
+    def at(epoch: float | None) -> str:
+        return "?" if epoch is None else datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+    name = f" ({row['name']})" if row["name"] else ""
+    return (f"session {row['session_id'][:12]}{name} was archived at {at(row['archived_at'])} (stopped "
+            f"{at(row['stopped_at'])}) into {row['archive_path']}; 'agentledger db import {row['archive_path']}' "
+            "brings it back")
+
+
+__all__ = ["ArchiveDamaged", "ArchivePlan", "ArchiveResult", "ImportResult", "LedgerError", "archive",
+           "describe_archived", "import_archive", "plan_archive", "session_streams",
+           "verify_archive"]

@@ -1,0 +1,235 @@
+"""``db archive`` / ``db archive verify`` / ``db import``: retention that keeps the audit, on both backends.
+
+Sessions are recorded straight into the test's ledger (a real SQLite file, or
+a PostgreSQL schema), then everything else goes through the CLI as a user
+runs it: archive, verify the file, see ``why``/``history``/``status`` say
+where the session went, rebuild, import it back, verify the store.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from conftest import dead_identity, no_real_fault, record
+
+
+def stopped(store: Any, spawn: Any, *, beats: int = 3, hook: bool = False) -> str:
+    """A session that ran, heartbeat ``beats`` times and stopped (with a finished on-stop hook if ``hook``)."""
+    from agentledger.application.clock import utc_now
+    from agentledger.domain.stop_hooks import StopHook
+
+    sid = record(store, dead_identity(spawn), fuse_ttl=3600, lapsed=False)
+    for _ in range(beats):
+        store.ledger.change(sid, lambda s: s.heartbeat(source="test", now=utc_now()))
+    store.ledger.change(sid, lambda s: s.record_stop(reason="exited", decided_by={"component": "supervisor"},
+                                                     evidence={}, exit_code=0))
+    if hook:
+        claimed = StopHook(session_id=sid.hex, command="true", host="h", claimed_by={"pid": 1})
+        claimed.finish(exit_code=0, signal=None, timed_out=False, duration_seconds=0.1, output_tail="")
+        store.ledger.save(claimed)
+    return sid.hex
+
+
+@pytest.fixture
+def ledger(store: Any, spawn: Any) -> dict[str, Any]:
+    """Two stopped sessions (one with an on-stop hook) and a running one, recorded last."""
+    old = [stopped(store, spawn, beats=5, hook=True), stopped(store, spawn, beats=2)]
+    running = record(store, dead_identity(spawn), fuse_ttl=3600, lapsed=False).hex
+    return {"old": old, "running": running}
+
+
+def archive(cli: Any, out: Path, *options: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return cli("db", "archive", "--stopped-before", "1ms", "--out", str(out), *options, check=check)
+
+
+def _no_positions(text: str) -> str:
+    return re.sub(r"position \d+", "position N", text)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def events_of(store: Any, session_id: str) -> int:
+    from agentledger.application.archiving import session_streams
+
+    return sum(store.retention.stream_lengths(list(session_streams(session_id))).values())
+
+
+def test_archive_verify_import_round_trip(cli: Any, store: Any, ledger: dict[str, Any], tmp_path: Path) -> None:
+    first, second = ledger["old"]
+    before = {sid: cli("why", sid).stdout for sid in ledger["old"]}
+    counts = {sid: events_of(store, sid) for sid in ledger["old"]}
+    out = tmp_path / "old.ndjson.gz"
+    result = archive(cli, out)
+    assert "archived 2 sessions" in result.stdout and str(out) in result.stdout
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert not out.with_name(out.name + ".part").exists()
+
+    verified = cli("db", "archive", "verify", str(out))
+    assert "ok: 2 sessions, 3 streams" in verified.stdout
+    assert cli.json("db", "archive", "verify", str(out))["events"] == sum(counts.values())
+    # gone from the live store: events, snapshots, read-model rows; the running session untouched
+    assert events_of(store, first) == 0 and events_of(store, second) == 0
+    listed = {s["id"] for s in cli.json_lines("list", "--all")}
+    assert listed == {ledger["running"]}
+    for command in ("why", "history", "status"):
+        line = one_line_error(cli(command, first[:8], check=False), 1)
+        assert "archived" in line and str(out) in line and f"agentledger db import {out}" in line
+    assert cli("verify").returncode == 0
+    cli("db", "rebuild")  # archived_sessions is no read model: the record survives a rebuild
+    assert str(out) in one_line_error(cli("why", second, check=False), 1)
+    assert sorted(r["session_id"] for r in cli.json_lines("db", "archive", "list")) == sorted(ledger["old"])
+
+    imported = cli("db", "import", str(out))
+    assert "imported 2 sessions" in imported.stdout
+    assert _no_positions(cli("why", first).stdout) == _no_positions(before[first])  # positions are new
+    assert len(cli.json_lines("history", first)) >= 7
+    assert {s["id"] for s in cli.json_lines("list", "--all")} == {ledger["running"], *ledger["old"]}
+    assert {sid: events_of(store, sid) for sid in ledger["old"]} == counts  # its Session and its StopHook
+    assert cli("verify").returncode == 0
+    again = cli("db", "import", str(out))  # idempotent
+    assert "imported 0 sessions" in again.stdout and "2 already in the store" in again.stdout
+    assert cli.json_lines("db", "archive", "list") == []
+
+
+def test_a_running_session_is_never_archived(cli: Any, store: Any, spawn: Any, tmp_path: Path) -> None:
+    running = record(store, dead_identity(spawn), fuse_ttl=3600, lapsed=False).hex
+    old = stopped(store, spawn)
+    later = record(store, dead_identity(spawn), fuse_ttl=3600, lapsed=False).hex  # holds the log's last event
+    dry = cli.json("db", "archive", "--stopped-before", "1ms", "--dry-run")
+    assert [s["id"] for s in dry["sessions"]] == [old]
+    archive(cli, tmp_path / "a.ndjson.gz")
+    assert {s["id"] for s in cli.json_lines("list", "--all")} == {running, later}
+    assert cli("why", running).returncode == 0
+
+
+def test_the_log_s_last_event_is_kept(cli: Any, store: Any, spawn: Any, tmp_path: Path) -> None:
+    """Removing the last event would hand its position to the next one (SQLite): its session waits."""
+    last = stopped(store, spawn)
+    result = archive(cli, tmp_path / "a.ndjson.gz")
+    assert "nothing to archive" in result.stdout and "log's last event" in result.stderr
+    assert events_of(store, last) > 0
+
+
+def _flip(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+
+
+def _altered(data: bytes) -> bytes:
+    """Recompressed after changing one event's state: gzip's own CRC is right, the archive's checksums not."""
+    text = gzip.decompress(data).replace(b'"exit_code":0', b'"exit_code":1', 1)
+    return gzip.compress(text)
+
+
+@pytest.mark.parametrize("damage", [_flip, lambda data: data[: len(data) * 2 // 3], _altered, lambda d: b"hello\n"],
+                         ids=["flipped-byte", "truncated", "altered-content", "not-an-archive"])
+def test_a_damaged_archive_is_refused(cli: Any, ledger: dict[str, Any], tmp_path: Path, damage: Any) -> None:
+    out = tmp_path / "a.ndjson.gz"
+    archive(cli, out)
+    bad = tmp_path / "bad.ndjson.gz"
+    bad.write_bytes(damage(out.read_bytes()))
+    line = one_line_error(cli("db", "archive", "verify", str(bad), check=False), 1)
+    assert str(bad) in line or "cannot" in line
+    line = one_line_error(cli("db", "import", str(bad), check=False), 1)
+    assert "damaged" in line or "not" in line
+    assert "archived" in one_line_error(cli("why", ledger["old"][0], check=False), 1)  # nothing was imported
+
+
+@pytest.mark.parametrize("args", [("--stopped-before", "yesterday"), ("--stopped-before", "-3d"), ()],
+                         ids=["words", "negative", "missing"])
+def test_bad_usage_is_one_line_and_exit_2(cli: Any, args: tuple[str, ...]) -> None:
+    one_line_error(cli("db", "archive", *args, check=False), 2)
+
+
+def test_verify_of_a_missing_file_is_one_line(cli: Any, tmp_path: Path) -> None:
+    assert "cannot read" in one_line_error(cli("db", "archive", "verify", str(tmp_path / "none.gz"), check=False), 1)
+
+
+def _refusing_directory(tmp_path: Path, kind: str) -> Path:
+    """A directory where a new file cannot be written: read-only or full (a tmpfs as root, else permissions)."""
+    where = tmp_path / kind
+    where.mkdir()
+    if os.geteuid() != 0:
+        if kind == "full":
+            no_real_fault("a full file system needs root (mount a tmpfs)")
+        where.chmod(0o500)
+        return where
+    options = "ro,size=1m" if kind == "read-only" else "size=64k"
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        no_real_fault(f"cannot mount a tmpfs here ({mounted.stderr.strip()})")
+    if kind == "full":
+        subprocess.run(["dd", "if=/dev/zero", f"of={where / 'filler'}", "bs=4k"], capture_output=True)
+    return where
+
+
+@pytest.mark.parametrize("kind", ["read-only", "full"])
+def test_an_archive_that_cannot_be_written_removes_nothing(cli: Any, store: Any, ledger: dict[str, Any],
+                                                           tmp_path: Path, kind: str) -> None:
+    where = _refusing_directory(tmp_path, kind)
+    try:
+        out = where / "a.ndjson.gz"
+        line = one_line_error(archive(cli, out, check=False), 1)
+        assert "cannot write the archive" in line
+        assert not out.exists() and not out.with_name(out.name + ".part").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+    assert all(events_of(store, sid) > 0 for sid in ledger["old"])
+    assert len(cli.json_lines("list", "--all")) == 3
+    assert cli("verify").returncode == 0
+
+
+def test_an_existing_out_file_is_refused(cli: Any, ledger: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "a.ndjson.gz"
+    out.write_text("mine")
+    assert "exists" in one_line_error(archive(cli, out, check=False), 1)
+    assert out.read_text() == "mine"
+
+
+def test_a_stream_that_changed_while_archiving_is_not_removed(store: Any, ledger: dict[str, Any],
+                                                             tmp_path: Path) -> None:
+    from agentledger.application.archiving import archive as run_archive
+    from agentledger.application.archiving import plan_archive
+    from agentledger.application.errors import StreamsChanged
+    from agentledger.infrastructure.archive_files import ArchiveFileSystem
+
+    class Racing(ArchiveFileSystem):
+        def lines(self, path: str) -> Any:  # while the file is read back, someone appends to an archived stream
+            from agentledger.domain.stop_hooks import StopHook
+
+            sid = ledger["old"][1]
+            store.ledger.save(StopHook(session_id=sid, command="true", host="h", claimed_by={}))
+            return super().lines(path)
+
+    plan = plan_archive(store, 1e12)
+    with pytest.raises(StreamsChanged):
+        run_archive(store, Racing(tmp_path), plan, path=str(tmp_path / "a.gz"), header={}, now=0.0)
+    assert all(events_of(store, sid) > 0 for sid in ledger["old"])
+
+
+def test_an_archived_lock_holder_frees_its_lock(store: Any) -> None:
+    """The lock's claim stays in the log; its holder, archived, counts as stopped (it was)."""
+    from agentledger.projections.locks import current_locks
+
+    store.db.execute("INSERT INTO archived_sessions (session_id, archive_path, archived_at, events, checksum)"
+                     " VALUES (?, 'x', 0, 1, 'c')", (UUID(int=1).hex,))
+    store.db.execute(
+        "INSERT INTO locks (lock_id, version, directory, holder_session, manual, forced, taken_at, taken_by,"
+        " position) VALUES ('l', 2, '/d', ?, 0, 0, 0, 'me', 1)", (UUID(int=1).hex,))
+    [row] = current_locks(store.db, 0.0)
+    assert row["holder_status"] == "stopped"
