@@ -28,6 +28,7 @@ simulate a lost server, which would kill a benchmark running there.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 import multiprocessing
 import os
@@ -39,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -305,6 +307,31 @@ def lags(store, schema: str, commits: list[tuple[str, int, float, float]],
     return after, before
 
 
+@contextlib.contextmanager
+def following(store, catch_ups: CatchUps) -> Iterator:
+    """The daemon's ``LogFollower`` on a store of its own, each catch-up it makes timed into ``catch_ups``;
+    yielded once it listens (``catch_ups`` emptied then), stopped on the way out."""
+    from agentledger.bootstrap import store_opener
+    from agentledger.projections import catchup as catchup_module
+    from agentledger.runtime.follower import LogFollower
+
+    real_catch_up = catchup_module.catch_up
+    catchup_module.catch_up = lambda s: catch_ups.timed(s, real_catch_up)
+    follower = LogFollower(store_opener(store.location))
+    try:
+        follower.start()
+        deadline = time.time() + 30
+        while follower._subscription is None and time.time() < deadline:  # noqa: SLF001 - wait until it listens
+            time.sleep(0.01)
+        time.sleep(0.2)
+        catch_ups.done.clear()
+        yield follower
+    finally:
+        follower.stop()
+        follower.join(timeout=10)
+        catchup_module.catch_up = real_catch_up
+
+
 def run_lag_phase(store, schema: str, name: str, barrier, results, follower_kind: str):
     """Release the workers and keep the read models current until they are done; lags and catch-up stats."""
     from agentledger.projections import catchup as catchup_module
@@ -312,21 +339,8 @@ def run_lag_phase(store, schema: str, name: str, barrier, results, follower_kind
     real_catch_up = catchup_module.catch_up
     catch_ups = CatchUps()
     real_catch_up(store)  # start level with the log
-    follower = None
-    if follower_kind == "follow":
-        from agentledger.bootstrap import store_opener
-        from agentledger.runtime.follower import LogFollower
-
-        catchup_module.catch_up = lambda s: catch_ups.timed(s, real_catch_up)
-        follower = LogFollower(store_opener(store.location))
-        follower.start()
-        deadline = time.time() + 30
-        while follower._subscription is None and time.time() < deadline:  # noqa: SLF001 - wait until it listens
-            time.sleep(0.01)
-        time.sleep(0.2)
-        catch_ups.done.clear()
     items: list[tuple] = []
-    try:
+    with following(store, catch_ups) if follower_kind == "follow" else contextlib.nullcontext():
         barrier.wait(timeout=300)
         while len(items) < WORKERS:
             if follower_kind == "poll":
@@ -347,11 +361,6 @@ def run_lag_phase(store, schema: str, name: str, barrier, results, follower_kind
                 catch_ups.timed(store, real_catch_up)
             else:
                 time.sleep(0.01)
-    finally:
-        if follower is not None:
-            follower.stop()
-            follower.join(timeout=10)
-        catchup_module.catch_up = real_catch_up
     commits = [c for item in items for c in item[5]]
     return lags(store, schema, commits, catch_ups), rate_of(items), catch_ups
 
@@ -381,10 +390,11 @@ def server_facts() -> str:
             f"commit_delay={settings['commit_delay']}")
 
 
-def own_database() -> str | None:
-    """With BENCH_PG_OWN_DATABASE=1: create a scratch database and point SERVER (and the workers) at it."""
+def own_database(*, always: bool = False) -> str | None:
+    """With BENCH_PG_OWN_DATABASE=1 (or ``always``): create a scratch database and point SERVER (and the
+    workers) at it."""
     global SERVER
-    if os.environ.get("BENCH_PG_OWN_DATABASE") != "1":
+    if not always and os.environ.get("BENCH_PG_OWN_DATABASE") != "1":
         return None
     name = f"bench_{secrets.token_hex(4)}"
     with raw_connect() as conn:

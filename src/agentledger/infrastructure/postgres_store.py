@@ -269,8 +269,11 @@ def ledger_env(location: PostgresLocation, *, create_tables: bool) -> dict[str, 
         "POSTGRES_PASSWORD": location.password or "",
         "POSTGRES_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
         "POSTGRES_PRE_PING": "y",  # a connection lost while idle is replaced, not failed on
-        "POSTGRES_POOL_SIZE": "2",
-        "POSTGRES_MAX_OVERFLOW": "4",
+        # one connection kept (a supervisor appends one event every few seconds; the server's connections,
+        # not its appends, are what a fleet of supervisors runs out of first: docs/scaling.md), up to six
+        # while a daemon's threads append at once
+        "POSTGRES_POOL_SIZE": "1",
+        "POSTGRES_MAX_OVERFLOW": "5",
     }
     if location.schema != "public":
         env["POSTGRES_SCHEMA"] = location.schema
