@@ -78,3 +78,34 @@ def test_list_fits_the_terminal_width_cutting_names_and_commands_never_ids(cli, 
     assert all(len(line) <= 100 for line in fitted) and any("…" in line for line in fitted)
     assert any(line.startswith(sid[:12]) for line in fitted)
     cli("stop", sid)
+
+
+def test_list_streams_every_row_in_chunks_newest_first(store) -> None:
+    """``--json`` writes each chunk of rows as it reads it: every session once, newest first, across chunks."""
+    import contextlib
+    import io
+    from uuid import uuid4
+
+    import orjson
+
+    from agentledger.application.clock import utc_now
+    from agentledger.domain.session import Session
+    from agentledger.entrypoints import render
+    from agentledger.projections.catchup import catch_up
+    from agentledger.projections.queries import iter_sessions, session_json
+
+    sessions = [Session.launch(session_id=uuid4(), argv=["true"], cwd="/", adapter="command", name=None, model=None,
+                               prompt=None, group=None, labels={}, host="h", boot_id="b", pid=1, pid_start_time=1.0,
+                               boot_time=0.0, supervisor_pid=None, log_path=None, launched_by="t")
+                for _ in range(render.CHUNK_LINES + 7)]
+    store.ledger.save(*sessions)
+    catch_up(store)
+    now = utc_now().timestamp()
+    buffer = io.BytesIO()
+    with contextlib.redirect_stdout(io.TextIOWrapper(buffer)) as out:
+        render.write_json_lines(session_json(r, now) for r in iter_sessions(
+            store.db, include_stopped=True, status=None, now=now))
+        out.flush()
+    rows = [orjson.loads(line) for line in buffer.getvalue().splitlines()]
+    assert sorted(r["id"] for r in rows) == sorted(s.id.hex for s in sessions)
+    assert [r["started_at"] for r in rows] == sorted((r["started_at"] for r in rows), reverse=True)
