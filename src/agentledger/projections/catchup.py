@@ -31,6 +31,12 @@ def tracked_position(db: Queryable) -> int:
     return row[0] if row else 0
 
 
+#: Log entries after which held-back heartbeats are written even mid-catch-up: a long stretch of heartbeats
+#: (a rebuild, a catch-up after hours) keeps writing, so its transaction is never silent for long (PostgreSQL
+#: ends a read-model write silent for ``postgres_store.IDLE_IN_WRITE_SECONDS``), and holds bounded memory.
+FLUSH_EVERY = 5000
+
+
 def catch_up(store: Store) -> Applied:
     """Apply every event not yet projected."""
     head = store.log_head()
@@ -96,7 +102,7 @@ def _project(cursor: Cursor, entries: Iterable[LogEntry]) -> tuple[Applied, int 
     defer = projection.defer
     applied, skipped = 0, []
     last = None
-    for entry in entries:
+    for read, entry in enumerate(entries, 1):
         event, last = entry.event, entry.position
         if event is None:
             skipped.append(entry)
@@ -104,6 +110,8 @@ def _project(cursor: Cursor, entries: Iterable[LogEntry]) -> tuple[Applied, int 
             assert last is not None, "the log is read with positions"
             defer(event, last)  # heartbeats are written, coalesced, by flush()
             applied += 1
+        if read % FLUSH_EVERY == 0:
+            projection.flush()
     projection.flush()
     return Applied(applied, skipped), last
 

@@ -1,7 +1,8 @@
 """Questions answered from the read models: which sessions, which fuses, whose id is this.
 
 Rows come back as plain dicts in the stable shape that ``--json`` prints (see
-``docs/cli.md``); times are ISO 8601 UTC strings there, epoch floats here.
+``docs/cli.md``); times are ISO 8601 UTC strings there (``session_json`` hands
+orjson UTC datetimes, which it writes so), epoch floats here.
 """
 
 from __future__ import annotations
@@ -329,8 +330,12 @@ def session_json(row: Row, now: float) -> dict[str, Any]:
 
     ``argv`` and ``labels`` are stored as JSON text and passed through as
     ``orjson.Fragment``s, unparsed: ``list --all --json`` over 10,000 rows
-    would otherwise spend a fifth of its time re-encoding them.
+    would otherwise spend a fifth of its time re-encoding them. Times are
+    UTC ``datetime``s, which orjson writes as ISO 8601 in C, the very string
+    ``isoformat`` makes (``iso``), at a third of the cost: for ``list --all``
+    they were half of the work per row.
     """
+    at = _datetime
     live = fuse_live(row["fuse_state"], row["fuse_expires_at"], now)
     return {
         "id": row["id"],
@@ -353,11 +358,11 @@ def session_json(row: Row, now: float) -> dict[str, Any]:
         "launched_by": row["launched_by"],
         "source": row["source"],
         "resumed_from": row["resumed_from"],
-        "started_at": iso(row["started_at"]),
-        "timeout_at": iso(row["timeout_at"]),
-        "stop_requested_at": iso(row["stop_requested_at"]),
-        "stopped_at": iso(row["stopped_at"]),
-        "exited_at": iso(row["exited_at"]),  # when the process was seen to end (a supervisor saw it), if known
+        "started_at": at(row["started_at"]),
+        "timeout_at": at(row["timeout_at"]),
+        "stop_requested_at": at(row["stop_requested_at"]),
+        "stopped_at": at(row["stopped_at"]),
+        "exited_at": at(row["exited_at"]),  # when the process was seen to end (a supervisor saw it), if known
         "stop_reason": row["stop_reason"],
         "exit_code": row["exit_code"],
         "signal": row["signal"],
@@ -376,15 +381,15 @@ def session_json(row: Row, now: float) -> dict[str, Any]:
                 "tokens_out": row["conversation_tokens_out"],
                 "cost": row["conversation_cost"],
             },
-            "last_activity_at": iso(row["last_activity_at"]),
+            "last_activity_at": at(row["last_activity_at"]),
         },
         "fuse": {
             "state": row["fuse_state"],
             "live": live,
             "ttl_seconds": row["fuse_ttl"],
-            "expires_at": iso(row["fuse_expires_at"]),
+            "expires_at": at(row["fuse_expires_at"]),
         },
-        "last_heartbeat_at": iso(row["last_heartbeat_at"]),
+        "last_heartbeat_at": at(row["last_heartbeat_at"]),
         "heartbeat_count": row["heartbeat_count"],
         "version": row["version"],
         "position": row["position"],
