@@ -548,6 +548,7 @@ def bench_list(schema: str, home: Path) -> dict:
 
     # The same sessions on SQLite, same run, for comparison.
     sqlite_path = home / "sqlite" / "ledger.db"
+    sqlite_path.parent.mkdir(parents=True, exist_ok=True)
     sqlite_store = open_store(StoreLocation(path=sqlite_path))
     _, sqlite_projected = populate_sessions(sqlite_store, LIST_SESSIONS, LIST_RUNNING, fuse_ttl=3600)
     sqlite_store.close()

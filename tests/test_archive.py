@@ -209,12 +209,12 @@ def test_a_stream_that_changed_while_archiving_is_not_removed(store: Any, ledger
     from agentledger.infrastructure.archive_files import ArchiveFileSystem
 
     class Racing(ArchiveFileSystem):
-        def lines(self, path: str) -> Any:  # while the file is read back, someone appends to an archived stream
+        def blocks(self, path: str) -> Any:  # while the file is read back, someone appends to an archived stream
             from agentledger.domain.stop_hooks import StopHook
 
             sid = ledger["old"][1]
             store.ledger.save(StopHook(session_id=sid, command="true", host="h", claimed_by={}))
-            return super().lines(path)
+            return super().blocks(path)
 
     plan = plan_archive(store, 1e12)
     with pytest.raises(StreamsChanged):
@@ -233,3 +233,45 @@ def test_an_archived_lock_holder_frees_its_lock(store: Any) -> None:
         " position) VALUES ('l', 2, '/d', ?, 0, 0, 0, 'me', 1)", (UUID(int=1).hex,))
     [row] = current_locks(store.db, 0.0)
     assert row["holder_status"] == "stopped"
+
+
+def _written(sessions: int) -> tuple[bytes, str, dict[str, int]]:
+    """An archive's decompressed bytes as a writer writes them; its checksum and counts."""
+    import io
+
+    from agentledger.application.archive_format import ArchiveWriter, SessionStreams, Stream
+
+    out = io.BytesIO()
+    writer = ArchiveWriter(out, {})
+    for n in range(sessions):
+        events = [("s", version, "T", b'{"n":%d}' % version) for version in range(1, 40)]
+        writer.add(SessionStreams(f"{n:032x}", None, None, [Stream(f"{n:032x}", "Session", events)]))
+    digest = writer.finish()
+    return out.getvalue(), digest, writer.counts
+
+
+@pytest.mark.parametrize("block", [1, 7, 4096, 1 << 20])
+def test_the_read_back_check_is_byte_for_byte_whatever_the_blocks(block: int) -> None:
+    from agentledger.application.archive_format import same_as_written
+
+    data, digest, counts = _written(60)
+    assert len(data) > 3 * 4096
+
+    def blocks(text: bytes) -> list[bytes]:
+        return [text[i:i + block] for i in range(0, len(text), block)]
+
+    assert same_as_written(blocks(data), digest, counts)
+    flipped = data[:100] + bytes([data[100] ^ 1]) + data[101:]
+    for bad in (flipped, data[:-1], data[:-40], data + b"{}\n", data.replace(b'"events":39', b'"events":38', 1)):
+        assert not same_as_written(blocks(bad), digest, counts)
+    assert not same_as_written(blocks(data), digest, {**counts, "events": 1})
+
+
+@pytest.mark.sqlite_only
+def test_sqlite_deletes_archived_events_in_table_order(store: Any) -> None:
+    """The rowids come from the primary-key index; the table is then walked in rowid order (each page once)."""
+    from agentledger.infrastructure.retention import _delete_events
+
+    plan = [row[3] for row in store.db.execute(f"EXPLAIN QUERY PLAN {_delete_events(store, '?,?')}", ("a", "b"))]
+    assert any("USING INTEGER PRIMARY KEY (rowid=?)" in step for step in plan), plan
+    assert any("COVERING INDEX sqlite_autoindex_stored_events_1 (originator_id=?)" in step for step in plan), plan

@@ -38,6 +38,8 @@ from agentledger.application.errors import LedgerError
 #: The format's version, in the header line; a reader refuses any other.
 FORMAT_VERSION = 1
 _STATE = b',"state":'
+#: Longer than any trailer line (``{"end": {counts}, "sha256": HEX}``, ~130 bytes).
+_TRAILER_MAX = 4096
 
 
 class ArchiveDamaged(LedgerError):
@@ -127,48 +129,77 @@ class ArchiveWriter:
         self._whole.update(data)
 
 
-def event_lines(stream: Stream) -> Iterator[bytes]:
-    """One line per event of ``stream``, its state embedded verbatim (``state_b64`` if it is not JSON)."""
-    prefix = b'{"stream":"' + stream.id.encode() + b'","version":'
-    topics: dict[str, bytes] = {}
-    for expected, (_, version, name, stored) in enumerate(stream.events, start=1):
-        if version != expected:  # never archive a stream with a gap: the archive must replay
-            raise LedgerError(f"stream {stream.id[:12]} has version {version} where {expected} was expected: "
-                              "not archived (see 'agentledger verify')")
-        topic = topics.get(name)
-        if topic is None:
-            topic = topics[name] = b',"topic":' + orjson.dumps(name)
-        state = bytes(stored)
-        if _embeddable(state):
-            yield b"".join((prefix, str(version).encode(), topic, _STATE, state, b"}\n"))
-        else:
-            yield b"".join((prefix, str(version).encode(), topic, b',"state_b64":"', base64.b64encode(state),
-                            b'"}\n'))
+def event_lines(stream: Stream) -> list[bytes]:
+    """One line per event of ``stream``, its state embedded verbatim (``state_b64`` if it is not JSON).
+
+    Each state is parsed once, to know it is one JSON value on one line; the
+    line is then one ``orjson.dumps`` with the state as a ``Fragment`` (copied,
+    not re-encoded), a stream at a time: the same bytes as joining the pieces
+    by hand, a third faster (encoding is a tenth of ``db archive``'s time).
+    """
+    _check_versions(stream)
+    states = [bytes(row[3]) for row in stream.events]
+    if _all_embeddable(states):
+        return [_line(stream.id, row[1], row[2], "state", orjson.Fragment(state))
+                for row, state in zip(stream.events, states)]
+    return [_line(stream.id, row[1], row[2], *_state_field(state)) for row, state in zip(stream.events, states)]
 
 
-def _embeddable(state: bytes) -> bool:
-    """Can the state stand in the line as it is: JSON, and on one line?"""
-    if b"\n" in state or b"\r" in state:
+def _line(stream_id: str, version: int, topic: str, key: str, state: Any) -> bytes:
+    return orjson.dumps({"stream": stream_id, "version": version, "topic": topic, key: state},
+                        option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _check_versions(stream: Stream) -> None:
+    """Never archive a stream with a gap: the archive must replay."""
+    versions = [row[1] for row in stream.events]
+    if versions == list(range(1, len(versions) + 1)):
+        return
+    expected, version = next((n, v) for n, v in enumerate(versions, start=1) if v != n)
+    raise LedgerError(f"stream {stream.id[:12]} has version {version} where {expected} was expected: "
+                      "not archived (see 'agentledger verify')")
+
+
+def _all_embeddable(states: list[bytes]) -> bool:
+    """Can every state stand in its line as it is: one JSON value, on one line?"""
+    joined = b"".join(states)
+    if b"\n" in joined or b"\r" in joined:
         return False
     try:
-        orjson.loads(state)
+        for state in states:
+            orjson.loads(state)
     except orjson.JSONDecodeError:
         return False
     return True
 
 
-def same_as_written(lines: Iterable[bytes], digest: str, counts: dict[str, int]) -> bool:
-    """Do ``lines`` (read back from disk) hold exactly what a writer wrote: every line before the trailer hashing to
-    ``digest``, then the trailer with ``counts``, then nothing? Byte for byte, so no line need be parsed again."""
+def _state_field(state: bytes) -> tuple[str, Any]:
+    """``("state", the bytes as they are)`` if they are JSON on one line, else ``("state_b64", base64)``."""
+    if _all_embeddable([state]):
+        return "state", orjson.Fragment(state)
+    return "state_b64", base64.b64encode(state).decode()
+
+
+def same_as_written(blocks: Iterable[bytes], digest: str, counts: dict[str, int]) -> bool:
+    """Do ``blocks`` (the file read back from disk, decompressed) hold exactly what a writer wrote: every line
+    before the trailer hashing to ``digest``, then the trailer with ``counts``, then nothing? Byte for byte, hashed
+    as the blocks come: no line need be split or parsed again."""
     whole = hashlib.sha256()
-    last = b""
-    for line in lines:
-        if last:
-            whole.update(last)
-        last = line
-    if not last.startswith(b'{"end":'):
+    held = b""  # the last bytes read, not hashed yet: they hold the trailer
+    for block in blocks:
+        held += block
+        if len(held) > _TRAILER_MAX:
+            whole.update(memoryview(held)[:-_TRAILER_MAX])
+            held = held[-_TRAILER_MAX:]
+    start = held.rfind(b"\n", 0, len(held) - 1) + 1
+    last = held[start:]
+    if not last.startswith(b'{"end":') or not last.endswith(b"\n"):
         return False
-    trailer = orjson.loads(last)
+    whole.update(held[:start])
+    try:
+        trailer = orjson.loads(last)
+    except orjson.JSONDecodeError:
+        return False
     return bool(whole.hexdigest() == digest == trailer.get("sha256") and trailer.get("end") == counts)
 
 

@@ -130,25 +130,33 @@ def archive(store: Store, files: ArchiveFiles, plan: ArchivePlan, *, path: str |
     target = path or files.default_path()
     with files.create(target) as out:
         writer = ArchiveWriter(out, header)
-        for start in range(0, len(plan.sessions), READ_BATCH):
-            for session in _read_sessions(store, plan.sessions[start:start + READ_BATCH]):
-                writer.add(session)
+        lengths = _write_sessions(store, writer, plan.sessions)
         digest = writer.finish()
-    with files.lines(target) as lines:
-        if not same_as_written(lines, digest, writer.counts):
+    with files.blocks(target) as blocks:
+        if not same_as_written(blocks, digest, writer.counts):
             raise ArchiveDamaged(f"{target} does not read back as written: nothing was removed from the store")
     written = writer.written
-    lengths = {stream: count for session in written for stream, count in session.streams.items()}
-    lengths.update({stream: 0 for session in written for stream in session_streams(session.session_id)
-                    if stream not in lengths})
     store.retention.remove([_record(session, target, now) for session in written], lengths)
     return ArchiveResult(target, len(written), _events(written), _size(target), digest,
                          time.perf_counter() - started, plan.deferred)
 
 
-def _read_sessions(store: Store, rows: Sequence[Row]) -> list[SessionStreams]:
-    """The sessions' whole streams, read in one query (``RawLog.streams``), each session's own first."""
-    keyed = {row["id"]: session_streams(row["id"]) for row in rows}
+def _write_sessions(store: Store, writer: ArchiveWriter, sessions: Sequence[Row]) -> dict[str, int]:
+    """Write the sessions, ``READ_BATCH`` per query; the length of every stream keyed by them (0: it has none)."""
+    lengths: dict[str, int] = {}
+    for start in range(0, len(sessions), READ_BATCH):
+        batch = sessions[start:start + READ_BATCH]
+        keyed = {row["id"]: session_streams(row["id"]) for row in batch}
+        lengths.update((stream, 0) for streams in keyed.values() for stream in streams)
+        for session in _read_sessions(store, batch, keyed):
+            writer.add(session)
+            lengths.update((stream.id, len(stream.events)) for stream in session.streams)
+    return lengths
+
+
+def _read_sessions(store: Store, rows: Sequence[Row], keyed: dict[str, dict[str, str]]) -> list[SessionStreams]:
+    """The sessions' whole streams (``keyed``: theirs by session), read in one query (``RawLog.streams``), each
+    session's own first."""
     found = store.raw_log.streams([stream for streams in keyed.values() for stream in streams])
     return [SessionStreams(row["id"], row["name"], row["stopped_at"],
                            [Stream(stream, kind, found[stream]) for stream, kind in keyed[row["id"]].items()

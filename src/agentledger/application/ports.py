@@ -303,6 +303,8 @@ class ArchiveFiles(Protocol):
 
     def lines(self, path: str) -> AbstractContextManager[Iterator[bytes]]: ...  # decompressed; ArchiveDamaged
 
+    def blocks(self, path: str) -> AbstractContextManager[Iterator[bytes]]: ...  # decompressed, not split
+
 
 class WebhookPoster(Protocol):
     """Sends one signed delivery to one endpoint (``infrastructure/webhook_sender.py``), and says what came back."""

@@ -8,7 +8,8 @@ file is on disk under its name, complete; if anything fails first, the part
 file is removed and ``FILE`` never appears. A location that refuses the file
 (read-only, full, no permission) is one line (:class:`ArchiveWriteError`).
 
-Reading decompresses in large blocks and splits lines; a file that is not
+Reading decompresses in large blocks (``blocks``: the read-back check hashes
+them as they come) and splits lines (``lines``); a file that is not
 gzip, fails its CRC or is cut short is ``ArchiveDamaged``, one line.
 """
 
@@ -72,26 +73,37 @@ class ArchiveFileSystem:
 
     @contextmanager
     def lines(self, path: str) -> Iterator[Iterator[bytes]]:
+        with self.blocks(path) as blocks:
+            yield _lines(blocks)
+
+    @contextmanager
+    def blocks(self, path: str) -> Iterator[Iterator[bytes]]:
         try:
             raw = open(path, "rb")  # noqa: SIM115 - closed below
         except OSError as error:
             raise ArchiveDamaged(f"cannot read {path}: {error.strerror}") from None
         try:
-            yield _lines(gzip.GzipFile(fileobj=raw, mode="rb"))
+            yield _blocks(gzip.GzipFile(fileobj=raw, mode="rb"))
         finally:
             raw.close()
 
 
-def _lines(stream: gzip.GzipFile) -> Iterator[bytes]:
-    """The decompressed lines (each with its ``\\n``; a last one without is yielded as it is)."""
-    rest = b""
+def _blocks(stream: gzip.GzipFile) -> Iterator[bytes]:
+    """The decompressed bytes, a megabyte at a time."""
     while True:
         try:
             block = stream.read(_BLOCK)
         except (OSError, EOFError, zlib.error) as error:
             raise ArchiveDamaged(f"the compressed data is damaged ({_reason(error)})") from None
         if not block:
-            break
+            return
+        yield block
+
+
+def _lines(blocks: Iterator[bytes]) -> Iterator[bytes]:
+    """The decompressed lines (each with its ``\\n``; a last one without is yielded as it is)."""
+    rest = b""
+    for block in blocks:
         lines = (rest + block).split(b"\n")
         rest = lines.pop()
         for line in lines:

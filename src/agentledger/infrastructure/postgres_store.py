@@ -232,6 +232,7 @@ class PostgresStore(StorePorts):
 
     def close(self) -> None:
         if self._ledger is not None:
+            self._ledger.recorder.release()  # the connection it keeps for appends (postgres_recorder.py)
             self._ledger.close()
         self.db.close()
 
@@ -262,6 +263,7 @@ def ledger_env(location: PostgresLocation, *, create_tables: bool) -> dict[str, 
     env = {
         **common_ledger_env(create_tables),
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "APPLICATION_RECORDER_TOPIC": "agentledger.infrastructure.postgres_recorder:PlainPostgresRecorder",
         "POSTGRES_DBNAME": location.dbname,
         "POSTGRES_HOST": location.host,
         "POSTGRES_PORT": str(location.port),

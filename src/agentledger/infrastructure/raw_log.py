@@ -11,6 +11,8 @@ each store says (``events_table``, ``position_column``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import groupby
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -85,9 +87,8 @@ class RecorderRawLog:
                 f"SELECT originator_id, originator_version, topic, state FROM {self.store.events_table}"
                 f" WHERE originator_id IN ({','.join('?' * len(chunk))}) ORDER BY originator_id, originator_version",
                 chunk).fetchall()
-            for row in rows:
-                key = row[0] if isinstance(row[0], str) else row[0].hex
-                found.setdefault(key, []).append(row)
+            for stream, events in groupby(rows, key=itemgetter(0)):  # rows come stream by stream
+                found[stream if isinstance(stream, str) else stream.hex] = list(events)
         return found
 
     @property

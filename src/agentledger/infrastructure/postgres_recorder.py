@@ -1,0 +1,140 @@
+"""The library's PostgreSQL recorder, appending in three round trips and loading in one, on a connection it keeps.
+
+An append is the library's transaction, statement for statement: ``SET LOCAL
+lock_timeout``, ``LOCK TABLE … IN EXCLUSIVE MODE`` (so that notification ids
+commit in the order they are issued and a follower never passes a gap),
+``NOTIFY``, the ``INSERT … RETURNING notification_id``, ``COMMIT``. The library
+sends them in psycopg's pipeline mode, through the pool (a liveness check per
+checkout) and a composite-array parameter; that client-side machinery cost
+about 390 µs of this process's CPU per append where the same statements sent
+one by one on a plain connection cost 120 µs (issue 20,
+``scripts/bench_postgres.py``). With many supervisors on one host, the
+clients' CPU, not the server, is what limits appends.
+
+Here the recorder keeps one of the pool's connections for itself, behind a
+plain lock (a thread that finds it busy appends through the library's own path
+on another pooled connection), and sends ``BEGIN`` with the three statements
+that take no parameter as one simple query, then the ``INSERT`` with plain
+parameters, then ``COMMIT``: three round trips instead of six. A uniqueness
+violation (the compare-and-set's refusal) is raised by the ``INSERT`` and
+turned into the library's ``IntegrityError`` as its datastore does; any other
+error gives the connection back to the pool (which drops a broken one) and is
+raised for the caller's retry. A load's ``select_events`` runs on the same
+connection as one statement (the connection is in autocommit, so it is its
+own transaction), without the pool's check. Chosen by ``APPLICATION_RECORDER_TOPIC`` in
+``postgres_store.ledger_env``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import psycopg.rows
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+
+
+class PlainPostgresRecorder(PostgresApplicationRecorder):
+    """``PostgresApplicationRecorder`` whose ``insert_events`` runs on a kept connection, in three round trips."""
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self._held: Any = None  # (pool connection, its cursor), taken on first use
+        self._held_lock = threading.Lock()
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        if stored_events and self._held_lock.acquire(blocking=False):
+            try:
+                return self._insert_held(stored_events)
+            finally:
+                self._held_lock.release()
+        return super().insert_events(stored_events, **kwargs)
+
+    def select_events(self, originator_id: UUID | str, *, gt: int | None = None, lte: int | None = None,
+                      desc: bool = False, limit: int | None = None) -> Sequence[StoredEvent]:
+        """A session's events (every load's fast-forward) in one statement on the kept connection, if free."""
+        if not self._held_lock.acquire(blocking=False):
+            return super().select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+        try:
+            connection, cursor = self._held or self._take()
+            statement, params = self._select(originator_id, gt, lte, desc, limit)
+            try:
+                rows = cursor.execute(statement, params).fetchall()
+            except BaseException:
+                self._give_back()
+                raise
+        finally:
+            self._held_lock.release()
+        return [StoredEvent(originator_id=row[0], originator_version=row[1], topic=row[2], state=row[3])
+                for row in rows]
+
+    def _select(self, originator_id: UUID | str, gt: int | None, lte: int | None, desc: bool,
+                limit: int | None) -> tuple[str, list[Any]]:
+        statement = self._select_events
+        params: list[Any] = [originator_id]
+        if gt is not None:
+            statement += " AND originator_version > %s"
+            params.append(gt)
+        if lte is not None:
+            statement += " AND originator_version <= %s"
+            params.append(lte)
+        statement += " ORDER BY originator_version DESC" if desc else " ORDER BY originator_version"
+        if limit is not None:
+            statement += " LIMIT %s"
+            params.append(limit)
+        return statement, params
+
+    def _insert_held(self, stored_events: Sequence[StoredEvent]) -> list[int]:
+        connection, cursor = self._held or self._take()
+        try:
+            cursor.execute(self._opening)
+            positions = []
+            for event in stored_events:
+                cursor.execute(self._insert, (event.originator_id, event.originator_version, event.topic,
+                                              event.state))
+                positions.append(cursor.fetchone()[0])
+            cursor.execute("COMMIT")
+            return positions
+        except psycopg.IntegrityError as error:
+            cursor.execute("ROLLBACK")
+            raise IntegrityError(str(error)) from error
+        except BaseException:
+            self._give_back()
+            raise
+
+    def _take(self) -> tuple[Any, Any]:
+        """A connection of the pool's kept for appends, with the statements it sends."""
+        self.datastore.pool.open()  # the library opens it on first use; a no-op once open
+        connection = self.datastore.pool.getconn()
+        schema, table = self.datastore.schema, self.events_table_name
+        self._opening = (f"BEGIN; SET LOCAL lock_timeout = '{self.datastore.lock_timeout}s';"
+                         f' LOCK TABLE "{schema}"."{table}" IN EXCLUSIVE MODE; NOTIFY "{self.channel_name}"')
+        self._insert = (f'INSERT INTO "{schema}"."{table}" (originator_id, originator_version, topic, state)'
+                        " VALUES (%s, %s, %s, %s) RETURNING notification_id")
+        self._select_events = (f'SELECT originator_id, originator_version, topic, state FROM "{schema}"."{table}"'
+                               " WHERE originator_id = %s")
+        self._held = (connection, connection.cursor(row_factory=psycopg.rows.tuple_row))
+        return self._held
+
+    def release(self) -> None:
+        """Give the kept connection back before the pool closes (``PostgresStore.close``)."""
+        with self._held_lock:
+            self._give_back()
+
+    def _give_back(self) -> None:
+        """Return the kept connection to the pool (which closes it if it is broken); the next append takes one."""
+        if self._held is None:
+            return
+        connection, _ = self._held
+        self._held = None
+        try:
+            if not connection.closed:
+                connection.rollback()
+        except psycopg.Error:
+            pass  # broken: the pool discards it
+        finally:
+            self.datastore.pool.putconn(connection)
