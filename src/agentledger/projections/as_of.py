@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from agentledger.application.ports import Queryable, Store
 
 #: The read-model tables a scratch database copies (with their indexes) from the live one.
-_TABLES = ("sessions", "fuses", "hosts", "locks", "projection_tracking")
+_TABLES = ("sessions", "fuses", "hosts", "locks", "projection_tracking", "archived_sessions")
 
 
 class Moment(NamedTuple):
@@ -102,23 +102,30 @@ def _check_reachable(store: Store, moment: Moment) -> None:
 
 
 def _scratch(store: Store) -> sqlite3.Connection:
-    """An empty in-memory copy of the read-model schema.
+    """An empty in-memory copy of the read-model schema, with the archived sessions as they stand.
 
     From a SQLite store, its own table definitions (no Alembic import: fast);
     from a server, the migrations run on an in-memory SQLite database.
+    ``archived_sessions`` is not replayed (the archived events left the log):
+    its rows are copied, so a past view naming an archived session says where
+    it went.
     """
     if not isinstance(store.db, sqlite3.Connection):
         from agentledger.infrastructure.schema import scratch_read_models
 
-        return scratch_read_models()
-    db = sqlite3.connect(":memory:")
-    db.row_factory = sqlite3.Row
-    for (sql,) in store.db.execute(
-        f"SELECT sql FROM sqlite_master WHERE tbl_name IN ({', '.join('?' * len(_TABLES))}) AND sql IS NOT NULL"
-        " ORDER BY type = 'index'",
-        _TABLES,
-    ):
-        db.execute(sql)
+        db = scratch_read_models()
+    else:
+        db = sqlite3.connect(":memory:")
+        db.row_factory = sqlite3.Row
+        for (sql,) in store.db.execute(
+            f"SELECT sql FROM sqlite_master WHERE tbl_name IN ({', '.join('?' * len(_TABLES))}) AND sql IS NOT NULL"
+            " ORDER BY type = 'index'",
+            _TABLES,
+        ):
+            db.execute(sql)
+    archived = [tuple(row) for row in store.db.execute("SELECT * FROM archived_sessions").fetchall()]
+    if archived:
+        db.executemany(f"INSERT INTO archived_sessions VALUES ({', '.join('?' * len(archived[0]))})", archived)
     return db
 
 
