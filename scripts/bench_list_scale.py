@@ -63,7 +63,6 @@ def fill(env: dict[str, str], sessions: int, running: int) -> None:
 
     with db:
         db.executemany(f"INSERT INTO sessions VALUES ({','.join('?' * len(columns))})", rows())
-    db.execute("ANALYZE")
     db.close()
 
 
