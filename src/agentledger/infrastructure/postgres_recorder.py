@@ -37,6 +37,8 @@ import psycopg.rows
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
+from agentledger.infrastructure.event_selects import select_events_sql
+
 
 class PlainPostgresRecorder(PostgresApplicationRecorder):
     """``PostgresApplicationRecorder`` whose ``insert_events`` runs on a kept connection, in three round trips."""
@@ -61,7 +63,8 @@ class PlainPostgresRecorder(PostgresApplicationRecorder):
             return super().select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
         try:
             connection, cursor = self._held or self._take()
-            statement, params = self._select(originator_id, gt, lte, desc, limit)
+            statement, params = select_events_sql(self._select_events, originator_id, gt=gt, lte=lte, desc=desc,
+                                                  limit=limit, mark="%s")
             try:
                 rows = cursor.execute(statement, params).fetchall()
             except BaseException:
@@ -71,22 +74,6 @@ class PlainPostgresRecorder(PostgresApplicationRecorder):
             self._held_lock.release()
         return [StoredEvent(originator_id=row[0], originator_version=row[1], topic=row[2], state=row[3])
                 for row in rows]
-
-    def _select(self, originator_id: UUID | str, gt: int | None, lte: int | None, desc: bool,
-                limit: int | None) -> tuple[str, list[Any]]:
-        statement = self._select_events
-        params: list[Any] = [originator_id]
-        if gt is not None:
-            statement += " AND originator_version > %s"
-            params.append(gt)
-        if lte is not None:
-            statement += " AND originator_version <= %s"
-            params.append(lte)
-        statement += " ORDER BY originator_version DESC" if desc else " ORDER BY originator_version"
-        if limit is not None:
-            statement += " LIMIT %s"
-            params.append(limit)
-        return statement, params
 
     def _insert_held(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         connection, cursor = self._held or self._take()

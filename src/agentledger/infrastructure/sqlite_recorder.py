@@ -28,6 +28,8 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteConnection, SQLiteDatastore, SQLiteTransaction
 
+from agentledger.infrastructure.event_selects import select_events_sql
+
 T = TypeVar("T")
 
 
@@ -63,28 +65,12 @@ class LeanSQLiteRecorder(SQLiteApplicationRecorder):
 
     def select_events(self, originator_id: UUID | str, *, gt: int | None = None, lte: int | None = None,
                       desc: bool = False, limit: int | None = None) -> Sequence[StoredEvent]:
-        statement, params = self._select(_hex(originator_id), gt, lte, desc, limit)
+        statement, params = select_events_sql(self.select_events_statement.rstrip(), _hex(originator_id), gt=gt,
+                                              lte=lte, desc=desc, limit=limit, mark="?")
         rows = self._in_transaction(lambda db: db.execute(statement, params).fetchall(), commit=False)
         convert = self.convert_originator_id
         return [StoredEvent(originator_id=convert(row[0]), originator_version=row[1], topic=row[2], state=row[3])
                 for row in rows]
-
-    def _select(self, originator_id: str, gt: int | None, lte: int | None, desc: bool,
-                limit: int | None) -> tuple[str, list[Any]]:
-        """The library's ``select_events`` statement for these bounds, and its parameters."""
-        statement = self.select_events_statement
-        params: list[Any] = [originator_id]
-        if gt is not None:
-            statement += "AND originator_version>? "
-            params.append(gt)
-        if lte is not None:
-            statement += "AND originator_version<=? "
-            params.append(lte)
-        statement += "ORDER BY originator_version DESC " if desc else "ORDER BY originator_version ASC "
-        if limit is not None:
-            statement += "LIMIT ? "
-            params.append(limit)
-        return statement, params
 
     def _in_transaction(self, work: Callable[[Any], T], *, commit: bool) -> T:
         """``work(cursor)`` in one transaction, on the held connection if it is free, else on one from the pool."""
