@@ -15,8 +15,8 @@ A profile of one heartbeat through ``Ledger.change`` on a tmpfs store (issue
   append at the top level (``Session.stop_requests``), never change a value
   nested deeper, so copying the attribute dictionary and its containers one
   level down protects the cache as well, at a tenth of the cost.
-  ``tests/test_ledger.py`` runs every command on a copy and checks the cached
-  original is untouched.
+  ``tests/test_lean_paths.py`` runs every command on a copy and checks the
+  cached original is untouched.
 * **A cache one save behind.** With fast-forward on, the library does not
   cache what it saved, so each load read back and replayed the event the
   last command had just written. ``Ledger.compare_and_set`` caches a copy of

@@ -47,6 +47,13 @@ class PlainPostgresRecorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         self._held: Any = None  # (pool connection, its cursor), taken on first use
         self._held_lock = threading.Lock()
+        schema, table = datastore.schema, self.events_table_name
+        self._opening = (f"BEGIN; SET LOCAL lock_timeout = '{datastore.lock_timeout}s';"
+                         f' LOCK TABLE "{schema}"."{table}" IN EXCLUSIVE MODE; NOTIFY "{self.channel_name}"')
+        self._insert = (f'INSERT INTO "{schema}"."{table}" (originator_id, originator_version, topic, state)'
+                        " VALUES (%s, %s, %s, %s) RETURNING notification_id")
+        self._select_events = (f'SELECT originator_id, originator_version, topic, state FROM "{schema}"."{table}"'
+                               " WHERE originator_id = %s")
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         if stored_events and self._held_lock.acquire(blocking=False):
@@ -94,16 +101,9 @@ class PlainPostgresRecorder(PostgresApplicationRecorder):
             raise
 
     def _take(self) -> tuple[Any, Any]:
-        """A connection of the pool's kept for appends, with the statements it sends."""
+        """A connection of the pool's kept for appends and loads, and its cursor."""
         self.datastore.pool.open()  # the library opens it on first use; a no-op once open
         connection = self.datastore.pool.getconn()
-        schema, table = self.datastore.schema, self.events_table_name
-        self._opening = (f"BEGIN; SET LOCAL lock_timeout = '{self.datastore.lock_timeout}s';"
-                         f' LOCK TABLE "{schema}"."{table}" IN EXCLUSIVE MODE; NOTIFY "{self.channel_name}"')
-        self._insert = (f'INSERT INTO "{schema}"."{table}" (originator_id, originator_version, topic, state)'
-                        " VALUES (%s, %s, %s, %s) RETURNING notification_id")
-        self._select_events = (f'SELECT originator_id, originator_version, topic, state FROM "{schema}"."{table}"'
-                               " WHERE originator_id = %s")
         self._held = (connection, connection.cursor(row_factory=psycopg.rows.tuple_row))
         return self._held
 
