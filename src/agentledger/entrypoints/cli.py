@@ -501,7 +501,7 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
     which sizes its columns to every row, holds them."""
     from agentledger.entrypoints.render import table, write_json_lines, write_lines
     from agentledger.projections.listing import formatter, parse_filters, select
-    from agentledger.projections.queries import count_sessions, iter_sessions, session_json
+    from agentledger.projections.queries import count_sessions, iter_sessions, session_documents, session_json
 
     line = formatter(args.format) if args.format else None  # refused before anything is read
     filters = parse_filters(args.filter)
@@ -510,6 +510,9 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
     if args.count and not filters:
         count = count_sessions(db, **where)
         print(count if args.last is None else min(count, args.last))
+        return 0
+    if args.json and not filters:  # stopped sessions' documents as kept, the others' built (session_documents)
+        write_json_lines(select(session_documents(db, **where), (), now=now, last=args.last))
         return 0
     rows = select(iter_sessions(db, **where), filters, now=now, last=args.last)  # -n N: N rows read, not all
     if args.count:

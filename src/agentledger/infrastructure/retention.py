@@ -55,6 +55,7 @@ class SqlRetention:
             for chunk in _chunks(sessions):
                 marks = ",".join("?" * len(chunk))
                 cursor.execute(f"DELETE FROM fuses WHERE session_id IN ({marks})", chunk)
+                cursor.execute(f"DELETE FROM session_documents WHERE session_id IN ({marks})", chunk)
                 cursor.execute(f"DELETE FROM sessions WHERE id IN ({marks})", chunk)
             cursor.executemany(
                 "INSERT INTO archived_sessions (session_id, name, archive_path, archived_at, stopped_at, events,"

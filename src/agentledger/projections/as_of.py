@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from agentledger.application.ports import Queryable, Store
 
 #: The read-model tables a scratch database copies (with their indexes) from the live one.
-_TABLES = ("sessions", "fuses", "hosts", "locks", "projection_tracking", "archived_sessions")
+_TABLES = ("sessions", "fuses", "hosts", "locks", "session_documents", "projection_tracking", "archived_sessions")
 
 
 class Moment(NamedTuple):

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 #: The read models' row in ``projection_tracking``: how far into the log they are.
 PROJECTION_NAME = "sessions"
 
-READ_MODEL_TABLES = ("sessions", "fuses", "hosts", "locks")
+READ_MODEL_TABLES = ("sessions", "fuses", "hosts", "locks", "session_documents")
 
 
 def tracked_position(db: Queryable) -> int:
@@ -112,7 +112,7 @@ def _project(cursor: Cursor, entries: Iterable[LogEntry]) -> tuple[Applied, int 
             applied += 1
         if read % FLUSH_EVERY == 0:
             projection.flush()
-    projection.flush()
+    projection.settle()
     return Applied(applied, skipped), last
 
 

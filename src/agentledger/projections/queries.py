@@ -7,8 +7,10 @@ orjson UTC datetimes, which it writes so), epoch floats here.
 
 from __future__ import annotations
 
+import heapq
+import math
 import string
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -168,6 +170,68 @@ def iter_sessions(
         yield dict(zip(keys, row))
 
 
+def session_documents(
+    db: Queryable, *, include_stopped: bool, status: str | None, now: float, group: str | None = None,
+    adapter: str | None = None, host: str | None = None,
+) -> Iterator[Any]:
+    """:func:`iter_sessions`' sessions as their ``--json`` documents, newest first: a stopped session's kept-ready
+    text (:func:`write_stopped_documents`) where it holds, as an ``orjson.Fragment``; any other's built from
+    its row by :func:`session_json`.
+
+    Two queries merged by ``started_at``: the kept documents (two columns a row), and the rest (every column).
+    ``list --all --json`` over 100,000 mostly stopped sessions is then mostly reading and writing text.
+    """
+    where, params = _sessions_where(include_stopped=include_stopped, status=status, now=now, group=group,
+                                    adapter=adapter, host=host)
+    if status != _STOPPED and not (include_stopped and status is None):  # no stopped session is listed
+        yield from (session_json(row, now) for row in iter_sessions(
+            db, include_stopped=include_stopped, status=status, now=now, group=group, adapter=adapter, host=host))
+        return
+    also = f"{where} AND" if where else " WHERE"
+    kept = db.execute(f"SELECT s.started_at, d.document FROM sessions s {_KEPT_JOIN}{also} {_KEPT}"
+                      " ORDER BY s.started_at DESC", params)
+    rest = db.execute(f"{_SESSIONS} LEFT {_KEPT_JOIN}{also} (d.position IS NULL OR NOT ({_KEPT}))"
+                      " ORDER BY s.started_at DESC", params)
+    merged = heapq.merge(((row[0], orjson.Fragment(row[1])) for row in kept),
+                         ((row["started_at"], session_json(row, now)) for row in rest),
+                         key=_first, reverse=True)
+    for _, document in merged:
+        yield document
+
+
+def _first(pair: tuple[float, Any]) -> float:
+    return pair[0]
+
+
+#: Where a stopped session's kept document holds: made from the row as it stands (same position), and the
+#: fuse, if set, lapsed by now (the document says ``"live": false``; see :func:`stopped_document`).
+_KEPT_JOIN = "JOIN session_documents d ON d.session_id = s.id"
+_KEPT = (f"d.position = s.position AND s.status = '{SessionStatus.STOPPED.value}'"
+         f" AND NOT COALESCE({live_fuse_sql('s.fuse_state', 's.fuse_expires_at', ':now')}, FALSE)")
+_DOCUMENTS_EVERY = 500
+
+
+def stopped_document(row: Row) -> str:
+    """A stopped session's ``--json`` document as it stays: its status cannot change, and the one field that
+    depends on the time, ``fuse.live``, is false once the fuse's expiry has passed (``_KEPT`` holds it to that)."""
+    return orjson.dumps(session_json(row, math.inf)).decode()
+
+
+def write_stopped_documents(cursor: Queryable, session_ids: Iterable[str]) -> None:
+    """(Re)make the kept documents of those of ``session_ids`` that are stopped, from their rows as they now
+    stand: the projection calls it for the sessions a catch-up touched, in the same transaction."""
+    ids = list(session_ids)
+    for start in range(0, len(ids), _DOCUMENTS_EVERY):
+        chunk = ids[start:start + _DOCUMENTS_EVERY]
+        rows = cursor.execute(f"{_SESSIONS} WHERE s.id IN ({','.join('?' * len(chunk))}) AND s.status = ?",
+                              (*chunk, _STOPPED)).fetchall()
+        if rows:
+            cursor.executemany(
+                "INSERT INTO session_documents (session_id, position, document) VALUES (?, ?, ?)"
+                " ON CONFLICT (session_id) DO UPDATE SET position = excluded.position, document = excluded.document",
+                [(row["id"], row["position"], stopped_document(row)) for row in rows])
+
+
 def count_sessions(
     db: Queryable, *, include_stopped: bool, status: str | None, now: float, group: str | None = None,
     adapter: str | None = None, host: str | None = None,
@@ -325,7 +389,7 @@ def iso(epoch: float | None) -> str | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc).isoformat()
 
 
-def session_json(row: Row, now: float) -> dict[str, Any]:
+def session_json(row: Row | Mapping[str, Any], now: float) -> dict[str, Any]:
     """The documented, stable JSON shape of one session.
 
     ``argv`` and ``labels`` are stored as JSON text and passed through as

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 #: The read-model tables ``verify`` compares with a rebuild, and the order that makes two copies comparable.
 COMPARED_TABLES = {"sessions": "id", "fuses": "session_id, set_version", "hosts": "host_id",
-                   "locks": "lock_id, version"}
+                   "locks": "lock_id, version", "session_documents": "session_id"}
 
 
 class StoreReadModels:

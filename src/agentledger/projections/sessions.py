@@ -48,9 +48,12 @@ class SessionsProjection:
         #: Held-back heartbeats by session id (``UUID.int``, the cheapest key to get):
         #: [count, how many extended the fuse, the last one, the last that extended the fuse, its position].
         self._beats: dict[int, list[Any]] = {}
+        #: The originators of the events applied (``UUID.int``): whose stopped sessions' documents to remake.
+        self._touched: set[int] = set()
 
     def process(self, event: Any, position: int) -> None:
         """Apply one event now. Events this projection does not know leave the tables unchanged."""
+        self._touched.add(event.originator_id.int)
         if self._beats:
             pending = self._beats.pop(event.originator_id.int, None)
             if pending is not None:
@@ -68,6 +71,7 @@ class SessionsProjection:
             self.process(event, position)
             return
         key = event.originator_id.int
+        self._touched.add(key)
         pending = self._beats.get(key)
         if pending is None:
             self._beats[key] = [1, 0, event, None, position] if event.fuse_expires_at is None else [
@@ -98,6 +102,15 @@ class SessionsProjection:
         self.cursor.executemany(_EXTEND_FUSES, fuses)
         self.cursor.executemany(_BEATS_ARMED, armed)
         self.cursor.executemany(_BEATS, unarmed)
+
+    def settle(self) -> None:
+        """Write held-back heartbeats, then remake the kept ``--json`` documents of the stopped sessions any
+        applied event touched (``queries.write_stopped_documents``; migration 0013 says why)."""
+        from agentledger.projections.queries import write_stopped_documents
+
+        self.flush()
+        touched, self._touched = self._touched, set()
+        write_stopped_documents(self.cursor, (f"{key:032x}" for key in touched))
 
     def _write_beats(self, pending: list[Any]) -> None:
         count, extended, last, last_extended, position = pending
