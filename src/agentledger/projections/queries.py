@@ -132,7 +132,7 @@ _STATUS_WHERE = {
 }
 
 
-def current_status(row: Row, now: float) -> str:
+def current_status(row: Row | Mapping[str, Any], now: float) -> str:
     """``running`` while a fuse is live, ``unwatched`` once none is, else as recorded; but
     ``host-silent`` for any session not stopped whose host's daemon went quiet."""
     status = row["status"]
