@@ -46,3 +46,17 @@ def test_the_sessions_not_stopped_are_found_through_an_index(store, ask, index) 
 def test_the_newest_page_of_all_sessions_reads_the_start_index(store) -> None:
     (plan,) = _plans(store, lambda db: queries.list_sessions(db, include_stopped=True, status=None, now=0.0, limit=10))
     assert "sessions_started" in plan and "TEMP B-TREE" not in plan, plan
+
+
+@pytest.mark.postgres_only
+def test_a_heartbeats_fuse_update_reads_its_session_alone_on_an_unanalysed_table(store) -> None:
+    """PostgreSQL, before its statistics exist, once joined the key with an index on ``state`` matching every
+    live fuse (migration 0014): each heartbeat caught up then read them all."""
+    from agentledger.projections.sessions import _EXTEND_FUSES
+
+    store.db.execute("INSERT INTO fuses (session_id, set_version, set_at, set_by, ttl, expires_at, extensions,"
+                     " state) SELECT md5(CAST(i AS text)), 1, 0, 'bench', 30, 1, 0, 'set' FROM generate_series(1, 20000) i")
+    with store.write_transaction() as cursor:
+        plan = "\n".join(row[0] for row in cursor.execute("EXPLAIN " + _EXTEND_FUSES, (2.0, 1, "abc")).fetchall())
+    assert "fuses_pkey" in plan and "BitmapAnd" not in plan and "fuses_state" not in plan, plan
+    assert "Seq Scan" not in plan, plan
