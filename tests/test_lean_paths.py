@@ -89,6 +89,89 @@ def test_the_cache_is_fast_forwarded_past_another_writers_events(cached_ledger):
     assert cached_ledger.change(sid, lambda s: s.version) == 4
 
 
+@pytest.mark.unit
+def test_a_change_from_the_cache_asks_the_store_nothing_when_nobody_else_wrote(cached_ledger, monkeypatch):
+    sid = uuid4()
+    cached_ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)
+    cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
+    reads = []
+    event_store = cached_ledger.repository.event_store
+    real_get = event_store.get
+    monkeypatch.setattr(event_store, "get", lambda *a, **k: reads.append(k) or real_get(*a, **k))
+    for _ in range(3):
+        cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()), from_cache=True)
+    assert reads == []
+    cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
+    assert len(reads) == 1  # the usual change fast-forwards first
+    assert [type(e).__name__ for e in cached_ledger.session_events(sid)][-4:] == ["Heartbeat"] * 4
+
+
+def _written_by_another(ledger: Ledger, sid, command) -> None:
+    """``command`` saved as another writer would: from the store, not through this ledger's cache."""
+    other = ledger.repository.get(sid, version=len(ledger.session_events(sid)))
+    command(other)
+    ledger.save(other)
+
+
+@pytest.mark.unit
+def test_a_change_from_an_old_cache_is_decided_again_on_the_state_that_won(cached_ledger):
+    sid = uuid4()
+    cached_ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)
+    cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))  # cached at version 3
+    _written_by_another(cached_ledger, sid, lambda s: s.cancel_fuse(by="other", reason="done"))
+    seen = []
+
+    def beat(session: Session) -> int:
+        seen.append((session.version, session.fuse_state))
+        session.heartbeat(source="t", now=utc_now())
+        return session.version
+
+    assert cached_ledger.change(sid, beat, from_cache=True) == 5
+    assert seen == [(3, "set"), (4, "cancelled")]  # the old state lost the compare-and-set; the new one decided
+    last = cached_ledger.session_events(sid)[-1]
+    assert type(last).__name__ == "Heartbeat" and last.fuse_expires_at is None  # a cancelled fuse is not extended
+
+
+@pytest.mark.unit
+def test_an_error_or_no_event_from_an_old_cache_is_not_the_answer(cached_ledger):
+    from agentledger.domain.errors import SessionAlreadyStopped
+
+    sid = uuid4()
+    cached_ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)
+    cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))  # cached at version 3
+    _written_by_another(cached_ledger, sid, lambda s: s.heartbeat(source="other", now=utc_now()))
+
+    def fails_on_an_old_state(session: Session) -> int:
+        if session.version < 4:
+            raise RuntimeError("what only the old state would say")
+        return session.version
+
+    assert cached_ledger.change(sid, fails_on_an_old_state, from_cache=True) == 4  # nothing to save: read again
+    _written_by_another(cached_ledger, sid, lambda s: s.record_stop(reason="exited", decided_by={"component": "o"},
+                                                                      evidence={}, exit_code=0))
+    with pytest.raises(SessionAlreadyStopped):  # the cache still says running; the store says stopped
+        cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()), from_cache=True)
+
+
+def test_a_heartbeat_from_the_cache_sees_another_process_on_the_same_store(store):
+    """Two stores on one ledger (SQLite file or PostgreSQL schema), as a supervisor and the CLI are."""
+    from agentledger.infrastructure.settings import store_location
+    from agentledger.infrastructure.store import open_store
+
+    sid = uuid4()
+    store.ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)
+    store.ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()), from_cache=True)  # not cached yet
+    cli = open_store(store_location())
+    try:
+        cli.ledger.change(sid, lambda s: s.cancel_fuse(by="cli", reason="done"))
+    finally:
+        cli.close()
+    store.ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()), from_cache=True)
+    events = store.ledger.session_events(sid)
+    assert [type(e).__name__ for e in events][2:] == ["Heartbeat", "FuseCancelled", "Heartbeat"]
+    assert events[-1].fuse_expires_at is None
+
+
 def test_snapshots_from_the_aggregate_in_hand_are_the_replayed_state(store):
     """Over 450 versions of every kind of event, each snapshot decodes to the state a replay gives."""
     ledger = store.ledger

@@ -83,6 +83,16 @@ class LedgerRepository(Repository[UUID]):
             self.cache.put(aggregate_id, copy_for_command(aggregate))
         return aggregate
 
+    def cached_copy(self, aggregate_id: UUID) -> Any | None:
+        """A :func:`copy_for_command` of the cached aggregate as it stands, not fast-forwarded (None if not
+        cached): ``Ledger.compare_and_set``'s guess, which its compare-and-set checks."""
+        if self.cache is None:
+            return None
+        try:
+            return copy_for_command(self.cache.get(aggregate_id))
+        except KeyError:
+            return None
+
     def remember(self, aggregate: Any) -> None:
         """Cache a copy of an aggregate just saved: the next load fast-forwards from it (no event to replay
         unless another writer appended since), where the library leaves the cache one save behind."""

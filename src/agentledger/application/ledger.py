@@ -140,34 +140,62 @@ class Ledger(Application[UUID]):
         self.save_retrying(session)
         return session
 
-    def change(self, session_id: UUID, command: Callable[[Session], T]) -> T:
+    def change(self, session_id: UUID, command: Callable[[Session], T], *, from_cache: bool = False) -> T:
         """Apply ``command`` to the latest state of the session and save, retrying on races.
 
         ``command`` must decide from the aggregate it is given (never from a
         value read before), because a lost race hands it a newer state.
-        """
-        return self.compare_and_set(lambda: retry_while_locked(lambda: self.session(session_id), self.classify_fault),
-                                    command, what=f"session {session_id.hex}")
 
-    def compare_and_set(self, load: Callable[[], A], decide: Callable[[A], T], *, what: str) -> T:
+        ``from_cache``: first try ``command`` on the session as this process
+        last saved or loaded it, without asking the store what others appended
+        since (a query per event, most of a supervisor's heartbeat on disk); see
+        :meth:`compare_and_set`. Only for a command with no effect outside the
+        aggregate (a heartbeat), since it may run on a state that turns out old.
+        """
+        guess = (lambda: self.repository.cached_copy(session_id)) if from_cache else None
+        return self.compare_and_set(lambda: retry_while_locked(lambda: self.session(session_id), self.classify_fault),
+                                    command, what=f"session {session_id.hex}", guess=guess)
+
+    def compare_and_set(self, load: Callable[[], A], decide: Callable[[A], T], *, what: str,
+                        guess: Callable[[], A | None] | None = None) -> T:
         """Load an aggregate, let ``decide`` judge it and call its commands, save: the one compare-and-set loop.
 
         Saving is refused if another writer appended at the same version first;
         then the aggregate is loaded again and ``decide`` judges the state that
         won, up to :data:`MAX_ATTEMPTS` times. Sessions, directory locks and
         worktrees' Workspace aggregates are all changed through here.
+
+        ``guess``, if given, offers a state that may be old (a cached copy, or None) to try first. Its save
+        lands only if nobody appended since (the same compare-and-set); anything else it leads to (a refused
+        save, an error from ``decide``, nothing to save) may be an effect of its age, so the command is then
+        decided again on the state loaded as usual.
         """
+        if guess is not None:
+            guessed = guess()
+            if guessed is not None:
+                try:
+                    result = decide(guessed)
+                except Exception:  # noqa: BLE001 - perhaps only the old state's verdict: decided again below
+                    pass
+                else:
+                    if guessed._pending_events and self._saved(guessed):  # noqa: SLF001
+                        return result
         for _ in range(MAX_ATTEMPTS):
             aggregate = load()
             result = decide(aggregate)
-            try:
-                self.save_retrying(aggregate)
-            except IntegrityError:
-                time.sleep(random.uniform(0.001, 0.02))
-                continue
-            self.repository.remember(aggregate)
-            return result
+            if self._saved(aggregate):
+                return result
+            time.sleep(random.uniform(0.001, 0.02))
         raise StoreError(f"gave up after {MAX_ATTEMPTS} concurrent changes to {what}")
+
+    def _saved(self, aggregate: Aggregate) -> bool:
+        """Save with compare-and-set: False if another writer took the version first; cached if it lands."""
+        try:
+            self.save_retrying(aggregate)
+        except IntegrityError:
+            return False
+        self.repository.remember(aggregate)
+        return True
 
     def save_retrying(self, session: Aggregate) -> None:
         """Save a session's new events, waiting out a store locked past its busy timeout.
