@@ -24,22 +24,22 @@ def _stopped(store: Any, spawn: Any, *, fuse_ttl: float = 1.0, lapsed: bool = Tr
     return sid.hex
 
 
-def _documents(store: Any) -> dict[str, tuple[int, str]]:
+def _documents(store: Any) -> dict[str, bytes]:
     from agentledger.projections.catchup import catch_up
 
     catch_up(store)
-    rows = store.db.execute("SELECT session_id, position, document FROM session_documents").fetchall()
-    return {row[0]: (row[1], row[2]) for row in rows}
+    rows = store.db.execute("SELECT session_id, document FROM session_documents").fetchall()
+    return {row[0]: row[1] for row in rows}
 
 
 def _built(cli: Any, store: Any, *args: str) -> str:
     """``list`` as every row's document built from the row: the kept ones set aside, then put back."""
-    kept = store.db.execute("SELECT session_id, position, document FROM session_documents").fetchall()
+    kept = store.db.execute("SELECT started_at, session_id, document FROM session_documents").fetchall()
     store.db.execute("DELETE FROM session_documents")
     try:
         return cli("list", *args).stdout
     finally:
-        store.db.executemany("INSERT INTO session_documents (session_id, position, document) VALUES (?, ?, ?)",
+        store.db.executemany("INSERT INTO session_documents (started_at, session_id, document) VALUES (?, ?, ?)",
                              [tuple(row) for row in kept])
 
 
@@ -49,8 +49,9 @@ def test_a_stop_keeps_the_document_list_prints_it_as_built(cli: Any, store: Any,
     new = _stopped(store, spawn)
     documents = _documents(store)
     assert set(documents) == {old, new}  # stopped ones only
-    position, text = documents[new]
-    assert orjson.loads(text)["status"] == "stopped" and orjson.loads(text)["position"] == position
+    text = documents[new]
+    row = store.db.execute("SELECT position FROM sessions WHERE id = ?", (new,)).fetchone()
+    assert orjson.loads(text)["status"] == "stopped" and orjson.loads(text)["position"] == row[0]
     listed = cli("list", "--all", "--json").stdout
     assert [orjson.loads(line)["id"] for line in listed.splitlines()] == [new, running, old]  # newest first
     assert listed == _built(cli, store, "--all", "--json")
@@ -59,7 +60,7 @@ def test_a_stop_keeps_the_document_list_prints_it_as_built(cli: Any, store: Any,
     assert [orjson.loads(line)["id"] for line in cli("list", "--json").stdout.splitlines()] == [running]
 
 
-def test_a_stop_caught_up_apart_from_the_launch_is_kept_at_its_position(cli: Any, store: Any, spawn: Any) -> None:
+def test_a_stop_caught_up_apart_from_the_launch_is_kept_as_its_row_stands(cli: Any, store: Any, spawn: Any) -> None:
     """A stopped session takes no further events, so the document is made by the catch-up that applies the stop,
     whatever came before it in other catch-ups."""
     from uuid import UUID
@@ -71,41 +72,51 @@ def test_a_stop_caught_up_apart_from_the_launch_is_kept_at_its_position(cli: Any
     assert _documents(store) == {}
     store.ledger.change(UUID(sid.hex), lambda s: s.record_stop(reason="exited", decided_by={"component": "t"},
                                                                evidence={}, exit_code=3))
-    position, text = _documents(store)[sid.hex]
+    text = _documents(store)[sid.hex]
     row = store.db.execute("SELECT position, heartbeat_count FROM sessions WHERE id = ?", (sid.hex,)).fetchone()
-    assert position == row[0] and orjson.loads(text)["heartbeat_count"] == row[1] == 1
+    assert orjson.loads(text)["position"] == row[0] and orjson.loads(text)["heartbeat_count"] == row[1] == 1
     assert orjson.loads(text)["exit_code"] == 3
     assert cli("list", "--all", "--json").stdout == _built(cli, store, "--all", "--json")
 
 
-def test_a_fuse_still_set_on_a_stopped_row_is_shown_live_until_it_lapses(store: Any, spawn: Any) -> None:
-    """A stop cancels a set fuse first (``Session.record_stop``), but a row whose fuse is still set (a log an
-    older version wrote) must not have its document say ``"live": false`` before the expiry."""
+def test_a_stop_that_left_its_fuse_set_keeps_no_document(cli: Any, store: Any, spawn: Any) -> None:
+    """A stop cancels a set fuse first (``Session.record_stop``); a log where one did not (forged here, as an
+    older writer might have left it) has a ``fuse.live`` that depends on the time: built, never kept."""
     import time
 
-    from agentledger.projections.queries import session_documents
+    from agentledger.projections.queries import session_json_lines
 
-    sid = _stopped(store, spawn, fuse_ttl=3600, lapsed=False)
-    position, text = _documents(store)[sid]
-    expires = time.time() + 3600
-    store.db.execute("UPDATE sessions SET fuse_state = 'set', fuse_expires_at = ? WHERE id = ?", (expires, sid))
+    other = _stopped(store, spawn)  # a Stopped event to copy
+    stop_topic, stop_state = store.db.execute(
+        f"SELECT topic, state FROM {store.events_table} WHERE originator_id = ? ORDER BY originator_version DESC",
+        (other,)).fetchone()
+    sid = record(store, dead_identity(spawn), fuse_ttl=3600, lapsed=False).hex  # Launched, FuseSet
+    store.db.execute(f"INSERT INTO {store.events_table} (originator_id, originator_version, topic, state)"
+                     " VALUES (?, 3, ?, ?)", (sid, stop_topic, stop_state))
+    assert sid not in _documents(store) and other in _documents(store)
+    expires = store.db.execute("SELECT fuse_expires_at FROM sessions WHERE id = ?", (sid,)).fetchone()[0]
+    assert expires > time.time()
 
-    def listed(now: float) -> Any:
-        [document] = list(session_documents(store.db, include_stopped=True, status=None, now=now))
-        return document
+    def listed(now: float) -> dict[str, Any]:
+        documents = [orjson.loads(line)
+                     for line in session_json_lines(store.db, include_stopped=True, status=None, now=now)]
+        return {d["id"]: d for d in documents}
 
-    assert isinstance(listed(expires - 1), dict) and listed(expires - 1)["fuse"]["live"] is True  # built
-    assert isinstance(listed(expires + 1), orjson.Fragment)  # kept, true to the row from then on
-    assert orjson.loads(orjson.dumps(listed(expires + 1))) == orjson.loads(text)
+    assert listed(expires - 1)[sid]["fuse"]["live"] is True and listed(expires + 1)[sid]["fuse"]["live"] is False
+    assert cli("list", "--all", "--json").stdout == _built(cli, store, "--all", "--json")
 
 
-def test_a_document_from_an_older_position_is_not_used(cli: Any, store: Any, spawn: Any) -> None:
-    sid = _stopped(store, spawn)
-    position, _ = _documents(store)[sid]
-    store.db.execute("UPDATE session_documents SET position = ?, document = ? WHERE session_id = ?",
-                     (position - 1, '{"stale":true}', sid))
-    listed = cli("list", "--all", "--json").stdout
-    assert "stale" not in listed and orjson.loads(listed)["id"] == sid
+def test_stopped_sessions_without_a_document_are_built_in_their_place(cli: Any, store: Any, spawn: Any) -> None:
+    """Sessions stopped before revision 0013 have no document until ``db rebuild``."""
+    sids = [_stopped(store, spawn) for _ in range(4)]
+    running = record(store, dead_identity(spawn), fuse_ttl=3600, lapsed=False).hex
+    last = _stopped(store, spawn)
+    full = cli("list", "--all", "--json").stdout
+    store.db.execute("DELETE FROM session_documents WHERE session_id IN (?, ?)", (sids[1], last))
+    assert cli("list", "--all", "--json").stdout == full
+    assert cli("list", "--status", "stopped", "--json").stdout == "".join(
+        line + "\n" for line in full.splitlines() if orjson.loads(line)["id"] != running)
+    assert cli("list", "--all", "--json", "-n", "3").stdout.splitlines() == full.splitlines()[:3]
 
 
 def test_rebuild_remakes_them_and_verify_finds_one_changed(cli: Any, store: Any, spawn: Any) -> None:
@@ -122,7 +133,7 @@ def test_rebuild_remakes_them_and_verify_finds_one_changed(cli: Any, store: Any,
 def test_an_as_of_view_lists_the_same_as_built(cli: Any, store: Any, spawn: Any) -> None:
     _stopped(store, spawn)
     head = _documents(store)
-    position = max(p for p, _ in head.values())
+    position = store.db.execute("SELECT max(position) FROM sessions").fetchone()[0]
     _stopped(store, spawn)
     past = cli("list", "--all", "--json", "--as-of", f"@{position}").stdout
     assert [orjson.loads(line)["id"] for line in past.splitlines()] == list(head)

@@ -499,9 +499,9 @@ def cmd_fuses(context: Context, args: argparse.Namespace) -> int:
 def cmd_list(context: Context, args: argparse.Namespace) -> int:
     """Sessions newest first. ``--json``, ``-q`` and ``--format`` stream them as they are read; the table,
     which sizes its columns to every row, holds them."""
-    from agentledger.entrypoints.render import table, write_json_lines, write_lines
+    from agentledger.entrypoints.render import table, write_byte_lines, write_json_lines, write_lines
     from agentledger.projections.listing import formatter, parse_filters, select
-    from agentledger.projections.queries import count_sessions, iter_sessions, session_documents, session_json
+    from agentledger.projections.queries import count_sessions, iter_sessions, session_json, session_json_lines
 
     line = formatter(args.format) if args.format else None  # refused before anything is read
     filters = parse_filters(args.filter)
@@ -511,8 +511,8 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
         count = count_sessions(db, **where)
         print(count if args.last is None else min(count, args.last))
         return 0
-    if args.json and not filters:  # stopped sessions' documents as kept, the others' built (session_documents)
-        write_json_lines(select(session_documents(db, **where), (), now=now, last=args.last))
+    if args.json and not filters:  # stopped sessions' documents as kept, the others' built (session_json_lines)
+        write_byte_lines(select(session_json_lines(db, **where), (), now=now, last=args.last))
         return 0
     rows = select(iter_sessions(db, **where), filters, now=now, last=args.last)  # -n N: N rows read, not all
     if args.count:

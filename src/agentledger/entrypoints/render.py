@@ -159,6 +159,13 @@ def write_json_lines(objs: Iterable[Any]) -> None:
         out.write(b"".join(dumps(o, option=orjson.OPT_APPEND_NEWLINE) for o in chunk))
 
 
+def write_byte_lines(lines: Iterable[bytes]) -> None:
+    """Lines already encoded (each ending in a newline), written as they come, ``CHUNK_LINES`` at a time."""
+    out = sys.stdout.buffer
+    for chunk in _chunks(lines):
+        out.write(b"".join(chunk))
+
+
 def write_lines(lines: Iterable[str]) -> None:
     """Text lines (each ending in a newline), written as they come, ``CHUNK_LINES`` at a time."""
     for chunk in _chunks(lines):

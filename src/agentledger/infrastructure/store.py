@@ -204,6 +204,7 @@ def peek_read_models(location: StoreLocation | PostgresLocation) -> Iterator[Rea
     db = sqlite3.connect(f"{location.path.absolute().as_uri()}?mode=ro", uri=True, timeout=PEEK_TIMEOUT_SECONDS,
                          check_same_thread=False)
     db.row_factory = sqlite3.Row
+    db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
     try:
         yield ReadModelPeek(db, SqliteStore.events_table, SqliteStore.position_column)
     finally:
@@ -308,11 +309,19 @@ def _read_only_file_system(directory: Path) -> bool:
         return False
 
 
+#: How much of the file a read-model connection may read by memory map rather than a ``read`` call per page:
+#: ``list --all --json`` over 100,000 sessions reads 100 MB of kept documents at half the CPU (issue 20). Only
+#: reads are mapped (SQLite writes with ``write`` still); pages are mapped as touched, so a supervisor, which
+#: reads a few, maps a few.
+MMAP_BYTES = 256 * 1024 * 1024
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(
         sqlite_uri(path), uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
     )
     db.row_factory = sqlite3.Row
+    db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
     return db
 
 

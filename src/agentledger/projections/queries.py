@@ -7,7 +7,6 @@ orjson UTC datetimes, which it writes so), epoch floats here.
 
 from __future__ import annotations
 
-import heapq
 import math
 import string
 from collections.abc import Iterable, Iterator, Mapping
@@ -157,12 +156,16 @@ def list_sessions(
 
 def iter_sessions(
     db: Queryable, *, include_stopped: bool, status: str | None, now: float, group: str | None = None,
-    adapter: str | None = None, host: str | None = None,
+    adapter: str | None = None, host: str | None = None, undocumented: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """:func:`list_sessions`' rows as they are read, each a dict: ``list --all`` streams 100,000 sessions without
-    holding them, and reads each column by name in a dict (``sqlite3.Row`` compares the names one by one)."""
+    holding them, and reads each column by name in a dict (``sqlite3.Row`` compares the names one by one).
+    ``undocumented``: only those without a kept document (:func:`session_documents`)."""
     where, params = _sessions_where(include_stopped=include_stopped, status=status, now=now, group=group,
                                     adapter=adapter, host=host)
+    if undocumented:
+        where += (" AND" if where else " WHERE") + " NOT EXISTS (SELECT 1 FROM session_documents d" \
+                                                   " WHERE d.session_id = s.id)"
     keys: list[str] | None = None
     for row in db.execute(f"{_SESSIONS}{where} ORDER BY started_at DESC", params):
         if keys is None:
@@ -170,66 +173,78 @@ def iter_sessions(
         yield dict(zip(keys, row))
 
 
-def session_documents(
+def session_json_lines(
     db: Queryable, *, include_stopped: bool, status: str | None, now: float, group: str | None = None,
     adapter: str | None = None, host: str | None = None,
-) -> Iterator[Any]:
-    """:func:`iter_sessions`' sessions as their ``--json`` documents, newest first: a stopped session's kept-ready
-    text (:func:`write_stopped_documents`) where it holds, as an ``orjson.Fragment``; any other's built from
-    its row by :func:`session_json`.
+) -> Iterator[bytes]:
+    """:func:`iter_sessions`' sessions as their ``--json`` lines (UTF-8, each ending in a newline), newest first:
+    each stopped session's kept document (:func:`write_stopped_documents`) as read, any other's built from its
+    row by :func:`session_json`.
 
-    Two queries merged by ``started_at``: the kept documents (two columns a row), and the rest (every column).
-    ``list --all --json`` over 100,000 mostly stopped sessions is then mostly reading and writing text.
+    Without ``group``, ``adapter`` or ``host``, two queries merged by ``started_at``: the kept documents, one
+    ordered walk of their table, and the sessions without one (those not stopped, through the status index;
+    stopped ones left without a document, only if there are any). ``list --all --json`` over 100,000 mostly
+    stopped sessions is then mostly copying bytes. With those filters every row is built.
     """
-    where, params = _sessions_where(include_stopped=include_stopped, status=status, now=now, group=group,
-                                    adapter=adapter, host=host)
-    if status != _STOPPED and not (include_stopped and status is None):  # no stopped session is listed
-        yield from (session_json(row, now) for row in iter_sessions(
-            db, include_stopped=include_stopped, status=status, now=now, group=group, adapter=adapter, host=host))
+    listed_stopped = status == _STOPPED or (include_stopped and status is None)
+    if not listed_stopped or group is not None or adapter is not None or host is not None:
+        yield from _built_lines(iter_sessions(
+            db, include_stopped=include_stopped, status=status, now=now, group=group, adapter=adapter, host=host), now)
         return
-    also = f"{where} AND" if where else " WHERE"
-    kept = db.execute(f"SELECT s.started_at, d.document FROM sessions s {_KEPT_JOIN}{also} {_KEPT}"
-                      " ORDER BY s.started_at DESC", params)
-    rest = db.execute(f"{_SESSIONS} LEFT {_KEPT_JOIN}{also} (d.position IS NULL OR NOT ({_KEPT}))"
-                      " ORDER BY s.started_at DESC", params)
-    merged = heapq.merge(((row[0], orjson.Fragment(row[1])) for row in kept),
-                         ((row["started_at"], session_json(row, now)) for row in rest),
-                         key=_first, reverse=True)
-    for _, document in merged:
-        yield document
+    kept = db.execute("SELECT started_at, document FROM session_documents ORDER BY started_at DESC")
+    if _stopped_undocumented(db):  # stopped before revision 0013 (until db rebuild): built, with the others
+        rest = iter_sessions(db, include_stopped=True, status=status, now=now, undocumented=True)
+    elif status is None:  # every session not stopped
+        rest = iter_sessions(db, include_stopped=False, status=None, now=now)
+    else:
+        rest = iter(())
+    built = ((row["started_at"], row) for row in rest)
+    following = next(built, None)
+    for started_at, document in kept:
+        while following is not None and following[0] > started_at:
+            yield orjson.dumps(session_json(following[1], now), option=orjson.OPT_APPEND_NEWLINE)
+            following = next(built, None)
+        yield document + b"\n"
+    if following is not None:
+        yield orjson.dumps(session_json(following[1], now), option=orjson.OPT_APPEND_NEWLINE)
+        yield from _built_lines((row for _, row in built), now)
 
 
-def _first(pair: tuple[float, Any]) -> float:
-    return pair[0]
+def _built_lines(rows: Iterable[Mapping[str, Any]], now: float) -> Iterator[bytes]:
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    for row in rows:
+        yield dumps(session_json(row, now), option=newline)
 
 
-#: Where a stopped session's kept document holds: made from the row as it stands (same position), and the
-#: fuse, if set, lapsed by now (the document says ``"live": false``; see :func:`stopped_document`).
-_KEPT_JOIN = "JOIN session_documents d ON d.session_id = s.id"
-_KEPT = (f"d.position = s.position AND s.status = '{SessionStatus.STOPPED.value}'"
-         f" AND NOT COALESCE({live_fuse_sql('s.fuse_state', 's.fuse_expires_at', ':now')}, FALSE)")
+def _stopped_undocumented(db: Queryable) -> bool:
+    stopped = db.execute(f"SELECT count(*) FROM sessions WHERE status = '{_STOPPED}'").fetchone()[0]
+    return bool(stopped != db.execute("SELECT count(*) FROM session_documents").fetchone()[0])
+
+
 _DOCUMENTS_EVERY = 500
 
 
-def stopped_document(row: Row) -> str:
-    """A stopped session's ``--json`` document as it stays: its status cannot change, and the one field that
-    depends on the time, ``fuse.live``, is false once the fuse's expiry has passed (``_KEPT`` holds it to that)."""
-    return orjson.dumps(session_json(row, math.inf)).decode()
-
-
 def write_stopped_documents(cursor: Queryable, session_ids: Iterable[str]) -> None:
-    """(Re)make the kept documents of those of ``session_ids`` that are stopped, from their rows as they now
-    stand: the projection calls it for the sessions a catch-up touched, in the same transaction."""
+    """Make the kept documents of those of ``session_ids`` that are stopped, from their rows as they now stand:
+    the projection calls it for the sessions a catch-up touched, in the same transaction.
+
+    A stopped session's document no longer changes (migration 0013), except where its fuse is still ``set``
+    (a log from before a stop cancelled it): ``fuse.live`` then depends on the time, and no document is kept.
+    """
     ids = list(session_ids)
     for start in range(0, len(ids), _DOCUMENTS_EVERY):
         chunk = ids[start:start + _DOCUMENTS_EVERY]
         rows = cursor.execute(f"{_SESSIONS} WHERE s.id IN ({','.join('?' * len(chunk))}) AND s.status = ?",
                               (*chunk, _STOPPED)).fetchall()
-        if rows:
+        settled = [row for row in rows if row["fuse_state"] != FuseState.SET.value]
+        if settled:
             cursor.executemany(
-                "INSERT INTO session_documents (session_id, position, document) VALUES (?, ?, ?)"
-                " ON CONFLICT (session_id) DO UPDATE SET position = excluded.position, document = excluded.document",
-                [(row["id"], row["position"], stopped_document(row)) for row in rows])
+                "INSERT INTO session_documents (started_at, session_id, document) VALUES (?, ?, ?)"
+                " ON CONFLICT (session_id) DO UPDATE SET document = excluded.document",
+                [(row["started_at"], row["id"], orjson.dumps(session_json(row, math.inf))) for row in settled])
+        live = [row["id"] for row in rows if row["fuse_state"] == FuseState.SET.value]
+        if live:
+            cursor.execute(f"DELETE FROM session_documents WHERE session_id IN ({','.join('?' * len(live))})", live)
 
 
 def count_sessions(
