@@ -163,7 +163,7 @@ def write_byte_lines(lines: Iterable[bytes]) -> None:
     """Lines already encoded (each ending in a newline), written as they come, ``CHUNK_LINES`` at a time."""
     out = sys.stdout.buffer
     for chunk in _chunks(lines):
-        out.write(b"".join(chunk))
+        out.writelines(chunk)  # into the buffer one by one: no joined copy of a thousand kilobyte lines
 
 
 def write_lines(lines: Iterable[str]) -> None:

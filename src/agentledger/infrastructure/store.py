@@ -310,10 +310,12 @@ def _read_only_file_system(directory: Path) -> bool:
 
 
 #: How much of the file a read-model connection may read by memory map rather than a ``read`` call per page:
-#: ``list --all --json`` over 100,000 sessions reads 100 MB of kept documents at half the CPU (issue 20). Only
-#: reads are mapped (SQLite writes with ``write`` still); pages are mapped as touched, so a supervisor, which
-#: reads a few, maps a few.
-MMAP_BYTES = 256 * 1024 * 1024
+#: ``list --all --json`` over 100,000 sessions reads 100 MB of kept documents at a third of the CPU (issue 20).
+#: SQLite's own cap (2 GB less 64 KB): a mapping covers only the first so many bytes of the file, and the
+#: newest tables of a large store lie at its end. Only reads are mapped (SQLite writes with ``write`` still);
+#: pages are mapped as touched and are the kernel's page cache, shared and evictable (counted in RSS, not
+#: private memory), so a supervisor, which reads a few, maps a few.
+MMAP_BYTES = 2**31
 
 
 def _connect(path: Path) -> sqlite3.Connection:

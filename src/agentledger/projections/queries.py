@@ -204,7 +204,7 @@ def session_json_lines(
         while following is not None and following[0] > started_at:
             yield orjson.dumps(session_json(following[1], now), option=orjson.OPT_APPEND_NEWLINE)
             following = next(built, None)
-        yield document + b"\n"
+        yield document  # a line already
     if following is not None:
         yield orjson.dumps(session_json(following[1], now), option=orjson.OPT_APPEND_NEWLINE)
         yield from _built_lines((row for _, row in built), now)
@@ -241,7 +241,8 @@ def write_stopped_documents(cursor: Queryable, session_ids: Iterable[str]) -> No
             cursor.executemany(
                 "INSERT INTO session_documents (started_at, session_id, document) VALUES (?, ?, ?)"
                 " ON CONFLICT (session_id) DO UPDATE SET document = excluded.document",
-                [(row["started_at"], row["id"], orjson.dumps(session_json(row, math.inf))) for row in settled])
+                [(row["started_at"], row["id"], orjson.dumps(session_json(row, math.inf), option=orjson.OPT_APPEND_NEWLINE))
+                 for row in settled])
         live = [row["id"] for row in rows if row["fuse_state"] == FuseState.SET.value]
         if live:
             cursor.execute(f"DELETE FROM session_documents WHERE session_id IN ({','.join('?' * len(live))})", live)

@@ -35,7 +35,7 @@ def upgrade() -> None:
         "session_documents",
         sa.Column("started_at", sa.Float, nullable=False),  # sessions.started_at: the order list prints
         sa.Column("session_id", sa.String(32), nullable=False, unique=True),  # sessions.id
-        sa.Column("document", sa.LargeBinary, nullable=False),  # session_json of the stopped session, UTF-8 bytes
+        sa.Column("document", sa.LargeBinary, nullable=False),  # its --json line: session_json, UTF-8, a newline
         sa.PrimaryKeyConstraint("started_at", "session_id"),
         sqlite_with_rowid=False,
     )
