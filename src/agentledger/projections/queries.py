@@ -160,7 +160,7 @@ def iter_sessions(
 ) -> Iterator[dict[str, Any]]:
     """:func:`list_sessions`' rows as they are read, each a dict: ``list --all`` streams 100,000 sessions without
     holding them, and reads each column by name in a dict (``sqlite3.Row`` compares the names one by one).
-    ``undocumented``: only those without a kept document (:func:`session_documents`)."""
+    ``undocumented``: only those without a kept document (:func:`session_json_lines`)."""
     where, params = _sessions_where(include_stopped=include_stopped, status=status, now=now, group=group,
                                     adapter=adapter, host=host)
     if undocumented:
