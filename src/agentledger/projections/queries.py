@@ -188,8 +188,8 @@ def session_json_lines(
     """
     listed_stopped = status == _STOPPED or (include_stopped and status is None)
     if not listed_stopped or group is not None or adapter is not None or host is not None:
-        yield from _built_lines(iter_sessions(
-            db, include_stopped=include_stopped, status=status, now=now, group=group, adapter=adapter, host=host), now)
+        yield from (line for _, line in _built_lines(iter_sessions(
+            db, include_stopped=include_stopped, status=status, now=now, group=group, adapter=adapter, host=host), now))
         return
     kept = db.execute("SELECT started_at, document FROM session_documents ORDER BY started_at DESC")
     if _stopped_undocumented(db):  # stopped before revision 0013 (until db rebuild): built, with the others
@@ -198,22 +198,23 @@ def session_json_lines(
         rest = iter_sessions(db, include_stopped=False, status=None, now=now)
     else:
         rest = iter(())
-    built = ((row["started_at"], row) for row in rest)
+    built = ((row["started_at"], line) for row, line in _built_lines(rest, now))
     following = next(built, None)
     for started_at, document in kept:
         while following is not None and following[0] > started_at:
-            yield orjson.dumps(session_json(following[1], now), option=orjson.OPT_APPEND_NEWLINE)
+            yield following[1]
             following = next(built, None)
         yield document  # a line already
     if following is not None:
-        yield orjson.dumps(session_json(following[1], now), option=orjson.OPT_APPEND_NEWLINE)
-        yield from _built_lines((row for _, row in built), now)
+        yield following[1]
+        yield from (line for _, line in built)
 
 
-def _built_lines(rows: Iterable[Mapping[str, Any]], now: float) -> Iterator[bytes]:
+def _built_lines(rows: Iterable[Mapping[str, Any]], now: float) -> Iterator[tuple[Mapping[str, Any], bytes]]:
+    """Each row with its ``--json`` line, built by :func:`session_json`."""
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     for row in rows:
-        yield dumps(session_json(row, now), option=newline)
+        yield row, dumps(session_json(row, now), option=newline)
 
 
 def _stopped_undocumented(db: Queryable) -> bool:
