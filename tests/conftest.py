@@ -163,6 +163,19 @@ def wait_for(condition: Callable[[], Any], timeout: float = 60.0, interval: floa
         time.sleep(interval)
 
 
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited: a zombie has, and one reaped between two looks too.
+
+    ``pid_exists`` followed by ``Process(pid)`` races with the reaper; this asks once.
+    """
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 @pytest.fixture
 def store(home: Path):
     from agentledger.infrastructure.settings import store_location

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import psutil
 import pytest
-from conftest import wait_for
+from conftest import running, wait_for
 
 
 def ts(text: str) -> float:
@@ -86,10 +86,10 @@ def test_stop_records_it_when_no_supervisor_is_left(cli):
     sid = cli.launch("sleep", "600")
     status = cli.json("status", sid)
     os.kill(status["supervisor_pid"], 9)  # supervisor gone; the process lives on, unwatched
-    wait_for(lambda: not psutil.pid_exists(status["supervisor_pid"]) or psutil.Process(status["supervisor_pid"]).status() == "zombie")
+    wait_for(lambda: not running(status["supervisor_pid"]))
     out = cli.json("stop", sid, "--grace", "1s")
     assert out["recorded_by"] == "cli" and out["stop_reason"] == "user"
-    assert not psutil.pid_exists(status["pid"]) or psutil.Process(status["pid"]).status() == "zombie"
+    assert not running(status["pid"])
 
 
 def test_heartbeats_extend_the_fuse_while_the_process_lives(cli):

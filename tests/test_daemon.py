@@ -12,7 +12,7 @@ from datetime import datetime
 
 import psutil
 import pytest
-from conftest import dead_identity, record, wait_for
+from conftest import dead_identity, record, running, wait_for
 
 
 def ts(text: str) -> float:
@@ -81,7 +81,7 @@ def test_start_status_stop_and_one_daemon_per_store(cli, daemon):
     text = cli("daemon", "status").stdout
     assert f"pid {pid}" in text and "Last pass" in text and "Mass-stop guard  clear" in text
     assert "daemon stopped" in cli("daemon", "stop").stdout
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not running(pid)
     stopped = cli("daemon", "status", check=False)
     assert stopped.returncode == 3 and "not running" in stopped.stderr
     assert not os.path.exists(os.path.join(home, "daemon.pid"))
@@ -108,7 +108,7 @@ def test_a_differently_spelled_store_from_another_home_is_refused_a_second_daemo
     assert status["running"] and status["pid"] == pid, status
     assert f"pid {pid}" in cli("daemon", "status").stdout
     assert f"pid {pid}" in cli("daemon", "stop").stdout
-    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    wait_for(lambda: not running(pid))
 
 
 def test_launch_starts_the_daemon_so_a_session_whose_supervisor_dies_is_still_stopped(cli, monkeypatch):

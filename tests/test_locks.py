@@ -18,9 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
-from conftest import wait_for
+from conftest import running, wait_for
 
 from agentledger.domain.liveness import Liveness, PidProbe
 from agentledger.domain.locks import (
@@ -192,7 +191,7 @@ def test_a_holder_killed_with_kill_9_keeps_its_lock_until_the_reconciler_stops_i
     status = cli.json("status", sid)
     os.kill(status["supervisor_pid"], signal.SIGKILL)
     os.kill(status["pid"], signal.SIGKILL)
-    wait_for(lambda: not _alive(status["pid"]) and not _alive(status["supervisor_pid"]))
+    wait_for(lambda: not running(status["pid"]) and not running(status["supervisor_pid"]))
     wait_for(lambda: not cli.json("status", sid)["fuse"]["live"], timeout=60)
 
     # Dead, unwatched, but not stopped: the lock is still held, and a launch is still refused.
@@ -215,12 +214,6 @@ def test_a_holder_killed_with_kill_9_keeps_its_lock_until_the_reconciler_stops_i
     assert not free["held"] and free["why"] == "its session stopped"
     cli("launch", "--cwd", str(repo), "--", "true")
 
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_of_two_racing_launches_exactly_one_gets_the_lock(locking, tmp_path):

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import psutil
-from conftest import record, wait_for
+from conftest import record, running, wait_for
 
 
 def finished(store, sid: str) -> Any:
@@ -73,8 +72,7 @@ def test_the_configured_default_runs_and_an_empty_on_stop_turns_it_off(cli, stor
     assert store.ledger.session(UUID(configured)).on_stop_timeout == 5.0
     off = wait_for(lambda: (s := store.ledger.session(UUID(turned_off))).is_stopped and s)
     assert (off.on_stop, off.on_stop_timeout) == (None, None)
-    wait_for(lambda: not psutil.pid_exists(off.supervisor_pid) or
-             psutil.Process(off.supervisor_pid).status() == psutil.STATUS_ZOMBIE)  # it would have run the hook by now
+    wait_for(lambda: not running(off.supervisor_pid))  # it would have run the hook by now
     assert cli.json("why", turned_off)["on_stop"] is None and store.ledger.stop_hook(off.id) is None
     assert runs.read_text() == f"{configured} signalled [] SIGTERM\n"
 
@@ -91,7 +89,7 @@ def test_a_hook_that_outlives_its_timeout_is_killed_with_its_group_and_recorded_
     assert (outcome["exit_code"], outcome["signal"]) == (None, "SIGTERM")
     assert 1.0 <= outcome["duration_seconds"] < 5.0
     grandchild = int(child.read_text())
-    wait_for(lambda: not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE)
+    wait_for(lambda: not running(grandchild))
     assert re.search(r"timed out: ended by SIGTERM after \d+(\.\d)?s", cli("why", sid).stdout)  # 1s, or more if busy
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import POSTGRES_URL, no_real_fault, wait_for
+from conftest import POSTGRES_URL, no_real_fault, running, wait_for
 
 #: The agent: waits for a file outside the faulty store, then exits 7.
 WAITING_AGENT = "while [ ! -e {go} ]; do sleep 0.05; done; exit 7"
@@ -106,8 +106,7 @@ def test_a_read_only_store_loses_no_exit(cli, home, tmp_path):
     try:
         went_at = time.time()
         go.touch()
-        wait_for(lambda: not psutil.pid_exists(agent) or psutil.Process(agent).status() == psutil.STATUS_ZOMBIE,
-                 timeout=30)
+        wait_for(lambda: not running(agent), timeout=30)
         wait_for((home / "spool" / f"{sid}.json").exists, timeout=30)
         time.sleep(2)  # its supervisor keeps trying
         assert psutil.Process(supervisor).is_running()

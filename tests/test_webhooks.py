@@ -21,7 +21,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from conftest import record, wait_for
+from conftest import record, running, wait_for
 
 from agentledger.domain import webhooks as hooks
 from agentledger.domain.session import Session
@@ -235,7 +235,7 @@ def test_killed_mid_delivery_and_restarted_nothing_is_lost(cli, daemon, home, re
     # the first delivery is in flight (its receiver stalls) and the second is queued behind it
     wait_for(lambda: receiver.to("/main") and states(store) == ["pending", "pending"], timeout=60)
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not _alive(pid), timeout=30)
+    wait_for(lambda: not running(pid), timeout=30)
     receiver.gate.set()
     assert states(store) == ["pending", "pending"]
 
@@ -246,14 +246,6 @@ def test_killed_mid_delivery_and_restarted_nothing_is_lost(cli, daemon, home, re
     assert receiver.to("/main")[0]["headers"]["Idempotency-Key"] == accepted[0]["headers"]["Idempotency-Key"]
     assert all(r["valid"] for r in receiver.requests)
 
-
-def _alive(pid: int) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_dead_lettered_after_give_up_after_then_retry_delivers_it(cli, daemon, home, receivers, store):
