@@ -117,15 +117,18 @@ def live_fuse_sql(state: str, expires_at: str, now: str) -> str:
 
 _STOPPED = SessionStatus.STOPPED.value
 #: "Not stopped" as the statuses a session can be recorded with, not ``status != 'stopped'``: an ``IN`` list
-#: can use the indexes on (status, started_at) and (host, status); an inequality makes every query scan the table.
+#: can use the indexes on (host, status) and the partial index of the sessions not stopped by start time
+#: (revision 0015), whose condition this is, word for word; an inequality makes every query scan the table.
 NOT_STOPPED = "status IN ({})".format(", ".join(
     f"'{s.value}'" for s in SessionStatus if s not in (SessionStatus.STOPPED, SessionStatus.HOST_SILENT)))
 _WATCHED = live_fuse_sql("fuse_state", "fuse_expires_at", ":now")
 _SILENT = f"(h.daemon_last_seen IS NOT NULL AND h.daemon_last_seen + {SILENT_AFTER_BEATS} * h.heartbeat_every < :now)"
+#: Each status as a condition; those not stopped start with ``NOT_STOPPED``, so that they walk its index.
 _STATUS_WHERE = {
-    SessionStatus.RUNNING: f"status IN ('running', 'unwatched') AND {_WATCHED} AND NOT {_SILENT}",
-    SessionStatus.UNWATCHED: f"status IN ('running', 'unwatched') AND NOT {_WATCHED} AND NOT {_SILENT}",
-    SessionStatus.STOPPING: f"status = 'stopping' AND NOT {_SILENT}",
+    SessionStatus.RUNNING: f"{NOT_STOPPED} AND status IN ('running', 'unwatched') AND {_WATCHED} AND NOT {_SILENT}",
+    SessionStatus.UNWATCHED: f"{NOT_STOPPED} AND status IN ('running', 'unwatched') AND NOT {_WATCHED}"
+                             f" AND NOT {_SILENT}",
+    SessionStatus.STOPPING: f"{NOT_STOPPED} AND status = 'stopping' AND NOT {_SILENT}",
     SessionStatus.STOPPED: "status = 'stopped'",
     SessionStatus.HOST_SILENT: f"{NOT_STOPPED} AND {_SILENT}",
 }
@@ -182,7 +185,7 @@ def session_json_lines(
     row by :func:`session_json`.
 
     Without ``group``, ``adapter`` or ``host``, two queries merged by ``started_at``: the kept documents, one
-    ordered walk of their table, and the sessions without one (those not stopped, through the status index;
+    ordered walk of their table, and the sessions without one (those not stopped, through their partial index;
     stopped ones left without a document, only if there are any). ``list --all --json`` over 100,000 mostly
     stopped sessions is then mostly copying bytes. With those filters every row is built.
     """
