@@ -57,10 +57,10 @@ def format_duration(seconds: float) -> str:
     days, rest = divmod(whole, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    units = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
-    if days or hours:
-        units = units[:3]  # seconds are noise at that scale
-    return "".join(f"{n}{u}" for n, u in units if n) or "0s"
+    if days or hours:  # seconds are noise at that scale
+        secs = 0
+    return (f"{days}d" if days else "") + (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") \
+        + (f"{secs}s" if secs else "")
 
 
 def format_clock(at: datetime) -> str:

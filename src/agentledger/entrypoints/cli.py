@@ -514,7 +514,9 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
     if args.json and not filters:  # stopped sessions' documents as kept, the others' built (session_json_lines)
         write_byte_lines(select(session_json_lines(db, **where), (), now=now, last=args.last))
         return 0
-    rows = select(iter_sessions(db, **where), filters, now=now, last=args.last)  # -n N: N rows read, not all
+    table_only = not (filters or args.json or args.quiet or line is not None)
+    rows = select(iter_sessions(db, **where, columns=_LIST_COLUMNS if table_only else None), filters, now=now,
+                  last=args.last)  # -n N: N rows read, not all
     if args.count:
         print(sum(1 for _ in rows))
         return 0
@@ -530,6 +532,11 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
         [_list_row(r, now, ended=bool(ended)) for r in rows], flexible=("COMMAND", "NAME"),
     )
     return 0
+
+
+#: What the table's columns read (``_list_row`` and the helpers it calls).
+_LIST_COLUMNS = ("id", "name", "adapter", "status", "pid", "started_at", "stopped_at", "exited_at", "fuse_state",
+                 "fuse_expires_at", "exit_code", "signal", "stop_reason", "argv")
 
 
 def _list_row(r: Any, now: float, *, ended: bool) -> tuple[Any, ...]:

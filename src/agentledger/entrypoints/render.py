@@ -28,8 +28,12 @@ def _escaped(match: re.Match[str]) -> str:
 
 
 def escape(text: str) -> str:
-    """``text`` with every control character written as Python writes it in a repr (``\\x1b``, ``\\n``)."""
-    return _UNSAFE.sub(_escaped, text)
+    """``text`` with every control character written as Python writes it in a repr (``\\x1b``, ``\\n``).
+
+    Every character ``_UNSAFE`` matches is one ``str.isprintable`` refuses (categories Cc, Cf, Cs), so printable
+    text, nearly all of it, is returned by one C-speed test instead of a regular expression's search.
+    """
+    return text if text.isprintable() else _UNSAFE.sub(_escaped, text)
 
 
 #: As ``_UNSAFE``, less newline and tab: what a program's output may keep of its layout.
@@ -76,16 +80,16 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], out=None,
     ``flexible`` columns (default: the last) with an ellipsis, never the others (ids, statuses); a pipe
     without ``COLUMNS`` gets every character (for scripts)."""
     out = out or sys.stdout
-    cells = [[("-" if v is None else escape(str(v))) for v in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        for i, value in enumerate(row):
-            widths[i] = max(widths[i], len(value))
+    cells = [list(headers), *([("-" if v is None else escape(str(v))) for v in row] for row in rows)]
+    natural = [max(map(len, column)) for column in zip(*cells)]
     cuttable = {len(headers) - 1} if flexible is None else {i for i, h in enumerate(headers) if h in flexible}
-    widths = _fitted(widths, headers, _terminal_width(out), cuttable)
-    lines = ["  ".join(_cut(h, w).ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(_cut(v, w).ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
-    out.write("\n".join(lines) + "\n")
+    widths = _fitted(natural, headers, _terminal_width(out), cuttable)
+    for i, width in enumerate(widths):
+        if width < natural[i]:  # only a cut column's cells are looked at one by one
+            for row in cells:
+                row[i] = _cut(row[i], width)
+    line = "  ".join(f"{{:<{width}}}" for width in widths).format  # 10,000 rows: one C call each
+    out.write("\n".join(line(*row).rstrip() for row in cells) + "\n")
 
 
 #: A column is never cut narrower than this (or its header).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import string
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -104,10 +104,11 @@ def groups_starting_with(db: Queryable, prefix: str, limit: int) -> list[str]:
 #: A host is silent once its daemon, having said it runs, misses this many heartbeats in a row.
 SILENT_AFTER_BEATS = 6
 #: Sessions with, for ``current_status``, the moment their host counts as silent (null: never).
-_SESSIONS = (
-    f"SELECT s.*, h.daemon_last_seen + {SILENT_AFTER_BEATS} * h.heartbeat_every AS host_silent_from"
+_SESSIONS_OF = (
+    "SELECT {}, h.daemon_last_seen + " + str(SILENT_AFTER_BEATS) + " * h.heartbeat_every AS host_silent_from"
     " FROM sessions s LEFT JOIN hosts h ON h.host_name = s.host"
 )
+_SESSIONS = _SESSIONS_OF.format("s.*")
 
 
 def live_fuse_sql(state: str, expires_at: str, now: str) -> str:
@@ -160,17 +161,20 @@ def list_sessions(
 def iter_sessions(
     db: Queryable, *, include_stopped: bool, status: str | None, now: float, group: str | None = None,
     adapter: str | None = None, host: str | None = None, undocumented: bool = False,
+    columns: Sequence[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """:func:`list_sessions`' rows as they are read, each a dict: ``list --all`` streams 100,000 sessions without
     holding them, and reads each column by name in a dict (``sqlite3.Row`` compares the names one by one).
-    ``undocumented``: only those without a kept document (:func:`session_json_lines`)."""
+    ``undocumented``: only those without a kept document (:func:`session_json_lines`). ``columns``: only these
+    of ``sessions`` (and ``host_silent_from``), not its eighty: a third of the cost of 10,000 rows."""
     where, params = _sessions_where(include_stopped=include_stopped, status=status, now=now, group=group,
                                     adapter=adapter, host=host)
     if undocumented:
         where += (" AND" if where else " WHERE") + " NOT EXISTS (SELECT 1 FROM session_documents d" \
                                                    " WHERE d.session_id = s.id)"
+    chosen = _SESSIONS if columns is None else _SESSIONS_OF.format(", ".join(f"s.{c}" for c in columns))
     keys: list[str] | None = None
-    for row in db.execute(f"{_SESSIONS}{where} ORDER BY started_at DESC", params):
+    for row in db.execute(f"{chosen}{where} ORDER BY started_at DESC", params):
         if keys is None:
             keys = row.keys()
         yield dict(zip(keys, row))
