@@ -36,6 +36,23 @@ def test_filters_must_all_hold(cli, three: list[str]) -> None:
     assert cli("list", "-q", "--all", "--filter", "name=nobody").stdout == ""
 
 
+def test_column_filters_are_asked_of_the_query_and_still_all_hold(cli, three: list[str]) -> None:
+    """host, group and adapter filters given once become the query's conditions (``listing.lifted``); given twice
+    or beside ``--group``, both must hold as before."""
+    from agentledger.projections.listing import lifted
+
+    host = cli.json("status", three[0])["host"]
+    assert cli("list", "-q", "--all", "--filter", f"host={host}").stdout.split() == three[::-1]
+    assert cli("list", "-q", "--all", "--filter", "host=elsewhere").stdout == ""
+    assert cli("list", "-q", "--filter", "group=g", "--filter", "adapter=command").stdout.split() == [three[1]]
+    assert cli("list", "-q", "--all", "--group", "g", "--filter", "group=h").stdout == ""
+    assert cli("list", "-q", "--all", "--filter", "group=g", "--filter", "group=h").stdout == ""
+    assert cli("list", "--count", "--all", "--filter", f"host={host}").stdout.strip() == "3"
+    assert [s["id"] for s in cli.json_lines("list", "--all", "--json", "--filter", "group=g")] == [three[1]]
+    left, where = lifted([("host", "a"), ("group", "g"), ("group", "h"), ("label", "x")], {"adapter": None})
+    assert left == [("group", "g"), ("group", "h"), ("label", "x")] and where == {"adapter": None, "host": "a"}
+
+
 def test_last_format_and_count(cli, three: list[str]) -> None:
     assert cli("list", "--all", "--last", "2", "--format", "{name}:{status}:{exit_code}").stdout.splitlines() == [
         "c:stopped:4", "b:running:"]

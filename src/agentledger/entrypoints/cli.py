@@ -500,13 +500,14 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
     """Sessions newest first. ``--json``, ``-q`` and ``--format`` stream them as they are read; the table,
     which sizes its columns to every row, holds them."""
     from agentledger.entrypoints.render import table, write_byte_lines, write_json_lines, write_lines
-    from agentledger.projections.listing import formatter, parse_filters, select
+    from agentledger.projections.listing import formatter, lifted, parse_filters, select
     from agentledger.projections.queries import count_sessions, iter_sessions, session_json, session_json_lines
 
     line = formatter(args.format) if args.format else None  # refused before anything is read
-    filters = parse_filters(args.filter)
+    given = parse_filters(args.filter)
     db, now = context.read_models(args.as_of)
-    where = dict(include_stopped=args.all, status=args.status, now=now, group=args.group, adapter=args.adapter)
+    filters, where = lifted(given, dict(include_stopped=args.all, status=args.status, now=now, group=args.group,
+                                        adapter=args.adapter))
     if args.count and not filters:
         count = count_sessions(db, **where)
         print(count if args.last is None else min(count, args.last))

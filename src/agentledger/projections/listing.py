@@ -34,6 +34,24 @@ def parse_filters(texts: Sequence[str]) -> list[tuple[str, str]]:
     return filters
 
 
+#: Filters that are one column's equality, which the query can apply through an index instead of every row read.
+_QUERY_FILTERS = ("host", "group", "adapter")
+
+
+def lifted(filters: Sequence[tuple[str, str]], where: dict[str, Any]) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """The filters left to :func:`select`, and ``where`` with the ``host``, ``group`` and ``adapter`` filters
+    given once moved into it: ``list --filter host=H`` then reads H's sessions by the (host, status) index, not
+    every session not stopped of every host. One given twice, or beside ``--group``/``--adapter``, stays a
+    filter, which holds for both."""
+    left, where = list(filters), dict(where)
+    for key in _QUERY_FILTERS:
+        given = [value for k, value in left if k == key]
+        if len(given) == 1 and where.get(key) is None:
+            where[key] = given[0]
+            left.remove((key, given[0]))
+    return left, where
+
+
 def select(rows: Iterable[Any], filters: Sequence[tuple[str, str]], *, now: float, last: int | None) -> Iterator[Any]:
     """The rows every filter holds for, the ``last`` newest of them if given, as they come (no more is read)."""
     chosen = (row for row in rows if all(_holds(row, key, value, now) for key, value in filters)) if filters else iter(rows)
