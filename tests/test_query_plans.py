@@ -107,3 +107,15 @@ def test_the_newest_sessions_not_stopped_walk_their_index_on_postgresql(store) -
                                                                       now=0.0, limit=50))]
     plan = "\n".join(row[0] for row in store.db.execute("EXPLAIN " + sql, {"now": 0.0}).fetchall())
     assert "sessions_live_started" in plan and "Sort" not in plan, plan
+
+
+def test_a_page_of_the_listing_is_asked_of_the_database(store) -> None:
+    """``list -n N`` (with or without ``--json``) sends ``LIMIT N`` with each query that reads sessions or
+    documents: a PostgreSQL client receives a query's whole result however few rows it reads."""
+    asks = [lambda db: list(queries.iter_sessions(db, include_stopped=False, status=None, now=0.0, limit=50)),
+            lambda db: list(queries.session_json_lines(db, include_stopped=True, status=None, now=0.0, limit=50)),
+            lambda db: list(queries.session_json_lines(db, include_stopped=True, status="stopped", now=0.0,
+                                                       limit=50))]
+    for ask in asks:
+        reads = [sql for sql in _sent(store, ask) if "count(" not in sql]
+        assert reads and all(sql.endswith(" LIMIT 50") for sql in reads), reads

@@ -513,11 +513,12 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
         print(count if args.last is None else min(count, args.last))
         return 0
     if args.json and not filters:  # stopped sessions' documents as kept, the others' built (session_json_lines)
-        write_byte_lines(select(session_json_lines(db, **where), (), now=now, last=args.last))
+        write_byte_lines(select(session_json_lines(db, **where, limit=args.last), (), now=now, last=args.last))
         return 0
     table_only = not (filters or args.json or args.quiet or line is not None)
-    rows = select(iter_sessions(db, **where, columns=_LIST_COLUMNS if table_only else None), filters, now=now,
-                  last=args.last)  # -n N: N rows read, not all
+    rows = select(iter_sessions(db, **where, columns=_LIST_COLUMNS if table_only else None,
+                                limit=None if filters else args.last),
+                  filters, now=now, last=args.last)  # -n N: N rows read, not all
     if args.count:
         print(sum(1 for _ in rows))
         return 0
