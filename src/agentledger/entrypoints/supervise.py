@@ -85,7 +85,12 @@ def _supervise(spec: LaunchSpec, handshake: Handshake) -> int:
         from agentledger.runtime.supervisor import Supervisor
 
         store = open_store()
-        return Supervisor(store.ledger, spec, handshake.send).run()
+        ledger = store.ledger
+        # A supervisor appends and loads through the ledger alone. Its read-model connection, idle for the
+        # session's whole life, would be one more server connection per session, and connections are what
+        # a PostgreSQL server runs out of first (docs/scaling.md).
+        store.db.close()
+        return Supervisor(ledger, spec, handshake.send).run()
     except Exception as error:
         return _failed([handshake], error)
 
