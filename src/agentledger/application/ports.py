@@ -86,6 +86,8 @@ class ReadModelDb(Protocol):
 
     def rollback(self) -> None: ...  # end a transaction a failed statement left open
 
+    def close(self) -> None: ...  # a process that reads no read model lets its connection go (a supervisor)
+
 
 class Location(Protocol):
     """Where a store is: safe to print (``url``), to hand to a child process (``connect_url``), to compare."""
