@@ -283,31 +283,43 @@ def ledger_env(location: PostgresLocation, *, create_tables: bool) -> dict[str, 
 
 
 def open_postgres_store(location: PostgresLocation) -> PostgresStore:
-    """Open the ledger, creating or upgrading it first if it is new or older than this code."""
+    """Open the ledger, creating or upgrading it first if it is new or older than this code.
+
+    The revision is read on the store's own read-model connection: a connection of its own for it was one
+    more connection set up and torn down per command (a round trip or more, and TLS, to a remote server).
+    """
     from agentledger.infrastructure.schema import SCHEMA_HEAD
 
-    revision = schema_revision(location)
-    if revision != SCHEMA_HEAD:
-        from agentledger.infrastructure.schema import refuse_unknown_schema
-
-        refuse_unknown_schema(revision, location.url)
-        initialise(location)
-    return PostgresStore(location)
-
-
-def schema_revision(location: PostgresLocation) -> str | None:
-    """The read-model schema revision recorded in the ledger's schema (None without the event tables)."""
-    connection = connect(location)
+    store = PostgresStore(location)
     try:
-        tables = {name for (name,) in connection.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s"
-            " AND table_name IN ('alembic_version', 'agentledger_events')", (location.schema,))}
-        if tables != {"alembic_version", "agentledger_events"}:
-            return None
-        row = connection.execute(f"SELECT version_num FROM {location.schema}.alembic_version").fetchone()
-        return row[0] if row else None
-    finally:
-        connection.close()
+        revision = schema_revision(location, store.db.connection)
+        if revision != SCHEMA_HEAD:
+            from agentledger.infrastructure.schema import refuse_unknown_schema
+
+            refuse_unknown_schema(revision, location.url)
+            initialise(location)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def schema_revision(location: PostgresLocation, connection: Any = None) -> str | None:
+    """The read-model schema revision recorded in the ledger's schema (None without the event tables), read on
+    ``connection`` if given, else on one opened for it."""
+    if connection is None:
+        connection = connect(location)
+        try:
+            return schema_revision(location, connection)
+        finally:
+            connection.close()
+    tables = {name for (name,) in connection.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s"
+        " AND table_name IN ('alembic_version', 'agentledger_events')", (location.schema,))}
+    if tables != {"alembic_version", "agentledger_events"}:
+        return None
+    row = connection.execute(f"SELECT version_num FROM {location.schema}.alembic_version").fetchone()
+    return row[0] if row else None
 
 
 def initialise(location: PostgresLocation) -> None:
