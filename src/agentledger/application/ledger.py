@@ -62,7 +62,7 @@ class Ledger(Application[UUID]):
         """Append the pending events of ``objs`` in one transaction (compare-and-set on each aggregate's version),
         with a snapshot of each aggregate that reached its interval, taken from the state in hand.
 
-        A recorder that can (``records_snapshots``: the SQLite one) writes the
+        A recorder that can (``records_snapshots``: both of ours) writes the
         snapshots in the events' own transaction, so a snapshot costs one more
         row, not one more commit and sync; otherwise they follow the save.
         """
@@ -133,11 +133,15 @@ class Ledger(Application[UUID]):
     # -- writing ---------------------------------------------------------------
 
     def launch(self, *, session_id: UUID, fuse_ttl: float | None, fuse_set_by: str, **fields: Any) -> Session:
-        """Record ``Launched`` and, when a TTL is given, ``FuseSet`` in one atomic save."""
+        """Record ``Launched`` and, when a TTL is given, ``FuseSet`` in one atomic save.
+
+        The session is cached as saved, like any compare-and-set's: its supervisor's first heartbeat then
+        starts from it instead of loading it (a query, and on PostgreSQL a connection for the snapshots)."""
         session = Session.launch(session_id=session_id, **fields)
         if fuse_ttl is not None:
             session.set_fuse(ttl=fuse_ttl, set_by=fuse_set_by, now=utc_now(), clock_offset=reported_offset())
         self.save_retrying(session)
+        self.repository.remember(session)
         return session
 
     def change(self, session_id: UUID, command: Callable[[Session], T], *, from_cache: bool = False) -> T:

@@ -21,8 +21,11 @@ turned into the library's ``IntegrityError`` as its datastore does; any other
 error gives the connection back to the pool (which drops a broken one) and is
 raised for the caller's retry. A load's ``select_events`` runs on the same
 connection as one statement (the connection is in autocommit, so it is its
-own transaction), without the pool's check. Chosen by ``APPLICATION_RECORDER_TOPIC`` in
-``postgres_store.ledger_env``.
+own transaction), without the pool's check. A snapshot due with the events is
+inserted in their transaction, on that connection too. So a supervisor holds one
+server connection, where a fleet's supervisors run the server out of
+connections first (``docs/scaling.md``). Chosen by ``APPLICATION_RECORDER_TOPIC``
+in ``postgres_store.ledger_env``.
 """
 
 from __future__ import annotations
@@ -34,16 +37,20 @@ from uuid import UUID
 
 import psycopg
 import psycopg.rows
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
 from agentledger.infrastructure.event_selects import select_events_sql
 
 
 class PlainPostgresRecorder(PostgresApplicationRecorder):
-    """``PostgresApplicationRecorder`` whose ``insert_events`` runs on a kept connection, in three round trips."""
+    """``PostgresApplicationRecorder`` whose ``insert_events`` runs on a kept connection, in three round trips,
+    and records snapshots in the events' transaction there (``Ledger.save``)."""
+
+    records_snapshots = True
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
+        _open_filled(datastore.pool)
         super().__init__(datastore, events_table_name=events_table_name)
         self._held: Any = None  # (pool connection, its cursor), taken on first use
         self._held_lock = threading.Lock()
@@ -54,11 +61,20 @@ class PlainPostgresRecorder(PostgresApplicationRecorder):
                         " VALUES (%s, %s, %s, %s) RETURNING notification_id")
         self._select_events = (f'SELECT originator_id, originator_version, topic, state FROM "{schema}"."{table}"'
                                " WHERE originator_id = %s")
+        # The library names an application's tables NAME_events and NAME_snapshots (PostgresFactory).
+        snapshots = f"{table.rsplit('_', 1)[0]}_snapshots"
+        self._insert_snapshot = (f'INSERT INTO "{schema}"."{snapshots}" (originator_id, originator_version, topic,'
+                                 " state) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING")
 
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+    def insert_events(self, stored_events: Sequence[StoredEvent], *, snapshots: Sequence[StoredEvent] = (),
+                      **kwargs: Any) -> Sequence[int] | None:
+        """Insert the events and ``snapshots`` in one transaction on the kept connection: a snapshot through the
+        library's snapshot store would take a second connection from the pool, kept for ten idle minutes, every
+        200 events of every supervisor. If another thread is appending on it, the events go through the
+        library's path and the snapshots are left out (they only speed loads up; the next interval's is taken)."""
         if stored_events and self._held_lock.acquire(blocking=False):
             try:
-                return self._insert_held(stored_events)
+                return self._insert_held(stored_events, snapshots)
             finally:
                 self._held_lock.release()
         return super().insert_events(stored_events, **kwargs)
@@ -82,15 +98,16 @@ class PlainPostgresRecorder(PostgresApplicationRecorder):
         return [StoredEvent(originator_id=row[0], originator_version=row[1], topic=row[2], state=row[3])
                 for row in rows]
 
-    def _insert_held(self, stored_events: Sequence[StoredEvent]) -> list[int]:
+    def _insert_held(self, stored_events: Sequence[StoredEvent], snapshots: Sequence[StoredEvent]) -> list[int]:
         connection, cursor = self._held or self._take()
         try:
             cursor.execute(self._opening)
             positions = []
             for event in stored_events:
-                cursor.execute(self._insert, (event.originator_id, event.originator_version, event.topic,
-                                              event.state))
+                cursor.execute(self._insert, _row(event))
                 positions.append(cursor.fetchone()[0])
+            for snapshot in snapshots:
+                cursor.execute(self._insert_snapshot, _row(snapshot))
             cursor.execute("COMMIT")
             return positions
         except psycopg.IntegrityError as error:
@@ -125,3 +142,23 @@ class PlainPostgresRecorder(PostgresApplicationRecorder):
             pass  # broken: the pool discards it
         finally:
             self.datastore.pool.putconn(connection)
+
+
+def _row(event: StoredEvent) -> tuple[Any, int, str, bytes]:
+    return event.originator_id, event.originator_version, event.topic, event.state
+
+
+def _open_filled(pool: Any) -> None:
+    """Open the library's pool and wait for its connection (``POSTGRES_POOL_SIZE``, one).
+
+    The library's constructor makes its first request (for its type adapters)
+    right after opening the pool without waiting, and a request that finds the
+    pool still below its size makes it open another connection: every process
+    then kept two, the second idle for ten minutes before the pool closed it,
+    where a supervisor needs one (``tests/test_server_connections.py``). Later
+    opens are no-ops.
+    """
+    try:
+        pool.open(wait=True, timeout=pool.timeout)
+    except psycopg.OperationalError as error:  # PoolTimeout: unreachable, as the library reports it
+        raise OperationalError(str(error)) from error
