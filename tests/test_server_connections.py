@@ -50,3 +50,23 @@ def test_a_snapshot_is_written_on_the_kept_connection(store) -> None:
                                   (str(sid),)).fetchone()
     assert version == 200
     assert ledger.session(sid).version == 207
+
+
+def test_a_snapshot_due_while_another_thread_appends_is_still_written(store) -> None:
+    """With the kept connection busy (its lock held, as another thread's append holds it), the events go
+    through the library's pooled path, and the snapshot due with them follows on the same path."""
+    from uuid import uuid4
+
+    from test_lean_paths import LAUNCH
+
+    from agentledger.application.clock import utc_now
+
+    ledger, sid = store.ledger, uuid4()
+    ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)
+    with ledger.recorder._held_lock:  # noqa: SLF001 - another thread's append, held still
+        for _ in range(200):
+            ledger.change(sid, lambda s: s.heartbeat(source="test", now=utc_now()), from_cache=True)
+    (version,) = store.db.execute("SELECT originator_version FROM agentledger_snapshots WHERE originator_id = ?",
+                                  (str(sid),)).fetchone()
+    assert version == 200
+    assert ledger.session(sid).version == 202

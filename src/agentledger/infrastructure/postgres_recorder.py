@@ -37,7 +37,7 @@ from uuid import UUID
 
 import psycopg
 import psycopg.rows
-from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
 from agentledger.infrastructure.event_selects import select_events_sql
@@ -71,13 +71,25 @@ class PlainPostgresRecorder(PostgresApplicationRecorder):
         """Insert the events and ``snapshots`` in one transaction on the kept connection: a snapshot through the
         library's snapshot store would take a second connection from the pool, kept for ten idle minutes, every
         200 events of every supervisor. If another thread is appending on it, the events go through the
-        library's path and the snapshots are left out (they only speed loads up; the next interval's is taken)."""
+        library's path on a pooled connection, and the snapshots after them on the same."""
         if stored_events and self._held_lock.acquire(blocking=False):
             try:
                 return self._insert_held(stored_events, snapshots)
             finally:
                 self._held_lock.release()
-        return super().insert_events(stored_events, **kwargs)
+        positions = super().insert_events(stored_events, **kwargs)
+        if snapshots:
+            self._insert_snapshots_pooled(snapshots)
+        return positions
+
+    def _insert_snapshots_pooled(self, snapshots: Sequence[StoredEvent]) -> None:
+        """Snapshots just after their events were saved: one refused (a passing fault) is skipped, as
+        ``Ledger._put_snapshots`` skips it, for a snapshot only speeds loads up and the save has landed."""
+        try:
+            with self.datastore.transaction(commit=True) as cursor:
+                cursor.executemany(self._insert_snapshot, [_row(s) for s in snapshots])
+        except (PersistenceError, psycopg.Error):
+            pass
 
     def select_events(self, originator_id: UUID | str, *, gt: int | None = None, lte: int | None = None,
                       desc: bool = False, limit: int | None = None) -> Sequence[StoredEvent]:
