@@ -37,7 +37,7 @@ from uuid import UUID
 
 import psycopg
 import psycopg.rows
-from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError, StoredEvent
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
 from agentledger.infrastructure.event_selects import select_events_sql
@@ -83,12 +83,13 @@ class PlainPostgresRecorder(PostgresApplicationRecorder):
         return positions
 
     def _insert_snapshots_pooled(self, snapshots: Sequence[StoredEvent]) -> None:
-        """Snapshots just after their events were saved: one refused (a passing fault) is skipped, as
-        ``Ledger._put_snapshots`` skips it, for a snapshot only speeds loads up and the save has landed."""
+        """Snapshots just after their events were saved: one refused for a passing fault (the server out of
+        reach, a lock timeout) is skipped, as ``Ledger._put_snapshots`` skips it, for a snapshot only speeds
+        loads up and the save has landed; any other error is a bug, and raised."""
         try:
             with self.datastore.transaction(commit=True) as cursor:
                 cursor.executemany(self._insert_snapshot, [_row(s) for s in snapshots])
-        except (PersistenceError, psycopg.Error):
+        except (InterfaceError, OperationalError):
             pass
 
     def select_events(self, originator_id: UUID | str, *, gt: int | None = None, lte: int | None = None,
