@@ -212,3 +212,18 @@ def test_a_save_the_store_refuses_leaves_no_snapshot(store):
 def _state(session: Session) -> dict:
     """What a snapshot keeps of a session: its attributes but the three the library stores apart."""
     return {k: v for k, v in vars(session).items() if k not in ("_id", "_version", "_pending_events")}
+
+
+def test_the_sqlite_ledger_keeps_its_insert_prepared_between_appends(store):
+    """The library opens its connections with a statement cache of one, where each append's ``BEGIN`` evicted
+    the insert and SQLite compiled it anew; ours keep it (``sqlite_recorder.STATEMENT_CACHE``)."""
+    if store.location.kind != "sqlite":
+        pytest.skip("a SQLite connection's prepared statements (psycopg prepares on its own terms)")
+    ledger = store.ledger
+    sid = uuid4()
+    ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)
+    for _ in range(3):
+        ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
+    held = ledger.recorder._held._sqlite_conn  # the connection every append of this process goes through
+    prepared = [row[0] for row in held.execute("SELECT sql FROM sqlite_stmt")]
+    assert ledger.recorder.insert_events_statement in prepared

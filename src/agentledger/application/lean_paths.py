@@ -37,7 +37,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent, Repository
 from eventsourcing.domain import BaseAggregate
 
-_CONTAINERS = (list, dict, set)
+_CONTAINERS = frozenset((list, dict, set))  # a set: a type's hash is its id, where a tuple compares each
 
 
 def apply_events(aggregate: Any, events: Iterable[Any]) -> Any:

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.persistence import IntegrityError
 
 from agentledger.application.clock import reported_offset, utc_now
 from agentledger.application.errors import FaultClassifier, SessionNotFound, StoreError, StoreFault
@@ -58,23 +58,26 @@ class Ledger(Application[UUID]):
         return LedgerRepository(event_store=self.events, snapshot_store=self.snapshots,
                                 cache_maxsize=int(maxsize) if maxsize else None)
 
-    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+    def save(self, *objs: Any, **kwargs: Any) -> None:  # type: ignore[override]  # no Recordings: see below
         """Append the pending events of ``objs`` in one transaction (compare-and-set on each aggregate's version),
         with a snapshot of each aggregate that reached its interval, taken from the state in hand.
 
         A recorder that can (``records_snapshots``: both of ours) writes the
         snapshots in the events' own transaction, so a snapshot costs one more
         row, not one more commit and sync; otherwise they follow the save.
+
+        The library's ``save`` also builds a ``Recording`` and a ``Notification`` per event for its
+        ``_notify`` hook, which this application does not use: projections follow the log instead.
         """
         processing_event = collect(*objs, **kwargs)
         due = snapshots_due(processing_event, self.snapshotting_intervals) if self.snapshots is not None else []
         if due and getattr(self.recorder, "records_snapshots", False):
             processing_event.saved_kwargs["snapshots"] = [self.mapper.to_stored_event(_snapshot(a)) for a in due]
             due = []
-        recordings = self._record(processing_event)
+        to_stored = self.mapper.to_stored_event
+        self.recorder.insert_events([to_stored(event) for event in processing_event.events],
+                                    tracking=processing_event.tracking, **processing_event.saved_kwargs)
         self._put_snapshots(due)
-        self._notify(recordings)
-        return recordings
 
     def _put_snapshots(self, aggregates: list[Any]) -> None:
         """Snapshot aggregates just saved, after their save.
@@ -158,9 +161,9 @@ class Ledger(Application[UUID]):
         """
         guess = (lambda: self.repository.cached_copy(session_id)) if from_cache else None
         return self.compare_and_set(lambda: retry_while_locked(lambda: self.session(session_id), self.classify_fault),
-                                    command, what=f"session {session_id.hex}", guess=guess)
+                                    command, what=lambda: f"session {session_id.hex}", guess=guess)
 
-    def compare_and_set(self, load: Callable[[], A], decide: Callable[[A], T], *, what: str,
+    def compare_and_set(self, load: Callable[[], A], decide: Callable[[A], T], *, what: Callable[[], str],
                         guess: Callable[[], A | None] | None = None) -> T:
         """Load an aggregate, let ``decide`` judge it and call its commands, save: the one compare-and-set loop.
 
@@ -173,6 +176,9 @@ class Ledger(Application[UUID]):
         lands only if nobody appended since (the same compare-and-set); anything else it leads to (a refused
         save, an error from ``decide``, nothing to save) may be an effect of its age, so the command is then
         decided again on the state loaded as usual.
+
+        ``what`` names the aggregate for the error, only if there is one (formatting it cost more than the
+        rest of a heartbeat's bookkeeping).
         """
         if guess is not None:
             guessed = guess()
@@ -190,7 +196,7 @@ class Ledger(Application[UUID]):
             if self._saved(aggregate):
                 return result
             time.sleep(random.uniform(0.001, 0.02))
-        raise StoreError(f"gave up after {MAX_ATTEMPTS} concurrent changes to {what}")
+        raise StoreError(f"gave up after {MAX_ATTEMPTS} concurrent changes to {what()}")
 
     def _saved(self, aggregate: Aggregate) -> bool:
         """Save with compare-and-set: False if another writer took the version first; cached if it lands."""

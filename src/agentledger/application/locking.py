@@ -236,7 +236,7 @@ class DirectoryLocks:
             return None
         return ledger.compare_and_set(lambda: find() or DirectoryLock(directory=directory),
                                       lambda lock: decide(lock, self._judge(directory, lock)),
-                                      what=f"the lock of {directory}")
+                                      what=lambda: f"the lock of {directory}")
 
     def _taker(self) -> dict[str, Any]:
         """This process, as the rule will look for it: pid, start time (with its boot time), host, boot."""

@@ -113,7 +113,7 @@ def change_workspace(ledger: Ledger, session: Session, command: Callable[[Worksp
         return Workspace(session_id=session.id.hex, repository=ws["repository"], worktree=ws["worktree"],
                          branch=ws["branch"], base_ref=ws.get("base_ref"), base_commit=ws["base_commit"])
 
-    return ledger.compare_and_set(load, command, what=f"session {session.id.hex[:12]}'s worktree")
+    return ledger.compare_and_set(load, command, what=lambda: f"session {session.id.hex[:12]}'s worktree")
 
 
 def record_check(ledger: Ledger, session_id: str | UUID, *, command: str, exit_code: int | None, duration: float,

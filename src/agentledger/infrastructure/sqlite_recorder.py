@@ -14,19 +14,33 @@ An insert runs in the library's own ``SQLiteTransaction``, which keeps its
 rollback and its translation of ``sqlite3`` errors (an ``IntegrityError`` is
 still the compare-and-set's refusal); a select is one statement, atomic
 without a ``BEGIN``/``ROLLBACK`` around it. The pool closes
-the held connection with the others. Chosen by ``APPLICATION_RECORDER_TOPIC``
-in ``store.ledger_env``.
+the held connection with the others.
+
+The pool's connections keep SQLite's prepared statements as ``sqlite3`` does
+by default (:data:`STATEMENT_CACHE`): the library opens them with a cache of
+one, so SQLite compiled the insert anew for every append. Both are chosen
+with :class:`LeanSQLiteFactory`, the ``PERSISTENCE_MODULE`` of
+``store.ledger_env``.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteConnection, SQLiteDatastore, SQLiteTransaction
+from eventsourcing.persistence import InterfaceError, StoredEvent
+from eventsourcing.sqlite import (
+    SQLITE3_DEFAULT_LOCK_TIMEOUT,
+    SQLiteApplicationRecorder,
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteDatastore,
+    SQLiteFactory,
+    SQLiteTransaction,
+)
 
 from agentledger.infrastructure.event_selects import select_events_sql
 
@@ -35,6 +49,12 @@ T = TypeVar("T")
 
 #: The library's table of snapshots beside ``stored_events`` (its aggregate recorder for the "snapshots" purpose).
 SNAPSHOTS_TABLE = "stored_snapshots"
+
+#: Prepared statements each connection keeps: ``sqlite3``'s default. The library asks for
+#: ``cached_statements=True``, a cache of one, where the ``BEGIN`` before each insert evicts the insert;
+#: compiling it again was about a tenth of a ``save``'s instructions and a fifth of a ``change``'s
+#: (``docs/BENCHMARKS.md``, issue 20).
+STATEMENT_CACHE = 128
 
 
 class LeanSQLiteRecorder(SQLiteApplicationRecorder):
@@ -107,3 +127,38 @@ def _row(event: StoredEvent) -> tuple[str, int, str, bytes]:
 
 def _hex(originator_id: UUID | str) -> str:
     return originator_id.hex if isinstance(originator_id, UUID) else originator_id
+
+
+class StatementCachingPool(SQLiteConnectionPool):
+    """The library's pool, whose connections keep :data:`STATEMENT_CACHE` prepared statements."""
+
+    def _create_connection(self) -> SQLiteConnection:
+        """The library's connection (auto-commit, its lock timeout, WAL, ``sqlite3.Row``) with a statement cache."""
+        try:
+            db = sqlite3.connect(database=self.db_name, uri=True, check_same_thread=False, isolation_level=None,
+                                 cached_statements=STATEMENT_CACHE,
+                                 timeout=self.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT)
+        except (sqlite3.Error, TypeError) as error:
+            raise InterfaceError(error) from error
+        if not self.is_sqlite_memory_mode and not self.is_journal_mode_wal:  # a file keeps its journal mode
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+                self.journal_mode_was_changed_to_wal = True
+            self.is_journal_mode_wal = True
+        db.row_factory = sqlite3.Row
+        return SQLiteConnection(sqlite_conn=db, max_age=self.max_age)
+
+
+class LeanSQLiteFactory(SQLiteFactory):
+    """The library's SQLite factory with :class:`LeanSQLiteRecorder` and a :class:`StatementCachingPool`."""
+
+    application_recorder_class = LeanSQLiteRecorder
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        library_pool = self.datastore.pool  # built by the library's datastore, no connection opened yet
+        self.datastore.pool = StatementCachingPool(
+            db_name=library_pool.db_name, lock_timeout=library_pool.lock_timeout, pool_size=library_pool.pool_size,
+            max_overflow=library_pool.max_overflow, pool_timeout=library_pool.pool_timeout,
+            max_age=library_pool.max_age, pre_ping=library_pool.pre_ping)
+        library_pool.close()

@@ -124,8 +124,7 @@ def ledger_env(db_path: Path, *, create_tables: bool) -> dict[str, str]:
     """The eventsourcing settings for the embedded SQLite store."""
     return {
         **common_ledger_env(create_tables),
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-        "APPLICATION_RECORDER_TOPIC": "agentledger.infrastructure.sqlite_recorder:LeanSQLiteRecorder",
+        "PERSISTENCE_MODULE": "agentledger.infrastructure.sqlite_recorder:LeanSQLiteFactory",
         "SQLITE_DBNAME": sqlite_uri(db_path),
         "SQLITE_LOCK_TIMEOUT": str(int(BUSY_TIMEOUT_SECONDS)),
     }
