@@ -15,7 +15,11 @@ from eventsourcing.application import project_aggregate
 from agentledger.application.clock import utc_now
 from agentledger.application.lean_paths import copy_for_command
 from agentledger.application.ledger import Ledger
+from agentledger.domain.hosts import Host
+from agentledger.domain.locks import DirectoryLock
 from agentledger.domain.session import Session, StopCause
+from agentledger.domain.stop_hooks import StopHook
+from agentledger.domain.workspace import Workspace
 
 LAUNCH = dict(argv=["opencode", "run"], cwd="/src", adapter="command", name=None, model=None, prompt=None, group=None,
               labels={"team": "a"}, host="h", boot_id="b", pid=4242, pid_start_time=1.0, boot_time=0.0,
@@ -42,15 +46,54 @@ def launched(**changes: object) -> Session:
     return session
 
 
+def every_host_command(host: Host) -> None:
+    host.daemon_alive(pid=1, version="v", boot_id="b", every=10.0)
+    host.daemon_alive(pid=2, version="v", boot_id="b", every=10.0)
+    host.daemon_stopped(pid=2)
+    host.forget(by={"user": "me"}, reason="gone", stopped=["s1"])
+
+
+def every_lock_command(lock: DirectoryLock) -> None:
+    lock.take(holder_session="s1", taker={"pid": 1}, by="me", reason=None, displaced=None, forced=False)
+    lock.release(by="me", reason="done")
+    lock.take(holder_session=None, taker={"pid": 2}, by="me", reason="manual", displaced="s1", forced=True)
+
+
+def every_workspace_command(workspace: Workspace) -> None:
+    workspace.record_check(command="make", exit_code=1, duration=1.0, output_tail="failed")
+    workspace.record_merge(into="main", commit="c" * 40, squash=True, by={"user": "me"})
+    workspace.record_removal(by={"user": "me"}, forced=False, branch_deleted=True)
+
+
+def every_stop_hook_command(hook: StopHook) -> None:
+    hook.finish(exit_code=0, signal=None, timed_out=False, duration_seconds=1.0, output_tail="ok")
+
+
+AGGREGATES = {
+    "session": (launched, every_command),
+    "host": (lambda: Host(name="h"), every_host_command),
+    "lock": (lambda: DirectoryLock(directory="/src"), every_lock_command),
+    "workspace": (lambda: Workspace(session_id=uuid4().hex, repository="/r", worktree="/w", branch="b", base_ref=None,
+                                    base_commit="a" * 40), every_workspace_command),
+    "stop hook": (lambda: StopHook(session_id=uuid4().hex, command="true", host="h", claimed_by={"pid": 1}),
+                  every_stop_hook_command),
+}
+
+
 @pytest.mark.unit
-def test_no_command_on_a_copy_changes_the_original():
-    original = launched()
+@pytest.mark.parametrize("kind", AGGREGATES)
+def test_no_command_on_a_copy_changes_the_original(kind):
+    """Each aggregate's every command, run on a copy, leaves the original (the cached one) as it was: events
+    replace attributes, never change them in place, which is what lets the copy share them."""
+    build, commands = AGGREGATES[kind]
+    original = build()
     original.collect_events()
     before = copy.deepcopy(vars(original))
     working = copy_for_command(original)
-    every_command(working)
+    commands(working)
     assert vars(original) == before
-    assert working.is_stopped and len(working.stop_requests) == 2 and not original.stop_requests
+    assert working.collect_events() and working.version > original.version
+    assert not original.collect_events()
 
 
 @pytest.fixture

@@ -120,14 +120,15 @@ class Session(Aggregate):
 
         def apply(self, aggregate: Session) -> None:
             aggregate.status = SessionStatus.STOPPING.value
-            aggregate.stop_requests.append({
+            # a new list: an aggregate's attributes are replaced, never changed in place (copy_for_command)
+            aggregate.stop_requests = [*aggregate.stop_requests, {
                 "requested_by": self.requested_by,
                 "signal": self.signal,
                 "grace": self.grace,
                 "note": self.note,
                 "cause": self.cause,
                 "at": self.timestamp,
-            })
+            }]
 
     class FuseExpired(Aggregate.Event):
         """The reconciler saw the fuse lapse while the process lived: watching ended at ``expired_at``."""
