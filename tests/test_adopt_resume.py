@@ -208,6 +208,8 @@ def test_adopt_all_takes_each_agent_once_and_a_wrapper_with_its_child_is_one_age
     (["1", "--all"], "not allowed with"),
     (["--adapter", "nope", "1"], "unknown adapter 'nope'"),
     (["--fuse-ttl", "soon", "1"], "invalid duration"),
+    (["--fuse-ttl", "30ms", "1"], "--fuse-ttl 30ms is below the 250ms floor"),
+    (["--all", "--fuse-ttl", "0.1"], "--fuse-ttl 100ms is below the 250ms floor"),
     (["--under", "/", "1"], "give it with --all"),
     (["--all", "--under", "/no/such/dir"], "is not a directory"),
 ])

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from agentledger.application.errors import LedgerError, UsageError
+from agentledger.domain.fuse import check_ttl
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Agents, Machine, ReadModels, Store
@@ -89,6 +90,8 @@ def adopt(store: Store, machine: Machine, agents: Agents, pid: int, *, adapter_n
     """
     from eventsourcing.persistence import IntegrityError
 
+    if fuse_ttl is not None:
+        check_ttl(fuse_ttl)
     table = machine.process_table()
     process = table.get(pid)
     if process is None:

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from agentledger.domain.durations import format_duration
+from agentledger.domain.fuse import MIN_TTL
 from agentledger.entrypoints import args as types
 from agentledger.entrypoints.args import json_flag
 
@@ -35,8 +37,8 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
                    help="the adapter to record (default: the agent recognised from the command line; "
                         "'command' adopts any process)")
     p.add_argument("--fuse-ttl", type=types.duration, default=None, metavar="DURATION",
-                   help="also set a fuse; then something must heartbeat ('agentledger heartbeat ID') "
-                        "or it lapses (default: no fuse)")
+                   help=f"also set a fuse, at least {format_duration(MIN_TTL)}; then something must heartbeat "
+                        "('agentledger heartbeat ID') or it lapses (default: no fuse)")
     p.add_argument("--name", metavar="NAME",
                    help="a name for people; commands taking an ID accept it too (default: none)")
     p.add_argument("--group", metavar="G",
@@ -90,6 +92,7 @@ def cmd_adopt(context: Context, args: argparse.Namespace) -> int:
     from agentledger.application.adopting import adopt, discover
     from agentledger.application.errors import UsageError
     from agentledger.bootstrap import agents
+    from agentledger.domain.fuse import check_ttl
     from agentledger.entrypoints.render import write_json_lines
 
     if args.adapter is not None:
@@ -99,6 +102,8 @@ def cmd_adopt(context: Context, args: argparse.Namespace) -> int:
             raise UsageError(f"unknown adapter {args.adapter!r} (one of: {', '.join(registry.names())})")
     if args.under is not None and not args.all:
         raise UsageError("--under chooses among the processes 'adopt --all' would take; give it with --all")
+    if args.fuse_ttl is not None:
+        check_ttl(args.fuse_ttl)  # adopt checks it too; here also when --all finds nothing to adopt
     store, machine, known = context.store, context.machine, agents()
     if args.all:
         context.fresh_db()  # the read models level with the log
