@@ -37,7 +37,9 @@ def test_the_seeds_race_compressed_a_heartbeating_session_is_never_stopped_by_th
     assert [e["type"] for e in events].count("Stopped") == 1
     assert not any(e["type"] == "FuseExpired" for e in events)
     assert not any(e["fields"].get("decided_by", {}).get("component") == "reconciler" for e in events)
-    assert ts(status["stopped_at"]) - ts(status["started_at"]) >= 8
+    # started_at is when the launch was recorded, just after the spawn: the 8 s run can span a few ms less of it.
+    # A stop the reconciler had judged would come at the 2 s TTL and a pass, far below this.
+    assert ts(status["stopped_at"]) - ts(status["started_at"]) >= 7.5
 
 
 def test_a_killed_supervisor_leaves_the_session_unwatched_then_the_reconciler_stops_it(cli, daemon):
