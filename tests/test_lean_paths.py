@@ -270,3 +270,42 @@ def test_the_sqlite_ledger_keeps_its_insert_prepared_between_appends(store):
     held = ledger.recorder._held._sqlite_conn  # the connection every append of this process goes through
     prepared = [row[0] for row in held.execute("SELECT sql FROM sqlite_stmt")]
     assert ledger.recorder.insert_events_statement in prepared
+    assert {"BEGIN", "COMMIT"} <= set(prepared)  # sqlite3's Connection.commit() prepares its COMMIT anew each time
+
+
+def test_a_refused_sqlite_append_is_the_librarys_error_and_leaves_no_transaction_open(store):
+    """The lean insert keeps ``SQLiteTransaction``'s promises: rolled back, ``sqlite3``'s error as the library's."""
+    import sqlite3
+
+    from eventsourcing.persistence import IntegrityError
+
+    if store.location.kind != "sqlite":
+        pytest.skip("the SQLite recorder's own transaction")
+    ledger = store.ledger
+    sid = uuid4()
+    ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)
+    behind = ledger.session(sid)
+    ledger.change(sid, lambda s: s.heartbeat(source="winner", now=utc_now()))
+    behind.heartbeat(source="loser", now=utc_now())
+    behind.heartbeat(source="loser", now=utc_now())  # the second event's version is free: all or nothing
+    with pytest.raises(IntegrityError) as refused:
+        ledger.save(behind)
+    assert isinstance(refused.value.__cause__, sqlite3.IntegrityError)
+    assert not ledger.recorder._held._sqlite_conn.in_transaction
+    assert [e.source for e in ledger.session_events(sid)[2:]] == ["winner"]
+    ledger.change(sid, lambda s: s.heartbeat(source="next", now=utc_now()))
+    assert [e.source for e in ledger.session_events(sid)[2:]] == ["winner", "next"]
+
+
+def test_a_save_of_several_events_across_the_interval_is_snapshotted(store):
+    """A snapshot is due when any of a save's events is at a multiple of the interval, not only its last."""
+    ledger = store.ledger
+    sid = uuid4()
+    ledger.launch(session_id=sid, fuse_ttl=3600, fuse_set_by="me", **LAUNCH)
+    for _ in range(196):
+        ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
+    session = ledger.session(sid)  # version 198
+    for _ in range(4):  # 199 to 202
+        session.heartbeat(source="t", now=utc_now())
+    ledger.save(session)
+    assert [s.originator_version for s in ledger.snapshots.get(sid)] == [202]

@@ -1,6 +1,9 @@
 from datetime import datetime, timedelta, timezone
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agentledger.infrastructure.transcoder import OrjsonTranscoder
 
@@ -29,3 +32,21 @@ def test_stays_readable_by_the_librarys_json_transcoder():
 def test_refuses_types_it_cannot_restore():
     with pytest.raises(TypeError):
         OrjsonTranscoder().encode({"x": object()})
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(timezone.utc)))
+def test_a_utc_datetime_is_written_as_its_own_isoformat(at):
+    """The fast path for UTC (orjson's RFC 3339 text) writes exactly what ``isoformat`` does: the log's format."""
+    expected = orjson.dumps({"at": {"_type_": "datetime_iso", "_data_": at.isoformat()}})
+    assert OrjsonTranscoder().encode({"at": at}) == expected
+
+
+ODD_OFFSET = timezone(timedelta(hours=5, minutes=30, seconds=7))
+
+
+@pytest.mark.parametrize("at", [datetime(2026, 1, 1, 12, 30, 1, 5), datetime(2026, 1, 1, 12, 30, 1, 5, ODD_OFFSET)],
+                         ids=["naive", "odd-offset"])
+def test_other_datetimes_keep_isoformat(at):
+    transcoder = OrjsonTranscoder()
+    assert at.isoformat().encode() in transcoder.encode({"at": at})
+    assert transcoder.decode(transcoder.encode({"at": at})) == {"at": at}

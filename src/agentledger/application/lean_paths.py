@@ -126,9 +126,11 @@ def snapshots_due(processing_event: ProcessingEvent[UUID], intervals: dict[type,
     (a snapshot of any version serves loads from there on).
     """
     due = []
+    events = processing_event.events
     for aggregate_id, aggregate in processing_event.aggregates.items():
         interval = intervals.get(type(aggregate))
-        if interval and any(event.originator_id == aggregate_id and event.originator_version % interval == 0
-                            for event in processing_event.events):
+        # Its events end at its version, so none can be at a multiple unless the last len(events) versions span one.
+        if interval and aggregate.version % interval < len(events) and any(
+                event.originator_id == aggregate_id and event.originator_version % interval == 0 for event in events):
             due.append(aggregate)
     return due

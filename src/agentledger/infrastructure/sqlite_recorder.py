@@ -10,10 +10,11 @@ cost about as much again (issue 20).
 Here the recorder keeps one connection of the pool's for itself, behind a
 plain lock. A thread that finds it busy (another thread is appending) takes a
 connection from the pool as before, so nobody waits on anybody's disk sync.
-An insert runs in the library's own ``SQLiteTransaction``, which keeps its
-rollback and its translation of ``sqlite3`` errors (an ``IntegrityError`` is
-still the compare-and-set's refusal); a select is one statement, atomic
-without a ``BEGIN``/``ROLLBACK`` around it. The pool closes
+An insert runs between ``BEGIN`` and ``COMMIT`` sent as prepared statements,
+with the rollback and the translation of ``sqlite3`` errors of the library's
+``SQLiteTransaction`` (an ``IntegrityError`` is still the compare-and-set's
+refusal); a select is one statement, atomic without a ``BEGIN``/``ROLLBACK``
+around it. The pool closes
 the held connection with the others.
 
 The pool's connections keep SQLite's prepared statements as ``sqlite3`` does
@@ -31,7 +32,18 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.persistence import InterfaceError, StoredEvent
+from eventsourcing.persistence import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    PersistenceError,
+    ProgrammingError,
+    StoredEvent,
+)
 from eventsourcing.sqlite import (
     SQLITE3_DEFAULT_LOCK_TIMEOUT,
     SQLiteApplicationRecorder,
@@ -39,7 +51,6 @@ from eventsourcing.sqlite import (
     SQLiteConnectionPool,
     SQLiteDatastore,
     SQLiteFactory,
-    SQLiteTransaction,
 )
 
 from agentledger.infrastructure.event_selects import select_events_sql
@@ -110,15 +121,44 @@ class LeanSQLiteRecorder(SQLiteApplicationRecorder):
 
 
 def _run(connection: SQLiteConnection, work: Callable[[Any], T], commit: bool) -> T:
-    """A write in the library's transaction (rollback, errors translated); a read of one statement on its own
-    (SQLite runs a lone statement in a transaction of its own, and ``store_faults`` reads ``sqlite3``'s errors)."""
+    """A write between ``BEGIN`` and ``COMMIT``, rolled back on any error, ``sqlite3``'s errors raised as the
+    library's (what its ``SQLiteTransaction`` does, whose extra cursor wrapper and ``Connection.commit``, which
+    prepares its ``COMMIT`` anew each time, cost ~8,000 instructions an append); a read of one statement on its
+    own (SQLite runs a lone statement in a transaction of its own, and ``store_faults`` reads ``sqlite3``'s errors).
+    """
+    db = connection._sqlite_conn  # noqa: SLF001 - the library keeps its sqlite3 connection there
     if not commit:
-        return work(connection._sqlite_conn)  # noqa: SLF001 - the library keeps its sqlite3 connection there
-    with SQLiteTransaction(connection, commit=commit) as cursor:
+        return work(db)
+    try:
+        cursor = db.cursor()
         try:
-            return work(cursor.sqlite_cursor)
+            cursor.execute("BEGIN")
+            result = work(cursor)
+            cursor.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.rollback()
+            raise
         finally:
-            cursor.sqlite_cursor.close()
+            cursor.close()
+    except sqlite3.Error as error:
+        raise _as_library_error(error) from error
+    return result
+
+
+#: ``sqlite3``'s errors and the library's they are raised as, subclasses first (``SQLiteTransaction``'s order).
+_LIBRARY_ERRORS: tuple[tuple[type[sqlite3.Error], type[PersistenceError]], ...] = (
+    (sqlite3.InterfaceError, InterfaceError), (sqlite3.DataError, DataError),
+    (sqlite3.OperationalError, OperationalError), (sqlite3.IntegrityError, IntegrityError),
+    (sqlite3.InternalError, InternalError), (sqlite3.ProgrammingError, ProgrammingError),
+    (sqlite3.NotSupportedError, NotSupportedError), (sqlite3.DatabaseError, DatabaseError),
+)
+
+
+def _as_library_error(error: sqlite3.Error) -> PersistenceError:
+    """The library's exception for ``error``: an ``IntegrityError`` is the compare-and-set's refusal."""
+    kind = next((ours for theirs, ours in _LIBRARY_ERRORS if isinstance(error, theirs)), PersistenceError)
+    return kind(error)
 
 
 def _row(event: StoredEvent) -> tuple[str, int, str, bytes]:

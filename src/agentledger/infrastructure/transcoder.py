@@ -9,7 +9,7 @@ write those as plain strings and they would come back as ``str``.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -20,10 +20,19 @@ _DATETIME_TAG = "datetime_iso"
 
 def _encode_extra(obj: Any) -> Any:
     if isinstance(obj, datetime):
-        return {"_type_": _DATETIME_TAG, "_data_": obj.isoformat()}
+        return {"_type_": _DATETIME_TAG, "_data_": _isoformat(obj)}
     if isinstance(obj, (set, frozenset)):
         return sorted(obj)
     raise TypeError(f"cannot encode {type(obj).__name__} in an event")
+
+
+def _isoformat(moment: datetime) -> str:
+    """``moment.isoformat()``; for a UTC ``datetime`` (every one our events carry) orjson's own RFC 3339 text,
+    the same characters in a third of the time (``datetime.isoformat`` builds the offset through a
+    ``timedelta`` and a format string: ~0.8 µs, two per heartbeat; ``tests/test_transcoder.py``)."""
+    if type(moment) is datetime and moment.tzinfo is timezone.utc:
+        return orjson.dumps(moment)[1:-1].decode()
+    return moment.isoformat()
 
 
 def _decode_tags(value: Any) -> Any:
