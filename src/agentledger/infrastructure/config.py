@@ -7,8 +7,10 @@ environment wins) selects the store by URL: ``sqlite:///relative.db`` or
 ``sqlite:////absolute/path.db`` (SQLAlchemy's spelling), or
 ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME[?schema=NAME]`` for a shared
 PostgreSQL ledger (event log, snapshots and read models all in that database,
-in schema NAME, default ``public``). A location's ``url`` never shows the
-password; ``connect_url`` (for child processes) keeps it.
+in schema NAME, default ``public``). ``?pooler=transaction`` says the address
+is a transaction pooler (PgBouncer's ``pool_mode = transaction``) in front of
+the server: see :attr:`PostgresLocation.pooled`. A location's ``url`` never
+shows the password; ``connect_url`` (for child processes) keeps it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from agentledger.domain.errors import UsageError
@@ -65,6 +67,10 @@ class PostgresLocation:
     user: str
     password: str | None = field(default=None, repr=False)
     schema: str = "public"
+    #: Reached through a transaction pooler, where each transaction may run on another server connection: no
+    #: session state lasts (prepared statements, ``search_path``, session locks, ``LISTEN``), so connections
+    #: prepare nothing, the schema is ``public`` and what needs a session is done another way (``docs/scaling.md``).
+    pooled: bool = False
     kind: ClassVar[Literal["postgresql"]] = "postgresql"
 
     @property
@@ -79,17 +85,26 @@ class PostgresLocation:
     def sqlalchemy_url(self) -> str:
         """For SQLAlchemy (Alembic), which takes the schema as a search path, not in the URL."""
         return "postgresql+psycopg" + self._url(quote(self.password, safe="") if self.password else None,
-                                                 with_schema=False)[len("postgresql"):]
+                                                 with_options=False)[len("postgresql"):]
 
     @property
     def address(self) -> tuple[str, ...]:
         """Equal for two spellings of one store (with another password, say)."""
         return (self.kind, self.host, str(self.port), self.dbname, self.schema)
 
-    def _url(self, password: str | None, *, with_schema: bool = True) -> str:
+    def connection_options(self) -> dict[str, Any]:
+        """psycopg connection arguments every connection to this ledger takes: the schema as the search path
+        (a startup option a transaction pooler refuses), or, through a pooler, no prepared statements."""
+        if self.pooled:
+            return {"prepare_threshold": None}
+        return {"options": f"-c search_path={self.schema}"}
+
+    def _url(self, password: str | None, *, with_options: bool = True) -> str:
         credentials = quote(self.user, safe="") + (f":{password}" if password else "")
-        schema = "" if self.schema == "public" or not with_schema else f"?schema={self.schema}"
-        return f"postgresql://{credentials}@{self.host}:{self.port}/{self.dbname}{schema}"
+        options = [f"schema={self.schema}"] if self.schema != "public" and with_options else []
+        options += ["pooler=transaction"] if self.pooled and with_options else []
+        query = f"?{'&'.join(options)}" if options else ""
+        return f"postgresql://{credentials}@{self.host}:{self.port}/{self.dbname}{query}"
 
 
 def home_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -196,13 +211,21 @@ def _postgres_location(url: str, source: str) -> PostgresLocation:
     if not parts.hostname or not dbname or "/" in dbname:
         raise ConfigError(f"{source}={masked!r}: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME")
     query = parse_qs(parts.query)
-    unknown = sorted(set(query) - {"schema"})
+    unknown = sorted(set(query) - {"schema", "pooler"})
     if unknown:
-        raise ConfigError(f"{source}={masked!r}: unknown option {unknown[0]!r} (only 'schema' is understood)")
+        raise ConfigError(f"{source}={masked!r}: unknown option {unknown[0]!r} (only 'schema' and 'pooler' are"
+                          " understood)")
     schema = query.get("schema", ["public"])[-1]
     if not _SCHEMA_NAME.fullmatch(schema):
         raise ConfigError(f"{source}={masked!r}: schema {schema!r} must be a lower-case SQL identifier")
+    pooler = query.get("pooler", [None])[-1]
+    if pooler not in (None, "transaction"):
+        raise ConfigError(f"{source}={masked!r}: pooler {pooler!r} must be 'transaction' (a pooler in session mode"
+                          " needs no option)")
+    if pooler and schema != "public":
+        raise ConfigError(f"{source}={masked!r}: through a transaction pooler the ledger must be in schema 'public'"
+                          " (the pooler does not keep a search path): give it a database of its own")
     return PostgresLocation(
         host=parts.hostname, port=port, dbname=dbname, user=unquote(parts.username or "postgres"),
-        password=unquote(parts.password) if parts.password else None, schema=schema,
+        password=unquote(parts.password) if parts.password else None, schema=schema, pooled=pooler is not None,
     )

@@ -24,8 +24,9 @@ connection as one statement (the connection is in autocommit, so it is its
 own transaction), without the pool's check. A snapshot due with the events is
 inserted in their transaction, on that connection too. So a supervisor holds one
 server connection, where a fleet's supervisors run the server out of
-connections first (``docs/scaling.md``). Chosen by ``APPLICATION_RECORDER_TOPIC``
-in ``postgres_store.ledger_env``.
+connections first (``docs/scaling.md``). Chosen with :class:`LedgerPostgresFactory`,
+the ``PERSISTENCE_MODULE`` of ``postgres_store.ledger_env``, which also turns
+prepared statements off behind a transaction pooler.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from uuid import UUID
 import psycopg
 import psycopg.rows
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
 
 from agentledger.infrastructure.event_selects import select_events_sql
 
@@ -175,3 +176,26 @@ def _open_filled(pool: Any) -> None:
         pool.open(wait=True, timeout=pool.timeout)
     except psycopg.OperationalError as error:  # PoolTimeout: unreachable, as the library reports it
         raise OperationalError(str(error)) from error
+
+
+#: The ledger setting (``postgres_store.ledger_env``) saying the server is reached through a transaction pooler.
+POOLER = "POSTGRES_POOLER"
+
+
+class LedgerPostgresFactory(PostgresFactory):
+    """The library's PostgreSQL factory with :class:`PlainPostgresRecorder`; behind a transaction pooler
+    (``POSTGRES_POOLER=transaction``) its pool's connections prepare nothing.
+
+    The library prepares its statements (``prepare=True``), and psycopg prepares any statement run five
+    times: a prepared statement lives in one server session, which a transaction pooler hands to another
+    client after each transaction ("prepared statement "_pg3_0" already exists", or does not exist).
+    """
+
+    application_recorder_class = PlainPostgresRecorder
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        if self.env.get(POOLER) == "transaction":  # the pool opens no connection before its recorder is made
+            kwargs = self.datastore.pool.kwargs
+            assert isinstance(kwargs, dict)  # the library's datastore gives its pool a dict
+            self.datastore.pool.kwargs = {**kwargs, "prepare_threshold": None}

@@ -13,8 +13,9 @@ A holder that stops mid-transaction (``SIGSTOP``, a hung host) would hold it
 for every process on the server: the server ends such a transaction after
 :data:`IDLE_IN_WRITE_SECONDS` of silence, and the holder's next statement
 fails as a lost connection, retried as any other.
-First use (schema, event tables, read-model migrations) runs under a
-session-scoped advisory lock, so twenty processes starting at once agree.
+First use (schema, event tables, read-model migrations) runs under an
+advisory lock held by a transaction open meanwhile, so twenty processes
+starting at once agree, directly or through a transaction pooler.
 """
 
 from __future__ import annotations
@@ -144,8 +145,7 @@ class PostgresStore(StorePorts):
         self.location = location
         self._ledger: Any = None
         self.db = ReadModels(location)
-        self._locks_on: Any = None  # the connection that holds the advisory locks of hold_lock
-        self._locks_held: set[str] = set()
+        self._locks_on: Any = None  # the connection whose open transaction holds the locks of hold_lock
 
     @property
     def ledger(self) -> Any:
@@ -162,22 +162,33 @@ class PostgresStore(StorePorts):
     position_column = "notification_id"
 
     def hold_lock(self, name: str) -> bool:
-        """A session-level advisory lock on the read-model connection, for its life: one holder per ledger.
+        """An advisory lock for the life of this store (one holder per ledger), True while this store holds it.
 
-        The key is the lock's name within this ledger's schema, so two ledgers on one server each have
-        their holder. The server releases it when the connection ends, so a dead holder hands over.
+        The key is the lock's name within this ledger's schema, so two ledgers on one server each have their
+        holder. The locks are held by a transaction left open on a connection of their own, never by a session:
+        through a transaction pooler a session lock would stay with whichever server connection the pooler
+        lent, and the next client lent it would hold it too. The open transaction holds no snapshot (it runs
+        nothing but these), so it keeps no row from vacuum. The server releases the locks when the connection
+        ends, so a dead holder hands over; each call asks again, so a lost connection is seen and replaced.
         """
-        connection = self.db.connection
-        if connection is not self._locks_on:  # a new connection holds none of them
-            self._locks_on, self._locks_held = connection, set()
-        if name in self._locks_held:
-            return True
         key = int.from_bytes(hashlib.blake2b(f"{self.location.schema}:{name}".encode(), digest_size=8).digest(),
                              "big", signed=True)
-        if not self.db.execute("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0]:
-            return False
-        self._locks_held.add(name)
-        return True
+        connection = self._lock_connection()
+        try:
+            return bool(connection.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0])
+        except Exception:
+            connection.close()  # whatever it held is gone with it; the next call starts a new one
+            raise
+
+    def _lock_connection(self) -> Any:
+        connection = self._locks_on
+        if connection is None or connection.closed or connection.broken:
+            if connection is not None:
+                connection.close()
+            connection = self._locks_on = connect(self.location)
+            connection.execute("BEGIN")
+            connection.execute("SET LOCAL idle_in_transaction_session_timeout = 0")  # a server-wide one would end it
+        return connection
 
     def log_head(self) -> int:
         """The last log position, read on the read-model connection (no need to build the ledger)."""
@@ -224,16 +235,17 @@ class PostgresStore(StorePorts):
     def write_transaction(self) -> Iterator[ReadModelCursor]:
         """A read-model transaction that holds the catch-up lock until it ends (or until it has been silent for
         :data:`IDLE_IN_WRITE_SECONDS`)."""
-        with self.db.connection.transaction():
+        with locked_transaction(self.db.connection, _CATCH_UP_LOCK, pooled=self.location.pooled):
             cursor = self.db.cursor()
             cursor.execute(f"SET LOCAL idle_in_transaction_session_timeout = '{IDLE_IN_WRITE_SECONDS}s'")
-            cursor.execute("SELECT pg_advisory_xact_lock(?)", (_CATCH_UP_LOCK,))
             yield cursor
 
     def close(self) -> None:
         if self._ledger is not None:
             self._ledger.recorder.release()  # the connection it keeps for appends (postgres_recorder.py)
             self._ledger.close()
+        if self._locks_on is not None:
+            self._locks_on.close()
         self.db.close()
 
 
@@ -243,14 +255,15 @@ def events_table(location: PostgresLocation) -> str:
 
 
 def connect(location: PostgresLocation) -> Any:
-    """A psycopg connection in autocommit mode, searching the ledger's schema first."""
+    """A psycopg connection in autocommit mode, searching the ledger's schema first (or, through a transaction
+    pooler, preparing nothing: ``PostgresLocation.connection_options``)."""
     import psycopg
 
     try:
         return psycopg.connect(
             host=location.host, port=location.port, dbname=location.dbname, user=location.user,
             password=location.password, connect_timeout=CONNECT_TIMEOUT, autocommit=True,
-            options=f"-c search_path={location.schema}",
+            **location.connection_options(),
         )
     except psycopg.OperationalError as error:
         raise StoreError(f"cannot reach the PostgreSQL ledger {location.url}: {_first_line(error)}") from None
@@ -262,8 +275,7 @@ def ledger_env(location: PostgresLocation, *, create_tables: bool) -> dict[str, 
 
     env = {
         **common_ledger_env(create_tables),
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "APPLICATION_RECORDER_TOPIC": "agentledger.infrastructure.postgres_recorder:PlainPostgresRecorder",
+        "PERSISTENCE_MODULE": "agentledger.infrastructure.postgres_recorder:LedgerPostgresFactory",
         "POSTGRES_DBNAME": location.dbname,
         "POSTGRES_HOST": location.host,
         "POSTGRES_PORT": str(location.port),
@@ -279,6 +291,8 @@ def ledger_env(location: PostgresLocation, *, create_tables: bool) -> dict[str, 
     }
     if location.schema != "public":
         env["POSTGRES_SCHEMA"] = location.schema
+    if location.pooled:
+        env["POSTGRES_POOLER"] = "transaction"  # postgres_recorder.POOLER (not imported here: see its factory)
     return env
 
 
@@ -329,12 +343,46 @@ def initialise(location: PostgresLocation) -> None:
 
     connection = connect(location)
     try:
-        connection.execute("SELECT pg_advisory_lock(%s)", (_INIT_LOCK,))
-        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {location.schema}")
-        Ledger(env=ledger_env(location, create_tables=True)).close()
-        upgrade_to_head(location)
+        # Held by a transaction open meanwhile, not by the session: through a transaction pooler a session lock
+        # would stay with the server connection the pooler lent, and every later start would wait on it.
+        with locked_transaction(connection, _INIT_LOCK, pooled=location.pooled):
+            schema_maker = connect(location)  # the schema must be there, committed, for the connections below
+            try:
+                schema_maker.execute(f"CREATE SCHEMA IF NOT EXISTS {location.schema}")
+            finally:
+                schema_maker.close()
+            Ledger(env=ledger_env(location, create_tables=True)).close()
+            upgrade_to_head(location)
     finally:
-        connection.close()  # releases the advisory lock
+        connection.close()
+
+
+#: Through a pooler, the longest pause between two tries at a taken lock.
+LOCK_POLL_SECONDS = 0.05
+
+
+@contextmanager
+def locked_transaction(connection: Any, key: int, *, pooled: bool) -> Iterator[None]:
+    """A transaction on ``connection`` that holds the advisory lock ``key`` until it ends.
+
+    Directly, it waits on the server for the lock. Through a transaction pooler a waiting transaction would
+    keep one of the pool's few server connections, and a holder that needs a second one meanwhile (the
+    catch-up reads the log on the ledger's connection; the first start creates tables on others) would wait
+    for ever once the waiters have them all; so there the lock is tried, and between tries the transaction
+    ends and gives its server connection back.
+    """
+    pause = 0.002
+    while True:
+        with connection.transaction():
+            if not pooled:
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+                yield
+                return
+            if connection.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]:
+                yield
+                return
+        time.sleep(pause)
+        pause = min(pause * 2, LOCK_POLL_SECONDS)
 
 
 def _first_line(error: Exception) -> str:

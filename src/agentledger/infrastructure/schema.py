@@ -57,7 +57,7 @@ def engine_for(location: StoreLocation | PostgresLocation) -> Any:
     from sqlalchemy.pool import NullPool
 
     if location.kind == "postgresql":
-        connect_args = {"options": f"-c search_path={location.schema}", "connect_timeout": 5}
+        connect_args = {**location.connection_options(), "connect_timeout": 5}
     else:
         connect_args = {"timeout": 30}
     return create_engine(location.sqlalchemy_url, poolclass=NullPool, connect_args=connect_args)

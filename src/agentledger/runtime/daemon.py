@@ -13,8 +13,9 @@ before it closes the store: no decision is left half made. Logs go to stderr.
 
 It also records that its host is alive (``Host.DaemonAlive``, every
 ``host_heartbeat`` in the configuration; ``DaemonStopped`` on a clean stop), and on a
-PostgreSQL ledger a :class:`~agentledger.runtime.follower.LogFollower`
-thread keeps the read models current from LISTEN/NOTIFY between passes.
+PostgreSQL ledger (not reached through a transaction pooler) a
+:class:`~agentledger.runtime.follower.LogFollower` thread keeps the read
+models current from LISTEN/NOTIFY between passes.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from agentledger.application.reconciling import Outcome, PassReport, Reconciler
 from agentledger.application.watching import AgentWatch
 from agentledger.domain.durations import format_duration
 from agentledger.domain.policy import ReconcilePolicy
+from agentledger.infrastructure.config import PostgresLocation
 from agentledger.infrastructure.daemon_files import DaemonAlreadyRunning, DaemonFiles
 from agentledger.infrastructure.host import boot_id, host_name
 from agentledger.infrastructure.launcher import Handshake
@@ -150,8 +152,13 @@ class Daemon:
         self.shutdown.set()
 
     def _follow_the_log(self) -> Any:
-        """On PostgreSQL, keep the read models current from LISTEN/NOTIFY between passes."""
-        if self.store.location.kind != "postgresql":
+        """On PostgreSQL, keep the read models current from LISTEN/NOTIFY between passes.
+
+        Not on SQLite (no notifications) nor through a transaction pooler (a ``LISTEN`` lasts in a session,
+        which the pooler lends to others between transactions): there each pass catches up instead.
+        """
+        location = self.store.location
+        if not isinstance(location, PostgresLocation) or location.pooled:
             return None
         from agentledger.runtime.follower import LogFollower
 

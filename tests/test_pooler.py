@@ -1,0 +1,265 @@
+"""A PostgreSQL ledger reached through a transaction pooler: a real PgBouncer (Debian's ``pgbouncer``,
+``pool_mode = transaction``) in front of the test server, where each transaction may run on another server
+connection and no session state lasts.
+
+This is how a fleet gets past the server's connection limit (``docs/scaling.md``): every supervisor keeps a
+connection, and through the pooler those are the pooler's clients, a few server connections between them.
+Each test has a database of its own (a pooled ledger lives in schema ``public``), dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from uuid import uuid4
+
+import psutil
+import pytest
+from conftest import CLI, _postgres_admin, wait_for
+
+#: Server connections the pooler opens per database and user: far fewer than the sessions of these tests.
+POOL_SIZE = 3
+
+
+@dataclass
+class Pooler:
+    """A running PgBouncer in transaction mode on ``port``, and the scratch databases made through it."""
+
+    port: int
+    databases: list[str] = field(default_factory=list)
+
+    def new_ledger(self) -> str:
+        """A new empty database on the server, and the URL that reaches it through the pooler."""
+        name = f"t_{uuid4().hex[:16]}"
+        admin = _postgres_admin()
+        try:
+            admin.execute(f"CREATE DATABASE {name}")
+        finally:
+            admin.close()
+        self.databases.append(name)
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}?pooler=transaction"
+
+    def server_connections(self, database: str) -> int:
+        """Connections the server has to ``database`` (the pooler's, and any made around it)."""
+        admin = _postgres_admin()
+        try:
+            return admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,)).fetchone()[0]
+        finally:
+            admin.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _no_pooler(reason: str) -> None:
+    if os.environ.get("AGENTLEDGER_REQUIRE_POOLER") == "1":
+        pytest.fail(f"{reason}, and AGENTLEDGER_REQUIRE_POOLER=1 requires it")
+    pytest.skip(f"SKIPPED, NO POOLER: {reason}")
+
+
+@pytest.fixture(scope="module")
+def pooler() -> Iterator[Pooler]:
+    binary = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
+    if binary is None:
+        _no_pooler("pgbouncer is not installed (Debian package pgbouncer)")
+    _postgres_admin().close()  # skip (or fail) now if the server is absent
+    directory = Path(tempfile.mkdtemp(prefix="agentledger-pgbouncer-"))  # not under pytest's 0700 tree: see below
+    port = _free_port()
+    (directory / "users.txt").write_text('"postgres" ""\n')
+    (directory / "pgbouncer.ini").write_text(
+        "[databases]\n* = host=127.0.0.1 port=5432\n"  # any database name: the server's database of that name
+        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {directory}/users.txt\npool_mode = transaction\n"
+        f"default_pool_size = {POOL_SIZE}\nmax_client_conn = 1000\n")
+    command = [binary, str(directory / "pgbouncer.ini")]
+    if os.geteuid() == 0:  # PgBouncer refuses to run as root: it runs as postgres, which must read its files
+        for path in (directory, *directory.iterdir()):
+            shutil.chown(path, "postgres")
+        command[1:1] = ["-u", "postgres"]
+    log = directory / "pgbouncer.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=output)
+    pooler = Pooler(port)
+    try:
+        wait_for(lambda: process.poll() is not None or _accepts(port), timeout=30)
+        if process.poll() is not None:
+            pytest.fail(f"pgbouncer exited {process.returncode}: {log.read_text()[-500:]}")
+        yield pooler
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        admin = _postgres_admin()
+        try:
+            for name in pooler.databases:
+                admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            admin.close()
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+def pooled(pooler: Pooler, home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """This test's ledger through the pooler (``AGENTLEDGER_DB``); its processes are ended afterwards."""
+    url = pooler.new_ledger()
+    monkeypatch.setenv("AGENTLEDGER_DB", url)
+    try:
+        yield url.rsplit("/", 1)[1].split("?")[0]
+    finally:
+        for process in psutil.process_iter(["pid"]):
+            try:
+                if process.pid != os.getpid() and process.environ().get("AGENTLEDGER_HOME") == str(home):
+                    process.kill()
+            except (psutil.Error, OSError):
+                continue
+
+
+def test_sessions_launch_heartbeat_and_stop_through_the_pooler(pooled):
+    cli = CLI()
+    exited = cli.launch("sh", "-c", "sleep 1; exit 3", options=("--fuse-ttl", "1s"))
+    long = cli.launch("sleep", "600", options=("--fuse-ttl", "1s"))
+    wait_for(lambda: cli.json("status", long)["heartbeat_count"] >= 3, timeout=60)  # heartbeats, three a second
+    stopped = wait_for(lambda: (s := cli.json("status", exited))["status"] == "stopped" and s, timeout=60)
+    assert (stopped["stop_reason"], stopped["exit_code"]) == ("exited", 3)
+    cli("stop", long)
+    stopped = wait_for(lambda: (s := cli.json("status", long))["status"] == "stopped" and s, timeout=60)
+    assert stopped["stop_reason"] == "user"
+    assert [e["type"] for e in cli.json_lines("history", exited)][-1] == "Stopped"
+    assert "exit code 3" in cli("why", exited).stdout
+    assert cli("verify").returncode == 0
+
+
+def test_many_supervisors_share_the_pools_few_server_connections(pooler, pooled):
+    """Twelve sessions, each supervisor with a connection of its own to the pooler; the server sees the pool."""
+    cli = CLI()
+    sessions = [cli.launch("sleep", "600", options=("--fuse-ttl", "1s")) for _ in range(12)]
+    counts = {sid: cli.json("status", sid)["heartbeat_count"] for sid in sessions}
+    wait_for(lambda: all(cli.json("status", sid)["heartbeat_count"] >= counts[sid] + 3 for sid in sessions),
+             timeout=120)  # every supervisor kept appending
+    assert pooler.server_connections(pooled) <= POOL_SIZE
+    # Read commands, each catching up the heartbeats under the catch-up lock while more than the pool's
+    # server connections' worth of them wait for it; the holder reads the log on a second connection.
+    readers = [subprocess.Popen([sys.executable, "-m", "agentledger", "list", "--json"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(3 * POOL_SIZE)]
+    for reader in readers:
+        out, err = reader.communicate(timeout=100)  # the pooler gives up on a client after 120 s in its queue
+        assert reader.returncode == 0, err
+        assert len(out.splitlines()) == 12
+    for sid in sessions:
+        cli("stop", sid)
+    wait_for(lambda: cli.json_lines("list") == [], timeout=120)
+    assert {s["stop_reason"] for s in cli.json_lines("list", "--all")} == {"user"}
+
+
+def test_a_new_ledger_made_by_many_processes_at_once_leaves_no_lock_behind(pooled):
+    """The first commands create the ledger under an advisory lock. Held by a session, that lock would stay
+    with the server connection the pooler lent, and every later start would wait on it for ever."""
+    commands = [subprocess.Popen([sys.executable, "-m", "agentledger", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(8)]
+    for command in commands:
+        _, err = command.communicate(timeout=120)
+        assert command.returncode == 0, err
+    admin = _postgres_admin()
+    try:
+        held = admin.execute("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+                             " WHERE l.locktype = 'advisory' AND d.datname = %s", (pooled,)).fetchone()[0]
+    finally:
+        admin.close()
+    assert held == 0
+    assert CLI()("list", timeout=60).returncode == 0
+
+
+def test_a_named_lock_has_one_holder_through_the_pooler_and_hands_over(pooled):
+    """The webhook deliverer's lock (``Store.hold_lock``): one store holds it; when it closes, the next can."""
+    from agentledger.infrastructure.settings import store_location
+    from agentledger.infrastructure.store import open_store
+
+    first, second = open_store(store_location()), open_store(store_location())
+    try:
+        assert first.hold_lock("webhook:ops") and first.hold_lock("webhook:ops")
+        for _ in range(5):  # whichever server connection the pooler lends the second store
+            assert not second.hold_lock("webhook:ops")
+        assert second.hold_lock("webhook:other")
+        first.close()
+        assert wait_for(lambda: second.hold_lock("webhook:ops"), timeout=30)
+    finally:
+        second.close()
+
+
+def test_a_daemon_through_the_pooler_reconciles_and_follows_no_notifications(pooled, monkeypatch):
+    """A ``LISTEN`` lasts in a server session the pooler lends to others: the daemon catches up in each pass
+    instead, and still stops a session whose supervisor and agent died."""
+    port = _free_port()
+    monkeypatch.setenv("AGENTLEDGER_METRICS_ADDR", f"127.0.0.1:{port}")
+    cli = CLI()
+    daemon = int(cli("daemon", "start", "--interval", "500ms").stdout.split("(pid ")[1].split(")")[0])
+    try:
+        sid = cli.launch("sleep", "600", options=("--fuse-ttl", "1s"))
+        status = cli.json("status", sid)
+        os.kill(status["supervisor_pid"], signal.SIGKILL)
+        os.kill(status["pid"], signal.SIGKILL)
+        stopped = wait_for(lambda: (s := cli.json("status", sid))["status"] == "stopped" and s, timeout=60)
+        assert (stopped["stop_reason"], stopped["stopped_by"]) == ("reconciled", "reconciler")
+        health = wait_for(lambda: _healthz(port), timeout=30)
+        assert "reconcile" in health["loops"] and "log-follower" not in health["loops"]
+    finally:
+        cli("daemon", "stop", check=False)
+        try:
+            os.kill(daemon, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _healthz(port: int) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:  # 503 while a loop is judged not alive: the report is still there
+        return json.loads(error.read())
+    except OSError:
+        return None
+
+
+@pytest.mark.unit
+def test_a_pooled_url_says_so_keeps_it_and_prepares_nothing(monkeypatch):
+    from agentledger.infrastructure.settings import store_location
+
+    monkeypatch.setenv("AGENTLEDGER_DB", "postgresql://agent:pw@pool.example:6432/ledger?pooler=transaction")
+    location = store_location()
+    assert location.pooled and location.schema == "public"
+    assert location.connect_url == "postgresql://agent:pw@pool.example:6432/ledger?pooler=transaction"
+    assert location.connection_options() == {"prepare_threshold": None}  # and no search_path startup option
+    assert "pooler" not in location.sqlalchemy_url
+    monkeypatch.setenv("AGENTLEDGER_DB", "postgresql://agent@db.example/ledger?schema=team_a")
+    assert store_location().connection_options() == {"options": "-c search_path=team_a"}
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("postgresql://u@h/db?pooler=session", "pooler 'session' must be 'transaction'"),
+    ("postgresql://u@h/db?pooler=transaction&schema=team_a", "must be in schema 'public'"),
+])
+def test_a_pooled_url_it_cannot_serve_is_refused_in_one_line(monkeypatch, url, expected):
+    monkeypatch.setenv("AGENTLEDGER_DB", url)
+    result = CLI()("list", check=False)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and expected in result.stderr
