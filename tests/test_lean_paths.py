@@ -239,17 +239,23 @@ def test_a_save_the_store_refuses_leaves_no_snapshot(store):
     from eventsourcing.persistence import IntegrityError
 
     ledger = store.ledger
-    sid = uuid4()
-    ledger.launch(session_id=sid, fuse_ttl=3600, fuse_set_by="me", **LAUNCH)
-    for _ in range(197):
-        ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
-    behind = ledger.session(sid)  # version 199
+    sid = heartbeated_to(ledger, 199)
+    behind = ledger.session(sid)
     ledger.change(sid, lambda s: s.heartbeat(source="winner", now=utc_now()))  # takes version 200, snapshotted
     behind.heartbeat(source="loser", now=utc_now())
     with pytest.raises(IntegrityError):
         ledger.save(behind)
     assert [s.originator_version for s in ledger.snapshots.get(sid)] == [200]
     assert list(ledger.snapshots.get(sid))[0].state["last_heartbeat_at"] == ledger.session(sid).last_heartbeat_at
+
+
+def heartbeated_to(ledger: Ledger, version: int):
+    """A new session with heartbeats up to ``version`` (``Launched`` and ``FuseSet`` are its first two)."""
+    sid = uuid4()
+    ledger.launch(session_id=sid, fuse_ttl=3600, fuse_set_by="me", **LAUNCH)
+    for _ in range(version - 2):
+        ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
+    return sid
 
 
 def _state(session: Session) -> dict:
@@ -300,12 +306,8 @@ def test_a_refused_sqlite_append_is_the_librarys_error_and_leaves_no_transaction
 def test_a_save_of_several_events_across_the_interval_is_snapshotted(store):
     """A snapshot is due when any of a save's events is at a multiple of the interval, not only its last."""
     ledger = store.ledger
-    sid = uuid4()
-    ledger.launch(session_id=sid, fuse_ttl=3600, fuse_set_by="me", **LAUNCH)
-    for _ in range(196):
-        ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
-    session = ledger.session(sid)  # version 198
+    session = ledger.session(heartbeated_to(ledger, 198))
     for _ in range(4):  # 199 to 202
         session.heartbeat(source="t", now=utc_now())
     ledger.save(session)
-    assert [s.originator_version for s in ledger.snapshots.get(sid)] == [202]
+    assert [s.originator_version for s in ledger.snapshots.get(session.id)] == [202]

@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import uuid4
 
-import psutil
 import pytest
-from conftest import CLI, _postgres_admin, wait_for
+from conftest import CLI, _end_processes_of, _postgres_admin, wait_for
 
 #: Server connections the pooler opens per database and user: far fewer than the sessions of these tests.
 POOL_SIZE = 3
@@ -127,12 +126,7 @@ def pooled(pooler: Pooler, home: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     try:
         yield url.rsplit("/", 1)[1].split("?")[0]
     finally:
-        for process in psutil.process_iter(["pid"]):
-            try:
-                if process.pid != os.getpid() and process.environ().get("AGENTLEDGER_HOME") == str(home):
-                    process.kill()
-            except (psutil.Error, OSError):
-                continue
+        _end_processes_of(home)  # before the database is dropped, with the others, at the module's end
 
 
 def test_sessions_launch_heartbeat_and_stop_through_the_pooler(pooled):
