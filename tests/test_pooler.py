@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import uuid4
 
+import psutil
 import pytest
 from conftest import CLI, _end_processes_of, _postgres_admin, wait_for
 
@@ -223,6 +224,23 @@ def test_a_daemon_through_the_pooler_reconciles_and_follows_no_notifications(poo
             os.kill(daemon, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_one_daemon_per_host_through_the_pooler_and_a_dead_ones_claim_is_let_go(pooled, tmp_path, monkeypatch):
+    """The daemon's claim on the ledger for its host is a server lock. Held by a session, it would stay with the
+    server connection the pooler keeps after the daemon is gone, and no daemon could start on this host again."""
+    cli = CLI()
+    first = int(cli("daemon", "start", "--interval", "500ms").stdout.split("(pid ")[1].split(")")[0])
+    monkeypatch.setenv("AGENTLEDGER_HOME", str(tmp_path / "another-home"))  # not this home's lock file
+    again = cli("daemon", "start", check=False)
+    assert again.returncode == 1 and "already running" in again.stderr and f"pid {first}" in again.stderr
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE)
+    started = wait_for(lambda: (r := cli("daemon", "start", check=False)).returncode == 0 and r, timeout=60)
+    try:
+        assert "daemon started" in started.stdout
+    finally:
+        cli("daemon", "stop", check=False)
 
 
 def _healthz(port: int) -> dict | None:

@@ -185,9 +185,7 @@ class PostgresStore(StorePorts):
         if connection is None or connection.closed or connection.broken:
             if connection is not None:
                 connection.close()
-            connection = self._locks_on = connect(self.location)
-            connection.execute("BEGIN")
-            connection.execute("SET LOCAL idle_in_transaction_session_timeout = 0")  # a server-wide one would end it
+            connection = self._locks_on = open_for_locks(connect(self.location))
         return connection
 
     def log_head(self) -> int:
@@ -355,6 +353,19 @@ def initialise(location: PostgresLocation) -> None:
             upgrade_to_head(location)
     finally:
         connection.close()
+
+
+def open_for_locks(connection: Any) -> Any:
+    """``connection``, left in a transaction that holds the advisory locks taken on it (``pg_try_advisory_xact_lock``)
+    for as long as the connection lives, directly or through a transaction pooler (which would lend a session
+    lock's server connection to others, lock and all, and keep it after this one is gone).
+
+    The transaction runs nothing but those locks, so it holds no snapshot and keeps no row from vacuum; a
+    server-wide ``idle_in_transaction_session_timeout`` would end it, so it is off for this transaction only.
+    """
+    connection.execute("BEGIN")
+    connection.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+    return connection
 
 
 #: Through a pooler, the longest pause between two tries at a taken lock.
