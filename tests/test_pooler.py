@@ -237,10 +237,13 @@ def test_one_daemon_per_host_through_the_pooler_and_a_dead_ones_claim_is_let_go(
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE)
     started = wait_for(lambda: (r := cli("daemon", "start", check=False)).returncode == 0 and r, timeout=60)
+    second = int(started.stdout.split("(pid ")[1].split(")")[0])
     try:
-        assert "daemon started" in started.stdout
+        stopped = cli("daemon", "stop", check=False)
+        assert stopped.returncode == 0 and f"pid {second}" in stopped.stdout, stopped.stderr
     finally:
-        cli("daemon", "stop", check=False)
+        if psutil.pid_exists(second):
+            os.kill(second, signal.SIGKILL)
 
 
 def _healthz(port: int) -> dict | None:
