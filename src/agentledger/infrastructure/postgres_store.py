@@ -290,7 +290,9 @@ def ledger_env(location: PostgresLocation, *, create_tables: bool) -> dict[str, 
     if location.schema != "public":
         env["POSTGRES_SCHEMA"] = location.schema
     if location.pooled:
-        env["POSTGRES_POOLER"] = "transaction"  # postgres_recorder.POOLER (not imported here: see its factory)
+        from agentledger.infrastructure.postgres_recorder import POOLER
+
+        env[POOLER] = "transaction"  # read by the factory: no prepared statements
     return env
 
 
