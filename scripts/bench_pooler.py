@@ -156,6 +156,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f}; PgBouncer pool of {args.pool}")
+    workers_home = Path(tempfile.mkdtemp(prefix="agentledger-bench-writers-"))
+    os.environ["AGENTLEDGER_HOME"] = str(workers_home)  # the writers' stores.json: never the user's home
     with pgbouncer(args.pool) as port, ledgers(port) as dbs:
         print(f"\nconnections with {args.sessions} running sessions (the default fuse, a heartbeat every 10 s):")
         for mode, (name, url) in dbs.items():
@@ -175,6 +177,7 @@ def main() -> None:
                 print(f"{writers} writer(s), round {round_ + 1}: direct {direct:,.0f} ev/s, "
                       f"through the pooler {pooled:,.0f} ev/s, ratio {pooled / direct:.2f}", flush=True)
             print(f"{writers} writer(s): pooled / direct, median of rounds {statistics.median(ratios):.2f}")
+    shutil.rmtree(workers_home, ignore_errors=True)
 
 
 if __name__ == "__main__":

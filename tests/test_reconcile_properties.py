@@ -115,7 +115,9 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated store per module (migrations are slow-ish); every example runs on a copy."""
     path = tmp_path_factory.mktemp("template") / "ledger.db"
-    open_store(StoreLocation(path=path)).close()
+    with pytest.MonkeyPatch.context() as patch:  # before any test's home: never the user's (its stores.json)
+        patch.setenv("AGENTLEDGER_HOME", str(path.parent / "home"))
+        open_store(StoreLocation(path=path)).close()
     return path
 
 
