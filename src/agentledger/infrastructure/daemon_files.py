@@ -154,12 +154,11 @@ class ServerLock:
     """The daemon's claim on a PostgreSQL ledger for its host, held in the server: an advisory lock.
 
     Keyed by (a constant for agentledger's daemons, a hash of the ledger's
-    schema and the host name), taken with ``pg_try_advisory_xact_lock`` in a
-    transaction left open on a connection of its own for the daemon's life
-    (``postgres_store.open_for_locks``: not a session lock, which a transaction
-    pooler would keep after the daemon is gone); the connection's
-    ``application_name`` names the holder, which a refused daemon reads from
-    ``pg_stat_activity``.
+    schema and the host name), taken on a connection of its own that stays
+    open for the daemon's life (``postgres_store.lock_for_life``: a session
+    lock, or through a transaction pooler one held by a transaction left
+    open); the connection's ``application_name`` names the holder, which a
+    refused daemon reads from ``pg_stat_activity``.
     """
 
     CLASS_ID = 0x416C4400  # "AlD": agentledger daemons, apart from anyone else's advisory locks
@@ -177,10 +176,10 @@ class ServerLock:
             raise DaemonAlreadyRunning(other, f"advisory lock ({self.CLASS_ID}, {self.key}) in the server")
 
     def _take(self) -> bool:
-        from agentledger.infrastructure.postgres_store import open_for_locks
+        from agentledger.infrastructure.postgres_store import lock_for_life
 
-        return bool(open_for_locks(self.connection).execute("SELECT pg_try_advisory_xact_lock(%s, %s)",
-                                                            (self.CLASS_ID, self.key)).fetchone()[0])
+        take = lock_for_life(self.connection, pooled=self.location.pooled)
+        return bool(self.connection.execute(f"SELECT {take}(%s, %s)", (self.CLASS_ID, self.key)).fetchone()[0])
 
     def still_held(self) -> bool:
         """True while the connection (and so the lock) lives; after a lost connection, whether it was taken back."""
@@ -198,7 +197,7 @@ class ServerLock:
 
     def release(self) -> None:
         try:
-            self.connection.close()  # the server ends its transaction, and the lock with it
+            self.connection.close()  # the server drops the lock with the session (or its transaction)
         except Exception:
             pass
 

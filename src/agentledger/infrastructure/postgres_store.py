@@ -145,7 +145,8 @@ class PostgresStore(StorePorts):
         self.location = location
         self._ledger: Any = None
         self.db = ReadModels(location)
-        self._locks_on: Any = None  # the connection whose open transaction holds the locks of hold_lock
+        self._locks_on: Any = None  # the connection that holds the locks of hold_lock, with
+        self._lock_function = "pg_try_advisory_lock"  # the function that takes them there (lock_for_life)
 
     @property
     def ledger(self) -> Any:
@@ -165,28 +166,23 @@ class PostgresStore(StorePorts):
         """An advisory lock for the life of this store (one holder per ledger), True while this store holds it.
 
         The key is the lock's name within this ledger's schema, so two ledgers on one server each have their
-        holder. The locks are held by a transaction left open on a connection of their own, never by a session:
-        through a transaction pooler a session lock would stay with whichever server connection the pooler
-        lent, and the next client lent it would hold it too. The open transaction holds no snapshot (it runs
-        nothing but these), so it keeps no row from vacuum. The server releases the locks when the connection
-        ends, so a dead holder hands over; each call asks again, so a lost connection is seen and replaced.
+        holder. The locks are held on a connection of their own for its life (:func:`lock_for_life`: by its
+        session, or through a transaction pooler by a transaction left open). The server releases them when
+        the connection ends, so a dead holder hands over; each call asks again (a lock already held is held
+        again), so a lost connection is seen and replaced.
         """
         key = int.from_bytes(hashlib.blake2b(f"{self.location.schema}:{name}".encode(), digest_size=8).digest(),
                              "big", signed=True)
-        connection = self._lock_connection()
+        if self._locks_on is None or self._locks_on.closed or self._locks_on.broken:
+            if self._locks_on is not None:
+                self._locks_on.close()
+            self._locks_on = connect(self.location)
+            self._lock_function = lock_for_life(self._locks_on, pooled=self.location.pooled)
         try:
-            return bool(connection.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0])
+            return bool(self._locks_on.execute(f"SELECT {self._lock_function}(%s)", (key,)).fetchone()[0])
         except Exception:
-            connection.close()  # whatever it held is gone with it; the next call starts a new one
+            self._locks_on.close()  # whatever it held is gone with it; the next call starts a new one
             raise
-
-    def _lock_connection(self) -> Any:
-        connection = self._locks_on
-        if connection is None or connection.closed or connection.broken:
-            if connection is not None:
-                connection.close()
-            connection = self._locks_on = open_for_locks(connect(self.location))
-        return connection
 
     def log_head(self) -> int:
         """The last log position, read on the read-model connection (no need to build the ledger)."""
@@ -357,17 +353,21 @@ def initialise(location: PostgresLocation) -> None:
         connection.close()
 
 
-def open_for_locks(connection: Any) -> Any:
-    """``connection``, left in a transaction that holds the advisory locks taken on it (``pg_try_advisory_xact_lock``)
-    for as long as the connection lives, directly or through a transaction pooler (which would lend a session
-    lock's server connection to others, lock and all, and keep it after this one is gone).
+def lock_for_life(connection: Any, *, pooled: bool) -> str:
+    """The function that takes an advisory lock on ``connection`` for as long as the connection lives.
 
-    The transaction runs nothing but those locks, so it holds no snapshot and keeps no row from vacuum; a
-    server-wide ``idle_in_transaction_session_timeout`` would end it, so it is off for this transaction only.
+    Directly, ``pg_try_advisory_lock``: a session lock, released when the session ends. Through a transaction
+    pooler a session lock would stay with the server connection the pooler lent, which it lends on to others,
+    lock and all, and keeps after this client is gone; so there ``connection`` is left in a transaction, and
+    the lock is ``pg_try_advisory_xact_lock``, held until the transaction ends with the connection. That
+    transaction runs nothing but the locks, so it holds no snapshot and keeps no row from vacuum; a server-wide
+    ``idle_in_transaction_session_timeout`` would end it, so it is off for this transaction only.
     """
+    if not pooled:
+        return "pg_try_advisory_lock"
     connection.execute("BEGIN")
     connection.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
-    return connection
+    return "pg_try_advisory_xact_lock"
 
 
 #: Through a pooler, the longest pause between two tries at a taken lock.
