@@ -26,9 +26,9 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -36,7 +36,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from uuid import uuid4
 
+import psutil
 from benchlib import AGENTLEDGER, LAUNCHED, machine
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from pgbouncer import PoolerMissing, running_pgbouncer  # noqa: E402 - the tests' own, as bench_agents does
 
 SERVER = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 
@@ -50,40 +54,13 @@ def admin():
 @contextmanager
 def pgbouncer(pool: int) -> Iterator[int]:
     """A PgBouncer in transaction mode in front of ``SERVER`` (any database name), on the port it yields."""
-    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-    if not os.path.exists(binary):
-        raise SystemExit("pgbouncer is not installed (Debian package pgbouncer)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     host, _, server_port = SERVER.rsplit("@", 1)[1].partition(":")
-    directory = Path(tempfile.mkdtemp(prefix="agentledger-bench-pgbouncer-"))
-    (directory / "users.txt").write_text('"postgres" ""\n')
-    (directory / "pgbouncer.ini").write_text(
-        f"[databases]\n* = host={host} port={server_port or 5432}\n[pgbouncer]\nlisten_addr = 127.0.0.1\n"
-        f"listen_port = {port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {directory}/users.txt\n"
-        f"pool_mode = transaction\ndefault_pool_size = {pool}\nmax_client_conn = 5000\n")
-    command = [binary, str(directory / "pgbouncer.ini")]
-    if os.geteuid() == 0:  # it refuses to run as root
-        for path in (directory, *directory.iterdir()):
-            shutil.chown(path, "postgres")
-        command[1:1] = ["-u", "postgres"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise SystemExit("pgbouncer did not start") from None
-                time.sleep(0.05)
-        yield port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-        shutil.rmtree(directory, ignore_errors=True)
+        with running_pgbouncer(pool, server_host=host, server_port=int(server_port or 5432),
+                               max_clients=5000) as port:
+            yield port
+    except PoolerMissing as error:
+        raise SystemExit(str(error)) from None
 
 
 @contextmanager
@@ -167,7 +144,8 @@ def main() -> None:
             print(f"  {mode:6}: {len(supervisors)} sessions, {connections(name)} server connections")
             for pid in supervisors:
                 os.kill(pid, signal.SIGTERM)  # a supervisor passes it on to its agent and records the stop
-            shutil.rmtree(home, ignore_errors=True)
+            psutil.wait_procs([psutil.Process(pid) for pid in supervisors if psutil.pid_exists(pid)], timeout=60)
+            shutil.rmtree(home, ignore_errors=True)  # after them: each writes its session's log as it ends
         for writers in (1, 8):
             ratios = []
             for round_ in range(args.rounds):

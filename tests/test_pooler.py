@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +24,7 @@ from uuid import uuid4
 import psutil
 import pytest
 from conftest import CLI, _end_processes_of, _postgres_admin, wait_for
+from pgbouncer import free_port, pgbouncer_binary, running_pgbouncer
 
 #: Server connections the pooler opens per database and user: far fewer than the sessions of these tests.
 POOL_SIZE = 3
@@ -59,12 +57,6 @@ class Pooler:
             admin.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _no_pooler(reason: str) -> None:
     if os.environ.get("AGENTLEDGER_REQUIRE_POOLER") == "1":
         pytest.fail(f"{reason}, and AGENTLEDGER_REQUIRE_POOLER=1 requires it")
@@ -73,50 +65,21 @@ def _no_pooler(reason: str) -> None:
 
 @pytest.fixture(scope="module")
 def pooler() -> Iterator[Pooler]:
-    binary = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
-    if binary is None:
+    if pgbouncer_binary() is None:
         _no_pooler("pgbouncer is not installed (Debian package pgbouncer)")
     _postgres_admin().close()  # skip (or fail) now if the server is absent
-    directory = Path(tempfile.mkdtemp(prefix="agentledger-pgbouncer-"))  # not under pytest's 0700 tree: see below
-    port = _free_port()
-    (directory / "users.txt").write_text('"postgres" ""\n')
-    (directory / "pgbouncer.ini").write_text(
-        "[databases]\n* = host=127.0.0.1 port=5432\n"  # any database name: the server's database of that name
-        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-        f"auth_type = trust\nauth_file = {directory}/users.txt\npool_mode = transaction\n"
-        f"default_pool_size = {POOL_SIZE}\nmax_client_conn = 1000\n")
-    command = [binary, str(directory / "pgbouncer.ini")]
-    if os.geteuid() == 0:  # PgBouncer refuses to run as root: it runs as postgres, which must read its files
-        for path in (directory, *directory.iterdir()):
-            shutil.chown(path, "postgres")
-        command[1:1] = ["-u", "postgres"]
-    log = directory / "pgbouncer.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=output)
-    pooler = Pooler(port)
+    pooler = None
     try:
-        wait_for(lambda: process.poll() is not None or _accepts(port), timeout=30)
-        if process.poll() is not None:
-            pytest.fail(f"pgbouncer exited {process.returncode}: {log.read_text()[-500:]}")
-        yield pooler
+        with running_pgbouncer(POOL_SIZE) as port:
+            pooler = Pooler(port)
+            yield pooler
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
         admin = _postgres_admin()
         try:
-            for name in pooler.databases:
+            for name in pooler.databases if pooler else ():
                 admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         finally:
             admin.close()
-            shutil.rmtree(directory, ignore_errors=True)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -205,7 +168,7 @@ def test_a_named_lock_has_one_holder_through_the_pooler_and_hands_over(pooled):
 def test_a_daemon_through_the_pooler_reconciles_and_follows_no_notifications(pooled, monkeypatch):
     """A ``LISTEN`` lasts in a server session the pooler lends to others: the daemon catches up in each pass
     instead, and still stops a session whose supervisor and agent died."""
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("AGENTLEDGER_METRICS_ADDR", f"127.0.0.1:{port}")
     cli = CLI()
     daemon = int(cli("daemon", "start", "--interval", "500ms").stdout.split("(pid ")[1].split(")")[0])
