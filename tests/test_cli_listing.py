@@ -74,11 +74,45 @@ def test_list_all_says_when_each_stopped_and_how_long_it_ran(cli, three: list[st
     assert [line.split()[0] for line in ran] == ["c", "b", "a"] and all(len(line.split()) == 2 for line in ran)
 
 
+def test_the_table_shows_the_newest_hundred_and_counts_the_rest(cli, store) -> None:
+    """A fleet's table is its newest ``TABLE_ROWS`` rows, the rest counted in one line on stderr; ``-n N`` and
+    ``-n all`` choose, and the forms for scripts are never cut."""
+    from uuid import uuid4
+
+    from agentledger.domain.session import Session
+    from agentledger.entrypoints.cli import TABLE_ROWS
+    from agentledger.projections.catchup import catch_up
+
+    count = TABLE_ROWS + 5
+    store.ledger.save(*(Session.launch(
+        session_id=uuid4(), argv=["true"], cwd="/", adapter="command", name=f"s{i}", model=None, prompt=None,
+        group=None, labels={"odd": str(i % 2)}, host="h", boot_id="b", pid=1, pid_start_time=1.0, boot_time=0.0,
+        supervisor_pid=None, log_path=None, launched_by="t") for i in range(count)))
+    catch_up(store)
+    shown = cli("list")
+    header, *rows = shown.stdout.splitlines()
+    assert len(rows) == TABLE_ROWS and rows[0].split()[1] == f"s{count - 1}" and rows[-1].split()[1] == "s5"
+    assert shown.stderr == (f"agentledger: showing the newest {TABLE_ROWS} of {count} sessions ('-n N' shows N, "
+                            "'-n all' every one)\n")
+    every = cli("list", "-n", "all")
+    assert len(every.stdout.splitlines()) == count + 1 and every.stderr == ""
+    three = cli("list", "-n", "3")
+    assert [row.split()[1] for row in three.stdout.splitlines()[1:]] == [f"s{count - 1}", f"s{count - 2}",
+                                                                        f"s{count - 3}"] and three.stderr == ""
+    assert len(cli("list", "-q").stdout.split()) == count
+    assert len(cli.json_lines("list", "--json")) == count and cli("list", "--count").stdout.strip() == str(count)
+    odd = cli("list", "--filter", "label=odd=1")  # filtered in Python: more match, not counted
+    assert len(odd.stdout.splitlines()) == count // 2 + 1 and odd.stderr == ""
+    everything = cli("list", "--filter", "label=odd", "--all")
+    assert len(everything.stdout.splitlines()) == TABLE_ROWS + 1
+    assert everything.stderr.startswith(f"agentledger: showing the newest {TABLE_ROWS} sessions; more match")
+
+
 @pytest.mark.parametrize(("option", "words"), [
     (("--filter", "colour=red"), "expected KEY=VALUE with KEY one of"),
     (("--format", "{nope}"), "unknown field 'nope'"),
     (("--format", "{id"), "--format '{id'"),
-    (("--last", "x"), "invalid count"),
+    (("--last", "x"), "invalid count 'x' (a whole number >= 0, or 'all')"),
 ])
 def test_a_bad_control_is_one_line_and_exit_2(cli, option: tuple[str, ...], words: str) -> None:
     result = cli("list", *option, check=False)

@@ -113,6 +113,16 @@ def count(text: str) -> int:
     return _whole_number(text, "count")
 
 
+def count_or_all(text: str) -> int | str:
+    """A count, or ``"all"``: no limit (where the default has one)."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        return _whole_number(text, "count")
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r} (a whole number >= 0, or 'all')") from None
+
+
 def delivery_id(text: str) -> int:
     """A webhook delivery's number, as ``agentledger webhooks`` lists it."""
     try:

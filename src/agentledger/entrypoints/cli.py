@@ -136,7 +136,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="only sessions where KEY is VALUE (repeatable, all must hold): label=K=V (or label=K), "
                         "name, host, adapter, group, status, cwd")
-    p.add_argument("-n", "--last", type=types.count, default=None, metavar="N", help="only the N newest (after filters)")
+    p.add_argument("-n", "--last", type=types.count_or_all, default=None, metavar="N",
+                   help=f"only the N newest (after filters), or 'all' (default: the table shows the newest "
+                        f"{TABLE_ROWS} and says how many more match; -q, --format and --json give every one)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the ids, one per line (for scripts)")
     p.add_argument("--format", default=None, metavar="TEMPLATE",
                    help="one line per session from TEMPLATE, e.g. '{short_id} {status} {name}' (fields: id, "
@@ -508,17 +510,20 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
     db, now = context.read_models(args.as_of)
     filters, where = lifted(given, dict(include_stopped=args.all, status=args.status, now=now, group=args.group,
                                         adapter=args.adapter))
+    as_table = not (args.count or args.json or args.quiet or line is not None)
+    last = TABLE_ROWS if args.last is None and as_table else None if args.last in (None, "all") else args.last
     if args.count and not filters:
         count = count_sessions(db, **where)
-        print(count if args.last is None else min(count, args.last))
+        print(count if last is None else min(count, last))
         return 0
     if args.json and not filters:  # stopped sessions' documents as kept, the others' built (session_json_lines)
-        write_byte_lines(select(session_json_lines(db, **where, limit=args.last), (), now=now, last=args.last))
+        write_byte_lines(select(session_json_lines(db, **where, limit=last), (), now=now, last=last))
         return 0
-    table_only = not (filters or args.json or args.quiet or line is not None)
-    rows = select(iter_sessions(db, **where, columns=_LIST_COLUMNS if table_only else None,
-                                limit=None if filters else args.last),
-                  filters, now=now, last=args.last)  # -n N: N rows read, not all
+    capped = last is not None and args.last is None  # the table's default: one row more tells if there are more
+    read = None if last is None else last + capped
+    rows = select(iter_sessions(db, **where, columns=None if filters or not as_table else _LIST_COLUMNS,
+                                limit=None if filters else read),
+                  filters, now=now, last=read)  # -n N: N rows read, not all
     if args.count:
         print(sum(1 for _ in rows))
         return 0
@@ -529,11 +534,18 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
         write_json_lines(session_json(r, now) for r in rows)
         return 0
     ended = ["STOPPED", "RAN"] if args.all else []  # with stopped sessions: when each ended, how long it ran
-    table(
-        ["ID", "NAME", "ADAPTER", "STATUS", "PID", "STARTED", *ended, "FUSE", "EXIT", "COMMAND"],
-        [_list_row(r, now, ended=bool(ended)) for r in rows], flexible=("COMMAND", "NAME"),
-    )
+    shown = [_list_row(r, now, ended=bool(ended)) for r in rows]
+    table(["ID", "NAME", "ADAPTER", "STATUS", "PID", "STARTED", *ended, "FUSE", "EXIT", "COMMAND"],
+          shown[:last], flexible=("COMMAND", "NAME"))
+    if capped and len(shown) > TABLE_ROWS:
+        of = "sessions; more match" if filters else f"of {count_sessions(db, **where):,} sessions"
+        sys.stderr.write(f"agentledger: showing the newest {TABLE_ROWS} {of} ('-n N' shows N, '-n all' every one)\n")
     return 0
+
+
+#: How many sessions ``list``'s table shows unless ``-n`` says otherwise: a fleet's newest, a screenful or two.
+#: The rest are counted on stderr (``-q``, ``--format``, ``--json`` and ``--count`` are not limited).
+TABLE_ROWS = 100
 
 
 #: What the table's columns read (``_list_row`` and the helpers it calls).
