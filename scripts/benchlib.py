@@ -20,8 +20,13 @@ PYCACHE = Path(tempfile.gettempdir()) / "agentledger-bench-pycache"
 
 
 def temp_home(prefix: str) -> Path:
-    """A private AGENTLEDGER_HOME for this run, exported for child processes too."""
+    """A private AGENTLEDGER_HOME for this run, exported for child processes too; removed when the script exits
+    (a million-session store on /dev/shm is half a gigabyte of memory)."""
+    import atexit
+    import shutil
+
     home = Path(tempfile.mkdtemp(prefix=f"agentledger-{prefix}-")) / "home"
+    atexit.register(shutil.rmtree, home.parent, True)
     os.environ["AGENTLEDGER_HOME"] = str(home)
     os.environ.pop("AGENTLEDGER_DB", None)
     os.environ["AGENTLEDGER_AUTOSTART_DAEMON"] = "0"  # a benchmark starts the daemons it measures itself

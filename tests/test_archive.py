@@ -105,6 +105,60 @@ def test_archive_verify_import_round_trip(cli: Any, store: Any, ledger: dict[str
     assert cli.json_lines("db", "archive", "list") == []
 
 
+def test_coalesced_heartbeats_round_trip(cli: Any, store: Any, spawn: Any, tmp_path: Path) -> None:
+    """``--coalesce-heartbeats WHEN`` keeps the first and last heartbeat of each run older than WHEN; the session
+    replays, verifies and counts its heartbeats as before, after an import and after a second archive."""
+    import time
+    from datetime import datetime, timezone
+
+    from agentledger.application.clock import utc_now
+
+    def beat(n: int) -> None:
+        for _ in range(n):
+            store.ledger.change(sid, lambda s: s.heartbeat(source="test", now=utc_now()))
+
+    sid = record(store, dead_identity(spawn), fuse_ttl=3600, lapsed=False)
+    beat(6)  # a run that extends the fuse: 4 of it coalesced
+    store.ledger.change(sid, lambda s: s.cancel_fuse(by="test", reason="test"))
+    beat(4)  # a run that extends nothing: 2 of it coalesced
+    time.sleep(0.01)
+    when = datetime.now(timezone.utc).isoformat()
+    time.sleep(0.01)
+    beat(3)  # newer than WHEN: kept whole, though the run goes on
+    store.ledger.change(sid, lambda s: s.record_stop(reason="exited", decided_by={"component": "supervisor"},
+                                                     evidence={}, exit_code=0))
+    record(store, dead_identity(spawn), fuse_ttl=3600, lapsed=False)  # the log's last event is never archived
+    sid_hex = sid.hex
+    before = cli.json("status", sid_hex)
+    why = _no_positions(cli("why", sid_hex).stdout)
+    events = events_of(store, sid_hex)
+
+    out = tmp_path / "coalesced.ndjson.gz"
+    result = archive(cli, out, "--coalesce-heartbeats", when)
+    assert f"({events - 6} events, 6 heartbeats coalesced)" in result.stdout, result.stdout
+    assert cli.json("db", "archive", "verify", str(out))["events"] == events - 6
+    cli("db", "import", str(out))
+    assert cli("verify").returncode == 0
+    after = cli.json("status", sid_hex)
+    assert after["heartbeat_count"] == before["heartbeat_count"] == 13
+    assert {k: v for k, v in after.items() if k != "position"} == {k: v for k, v in before.items() if k != "position"}
+    assert _no_positions(cli("why", sid_hex).stdout) == why
+    history = cli.json_lines("history", sid_hex)
+    assert [h["version"] for h in history if h["type"] == "Heartbeat"] == [3, 8, 10, 13, 14, 15, 16]  # 1, 2: launch
+    assert sum("the 4 before it coalesced by an archive" in h["summary"] for h in history) == 1
+    assert sum("the 2 before it coalesced by an archive" in h["summary"] for h in history) == 1
+
+    again = tmp_path / "again.ndjson.gz"  # a coalesced stream archives again, coalescing what is left
+    record(store, dead_identity(spawn), fuse_ttl=3600, lapsed=False)  # the imported events are the log's last
+    assert "9 heartbeats coalesced" in archive(cli, again, "--coalesce-heartbeats", "1ms").stdout  # 4, then 5
+    cli("db", "import", str(again))
+    assert cli("verify").returncode == 0
+    assert cli.json("status", sid_hex)["heartbeat_count"] == 13
+    history = cli.json_lines("history", sid_hex)
+    assert [h["version"] for h in history if h["type"] == "Heartbeat"] == [3, 8, 10, 16]
+    assert sum("the 5 before it coalesced by an archive" in h["summary"] for h in history) == 1
+
+
 def test_a_running_session_is_never_archived(cli: Any, store: Any, spawn: Any, tmp_path: Path) -> None:
     running = record(store, dead_identity(spawn), fuse_ttl=3600, lapsed=False).hex
     old = stopped(store, spawn)

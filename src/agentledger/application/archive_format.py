@@ -17,10 +17,19 @@ stored state that is not JSON on one line (a damaged row, kept as it was) is
 written as ``state_b64`` instead. Nothing is decoded on the way out, so an
 event this version cannot read is archived as faithfully as the others.
 
+An archive written with ``--coalesce-heartbeats`` (its header's
+``coalesced_heartbeats_before``) keeps, of each run of heartbeats older than
+that (consecutive ``Heartbeat`` events, all extending the fuse or none),
+only the first and the last (:func:`coalesce_heartbeats`). The last one's
+state gains ``"coalesced": K``, the versions left out just before it
+(``Session.Heartbeat.coalesced``), and the stream's versions skip them:
+the only state not kept byte for byte, and the only gap allowed.
+
 A reader (:class:`ArchiveReader`) checks everything before it hands a
 session on: each line parses, each session's lines match their checksum,
-each stream runs 1..N with N as announced, the trailer's counts and the
-whole file's checksum match, nothing follows the trailer. Any failure is
+each stream runs 1..N (but for the gaps its coalesced heartbeats announce)
+with as many events as announced, the trailer's counts and the whole file's
+checksum match, nothing follows the trailer. Any failure is
 :class:`ArchiveDamaged`, one line naming the line number and what is wrong.
 """
 
@@ -29,17 +38,21 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, BinaryIO, NamedTuple
 
 import orjson
 
 from agentledger.application.errors import LedgerError
+from agentledger.domain.session import Session
 
 #: The format's version, in the header line; a reader refuses any other.
 FORMAT_VERSION = 1
 _STATE = b',"state":'
 #: Longer than any trailer line (``{"end": {counts}, "sha256": HEX}``, ~130 bytes).
 _TRAILER_MAX = 4096
+#: The stored topic of a heartbeat: the one event an archive may coalesce.
+HEARTBEAT_TOPIC = f"{Session.Heartbeat.__module__}:{Session.Heartbeat.__qualname__}"
 
 
 class ArchiveDamaged(LedgerError):
@@ -151,13 +164,69 @@ def _line(stream_id: str, version: int, topic: str, key: str, state: Any) -> byt
 
 
 def _check_versions(stream: Stream) -> None:
-    """Never archive a stream with a gap: the archive must replay."""
-    versions = [row[1] for row in stream.events]
-    if versions == list(range(1, len(versions) + 1)):
-        return
-    expected, version = next((n, v) for n, v in enumerate(versions, start=1) if v != n)
-    raise LedgerError(f"stream {stream.id[:12]} has version {version} where {expected} was expected: "
-                      "not archived (see 'agentledger verify')")
+    """Never archive a stream with a gap (but those its coalesced heartbeats announce): the archive must replay."""
+    previous = 0
+    for row in stream.events:
+        expected = previous + 1 + (_coalesced(bytes(row[3])) if row[2] == HEARTBEAT_TOPIC else 0)
+        if row[1] != expected:
+            raise LedgerError(f"stream {stream.id[:12]} has version {row[1]} where {expected} was expected: "
+                              "not archived (see 'agentledger verify')")
+        previous = row[1]
+
+
+def _coalesced(state: bytes) -> int:
+    """A stored heartbeat's ``coalesced`` count (``Session.Heartbeat.coalesced``): 0 if it has none."""
+    if b'"coalesced"' not in state:
+        return 0
+    try:
+        count = orjson.loads(state).get("coalesced", 0)
+    except (orjson.JSONDecodeError, AttributeError):
+        return 0
+    return count if type(count) is int and count > 0 else 0
+
+
+def coalesce_heartbeats(events: Sequence[Any], before: float) -> list[Any]:
+    """The stream's rows with each run of heartbeats older than ``before`` (epoch seconds) cut to its first and
+    last; the last's state says how many versions it stands for. A run is consecutive ``Heartbeat`` events,
+    all of which extended the fuse or none did (so that the one kept last does all the others did)."""
+    kept: list[Any] = []
+    run: list[Any] = []
+    extends: bool | None = None
+    for row in events:
+        beat = _old_heartbeat(row, before)
+        if run and beat is not extends:
+            kept.extend(_cut(run))
+            run = []
+        if beat is None:
+            kept.append(row)
+        else:
+            run.append(row)
+        extends = beat
+    kept.extend(_cut(run))
+    return kept
+
+
+def _old_heartbeat(row: Any, before: float) -> bool | None:
+    """Whether a heartbeat older than ``before`` extended the fuse; None for any other row (or one not readable)."""
+    if row[2] != HEARTBEAT_TOPIC:
+        return None
+    try:
+        state = orjson.loads(bytes(row[3]))
+        if datetime.fromisoformat(state["timestamp"]["_data_"]).timestamp() >= before:
+            return None
+        return state["fuse_expires_at"] is not None
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _cut(run: list[Any]) -> list[Any]:
+    """A run of heartbeats as kept: all of it if it is short, else its first and its last, which counts the rest."""
+    if len(run) < 3:
+        return run
+    first, last = run[0], run[-1]
+    state = orjson.loads(bytes(last[3]))
+    state["coalesced"] = last[1] - first[1] - 1
+    return [first, (last[0], last[1], last[2], orjson.dumps(state))]
 
 
 def _all_embeddable(states: list[bytes]) -> bool:
@@ -306,13 +375,15 @@ class ArchiveReader:
         events = by_id.get(event.get("stream", ""))
         if events is None:
             raise self._damaged(f"an event of stream {str(event.get('stream'))[:12]}, which its session does not list")
-        if event.get("version") != len(events) + 1:
-            raise self._damaged(f"stream {event['stream'][:12]}: version {event.get('version')} where "
-                                f"{len(events) + 1} was expected (its versions must run 1, 2, 3, ...)")
         if "state_b64" in event:
             state = base64.b64decode(event["state_b64"])
         else:
             state = line[line.index(_STATE) + len(_STATE):-2]
+        expected = (events[-1].version if events else 0) + 1 + (
+            _coalesced(state) if event.get("topic") == HEARTBEAT_TOPIC else 0)
+        if event.get("version") != expected:
+            raise self._damaged(f"stream {event['stream'][:12]}: version {event.get('version')} where "
+                                f"{expected} was expected (its versions must run 1, 2, 3, ...)")
         stored = StoredRecord(event["stream"], event["version"], event["topic"], state)
         events.append(stored)
         if self._decode is not None:

@@ -46,6 +46,7 @@ from agentledger.application.archive_format import (
     SessionStreams,
     Stream,
     WrittenSession,
+    coalesce_heartbeats,
     same_as_written,
 )
 from agentledger.application.errors import AlreadyStored, LedgerError
@@ -83,11 +84,12 @@ class ArchiveResult:
     seconds: float = 0.0
     deferred: list[str] = field(default_factory=list)
     dry_run: bool = False
+    coalesced: int = 0  # the streams' versions the file leaves out: heartbeats coalesced, now or by an earlier archive
 
     def as_json(self) -> dict[str, Any]:
         return {"path": self.path, "sessions": self.sessions, "events": self.events, "bytes": self.bytes,
                 "sha256": self.sha256, "seconds": round(self.seconds, 3), "deferred": self.deferred,
-                "dry_run": self.dry_run}
+                "dry_run": self.dry_run, "coalesced_heartbeats": self.coalesced}
 
 
 @dataclass
@@ -122,42 +124,51 @@ def session_streams(session_id: str) -> dict[str, str]:
 
 
 def archive(store: Store, files: ArchiveFiles, plan: ArchivePlan, *, path: str | None, header: dict[str, Any],
-            now: float) -> ArchiveResult:
-    """Write, check, then remove ``plan``'s sessions (see the module's docstring for the order)."""
+            now: float, coalesce_before: float | None = None) -> ArchiveResult:
+    """Write, check, then remove ``plan``'s sessions (see the module's docstring for the order); with
+    ``coalesce_before`` (epoch seconds), the runs of heartbeats older than that are cut to their first and last
+    in the file (``archive_format.coalesce_heartbeats``)."""
     started = time.perf_counter()
     if not plan.sessions:
         return ArchiveResult(None, 0, 0, deferred=plan.deferred)
     target = path or files.default_path()
     with files.create(target) as out:
         writer = ArchiveWriter(out, header)
-        lengths = _write_sessions(store, writer, plan.sessions)
+        lengths = _write_sessions(store, writer, plan.sessions, coalesce_before)
         digest = writer.finish()
     with files.blocks(target) as blocks:
         if not same_as_written(blocks, digest, writer.counts):
             raise ArchiveDamaged(f"{target} does not read back as written: nothing was removed from the store")
     written = writer.written
     store.retention.remove([_record(session, target, now) for session in written], lengths)
-    return ArchiveResult(target, len(written), _events(written), _size(target), digest,
-                         time.perf_counter() - started, plan.deferred)
+    events = _events(written)
+    return ArchiveResult(target, len(written), events, _size(target), digest, time.perf_counter() - started,
+                         plan.deferred, coalesced=sum(lengths.values()) - events)
 
 
-def _write_sessions(store: Store, writer: ArchiveWriter, sessions: Sequence[Row]) -> dict[str, int]:
-    """Write the sessions, ``READ_BATCH`` per query; the length of every stream keyed by them (0: it has none)."""
+def _write_sessions(store: Store, writer: ArchiveWriter, sessions: Sequence[Row],
+                    coalesce_before: float | None) -> dict[str, int]:
+    """Write the sessions, ``READ_BATCH`` per query; the length (last version) of every stream keyed by them (0:
+    it has none)."""
     lengths: dict[str, int] = {}
     for start in range(0, len(sessions), READ_BATCH):
         batch = sessions[start:start + READ_BATCH]
         keyed = {row["id"]: session_streams(row["id"]) for row in batch}
         lengths.update((stream, 0) for streams in keyed.values() for stream in streams)
-        for session in _read_sessions(store, batch, keyed):
+        for session in _read_sessions(store, batch, keyed, coalesce_before):
             writer.add(session)
-            lengths.update((stream.id, len(stream.events)) for stream in session.streams)
+            lengths.update((stream.id, stream.events[-1][1]) for stream in session.streams)
     return lengths
 
 
-def _read_sessions(store: Store, rows: Sequence[Row], keyed: dict[str, dict[str, str]]) -> list[SessionStreams]:
+def _read_sessions(store: Store, rows: Sequence[Row], keyed: dict[str, dict[str, str]],
+                   coalesce_before: float | None) -> list[SessionStreams]:
     """The sessions' whole streams (``keyed``: theirs by session), read in one query (``RawLog.streams``), each
-    session's own first."""
+    session's own first; its heartbeats coalesced if ``coalesce_before`` is given."""
     found = store.raw_log.streams([stream for streams in keyed.values() for stream in streams])
+    if coalesce_before is not None:
+        found.update((row["id"], coalesce_heartbeats(found[row["id"]], coalesce_before))
+                     for row in rows if row["id"] in found)
     return [SessionStreams(row["id"], row["name"], row["stopped_at"],
                            [Stream(stream, kind, found[stream]) for stream, kind in keyed[row["id"]].items()
                             if stream in found]) for row in rows]

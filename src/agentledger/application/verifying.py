@@ -1,7 +1,8 @@
 """``verify``: replay the whole log and check what must always hold.
 
 * every event is readable by this version;
-* each aggregate's versions run 1, 2, 3, ... with no gap;
+* each aggregate's versions run 1, 2, 3, ... with no gap (but for the heartbeats
+  that a coalescing archive left out, which the heartbeat after them counts);
 * at most one ``Stopped`` per session, and nothing after it;
 * no reconciler stop whose evidence shows a live fuse or a live PID, and none
   made while the log itself shows a live fuse (the race of the seed bug:
@@ -19,7 +20,7 @@ from uuid import UUID
 
 from agentledger.application.log import LogEntry, read_log
 from agentledger.domain.evidence import Evidence
-from agentledger.domain.session import Session
+from agentledger.domain.session import Session, coalesced_before
 from agentledger.domain.vocabulary import Component, FuseState
 
 if TYPE_CHECKING:
@@ -103,7 +104,8 @@ def _check(entry: LogEntry, seen: _Seen, report: VerifyReport) -> None:
     def violation(kind: str, detail: str) -> None:
         report.violations.append(Violation(kind, detail, entry.position, sid, entry.version))
 
-    if entry.version != seen.version + 1:
+    passed_over = 0 if entry.event is None else coalesced_before(entry.event)
+    if entry.version != seen.version + 1 + passed_over:
         violation("version-gap", f"version {entry.version} follows version {seen.version}")
     seen.version = entry.version
     if entry.event is None:
@@ -126,8 +128,8 @@ def _check(entry: LogEntry, seen: _Seen, report: VerifyReport) -> None:
                 violation(kind, detail)
     stop_cancel = isinstance(event, Session.FuseCancelled) and event.by_the_stop
     seen.fuse_before_previous = seen.fuse() if stop_cancel else None
-    if seen.state is not None and entry.version != seen.state.version + 1:
-        seen.state.version = entry.version - 1  # the gap is reported; apply what follows it all the same
+    if seen.state is not None and entry.version != seen.state.version + 1 + passed_over:
+        seen.state.version = entry.version - 1 - passed_over  # the gap is reported; apply what follows all the same
     try:
         seen.state = event.mutate(seen.state)
     except Exception as error:  # an event that does not fit the state before it

@@ -88,11 +88,30 @@ class Session(Aggregate):
         clock_offset: float | None = None
 
     class Heartbeat(Aggregate.Event):
-        """Evidence of life; ``fuse_expires_at`` is the fuse's new expiry, if a fuse was set."""
+        """Evidence of life; ``fuse_expires_at`` is the fuse's new expiry, if a fuse was set.
+
+        ``coalesced`` is 0 in the live log. In a session put back from an
+        archive written with ``db archive --coalesce-heartbeats``, it counts the
+        heartbeats just before this one that the archive left out (the middle
+        of a run of heartbeats: its first and last are kept): their versions
+        are this one's minus 1 to minus ``coalesced``, and this one follows on
+        from the version before them. They changed nothing this one does not
+        change again.
+        """
 
         source: str
         fuse_expires_at: datetime | None
         clock_offset: float | None = None  # the sender's clock minus the store's, when off by more than the bound
+        #: Not a field: never passed, never stored by the live log (no heartbeat grows by it); only an archive's
+        #: coalesced heartbeat holds it in its state, and reading that state sets it on the event.
+        coalesced = 0
+
+        def mutate(self, aggregate: Session | None) -> Session | None:  # type: ignore[override]
+            passed_over = coalesced_before(self)
+            if passed_over and aggregate is not None and self.originator_id == aggregate.id and (
+                    self.originator_version == aggregate.version + 1 + passed_over):
+                aggregate.version += passed_over  # the coalesced heartbeats' versions
+            return super().mutate(aggregate)
 
         def apply(self, aggregate: Session) -> None:
             aggregate.last_heartbeat_at = self.timestamp
@@ -437,3 +456,12 @@ class Session(Aggregate):
     @event(FuseCancelled)
     def _fuse_cancelled(self, *, by: str, reason: str) -> None:
         self.fuse_state = FuseState.CANCELLED.value
+
+
+def coalesced_before(event: Any) -> int:
+    """How many versions just before ``event`` are absent by design: the heartbeats an archive coalesced
+    (:attr:`Session.Heartbeat.coalesced`); 0 for any other event, and for every event of the live log."""
+    if type(event) is not Session.Heartbeat:
+        return 0
+    count = event.coalesced
+    return count if type(count) is int and count > 0 else 0  # a damaged state's value is no count

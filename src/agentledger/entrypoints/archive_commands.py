@@ -19,7 +19,7 @@ from agentledger.entrypoints.args import json_flag
 if TYPE_CHECKING:
     from agentledger.entrypoints.cli import Context
 
-_WHEN_HELP = ("an age (30d, 12h, 1d12h: stopped longer ago than that) or a time (2026-01-31, "
+_WHEN_HELP = ("an age (30d, 12h, 1d12h: longer ago than that) or a time (2026-01-31, "
               "2026-01-31T12:00:00Z; local time if it has no zone)")
 
 
@@ -48,6 +48,10 @@ def add_archive_parsers(db_commands: Any) -> None:
                                                                           f"{_WHEN_HELP}; required")
     ap.add_argument("--out", metavar="FILE", help="the archive to write (default: "
                                                   "$AGENTLEDGER_HOME/archive/sessions-TIME.ndjson.gz); must not exist")
+    ap.add_argument("--coalesce-heartbeats", type=cutoff, metavar="WHEN",
+                    help="in the file, keep only the first and the last heartbeat of each run of heartbeats older "
+                         "than WHEN (the same forms; 1s: all of them); the last says how many it stands for. A "
+                         "year's session shrinks to a few dozen events; the live log is never coalesced")
     ap.add_argument("--dry-run", action="store_true", help="list what would be archived; write and remove nothing")
     json_flag(ap)
     actions = ap.add_subparsers(dest="archive_command", metavar="ACTION", parser_class=type(ap))
@@ -67,8 +71,10 @@ def cmd_db_archive(context: Context, args: argparse.Namespace) -> int:
     from agentledger.application.errors import UsageError
 
     action = args.archive_command
-    if action is not None and (args.stopped_before is not None or args.out or args.dry_run):
-        raise UsageError(f"'db archive {action}' takes no --stopped-before, --out or --dry-run")
+    if action is not None and (args.stopped_before is not None or args.out or args.dry_run
+                               or args.coalesce_heartbeats is not None):
+        raise UsageError(f"'db archive {action}' takes no --stopped-before, --out, --coalesce-heartbeats or "
+                         "--dry-run")
     if action == "verify":
         return _verify(args.file, as_json=args.json)
     if action == "list":
@@ -90,7 +96,11 @@ def _archive(context: Context, args: argparse.Namespace) -> int:
         return _dry_run(store, plan, as_json=args.json)
     header = {"created_at": _iso(now_epoch()), "source": store.location.url, "stopped_before": _iso(plan.cutoff),
               "agentledger": __version__}
-    result = archiving.archive(store, archive_files(), plan, path=args.out, header=header, now=now_epoch())
+    coalesce = args.coalesce_heartbeats
+    if coalesce is not None:
+        header["coalesced_heartbeats_before"] = _iso(coalesce)
+    result = archiving.archive(store, archive_files(), plan, path=args.out, header=header, now=now_epoch(),
+                               coalesce_before=coalesce)
     for session_id in result.deferred:
         sys.stderr.write(f"agentledger: session {session_id[:12]} holds the log's last event, which is never "
                          "removed: it is left for the next archive\n")
@@ -99,7 +109,8 @@ def _archive(context: Context, args: argparse.Namespace) -> int:
     elif result.path is None:
         print(f"nothing to archive: no session stopped before {_iso(plan.cutoff)}")
     else:
-        print(f"archived {result.sessions:,} session{_s(result.sessions)} ({result.events:,} events) to "
+        coalesced = f", {result.coalesced:,} heartbeats coalesced" if result.coalesced else ""
+        print(f"archived {result.sessions:,} session{_s(result.sessions)} ({result.events:,} events{coalesced}) to "
               f"{result.path}, {result.bytes:,} bytes, sha256 {result.sha256[:16]}, in {result.seconds:.2f}s")
     return 0
 
@@ -139,12 +150,13 @@ def _verify(path: str, *, as_json: bool) -> int:
         _write_json({"ok": True, "file": path, "sessions": summary.sessions, "streams": summary.streams,
                      "events": summary.events, "sha256": summary.sha256, "created_at": header.get("created_at"),
                      "source": header.get("source"), "stopped_before": header.get("stopped_before"),
+                     "coalesced_heartbeats_before": header.get("coalesced_heartbeats_before"),
                      "undecodable": len(reader.undecodable)})
         return 0
     print(f"{path}: ok: {summary.sessions:,} session{_s(summary.sessions)}, {summary.streams:,} stream{_s(summary.streams)}, "
           f"{summary.events:,} events, every stream complete and every checksum right; written "
-          f"{header.get('created_at')} from {header.get('source')} (stopped before {header.get('stopped_before')}); "
-          f"checked in {time.perf_counter() - started:.2f}s")
+          f"{header.get('created_at')} from {header.get('source')} (stopped before {header.get('stopped_before')}"
+          f"{_coalesced_note(header)}); checked in {time.perf_counter() - started:.2f}s")
     return 0
 
 
@@ -178,6 +190,11 @@ def cmd_db_import(context: Context, args: argparse.Namespace) -> int:
               f"{result.path}; {result.present:,} already in the store; in {result.seconds:.2f}s "
               "(the events have new log positions)")
     return 1 if result.conflicts else 0
+
+
+def _coalesced_note(header: dict[str, Any]) -> str:
+    before = header.get("coalesced_heartbeats_before")
+    return f"; heartbeats before {before} coalesced" if before else ""
 
 
 def _iso(epoch: float | None) -> str:

@@ -114,7 +114,8 @@ def summarise(kind: str, f: dict[str, Any]) -> str:
         return f"ttl {format_duration(f['ttl'])}, expires {format_clock(f['expires_at'])}, by {f['set_by']}"
     if kind == "Heartbeat":
         extended = f"fuse to {format_clock(f['fuse_expires_at'])}" if f["fuse_expires_at"] else "no live fuse"
-        return f"from {f['source']}, {extended}"
+        coalesced = f"; the {f['coalesced']} before it coalesced by an archive" if f.get("coalesced") else ""
+        return f"from {f['source']}, {extended}{coalesced}"
     if kind == "FuseCancelled":
         return f"by {f['by']}: {f['reason']}"
     if kind == "StopRequested":

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from agentledger.domain.hosts import Host
-from agentledger.domain.session import Session
+from agentledger.domain.session import Session, coalesced_before
 from agentledger.domain.vocabulary import FuseState, SessionStatus
 
 if TYPE_CHECKING:
@@ -73,15 +73,16 @@ class SessionsProjection:
         key = event.originator_id.int
         self._touched.add(key)
         pending = self._beats.get(key)
+        beats = 1 + coalesced_before(event)
         if pending is None:
-            self._beats[key] = [1, 0, event, None, position] if event.fuse_expires_at is None else [
-                1, 1, event, event, position]
+            self._beats[key] = [beats, 0, event, None, position] if event.fuse_expires_at is None else [
+                beats, beats, event, event, position]
             return
-        pending[0] += 1
+        pending[0] += beats
         pending[2] = event
         pending[4] = position
         if event.fuse_expires_at is not None:
-            pending[1] += 1
+            pending[1] += beats
             pending[3] = event
 
     def flush(self) -> None:
@@ -197,8 +198,11 @@ class SessionsProjection:
         self._arm(sid, event.expires_at.timestamp())
 
     def _heartbeat(self, event: Session.Heartbeat, position: int) -> None:
+        """Counted with the heartbeats before it that an archive coalesced (``Heartbeat.coalesced``), which
+        extended the fuse as it does (a run of heartbeats has no other event in it)."""
         extended = event.fuse_expires_at is not None
-        self._write_beats([1, int(extended), event, event if extended else None, position])
+        beats = 1 + coalesced_before(event)
+        self._write_beats([beats, beats if extended else 0, event, event if extended else None, position])
 
     def _arm(self, sid: str, expires_at: float) -> None:
         """A fuse set or extended: live until ``expires_at``; an unwatched session is watched again."""
