@@ -329,3 +329,46 @@ def test_sqlite_deletes_archived_events_in_table_order(store: Any) -> None:
     plan = [row[3] for row in store.db.execute(f"EXPLAIN QUERY PLAN {_delete_events(store, '?,?')}", ("a", "b"))]
     assert any("USING INTEGER PRIMARY KEY (rowid=?)" in step for step in plan), plan
     assert any("COVERING INDEX sqlite_autoindex_stored_events_1 (originator_id=?)" in step for step in plan), plan
+
+
+def test_only_a_gap_its_coalesced_heartbeat_announces_is_written_or_read() -> None:
+    """The format: a stream may skip versions only where the heartbeat after them counts them."""
+    import io
+
+    import orjson
+
+    from agentledger.application.archive_format import (
+        HEARTBEAT_TOPIC,
+        ArchiveDamaged,
+        ArchiveReader,
+        ArchiveWriter,
+        SessionStreams,
+        Stream,
+        coalesce_heartbeats,
+    )
+    from agentledger.application.errors import LedgerError
+
+    def beat(version: int, second: int) -> tuple[str, int, str, bytes]:
+        state = {"timestamp": {"_type_": "datetime_iso", "_data_": f"2026-01-01T00:00:{second:02d}+00:00"},
+                 "source": "t", "fuse_expires_at": None, "clock_offset": None}
+        return ("a" * 32, version, HEARTBEAT_TOPIC, orjson.dumps(state))
+
+    launched = ("a" * 32, 1, "agentledger.domain.session:Session.Launched", b"{}")
+    rows = [launched, *(beat(v, v) for v in range(2, 8))]
+    kept = coalesce_heartbeats(rows, before=1767225605.0)  # 2026-01-01T00:00:05Z: versions 2-4 are older
+    assert [r[1] for r in kept] == [1, 2, 4, 5, 6, 7] and orjson.loads(kept[2][3])["coalesced"] == 1
+
+    def written(stream_rows: list[Any]) -> bytes:
+        out = io.BytesIO()
+        writer = ArchiveWriter(out, {})
+        writer.add(SessionStreams("a" * 32, None, None, [Stream("a" * 32, "Session", stream_rows)]))
+        writer.finish()
+        return out.getvalue()
+
+    assert ArchiveReader(io.BytesIO(written(kept)).readlines()).check().events == 6
+    with pytest.raises(LedgerError, match="version 4 where 3 was expected"):
+        written([r for r in rows if r[1] != 3])  # a gap no heartbeat announces is never archived
+    lying = [*kept[:2], beat(4, 4), *kept[3:]]  # version 4 without its count: the reader refuses it
+    text = written(kept).replace(kept[2][3], lying[2][3])
+    with pytest.raises(ArchiveDamaged, match="version 4 where 3 was expected"):
+        ArchiveReader(io.BytesIO(text).readlines()).check()

@@ -96,7 +96,7 @@ def test_the_table_shows_the_newest_hundred_and_counts_the_rest(cli, store) -> N
                             "'-n all' every one)\n")
     every = cli("list", "-n", "all")
     assert len(every.stdout.splitlines()) == count + 1 and every.stderr == ""
-    three = cli("list", "-n", "3")
+    three = cli("list", "--limit", "3")
     assert [row.split()[1] for row in three.stdout.splitlines()[1:]] == [f"s{count - 1}", f"s{count - 2}",
                                                                         f"s{count - 3}"] and three.stderr == ""
     assert len(cli("list", "-q").stdout.split()) == count

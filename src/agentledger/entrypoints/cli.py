@@ -136,7 +136,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="only sessions where KEY is VALUE (repeatable, all must hold): label=K=V (or label=K), "
                         "name, host, adapter, group, status, cwd")
-    p.add_argument("-n", "--last", type=types.count_or_all, default=None, metavar="N",
+    p.add_argument("-n", "--last", "--limit", type=types.count_or_all, default=None, metavar="N",
                    help=f"only the N newest (after filters), or 'all' (default: the table shows the newest "
                         f"{TABLE_ROWS} and says how many more match; -q, --format and --json give every one)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the ids, one per line (for scripts)")
