@@ -331,8 +331,9 @@ def test_sqlite_deletes_archived_events_in_table_order(store: Any) -> None:
     assert any("COVERING INDEX sqlite_autoindex_stored_events_1 (originator_id=?)" in step for step in plan), plan
 
 
-def test_only_a_gap_its_coalesced_heartbeat_announces_is_written_or_read() -> None:
-    """The format: a stream may skip versions only where the heartbeat after them counts them."""
+def test_only_a_gap_its_coalesced_heartbeat_announces_is_written_or_read(monkeypatch: Any) -> None:
+    """The format: a stream may skip versions only where the heartbeat after them counts them. Such files are
+    format 2, which a format 1 reader refuses by name; format 1 files are still read."""
     import io
 
     import orjson
@@ -372,3 +373,14 @@ def test_only_a_gap_its_coalesced_heartbeat_announces_is_written_or_read() -> No
     text = written(kept).replace(kept[2][3], lying[2][3])
     with pytest.raises(ArchiveDamaged, match="version 4 where 3 was expected"):
         ArchiveReader(io.BytesIO(text).readlines()).check()
+    from agentledger.application import archive_format
+
+    for version, readable in ((1, True), (3, False)):
+        monkeypatch.setattr(archive_format, "FORMAT_VERSION", version)
+        lines = io.BytesIO(written(rows)).readlines()
+        assert lines[0].startswith(b'{"agentledger_archive":%d' % version)
+        if readable:
+            assert ArchiveReader(lines).check().events == 7
+        else:
+            with pytest.raises(ArchiveDamaged, match=r"archive format 3, which this version \(formats 1, 2\) cannot read"):
+                ArchiveReader(lines).check()

@@ -3,7 +3,7 @@
 Each line is one JSON object, UTF-8, ending in ``\\n`` (the file is gzip'd
 around it: ``infrastructure/archive_files.py``)::
 
-    {"agentledger_archive": 1, "created_at": ISO, "source": URL, "stopped_before": ISO, ...}
+    {"agentledger_archive": 2, "created_at": ISO, "source": URL, "stopped_before": ISO, ...}
     {"session": HEX, "name": NAME, "stopped_at": EPOCH, "streams": [{"id": HEX, "kind": "Session", "events": N}, ...]}
     {"stream": HEX, "version": 1, "topic": TOPIC, "state": {...}}       one line per event: each stream's versions 1..N
     {"session_end": HEX, "events": N, "sha256": HEX}                     of this session's lines, its "session" line on
@@ -46,8 +46,11 @@ import orjson
 from agentledger.application.errors import LedgerError
 from agentledger.domain.session import Session
 
-#: The format's version, in the header line; a reader refuses any other.
-FORMAT_VERSION = 1
+#: The format's version, in the header line. 2 may hold coalesced heartbeats (a version 1 reader would call
+#: their gaps damage, so it is told the format instead); 1 never does, and is read as before.
+FORMAT_VERSION = 2
+#: The versions a reader reads; it refuses any other, naming it.
+READABLE_FORMATS = (1, 2)
 _STATE = b',"state":'
 #: Longer than any trailer line (``{"end": {counts}, "sha256": HEX}``, ~130 bytes).
 _TRAILER_MAX = 4096
@@ -350,10 +353,11 @@ class ArchiveReader:
 
     def _header(self) -> dict[str, Any]:
         _, record = self._next("a header", hashed=True)
-        if record.get("agentledger_archive") != FORMAT_VERSION:
+        if record.get("agentledger_archive") not in READABLE_FORMATS:
             found = record.get("agentledger_archive")
             raise self._damaged("not an agentledger archive" if found is None else
-                                f"archive format {found!r}, which this version (format {FORMAT_VERSION}) cannot read")
+                                f"archive format {found!r}, which this version (formats "
+                                f"{', '.join(map(str, READABLE_FORMATS))}) cannot read")
         return record
 
     def _session(self, line: bytes, record: dict[str, Any]) -> ReadSession:

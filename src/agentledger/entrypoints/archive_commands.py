@@ -50,8 +50,8 @@ def add_archive_parsers(db_commands: Any) -> None:
                                                   "$AGENTLEDGER_HOME/archive/sessions-TIME.ndjson.gz); must not exist")
     ap.add_argument("--coalesce-heartbeats", type=cutoff, metavar="WHEN",
                     help="in the file, keep only the first and the last heartbeat of each run of heartbeats older "
-                         "than WHEN (the same forms; 1s: all of them); the last says how many it stands for. A "
-                         "year's session shrinks to a few dozen events; the live log is never coalesced")
+                         "than WHEN (the same forms; 1s: all of them), the last counting those left out; the live "
+                         "log is never coalesced")
     ap.add_argument("--dry-run", action="store_true", help="list what would be archived; write and remove nothing")
     json_flag(ap)
     actions = ap.add_subparsers(dest="archive_command", metavar="ACTION", parser_class=type(ap))
