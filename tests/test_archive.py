@@ -159,6 +159,29 @@ def test_coalesced_heartbeats_round_trip(cli: Any, store: Any, spawn: Any, tmp_p
     assert sum("the 5 before it coalesced by an archive" in h["summary"] for h in history) == 1
 
 
+def test_a_reconciler_stop_explains_the_same_after_coalescing(cli: Any, store: Any, spawn: Any,
+                                                              tmp_path: Path) -> None:
+    """Every decision is appended right after the version it looked at, so that version ends its run of
+    heartbeats and is kept: ``why`` replays the reconciler's stop to the same verdict."""
+    from datetime import timedelta
+
+    from agentledger.application.clock import utc_now
+
+    sid = record(store, dead_identity(spawn))  # a 1 s fuse, its process gone
+    for _ in range(8):
+        store.ledger.change(sid, lambda s: s.heartbeat(source="test", now=utc_now() - timedelta(seconds=60)))
+    cli("reconcile")
+    assert cli.json("status", sid.hex)["stop_reason"] == "reconciled"
+    record(store, dead_identity(spawn), fuse_ttl=3600, lapsed=False)  # the log's last event is never archived
+    why = _no_positions(cli("why", sid.hex).stdout)
+    assert "reconciler" in why
+    out = tmp_path / "r.ndjson.gz"
+    assert "6 heartbeats coalesced" in archive(cli, out, "--coalesce-heartbeats", "1ms").stdout
+    cli("db", "import", str(out))
+    assert _no_positions(cli("why", sid.hex).stdout) == why
+    assert cli("verify").returncode == 0
+
+
 def test_a_running_session_is_never_archived(cli: Any, store: Any, spawn: Any, tmp_path: Path) -> None:
     running = record(store, dead_identity(spawn), fuse_ttl=3600, lapsed=False).hex
     old = stopped(store, spawn)
