@@ -286,12 +286,12 @@ def test_a_stream_that_changed_while_archiving_is_not_removed(store: Any, ledger
     from agentledger.infrastructure.archive_files import ArchiveFileSystem
 
     class Racing(ArchiveFileSystem):
-        def blocks(self, path: str) -> Any:  # while the file is read back, someone appends to an archived stream
+        def sha256(self, path: str) -> str:  # while the file is read back, someone appends to an archived stream
             from agentledger.domain.stop_hooks import StopHook
 
             sid = ledger["old"][1]
             store.ledger.save(StopHook(session_id=sid, command="true", host="h", claimed_by={}))
-            return super().blocks(path)
+            return super().sha256(path)
 
     plan = plan_archive(store, 1e12)
     with pytest.raises(StreamsChanged):
@@ -312,36 +312,47 @@ def test_an_archived_lock_holder_frees_its_lock(store: Any) -> None:
     assert row["holder_status"] == "stopped"
 
 
-def _written(sessions: int) -> tuple[bytes, str, dict[str, int]]:
-    """An archive's decompressed bytes as a writer writes them; its checksum and counts."""
-    import io
+@pytest.mark.parametrize("damage", ["flip", "cut", "grow"])
+def test_a_file_that_does_not_read_back_as_written_removes_nothing(store: Any, ledger: dict[str, Any],
+                                                                   tmp_path: Path, damage: str) -> None:
+    """The file's bytes are hashed on their way to disk and again as read back; any difference, and the store
+    keeps everything."""
+    from agentledger.application.archive_format import ArchiveDamaged
+    from agentledger.application.archiving import archive as run_archive
+    from agentledger.application.archiving import plan_archive
+    from agentledger.infrastructure.archive_files import ArchiveFileSystem
 
+    class Faulty(ArchiveFileSystem):
+        def sha256(self, path: str) -> str:  # what the disk gives back is not what went to it
+            data = Path(path).read_bytes()
+            changed = {"flip": data[:40] + bytes([data[40] ^ 1]) + data[41:], "cut": data[:-1],
+                       "grow": data + b"\0"}[damage]
+            Path(path).write_bytes(changed)
+            return super().sha256(path)
+
+    counts = {sid: events_of(store, sid) for sid in ledger["old"]}
+    with pytest.raises(ArchiveDamaged, match="does not read back as written: nothing was removed"):
+        run_archive(store, Faulty(tmp_path), plan_archive(store, 1e12), path=str(tmp_path / "a.gz"), header={},
+                    now=0.0)
+    assert {sid: events_of(store, sid) for sid in ledger["old"]} == counts
+
+
+def test_the_digest_of_the_bytes_written_is_the_file_s(tmp_path: Path) -> None:
     from agentledger.application.archive_format import ArchiveWriter, SessionStreams, Stream
+    from agentledger.infrastructure.archive_files import ArchiveFileSystem
 
-    out = io.BytesIO()
-    writer = ArchiveWriter(out, {})
-    for n in range(sessions):
-        events = [("s", version, "T", b'{"n":%d}' % version) for version in range(1, 40)]
-        writer.add(SessionStreams(f"{n:032x}", None, None, [Stream(f"{n:032x}", "Session", events)]))
-    digest = writer.finish()
-    return out.getvalue(), digest, writer.counts
+    files = ArchiveFileSystem(tmp_path)
+    target = str(tmp_path / "a.ndjson.gz")
+    with files.create(target) as out:
+        writer = ArchiveWriter(out, {})
+        for n in range(200):  # several of gzip's blocks
+            events = [("s", version, "T", b'{"n":%d}' % (version * n)) for version in range(1, 60)]
+            writer.add(SessionStreams(f"{n:032x}", None, None, [Stream(f"{n:032x}", "Session", events)]))
+        writer.finish()
+    import hashlib
 
-
-@pytest.mark.parametrize("block", [1, 7, 4096, 1 << 20])
-def test_the_read_back_check_is_byte_for_byte_whatever_the_blocks(block: int) -> None:
-    from agentledger.application.archive_format import same_as_written
-
-    data, digest, counts = _written(60)
-    assert len(data) > 3 * 4096
-
-    def blocks(text: bytes) -> list[bytes]:
-        return [text[i:i + block] for i in range(0, len(text), block)]
-
-    assert same_as_written(blocks(data), digest, counts)
-    flipped = data[:100] + bytes([data[100] ^ 1]) + data[101:]
-    for bad in (flipped, data[:-1], data[:-40], data + b"{}\n", data.replace(b'"events":39', b'"events":38', 1)):
-        assert not same_as_written(blocks(bad), digest, counts)
-    assert not same_as_written(blocks(data), digest, {**counts, "events": 1})
+    assert out.sha256 == files.sha256(target) == hashlib.sha256(Path(target).read_bytes()).hexdigest()
+    assert gzip.decompress(Path(target).read_bytes()).count(b"\n") == 1 + 200 * (1 + 59 + 1) + 1
 
 
 @pytest.mark.sqlite_only
@@ -407,3 +418,16 @@ def test_only_a_gap_its_coalesced_heartbeat_announces_is_written_or_read(monkeyp
         else:
             with pytest.raises(ArchiveDamaged, match=r"archive format 3, which this version \(formats 1, 2\) cannot read"):
                 ArchiveReader(lines).check()
+
+
+@pytest.mark.parametrize("topic", ["agentledger.domain.session:Session.Heartbeat", 'odd "topic" \\ é\u2028'])
+def test_event_lines_are_the_bytes_orjson_writes(topic: str) -> None:
+    """The hand-formatted lines are exactly ``orjson.dumps`` of each line's object, the state as it is."""
+    import orjson
+
+    from agentledger.application.archive_format import Stream, event_lines
+
+    rows = [("ab" * 16, version, topic, orjson.dumps({"n": version, "s": "é\t"})) for version in (1, 2, 3)]
+    expected = [orjson.dumps({"stream": "ab" * 16, "version": row[1], "topic": topic, "state": orjson.Fragment(row[3])},
+                             option=orjson.OPT_APPEND_NEWLINE) for row in rows]
+    assert event_lines(Stream("ab" * 16, "Session", rows)) == expected

@@ -10,10 +10,9 @@ never archived, and Stopped is final, so nothing more is appended to it.
 The order is what makes it safe to interrupt anywhere:
 
 1. the archive is written to a part file, ``fsync``'d and renamed into place
-   (``ArchiveFiles.create``);
-2. it is read back from disk and checked whole (every checksum, every stream
-   complete: :class:`~agentledger.application.archive_format.ArchiveReader`),
-   and must hold exactly what was written;
+   (``ArchiveFiles.create``), its compressed bytes hashed on their way;
+2. it is read back from disk and must hash the same (``ArchiveFiles.sha256``):
+   the file holds, byte for byte, what was written;
 3. only then, in one transaction, the streams' events and snapshots, the
    sessions' read-model rows are deleted and ``archived_sessions`` records
    where each went; the transaction first checks that no stream changed since
@@ -47,7 +46,6 @@ from agentledger.application.archive_format import (
     Stream,
     WrittenSession,
     coalesce_heartbeats,
-    same_as_written,
 )
 from agentledger.application.errors import AlreadyStored, LedgerError
 from agentledger.application.ports import ArchivedRecord
@@ -136,9 +134,8 @@ def archive(store: Store, files: ArchiveFiles, plan: ArchivePlan, *, path: str |
         writer = ArchiveWriter(out, header)
         lengths = _write_sessions(store, writer, plan.sessions, coalesce_before)
         digest = writer.finish()
-    with files.blocks(target) as blocks:
-        if not same_as_written(blocks, digest, writer.counts):
-            raise ArchiveDamaged(f"{target} does not read back as written: nothing was removed from the store")
+    if files.sha256(target) != out.sha256:
+        raise ArchiveDamaged(f"{target} does not read back as written: nothing was removed from the store")
     written = writer.written
     store.retention.remove([_record(session, target, now) for session in written], lengths)
     events = _events(written)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -296,16 +296,26 @@ class Retention(Protocol):
     def archived(self) -> list[Row]: ...  # every archived row, newest archive first
 
 
+class ArchiveOutput(Protocol):
+    """An archive being written: its text goes in through ``write``; once written, ``sha256`` is the digest of
+    the file's bytes as they went to disk."""
+
+    def write(self, data: bytes) -> int: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+
 class ArchiveFiles(Protocol):
     """Archive files on disk (``infrastructure/archive_files.py``): written whole and synced, or not at all."""
 
     def default_path(self) -> str: ...  # a new file under the home's archive directory
 
-    def create(self, path: str) -> AbstractContextManager[BinaryIO]: ...  # 0600, synced and in place on a clean exit
+    def create(self, path: str) -> AbstractContextManager[ArchiveOutput]: ...  # 0600, synced, in place on a clean exit
+
+    def sha256(self, path: str) -> str: ...  # of the file's bytes as read back from disk; ArchiveDamaged
 
     def lines(self, path: str) -> AbstractContextManager[Iterator[bytes]]: ...  # decompressed; ArchiveDamaged
-
-    def blocks(self, path: str) -> AbstractContextManager[Iterator[bytes]]: ...  # decompressed, not split
 
 
 class WebhookPoster(Protocol):
