@@ -241,3 +241,23 @@ def test_a_pooled_url_it_cannot_serve_is_refused_in_one_line(monkeypatch, url, e
     monkeypatch.setenv("AGENTLEDGER_DB", url)
     result = CLI()("list", check=False)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and expected in result.stderr
+
+
+def test_a_pooler_whose_server_is_away_is_one_line_within_the_connect_timeout(home, monkeypatch):
+    """PgBouncer accepts the client and holds its login while it cannot reach the server: the command gives up
+    at the connect timeout, in one line, instead of retrying for the 30 s a connection lost mid-way gets."""
+    import time
+
+    from agentledger.infrastructure.postgres_store import CONNECT_TIMEOUT
+
+    if pgbouncer_binary() is None:
+        _no_pooler("pgbouncer is not installed (Debian package pgbouncer)")
+    with running_pgbouncer(POOL_SIZE, server_port=free_port()) as port:  # nothing listens behind it
+        monkeypatch.setenv("AGENTLEDGER_DB", f"postgresql://postgres@127.0.0.1:{port}/test?pooler=transaction")
+        for command in (("list",), ("launch", "--", "true")):
+            started = time.monotonic()
+            result = CLI()(*command, check=False)
+            took = time.monotonic() - started
+            assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+            assert "the PostgreSQL ledger is unreachable: cannot reach the PostgreSQL ledger" in result.stderr
+            assert CONNECT_TIMEOUT <= took < CONNECT_TIMEOUT + 20, took  # not the 30 s of retries

@@ -69,8 +69,16 @@ def test_a_postgres_url_never_shows_its_password(monkeypatch):
 
 
 def test_an_unreachable_postgres_is_one_line(cli, monkeypatch):
+    """A server that refuses the connection is said at once, for a read and for a launch (nothing runs): the 30 s
+    of retries are for a connection lost mid-way."""
+    import time
+
     monkeypatch.setenv("AGENTLEDGER_DB", "postgresql://agent:hunter2@127.0.0.1:9/ledger")
+    started = time.monotonic()
+    launched = cli("launch", "--", "true", check=False)
+    assert launched.returncode == 1 and "cannot reach the PostgreSQL ledger" in launched.stderr
     result = cli("list", check=False)
+    assert time.monotonic() - started < 25  # two commands, neither retrying for 30 s
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "cannot reach the PostgreSQL ledger postgresql://agent:***@127.0.0.1:9/ledger" in result.stderr
     assert "hunter2" not in result.stderr

@@ -248,6 +248,11 @@ def events_table(location: PostgresLocation) -> str:
     return f"{location.schema}.agentledger_events"
 
 
+class ServerUnreachable(StoreError):
+    """No connection to the ledger could be made at all: refused, unanswered within ``CONNECT_TIMEOUT`` (a
+    pooler whose server is away holds the login until then), or the login refused."""
+
+
 def connect(location: PostgresLocation) -> Any:
     """A psycopg connection in autocommit mode, searching the ledger's schema first (or, through a transaction
     pooler, preparing nothing: ``PostgresLocation.connection_options``)."""
@@ -260,7 +265,7 @@ def connect(location: PostgresLocation) -> Any:
             **location.connection_options(),
         )
     except psycopg.OperationalError as error:
-        raise StoreError(f"cannot reach the PostgreSQL ledger {location.url}: {_first_line(error)}") from None
+        raise ServerUnreachable(f"cannot reach the PostgreSQL ledger {location.url}: {_first_line(error)}") from None
 
 
 def ledger_env(location: PostgresLocation, *, create_tables: bool) -> dict[str, str]:

@@ -120,6 +120,24 @@ class SqliteStore(StorePorts):
             self.db.commit()
 
 
+def _open_postgres(location: PostgresLocation) -> ports.Store:
+    """A server that answers nobody is said at once, as a refused SQLite file would be (every command, and a
+    launch before anything runs, in one line: ``docs/operations.md``, "When the server is away"); a connection
+    ended under the opening (a restarted server, a terminated backend) is retried, as every append is."""
+    from agentledger.application.errors import StoreFault
+    from agentledger.application.retry import retry_while_locked
+    from agentledger.infrastructure.postgres_store import ServerUnreachable, open_postgres_store
+
+    try:
+        return open_postgres_store(location)
+    except ServerUnreachable as error:
+        raise StoreError(f"the PostgreSQL ledger is unreachable: {error}") from error
+    except Exception as error:
+        if classify(error) is not StoreFault.UNAVAILABLE:
+            raise
+    return retry_while_locked(lambda: open_postgres_store(location), classify)
+
+
 def ledger_env(db_path: Path, *, create_tables: bool) -> dict[str, str]:
     """The eventsourcing settings for the embedded SQLite store."""
     return {
@@ -142,11 +160,7 @@ def open_store(location: StoreLocation | PostgresLocation, *, check_identity: bo
 
     home = home_dir()
     if location.kind == "postgresql":
-        from agentledger.application.retry import retry_while_locked
-        from agentledger.infrastructure.postgres_store import open_postgres_store
-
-        # a connection ended under it (a restarted server, a terminated backend) is retried, as every append is
-        store: ports.Store = retry_while_locked(lambda: open_postgres_store(location), classify)
+        store: ports.Store = _open_postgres(location)
     else:
         try:
             if not is_ready(location.path):
