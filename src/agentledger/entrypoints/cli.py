@@ -511,7 +511,7 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
     filters, where = lifted(given, dict(include_stopped=args.all, status=args.status, now=now, group=args.group,
                                         adapter=args.adapter))
     as_table = not (args.count or args.json or args.quiet or line is not None)
-    last = TABLE_ROWS if args.last is None and as_table else None if args.last in (None, "all") else args.last
+    last = _rows_wanted(args.last, as_table)
     if args.count and not filters:
         count = count_sessions(db, **where)
         print(count if last is None else min(count, last))
@@ -541,6 +541,16 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
         of = "sessions; more match" if filters else f"of {count_sessions(db, **where):,} sessions"
         sys.stderr.write(f"agentledger: showing the newest {TABLE_ROWS} {of} ('-n N' shows N, '-n all' every one)\n")
     return 0
+
+
+def _rows_wanted(given: int | str | None, as_table: bool) -> int | None:
+    """``list``'s limit: ``-n N``; none for ``-n all``; without ``-n``, :data:`TABLE_ROWS` for the table and none
+    for the forms scripts read."""
+    if given == "all":
+        return None
+    if given is None:
+        return TABLE_ROWS if as_table else None
+    return int(given)
 
 
 #: How many sessions ``list``'s table shows unless ``-n`` says otherwise: a fleet's newest, a screenful or two.
