@@ -260,4 +260,4 @@ def test_a_pooler_whose_server_is_away_is_one_line_within_the_connect_timeout(ho
             took = time.monotonic() - started
             assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
             assert "the PostgreSQL ledger is unreachable: cannot reach the PostgreSQL ledger" in result.stderr
-            assert CONNECT_TIMEOUT <= took < CONNECT_TIMEOUT + 20, took  # not the 30 s of retries
+            assert took < CONNECT_TIMEOUT + 20, took  # the connect timeout at most, not 30 s of retries after it
