@@ -45,7 +45,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from agentledger.application.errors import LedgerError
-from agentledger.domain.session import Session
+from agentledger.domain.session import Session, coalesced_count
 
 #: The format's version, in the header line. 2 may hold coalesced heartbeats (a version 1 reader would call
 #: their gaps damage, so it is told the format instead); 1 never does, and is read as before.
@@ -204,10 +204,9 @@ def _coalesced(state: bytes) -> int:
     if b'"coalesced"' not in state:
         return 0
     try:
-        count = orjson.loads(state).get("coalesced", 0)
+        return coalesced_count(orjson.loads(state).get("coalesced"))
     except (orjson.JSONDecodeError, AttributeError):
         return 0
-    return count if type(count) is int and count > 0 else 0
 
 
 def coalesce_heartbeats(events: Sequence[Any], before: float) -> list[Any]:

@@ -461,7 +461,9 @@ class Session(Aggregate):
 def coalesced_before(event: Any) -> int:
     """How many versions just before ``event`` are absent by design: the heartbeats an archive coalesced
     (:attr:`Session.Heartbeat.coalesced`); 0 for any other event, and for every event of the live log."""
-    if type(event) is not Session.Heartbeat:
-        return 0
-    count = event.coalesced
-    return count if type(count) is int and count > 0 else 0  # a damaged state's value is no count
+    return coalesced_count(event.coalesced) if type(event) is Session.Heartbeat else 0
+
+
+def coalesced_count(value: Any) -> int:
+    """A heartbeat's ``coalesced`` value as a count: a damaged state's value (not a whole number > 0) is none."""
+    return value if type(value) is int and value > 0 else 0
