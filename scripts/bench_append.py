@@ -13,9 +13,14 @@ Two places, each with its own figures (issue 20's targets, ratios within one run
 commit); "change" is what every command does per event: load the session
 (cache, fast-forwarded from the store), decide, save with compare-and-set;
 "beat" is a supervisor's heartbeat, ``change(..., from_cache=True)``: decided on
-the cached session without the fast-forward query, the compare-and-set checking. The baseline inserts the very rows the ledger stored, with raw
-``sqlite3``, ``BEGIN; INSERT; COMMIT`` per row, same journal and sync settings,
-into a table of the same shape. Each append is also timed on its own: no append
+the cached session without the fast-forward query, the compare-and-set checking.
+The baseline inserts rows the ledger stored (a fourth session's heartbeats),
+with raw ``sqlite3``, ``BEGIN; INSERT; COMMIT`` per row, same journal and sync
+settings, into a table of the same shape in a file of its own. The two sides run
+in alternating blocks of 100 appends, each block of a mode paired with a block
+of raw inserts, so a disk whose speed drifts during a round (a shared VM's
+disk does, by 2x within seconds) slows both sides of each ratio alike.
+Each append is also timed on its own: no append
 may cost more than 5x the median (snapshot spikes), checked on CPU time. The
 appends that wrote a snapshot (versions 200, 400, ...) are reported apart:
 they are what that bound was written for, where the slowest append overall is
@@ -40,6 +45,8 @@ from benchlib import LAUNCHED, machine, open_temp_store, percentile
 
 PLACES = {"tmpfs": "/dev/shm", "disk": None}  # None: the default temp dir, on disk
 SNAPSHOT_INTERVAL = 200  # Ledger.snapshotting_intervals[Session], checked in main()
+BLOCK = 100  # appends in a row before the other side takes its turn
+MODES = ("save", "change", "beat")
 
 
 class Timed:
@@ -65,14 +72,48 @@ def at_snapshots(each: list[float]) -> list[float]:
     return [cost for number, cost in enumerate(each, start=3) if number % SNAPSHOT_INTERVAL == 0]
 
 
-def ledger_rates(store, events: int, clock: Callable[[], float]) -> tuple[float, float, float, list[Timed], list[tuple]]:
-    """(save, change and beat rates, each mode's appends timed, the rows stored), one new session per mode."""
+class RawTable:
+    """Raw sqlite3 in a file of its own: ``BEGIN; INSERT; COMMIT`` per row, WAL and synchronous=FULL."""
+
+    def __init__(self, path, rows: list[tuple]) -> None:
+        self.db = sqlite3.connect(str(path), isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("CREATE TABLE raw_events (originator_id TEXT, originator_version INTEGER, topic TEXT,"
+                        " state BLOB, PRIMARY KEY (originator_id, originator_version))")
+        self.rows, self.next, self.other = rows, 0, uuid4().hex
+
+    def insert(self) -> None:
+        """The next of the ledger's rows (again from the first when they run out), at the next version."""
+        _, _, topic, state = self.rows[self.next % len(self.rows)]
+        self.next += 1
+        self.db.execute("BEGIN")
+        self.db.execute("INSERT INTO raw_events VALUES (?,?,?,?)", (self.other, self.next, topic, state))
+        self.db.execute("COMMIT")
+
+
+def measure_round(store, raw_path, events: int, clock: Callable[[], float]) -> dict[str, tuple[Timed, Timed]]:
+    """Each mode's appends and the raw inserts paired with them, timed in alternating blocks of :data:`BLOCK`.
+
+    One new session per mode, each as its callers use it. The raw rows are a fourth session's heartbeats as the
+    ledger stored them, written before the clock starts, so both sides write the same bytes. Each block of a
+    mode's appends is paired with a block of raw inserts run next to it (first one, then the other, in turn),
+    so a disk or a machine whose speed drifts over the round slows both sides of each ratio alike.
+    """
     from agentledger.application.clock import utc_now
 
     ledger = store.ledger
-    held_id, changed_id, beaten_id = uuid4(), uuid4(), uuid4()  # one session per mode: each as its callers use it
-    for sid in (held_id, changed_id, beaten_id):
+    sample_id, held_id, changed_id, beaten_id = (uuid4() for _ in range(4))
+    for sid in (sample_id, held_id, changed_id, beaten_id):
         ledger.launch(session_id=sid, fuse_ttl=60, fuse_set_by="bench", **LAUNCHED)
+    sample = ledger.session(sample_id)
+    for _ in range(events):
+        sample.heartbeat(source="bench", now=utc_now())
+        ledger.save(sample)
+    rows = [tuple(r) for r in store.db.execute(
+        "SELECT originator_id, originator_version, topic, state FROM stored_events WHERE originator_id = ?"
+        " AND originator_version > 2", (sample_id.hex,))]
+    raw = RawTable(raw_path, rows)
     session = ledger.session(held_id)
     ledger.session(changed_id)  # loaded once before the clock starts, as a supervisor's first beat does
     ledger.session(beaten_id)
@@ -81,38 +122,20 @@ def ledger_rates(store, events: int, clock: Callable[[], float]) -> tuple[float,
         session.heartbeat(source="bench", now=utc_now())
         ledger.save(session)
 
-    saves, changes, beats = Timed(clock), Timed(clock), Timed(clock)
-    held = saves.run(save, events)
-    changed = changes.run(lambda: ledger.change(changed_id, lambda s: s.heartbeat(source="bench", now=utc_now())),
-                          events)
-    beaten = beats.run(lambda: ledger.change(beaten_id, lambda s: s.heartbeat(source="bench", now=utc_now()),
-                                             from_cache=True), events)
-    rows = store.db.execute(
-        "SELECT originator_id, originator_version, topic, state FROM stored_events WHERE originator_id = ?"
-        " AND originator_version > 2", (held_id.hex,)
-    ).fetchall()
-    return held, changed, beaten, [saves, changes, beats], [tuple(r) for r in rows]
+    def beat(s) -> None:
+        s.heartbeat(source="bench", now=utc_now())
 
-
-def raw_rate(path, rows: list[tuple], clock: Callable[[], float]) -> tuple[float, Timed]:
-    """Raw sqlite3: the same rows, one ``BEGIN; INSERT; COMMIT`` each, WAL and synchronous=FULL."""
-    db = sqlite3.connect(str(path), isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE raw_events (originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB,"
-               " PRIMARY KEY (originator_id, originator_version))")
-    other = uuid4().hex
-
-    def insert(row: tuple) -> None:
-        db.execute("BEGIN")
-        db.execute("INSERT INTO raw_events VALUES (?,?,?,?)", (other, row[1], row[2], row[3]))
-        db.execute("COMMIT")
-
-    timed = Timed(clock)
-    rows_left = iter(rows)
-    rate = timed.run(lambda: insert(next(rows_left)), len(rows))
-    db.close()
-    return rate, timed
+    modes = {"save": save, "change": lambda: ledger.change(changed_id, beat),
+             "beat": lambda: ledger.change(beaten_id, beat, from_cache=True)}
+    timed = {name: (Timed(clock), Timed(clock)) for name in modes}
+    for block in range(events // BLOCK):
+        for name, append in modes.items():
+            ours, theirs = timed[name]
+            pair = [(ours, append), (theirs, raw.insert)]
+            for side, work in pair if block % 2 == 0 else reversed(pair):
+                side.run(work, BLOCK)
+    raw.db.close()
+    return timed
 
 
 def measure(place: str, events: int, rounds: int) -> None:
@@ -123,28 +146,34 @@ def measure(place: str, events: int, rounds: int) -> None:
     store = open_temp_store(f"append-{place}")
     print(f"\n{place}: {store.location.path} ({'CPU' if place == 'tmpfs' else 'wall'} time), "
           f"synchronous={store.db.execute('PRAGMA synchronous').fetchone()[0]} (2 = FULL)")
-    results, spikes, snapshot_spikes = [], [], []
+    ratios: dict[str, list[float]] = {name: [] for name in MODES}
+    spikes, snapshot_spikes, snapshot_medians, raw_spikes = [], [], [], []
     for round_ in range(rounds):
-        held, changed, beaten, timed, rows = ledger_rates(store, events, clock)
-        raw, raw_timed = raw_rate(store.location.path.with_name(f"raw{round_}.db"), rows, clock)
-        results.append((held, changed, raw, beaten))
-        spikes.append(max(max(t.each) / statistics.median(t.each) for t in timed))
-        snapshot_spikes.append(max(max(at_snapshots(t.each)) / statistics.median(t.each) for t in timed))
-        print(f"round {round_ + 1}: save {held:,.0f} ev/s; change {changed:,.0f} ev/s; beat {beaten:,.0f} ev/s; "
-              f"raw {raw:,.0f} rows/s; ratio {held / raw:.2f} / {changed / raw:.2f} / {beaten / raw:.2f}")
-        for name, each in (("save", timed[0].each), ("change", timed[1].each), ("beat", timed[2].each),
-                           ("raw", raw_timed.each)):
+        timed = measure_round(store, store.location.path.with_name(f"raw{round_}.db"), events, clock)
+        for name, (ours, theirs) in timed.items():
+            ratios[name].append(sum(theirs.each) / sum(ours.each))
+        spikes.append(max(max(ours.each) / statistics.median(ours.each) for ours, _ in timed.values()))
+        snapshot_spikes.append(max(max(at_snapshots(ours.each)) / statistics.median(ours.each)
+                                   for ours, _ in timed.values()))
+        snapshot_medians.append(max(statistics.median(at_snapshots(ours.each)) / statistics.median(ours.each)
+                                    for ours, _ in timed.values()))
+        raw_each = [cost for _, theirs in timed.values() for cost in theirs.each]
+        raw_spikes.append(max(raw_each) / statistics.median(raw_each))
+        print(f"round {round_ + 1}: " + "; ".join(
+            f"{name} {len(ours.each) / sum(ours.each):,.0f} ev/s against raw {len(theirs.each) / sum(theirs.each):,.0f}"
+            f" ({ratios[name][-1]:.2f}x)" for name, (ours, theirs) in timed.items()))
+        for name, each in [(name, ours.each) for name, (ours, _) in timed.items()] + [("raw", raw_each)]:
             middle = statistics.median(each)
             print(f"    one {name:6} append: median {middle * 1e6:.0f} us, p99.9 {percentile(each, 99.9) * 1e6:.0f} us, "
                   f"max {max(each) * 1e6:.0f} us ({max(each) / middle:.1f}x the median)"
-                  + (f"; snapshot appends max {max(at_snapshots(each)) / middle:.1f}x" if name != "raw" else ""))
-    save_ratio = statistics.median(r[0] / r[2] for r in results)
-    change_ratio = statistics.median(r[1] / r[2] for r in results)
-    beat_ratio = statistics.median(r[3] / r[2] for r in results)
-    print(f"{place} median of rounds: save {save_ratio:.2f}x raw, change {change_ratio:.2f}x raw, "
-          f"beat (change from the cache, a supervisor's heartbeat) {beat_ratio:.2f}x raw; "
-          f"slowest append {statistics.median(spikes):.1f}x the median, slowest append that wrote a snapshot "
-          f"{statistics.median(snapshot_spikes):.1f}x (medians of rounds)")
+                  + (f"; snapshot appends median {statistics.median(at_snapshots(each)) / middle:.1f}x, max "
+                     f"{max(at_snapshots(each)) / middle:.1f}x" if name != "raw" else ""))
+    print(f"{place} median of rounds: " + ", ".join(
+        f"{name} {statistics.median(values):.2f}x raw ({min(values):.2f}-{max(values):.2f})"
+        for name, values in ratios.items())
+          + f"; slowest append {statistics.median(spikes):.1f}x the median (raw {statistics.median(raw_spikes):.1f}x"
+          f" its own); the appends that wrote a snapshot: median {statistics.median(snapshot_medians):.1f}x the"
+          f" median append, slowest {statistics.median(snapshot_spikes):.1f}x (medians of rounds)")
     store.close()
     tempfile.tempdir = None
 
