@@ -3,6 +3,7 @@ sessions, on both backends; and the pure parts (settings, paths, the Workspace a
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -237,6 +238,56 @@ def test_record_check_is_recorded_and_projected(cli: CLI, store, repo: Path) -> 
     assert entry["check"]["passed"] is True and entry["check"]["command"] == "make test"
     assert "`make test` passed" in cli("why", sid).stdout
     cli("verify")
+
+
+def checks_recorded(cli: CLI) -> list[dict]:
+    events = (json.loads(line) for line in cli("events").stdout.splitlines())  # JSON lines, always
+    return [e for e in events if e["type"] == "Workspace.CheckFinished"]
+
+
+def test_the_daemon_runs_the_check_of_a_session_whose_supervisor_was_killed_once(
+        cli: CLI, store, daemon, repo: Path) -> None:
+    import signal
+
+    from agentledger.application.workspaces import workspace_of
+
+    daemon("--interval", "300ms")
+    sid = launch(cli, repo, "echo done > RESULT.txt; exec sleep 600", "--worktree", "--fuse-ttl", "1s",
+                 "--check", "test -f RESULT.txt && echo checked by $AGENTLEDGER_SESSION_ID")
+    status = wait_for(lambda: (s := cli.json("status", sid))["pid"] and s)
+    worktree = Path(status["cwd"])
+    wait_for(lambda: (worktree / "RESULT.txt").exists())
+    os.kill(status["supervisor_pid"], signal.SIGKILL)  # nobody left to see the exit or run the check
+    os.kill(status["pid"], signal.SIGKILL)
+
+    workspace = wait_for(lambda: (w := workspace_of(store.ledger, sid)) is not None and w.check and w, timeout=60)
+    assert workspace.check["passed"] is True and f"checked by {sid}" in workspace.check["output_tail"]
+    assert cli.json("status", sid)["stop_reason"] == "reconciled"
+    [row] = cli.json_lines("worktrees")
+    assert row["id"] == sid and row["check"]["passed"] is True
+    passes = cli.json("daemon", "status")["daemon"]["passes"]
+    wait_for(lambda: cli.json("daemon", "status")["daemon"]["passes"] >= passes + 3)  # later passes leave it alone
+    assert len(checks_recorded(cli)) == 1
+    log_text = Path(status["log_path"]).read_text()
+    assert "--- run by the daemon: the session's supervisor was gone ---" in log_text
+    assert log_text.count("--- check: test -f RESULT.txt") == 1
+    cli("verify")
+
+
+def test_with_a_daemon_up_the_supervisor_runs_the_check_and_the_daemon_leaves_it_alone(
+        cli: CLI, daemon, repo: Path) -> None:
+    daemon("--interval", "200ms")
+    sid = launch(cli, repo, "echo done > RESULT.txt", "--worktree", "--check", "sleep 1; test -f RESULT.txt")
+    refused = cli("launch", "--cwd", str(repo), "--worktree", "never", "--on-create", "false", "--check", "true",
+                  "--", "true", check=False)
+    assert refused.returncode == 1 and "setup-failed" in refused.stderr  # the agent never started: no check to run
+    status = stopped(cli, sid)
+    wait_for(lambda: [r for r in cli.json_lines("worktrees") if r["id"] == sid and r["check"]], timeout=60)
+    passes = cli.json("daemon", "status")["daemon"]["passes"]
+    wait_for(lambda: cli.json("daemon", "status")["daemon"]["passes"] >= passes + 5)
+    [check] = checks_recorded(cli)
+    assert check["fields"]["passed"] is True
+    assert "run by the daemon" not in Path(status["log_path"]).read_text()
 
 
 # -- the pure parts ------------------------------------------------------------------

@@ -80,8 +80,7 @@ class LaunchSpec:
     workspace: dict[str, Any] | None = None
     on_create: str | None = None  # shell command the supervisor runs in ``cwd`` before the agent; failure refuses
     on_create_timeout: float = DEFAULT_ON_CREATE_TIMEOUT
-    check: str | None = None  # shell command run in the worktree after the stop; its outcome is recorded
-    check_timeout: float = DEFAULT_ON_CREATE_TIMEOUT
+    check: str | None = None  # shell command run in the worktree after the stop (``application/checks.py``)
 
     @property
     def heartbeat_interval(self) -> float:

@@ -13,7 +13,7 @@ Two components call it. The supervisor does, right after it records the exit
 it saw: the common case, with no daemon needed. For a stop appended by anyone
 else (the reconciler after the supervisor died, ``stop`` with no supervisor
 left, a spooled exit, ``host forget``), the daemon of the session's host runs
-it: its ``runtime/stop_hook_worker.py`` looks for unclaimed hooks of stopped
+it: its ``runtime/after_stop_worker.py`` looks for unclaimed hooks of stopped
 sessions after each reconcile pass (:func:`sessions_stopped_since`) and runs
 them (:func:`run_unclaimed_hook`) on a thread of its own, so a slow hook never
 delays reconciling.

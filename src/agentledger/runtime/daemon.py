@@ -44,7 +44,7 @@ from agentledger.infrastructure.launcher import Handshake
 from agentledger.infrastructure.metrics_server import Check, LoopWatch, thread_alive
 from agentledger.infrastructure.settings import Settings
 from agentledger.infrastructure.spool import Spool
-from agentledger.runtime.stop_hook_worker import PendingStopHooks
+from agentledger.runtime.after_stop_worker import AfterStopWork
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Store
@@ -76,7 +76,7 @@ class Daemon:
 
         machine = this_machine()
         self.reconciler = Reconciler(store, machine=machine, policy=policy, spool=Spool(files.home))
-        self.stop_hooks = PendingStopHooks(store, machine, hook_runner())  # on-stop hooks of sessions stopped by others
+        self.after_stop = AfterStopWork(store, machine, hook_runner())  # checks and hooks of stops others recorded
         self.agents = AgentWatch(store, machine, agents())  # facts of agent sessions no supervisor watches
         self.started_at = datetime.now(timezone.utc)
         self.passes = 0
@@ -135,7 +135,7 @@ class Daemon:
         if self.webhooks is not None:
             self.webhooks.stop()
         with self.in_pass:
-            self.stop_hooks.close()
+            self.after_stop.close()
             self.reconciler.close()
             self._host_event(record_daemon_stopped, pid=os.getpid())
             self._write_status(state="stopped")
@@ -258,7 +258,7 @@ class Daemon:
             self._bring_forward(done.next_due)
         if self.metrics is not None:
             self.metrics.record_pass(report, time.perf_counter() - started)
-        self.stop_hooks.poke()  # runs them on a thread of its own: never delays the next pass
+        self.after_stop.poke()  # runs them on a thread of its own: never delays the next pass
         self.passes += 1
         self._write_status(state="running")
 

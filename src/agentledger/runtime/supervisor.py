@@ -49,6 +49,7 @@ from agentledger.infrastructure.agent_env import agent_environment
 from agentledger.infrastructure.config import home_dir
 from agentledger.infrastructure.host import actor, boot_id, host_name
 from agentledger.infrastructure.processes import ExitWatcher, identity_of, signal_group
+from agentledger.infrastructure.session_logs import append_note
 from agentledger.infrastructure.spool import Spool
 from agentledger.infrastructure.store_faults import classify
 
@@ -136,32 +137,24 @@ class Supervisor:
 
     def _run_check(self) -> None:
         """Run the launch's ``--check`` command in the worktree now that the session has stopped; record how it
-        ended (``Workspace.CheckFinished``, which ``compare`` shows). Best effort: the stop is what matters."""
-        from agentledger.application.stop_hooks import outcome_words
-        from agentledger.application.workspaces import record_check
+        ended (``application/checks.py``). Best effort: the stop is what matters."""
+        from agentledger.application.checks import check_environment, run_check
         from agentledger.bootstrap import hook_runner
 
         spec = self.spec
         assert spec.check is not None
         runner = hook_runner()
-        base = spec.env if spec.env is not None else runner.inherited_environment()
-        env = dict(base, AGENTLEDGER_SESSION_ID=spec.session_id, AGENTLEDGER_CWD=spec.cwd, PWD=spec.cwd)
+        env = check_environment(spec.env if spec.env is not None else runner.inherited_environment(),
+                                spec.session_id, spec.cwd)
         try:
-            run = runner.run(spec.check, cwd=spec.cwd, env=env, timeout=spec.check_timeout)
-            self._log_to_session(f"--- check: {spec.check} ({outcome_words(run._asdict())}) ---\n{run.output_tail}")
-            record_check(self.ledger, spec.session_id, command=spec.check, exit_code=run.exit_code,
-                         duration=run.duration_seconds, output_tail=run.output_tail)
+            run_check(self.ledger, runner, spec.session_id, command=spec.check, cwd=spec.cwd, env=env,
+                      note=self._log_to_session)
         except Exception as error:  # noqa: BLE001 - the session's stop is recorded; its check is a courtesy
             log.error("check not run or not recorded: %s", error)
 
     def _log_to_session(self, text: str) -> None:
         """Append a note of the supervisor's to the session's output log (best effort)."""
-        try:
-            fd = os.open(self.spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            with os.fdopen(fd, "a", encoding="utf-8", errors="replace") as handle:
-                handle.write(text if text.endswith("\n") else text + "\n")
-        except OSError as error:
-            log.warning("could not write to the session's log: %s", error)
+        append_note(self.spec.log_path, text)
 
     def _spawn(self) -> subprocess.Popen[bytes] | None:
         spec = self.spec
