@@ -17,13 +17,13 @@ from collections import deque
 from unittest import mock
 
 import pytest
-from conftest import record, wait_for
+from conftest import record, running, wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 #: One row of the process tree: PID, RSS, CPU time, %CPU, the command (after its branch drawing).
 ROW = re.compile(r"\s*(\d+)\s+(\d+(?:\.\d)?[BKMGT])\s+(\d+:\d\d\.\d\d)\s+(\d+\.\d)  (.*)")
-NEW_KEYS = {"liveness", "supervisor", "processes", "output"}
+NEW_KEYS = {"liveness", "supervisor", "processes", "leftovers", "output"}
 
 
 def tree_rows(text: str) -> list[tuple[str, ...]]:
@@ -105,6 +105,39 @@ def test_a_killed_agent_is_shown_gone_not_as_a_process(cli) -> None:
     assert line_of(text, "Supervisor") == f"Supervisor      PID {supervisor} is gone"
     assert "Process tree:" not in text and text.endswith("\nLast 10 lines of output:\n(no output yet)\n")
     assert cli.json("status", sid)["processes"] == []
+
+
+def test_what_a_stopped_sessions_group_left_running_is_shown_and_stop_ends_it(cli) -> None:
+    sid = cli.launch("sh", "-c", "sleep 600 & exec true")  # the background sleep stays in the agent's group
+    stopped = wait_for(lambda: (s := cli.json("status", sid))["status"] == "stopped" and s)
+    assert (stopped["stop_reason"], stopped["exit_code"], stopped["processes"]) == ("exited", 0, None)
+    [left] = stopped["leftovers"]
+    assert left["cmdline"] == ["sleep", "600"] and os.getpgid(left["pid"]) == stopped["pid"]
+
+    text = cli("status", sid).stdout
+    heading = f"Left running by its process group: 1 process (agentledger stop {sid[:12]} ends them):"
+    assert heading in text and "Process tree:" not in text
+    [row] = tree_rows(text.replace(heading, "Process tree:"))
+    assert (row[0], row[4]) == (str(left["pid"]), "sleep 600")
+    events = len(cli.json_lines("history", sid))
+
+    ended = cli("stop", sid)
+    assert ended.stdout.startswith(f"session {sid[:12]} was already stopped (exited at ")
+    assert ended.stdout.endswith("its process group had left processes running: sent SIGTERM\n")
+    wait_for(lambda: not running(left["pid"]))
+    assert cli.json("status", sid)["leftovers"] == [] and "Left running" not in cli("status", sid).stdout
+    assert len(cli.json_lines("history", sid)) == events  # the session's stop stands: nothing is appended
+    again = cli("stop", sid)
+    assert "nothing to do" in again.stderr and again.stdout == ""
+
+
+def test_leftovers_that_ignore_sigterm_get_sigkill_after_the_grace_period(cli) -> None:
+    sid = cli.launch("sh", "-c", "trap '' TERM; (trap '' TERM; sleep 600) & sleep 0.2; exit 3")
+    wait_for(lambda: cli.json("status", sid)["status"] == "stopped")
+    [left] = wait_for(lambda: [p for p in cli.json("status", sid)["leftovers"] if p["cmdline"] == ["sleep", "600"]])
+    out = cli.json("stop", sid, "--grace", "300ms")
+    assert out["already_stopped"] is True and out["signals_sent"] == ["SIGTERM", "SIGKILL"] and out["exit_code"] == 3
+    wait_for(lambda: not running(left["pid"]))
 
 
 def test_a_reused_pid_is_not_shown_as_the_agent(cli, store, spawn) -> None:

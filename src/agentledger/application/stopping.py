@@ -49,8 +49,12 @@ def stop_session(
     ledger: Ledger, session_id: UUID, *, machine: Machine, force: bool, grace: float, note: str | None
 ) -> StopOutcome:
     session = ledger.session(session_id)
+    first = signal.SIGKILL if force else signal.SIGTERM
     if session.is_stopped:
-        return StopOutcome(session=session, already_stopped=True)
+        outcome = StopOutcome(session=session, already_stopped=True)
+        if session.host == machine.host and session.pid is not None:
+            _end_leftovers(machine, session.identity, first, grace, outcome)
+        return outcome
     if session.host != machine.host:
         raise LedgerError(
             f"session {session_id.hex[:12]} runs on host {session.host!r}; stop it from there"
@@ -58,7 +62,6 @@ def stop_session(
     identity = session.identity
     outcome = StopOutcome(session=session)
     requester = machine.user()
-    first = signal.SIGKILL if force else signal.SIGTERM
     if machine.probe(identity).alive:
         _request_and_signal(ledger, machine, session_id, identity, first, grace, note, requester, outcome)
         if not _wait_until_done(ledger, machine, session_id, identity, grace):
@@ -103,6 +106,33 @@ def _request_and_signal(
         return  # ended on its own meanwhile: nothing to signal
     if machine.signal_session_group(identity, signum):
         outcome.signals_sent.append(name)
+
+
+def _end_leftovers(machine: Machine, identity: ProcessIdentity, first: int, grace: float,
+                   outcome: StopOutcome) -> None:
+    """Signal what a stopped session's process group left running (its agent exited; a child it started in the
+    background did not): ``first``, then SIGKILL if the group outlives the grace period.
+
+    Nothing is appended: the session's stop is recorded already, and these are processes it left behind, not a
+    stop of it. The group is signalled only while its number is not another process's PID (as for any stop).
+    """
+    if not machine.signal_session_group(identity, first):
+        return
+    outcome.signals_sent.append(signal_name(first))
+    if _wait_until_group_gone(machine, identity, grace) or first == signal.SIGKILL:
+        return
+    if machine.signal_session_group(identity, signal.SIGKILL):
+        outcome.signals_sent.append(signal_name(signal.SIGKILL))
+        _wait_until_group_gone(machine, identity, AFTER_KILL_WAIT)
+
+
+def _wait_until_group_gone(machine: Machine, identity: ProcessIdentity, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while machine.session_group_exists(identity):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_INTERVAL)
+    return True
 
 
 def _wait_until_done(ledger: Ledger, machine: Machine, session_id: UUID, identity: ProcessIdentity, timeout: float) -> bool:

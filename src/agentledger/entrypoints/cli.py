@@ -417,6 +417,9 @@ def _stop_one(context: Context, args: argparse.Namespace, session_hex: str) -> i
             "signal": stop["signal"],
             "stopped_at": stop["at"],
         })
+    elif outcome.already_stopped and outcome.signals_sent:
+        print(f"session {session_id.hex[:12]} was already stopped ({stop['reason']} at {stop['at']}); its process "
+              f"group had left processes running: sent {', then '.join(outcome.signals_sent)}")
     elif outcome.already_stopped:
         print(f"agentledger: session {session_id.hex[:12]} was already stopped ({stop['reason']} at {stop['at']}); "
               "nothing to do", file=sys.stderr)

@@ -30,6 +30,7 @@ from agentledger.entrypoints.args import as_of_option, json_flag
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Machine
+    from agentledger.domain.liveness import ProcessIdentity
     from agentledger.entrypoints.cli import Context
     from agentledger.infrastructure.process_tree import ProcessUse
 
@@ -90,16 +91,19 @@ def cmd_status(context: Context, args: argparse.Namespace) -> int:
             raise
         raise SessionNotFound(f"{error} as of {args.as_of}: it did not exist yet") from None
     historical = args.as_of is not None  # the log as it stood then: no process or output of now belongs to it
-    live = None if historical or row["status"] == "stopped" else _look(context, row)
+    stopped = row["status"] == "stopped"
+    live = None if historical or stopped else _look(context, row)
+    left = _leftovers(context, row) if stopped and not historical else None
     said = None if historical or args.lines == 0 else _said(row, args.lines)
     if args.json:
-        _write_json(row, now, live, said, historical)
+        _write_json(row, now, live, left, said, historical)
     else:
-        _print_screen(row, now, live, said)
+        _print_screen(row, now, live, left, said)
     return 0
 
 
-def _write_json(row: Any, now: float, live: Live | None, said: Said | None, historical: bool) -> None:
+def _write_json(row: Any, now: float, live: Live | None, left: list[tuple[str, ProcessUse]] | None,
+                said: Said | None, historical: bool) -> None:
     """The session object, unchanged, and what is true now under new keys (null where nothing was looked at)."""
     from agentledger.entrypoints.render import write_json
     from agentledger.projections.queries import session_json
@@ -109,6 +113,7 @@ def _write_json(row: Any, now: float, live: Live | None, said: Said | None, hist
     data["liveness"] = looked.liveness if looked else None
     data["supervisor"] = looked.supervisor_json if looked else None
     data["processes"] = [_process_json(p) for _, p in looked.tree] if looked else None
+    data["leftovers"] = [_process_json(p) for _, p in left] if left is not None else None
     data["output"] = None if historical else (said.records if said else [])
     write_json(data)
 
@@ -118,7 +123,8 @@ def _process_json(process: ProcessUse) -> dict[str, Any]:
             "cmdline": list(process.cmdline)}
 
 
-def _print_screen(row: Any, now: float, live: Live | None, said: Said | None) -> None:
+def _print_screen(row: Any, now: float, live: Live | None, left: list[tuple[str, ProcessUse]] | None,
+                  said: Said | None) -> None:
     from agentledger.entrypoints.render import key_values
 
     print(_header(row, now))
@@ -130,6 +136,10 @@ def _print_screen(row: Any, now: float, live: Live | None, said: Said | None) ->
     if live is not None and live.tree:
         print("\nProcess tree:")
         _print_tree(live, now)
+    if left:
+        count = f"{len(left)} process{'es' if len(left) > 1 else ''}"
+        print(f"\nLeft running by its process group: {count} (agentledger stop {row['id'][:12]} ends them):")
+        _print_tree(Live(tree=left[:MAX_PROCESSES], hidden=max(0, len(left) - MAX_PROCESSES)), now)
     if said is not None:
         _print_said(said)
 
@@ -286,11 +296,10 @@ def _look(context: Context, row: Any) -> Live:
     machine = context.machine
     if row["host"] != machine.host:
         return Live(elsewhere=row["host"], agent=f"on host {row['host']}: process details only on that host")
-    from agentledger.domain.liveness import Liveness, ProcessIdentity
+    from agentledger.domain.liveness import Liveness
     from agentledger.infrastructure import process_tree
 
-    probe = machine.probe(ProcessIdentity(row["pid"], row["pid_start_time"], row["boot_time"], row["host"],
-                                          row["boot_id"]))
+    probe = machine.probe(_identity(row))
     state, supervisor = _supervisor(machine, row)
     roots = [supervisor] if supervisor is not None else []
     others = process_tree.descendants(supervisor.pid) if supervisor is not None else []
@@ -305,6 +314,32 @@ def _look(context: Context, row: Any) -> Live:
         supervisor=_supervisor_text(row, state, supervisor), supervisor_json=_supervisor_json(row, state, supervisor),
         tree=drawn[:MAX_PROCESSES], hidden=max(0, len(drawn) - MAX_PROCESSES),
     )
+
+
+def _leftovers(context: Context, row: Any) -> list[tuple[str, ProcessUse]] | None:
+    """What a stopped session's process group left running here (its agent exited, a child it started in the
+    background did not), drawn as trees; None where nothing can be looked at (another host or boot, no PID).
+
+    The group's number is the agent's PID: only while that PID is not another process's (``Machine``'s
+    ``session_group_exists``, as ``stop`` asks before each signal) are its members the session's.
+    """
+    machine = context.machine
+    if row["pid"] is None or row["host"] != machine.host or row["boot_id"] != machine.boot_id:
+        return None
+    if not machine.session_group_exists(_identity(row)):
+        return []
+    from agentledger.infrastructure import process_tree
+
+    members = sorted(process_tree.group_members(row["pid"]), key=lambda p: (p.started_at, p.pid))
+    inside = {p.pid for p in members}
+    return draw_tree([p for p in members if p.ppid not in inside], [p for p in members if p.ppid in inside])
+
+
+def _identity(row: Any) -> ProcessIdentity:
+    """The session's process as recorded (``domain/liveness.py``'s ``ProcessIdentity``)."""
+    from agentledger.domain.liveness import ProcessIdentity
+
+    return ProcessIdentity(row["pid"], row["pid_start_time"], row["boot_time"], row["host"], row["boot_id"])
 
 
 def _supervisor(machine: Machine, row: Any) -> tuple[str, ProcessUse | None]:

@@ -8,6 +8,7 @@ picture is of one moment, and processes come and go.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import psutil
@@ -43,6 +44,25 @@ def descendants(pid: int) -> list[ProcessUse]:
         return []
     found = (_use(child) for child in children)
     return [use for use in found if use is not None]
+
+
+def group_members(pgid: int) -> list[ProcessUse]:
+    """The processes of process group ``pgid`` now, zombies left out: one look at every PID's group.
+
+    For a stopped session's group, whose leader has exited: what it left
+    running has been handed to init, so its tree no longer leads to them.
+    """
+    found = []
+    for pid in psutil.pids():
+        try:
+            if os.getpgid(pid) != pgid:
+                continue
+        except OSError:  # it has gone
+            continue
+        use = look(pid)
+        if use is not None and not use.zombie:
+            found.append(use)
+    return found
 
 
 def _use(process: psutil.Process) -> ProcessUse | None:
