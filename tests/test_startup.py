@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import wait_for
 
 #: Modules a read command on an up-to-date store must not import (each costs milliseconds to tens of them).
 HEAVY = ("eventsourcing", "sqlalchemy", "alembic", "psutil", "apscheduler", "starlette", "jinja2", "uvicorn")
@@ -33,6 +34,14 @@ def test_a_read_on_an_up_to_date_store_imports_nothing_heavy(cli, args) -> None:
     cli("list")  # the read models catch up here (this one may import the projection)
     heavy = sorted(m for m in _imported(*args) if m.split(".")[0] in HEAVY)
     assert heavy == [], f"agentledger {' '.join(args)} imported {heavy}"
+
+
+@pytest.mark.sqlite_only
+def test_status_of_a_stopped_session_with_nothing_left_running_imports_nothing_heavy(cli) -> None:
+    session_id = cli.launch("true")
+    wait_for(lambda: cli.json("status", session_id)["status"] == "stopped")
+    heavy = sorted(m for m in _imported("status", session_id) if m.split(".")[0] in HEAVY)
+    assert heavy == [], f"agentledger status imported {heavy}"  # its leftovers are looked for without psutil
 
 
 @pytest.mark.sqlite_only

@@ -323,10 +323,13 @@ def _leftovers(context: Context, row: Any) -> list[tuple[str, ProcessUse]] | Non
     The group's number is the agent's PID: only while that PID is not another process's (``Machine``'s
     ``session_group_exists``, as ``stop`` asks before each signal) are its members the session's.
     """
-    machine = context.machine
-    if row["pid"] is None or row["host"] != machine.host or row["boot_id"] != machine.boot_id:
+    from agentledger.infrastructure.host import boot_id, host_name
+    from agentledger.infrastructure.process_groups import group_exists
+
+    if row["pid"] is None or row["host"] != host_name() or row["boot_id"] != boot_id():
         return None
-    if not machine.session_group_exists(_identity(row)):
+    # Almost always no group is left; asking that first spares loading psutil (the Machine) for the answer.
+    if not group_exists(row["pid"]) or not context.machine.session_group_exists(_identity(row)):
         return []
     from agentledger.infrastructure import process_tree
 

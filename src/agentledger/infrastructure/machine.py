@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agentledger.domain.liveness import PidProbe, ProcessIdentity
-from agentledger.infrastructure import host, process_table, processes
+from agentledger.infrastructure import host, process_groups, process_table, processes
 from agentledger.infrastructure.process_table import ProcessInfo
 
 
@@ -37,7 +37,7 @@ class LocalMachine:
         return processes.supervisor_alive(pid, session_id_hex)
 
     def signal_group(self, pgid: int, signum: int) -> bool:
-        return processes.signal_group(pgid, signum)
+        return process_groups.signal_group(pgid, signum)
 
     def signal_session_group(self, identity: ProcessIdentity, signum: int) -> bool:
         return processes.signal_session_group(identity, signum)

@@ -17,6 +17,7 @@ import psutil
 
 from agentledger.domain.liveness import FoundProcess, Liveness, PidProbe, ProcessIdentity, judge
 from agentledger.infrastructure.host import boot_id, host_name
+from agentledger.infrastructure.process_groups import group_exists, signal_group
 
 
 def identity_of(pid: int) -> ProcessIdentity:
@@ -186,25 +187,6 @@ def session_group_exists(identity: ProcessIdentity) -> bool:
     """Whether the session's process group still has members (never counting a newcomer's group)."""
     assert identity.pid is not None
     return group_is_still(identity) and group_exists(identity.pid)
-
-
-def signal_group(pgid: int, signum: int) -> bool:
-    """Send ``signum`` to a process group; False if the group no longer exists."""
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ExitWatcher:

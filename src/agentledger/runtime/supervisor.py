@@ -48,7 +48,8 @@ from agentledger.domain.vocabulary import Component, SessionStatus, StopCause, S
 from agentledger.infrastructure.agent_env import agent_environment
 from agentledger.infrastructure.config import home_dir
 from agentledger.infrastructure.host import actor, boot_id, host_name
-from agentledger.infrastructure.processes import ExitWatcher, identity_of, signal_group
+from agentledger.infrastructure.process_groups import signal_group
+from agentledger.infrastructure.processes import ExitWatcher, identity_of
 from agentledger.infrastructure.session_logs import append_note
 from agentledger.infrastructure.spool import Spool
 from agentledger.infrastructure.store_faults import classify
