@@ -209,6 +209,61 @@ def test_one_daemon_per_host_through_the_pooler_and_a_dead_ones_claim_is_let_go(
             os.kill(second, signal.SIGKILL)
 
 
+def test_the_daemons_of_more_hosts_than_the_pool_has_connections_each_keep_none(pooled, tmp_path, monkeypatch):
+    """Each host's daemon claims the ledger for its host with a lease, a row renewed at each host heartbeat: a
+    lock would be held by a transaction left open, one server connection per daemon for its life, and the
+    pool's last ones would go to the daemons (a fourth daemon here, and every other client, would then wait)."""
+    daemons = []
+    try:
+        for number in range(POOL_SIZE + 1):
+            monkeypatch.setenv("AGENTLEDGER_HOME", str(tmp_path / f"home-{number}"))
+            monkeypatch.setenv("AGENTLEDGER_HOST_ID", f"host-{number}")
+            started = CLI()("daemon", "start", "--interval", "300ms", timeout=90)
+            daemons.append((tmp_path / f"home-{number}", int(started.stdout.split("(pid ")[1].split(")")[0])))
+        for number, (home, _) in enumerate(daemons):
+            monkeypatch.setenv("AGENTLEDGER_HOME", str(home))
+            monkeypatch.setenv("AGENTLEDGER_HOST_ID", f"host-{number}")
+            wait_for(lambda: CLI().json("daemon", "status")["daemon"]["passes"] >= 3, timeout=60)
+        hosts = {h["host"]: h for h in CLI().json_lines("hosts")}
+        assert {f"host-{n}" for n in range(len(daemons))} <= set(hosts)
+        assert CLI()("list", timeout=30).returncode == 0  # and the pool still serves everyone else at once
+    finally:
+        for home, pid in daemons:
+            monkeypatch.setenv("AGENTLEDGER_HOME", str(home))
+            CLI()("daemon", "stop", check=False)
+            if psutil.pid_exists(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_lease_is_held_renewed_run_out_taken_from_the_dead_and_given_back(pooled):
+    """``infrastructure/leases.py`` on the server, through the pooler: one statement each, no session state."""
+    import time
+
+    import psycopg
+
+    from agentledger.infrastructure import leases
+
+    CLI()("list")  # creates the ledger, and its leases table
+    url = os.environ["AGENTLEDGER_DB"].split("?")[0]  # this test's ledger, through the pooler
+    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as connection:
+        assert leases.take(connection, "daemon:a", "first", 30) and leases.take(connection, "daemon:a", "first", 30)
+        assert not leases.take(connection, "daemon:a", "second", 30)
+        assert leases.current_holder(connection, "daemon:a") == "first"
+        assert not leases.take(connection, "daemon:a", "second", 30, dead="someone else")
+        assert leases.take(connection, "daemon:a", "second", 30, dead="first")  # found dead: taken at once
+        assert not leases.take(connection, "daemon:a", "first", 30)  # the old holder's renewal is refused
+        leases.give_back(connection, "daemon:a", "first")  # not its to give: nothing happens
+        assert leases.current_holder(connection, "daemon:a") == "second"
+        leases.give_back(connection, "daemon:a", "second")
+        assert leases.current_holder(connection, "daemon:a") is None
+        assert leases.take(connection, "daemon:b", "short", 0.2)
+        assert not leases.take(connection, "daemon:b", "other", 30)
+        time.sleep(0.5)
+        assert leases.current_holder(connection, "daemon:b") is None  # run out
+        assert leases.take(connection, "daemon:b", "other", 30)
+        assert leases.holder_text({"b": 1, "a": 2}) == leases.holder_text({"a": 2, "b": 1})
+
+
 def _healthz(port: int) -> dict | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:

@@ -11,15 +11,18 @@ $AGENTLEDGER_HOME/daemon.status.json  rewritten after every pass; read by ``daem
 One daemon per store and host, however the store's URL is spelled and from
 whichever home: a SQLite store's lock sits beside the file's *real* path
 (symlinks and relative spellings resolved), and a PostgreSQL store's daemon
-also holds an advisory lock in the server itself, keyed by the ledger's
-schema and the host, on a connection it keeps open for its life
-(:class:`ServerLock`): with or without a password, ``127.0.0.1`` or
-``localhost``, from another home, a second daemon is refused with one line
-naming the holder, and ``daemon status``/``stop`` from any home find it
+also holds a claim in the server itself for the ledger and its host: an
+advisory lock on a connection it keeps open for its life
+(:class:`ServerLock`), or through a transaction pooler a lease renewed at
+every host heartbeat (:class:`ServerLease`), which keeps no server
+connection. With or without a password, ``127.0.0.1`` or ``localhost``,
+from another home, a second daemon is refused with one line naming the
+holder, and ``daemon status``/``stop`` from any home find it
 (:func:`server_holder`). (Each host runs its own: a reconciler only judges its own
 host's PIDs.) The kernel drops a flock, and the server an advisory lock,
-when the holder dies, so a daemon killed with SIGKILL never blocks the next
-start.
+when the holder dies, and the next daemon of the host takes a lease whose
+holder's process is gone, so a daemon killed with SIGKILL never blocks the
+next start (but for a lease from before a reboot, which runs out).
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ import orjson
 from agentledger.application.errors import LedgerError
 from agentledger.domain.liveness import ProcessIdentity
 from agentledger.infrastructure.config import PostgresLocation, StoreLocation
+
+#: Through a pooler, how long a daemon's claim lasts unless renewed (the daemon renews it at every host heartbeat).
+DEFAULT_LEASE_SECONDS = 60.0
 
 
 class DaemonAlreadyRunning(LedgerError):
@@ -83,8 +89,12 @@ class DaemonFiles:
     def status_path(self) -> Path:
         return self.home / "daemon.status.json"
 
-    def acquire(self, holder: dict[str, Any]) -> DaemonLock:
-        """Take the store's daemon lock and record ``holder`` in it, or raise DaemonAlreadyRunning."""
+    def acquire(self, holder: dict[str, Any], *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> DaemonLock:
+        """Take the store's daemon lock and record ``holder`` in it, or raise DaemonAlreadyRunning.
+
+        ``lease_seconds``: through a transaction pooler, how long the claim in the server lasts unless renewed
+        (:class:`ServerLease`; the daemon renews it with every host heartbeat).
+        """
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -94,7 +104,8 @@ class DaemonFiles:
         server = None
         if isinstance(self.location, PostgresLocation):
             try:
-                server = ServerLock(self.location, holder)
+                server = (ServerLease(self.location, holder, lease_seconds) if self.location.pooled
+                          else ServerLock(self.location, holder))
             except BaseException:
                 os.close(fd)
                 raise
@@ -131,13 +142,13 @@ def holder_identity(holder: dict[str, Any]) -> ProcessIdentity:
 
 
 class DaemonLock:
-    def __init__(self, fd: int, files: DaemonFiles, server: ServerLock | None = None) -> None:
+    def __init__(self, fd: int, files: DaemonFiles, server: ServerLock | ServerLease | None = None) -> None:
         self._fd = fd
         self._files = files
         self.server = server
 
     def still_held(self) -> bool:
-        """Whether this daemon still holds its store (a server lock goes with its connection)."""
+        """Whether this daemon still holds its store (a server lock goes with its connection; a lease is renewed)."""
         return self.server is None or self.server.still_held()
 
     def release(self) -> None:
@@ -202,6 +213,105 @@ class ServerLock:
             pass
 
 
+class ServerLease:
+    """The daemon's claim on a PostgreSQL ledger for its host through a transaction pooler: a lease.
+
+    An advisory lock there would be held by a transaction left open, which keeps one of the pool's few server
+    connections for the daemon's life: a pool of 2 + one per host. The lease (``infrastructure/leases.py``)
+    keeps none. It is named by the host, holds the daemon's record (its lock file's), and lasts
+    ``seconds`` unless renewed, which :meth:`still_held` does at every host heartbeat. A daemon killed without
+    giving it back holds it until then, except against the next daemon of the same host and boot: that one
+    sees the holder's process is gone (PID and start time, as the lock file's holder is judged) and takes
+    the lease at once. After a reboot, or from another machine of the same name, it waits for the lease to
+    run out: a process of another boot cannot be looked at.
+    """
+
+    def __init__(self, location: PostgresLocation, holder: dict[str, Any], seconds: float) -> None:
+        from agentledger.infrastructure.leases import holder_text
+
+        self.location, self.seconds = location, seconds
+        self.name = _lease_name(holder["host"])
+        self.holder = holder_text(holder)
+        self.connection = _connect(location, f"{_NAME_PREFIX} pid={holder['pid']}")
+        try:
+            found = self._take()
+        except BaseException:
+            self.connection.close()
+            raise
+        if found is not None:
+            self.connection.close()
+            raise DaemonAlreadyRunning(found, f"lease {self.name!r} in the server")
+
+    def _take(self) -> dict[str, Any] | None:
+        """Take the lease (from a dead holder of this boot too): None, or the live holder that keeps it."""
+        from agentledger.infrastructure import leases
+
+        if leases.take(self.connection, self.name, self.holder, self.seconds):
+            return None
+        found = leases.current_holder(self.connection, self.name)
+        record = _holder_record(found)
+        if found is None or (record is not None and _gone_from_this_boot(record)):
+            if leases.take(self.connection, self.name, self.holder, self.seconds, dead=found):
+                return None
+            record = _holder_record(leases.current_holder(self.connection, self.name))
+        return record or {"pid": "?", "host": self.name.split(":", 1)[1]}
+
+    def still_held(self) -> bool:
+        """Renew the lease: False once another daemon holds it (this one's ran out while it could not renew)."""
+        from agentledger.infrastructure import leases
+
+        try:
+            return leases.take(self.connection, self.name, self.holder, self.seconds)
+        except Exception:  # the connection went away: renew on a new one
+            pass
+        try:
+            self.connection.close()
+            self.connection = _connect(self.location, f"{_NAME_PREFIX}-lease")
+            return leases.take(self.connection, self.name, self.holder, self.seconds)
+        except Exception:
+            return True  # the server is away: the lease runs until it can be renewed; try again later
+
+    def release(self) -> None:
+        from agentledger.infrastructure import leases
+
+        try:
+            leases.give_back(self.connection, self.name, self.holder)
+        except Exception:  # the server is away: the lease runs out by itself
+            pass
+        try:
+            self.connection.close()
+        except Exception:
+            pass
+
+
+def _lease_name(host: str) -> str:
+    return f"daemon:{host}"
+
+
+def _holder_record(text: str | None) -> dict[str, Any] | None:
+    """A lease's holder as its record, or None (no holder, or a record this code cannot read)."""
+    if text is None:
+        return None
+    try:
+        record = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _gone_from_this_boot(record: dict[str, Any]) -> bool:
+    """Is the process a holder record names, on this host and boot, gone (its PID free or another process's)?"""
+    from agentledger.infrastructure.host import boot_id, host_name
+    from agentledger.infrastructure.processes import probe
+
+    if record.get("host") != host_name() or record.get("boot_id") != boot_id() or "start_time" not in record:
+        return False
+    try:
+        return not probe(holder_identity(record)).alive
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
 _NAME_PREFIX = "agentledger-daemon"
 
 
@@ -212,6 +322,13 @@ def server_holder(location: PostgresLocation, host: str) -> dict[str, Any] | Non
     own lock file names nobody. Connection errors propagate (the server may be away).
     """
     connection = _connect(location, f"{_NAME_PREFIX}-query")
+    if location.pooled:
+        from agentledger.infrastructure.leases import current_holder
+
+        try:
+            return _holder_record(current_holder(connection, _lease_name(host)))
+        finally:
+            connection.close()
     try:
         return _holder_in(connection, _server_key(location, host), host)
     finally:

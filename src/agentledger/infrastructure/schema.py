@@ -13,7 +13,7 @@ from agentledger.infrastructure.config import PostgresLocation, StoreLocation
 
 SCRIPT_LOCATION = "agentledger.infrastructure:migrations"
 #: The Alembic revision this code expects; ``tests/test_store.py`` checks it is the head.
-SCHEMA_HEAD = "0015"
+SCHEMA_HEAD = "0016"
 
 
 def common_ledger_env(create_tables: bool) -> dict[str, str]:

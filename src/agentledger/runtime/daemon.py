@@ -38,7 +38,7 @@ from agentledger.application.watching import AgentWatch
 from agentledger.domain.durations import format_duration
 from agentledger.domain.policy import ReconcilePolicy
 from agentledger.infrastructure.config import PostgresLocation
-from agentledger.infrastructure.daemon_files import DaemonAlreadyRunning, DaemonFiles
+from agentledger.infrastructure.daemon_files import DEFAULT_LEASE_SECONDS, DaemonAlreadyRunning, DaemonFiles
 from agentledger.infrastructure.host import boot_id, host_name
 from agentledger.infrastructure.launcher import Handshake
 from agentledger.infrastructure.metrics_server import Check, LoopWatch, thread_alive
@@ -213,8 +213,9 @@ class Daemon:
         """This host's sign of life in the log: readers call the host silent when these stop coming."""
         with self.beat_watch.running():
             if self.lock is not None and not self.lock.still_held():
-                log.error("this daemon's lock on the store was lost (its connection ended) and another daemon "
-                          "took it: stopping, so that one daemon serves the store")
+                log.error("this daemon's claim on the store was lost (its lock's connection ended, or its lease ran "
+                          "out while it could not renew it) and another daemon took it: stopping, so that one "
+                          "daemon serves the store")
                 self.reconciler.stopping.set()
                 self.shutdown.set()
                 return
@@ -387,7 +388,7 @@ def run_daemon(*, interval: float | None, policy: ReconcilePolicy, handshake_fd:
             "pid": me.pid, "start_time": me.create_time(), "boot_time": psutil.boot_time(),
             "host": host_name(), "boot_id": boot_id(), "home": str(files.home),
             "started_at": datetime.now(timezone.utc).isoformat(),
-        })
+        }, lease_seconds=lease_seconds(settings.host_heartbeat))
     except Exception as error:
         handshake.send({"ok": False, "error": str(error), "already_running": isinstance(error, DaemonAlreadyRunning)})
         raise
@@ -399,6 +400,12 @@ def run_daemon(*, interval: float | None, policy: ReconcilePolicy, handshake_fd:
     finally:
         store.close()
         lock.release()
+
+
+def lease_seconds(host_heartbeat: float) -> float:
+    """How long the daemon's claim lasts through a pooler unless renewed: six host heartbeats (each renews
+    it), at least :data:`DEFAULT_LEASE_SECONDS`, so that a slow pass or a short outage never loses it."""
+    return max(DEFAULT_LEASE_SECONDS, 6 * host_heartbeat)
 
 
 def _raise_file_limit() -> None:
