@@ -77,22 +77,27 @@ class AfterStopWork:
         for sid in sessions:
             if self.closing.is_set():
                 return
-            if not self._check(sid) or self.closing.is_set():
-                self.again.add(sid)  # the hook waits for the check, as in the supervisor
+            if self._check(sid):
+                self.again.add(sid)  # its supervisor still runs, and runs the check and the hook itself
                 continue
-            self._hook(sid)
+            if not self.closing.is_set():
+                self._hook(sid)
 
     def _check(self, sid: str) -> bool:
-        """Run the session's check if it is the daemon's to run; False: look at the session again later."""
+        """Run the session's check if it is the daemon's to run; True if its supervisor still runs.
+
+        A check that fails to run or be recorded is tried again at the next look; the hook runs anyway, as in
+        the supervisor (the stop is what matters; a check is a courtesy).
+        """
         try:
-            turn = run_missing_check(self.store.ledger, sid, machine=self.machine, runner=self.runner,
-                                     note=_note)
+            turn = run_missing_check(self.store.ledger, sid, machine=self.machine, runner=self.runner, note=_note)
         except Exception as error:  # one session's failure must not keep the others' from running
             log.error("check of %s: %s", sid[:12], error)
+            self.again.add(sid)
             return False
         if turn.run is not None:
             log.info("check of %s ran: %s", sid[:12], outcome_words(turn.run._asdict()))
-        return not turn.later
+        return turn.later
 
     def _hook(self, sid: str) -> None:
         """Run the session's on-stop hook if nobody claimed it."""
