@@ -38,8 +38,9 @@ if TYPE_CHECKING:
 CHECK_TIMEOUT = 600.0
 
 
-def check_environment(base: dict[str, str], session_id: str, cwd: str) -> dict[str, str]:
-    """The check's variables: ``base`` (the launch's environment, or the daemon's) and which session it checks."""
+def command_environment(base: dict[str, str], session_id: str, cwd: str) -> dict[str, str]:
+    """The variables of a command run around the agent (``--on-create``, ``--check``): ``base`` (the launch's
+    environment, or the daemon's) and which session it is for, in which directory."""
     return dict(base, AGENTLEDGER_SESSION_ID=session_id, AGENTLEDGER_CWD=cwd, PWD=cwd)
 
 
@@ -89,6 +90,6 @@ def run_missing_check(ledger: Ledger, session_id: str, *, machine: Machine, runn
     if not outcome_missing(ledger, session):
         return CheckTurn(None)
     assert session.check is not None  # has_check_to_run
-    env = check_environment(runner.inherited_environment(), session.id.hex, session.cwd)
+    env = command_environment(runner.inherited_environment(), session.id.hex, session.cwd)
     return CheckTurn(run_check(ledger, runner, session.id.hex, command=session.check, cwd=session.cwd, env=env,
                                note=lambda text: note(session, text)))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -127,23 +128,23 @@ def _end_leftovers(machine: Machine, identity: ProcessIdentity, first: int, grac
 
 
 def _wait_until_group_gone(machine: Machine, identity: ProcessIdentity, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while machine.session_group_exists(identity):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(POLL_INTERVAL)
-    return True
+    return _wait(lambda: not machine.session_group_exists(identity), timeout)
 
 
 def _wait_until_done(ledger: Ledger, machine: Machine, session_id: UUID, identity: ProcessIdentity, timeout: float) -> bool:
     """Wait until ``Stopped`` is in the log and the whole process group is gone."""
+    return _wait(lambda: ledger.session(session_id).is_stopped and not machine.session_group_exists(identity),
+                 timeout)
+
+
+def _wait(condition: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
     deadline = time.monotonic() + timeout
-    while True:
-        if ledger.session(session_id).is_stopped and not machine.session_group_exists(identity):
-            return True
+    while not condition():
         if time.monotonic() >= deadline:
             return False
         time.sleep(POLL_INTERVAL)
+    return True
 
 
 def _record_stop_without_supervisor(

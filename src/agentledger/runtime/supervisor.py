@@ -56,6 +56,7 @@ from agentledger.infrastructure.store_faults import classify
 
 if TYPE_CHECKING:
     from agentledger.application.ledger import Ledger
+    from agentledger.application.ports import HookRunner
 
 log = logging.getLogger("agentledger.supervisor")
 
@@ -115,9 +116,8 @@ class Supervisor:
         spec = self.spec
         assert spec.on_create is not None
         runner = hook_runner()
-        base = spec.env if spec.env is not None else runner.inherited_environment()
-        env = dict(base, AGENTLEDGER_SESSION_ID=spec.session_id, AGENTLEDGER_CWD=spec.cwd, PWD=spec.cwd)
-        run = runner.run(spec.on_create, cwd=spec.cwd, env=env, timeout=spec.on_create_timeout)
+        run = runner.run(spec.on_create, cwd=spec.cwd, env=self._command_environment(runner),
+                         timeout=spec.on_create_timeout)
         words = outcome_words(run._asdict())
         self._log_to_session(f"--- on-create: {spec.on_create} ({words}) ---\n{run.output_tail}")
         if run.exit_code == 0 and not run.timed_out and run.error is None:
@@ -139,19 +139,26 @@ class Supervisor:
     def _run_check(self) -> None:
         """Run the launch's ``--check`` command in the worktree now that the session has stopped; record how it
         ended (``application/checks.py``). Best effort: the stop is what matters."""
-        from agentledger.application.checks import check_environment, run_check
+        from agentledger.application.checks import run_check
         from agentledger.bootstrap import hook_runner
 
         spec = self.spec
         assert spec.check is not None
         runner = hook_runner()
-        env = check_environment(spec.env if spec.env is not None else runner.inherited_environment(),
-                                spec.session_id, spec.cwd)
         try:
-            run_check(self.ledger, runner, spec.session_id, command=spec.check, cwd=spec.cwd, env=env,
-                      note=self._log_to_session)
+            run_check(self.ledger, runner, spec.session_id, command=spec.check, cwd=spec.cwd,
+                      env=self._command_environment(runner), note=self._log_to_session)
         except Exception as error:  # noqa: BLE001 - the session's stop is recorded; its check is a courtesy
             log.error("check not run or not recorded: %s", error)
+
+    def _command_environment(self, runner: HookRunner) -> dict[str, str]:
+        """A command's around the agent (``--on-create``, ``--check``): the launch's environment (else what a hook
+        inherits from this process) and the session's variables."""
+        from agentledger.application.checks import command_environment
+
+        spec = self.spec
+        return command_environment(spec.env if spec.env is not None else runner.inherited_environment(),
+                                   spec.session_id, spec.cwd)
 
     def _log_to_session(self, text: str) -> None:
         """Append a note of the supervisor's to the session's output log (best effort)."""
