@@ -4,7 +4,8 @@ First a header line that says the state (``● fix-147 (e3100b6c52d6) - running`
 then the session's recorded facts (the read model's row), then what is true
 *now* of a session not stopped on this host: its supervisor and its process
 tree with memory and CPU time, the agent's PID checked against its recorded
-start time (a reused PID is never shown as the agent), and last the lines it
+start time (a reused PID is never shown as the agent); of a stopped one, what
+its process group left running (which ``stop`` ends); and last the lines it
 said most recently, from the source ``logs -n N`` reads
 (``entrypoints/session_output.py``). Another host's processes cannot be seen
 from here, so the screen says so; ``--as-of`` answers from the log as it
