@@ -22,10 +22,9 @@ from agentledger.application.errors import LedgerError
 from agentledger.domain.durations import format_duration
 from agentledger.domain.policy import DEFAULT_POLICY, ReconcilePolicy
 from agentledger.infrastructure.config import PostgresLocation, StoreLocation
-from agentledger.infrastructure.daemon_files import DaemonFiles, holder_identity, server_holder
+from agentledger.infrastructure.daemon_files import DaemonFiles, alive, server_holder
 from agentledger.infrastructure.host import host_name
 from agentledger.infrastructure.launcher import start_detached
-from agentledger.infrastructure.processes import probe
 from agentledger.infrastructure.store_faults import is_connection_error
 
 
@@ -102,9 +101,3 @@ class DaemonControl:
             time.sleep(0.05)
         return holder
 
-
-def alive(holder: dict[str, Any] | None, host: str) -> bool:
-    """Whether the process a holder record names runs now on ``host`` (the same process: start time checked)."""
-    if holder is None or holder.get("host") != host or "start_time" not in holder:
-        return False
-    return probe(holder_identity(holder)).alive

@@ -141,6 +141,15 @@ def holder_identity(holder: dict[str, Any]) -> ProcessIdentity:
     )
 
 
+def alive(holder: dict[str, Any] | None, host: str) -> bool:
+    """Whether the process a holder record names runs now on ``host`` (the same process: start time checked)."""
+    from agentledger.infrastructure.processes import probe
+
+    if holder is None or holder.get("host") != host or "start_time" not in holder:
+        return False
+    return probe(holder_identity(holder)).alive
+
+
 class DaemonLock:
     def __init__(self, fd: int, files: DaemonFiles, server: ServerLock | ServerLease | None = None) -> None:
         self._fd = fd
@@ -300,14 +309,15 @@ def _holder_record(text: str | None) -> dict[str, Any] | None:
 
 
 def _gone_from_this_boot(record: dict[str, Any]) -> bool:
-    """Is the process a holder record names, on this host and boot, gone (its PID free or another process's)?"""
+    """Is the process a holder record names, on this host and boot, gone (its PID free or another process's)?
+    (:func:`alive`, as a lock file's holder is judged; a record it cannot read is not judged gone.)"""
     from agentledger.infrastructure.host import boot_id, host_name
-    from agentledger.infrastructure.processes import probe
 
-    if record.get("host") != host_name() or record.get("boot_id") != boot_id() or "start_time" not in record:
+    here = host_name()
+    if record.get("host") != here or record.get("boot_id") != boot_id() or "start_time" not in record:
         return False
     try:
-        return not probe(holder_identity(record)).alive
+        return not alive(record, here)
     except (KeyError, TypeError, ValueError):
         return False
 
