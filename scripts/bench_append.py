@@ -10,10 +10,12 @@ Two places, each with its own figures (issue 20's targets, ratios within one run
   library's default): wall-clock rates, where the sync dominates. Target >= 0.8x.
 
 "save" keeps the aggregate in hand (domain event, orjson encoding, insert,
-commit); "change" is what every command does per event: load the session
-(cache, fast-forwarded from the store), decide, save with compare-and-set;
-"beat" is a supervisor's heartbeat, ``change(..., from_cache=True)``: decided on
-the cached session without the fast-forward query, the compare-and-set checking.
+commit); "change" is what every command does per event in a process that has
+the session cached (a supervisor, the daemon): ``Ledger.change``, decided on the
+cached session, saved with compare-and-set, with no query unless another
+writer appended since; "load" is the path a command takes when it must read
+the session first (its cache is old: the fast-forward query from the cache,
+decide, save), the path every ``change`` took before.
 The baseline inserts rows the ledger stored (a fourth session's heartbeats),
 with raw ``sqlite3``, ``BEGIN; INSERT; COMMIT`` per row, same journal and sync
 settings, into a table of the same shape in a file of its own. The two sides run
@@ -46,7 +48,7 @@ from benchlib import LAUNCHED, machine, open_temp_store, percentile
 PLACES = {"tmpfs": "/dev/shm", "disk": None}  # None: the default temp dir, on disk
 SNAPSHOT_INTERVAL = 200  # Ledger.snapshotting_intervals[Session], checked in main()
 BLOCK = 100  # appends in a row before the other side takes its turn
-MODES = ("save", "change", "beat")
+MODES = ("save", "change", "load")
 
 
 class Timed:
@@ -103,8 +105,8 @@ def measure_round(store, raw_path, events: int, clock: Callable[[], float]) -> d
     from agentledger.application.clock import utc_now
 
     ledger = store.ledger
-    sample_id, held_id, changed_id, beaten_id = (uuid4() for _ in range(4))
-    for sid in (sample_id, held_id, changed_id, beaten_id):
+    sample_id, held_id, changed_id, loaded_id = (uuid4() for _ in range(4))
+    for sid in (sample_id, held_id, changed_id, loaded_id):
         ledger.launch(session_id=sid, fuse_ttl=60, fuse_set_by="bench", **LAUNCHED)
     sample = ledger.session(sample_id)
     for _ in range(events):
@@ -116,7 +118,7 @@ def measure_round(store, raw_path, events: int, clock: Callable[[], float]) -> d
     raw = RawTable(raw_path, rows)
     session = ledger.session(held_id)
     ledger.session(changed_id)  # loaded once before the clock starts, as a supervisor's first beat does
-    ledger.session(beaten_id)
+    ledger.session(loaded_id)
 
     def save() -> None:
         session.heartbeat(source="bench", now=utc_now())
@@ -126,7 +128,7 @@ def measure_round(store, raw_path, events: int, clock: Callable[[], float]) -> d
         s.heartbeat(source="bench", now=utc_now())
 
     modes = {"save": save, "change": lambda: ledger.change(changed_id, beat),
-             "beat": lambda: ledger.change(beaten_id, beat, from_cache=True)}
+             "load": lambda: ledger.compare_and_set(lambda: ledger.session(loaded_id), beat, what=str)}
     timed = {name: (Timed(clock), Timed(clock)) for name in modes}
     for block in range(events // BLOCK):
         for name, append in modes.items():

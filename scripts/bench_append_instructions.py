@@ -10,12 +10,12 @@ Each mode runs in a child Python under callgrind twice, with ``N`` and ``3N``
 appends to a tmpfs store; the difference divided by ``2N`` is the cost of one
 append, start-up and imports cancelled out. Modes (as in ``bench_append.py``):
 ``raw`` (``sqlite3``: ``BEGIN``, ``INSERT``, ``COMMIT`` of a row of the same
-shape), ``save`` (the aggregate in hand), ``change`` (load from the cache,
-fast-forward query, decide, save), ``beat`` (``change(..., from_cache=True)``,
-a supervisor's heartbeat). The ratio raw/mode is what the time ratio would be
+shape), ``save`` (the aggregate in hand), ``change`` (``Ledger.change``: decided on
+the cached session, compare-and-set), ``load`` (fast-forward query from the
+cache, decide, save: a change whose cached copy is old). The ratio raw/mode is what the time ratio would be
 if an instruction cost the same everywhere; the disk sync is not in it.
 
-Usage: ``python scripts/bench_append_instructions.py [--appends N] [--modes raw,save,change,beat]``
+Usage: ``python scripts/bench_append_instructions.py [--appends N] [--modes raw,save,change,load]``
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import sys
 import tempfile
 from uuid import uuid4
 
-MODES = ("raw", "save", "change", "beat")
+MODES = ("raw", "save", "change", "load")
 
 
 def child(mode: str, appends: int) -> None:
@@ -60,10 +60,13 @@ def child(mode: str, appends: int) -> None:
         for _ in range(appends):
             session.heartbeat(source="bench", now=utc_now())
             ledger.save(session)
-    else:
-        from_cache = mode == "beat"
+    elif mode == "change":
         for _ in range(appends):
-            ledger.change(sid, lambda s: s.heartbeat(source="bench", now=utc_now()), from_cache=from_cache)
+            ledger.change(sid, lambda s: s.heartbeat(source="bench", now=utc_now()))
+    else:
+        for _ in range(appends):
+            ledger.compare_and_set(lambda: ledger.session(sid), lambda s: s.heartbeat(source="bench", now=utc_now()),
+                                   what=str)
     store.close()
 
 

@@ -7,7 +7,7 @@ daemons through the real API, one event per transaction with compare-and-set:
 * a ``Heartbeat`` per session every H seconds, H the production cadence read
   from the code (the default fuse TTL, ``Settings.fuse_ttl``, over
   ``launching.heartbeat_interval``: three beats per TTL), through
-  ``store.ledger.change(sid, lambda s: s.heartbeat(...), from_cache=True)`` as
+  ``store.ledger.change(sid, lambda s: s.heartbeat(...))`` as
   ``runtime/supervisor.py`` does;
 * the exit stream: sessions last ``--session-minutes`` on average; an exit is the
   supervisor's ``ledger.change(sid, record_observed_exit(...))``, and a new
@@ -150,7 +150,7 @@ class Supervisors:
             return session.version
 
         sid, _ = self._next()
-        return [(sid.hex, self.store.ledger.change(sid, beat, from_cache=True))]  # as the supervisor does
+        return [(sid.hex, self.store.ledger.change(sid, beat))]  # as the supervisor does
 
     def exit(self) -> list[tuple[str, int]]:
         """The supervisor records its agent's exit; a new session on that host takes its place."""
@@ -398,7 +398,7 @@ def connections(schema: str, store_a_session) -> dict[str, int]:
 
     before = backends()
     store = pg.open_ledger(schema)
-    store.ledger.change(store_a_session, lambda s: s.heartbeat(source="supervisor", now=utc_now()), from_cache=True)
+    store.ledger.change(store_a_session, lambda s: s.heartbeat(source="supervisor", now=utc_now()))
     supervisor = backends() - before
     store.close()
     env = cli_env(AGENTLEDGER_DB=pg.ledger_url(schema), AGENTLEDGER_HOST_ID=f"{HOST_PREFIX}daemon",

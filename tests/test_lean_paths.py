@@ -136,17 +136,28 @@ def test_the_cache_is_fast_forwarded_past_another_writers_events(cached_ledger):
 def test_a_change_from_the_cache_asks_the_store_nothing_when_nobody_else_wrote(cached_ledger, monkeypatch):
     sid = uuid4()
     cached_ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)
-    cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
     reads = []
     event_store = cached_ledger.repository.event_store
     real_get = event_store.get
     monkeypatch.setattr(event_store, "get", lambda *a, **k: reads.append(k) or real_get(*a, **k))
     for _ in range(3):
-        cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()), from_cache=True)
+        cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
+    cached_ledger.change(sid, lambda s: s.cancel_fuse(by="t", reason="done"))
     assert reads == []
-    cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
-    assert len(reads) == 1  # the usual change fast-forwards first
-    assert [type(e).__name__ for e in cached_ledger.session_events(sid)][-4:] == ["Heartbeat"] * 4
+    assert [type(e).__name__ for e in cached_ledger.session_events(sid)][-4:] == ["Heartbeat"] * 3 + ["FuseCancelled"]
+
+
+@pytest.mark.unit
+def test_a_change_with_nothing_cached_loads_the_session(cached_ledger, monkeypatch):
+    sid = uuid4()
+    cached_ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)
+    cached_ledger.repository.cache.clear()  # as in a new process: a CLI command's first change
+    reads = []
+    event_store = cached_ledger.repository.event_store
+    real_get = event_store.get
+    monkeypatch.setattr(event_store, "get", lambda *a, **k: reads.append(k) or real_get(*a, **k))
+    assert cached_ledger.change(sid, lambda s: s.version) == 2
+    assert len(reads) == 1
 
 
 def _written_by_another(ledger: Ledger, sid, command) -> None:
@@ -169,7 +180,7 @@ def test_a_change_from_an_old_cache_is_decided_again_on_the_state_that_won(cache
         session.heartbeat(source="t", now=utc_now())
         return session.version
 
-    assert cached_ledger.change(sid, beat, from_cache=True) == 5
+    assert cached_ledger.change(sid, beat) == 5
     assert seen == [(3, "set"), (4, "cancelled")]  # the old state lost the compare-and-set; the new one decided
     last = cached_ledger.session_events(sid)[-1]
     assert type(last).__name__ == "Heartbeat" and last.fuse_expires_at is None  # a cancelled fuse is not extended
@@ -189,11 +200,11 @@ def test_an_error_or_no_event_from_an_old_cache_is_not_the_answer(cached_ledger)
             raise RuntimeError("what only the old state would say")
         return session.version
 
-    assert cached_ledger.change(sid, fails_on_an_old_state, from_cache=True) == 4  # nothing to save: read again
+    assert cached_ledger.change(sid, fails_on_an_old_state) == 4  # nothing to save: read again
     _written_by_another(cached_ledger, sid, lambda s: s.record_stop(reason="exited", decided_by={"component": "o"},
                                                                       evidence={}, exit_code=0))
     with pytest.raises(SessionAlreadyStopped):  # the cache still says running; the store says stopped
-        cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()), from_cache=True)
+        cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
 
 
 def test_a_heartbeat_from_the_cache_sees_another_process_on_the_same_store(store):
@@ -203,13 +214,13 @@ def test_a_heartbeat_from_the_cache_sees_another_process_on_the_same_store(store
 
     sid = uuid4()
     store.ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)
-    store.ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()), from_cache=True)  # not cached yet
+    store.ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))  # not cached yet
     cli = open_store(store_location())
     try:
         cli.ledger.change(sid, lambda s: s.cancel_fuse(by="cli", reason="done"))
     finally:
         cli.close()
-    store.ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()), from_cache=True)
+    store.ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
     events = store.ledger.session_events(sid)
     assert [type(e).__name__ for e in events][2:] == ["Heartbeat", "FuseCancelled", "Heartbeat"]
     assert events[-1].fuse_expires_at is None
@@ -311,3 +322,29 @@ def test_a_save_of_several_events_across_the_interval_is_snapshotted(store):
         session.heartbeat(source="t", now=utc_now())
     ledger.save(session)
     assert [s.originator_version for s in ledger.snapshots.get(session.id)] == [202]
+
+
+@pytest.mark.unit
+def test_the_cache_drops_the_least_recently_used_session_past_its_size():
+    from agentledger.application.lean_paths import RecentCache
+
+    cache = RecentCache(maxsize=2)
+    a, b, c = uuid4(), uuid4(), uuid4()
+    cache.put(a, "a")
+    cache.put(b, "b")
+    assert cache.get(a) == "a"  # a is now the more recently used
+    cache.put(c, "c")
+    with pytest.raises(KeyError):
+        cache.get(b)
+    assert (cache.get(a), cache.get(c)) == ("a", "c")
+    cache.put(a, None)  # as the library's: None is not cached
+    assert cache.get(a) == "a" and cache.get(c, evict=True) == "c"
+    with pytest.raises(KeyError):
+        cache.get(c)
+
+
+@pytest.mark.unit
+def test_a_ledger_with_a_cache_size_keeps_a_recent_cache(cached_ledger):
+    from agentledger.application.lean_paths import RecentCache
+
+    assert isinstance(cached_ledger.repository.cache, RecentCache) and cached_ledger.repository.cache.maxsize == 100

@@ -44,7 +44,7 @@ def test_a_snapshot_is_written_on_the_kept_connection(store) -> None:
     ledger, sid = store.ledger, uuid4()
     ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)
     for _ in range(205):
-        ledger.change(sid, lambda s: s.heartbeat(source="test", now=utc_now()), from_cache=True)
+        ledger.change(sid, lambda s: s.heartbeat(source="test", now=utc_now()))
     assert ledger.recorder.datastore.pool.get_stats()["connections_num"] == 1
     (version,) = store.db.execute("SELECT originator_version FROM agentledger_snapshots WHERE originator_id = ?",
                                   (str(sid),)).fetchone()
@@ -65,7 +65,7 @@ def test_a_snapshot_due_while_another_thread_appends_is_still_written(store) -> 
     ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)
     with ledger.recorder._held_lock:  # noqa: SLF001 - another thread's append, held still
         for _ in range(200):
-            ledger.change(sid, lambda s: s.heartbeat(source="test", now=utc_now()), from_cache=True)
+            ledger.change(sid, lambda s: s.heartbeat(source="test", now=utc_now()))
     (version,) = store.db.execute("SELECT originator_version FROM agentledger_snapshots WHERE originator_id = ?",
                                   (str(sid),)).fetchone()
     assert version == 200

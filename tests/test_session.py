@@ -169,12 +169,12 @@ def test_a_fuse_is_live_until_its_expiry_and_only_while_set():
 
 
 def test_evidence_of_life_extends_a_set_or_lapsed_fuse_never_a_cancelled_one_and_never_shortens_it():
-    from agentledger.domain.fuse import Fuse
+    from agentledger.domain.fuse import Fuse, extended_expiry
 
-    assert Fuse("set", T0 + timedelta(seconds=5), ttl=30).extended_at(T0) == T0 + timedelta(seconds=30)
-    assert Fuse("expired", T0 - timedelta(seconds=5), ttl=30).extended_at(T0) == T0 + timedelta(seconds=30)
-    assert Fuse("set", T0 + timedelta(seconds=90), ttl=30).extended_at(T0) == T0 + timedelta(seconds=90)
-    assert Fuse("cancelled", T0, ttl=30).extended_at(T0) is None and Fuse("none").extended_at(T0) is None
+    assert extended_expiry("set", T0 + timedelta(seconds=5), 30, T0) == T0 + timedelta(seconds=30)
+    assert extended_expiry("expired", T0 - timedelta(seconds=5), 30, T0) == T0 + timedelta(seconds=30)
+    assert extended_expiry("set", T0 + timedelta(seconds=90), 30, T0) == T0 + timedelta(seconds=90)
+    assert extended_expiry("cancelled", T0, 30, T0) is None and extended_expiry("none", None, None, T0) is None
     session = launched()
     session.set_fuse(ttl=30, set_by="supervisor", now=T0)
     assert session.fuse == Fuse("set", T0 + timedelta(seconds=30), 30.0)

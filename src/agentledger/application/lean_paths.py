@@ -32,11 +32,12 @@ A profile of one heartbeat through ``Ledger.change`` on a tmpfs store (issue
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, ProcessingEvent, Repository
+from eventsourcing.application import AggregateNotFoundError, Repository
 from eventsourcing.domain import BaseAggregate
 
 
@@ -56,6 +57,46 @@ def copy_for_command(aggregate: Any) -> Any:
     return copied
 
 
+class RecentCache:
+    """The library's ``LRUCache`` (``get``, ``put``, ``clear``; the least recently used entry is dropped past
+    ``maxsize``) on an ``OrderedDict``, whose reordering is one C call, where the library keeps a linked list in
+    Python behind a lock: a third of what a command decided on the cached session cost beyond a held ``save``.
+
+    Each operation is one or two C calls on the dictionary; two threads racing on one entry can at worst see it
+    dropped, which the repository treats as not cached (the cache is only ever a guess: a compare-and-set checks
+    every save made from it).
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.cache: OrderedDict[UUID, Any] = OrderedDict()
+
+    def get(self, key: UUID, *, evict: bool = False) -> Any:
+        if evict:
+            return self.cache.pop(key)
+        value = self.cache[key]
+        try:
+            self.cache.move_to_end(key)
+        except KeyError:  # dropped by another thread meanwhile: still the value it had
+            pass
+        return value
+
+    def put(self, key: UUID, value: Any) -> None:
+        if value is None:
+            return
+        cache = self.cache
+        cache[key] = value
+        cache.move_to_end(key)
+        if len(cache) > self.maxsize:
+            try:
+                cache.popitem(last=False)
+            except KeyError:  # emptied by another thread meanwhile
+                pass
+
+    def clear(self) -> None:
+        self.cache.clear()
+
+
 class LedgerRepository(Repository[UUID]):
     """The library's repository (cache, snapshots), loading with :func:`apply_events` and handing out
     :func:`copy_for_command` copies of cached aggregates instead of deep copies.
@@ -64,6 +105,11 @@ class LedgerRepository(Repository[UUID]):
     which then replaces the cached one), so no lock is needed: the library fast-forwards the shared cached
     object under a lock per aggregate, then deep-copies it.
     """
+
+    def __init__(self, *, cache_maxsize: int | None = None, **kwargs: Any) -> None:
+        super().__init__(cache_maxsize=cache_maxsize, **kwargs)
+        if cache_maxsize is not None and cache_maxsize > 0:
+            self.cache = RecentCache(cache_maxsize)  # type: ignore[assignment]  # the same three methods
 
     def get(self, aggregate_id: UUID, *, version: int | None = None, projector_func: Any = apply_events,
             fastforward_skipping: bool = False, deepcopy_from_cache: bool = True) -> Any:
@@ -101,36 +147,39 @@ class LedgerRepository(Repository[UUID]):
             self.cache.put(aggregate.id, copy_for_command(aggregate))
 
 
-def collect(*objs: Any, **kwargs: Any) -> ProcessingEvent[UUID]:
-    """The pending events of ``objs`` (aggregates, or events on their own), gathered for one atomic save.
+def collect(objs: Iterable[Any]) -> tuple[list[Any], list[Any]]:
+    """The pending events of ``objs`` (aggregates, or events on their own, None skipped), gathered for one atomic
+    save, and the aggregates among them.
 
-    ``ProcessingEvent.collect_events`` with a class check in place of two protocol checks per object.
+    ``ProcessingEvent.collect_events`` with a class check in place of two protocol checks per object, and without
+    the ``ProcessingEvent`` (its tracking and saved arguments, which nothing here passes).
     """
-    processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+    events: list[Any] = []
+    aggregates = []
     for obj in objs:
         if obj is None:
             continue
         if isinstance(obj, BaseAggregate):
-            processing_event.events.extend(obj.collect_events())
-            processing_event.aggregates[obj.id] = obj
+            pending = obj._pending_events  # noqa: SLF001 - the library's collect_events pops them one by one
+            events += pending
+            pending.clear()
+            aggregates.append(obj)
         else:
-            processing_event.events.append(obj)
-    processing_event.saved_kwargs.update(kwargs)
-    return processing_event
+            events.append(obj)
+    return events, aggregates
 
 
-def snapshots_due(processing_event: ProcessingEvent[UUID], intervals: dict[type, int]) -> list[Any]:
+def snapshots_due(aggregates: list[Any], events: list[Any], intervals: dict[type, int]) -> list[Any]:
     """The aggregates just saved that reached a snapshot interval in this save, as they stand now.
 
     A save that carries an aggregate across a multiple of its interval is snapshotted at its new version
     (a snapshot of any version serves loads from there on).
     """
     due = []
-    events = processing_event.events
-    for aggregate_id, aggregate in processing_event.aggregates.items():
+    for aggregate in aggregates:
         interval = intervals.get(type(aggregate))
         # Its events end at its version, so none can be at a multiple unless the last len(events) versions span one.
         if interval and aggregate.version % interval < len(events) and any(
-                event.originator_id == aggregate_id and event.originator_version % interval == 0 for event in events):
+                event.originator_id == aggregate.id and event.originator_version % interval == 0 for event in events):
             due.append(aggregate)
     return due

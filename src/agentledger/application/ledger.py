@@ -58,7 +58,7 @@ class Ledger(Application[UUID]):
         return LedgerRepository(event_store=self.events, snapshot_store=self.snapshots,
                                 cache_maxsize=int(maxsize) if maxsize else None)
 
-    def save(self, *objs: Any, **kwargs: Any) -> None:  # type: ignore[override]  # no Recordings: see below
+    def save(self, *objs: Any) -> None:  # type: ignore[override]  # no Recordings, no saved arguments: see below
         """Append the pending events of ``objs`` in one transaction (compare-and-set on each aggregate's version),
         with a snapshot of each aggregate that reached its interval, taken from the state in hand.
 
@@ -69,15 +69,16 @@ class Ledger(Application[UUID]):
         The library's ``save`` also builds a ``Recording`` and a ``Notification`` per event for its
         ``_notify`` hook, which this application does not use: projections follow the log instead.
         """
-        processing_event = collect(*objs, **kwargs)
-        due = snapshots_due(processing_event, self.snapshotting_intervals) if self.snapshots is not None else []
-        if due and getattr(self.recorder, "records_snapshots", False):
-            processing_event.saved_kwargs["snapshots"] = [self.mapper.to_stored_event(_snapshot(a)) for a in due]
-            due = []
+        events, aggregates = collect(objs)
+        due = snapshots_due(aggregates, events, self.snapshotting_intervals) if self.snapshots is not None else []
         to_stored = self.mapper.to_stored_event
-        self.recorder.insert_events([to_stored(event) for event in processing_event.events],
-                                    tracking=processing_event.tracking, **processing_event.saved_kwargs)
-        self._put_snapshots(due)
+        if due and getattr(self.recorder, "records_snapshots", False):
+            self.recorder.insert_events([to_stored(event) for event in events],
+                                        snapshots=[to_stored(_snapshot(a)) for a in due])
+            return
+        self.recorder.insert_events([to_stored(event) for event in events])
+        if due:
+            self._put_snapshots(due)
 
     def _put_snapshots(self, aggregates: list[Any]) -> None:
         """Snapshot aggregates just saved, after their save.
@@ -147,21 +148,20 @@ class Ledger(Application[UUID]):
         self.repository.remember(session)
         return session
 
-    def change(self, session_id: UUID, command: Callable[[Session], T], *, from_cache: bool = False) -> T:
+    def change(self, session_id: UUID, command: Callable[[Session], T]) -> T:
         """Apply ``command`` to the latest state of the session and save, retrying on races.
 
         ``command`` must decide from the aggregate it is given (never from a
-        value read before), because a lost race hands it a newer state.
-
-        ``from_cache``: first try ``command`` on the session as this process
-        last saved or loaded it, without asking the store what others appended
-        since (a query per event, most of a supervisor's heartbeat on disk); see
-        :meth:`compare_and_set`. Only for a command with no effect outside the
-        aggregate (a heartbeat), since it may run on a state that turns out old.
+        value read before) and change nothing outside it, because it may run
+        more than once: on the session as this process last saved or loaded it
+        (its cache), first, without asking the store what others appended
+        since (that query was most of a supervisor's heartbeat on disk), and
+        again on the state that won whenever that guess turns out old (see
+        :meth:`compare_and_set`).
         """
-        guess = (lambda: self.repository.cached_copy(session_id)) if from_cache else None
         return self.compare_and_set(lambda: retry_while_locked(lambda: self.session(session_id), self.classify_fault),
-                                    command, what=lambda: f"session {session_id.hex}", guess=guess)
+                                    command, what=lambda: f"session {session_id.hex}",
+                                    guess=lambda: self.repository.cached_copy(session_id))
 
     def compare_and_set(self, load: Callable[[], A], decide: Callable[[A], T], *, what: Callable[[], str],
                         guess: Callable[[], A | None] | None = None) -> T:

@@ -47,6 +47,19 @@ def fuse_live(state: str | None, expires_at: When | None, now: When) -> bool:
     return state == _SET and expires_at is not None and expires_at > now
 
 
+def extended_expiry(state: str | None, expires_at: datetime | None, ttl: float | None,
+                    now: datetime) -> datetime | None:
+    """The expiry evidence of life at ``now`` gives a fuse: ``now`` + the TTL, never earlier than the one it has.
+
+    None when there is nothing to extend: no fuse, or one cancelled on purpose (re-arming takes a set). A
+    function of the fields, so that a heartbeat, every few seconds of every session, builds no :class:`Fuse`.
+    """
+    if state not in _EXTENDABLE:
+        return None
+    assert ttl is not None and expires_at is not None
+    return max(expires_at, now + timedelta(seconds=ttl))
+
+
 def session_status(recorded: str, fuse_state: str | None, fuse_expires_at: When | None, now: When, *,
                    host_silent: bool = False) -> str:
     """``running`` while a fuse is live, ``unwatched`` once none is; ``stopping`` and ``stopped`` as recorded;
@@ -70,16 +83,6 @@ class Fuse:
 
     def live_at(self, now: datetime) -> bool:
         return fuse_live(self.state, self.expires_at, now)
-
-    def extended_at(self, now: datetime) -> datetime | None:
-        """The expiry evidence of life at ``now`` gives: ``now`` + the TTL, never earlier than the one it has.
-
-        None when there is nothing to extend: no fuse, or one cancelled on purpose (re-arming takes a set).
-        """
-        if self.state not in _EXTENDABLE:
-            return None
-        assert self.ttl is not None and self.expires_at is not None
-        return max(self.expires_at, now + timedelta(seconds=self.ttl))
 
     def as_evidence(self, now: datetime) -> dict[str, Any]:
         """How decisions record the fuse they looked at (``evidence.fuse``)."""

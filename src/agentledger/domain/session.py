@@ -22,7 +22,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from agentledger.domain.errors import FuseStillLive, NoFuse, SessionAlreadyStopped
-from agentledger.domain.fuse import Fuse
+from agentledger.domain.fuse import Fuse, extended_expiry
 from agentledger.domain.liveness import ProcessIdentity
 from agentledger.domain.vocabulary import FuseState, LaunchSource, SessionStatus, StopCause, StopReason
 
@@ -336,6 +336,16 @@ class Session(Aggregate):
 
     # -- commands --------------------------------------------------------------
 
+    def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
+        """The library's ``trigger_event``, without what a session's events never need on every heartbeat: a
+        copy of the arguments, the check for an explicit ``TOPIC`` (none is declared here), a ``timestamp``
+        passed in (a command never passes one). The event is the next version, timestamped now; it changes the
+        session and waits to be saved."""
+        new_event = event_class(originator_id=self._id, originator_version=self._version + 1,
+                                timestamp=event_class.create_timestamp(), **kwargs)
+        new_event.mutate(self)
+        self._pending_events.append(new_event)
+
     def set_fuse(self, *, ttl: float, set_by: str, now: datetime, clock_offset: float | None = None) -> None:
         """Arm a fuse until ``now`` + ``ttl``; ``now`` is on the store's clock (``clock_offset``: the setter's
         clock's difference from it, recorded when it is large)."""
@@ -351,8 +361,8 @@ class Session(Aggregate):
         not revived: cancelling was on purpose; re-arming takes ``set_fuse``.
         """
         self._refuse_if_stopped()
-        self.trigger_event(self.Heartbeat, source=source, fuse_expires_at=self.fuse.extended_at(now),
-                           clock_offset=clock_offset)
+        self.trigger_event(self.Heartbeat, source=source, clock_offset=clock_offset,
+                           fuse_expires_at=extended_expiry(self.fuse_state, self.fuse_expires_at, self.fuse_ttl, now))
 
     def observe_agent(self, *, facts: dict[str, Any], heartbeat: bool, source: str, now: datetime) -> bool:
         """Record the adapter's facts that differ from those recorded; False (nothing appended) if none do.
@@ -369,7 +379,7 @@ class Session(Aggregate):
         changed = {k: v for k, v in facts.items() if v is not None and known.get(k) != v}
         if not changed and not heartbeat:
             return False
-        new_expiry = self.fuse.extended_at(now) if heartbeat else None
+        new_expiry = extended_expiry(self.fuse_state, self.fuse_expires_at, self.fuse_ttl, now) if heartbeat else None
         self.trigger_event(self.AgentObserved, source=source, heartbeat=heartbeat, fuse_expires_at=new_expiry,
                            **changed)
         return True

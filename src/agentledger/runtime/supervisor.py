@@ -274,8 +274,8 @@ class Supervisor:
 
     def _heartbeat(self) -> None:
         try:
-            self.ledger.change(self.session_id, lambda s: s.heartbeat(  # from its cache: Ledger.change says why
-                source=Component.SUPERVISOR.value, now=utc_now(), clock_offset=reported_offset()), from_cache=True)
+            self.ledger.change(self.session_id, lambda s: s.heartbeat(  # from its cache: Ledger.change says how
+                source=Component.SUPERVISOR.value, now=utc_now(), clock_offset=reported_offset()))
         except SessionAlreadyStopped:
             log.warning("session was stopped by another component; supervising without heartbeats")
             self.stopped_elsewhere = True
