@@ -348,3 +348,18 @@ def test_a_ledger_with_a_cache_size_keeps_a_recent_cache(cached_ledger):
     from agentledger.application.lean_paths import RecentCache
 
     assert isinstance(cached_ledger.repository.cache, RecentCache) and cached_ledger.repository.cache.maxsize == 100
+
+
+@pytest.mark.unit
+def test_a_session_handed_out_by_a_change_is_not_the_cached_one(cached_ledger):
+    """A command that returns the session (``agentledger heartbeat``) gets the one it changed; the cache keeps
+    its own copy, which nothing the caller does to the one it holds can change."""
+    sid = uuid4()
+    cached_ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)
+    handed = cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()) or s)
+    assert handed is not cached_ledger.repository.cache.get(sid)
+    handed.heartbeat(source="never saved", now=utc_now())  # a caller's mistake: a command on it, never saved
+    assert cached_ledger.change(sid, lambda s: (s.version, len(s._pending_events))) == (3, 0)
+    kept = cached_ledger.repository.cache.get(sid)
+    assert cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now())) is None
+    assert cached_ledger.repository.cache.get(sid) is not kept and cached_ledger.repository.cache.get(sid).version == 4

@@ -143,8 +143,13 @@ class LedgerRepository(Repository[UUID]):
     def remember(self, aggregate: Any) -> None:
         """Cache a copy of an aggregate just saved: the next load fast-forwards from it (no event to replay
         unless another writer appended since), where the library leaves the cache one save behind."""
+        self.keep(copy_for_command(aggregate))
+
+    def keep(self, aggregate: Any) -> None:
+        """Cache an aggregate just saved as it is: for one nobody else holds (a copy :meth:`get` or
+        :meth:`cached_copy` handed out, saved, and not handed on)."""
         if self.cache is not None:
-            self.cache.put(aggregate.id, copy_for_command(aggregate))
+            self.cache.put(aggregate.id, aggregate)
 
 
 def collect(objs: Iterable[Any]) -> tuple[list[Any], list[Any]]:

@@ -188,23 +188,30 @@ class Ledger(Application[UUID]):
                 except Exception:  # noqa: BLE001 - perhaps only the old state's verdict: decided again below
                     pass
                 else:
-                    if guessed._pending_events and self._saved(guessed):  # noqa: SLF001
+                    if guessed._pending_events and self._saved(guessed, handed_out=result is guessed):  # noqa: SLF001
                         return result
         for _ in range(MAX_ATTEMPTS):
             aggregate = load()
             result = decide(aggregate)
-            if self._saved(aggregate):
+            if self._saved(aggregate, handed_out=result is aggregate):
                 return result
             time.sleep(random.uniform(0.001, 0.02))
         raise StoreError(f"gave up after {MAX_ATTEMPTS} concurrent changes to {what()}")
 
-    def _saved(self, aggregate: Aggregate) -> bool:
-        """Save with compare-and-set: False if another writer took the version first; cached if it lands."""
+    def _saved(self, aggregate: Aggregate, *, handed_out: bool) -> bool:
+        """Save with compare-and-set: False if another writer took the version first; cached if it lands.
+
+        ``aggregate`` is a copy of the loop's own (``load`` and ``guess`` hand out copies); unless ``decide``
+        ``handed_out`` it as its result, nobody else holds it, and the cache keeps it as it is, not a copy of it.
+        """
         try:
             self.save_retrying(aggregate)
         except IntegrityError:
             return False
-        self.repository.remember(aggregate)
+        if handed_out:
+            self.repository.remember(aggregate)
+        else:
+            self.repository.keep(aggregate)
         return True
 
     def save_retrying(self, session: Aggregate) -> None:
