@@ -8,7 +8,7 @@ Targets:
    one row per transaction with the statements the library sends per insert:
    ``SET LOCAL lock_timeout``, ``LOCK TABLE … IN EXCLUSIVE MODE``, ``NOTIFY``,
    ``INSERT … RETURNING notification_id``) in the same run. Both the
-   supervisor's path (``ledger.change``: load, decide, compare-and-set save) and
+   supervisor's path (``ledger.change``: decided on the cached session, compare-and-set save) and
    the bare ``save`` of an aggregate kept in hand.
 2. Projection lag behind the log while the 8 appenders run: p99 <= 100 ms, from
    each event's commit (``time.time()`` right after its save returned, in the
@@ -608,7 +608,7 @@ def main() -> int:
     print(f"summary (medians over {ROUNDS} rounds; ratios taken within each round):")
     for label, key, target in (("1 process", "one", TARGET_ONE), (f"{WORKERS} processes", "eight", TARGET_EIGHT)):
         rounds = appends[key]
-        for mode, name in (("change", "ledger.change (load+decide+save)"), ("save", "bare save of a held Heartbeat")):
+        for mode, name in (("change", "ledger.change (cached, compare-and-set)"), ("save", "bare save of a held Heartbeat")):
             value = med(rounds, mode)
             print(f"  {label}, {name:34s} {value:7,.0f} ev/s   x{med(rounds, mode, True):.2f} raw "
                   f"({med(rounds, 'raw'):,.0f} rows/s)   target >= {target:,}: {verdict(value >= target)}")
