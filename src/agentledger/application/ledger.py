@@ -1,12 +1,13 @@
 """The Ledger application: every command on a session, as load, decide, save.
 
-Each command loads the ``Session`` aggregate, calls one command method on it
-and saves the new events. Saving is a compare-and-set on the aggregate's
-version (the store refuses a second event at the same version), so two
-writers racing on one session never both land: the loser reloads and decides
-again on the state that won. Infrastructure (SQLite or later PostgreSQL, the
-orjson transcoder) is chosen by the environment handed in, as the
-eventsourcing library intends.
+Each command loads the ``Session`` aggregate (in a process that has it cached,
+the cached state, unchecked), calls one command method on it and saves the new
+events. Saving is a compare-and-set on the aggregate's version (the store
+refuses a second event at the same version), so two writers racing on one
+session never both land, and a decision made on a cached state that turns out
+old never lands: the loser reloads and decides again on the state that won.
+Infrastructure (SQLite or PostgreSQL, the orjson transcoder) is chosen by the
+environment handed in, as the eventsourcing library intends.
 """
 
 from __future__ import annotations
