@@ -362,4 +362,30 @@ def test_a_session_handed_out_by_a_change_is_not_the_cached_one(cached_ledger):
     assert cached_ledger.change(sid, lambda s: (s.version, len(s._pending_events))) == (3, 0)
     kept = cached_ledger.repository.cache.get(sid)
     assert cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now())) is None
-    assert cached_ledger.repository.cache.get(sid) is not kept and cached_ledger.repository.cache.get(sid).version == 4
+    assert cached_ledger.repository.cache.get(sid) is kept and kept.version == 4  # decided on in place: no copy
+
+
+@pytest.mark.unit
+def test_a_command_that_fails_after_appending_drops_the_cached_session_and_one_that_appended_nothing_keeps_it(
+        cached_ledger):
+    sid = uuid4()
+    cached_ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)
+    cached_ledger.change(sid, lambda s: s.heartbeat(source="t", now=utc_now()))
+    kept = cached_ledger.repository.cache.get(sid)
+
+    def refuses(session: Session) -> None:
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        cached_ledger.change(sid, refuses)  # twice: on the cached state, then on the loaded one
+    assert cached_ledger.repository.cache.get(sid) is kept and kept.version == 3
+
+    def half_way(session: Session) -> None:
+        session.heartbeat(source="t", now=utc_now())
+        raise ValueError("after an event")
+
+    with pytest.raises(ValueError):
+        cached_ledger.change(sid, half_way)
+    assert cached_ledger.repository.cache.get(sid) is not kept  # the failed decision is in no cache
+    assert cached_ledger.change(sid, lambda s: (s.version, s._pending_events)) == (3, [])
+    assert len(cached_ledger.session_events(sid)) == 3

@@ -21,8 +21,10 @@ A profile of one heartbeat through ``Ledger.change`` on a tmpfs store (issue
   copy and checks the cached original is untouched.
 * **A cache one save behind.** With fast-forward on, the library does not
   cache what it saved, so each load read back and replayed the event the
-  last command had just written. ``Ledger.compare_and_set`` caches a copy of
-  the aggregate it saved.
+  last command had just written. ``Ledger.compare_and_set`` caches the
+  aggregate it saved. ``Ledger.change`` goes further and decides on the cached
+  aggregate itself, with no copy and no query (:meth:`LedgerRepository.take`),
+  which its compare-and-set checks.
 * **Snapshots by replay.** Every 200th version the library reloaded the
   aggregate from its last snapshot and replayed up to 200 events (a 10–20 ms
   spike). The aggregate just saved is that state already: the snapshot is
@@ -130,13 +132,17 @@ class LedgerRepository(Repository[UUID]):
             self.cache.put(aggregate_id, copy_for_command(aggregate))
         return aggregate
 
-    def cached_copy(self, aggregate_id: UUID) -> Any | None:
-        """A :func:`copy_for_command` of the cached aggregate as it stands, not fast-forwarded (None if not
-        cached): ``Ledger.compare_and_set``'s guess, which its compare-and-set checks."""
+    def take(self, aggregate_id: UUID) -> Any | None:
+        """The cached aggregate itself, taken out of the cache, not fast-forwarded (None if not cached):
+        ``Ledger.compare_and_set``'s guess, which its compare-and-set checks, decided on without a copy.
+
+        Out of the cache, nobody else sees it while a command changes it; it goes back (:meth:`keep`) once its
+        save lands, or as it was if the command appended nothing (an aggregate changes only by its events).
+        """
         if self.cache is None:
             return None
         try:
-            return copy_for_command(self.cache.get(aggregate_id))
+            return self.cache.get(aggregate_id, evict=True)
         except KeyError:
             return None
 
@@ -146,8 +152,8 @@ class LedgerRepository(Repository[UUID]):
         self.keep(copy_for_command(aggregate))
 
     def keep(self, aggregate: Any) -> None:
-        """Cache an aggregate just saved as it is: for one nobody else holds (a copy :meth:`get` or
-        :meth:`cached_copy` handed out, saved, and not handed on)."""
+        """Cache an aggregate as it is: for one nobody else holds (a copy :meth:`get` handed out, or one
+        :meth:`take` took, saved or unchanged, and not handed on)."""
         if self.cache is not None:
             self.cache.put(aggregate.id, aggregate)
 

@@ -162,7 +162,7 @@ class Ledger(Application[UUID]):
         """
         return self.compare_and_set(lambda: retry_while_locked(lambda: self.session(session_id), self.classify_fault),
                                     command, what=lambda: f"session {session_id.hex}",
-                                    guess=lambda: self.repository.cached_copy(session_id))
+                                    guess=lambda: self.repository.take(session_id))
 
     def compare_and_set(self, load: Callable[[], A], decide: Callable[[A], T], *, what: Callable[[], str],
                         guess: Callable[[], A | None] | None = None) -> T:
@@ -173,10 +173,12 @@ class Ledger(Application[UUID]):
         won, up to :data:`MAX_ATTEMPTS` times. Sessions, directory locks and
         worktrees' Workspace aggregates are all changed through here.
 
-        ``guess``, if given, offers a state that may be old (a cached copy, or None) to try first. Its save
-        lands only if nobody appended since (the same compare-and-set); anything else it leads to (a refused
-        save, an error from ``decide``, nothing to save) may be an effect of its age, so the command is then
-        decided again on the state loaded as usual.
+        ``guess``, if given, offers a state that may be old (the cached aggregate, taken out of the cache, or
+        None) to try first. Its save lands only if nobody appended since (the same compare-and-set); anything
+        else it leads to (a refused save, an error from ``decide``, nothing to save) may be an effect of its age,
+        so the command is then decided again on the state loaded as usual. The guess goes back to the cache
+        once saved, or as it was if ``decide`` appended nothing; one that holds a decision that did not land
+        is dropped (the load then reads the session from its last snapshot).
 
         ``what`` names the aggregate for the error, called only if there is one (formatting the name on every
         call was about 10,000 instructions a heartbeat).
@@ -187,10 +189,13 @@ class Ledger(Application[UUID]):
                 try:
                     result = decide(guessed)
                 except Exception:  # noqa: BLE001 - perhaps only the old state's verdict: decided again below
-                    pass
+                    decided = False
                 else:
-                    if guessed._pending_events and self._saved(guessed, handed_out=result is guessed):  # noqa: SLF001
-                        return result
+                    decided = True
+                if not guessed._pending_events:  # noqa: SLF001 - unchanged (an aggregate changes by its events)
+                    self.repository.keep(guessed)
+                elif decided and self._saved(guessed, handed_out=result is guessed):
+                    return result
         for _ in range(MAX_ATTEMPTS):
             aggregate = load()
             result = decide(aggregate)
