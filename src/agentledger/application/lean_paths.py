@@ -62,7 +62,7 @@ def copy_for_command(aggregate: Any) -> Any:
 class RecentCache:
     """The library's ``LRUCache`` (``get``, ``put``, ``clear``; the least recently used entry is dropped past
     ``maxsize``) on an ``OrderedDict``, whose reordering is one C call, where the library keeps a linked list in
-    Python behind a lock: a third of what a command decided on the cached session cost beyond a held ``save``.
+    Python behind a lock, updated twice by every command decided on the cached session.
 
     Each operation is one or two C calls on the dictionary; two threads racing on one entry can at worst see it
     dropped, which the repository treats as not cached (the cache is only ever a guess: a compare-and-set checks

@@ -207,8 +207,9 @@ class Ledger(Application[UUID]):
     def _saved(self, aggregate: Aggregate, *, handed_out: bool) -> bool:
         """Save with compare-and-set: False if another writer took the version first; cached if it lands.
 
-        ``aggregate`` is a copy of the loop's own (``load`` and ``guess`` hand out copies); unless ``decide``
-        ``handed_out`` it as its result, nobody else holds it, and the cache keeps it as it is, not a copy of it.
+        ``aggregate`` is the loop's own (a copy ``load`` handed out, or the cached one ``guess`` took out of the
+        cache); unless ``decide`` ``handed_out`` it as its result, nobody else holds it, and the cache keeps it as
+        it is, not a copy of it.
         """
         try:
             self.save_retrying(aggregate)
