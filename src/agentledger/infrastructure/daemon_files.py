@@ -39,6 +39,7 @@ import orjson
 from agentledger.application.errors import LedgerError
 from agentledger.domain.liveness import ProcessIdentity
 from agentledger.infrastructure.config import PostgresLocation, StoreLocation
+from agentledger.infrastructure.json_records import json_object, read_json_object
 
 #: Through a pooler, how long a daemon's claim lasts unless renewed (the daemon renews it at every host heartbeat).
 DEFAULT_LEASE_SECONDS = 60.0
@@ -116,19 +117,13 @@ class DaemonFiles:
 
     def recorded_holder(self) -> dict[str, Any] | None:
         """Who last held the lock (it may have died since: see ``holder_identity``)."""
-        try:
-            return orjson.loads(self.lock_path.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            return None
+        return read_json_object(self.lock_path)
 
     def write_status(self, status: dict[str, Any]) -> None:
         _write_atomically(self.status_path, orjson.dumps(status, option=orjson.OPT_INDENT_2))
 
     def read_status(self) -> dict[str, Any] | None:
-        try:
-            return orjson.loads(self.status_path.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            return None
+        return read_json_object(self.status_path)
 
 
 def holder_identity(holder: dict[str, Any]) -> ProcessIdentity:
@@ -258,11 +253,11 @@ class ServerLease:
         if leases.take(self.connection, self.name, self.holder, self.seconds):
             return None
         found = leases.current_holder(self.connection, self.name)
-        record = _holder_record(found)
+        record = json_object(found)
         if found is None or (record is not None and _gone_from_this_boot(record)):
             if leases.take(self.connection, self.name, self.holder, self.seconds, dead=found):
                 return None
-            record = _holder_record(leases.current_holder(self.connection, self.name))
+            record = json_object(leases.current_holder(self.connection, self.name))
         return record or {"pid": "?", "host": self.name.split(":", 1)[1]}
 
     def still_held(self) -> bool:
@@ -297,17 +292,6 @@ def _lease_name(host: str) -> str:
     return f"daemon:{host}"
 
 
-def _holder_record(text: str | None) -> dict[str, Any] | None:
-    """A lease's holder as its record, or None (no holder, or a record this code cannot read)."""
-    if text is None:
-        return None
-    try:
-        record = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
 def _gone_from_this_boot(record: dict[str, Any]) -> bool:
     """Is the process a holder record names, on this host and boot, gone (its PID free or another process's)?
     (:func:`alive`, as a lock file's holder is judged; a record it cannot read is not judged gone.)"""
@@ -336,7 +320,7 @@ def server_holder(location: PostgresLocation, host: str) -> dict[str, Any] | Non
         from agentledger.infrastructure.leases import current_holder
 
         try:
-            return _holder_record(current_holder(connection, _lease_name(host)))
+            return json_object(current_holder(connection, _lease_name(host)))
         finally:
             connection.close()
     try:

@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 
 from agentledger.infrastructure.config import private_directory
+from agentledger.infrastructure.json_records import read_json_object
 
 #: The slot's size: an exit record is a few hundred bytes (the note is capped at 300 characters).
 SLOT_BYTES = 8192
@@ -95,12 +96,12 @@ class Spool:
 
     def get(self, session_id: str) -> dict[str, Any] | None:
         """The session's spooled exit, if one is waiting (and readable)."""
-        return _read(self.directory / f"{session_id}.json")
+        return read_json_object(self.directory / f"{session_id}.json")
 
     def pending(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every spooled exit, oldest first; an unreadable file is skipped (and left for a person)."""
         for path in self._files("*.json"):
-            record = _read(path)
+            record = read_json_object(path)
             if record is not None:
                 yield path.stem, record
 
@@ -108,13 +109,13 @@ class Spool:
         """What each supervisor still watching its session noted it waits for (the store, since when)."""
         notes = {}
         for path in self._files("*.slot"):
-            state = _read(path)
+            state = read_json_object(path)
             if state:
                 notes[path.stem] = state
         return notes
 
     def waiting_for(self, session_id: str) -> dict[str, Any] | None:
-        return _read(self._slot(session_id)) or None
+        return read_json_object(self._slot(session_id)) or None
 
     def clean(self, finished: Any = None, now: float | None = None) -> int:
         """Remove stale temporaries, and the slots of sessions ``finished(session_id)`` says are over."""
@@ -159,15 +160,3 @@ class Spool:
             os.close(fd)
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    if not data.strip():
-        return None
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None

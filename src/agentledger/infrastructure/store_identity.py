@@ -33,6 +33,7 @@ import orjson
 
 from agentledger.application.errors import StoreError
 from agentledger.infrastructure.config import PostgresLocation, StoreLocation
+from agentledger.infrastructure.json_records import read_json_object
 
 if TYPE_CHECKING:
     from agentledger.application.ports import Store
@@ -52,11 +53,7 @@ def location_key(location: StoreLocation | PostgresLocation) -> str:
 
 
 def known_ids(home: Path) -> dict[str, Any]:
-    try:
-        value = orjson.loads((home / HOME_FILE).read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return {}
-    return value if isinstance(value, dict) else {}
+    return read_json_object(home / HOME_FILE) or {}
 
 
 def remember(home: Path, location: StoreLocation | PostgresLocation, store_id: str) -> None:
