@@ -13,6 +13,7 @@ import os
 import re
 import stat
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -353,6 +354,56 @@ def test_the_digest_of_the_bytes_written_is_the_file_s(tmp_path: Path) -> None:
 
     assert out.sha256 == files.sha256(target) == hashlib.sha256(Path(target).read_bytes()).hexdigest()
     assert gzip.decompress(Path(target).read_bytes()).count(b"\n") == 1 + 200 * (1 + 59 + 1) + 1
+
+
+def test_the_compressing_thread_keeps_the_text_in_order(tmp_path: Path) -> None:
+    """More text than the thread's queue holds, in writes of every size: the file is that text, in order."""
+    import random
+
+    from agentledger.infrastructure.archive_files import ArchiveFileSystem
+
+    chance = random.Random(20)
+    pieces = [chance.randbytes(chance.choice([1, 100, 70_000, 1_500_000])) for _ in range(30)]
+    target = tmp_path / "a.ndjson.gz"
+    with ArchiveFileSystem(tmp_path).create(str(target)) as out:
+        for piece in pieces:
+            assert out.write(piece) == len(piece)
+    assert gzip.decompress(target.read_bytes()) == b"".join(pieces)
+    assert not any(thread.name == "archive-gzip" for thread in threading.enumerate())
+
+
+def test_an_error_in_the_compressing_thread_is_raised_in_the_writer() -> None:
+    """A failed write of the compressed file (a full disk) is the writer's error, at its next write or at the
+    close, and the thread takes what follows without blocking the writer."""
+    from agentledger.infrastructure import archive_files
+
+    class FillsUp:
+        written = 0
+
+        def write(self, data: bytes) -> int:
+            self.written += len(data)
+            if self.written > 2 << 20:
+                raise OSError(28, "No space left on device")
+            return len(data)
+
+    compressing = archive_files._CompressingWriter(FillsUp())  # type: ignore[arg-type]  # a file-like stand-in
+    with pytest.raises(OSError, match="No space left"):
+        for _ in range(100):
+            compressing.write(b"x" * (1 << 20))
+        compressing.close()
+    compressing.abandon()
+    assert not compressing._thread.is_alive()
+
+
+def test_a_failed_writer_leaves_no_file_and_no_thread(tmp_path: Path) -> None:
+    from agentledger.infrastructure.archive_files import ArchiveFileSystem
+
+    target = tmp_path / "a.ndjson.gz"
+    with pytest.raises(RuntimeError, match="formatting failed"), ArchiveFileSystem(tmp_path).create(str(target)) as out:
+        out.write(b"x" * (3 << 20))
+        raise RuntimeError("formatting failed")
+    assert list(tmp_path.iterdir()) == []
+    assert not any(thread.name == "archive-gzip" for thread in threading.enumerate())
 
 
 @pytest.mark.sqlite_only

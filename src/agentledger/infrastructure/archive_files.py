@@ -8,6 +8,14 @@ file is on disk under its name, complete; if anything fails first, the part
 file is removed and ``FILE`` never appears. A location that refuses the file
 (read-only, full, no permission) is one line (:class:`ArchiveWriteError`).
 
+Compressing is most of writing (gzip over ~20x the file's size of text), so
+it runs in a thread of its own (:class:`_CompressingWriter`), beside the
+reading and formatting of the next sessions: ``zlib``, ``hashlib`` and the
+file's writes release the GIL, so on a machine with a second core the
+compression costs the archive next to nothing of its time (``db archive`` of
+900,000 events, ``docs/BENCHMARKS.md``). The order of the bytes is kept, and
+an error in the thread (a full disk) is raised in the writer's.
+
 The compressed bytes are hashed on their way to the file
 (:class:`ArchiveOutput`'s ``sha256``), and :meth:`ArchiveFileSystem.sha256`
 hashes the file as read back from disk: the archive is removed from the
@@ -25,6 +33,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import queue
+import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +48,8 @@ from agentledger.application.errors import LedgerError
 #: gzip's level: 6 (zlib's default) rather than gzip.open's 9, which is ~3x slower for a few % smaller files.
 COMPRESS_LEVEL = 6
 _BLOCK = 1 << 20
+#: Blocks of text waiting for the compressing thread, at most: the memory a slow disk can hold up.
+_QUEUED_BLOCKS = 4
 
 
 class ArchiveWriteError(LedgerError):
@@ -48,13 +60,69 @@ class ArchiveOutput:
     """What :meth:`ArchiveFileSystem.create` hands out: ``write`` the archive's text; once the file is written,
     ``sha256`` is the hex digest of its bytes (the compressed ones, as they went to the file)."""
 
-    def __init__(self, compressed: gzip.GzipFile, hashed: _Hashed) -> None:
-        self.write = compressed.write
+    def __init__(self, compressing: _CompressingWriter, hashed: _Hashed) -> None:
+        self.write = compressing.write
         self._hashed = hashed
 
     @property
     def sha256(self) -> str:
         return self._hashed.hash.hexdigest()
+
+
+class _CompressingWriter:
+    """Hands the text, a block (:data:`_BLOCK`) at a time, to a thread that writes it to ``compressed`` in order.
+
+    The thread's first error is kept and raised by the next :meth:`write` or by :meth:`close`; after it the
+    thread still takes (and drops) what it is handed, so the writer never waits on a full queue.
+    """
+
+    def __init__(self, compressed: gzip.GzipFile) -> None:
+        self._compressed = compressed
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED_BLOCKS)
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._compress, name="archive-gzip", daemon=True)
+        self._thread.start()
+
+    def write(self, data: bytes) -> int:
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= _BLOCK:
+            self._hand_over()
+        return len(data)
+
+    def close(self) -> None:
+        """Compress what is left and wait for the thread; its error, if it had one."""
+        self._hand_over()
+        self._stop()
+        if self._error is not None:
+            raise self._error
+
+    def abandon(self) -> None:
+        """Stop the thread without raising (the archive failed in the writer: its own error is the one to tell)."""
+        self._pending.clear()
+        self._stop()
+
+    def _hand_over(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._pending:
+            self._blocks.put(b"".join(self._pending))
+            self._pending.clear()
+            self._pending_size = 0
+
+    def _stop(self) -> None:
+        self._blocks.put(None)
+        self._thread.join()
+
+    def _compress(self) -> None:
+        while (block := self._blocks.get()) is not None:
+            if self._error is None:
+                try:
+                    self._compressed.write(block)
+                except BaseException as error:  # noqa: BLE001 - raised in the writer's thread
+                    self._error = error
 
 
 class _Hashed:
@@ -97,7 +165,13 @@ class ArchiveFileSystem:
                 hashed = _Hashed(raw)
                 with gzip.GzipFile(filename=final.name, mode="wb", compresslevel=COMPRESS_LEVEL,
                                    fileobj=hashed) as compressed:
-                    yield ArchiveOutput(compressed, hashed)
+                    compressing = _CompressingWriter(compressed)
+                    try:
+                        yield ArchiveOutput(compressing, hashed)
+                    except BaseException:
+                        compressing.abandon()
+                        raise
+                    compressing.close()
                 raw.flush()
                 os.fsync(raw.fileno())
             os.rename(part, final)

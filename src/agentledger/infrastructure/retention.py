@@ -38,7 +38,7 @@ class SqlRetention:
         return _last_event_owner(self.store.db, self.store)
 
     def stream_lengths(self, ids: Sequence[str]) -> dict[str, int]:
-        return _stream_lengths(self.store.db, self.store.events_table, ids)
+        return _stream_lengths(self.store.db, self.store, ids)
 
     def remove(self, records: Sequence[ArchivedRecord], lengths: Mapping[str, int]) -> None:
         store = self.store
@@ -77,7 +77,7 @@ class SqlRetention:
 
 def _refuse_changed(cursor: Cursor, store: Store, lengths: Mapping[str, int]) -> None:
     """Inside the removal's transaction: the streams are still as archived, and none holds the log's last event."""
-    now = _stream_lengths(cursor, store.events_table, list(lengths))
+    now = _stream_lengths(cursor, store, list(lengths))
     changed = sorted(stream for stream, length in lengths.items() if now.get(stream, 0) != length)
     if changed:
         raise StreamsChanged(f"{len(changed)} archived stream(s) changed while the archive was written (e.g. "
@@ -99,8 +99,8 @@ def _delete_events(store: Store, marks: str) -> str:
     PostgreSQL, which has no rowid, deletes through its index as it likes.
     """
     where = f"originator_id IN ({marks})"
-    table, position = store.events_table, store.position_column
-    if position != "rowid":
+    table = store.events_table
+    if not _on_sqlite(store):
         return f"DELETE FROM {table} WHERE {where}"
     return f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {where} ORDER BY rowid)"
 
@@ -112,13 +112,30 @@ def _last_event_owner(db: Any, store: Store) -> str | None:
     return None if row is None else _hex(row[0])
 
 
-def _stream_lengths(db: Any, table: str, ids: Sequence[str]) -> dict[str, int]:
+def _stream_lengths(db: Any, store: Store, ids: Sequence[str]) -> dict[str, int]:
+    """The last version of each stream of ``ids`` that has events.
+
+    On SQLite each stream's ``max`` is a subquery of its own, one seek to the end of the stream in the
+    primary-key index; grouped (as on PostgreSQL, whose typed ``uuid`` column the text of a ``VALUES`` list
+    would not match) SQLite reads every entry of every stream: a quarter of a second of ``db archive``'s
+    check before its removal, over 900,000 events, where the seeks take a twelfth of that.
+    """
+    table = store.events_table
     found: dict[str, int] = {}
     for chunk in _chunks(list(ids)):
-        rows = db.execute(f"SELECT originator_id, max(originator_version) FROM {table}"
-                          f" WHERE originator_id IN ({','.join('?' * len(chunk))}) GROUP BY originator_id", chunk)
-        found.update((_hex(stream), int(version)) for stream, version in rows.fetchall())
+        if _on_sqlite(store):
+            rows = db.execute(f"SELECT v.column1, (SELECT max(originator_version) FROM {table} WHERE originator_id ="
+                              f" v.column1) FROM (VALUES {','.join(['(?)'] * len(chunk))}) AS v", chunk)
+        else:
+            rows = db.execute(f"SELECT originator_id, max(originator_version) FROM {table}"
+                              f" WHERE originator_id IN ({','.join('?' * len(chunk))}) GROUP BY originator_id", chunk)
+        found.update((_hex(stream), int(version)) for stream, version in rows.fetchall() if version is not None)
     return found
+
+
+def _on_sqlite(store: Store) -> bool:
+    """Is the store SQLite (its log positions are the table's ``rowid``), where some statements differ?"""
+    return store.position_column == "rowid"
 
 
 def _snapshots_table(store: Store) -> str | None:
