@@ -121,6 +121,29 @@ def test_a_command_that_fails_half_way_leaves_the_cache_as_it_was(cached_ledger)
 
 
 @pytest.mark.unit
+def test_a_save_that_records_nothing_leaves_the_events_pending(cached_ledger):
+    """A refused save (here a lost compare-and-set) puts each aggregate's events back, in order, so that a retry
+    saves the same events: what ``save_retrying`` relies on for a store that was locked."""
+    from eventsourcing.persistence import IntegrityError
+
+    first, second = uuid4(), uuid4()
+    for sid in (first, second):
+        cached_ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)
+    behind, other = cached_ledger.session(first), cached_ledger.session(second)
+    cached_ledger.change(first, lambda s: s.heartbeat(source="winner", now=utc_now()))
+    behind.heartbeat(source="one", now=utc_now())
+    behind.heartbeat(source="two", now=utc_now())
+    other.heartbeat(source="three", now=utc_now())
+    with pytest.raises(IntegrityError):
+        cached_ledger.save(behind, other)
+    assert [e.source for e in behind._pending_events] == ["one", "two"]
+    assert [e.source for e in other._pending_events] == ["three"]
+    assert cached_ledger.session(second).version == other.version - 1  # nothing of the refused save was recorded
+    cached_ledger.save(other)
+    assert cached_ledger.session(second).last_heartbeat_at == other.last_heartbeat_at and not other._pending_events
+
+
+@pytest.mark.unit
 def test_the_cache_is_fast_forwarded_past_another_writers_events(cached_ledger):
     sid = uuid4()
     cached_ledger.launch(session_id=sid, fuse_ttl=30, fuse_set_by="me", **LAUNCH)

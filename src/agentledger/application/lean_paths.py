@@ -180,6 +180,13 @@ def collect(objs: Iterable[Any]) -> tuple[list[Any], list[Any]]:
     return events, aggregates
 
 
+def put_back(aggregates: list[Any], events: list[Any]) -> None:
+    """Undo :func:`collect` for a save that did not record ``events``: each aggregate's are pending again, in
+    order, before any it gained since."""
+    for aggregate in aggregates:
+        aggregate._pending_events[:0] = [event for event in events if event.originator_id == aggregate.id]  # noqa: SLF001
+
+
 def snapshots_due(aggregates: list[Any], events: list[Any], intervals: dict[type, int]) -> list[Any]:
     """The aggregates just saved that reached a snapshot interval in this save, as they stand now.
 

@@ -24,7 +24,7 @@ from eventsourcing.persistence import IntegrityError
 
 from agentledger.application.clock import reported_offset, utc_now
 from agentledger.application.errors import FaultClassifier, SessionNotFound, StoreError, StoreFault
-from agentledger.application.lean_paths import LedgerRepository, collect, snapshots_due
+from agentledger.application.lean_paths import LedgerRepository, collect, put_back, snapshots_due
 from agentledger.application.retry import retry_while_locked
 from agentledger.domain.hosts import Host
 from agentledger.domain.locks import DirectoryLock, lock_id
@@ -61,7 +61,9 @@ class Ledger(Application[UUID]):
 
     def save(self, *objs: Any) -> None:  # type: ignore[override]  # no Recordings, no saved arguments: see below
         """Append the pending events of ``objs`` in one transaction (compare-and-set on each aggregate's version),
-        with a snapshot of each aggregate that reached its interval, taken from the state in hand.
+        with a snapshot of each aggregate that reached its interval, taken from the state in hand. If the events
+        are not recorded, the aggregates keep them pending, as before the call (the library's ``save`` drops
+        them): a retry saves the same events.
 
         A recorder that can (``records_snapshots``: both of ours) writes the
         snapshots in the events' own transaction, so a snapshot costs one more
@@ -73,11 +75,15 @@ class Ledger(Application[UUID]):
         events, aggregates = collect(objs)
         due = snapshots_due(aggregates, events, self.snapshotting_intervals) if self.snapshots is not None else []
         to_stored = self.mapper.to_stored_event
-        if due and getattr(self.recorder, "records_snapshots", False):
-            self.recorder.insert_events([to_stored(event) for event in events],
-                                        snapshots=[to_stored(_snapshot(a)) for a in due])
-            return
-        self.recorder.insert_events([to_stored(event) for event in events])
+        try:
+            if due and getattr(self.recorder, "records_snapshots", False):
+                self.recorder.insert_events([to_stored(event) for event in events],
+                                            snapshots=[to_stored(_snapshot(a)) for a in due])
+                return
+            self.recorder.insert_events([to_stored(event) for event in events])
+        except BaseException:
+            put_back(aggregates, events)
+            raise
         if due:
             self._put_snapshots(due)
 
@@ -221,19 +227,21 @@ class Ledger(Application[UUID]):
             self.repository.keep(aggregate)
         return True
 
-    def save_retrying(self, session: Aggregate) -> None:
-        """Save a session's new events, waiting out a store locked past its busy timeout.
+    def save_retrying(self, aggregate: Aggregate) -> None:
+        """Save an aggregate's new events, waiting out a store locked past its busy timeout (or a PostgreSQL
+        server briefly away); a refused compare-and-set (``IntegrityError``) is raised at once.
 
-        ``save`` collects the pending events even when it fails, so they are
-        put back before each new attempt.
+        The first attempt is a plain :meth:`save` (nearly every one lands); only a passing fault of the store
+        goes on to :func:`retry_while_locked`, which tries again with the events ``save`` kept pending.
         """
-        pending = list(session._pending_events)  # noqa: SLF001
-
-        def attempt() -> None:
-            session._pending_events[:] = pending  # noqa: SLF001
-            self.save(session)
-
-        retry_while_locked(attempt, self.classify_fault)
+        try:
+            self.save(aggregate)
+        except IntegrityError:
+            raise
+        except Exception as error:
+            if self.classify_fault(error) is None:
+                raise
+            retry_while_locked(lambda: self.save(aggregate), self.classify_fault)
 
 
 def _snapshot(aggregate: Aggregate) -> Any:
