@@ -96,6 +96,35 @@ def test_no_command_on_a_copy_changes_the_original(kind):
     assert not original.collect_events()
 
 
+class _UpgradedHeartbeat(Session.Heartbeat):
+    """An event class at its second version: the mapper writes ``class_version`` into its state."""
+
+    class_version = 2
+
+
+@pytest.mark.unit
+def test_the_mapper_stores_each_event_as_the_library_does():
+    """``CheckedMapper.to_stored_event`` builds its ``StoredEvent`` without the dataclass's ``__init__``: the same
+    object, field for field and byte for byte, for every kind of event, a snapshot and a versioned class."""
+    from eventsourcing.persistence import Mapper, StoredEvent
+
+    from agentledger.infrastructure.store import CheckedMapper
+    from agentledger.infrastructure.transcoder import OrjsonTranscoder
+
+    ours, library = CheckedMapper(transcoder=OrjsonTranscoder()), Mapper(transcoder=OrjsonTranscoder())
+    session = Session.launch(session_id=uuid4(), **LAUNCH)
+    session.set_fuse(ttl=30, set_by="me", now=utc_now())
+    every_command(session)
+    events = [*session.collect_events(), Session.Snapshot.take(session),
+              _UpgradedHeartbeat(originator_id=session.id, originator_version=session.version + 1,
+                                 timestamp=utc_now(), source="t", fuse_expires_at=None)]
+    for event in events:
+        mine, theirs = ours.to_stored_event(event), library.to_stored_event(event)
+        assert type(mine) is StoredEvent and mine == theirs and vars(mine) == vars(theirs), type(event).__name__
+        assert vars(ours.to_domain_event(mine)) == vars(event)
+    assert b'"class_version":2' in ours.to_stored_event(events[-1]).state
+
+
 @pytest.fixture
 def cached_ledger():
     ledger = Ledger(env={"PERSISTENCE_MODULE": "eventsourcing.popo", "AGGREGATE_CACHE_MAXSIZE": "100",

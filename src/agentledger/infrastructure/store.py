@@ -379,13 +379,37 @@ def __getattr__(name: str) -> Any:
 
 
 def _checked_mapper_class() -> type:
-    from eventsourcing.persistence import Mapper, MapperDeserialisationError
+    from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
+    from eventsourcing.utils import get_topic
 
     class CheckedMapper(Mapper):
         """The library's mapper, but a stored event whose JSON decodes to missing or mistyped fields
         (a damaged or hand-edited row) is a decoding error, like bytes that are not JSON: the log's
         readers skip and report it (``application/log.py``), and a command on its session fails with
-        one line, instead of a half-built event failing later in a projection or the aggregate."""
+        one line, instead of a half-built event failing later in a projection or the aggregate.
+
+        Its ``to_stored_event`` is the library's, building the same ``StoredEvent`` without its frozen
+        dataclass ``__init__`` (an ``object.__setattr__`` per field) and the copy of the state through
+        ``dict()``: 2.2 -> 1.4 µs, on every append (issue 20).
+        """
+
+        def to_stored_event(self, domain_event: Any) -> Any:
+            if self.compressor is not None or self.cipher is not None:
+                return super().to_stored_event(domain_event)
+            state = vars(domain_event).copy()
+            originator_id = state.pop("originator_id")
+            originator_version = state.pop("originator_version")
+            kind = type(domain_event)
+            class_version = getattr(kind, "class_version", 1)
+            if class_version > 1:
+                state["class_version"] = class_version
+            stored = object.__new__(StoredEvent)
+            fields = stored.__dict__  # a frozen dataclass's fields, set as its __init__ would
+            fields["originator_id"] = originator_id
+            fields["originator_version"] = originator_version
+            fields["topic"] = get_topic(kind)
+            fields["state"] = self.transcoder.encode(state)
+            return stored
 
         def to_domain_event(self, stored_event: Any) -> Any:
             event = super().to_domain_event(stored_event)
