@@ -52,7 +52,12 @@ def raw_dump(store, session_ids: list[str], out: Path, *, threaded: bool = False
     with open(out, "wb") as raw:
         with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as zipped:
             blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
-            worker = threading.Thread(target=lambda: [zipped.write(b) for b in iter(blocks.get, None)])
+
+            def compress() -> None:
+                for block in iter(blocks.get, None):
+                    zipped.write(block)
+
+            worker = threading.Thread(target=compress)
             if threaded:
                 worker.start()
             for start in range(0, len(streams), 1500):
@@ -64,7 +69,10 @@ def raw_dump(store, session_ids: list[str], out: Path, *, threaded: bool = False
                 text = b"".join(
                     orjson.dumps({"stream": r[0], "version": r[1], "topic": r[2], "state": orjson.Fragment(r[3])})
                     + b"\n" for r in rows)
-                blocks.put(text) if threaded else zipped.write(text)
+                if threaded:
+                    blocks.put(text)
+                else:
+                    zipped.write(text)
                 count += len(rows)
             if threaded:
                 blocks.put(None)

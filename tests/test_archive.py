@@ -387,12 +387,13 @@ def test_an_error_in_the_compressing_thread_is_raised_in_the_writer() -> None:
             return len(data)
 
     compressing = archive_files._CompressingWriter(FillsUp())  # type: ignore[arg-type]  # a file-like stand-in
+    for _ in range(3):  # the third block fails in the thread, after the writer handed it over
+        compressing.write(b"x" * (1 << 20))
     with pytest.raises(OSError, match="No space left"):
-        for _ in range(100):
-            compressing.write(b"x" * (1 << 20))
         compressing.close()
-    compressing.abandon()
     assert not compressing._thread.is_alive()
+    with pytest.raises(OSError, match="No space left"):  # and the next block handed over says so at once
+        compressing.write(b"x" * (1 << 20))
 
 
 def test_a_failed_writer_leaves_no_file_and_no_thread(tmp_path: Path) -> None:

@@ -93,9 +93,12 @@ class _CompressingWriter:
         return len(data)
 
     def close(self) -> None:
-        """Compress what is left and wait for the thread; its error, if it had one."""
-        self._hand_over()
-        self._stop()
+        """Compress what is left and wait for the thread; its error, if it had one (the thread is stopped
+        either way)."""
+        try:
+            self._hand_over()
+        finally:
+            self._stop()
         if self._error is not None:
             raise self._error
 
