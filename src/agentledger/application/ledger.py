@@ -229,19 +229,9 @@ class Ledger(Application[UUID]):
 
     def save_retrying(self, aggregate: Aggregate) -> None:
         """Save an aggregate's new events, waiting out a store locked past its busy timeout (or a PostgreSQL
-        server briefly away); a refused compare-and-set (``IntegrityError``) is raised at once.
-
-        The first attempt is a plain :meth:`save` (nearly every one lands); only a passing fault of the store
-        goes on to :func:`retry_while_locked`, which tries again with the events ``save`` kept pending.
-        """
-        try:
-            self.save(aggregate)
-        except IntegrityError:
-            raise
-        except Exception as error:
-            if self.classify_fault(error) is None:
-                raise
-            retry_while_locked(lambda: self.save(aggregate), self.classify_fault)
+        server briefly away). A save that records nothing keeps its events pending (:meth:`save`), so each
+        attempt saves the same events."""
+        retry_while_locked(lambda: self.save(aggregate), self.classify_fault)
 
 
 def _snapshot(aggregate: Aggregate) -> Any:
