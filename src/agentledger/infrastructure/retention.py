@@ -134,8 +134,9 @@ def _stream_lengths(db: Any, store: Store, ids: Sequence[str]) -> dict[str, int]
 
 
 def _on_sqlite(store: Store) -> bool:
-    """Is the store SQLite (its log positions are the table's ``rowid``), where some statements differ?"""
-    return store.position_column == "rowid"
+    """Is the store SQLite (the event table has a ``rowid``, its ``originator_id`` is text), where some statements
+    differ?"""
+    return store.location.kind == "sqlite"
 
 
 def _snapshots_table(store: Store) -> str | None:
