@@ -103,6 +103,20 @@ def test_list_help_names_every_status() -> None:
     assert all(status.value in text for status in SessionStatus), text
 
 
+def test_list_format_help_names_every_field() -> None:
+    from agentledger.projections.listing import FIELDS
+
+    text = " ".join(_help("list").split())
+    assert all(f" {name}," in text or f" {name})" in text for name in FIELDS), text
+
+
+def test_launch_help_names_every_agent() -> None:
+    from agentledger.adapters.registry import agent_names
+
+    description = dict(PARSERS)[("launch",)].description or ""
+    assert all(name in description for name in agent_names()), description
+
+
 def test_fuse_ttl_help_names_the_floor() -> None:
     floor = format_duration(MIN_TTL)
     assert floor == "250ms"

@@ -36,6 +36,15 @@ def test_filters_must_all_hold(cli, three: list[str]) -> None:
     assert cli("list", "-q", "--all", "--filter", "name=nobody").stdout == ""
 
 
+def test_a_status_filter_is_the_status_option(cli, three: list[str]) -> None:
+    """``--filter status=S`` lists what ``--status S`` lists, stopped sessions too, without ``--all``."""
+    for status in ("stopped", "running"):
+        assert cli("list", "-q", "--filter", f"status={status}").stdout == cli("list", "-q", "--status",
+                                                                                 status).stdout != ""
+    assert cli("list", "-q", "--filter", "status=stopped", "--filter", "label=team=a").stdout.split() == [three[2]]
+    assert cli("list", "-q", "--status", "running", "--filter", "status=stopped").stdout == ""  # both must hold
+
+
 def test_column_filters_are_asked_of_the_query_and_still_all_hold(cli, three: list[str]) -> None:
     """host, group and adapter filters given once become the query's conditions (``listing.lifted``); given twice
     or beside ``--group``, both must hold as before."""
@@ -113,10 +122,20 @@ def test_the_table_shows_the_newest_hundred_and_counts_the_rest(cli, store) -> N
     (("--format", "{nope}"), "unknown field 'nope'"),
     (("--format", "{id"), "--format '{id'"),
     (("--last", "x"), "invalid count 'x' (a whole number >= 0, or 'all')"),
+    (("--last", "1_0"), "invalid count '1_0'"),  # int() would take these: a count is ASCII digits
+    (("--last", "+2"), "invalid count '+2'"),
+    (("--last", "\u0662"), "invalid count"),
+    (("--filter", "status=asleep"), "unknown status (one of: running, unwatched, stopping, stopped, host-silent)"),
+    (("--bogus",), "agentledger list: error: unrecognized arguments: --bogus (see 'agentledger list --help')"),
 ])
 def test_a_bad_control_is_one_line_and_exit_2(cli, option: tuple[str, ...], words: str) -> None:
     result = cli("list", *option, check=False)
     assert result.returncode == 2 and words in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_count_past_any_store_means_every_row(cli, three: list[str]) -> None:
+    assert cli("list", "-q", "--all", "-n", "9" * 30).stdout.split() == three[::-1]
+    assert cli("events", "--since", "9" * 30).stdout == ""
 
 
 def test_list_fits_the_terminal_width_cutting_names_and_commands_never_ids(cli, monkeypatch) -> None:

@@ -61,6 +61,17 @@ def test_why_of_a_session_whose_supervisor_and_agent_were_killed_says_nobody_wat
     text = cli("why", sid).stdout
     assert "Nobody watches it" in text and "its process is gone (PID " in text
     assert "the reconciler stops it at its next pass" in text and "but;" not in text
+    assert text.startswith(f"{sid[:12]} is unwatched.")  # the status `status` and `list` give it, not "running"
+    assert f"PID {status['supervisor_pid']} is gone" in text
+    assert cli.json("why", sid)["status"] == "unwatched"
+
+
+def test_why_of_a_watched_session_says_its_supervisor_runs(cli) -> None:
+    sid = cli.launch("sleep", "60")
+    status = cli.json("status", sid)
+    text = cli("why", sid).stdout
+    assert text.startswith(f"{sid[:12]} is running.") and f"PID {status['supervisor_pid']}, running" in text
+    cli("stop", sid)
 
 
 def test_why_of_a_command_that_never_started_says_so(cli) -> None:

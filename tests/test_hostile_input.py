@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from uuid import UUID, uuid4
 
+import orjson
 import pytest
 from conftest import wait_for
 from hypothesis import HealthCheck, assume, event, example, given, settings
@@ -427,6 +428,33 @@ def test_commands_that_start_processes_refuse_bad_values_before_they_start_anyth
     code, out, err = run(capsys, *argv)
     assert_one_clear_line(code, err, expected_code=2)
     assert "\x1b" not in err and out == "", argv
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["-V"], "agentledger: error: unrecognized arguments: -V"),  # not "COMMAND is required"
+    (["db", "archive", "verify", "a", "b"],
+     "agentledger db archive verify: error: unrecognized arguments: b (see 'agentledger db archive verify --help')"),
+    (["adopt", "99999999999"], "invalid PID '99999999999' (a whole number from 1 to 4194304)"),
+])
+def test_an_argument_no_parser_takes_is_refused_by_its_command(capsys, home, argv, words):
+    code, out, err = run(capsys, *argv)
+    assert_one_clear_line(code, err, expected_code=2)
+    assert words in err, err
+
+
+def test_events_takes_json_as_every_query_does(capsys, home):
+    _ledger_with_sessions(1)
+    code, out, err = run(capsys, "events", "--json")
+    assert code == 0 and [orjson.loads(line)["type"] for line in out.splitlines()] == ["Launched", "FuseSet"]
+
+
+@pytest.mark.sqlite_only
+def test_a_store_that_is_a_directory_is_named_as_one(cli, home):
+    (home / "ledger.db").mkdir(parents=True)
+    for command in (("list",), ("launch", "--", "true")):
+        result = cli(*command, check=False)
+        assert_one_clear_line(result.returncode, result.stderr, expected_code=1)
+        assert f"the store {home / 'ledger.db'} is a directory" in result.stderr, command
 
 
 def test_argv_that_is_not_utf8_is_a_usage_error_not_an_unstorable_event(capsys, home):

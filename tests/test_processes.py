@@ -111,6 +111,17 @@ def test_the_group_of_an_unreaped_leader_is_still_the_sessions():
         leader.wait()
 
 
+def test_a_group_whose_members_all_ended_unreaped_has_none_running(sleeper):
+    """Ended, not yet reaped (an orphan waits for init to reap it): the group still answers ``killpg`` but no
+    member runs, so ``stop`` does not wait for init."""
+    identity = processes.identity_of(sleeper.pid)
+    assert processes.session_group_exists(identity)
+    sleeper.send_signal(signal.SIGKILL)
+    os.waitid(os.P_PID, sleeper.pid, os.WEXITED | os.WNOWAIT)  # ended, not reaped
+    assert processes.group_exists(sleeper.pid)  # the kernel still counts the zombie in its group
+    assert not processes.session_group_exists(identity)
+
+
 def test_a_process_named_with_spaces_and_parentheses_is_read_right(tmp_path):
     """``/proc/PID/stat`` is read directly: its COMM field ("a) b (c") must not shift the fields after it."""
     import psutil

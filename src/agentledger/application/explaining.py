@@ -48,13 +48,27 @@ def explain(store: Store, session_id: str, now: datetime, machine: Machine) -> d
         facts["status"] = "stopped"
         facts["stop"] = _stop_facts(store, session)
     else:
-        facts["status"] = session.status
+        facts["status"] = _status_now(store, session, now)
         facts["running"] = _running_facts(session, facts["position"], now, machine)
     facts["on_stop"] = _hook_facts(ledger, session)
     facts["workspace"] = _workspace_facts(ledger, session)
     facts["locks"] = _lock_facts(store, session_id, now)
     facts["headline"] = headline(facts)
     return facts
+
+
+def _status_now(store: Store, session: Session, now: datetime) -> str:
+    """Its status as ``status`` and ``list`` say it now: ``running`` or ``unwatched`` by its fuse, ``stopping`` as
+    recorded, ``host-silent`` if its host's daemon went quiet (the read models know the hosts)."""
+    from agentledger.application.errors import SessionNotFound
+    from agentledger.domain.fuse import session_status
+
+    try:
+        silent_from = store.read_models.session(session.id.hex)["host_silent_from"]
+    except SessionNotFound:  # not in the read models yet: no host to call silent
+        silent_from = None
+    return session_status(session.status, session.fuse_state, session.fuse_expires_at, now,
+                          host_silent=silent_from is not None and now.timestamp() > silent_from)
 
 
 def _lock_facts(store: Store, session_id: str, now: datetime) -> list[dict[str, Any]]:
@@ -197,6 +211,9 @@ def _running_facts(session: Session, position: int | None, now: datetime, machin
         "writer_clock_offset": session.writer_clock_offset,
         "deadline": session.deadline,
         "supervisor_pid": session.supervisor_pid,
+        # None where it cannot be looked at: another host's, or no supervisor (adopted)
+        "supervisor_alive": (machine.supervisor_alive(session.supervisor_pid, session.id.hex)
+                             if session.host == machine.host and session.supervisor_pid is not None else None),
         "stop_requests": session.stop_requests,
         "pid_probe": probe,
     }

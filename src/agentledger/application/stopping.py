@@ -132,9 +132,16 @@ def _wait_until_group_gone(machine: Machine, identity: ProcessIdentity, timeout:
 
 
 def _wait_until_done(ledger: Ledger, machine: Machine, session_id: UUID, identity: ProcessIdentity, timeout: float) -> bool:
-    """Wait until ``Stopped`` is in the log and the whole process group is gone."""
-    return _wait(lambda: ledger.session(session_id).is_stopped and not machine.session_group_exists(identity),
-                 timeout)
+    """Wait until the whole process group is gone and ``Stopped`` is in the log, or no supervisor is left to
+    record it (killed, or none: adopted), which the caller then does: a stop of a session whose supervisor died
+    returns as soon as its processes have ended, not after the grace period."""
+    def done() -> bool:
+        if machine.session_group_exists(identity):
+            return False
+        session = ledger.session(session_id)
+        return session.is_stopped or not machine.supervisor_alive(session.supervisor_pid, session_id.hex)
+
+    return _wait(done, timeout)
 
 
 def _wait(condition: Callable[[], bool], timeout: float) -> bool:

@@ -98,7 +98,11 @@ class Session(Aggregate):
         of a run of heartbeats: its first and last are kept): their versions
         are this one's minus 1 to minus ``coalesced``, and this one follows on
         from the version before them. They changed nothing this one does not
-        change again.
+        change again. The first heartbeat of such a run, kept, holds in
+        ``window_expires_at`` the expiry those left out took the fuse to (each
+        came before the fuse it extended lapsed: an archive coalesces a run only
+        while the fuse stays live), so that replaying what is kept finds the fuse
+        live through the run, as it was, not lapsed between the two kept ends.
         """
 
         source: str
@@ -107,6 +111,8 @@ class Session(Aggregate):
         #: Not a field: never passed, never stored by the live log (no heartbeat grows by it); only an archive's
         #: coalesced heartbeat holds it in its state, and reading that state sets it on the event.
         coalesced = 0
+        #: Not a field either: only the first kept heartbeat of a coalesced run holds it (see above).
+        window_expires_at = None  # not annotated: an annotation would make it one of the event's dataclass fields
 
         def mutate(self, aggregate: Session | None) -> Session | None:  # type: ignore[override]
             # The class's 0 on every heartbeat of the live log: a test of it spares them a call per event.
@@ -119,8 +125,10 @@ class Session(Aggregate):
         def apply(self, aggregate: Session) -> None:
             aggregate.last_heartbeat_at = self.timestamp
             aggregate.writer_clock_offset = self.clock_offset
-            if self.fuse_expires_at is not None:
-                aggregate._arm(self.fuse_expires_at)
+            # the class's None on every heartbeat of the live log: a test of it spares them a call per event
+            expiry = self.fuse_expires_at if self.window_expires_at is None else heartbeat_expiry(self)
+            if expiry is not None:
+                aggregate._arm(expiry)
 
     class FuseCancelled(Aggregate.Event):
         by: str
@@ -475,6 +483,16 @@ def coalesced_before(event: Any) -> int:
     """How many versions just before ``event`` are absent by design: the heartbeats an archive coalesced
     (:attr:`Session.Heartbeat.coalesced`); 0 for any other event, and for every event of the live log."""
     return coalesced_count(event.coalesced) if type(event) is Session.Heartbeat else 0
+
+
+def heartbeat_expiry(event: Session.Heartbeat) -> datetime | None:
+    """Where a heartbeat took the fuse: its own ``fuse_expires_at``; for the first kept heartbeat of a run an
+    archive coalesced, the later expiry the heartbeats left out after it took it to (``window_expires_at``;
+    a damaged value, not a later time, is ignored). None: it extended no fuse."""
+    own, window = event.fuse_expires_at, getattr(event, "window_expires_at", None)  # a datetime, read from a state
+    if own is not None and type(window) is datetime and window > own:
+        return window
+    return own
 
 
 def coalesced_count(value: Any) -> int:

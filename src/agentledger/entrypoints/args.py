@@ -125,19 +125,20 @@ def count_or_all(text: str) -> int | str:
 
 def delivery_id(text: str) -> int:
     """A webhook delivery's number, as ``agentledger webhooks`` lists it."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
+    value = _digits(text)
+    if value is None or value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a delivery id (the numbers 'agentledger webhooks' lists)")
     return value
 
 
+#: Linux's largest process id on a 64-bit machine (``PID_MAX_LIMIT``, what ``pid_max`` can be raised to).
+PID_MAX = 2**22
+
+
 def pid(text: str) -> int:
-    value = _whole_number(text, "PID")
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"invalid PID {text!r} (a whole number > 0)")
+    value = _digits(text)
+    if value is None or not 0 < value <= PID_MAX:
+        raise argparse.ArgumentTypeError(f"invalid PID {text!r} (a whole number from 1 to {PID_MAX})")
     return value
 
 
@@ -145,14 +146,22 @@ def log_position(text: str) -> int:
     return _whole_number(text, "log position")
 
 
+#: The largest whole number a store holds (SQLite's and PostgreSQL's 64-bit integers); a larger count or position
+#: means the same as this one: every row.
+LARGEST = 2**63 - 1
+
+
 def _whole_number(text: str, what: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
+    value = _digits(text)
+    if value is None:
         raise argparse.ArgumentTypeError(f"invalid {what} {text!r} (a whole number >= 0)")
-    return value
+    return min(value, LARGEST)
+
+
+def _digits(text: str) -> int | None:
+    """``text`` as a whole number if it is written in ASCII digits only: ``int`` also takes ``1_0``, ``+2``,
+    `` 2`` and other scripts' digits, which a count or a position written by hand never means."""
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def json_flag(parser: argparse.ArgumentParser) -> None:

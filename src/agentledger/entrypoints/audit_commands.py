@@ -167,7 +167,7 @@ def _running_pairs(facts: dict[str, Any]) -> list[tuple[str, Any]]:
         ("Last heartbeat", _heartbeat(running["last_heartbeat_at"], running["last_heartbeat_age"], "ago")),
         ("Clock", _skew(running["writer_clock_offset"])),
         ("PID probe", _probe(running["pid_probe"]) if running["pid_probe"] else f"not probed: host {facts['host']}"),
-        ("Supervisor", running["supervisor_pid"]),
+        ("Supervisor", _supervisor(running)),
         ("Timeout", _time(running["deadline"]) if running["deadline"] else None),
         ("Stop requests", _requests(running["stop_requests"])),
         ("Started", _time(facts["started_at"])),
@@ -175,6 +175,16 @@ def _running_pairs(facts: dict[str, Any]) -> list[tuple[str, Any]]:
         ("Command", " ".join(facts["command"])),
         ("Host / PID", _host_pid(facts)),
     ]
+
+
+def _supervisor(running: dict[str, Any]) -> str | None:
+    """Its supervisor's PID, and whether it still runs where that could be looked at."""
+    pid, alive = running["supervisor_pid"], running["supervisor_alive"]
+    if pid is None:
+        return None
+    if alive is None:
+        return f"PID {pid} (on its host, not looked at from here)"
+    return f"PID {pid}, running" if alive else f"PID {pid} is gone (or no longer this session's supervisor)"
 
 
 def _skew(offset: float | None) -> str | None:

@@ -143,7 +143,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--format", default=None, metavar="TEMPLATE",
                    help="one line per session from TEMPLATE, e.g. '{short_id} {status} {name}' (fields: id, "
                         "short_id, name, adapter, status, pid, group, host, cwd, model, exit_code, stop_reason, "
-                        "command)")
+                        "command, ran_for)")
     p.add_argument("--count", action="store_true", help="only how many sessions match")
     as_of_option(p)
     json_flag(p)
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:  # a bare `agentledger`: what it can do, not an error
         build_parser().print_help()
         return 0
-    args = build_parser(command_to_build(argv)).parse_args(types.remember(_attach_dashed_values(argv)))
+    args = _parse(build_parser(command_to_build(argv)), types.remember(_attach_dashed_values(argv)))
     context = Context()
     try:
         return args.handler(context, args) or 0
@@ -341,6 +341,26 @@ def main(argv: list[str] | None = None) -> int:
             context.close()
         except Exception:
             pass
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``argv`` parsed; an argument no parser took is refused by the command's own parser (``agentledger list:
+    error: unrecognized arguments: --bogus``, pointing at ``list --help``), as argparse's other errors are, not by
+    the top one; an unknown option before any command is called that, not "COMMAND is required"."""
+    if argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        parser.error(f"unrecognized arguments: {argv[0]}")
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost parser ``args`` went through (``db archive verify``'s for ``agentledger db archive verify``)."""
+    for action in parser._actions:  # noqa: SLF001 - argparse keeps its subcommands nowhere public
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:  # noqa: SLF001
+            return _command_parser(action.choices[getattr(args, action.dest)], args)
+    return parser
 
 
 def _describe_error(error: Exception) -> tuple[str, int]:
@@ -670,7 +690,7 @@ def cmd_history(context: Context, args: argparse.Namespace) -> int:
         return 0
     table(
         ["POS", "VER", "TIME", "+DELTA", "EVENT", "STATUS", "DETAILS"],
-        [(r["position"], r["version"], (r["time"] or "?")[:23].replace("T", " "), r["delta"],
+        [(r["position"], r["version"], (r["time"] or "?")[:23].replace("T", " "), r["delta"] or "",
           r["type"] or f"· {r['marker']}", r["status"], "; ".join([*r["marks"], r["summary"]]))
          for r in records],
     )

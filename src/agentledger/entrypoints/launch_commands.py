@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    p = command("launch", "start an agent (opencode, claude-code, codex) or ARGV under a supervisor; print its id")
+    p = command("launch", "start an agent (opencode, claude-code, codex, pi) or ARGV under a supervisor; print its id")
     add_launch_options(p)
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="AGENT [OPTIONS] | -- ARGV...",
                    help="an agent adapter's name followed by options (e.g. 'opencode -p PROMPT'), "

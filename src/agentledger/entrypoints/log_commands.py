@@ -37,6 +37,8 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("-f", "--follow", action="store_true",
                    help=f"keep printing new events as they are appended (polled every {POLL_INTERVAL * 1000:.0f}ms) "
                         "until interrupted")
+    p.add_argument("--json", action="store_true",
+                   help="accepted as every query takes it: the output is always JSON lines")
     p.set_defaults(handler=cmd_events)
 
     p = command("timeline", "draw a session's process, fuse, heartbeats and stop on one time axis (an HTML file)")

@@ -28,3 +28,28 @@ def group_exists(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def has_running_member(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` has not ended: one look at each process's ``/proc/PID/stat``.
+
+    An ended process (a zombie) stays in its group until its parent reaps it; an orphan's parent is init, and a
+    container's init may reap on its own schedule, seconds later. ``stop`` waits for the processes to end, not
+    for init. Where ``/proc`` cannot be listed, every member counts as running.
+    """
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                text = stat.read()
+        except OSError:  # it has gone
+            continue
+        state, _ppid, group = text[text.rfind(b")") + 2:].split(b" ", 3)[:3]  # after "(comm)": state ppid pgrp
+        if int(group) == pgid and state not in (b"Z", b"X"):
+            return True
+    return False

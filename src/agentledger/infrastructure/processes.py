@@ -17,7 +17,7 @@ import psutil
 
 from agentledger.domain.liveness import FoundProcess, Liveness, PidProbe, ProcessIdentity, judge
 from agentledger.infrastructure.host import boot_id, host_name
-from agentledger.infrastructure.process_groups import group_exists, signal_group
+from agentledger.infrastructure.process_groups import group_exists, has_running_member, signal_group
 
 
 def identity_of(pid: int) -> ProcessIdentity:
@@ -184,9 +184,10 @@ def signal_session_group(identity: ProcessIdentity, signum: int) -> bool:
 
 
 def session_group_exists(identity: ProcessIdentity) -> bool:
-    """Whether the session's process group still has members (never counting a newcomer's group)."""
+    """Whether the session's process group still has members that have not ended (never counting a newcomer's
+    group; a member ended but not yet reaped does not count: ``process_groups.has_running_member``)."""
     assert identity.pid is not None
-    return group_is_still(identity) and group_exists(identity.pid)
+    return group_is_still(identity) and group_exists(identity.pid) and has_running_member(identity.pid)
 
 
 class ExitWatcher:

@@ -360,6 +360,8 @@ def _describe(location: StoreLocation, error: Exception) -> str:
         return f"the store {location.path} is not a readable SQLite database ({text}); restore it from a backup"
     if "unable to open" in text:
         return f"cannot open the store {location.path} ({text})"
+    if location.path.is_dir():  # SQLite says only "disk I/O error"
+        return f"the store {location.path} is a directory, not an SQLite database file; move it aside"
     return f"store {location.path}: {text}"
 
 

@@ -30,7 +30,7 @@ def history_records(entries: list[LogEntry], now: datetime, start: Session | Non
     """
     records: list[dict[str, Any]] = []
     session: Session | None = start
-    previous: datetime | None = None
+    previous: datetime | None = start.modified_on if start is not None else None  # a window's first delta too
     status: str | None = None
     for index, entry in enumerate(entries):
         event = entry.event
@@ -46,7 +46,7 @@ def history_records(entries: list[LogEntry], now: datetime, start: Session | Non
             "position": entry.position,
             "version": entry.version,
             "time": at.isoformat(),
-            "delta": f"+{format_duration((at - previous).total_seconds())}" if previous else "",
+            "delta": f"+{format_duration((at - previous).total_seconds())}" if previous else None,
             "type": entry.type_name,
             "fields": fields,
             "status": status,
@@ -68,7 +68,7 @@ def with_lock_facts(records: list[dict[str, Any]], facts: list[dict[str, Any]]) 
         at = fact["at"].isoformat()
         index = next((i for i, r in enumerate(out) if r["time"] is not None and r["time"] > at), len(out))
         status = out[index - 1]["status"] if index else None
-        out.insert(index, {"position": None, "version": None, "time": at, "delta": "", "type": None,
+        out.insert(index, {"position": None, "version": None, "time": at, "delta": None, "type": None,
                            "marker": "lock", "status": status, "marks": [], "summary": fact["summary"],
                            "lock": {k: v.isoformat() if isinstance(v, datetime) else v for k, v in fact.items()}})
     return out
@@ -98,7 +98,7 @@ def _lapse_before(session: Session, at: datetime, until: datetime | None) -> dat
 def _lapse_marker(session: Session, expires: datetime) -> dict[str, Any]:
     since = session.last_heartbeat_at
     heartbeat = f"last heartbeat {format_clock(since)}" if since else "no heartbeat"
-    return {"position": None, "version": None, "time": expires.isoformat(), "delta": "", "type": None,
+    return {"position": None, "version": None, "time": expires.isoformat(), "delta": None, "type": None,
             "marker": "fuse-lapsed", "status": status_at(session, expires), "marks": [],
             "summary": f"fuse lapsed: TTL {format_duration(session.fuse_ttl or 0)} passed, {heartbeat}"}
 
@@ -115,6 +115,9 @@ def summarise(kind: str, f: dict[str, Any]) -> str:
     if kind == "Heartbeat":
         extended = f"fuse to {format_clock(f['fuse_expires_at'])}" if f["fuse_expires_at"] else "no live fuse"
         coalesced = f"; the {f['coalesced']} before it coalesced by an archive" if f.get("coalesced") else ""
+        window = f.get("window_expires_at")
+        if isinstance(window, datetime):  # the first of a run an archive coalesced (Heartbeat.window_expires_at)
+            coalesced += f"; the heartbeats after it, coalesced by an archive, kept the fuse live to {format_clock(window)}"
         return f"from {f['source']}, {extended}{coalesced}"
     if kind == "FuseCancelled":
         return f"by {f['by']}: {f['reason']}"
@@ -169,7 +172,7 @@ def workspace_records(entries: list[LogEntry], status: str | None) -> list[dict[
             continue
         fields = {k: v for k, v in vars(event).items() if k not in _ENVELOPE}
         records.append({"position": entry.position, "version": entry.version, "time": event.timestamp.isoformat(),
-                        "delta": "", "type": f"Workspace.{entry.type_name}", "fields": fields, "status": status,
+                        "delta": None, "type": f"Workspace.{entry.type_name}", "fields": fields, "status": status,
                         "marks": [], "summary": _workspace_summary(entry.type_name, fields)})
     return records
 
@@ -195,5 +198,5 @@ def _workspace_summary(kind: str, f: dict[str, Any]) -> str:
 
 def _unreadable(entry: Any, status: str | None) -> dict[str, Any]:
     """The record of an event this version cannot decode: shown, never skipped in silence."""
-    return {"position": entry.position, "version": entry.version, "time": None, "delta": "", "type": entry.type_name,
+    return {"position": entry.position, "version": entry.version, "time": None, "delta": None, "type": entry.type_name,
             "error": entry.error, "status": status, "marks": [], "summary": f"UNREADABLE: {entry.error}"}

@@ -16,10 +16,13 @@ import orjson
 
 from agentledger.domain.durations import format_duration
 from agentledger.domain.errors import UsageError
+from agentledger.domain.vocabulary import SessionStatus
 from agentledger.projections.queries import current_status
 
 #: ``--filter`` keys and what each compares (``label`` takes ``KEY`` or ``KEY=VALUE``).
 FILTER_KEYS = ("label", "name", "host", "adapter", "group", "status", "cwd")
+#: What ``--filter status=`` may name (as ``--status``).
+STATUSES = tuple(s.value for s in SessionStatus)
 
 
 def parse_filters(texts: Sequence[str]) -> list[tuple[str, str]]:
@@ -30,6 +33,8 @@ def parse_filters(texts: Sequence[str]) -> list[tuple[str, str]]:
         if not sep or key not in FILTER_KEYS:
             raise UsageError(f"--filter {text!r}: expected KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)} "
                              "(label=K or label=K=V)")
+        if key == "status" and value not in STATUSES:
+            raise UsageError(f"--filter {text!r}: unknown status (one of: {', '.join(STATUSES)})")
         filters.append((key, value))
     return filters
 
@@ -42,13 +47,20 @@ def lifted(filters: Sequence[tuple[str, str]], where: dict[str, Any]) -> tuple[l
     """The filters left to :func:`select`, and ``where`` with the ``host``, ``group`` and ``adapter`` filters
     given once moved into it: ``list --filter host=H`` then reads H's sessions by the (host, status) index, not
     every session not stopped of every host. One given twice, or beside ``--group``/``--adapter``, stays a
-    filter, which holds for both."""
+    filter, which holds for both. A ``status`` filter given once is ``--status`` (so ``status=stopped`` lists
+    stopped sessions without ``--all``); beside another, the rows read include the stopped ones."""
     left, where = list(filters), dict(where)
     for key in _QUERY_FILTERS:
         given = [value for k, value in left if k == key]
         if len(given) == 1 and where.get(key) is None:
             where[key] = given[0]
             left.remove((key, given[0]))
+    statuses = [value for k, value in left if k == "status"]
+    if len(statuses) == 1 and where.get("status") is None:  # the same as --status: stopped ones are listed
+        where["status"] = statuses[0]
+        left.remove(("status", statuses[0]))
+    elif statuses:  # any status named, the stopped one too: the filters say which, not the default's "not stopped"
+        where["include_stopped"] = True
     return left, where
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from agentledger.domain.hosts import Host
-from agentledger.domain.session import Session, coalesced_before
+from agentledger.domain.session import Session, coalesced_before, heartbeat_expiry
 from agentledger.domain.vocabulary import FuseState, SessionStatus
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class SessionsProjection:
             sid = last.originator_id.hex
             at = last.timestamp.timestamp()
             if extended:
-                expires = last_extended.fuse_expires_at.timestamp()
+                expires = _extended_to(last_extended)
                 fuses.append((expires, extended, sid))
                 armed.append((at, count, last.originator_version, position, expires, sid))
             else:
@@ -118,7 +118,7 @@ class SessionsProjection:
         sid = last.originator_id.hex
         at = last.timestamp.timestamp()
         if extended:
-            expires = last_extended.fuse_expires_at.timestamp()
+            expires = _extended_to(last_extended)
             self.cursor.execute(_EXTEND_FUSES, (expires, extended, sid))
             self.cursor.execute(_BEATS_ARMED, (at, count, last.originator_version, position, expires, sid))
         else:
@@ -360,3 +360,10 @@ _BEATS = (
     "UPDATE sessions SET last_heartbeat_at = ?, heartbeat_count = heartbeat_count + ?, version = ?, position = ?"
     " WHERE id = ?"
 )
+
+
+def _extended_to(heartbeat: Session.Heartbeat) -> float:
+    """Where a heartbeat that extended the fuse took it, in epoch seconds (``session.heartbeat_expiry``)."""
+    expiry = heartbeat_expiry(heartbeat)
+    assert expiry is not None  # held as the last that extended the fuse only if it did
+    return expiry.timestamp()

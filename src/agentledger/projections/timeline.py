@@ -22,6 +22,7 @@ from typing import Any
 
 from agentledger.application.log import LogEntry
 from agentledger.domain.durations import format_clock, format_duration
+from agentledger.domain.session import heartbeat_expiry
 from agentledger.projections.history import summarise
 
 RECONCILER = "reconciler"
@@ -203,7 +204,7 @@ class _Builder:
         self.arm(at, event.expires_at, f"set by {event.set_by} (ttl {format_duration(event.ttl)})", "fuse set")
 
     def on_Heartbeat(self, event: Any, kind: str) -> None:  # noqa: N802
-        at, expiry = event.timestamp, event.fuse_expires_at
+        at, expiry = event.timestamp, heartbeat_expiry(event)
         self.timeline.heartbeats.append(at)
         if expiry is None:
             return  # no fuse set, or it was cancelled: nothing to extend
