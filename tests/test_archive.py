@@ -160,6 +160,44 @@ def test_coalesced_heartbeats_round_trip(cli: Any, store: Any, spawn: Any, tmp_p
     assert sum("the 5 before it coalesced by an archive" in h["summary"] for h in history) == 1
 
 
+def test_a_coalesced_session_lapses_in_history_and_as_of_exactly_where_it_did(cli: Any, store: Any, spawn: Any,
+                                                                            tmp_path: Path) -> None:
+    """Heartbeats a third of a 1 s TTL apart keep the fuse live; a pause of 2 s lets it lapse once. After a
+    coalescing archive and an import, ``history`` shows the same lapses (no made-up one between a run's two
+    kept ends) and ``status --as-of`` gives the same status at moments through the runs (the machine's speed
+    may add lapses: both sides have them alike)."""
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    from agentledger.application.clock import utc_now
+
+    def beats(n: int) -> None:
+        for _ in range(n):
+            store.ledger.change(sid, lambda s: s.heartbeat(source="test", now=utc_now()))
+            time.sleep(0.3)
+
+    sid = record(store, dead_identity(spawn), fuse_ttl=1.0, lapsed=False)
+    started = datetime.now(timezone.utc)
+    beats(8)
+    time.sleep(2)
+    beats(8)
+    store.ledger.change(sid, lambda s: s.record_stop(reason="exited", decided_by={"component": "supervisor"},
+                                                     evidence={}, exit_code=0))
+    record(store, dead_identity(spawn), fuse_ttl=3600, lapsed=False)  # the log's last event is never archived
+    moments = [(started + timedelta(seconds=0.4 * n)).isoformat() for n in range(1, 16, 2)]
+
+    def seen() -> tuple[list[Any], list[str]]:
+        lapses = [h["time"] for h in cli.json_lines("history", sid.hex) if h.get("marker") == "fuse-lapsed"]
+        return lapses, [cli.json("status", sid.hex, "--as-of", moment)["status"] for moment in moments]
+
+    before = seen()
+    assert before[0] and "running" in before[1] and "unwatched" in before[1]
+    out = tmp_path / "c.ndjson.gz"
+    assert "heartbeats coalesced" in archive(cli, out, "--coalesce-heartbeats", "1ms").stdout
+    cli("db", "import", str(out))
+    assert seen() == before
+
+
 def test_a_reconciler_stop_explains_the_same_after_coalescing(cli: Any, store: Any, spawn: Any,
                                                               tmp_path: Path) -> None:
     """Every decision is appended right after the version it looked at, so that version ends its run of
@@ -198,7 +236,7 @@ def test_the_log_s_last_event_is_kept(cli: Any, store: Any, spawn: Any, tmp_path
     """Removing the last event would hand its position to the next one (SQLite): its session waits."""
     last = stopped(store, spawn)
     result = archive(cli, tmp_path / "a.ndjson.gz")
-    assert "nothing to archive" in result.stdout and "log's last event" in result.stderr
+    assert result.stdout == "" and "nothing to archive" in result.stderr and "log's last event" in result.stderr
     assert events_of(store, last) > 0
 
 
@@ -417,9 +455,56 @@ def test_sqlite_deletes_archived_events_in_table_order(store: Any) -> None:
     assert any("COVERING INDEX sqlite_autoindex_stored_events_1 (originator_id=?)" in step for step in plan), plan
 
 
+def test_coalescing_keeps_the_fuse_live_and_lapsed_when_it_was() -> None:
+    """A run is cut to its ends, the first saying how long the left-out heartbeats kept the fuse live; a
+    heartbeat that makes a lapsed fuse live again starts a new run (the lapse is kept); one that comes after
+    a lapse but does not end it (its expiry already past) stays in the run, which then ends at the lapse.
+    Replaying what is kept gives the fuse's liveness at every moment as the whole stream does."""
+    from datetime import datetime, timedelta, timezone
+
+    import orjson
+
+    from agentledger.application.archive_format import HEARTBEAT_TOPIC, coalesce_heartbeats
+    from agentledger.domain.session import Session, heartbeat_expiry
+
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def stored(moment: datetime) -> dict[str, str]:
+        return {"_type_": "datetime_iso", "_data_": moment.isoformat()}
+
+    def beat(version: int, at: float, expires: float) -> tuple[str, int, str, bytes]:
+        state = {"timestamp": stored(start + timedelta(seconds=at)), "source": "t",
+                 "fuse_expires_at": stored(start + timedelta(seconds=expires)), "clock_offset": None}
+        return ("a" * 32, version, HEARTBEAT_TOPIC, orjson.dumps(state))
+
+    # TTL 3: live through 1..5 (each beat before the last's expiry), lapsed at 8, made live again at 20,
+    # then beats that came late with expiries already past (a sender's clock behind) until 40
+    times = [(1, 4), (2, 5), (3, 6), (4, 7), (5, 8), (20, 23), (21, 24), (22, 25), (30, 26), (35, 27), (40, 28)]
+    rows = [beat(version, at, expires) for version, (at, expires) in enumerate(times, start=2)]
+    kept = coalesce_heartbeats(rows, before=1e12)
+    assert [row[1] for row in kept] == [2, 6, 7, 12]  # 1..5 and 20..40: two runs, each cut to its ends
+
+    def live_at(events: list[tuple[str, int, str, bytes]], moment: float) -> bool:
+        expiry = None
+        for row in events:
+            state = orjson.loads(row[3])
+            if datetime.fromisoformat(state["timestamp"]["_data_"]) > start + timedelta(seconds=moment):
+                break
+            event = Session.Heartbeat.__new__(Session.Heartbeat)
+            event.__dict__.update(state, fuse_expires_at=datetime.fromisoformat(state["fuse_expires_at"]["_data_"]))
+            if "window_expires_at" in state:
+                event.__dict__["window_expires_at"] = datetime.fromisoformat(state["window_expires_at"]["_data_"])
+            expiry = heartbeat_expiry(event)
+        return expiry is not None and expiry > start + timedelta(seconds=moment)
+
+    for tenth in range(10, 450):
+        assert live_at(kept, tenth / 10) == live_at(rows, tenth / 10), tenth / 10
+
+
 def test_only_a_gap_its_coalesced_heartbeat_announces_is_written_or_read(monkeypatch: Any) -> None:
     """The format: a stream may skip versions only where the heartbeat after them counts them. Such files are
-    format 2, which a format 1 reader refuses by name; format 1 files are still read."""
+    format 2, which a format 1 reader refuses by name (a newer format, not damage); format 1 files are still
+    read."""
     import io
 
     import orjson
@@ -428,6 +513,7 @@ def test_only_a_gap_its_coalesced_heartbeat_announces_is_written_or_read(monkeyp
         HEARTBEAT_TOPIC,
         ArchiveDamaged,
         ArchiveReader,
+        ArchiveTooNew,
         ArchiveWriter,
         SessionStreams,
         Stream,
@@ -468,7 +554,8 @@ def test_only_a_gap_its_coalesced_heartbeat_announces_is_written_or_read(monkeyp
         if readable:
             assert ArchiveReader(lines).check().events == 7
         else:
-            with pytest.raises(ArchiveDamaged, match=r"archive format 3, which this version \(formats 1, 2\) cannot read"):
+            with pytest.raises(ArchiveTooNew, match=r"archive format 3, newer than this version of agentledger reads "
+                                                   r"\(formats 1, 2\): upgrade"):
                 ArchiveReader(lines).check()
 
 

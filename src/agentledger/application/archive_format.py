@@ -19,18 +19,31 @@ event this version cannot read is archived as faithfully as the others.
 
 An archive written with ``--coalesce-heartbeats`` (its header's
 ``coalesced_heartbeats_before``) keeps, of each run of heartbeats older than
-that (consecutive ``Heartbeat`` events, all extending the fuse or none),
-only the first and the last (:func:`coalesce_heartbeats`). The last one's
-state gains ``"coalesced": K``, the versions left out just before it
-(``Session.Heartbeat.coalesced``), and the stream's versions skip them:
-the only state not kept byte for byte, and the only gap allowed.
+that, only the first and the last (:func:`coalesce_heartbeats`). A run is
+consecutive ``Heartbeat`` events that extended no fuse, or that all extended
+it and none made a lapsed fuse live again (that one starts a new run: a
+lapse between heartbeats is kept as it was). The last one's state gains
+``"coalesced": K``, the versions left out just before it
+(``Session.Heartbeat.coalesced``), and the stream's versions skip them; if
+the left-out ones kept the fuse live past the first one's expiry, the
+first one's state gains ``"window_expires_at"``, the expiry they took it to
+without a break (``Session.Heartbeat.window_expires_at``), so that what is
+kept replays to the fuse live and lapsed when it was, not lapsed between
+the two kept ends. Those are the only states not kept byte for byte, and
+that is the only gap allowed.
 
 A reader (:class:`ArchiveReader`) checks everything before it hands a
 session on: each line parses, each session's lines match their checksum,
 each stream runs 1..N (but for the gaps its coalesced heartbeats announce)
 with as many events as announced, the trailer's counts and the whole file's
 checksum match, nothing follows the trailer. Any failure is
-:class:`ArchiveDamaged`, one line naming the line number and what is wrong.
+:class:`ArchiveDamaged`, one line naming the line number and what is wrong;
+a header of a format newer than :data:`READABLE_FORMATS` is
+:class:`ArchiveTooNew` instead (a newer agentledger wrote it: no damage).
+The reader counts the heartbeats the gaps announce (``coalesced``), so a
+file says how many it leaves out whoever coalesced them: a re-archived
+session coalesced by an earlier archive carries its gaps into a file whose
+header has no ``coalesced_heartbeats_before``.
 """
 
 from __future__ import annotations
@@ -67,6 +80,10 @@ class Writable(Protocol):
 
 class ArchiveDamaged(LedgerError):
     """The archive file is not what it says: truncated, altered, or not an archive (exit status 1)."""
+
+
+class ArchiveTooNew(LedgerError):
+    """An archive of a format newer than this version reads: not damage, a newer agentledger's (exit status 1)."""
 
 
 class StoredRecord(NamedTuple):
@@ -213,46 +230,93 @@ def _coalesced(state: bytes) -> int:
 
 def coalesce_heartbeats(events: Sequence[Any], before: float) -> list[Any]:
     """The stream's rows with each run of heartbeats older than ``before`` (epoch seconds) cut to its first and
-    last; the last's state says how many versions it stands for. A run is consecutive ``Heartbeat`` events,
-    all of which extended the fuse or none did (so that the one kept last does all the others did)."""
+    last (:func:`_cut`). A run (the module's docstring, :func:`_continues`) is heartbeats whose fuse, over
+    them, was live and then perhaps lapsed, never live again: the two kept, the first with the expiry the run
+    kept the fuse live to, replay to the same."""
     kept: list[Any] = []
-    run: list[Any] = []
-    extends: bool | None = None
+    run: list[tuple[Any, _Beat]] = []
+    previous: _Beat | None = None
     for row in events:
         beat = _old_heartbeat(row, before)
-        if run and beat is not extends:
+        if run and not _continues(previous, beat):
             kept.extend(_cut(run))
             run = []
         if beat is None:
             kept.append(row)
         else:
-            run.append(row)
-        extends = beat
+            run.append((row, beat))
+        previous = beat
     kept.extend(_cut(run))
     return kept
 
 
-def _old_heartbeat(row: Any, before: float) -> bool | None:
-    """Whether a heartbeat older than ``before`` extended the fuse; None for any other row (or one not readable)."""
+class _Beat(NamedTuple):
+    """An old heartbeat as coalescing sees it: when it came, and where it took the fuse (None: it extended none)
+    as a time and as stored (a window's expiry if an earlier archive coalesced a run after it)."""
+
+    at: datetime
+    expires: datetime | None
+    stored_expiry: Any
+
+
+def _old_heartbeat(row: Any, before: float) -> _Beat | None:
+    """A heartbeat older than ``before``; None for any other row (or one not readable)."""
     if row[2] != HEARTBEAT_TOPIC:
         return None
     try:
         state = orjson.loads(bytes(row[3]))
-        if datetime.fromisoformat(state["timestamp"]["_data_"]).timestamp() >= before:
+        at = _stored_time(state["timestamp"])
+        if at.timestamp() >= before:
             return None
-        return state["fuse_expires_at"] is not None
+        expiry, window = state["fuse_expires_at"], state.get("window_expires_at")
+        if expiry is not None and window is not None and _stored_time(window) > _stored_time(expiry):
+            expiry = window
+        return _Beat(at, None if expiry is None else _stored_time(expiry), expiry)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
 
 
-def _cut(run: list[Any]) -> list[Any]:
-    """A run of heartbeats as kept: all of it if it is short, else its first and its last, which counts the rest."""
+def _stored_time(value: Any) -> datetime:
+    """A datetime as the transcoder stores it (``{"_type_": "datetime_iso", "_data_": ISO}``)."""
+    return datetime.fromisoformat(value["_data_"])
+
+
+def _continues(previous: _Beat | None, beat: _Beat | None) -> bool:
+    """Does ``beat`` go on the run ``previous`` is in: both extended no fuse; or both did, and ``beat`` came while
+    the fuse was live, or did not make it live again (its expiry already past when it came). A heartbeat that
+    brings a lapsed fuse back ends the run, so that the lapse before it is kept."""
+    if previous is None or beat is None:
+        return False
+    if previous.expires is None or beat.expires is None:
+        return previous.expires is None and beat.expires is None
+    return beat.at < previous.expires or beat.expires <= beat.at
+
+
+def _cut(run: list[tuple[Any, _Beat]]) -> list[Any]:
+    """A run of heartbeats as kept: all of it if it is short, else its first and its last, the last counting
+    the versions left out; the first saying, if the left-out ones kept the fuse live past its own expiry, to
+    when (``window_expires_at``)."""
     if len(run) < 3:
-        return run
-    first, last = run[0], run[-1]
+        return [row for row, _ in run]
+    (first, opened), (last, _) = run[0], run[-1]
     state = orjson.loads(bytes(last[3]))
     state["coalesced"] = last[1] - first[1] - 1
+    end = _window_end(run)
+    if end is not opened:
+        opening = orjson.loads(bytes(first[3]))
+        opening["window_expires_at"] = end.stored_expiry
+        first = (first[0], first[1], first[2], orjson.dumps(opening))
     return [first, (last[0], last[1], last[2], orjson.dumps(state))]
+
+
+def _window_end(run: list[tuple[Any, _Beat]]) -> _Beat:
+    """Of the run's heartbeats before its last, the one the fuse stayed live to without a break from the
+    first's (the run's first itself if none came in time, or the run extended no fuse)."""
+    end = run[0][1]
+    for _, beat in run[1:-1]:
+        if end.expires is not None and beat.expires is not None and beat.at < end.expires < beat.expires:
+            end = beat
+    return end
 
 
 def _all_embeddable(states: list[bytes]) -> bool:
@@ -298,7 +362,8 @@ class ArchiveSummary(NamedTuple):
     sessions: int
     streams: int
     events: int
-    sha256: str
+    sha256: str  # the trailer's: of the uncompressed lines before it (not the file's, which gzip's bytes make)
+    coalesced: int = 0  # heartbeats left out by an archive's coalescing (this one's or an earlier one's)
 
 
 class ArchiveReader:
@@ -316,6 +381,7 @@ class ArchiveReader:
         self.header: dict[str, Any] = {}
         self.summary: ArchiveSummary | None = None
         self.undecodable: list[str] = []
+        self.coalesced = 0  # the versions the coalesced heartbeats read so far announce (left out)
         self._number = 0
 
     def sessions(self) -> Iterator[ReadSession]:
@@ -344,12 +410,15 @@ class ArchiveReader:
 
     def _header(self) -> dict[str, Any]:
         _, record = self._next("a header", hashed=True)
-        if record.get("agentledger_archive") not in READABLE_FORMATS:
-            found = record.get("agentledger_archive")
-            raise self._damaged("not an agentledger archive" if found is None else
-                                f"archive format {found!r}, which this version (formats "
-                                f"{', '.join(map(str, READABLE_FORMATS))}) cannot read")
-        return record
+        found = record.get("agentledger_archive")
+        if found in READABLE_FORMATS:
+            return record
+        formats = ", ".join(map(str, READABLE_FORMATS))
+        if type(found) is int and found > max(READABLE_FORMATS):  # a newer agentledger's: sound, not readable here
+            raise ArchiveTooNew(f"archive format {found}, newer than this version of agentledger reads "
+                                f"(formats {formats}): upgrade agentledger to read it")
+        raise self._damaged("not an agentledger archive" if found is None else
+                            f"archive format {found!r}, which no version of agentledger writes (formats {formats})")
 
     def _session(self, line: bytes, record: dict[str, Any]) -> ReadSession:
         if "session" not in record:
@@ -384,9 +453,11 @@ class ArchiveReader:
             state = line[line.index(_STATE) + len(_STATE):-2]
         previous = events[-1].version if events else 0
         version = event.get("version")
-        if version != previous + 1 and not _announced_gap(version, previous, event.get("topic"), state):
-            raise self._damaged(f"stream {event['stream'][:12]}: version {version} where "
-                                f"{previous + 1} was expected (its versions must run 1, 2, 3, ...)")
+        if version != previous + 1:
+            if not _announced_gap(version, previous, event.get("topic"), state):
+                raise self._damaged(f"stream {event['stream'][:12]}: version {version} where "
+                                    f"{previous + 1} was expected (its versions must run 1, 2, 3, ...)")
+            self.coalesced += _coalesced(state)  # the gap, as the heartbeat announces it
         stored = StoredRecord(event["stream"], event["version"], event["topic"], state)
         events.append(stored)
         if self._decode is not None:
@@ -416,7 +487,7 @@ class ArchiveReader:
             self._number = number
             raise self._damaged("lines follow the trailer")
         self.summary = ArchiveSummary(self.header, counts["sessions"], counts["streams"], counts["events"],
-                                      record["sha256"])
+                                      record["sha256"], self.coalesced)
 
     def _next(self, expected: str, *, hashed: bool = False) -> tuple[bytes, dict[str, Any]]:
         for number, line in self._lines:

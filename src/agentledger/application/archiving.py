@@ -9,7 +9,9 @@ never archived, and Stopped is final, so nothing more is appended to it.
 
 The order is what makes it safe to interrupt anywhere:
 
-1. the archive is written to a part file, ``fsync``'d and renamed into place
+0. the store must take writes (``Retention.check_writable``): a read-only
+   store is refused before a file is written that could not be used;
+1. the archive is written to a part file, ``fsync``'d and put in place
    (``ArchiveFiles.create``), its compressed bytes hashed on their way;
 2. it is read back from disk and must hash the same (``ArchiveFiles.sha256``):
    the file holds, byte for byte, what was written;
@@ -19,8 +21,18 @@ The order is what makes it safe to interrupt anywhere:
    it was read (else nothing is deleted: :class:`StreamsChanged`).
 
 A crash before 3 leaves the store as it was (and perhaps a file to delete);
-3 is all or nothing. ``archived_sessions`` is not a read model: ``db rebuild``
-leaves it, so ``why`` still says where an archived session went.
+3 is all or nothing. If 3 fails, and the store is seen to hold every archived
+stream still, the new file is redundant and is deleted, so that the same
+``--out`` can be tried again; if that cannot be seen (or a stream is gone: the
+commit went through after all), the file is kept. ``archived_sessions`` is not
+a read model: ``db rebuild`` leaves it, so ``why`` still says where an
+archived session went.
+
+Two checksums are about: the file's (the sha256 of its compressed bytes, what
+``sha256sum FILE`` prints: ``ArchiveResult.file_sha256``) and the trailer's
+(the sha256 of the uncompressed lines before it, which ``verify`` checks
+wherever the file is copied or recompressed: ``ArchiveResult.sha256``).
+``archived_sessions.checksum`` is a third: each session's, of its own lines.
 
 Importing checks the whole file first, then appends each session's streams
 (skipping sessions whose stream is already in the store, so importing twice
@@ -40,6 +52,7 @@ from uuid import UUID
 from agentledger.application.archive_format import (
     ArchiveDamaged,
     ArchiveReader,
+    ArchiveTooNew,
     ArchiveWriter,
     ReadSession,
     SessionStreams,
@@ -47,7 +60,7 @@ from agentledger.application.archive_format import (
     WrittenSession,
     coalesce_heartbeats,
 )
-from agentledger.application.errors import AlreadyStored, LedgerError
+from agentledger.application.errors import AlreadyStored, LedgerError, StoreError
 from agentledger.application.ports import ArchivedRecord
 from agentledger.domain.stop_hooks import stop_hook_id
 from agentledger.domain.workspace import workspace_id
@@ -72,22 +85,27 @@ class ArchivePlan:
 
 @dataclass
 class ArchiveResult:
-    """What ``db archive`` did: the file, its sessions and events, its size and checksum, the time it took."""
+    """What ``db archive`` did: the file, its sessions and events, its size and checksums, the time it took."""
 
     path: str | None
     sessions: int
     events: int
     bytes: int = 0
-    sha256: str = ""
+    sha256: str = ""  # the trailer's: of the uncompressed lines (``verify --json``'s ``sha256``)
     seconds: float = 0.0
     deferred: list[str] = field(default_factory=list)
     dry_run: bool = False
     coalesced: int = 0  # the streams' versions the file leaves out: heartbeats coalesced, now or by an earlier archive
+    coalesced_now: int = 0  # of those, the ones this archive left out (--coalesce-heartbeats)
+    file_sha256: str = ""  # the file's: of its compressed bytes, as ``sha256sum FILE`` prints it
+    written: list[WrittenSession] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        return {"path": self.path, "sessions": self.sessions, "events": self.events, "bytes": self.bytes,
-                "sha256": self.sha256, "seconds": round(self.seconds, 3), "deferred": self.deferred,
-                "dry_run": self.dry_run, "coalesced_heartbeats": self.coalesced}
+        """The scalars (the entry point adds the sessions, with their times as it writes them)."""
+        return {"path": self.path, "session_count": self.sessions, "events": self.events, "bytes": self.bytes,
+                "file_sha256": self.file_sha256, "sha256": self.sha256, "seconds": round(self.seconds, 3),
+                "deferred": self.deferred, "dry_run": self.dry_run, "coalesced_heartbeats": self.coalesced,
+                "coalesced_by_this_archive": self.coalesced_now}
 
 
 @dataclass
@@ -116,6 +134,13 @@ def plan_archive(store: Store, cutoff: float) -> ArchivePlan:
     return ArchivePlan(cutoff, [row for row in rows if row["id"] not in keep], sorted(keep))
 
 
+def planned_events(store: Store, plan: ArchivePlan) -> dict[str, int]:
+    """Each planned session's events in the live log, all its streams (``--dry-run``): one seek per stream."""
+    keyed = {row["id"]: session_streams(row["id"]) for row in plan.sessions}
+    lengths = store.retention.stream_lengths([stream for streams in keyed.values() for stream in streams])
+    return {session: sum(lengths.get(stream, 0) for stream in streams) for session, streams in keyed.items()}
+
+
 def session_streams(session_id: str) -> dict[str, str]:
     """Every aggregate keyed by the session (hex id -> kind), its own first."""
     return {session_id: "Session", stop_hook_id(session_id).hex: "StopHook", workspace_id(session_id).hex: "Workspace"}
@@ -129,46 +154,98 @@ def archive(store: Store, files: ArchiveFiles, plan: ArchivePlan, *, path: str |
     started = time.perf_counter()
     if not plan.sessions:
         return ArchiveResult(None, 0, 0, deferred=plan.deferred)
+    store.retention.check_writable()  # a file the store could not then let go of would only be in the way
     target = path or files.default_path()
     with files.create(target) as out:
         writer = ArchiveWriter(out, header)
-        lengths = _write_sessions(store, writer, plan.sessions, coalesce_before)
+        lengths, read = _write_sessions(store, writer, plan.sessions, coalesce_before)
         digest = writer.finish()
-    if files.sha256(target) != out.sha256:
+    file_digest = files.sha256(target)
+    if file_digest != out.sha256:
         raise ArchiveDamaged(f"{target} does not read back as written: nothing was removed from the store")
     written = writer.written
-    store.retention.remove([_record(session, target, now) for session in written], lengths)
+    _remove(store, files, target, [_record(session, target, now) for session in written], lengths)
     events = _events(written)
     return ArchiveResult(target, len(written), events, _size(target), digest, time.perf_counter() - started,
-                         plan.deferred, coalesced=sum(lengths.values()) - events)
+                         plan.deferred, coalesced=sum(lengths.values()) - events, coalesced_now=read - events,
+                         file_sha256=file_digest, written=written)
+
+
+def _remove(store: Store, files: ArchiveFiles, target: str, records: list[ArchivedRecord],
+            lengths: dict[str, int]) -> None:
+    """Step 3; if it fails, the error says what became of the new file (``_settle_file``): deleted if the store
+    is seen to hold every archived stream still, else kept. An error that is not the store's (a bug) is raised
+    as it is."""
+    try:
+        store.retention.remove(records, lengths)
+    except Exception as error:
+        note = _settle_file(store, files, target, lengths)
+        if isinstance(error, LedgerError):
+            error.args = (f"{error}; {note}",)
+            raise
+        fault = _fault(store, error)
+        if fault is None:
+            raise
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise StoreError(f"the store is {fault}: {first}; {note}") from error
+
+
+def _settle_file(store: Store, files: ArchiveFiles, target: str, lengths: dict[str, int]) -> str:
+    """After a failed removal: delete the new file if the store still holds every archived stream whole (the
+    removal is one transaction, so it did nothing: the file is redundant); never if one may be gone."""
+    try:
+        now = store.retention.stream_lengths(list(lengths))
+    except Exception:  # noqa: BLE001 - the store away: keep the file, and say so
+        return (f"the archive {target} is kept (whether the store still holds its sessions cannot be seen now: "
+                "'agentledger db archive list' says which were archived)")
+    if any(now.get(stream, 0) < length for stream, length in lengths.items()):
+        return f"the archive {target} is kept: sessions of it are no longer in the store"
+    try:
+        files.remove(target)
+    except LedgerError as error:
+        return f"the store kept every session of the new archive {target}, which is redundant ({error}): delete it"
+    return f"the new archive {target} was deleted (the store kept every session of it)"
+
+
+def _fault(store: Store, error: Exception) -> str | None:
+    """How the store's classifier names ``error`` (``full``, ``read-only``, ...), None if it is not the store's."""
+    try:
+        fault = store.ledger.classify_fault(error)
+    except Exception:  # noqa: BLE001 - no ledger to ask: not a fault it can name
+        return None
+    return None if fault is None else fault.state
 
 
 def _write_sessions(store: Store, writer: ArchiveWriter, sessions: Sequence[Row],
-                    coalesce_before: float | None) -> dict[str, int]:
+                    coalesce_before: float | None) -> tuple[dict[str, int], int]:
     """Write the sessions, ``READ_BATCH`` per query; the length (last version) of every stream keyed by them (0:
-    it has none)."""
+    it has none), and the events read from the log (more than written if heartbeats were coalesced now)."""
     lengths: dict[str, int] = {}
+    read = 0
     for start in range(0, len(sessions), READ_BATCH):
         batch = sessions[start:start + READ_BATCH]
         keyed = {row["id"]: session_streams(row["id"]) for row in batch}
         lengths.update((stream, 0) for streams in keyed.values() for stream in streams)
-        for session in _read_sessions(store, batch, keyed, coalesce_before):
+        found, count = _read_sessions(store, batch, keyed, coalesce_before)
+        read += count
+        for session in found:
             writer.add(session)
             lengths.update((stream.id, stream.events[-1][1]) for stream in session.streams)
-    return lengths
+    return lengths, read
 
 
 def _read_sessions(store: Store, rows: Sequence[Row], keyed: dict[str, dict[str, str]],
-                   coalesce_before: float | None) -> list[SessionStreams]:
+                   coalesce_before: float | None) -> tuple[list[SessionStreams], int]:
     """The sessions' whole streams (``keyed``: theirs by session), read in one query (``RawLog.streams``), each
-    session's own first; its heartbeats coalesced if ``coalesce_before`` is given."""
+    session's own first; its heartbeats coalesced if ``coalesce_before`` is given; and the events read."""
     found = store.raw_log.streams([stream for streams in keyed.values() for stream in streams])
+    read = sum(len(events) for events in found.values())
     if coalesce_before is not None:
         found.update((row["id"], coalesce_heartbeats(found[row["id"]], coalesce_before))
                      for row in rows if row["id"] in found)
     return [SessionStreams(row["id"], row["name"], row["stopped_at"],
                            [Stream(stream, kind, found[stream]) for stream, kind in keyed[row["id"]].items()
-                            if stream in found]) for row in rows]
+                            if stream in found]) for row in rows], read
 
 
 def _record(session: WrittenSession, path: str, now: float) -> ArchivedRecord:
@@ -187,10 +264,13 @@ def _size(path: str) -> int:
 
 
 def _checked(files: ArchiveFiles, path: str, decode: Callable[[Any], Any] | None) -> ArchiveReader:
+    """The whole file read and checked; what is wrong names the file (a newer format is not called damage)."""
     with files.lines(path) as lines:
         reader = ArchiveReader(lines, decode=decode)
         try:
             reader.check()
+        except ArchiveTooNew as error:
+            raise ArchiveTooNew(f"{path} is {error}") from None
         except ArchiveDamaged as error:
             raise ArchiveDamaged(f"{path} is damaged: {error}") from None
     return reader
@@ -269,6 +349,6 @@ def describe_archived(row: Row) -> str:
             "brings it back")
 
 
-__all__ = ["ArchiveDamaged", "ArchivePlan", "ArchiveResult", "ImportResult", "LedgerError", "archive",
-           "describe_archived", "import_archive", "plan_archive", "session_streams",
+__all__ = ["ArchiveDamaged", "ArchivePlan", "ArchiveResult", "ArchiveTooNew", "ImportResult", "LedgerError", "archive",
+           "describe_archived", "import_archive", "plan_archive", "planned_events", "session_streams",
            "verify_archive"]

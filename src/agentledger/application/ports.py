@@ -288,6 +288,8 @@ class Retention(Protocol):
 
     def stream_lengths(self, ids: Sequence[str]) -> dict[str, int]: ...  # each present stream's last version
 
+    def check_writable(self) -> None: ...  # the store's own error if it refuses writes (read-only); writes nothing
+
     def remove(self, records: Sequence[ArchivedRecord],  # one transaction: events, snapshots, read-model rows,
                lengths: Mapping[str, int]) -> None: ...  # + archived rows; StreamsChanged (nothing done) if not these
 
@@ -316,6 +318,8 @@ class ArchiveFiles(Protocol):
     def sha256(self, path: str) -> str: ...  # of the file's bytes as read back from disk; ArchiveDamaged
 
     def lines(self, path: str) -> AbstractContextManager[Iterator[bytes]]: ...  # decompressed; ArchiveDamaged
+
+    def remove(self, path: str) -> None: ...  # a new archive the store did not take after all; LedgerError
 
 
 class WebhookPoster(Protocol):

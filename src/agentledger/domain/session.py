@@ -99,10 +99,11 @@ class Session(Aggregate):
         are this one's minus 1 to minus ``coalesced``, and this one follows on
         from the version before them. They changed nothing this one does not
         change again. The first heartbeat of such a run, kept, holds in
-        ``window_expires_at`` the expiry those left out took the fuse to (each
-        came before the fuse it extended lapsed: an archive coalesces a run only
-        while the fuse stays live), so that replaying what is kept finds the fuse
-        live through the run, as it was, not lapsed between the two kept ends.
+        ``window_expires_at`` the expiry those left out took the fuse to
+        without a break (a run never holds a heartbeat that made a lapsed fuse
+        live again: ``application/archive_format.py``), so that replaying what
+        is kept finds the fuse live and lapsed when it was, not lapsed between
+        the two kept ends.
         """
 
         source: str

@@ -9,6 +9,8 @@ store: it checks a file anywhere.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -19,15 +21,23 @@ from agentledger.entrypoints.args import json_flag
 if TYPE_CHECKING:
     from agentledger.entrypoints.cli import Context
 
-_WHEN_HELP = ("an age (30d, 12h, 1d12h: longer ago than that) or a time (2026-01-31, "
+_WHEN_HELP = ("an age (30d, 12h, 1d12h: longer ago than that; 0: now) or a time (2026-01-31, "
               "2026-01-31T12:00:00Z; local time if it has no zone)")
 
 
+#: An age of nothing (``0``, ``0s``, ``0.0h``): "before now". A duration elsewhere is more than zero (a TTL of
+#: nothing means nothing), but a cutoff of now is a natural one, and ``-5s`` is refused as "takes a value >= 0".
+_ZERO_AGE = re.compile(r"0+(?:\.0*)?|(?:0+(?:\.0*)?(?:ms|s|m|h|d))+", re.ASCII)
+
+
 def cutoff(text: str) -> float:
-    """``--stopped-before WHEN`` as epoch seconds: now minus an age, or a time."""
+    """``--stopped-before WHEN`` (and ``--coalesce-heartbeats WHEN``) as epoch seconds: now minus an age (0:
+    now), or a time."""
     from agentledger.application.clock import now_epoch
     from agentledger.domain.durations import InvalidDuration, parse_duration
 
+    if _ZERO_AGE.fullmatch(text.strip().lower()):
+        return now_epoch()
     try:
         return now_epoch() - parse_duration(text)
     except InvalidDuration:
@@ -50,7 +60,7 @@ def add_archive_parsers(db_commands: Any) -> None:
                                                   "$AGENTLEDGER_HOME/archive/sessions-TIME.ndjson.gz); must not exist")
     ap.add_argument("--coalesce-heartbeats", type=cutoff, metavar="WHEN",
                     help="in the file, keep only the first and the last heartbeat of each run of heartbeats older "
-                         "than WHEN (the same forms; 1s: all of them), the last counting those left out; the live "
+                         "than WHEN (the same forms; 0: all of them), the last counting those left out; the live "
                          "log is never coalesced")
     ap.add_argument("--dry-run", action="store_true", help="list what would be archived; write and remove nothing")
     json_flag(ap)
@@ -71,7 +81,7 @@ def cmd_db_archive(context: Context, args: argparse.Namespace) -> int:
     from agentledger.application.errors import UsageError
 
     action = args.archive_command
-    if action is not None and (args.stopped_before is not None or args.out or args.dry_run
+    if action is not None and (args.stopped_before is not None or args.out is not None or args.dry_run
                                or args.coalesce_heartbeats is not None):
         raise UsageError(f"'db archive {action}' takes no --stopped-before, --out, --coalesce-heartbeats or "
                          "--dry-run")
@@ -81,6 +91,9 @@ def cmd_db_archive(context: Context, args: argparse.Namespace) -> int:
         return _list(context, as_json=args.json)
     if args.stopped_before is None:
         raise UsageError("db archive needs --stopped-before WHEN (e.g. 30d), or: db archive verify FILE")
+    if args.out == "":
+        raise UsageError("--out needs a file name (leave --out out for the default, "
+                         "$AGENTLEDGER_HOME/archive/sessions-TIME.ndjson.gz)")
     return _archive(context, args)
 
 
@@ -99,40 +112,80 @@ def _archive(context: Context, args: argparse.Namespace) -> int:
     coalesce = args.coalesce_heartbeats
     if coalesce is not None:
         header["coalesced_heartbeats_before"] = _iso(coalesce)
-    result = archiving.archive(store, archive_files(), plan, path=args.out, header=header, now=now_epoch(),
+    out = None if args.out is None else os.path.abspath(args.out)  # recorded: 'db import FILE' from anywhere
+    result = archiving.archive(store, archive_files(), plan, path=out, header=header, now=now_epoch(),
                                coalesce_before=coalesce)
-    for session_id in result.deferred:
-        sys.stderr.write(f"agentledger: session {session_id[:12]} holds the log's last event, which is never "
-                         "removed: it is left for the next archive\n")
-    if args.json:
-        _write_json(result.as_json())
-    elif result.path is None:
-        print(f"nothing to archive: no session stopped before {_iso(plan.cutoff)}")
+    if result.path is None:
+        _nothing_to_archive(plan, as_json=args.json)
     else:
-        coalesced = f", {result.coalesced:,} heartbeats coalesced" if result.coalesced else ""
-        print(f"archived {result.sessions:,} session{_s(result.sessions)} ({result.events:,} events{coalesced}) to "
-              f"{result.path}, {result.bytes:,} bytes, sha256 {result.sha256[:16]}, in {result.seconds:.2f}s")
+        _held_back(plan.deferred)
+    if args.json:
+        _write_json({**result.as_json(), "stopped_before": _iso(plan.cutoff),
+                     "sessions": [_session_json(s.session_id, s.name, s.stopped_at, s.events)
+                                  for s in result.written]})
+    elif result.path is not None:
+        print(f"archived {result.sessions:,} session{_s(result.sessions)} ({result.events:,} events"
+              f"{_coalesced_text(result)}) to {result.path}, {result.bytes:,} bytes, file sha256 "
+              f"{result.file_sha256}, in {result.seconds:.2f}s")
     return 0
 
 
-def _dry_run(store: Any, plan: Any, *, as_json: bool) -> int:
-    from agentledger.application.archiving import session_streams
+def _held_back(deferred: list[str]) -> None:
+    """The note, on stderr, for each session left for the next archive (it holds the log's last event)."""
+    for session_id in deferred:
+        sys.stderr.write(f"agentledger: session {session_id[:12]} holds the log's last event, which is never "
+                         "removed: it is left for the next archive\n")
 
-    streams = [s for row in plan.sessions for s in session_streams(row["id"])]
-    events = sum(store.retention.stream_lengths(streams).values())
+
+def _nothing_to_archive(plan: Any, *, as_json: bool) -> None:
+    """Nothing was done: a note on stderr (with ``--json`` the answer says so), naming the held-back session if
+    that is why."""
+    if plan.deferred and not as_json:
+        sys.stderr.write(f"agentledger: nothing to archive: the only session stopped before {_iso(plan.cutoff)}, "
+                         f"{plan.deferred[0][:12]}, holds the log's last event, which is never removed: it is left "
+                         "for the next archive\n")
+        return
+    _held_back(plan.deferred)
+    if not as_json:
+        sys.stderr.write(f"agentledger: nothing to archive: no session stopped before {_iso(plan.cutoff)}\n")
+
+
+def _coalesced_text(result: Any) -> str:
+    """How many heartbeats the file leaves out, and who left them out: this archive, an earlier one, or both."""
+    total, now = result.coalesced, result.coalesced_now
+    if not total:
+        return ""
+    if not now:
+        return f", {total:,} heartbeats coalesced by an earlier archive"
+    earlier = f" ({total - now:,} of them by an earlier archive)" if total > now else ""
+    return f", {total:,} heartbeats coalesced{earlier}"
+
+
+def _dry_run(store: Any, plan: Any, *, as_json: bool) -> int:
+    from agentledger.application.archiving import planned_events
+
+    counts = planned_events(store, plan)
+    events = sum(counts.values())
+    _held_back(plan.deferred)
     if as_json:
-        _write_json({"dry_run": True, "sessions": [dict(id=r["id"], name=r["name"], stopped_at=_iso(r["stopped_at"]))
-                                                   for r in plan.sessions], "events": events,
-                     "deferred": plan.deferred})
+        _write_json({"dry_run": True, "path": None, "stopped_before": _iso(plan.cutoff),
+                     "session_count": len(plan.sessions), "events": events, "deferred": plan.deferred,
+                     "sessions": [_session_json(r["id"], r["name"], r["stopped_at"], counts[r["id"]])
+                                  for r in plan.sessions]})
         return 0
     from agentledger.entrypoints.render import table
 
     if plan.sessions:
-        table(["ID", "NAME", "STOPPED"], [(r["id"][:12], r["name"] or "", _iso(r["stopped_at"]))
-                                          for r in plan.sessions])
+        table(["ID", "NAME", "STOPPED", "EVENTS"], [(r["id"][:12], r["name"] or "", _iso(r["stopped_at"]),
+                                                    f"{counts[r['id']]:,}") for r in plan.sessions])
     print(f"would archive {len(plan.sessions):,} session{_s(len(plan.sessions))} ({events:,} events) stopped before "
           f"{_iso(plan.cutoff)}; nothing written or removed (--dry-run)")
     return 0
+
+
+def _session_json(session_id: str, name: str | None, stopped_at: float | None, events: int) -> dict[str, Any]:
+    """One session of ``db archive --json`` (the dry run's and the real one's alike)."""
+    return {"id": session_id, "name": name, "stopped_at": _iso(stopped_at), "events": events}
 
 
 def _verify(path: str, *, as_json: bool) -> int:
@@ -140,7 +193,9 @@ def _verify(path: str, *, as_json: bool) -> int:
     from agentledger.bootstrap import archive_files, event_decoder
 
     started = time.perf_counter()
-    reader = verify_archive(archive_files(), path, event_decoder())
+    files = archive_files()
+    reader = verify_archive(files, path, event_decoder())
+    file_sha256 = files.sha256(path)
     summary = reader.summary
     assert summary is not None, "a reader that checked the whole file"
     for problem in reader.undecodable:
@@ -148,15 +203,17 @@ def _verify(path: str, *, as_json: bool) -> int:
     header = summary.header
     if as_json:
         _write_json({"ok": True, "file": path, "sessions": summary.sessions, "streams": summary.streams,
-                     "events": summary.events, "sha256": summary.sha256, "created_at": header.get("created_at"),
-                     "source": header.get("source"), "stopped_before": header.get("stopped_before"),
+                     "events": summary.events, "sha256": summary.sha256, "file_sha256": file_sha256,
+                     "created_at": header.get("created_at"), "source": header.get("source"),
+                     "stopped_before": header.get("stopped_before"),
                      "coalesced_heartbeats_before": header.get("coalesced_heartbeats_before"),
-                     "undecodable": len(reader.undecodable)})
+                     "coalesced_heartbeats": summary.coalesced, "undecodable": len(reader.undecodable)})
         return 0
     print(f"{path}: ok: {summary.sessions:,} session{_s(summary.sessions)}, {summary.streams:,} stream{_s(summary.streams)}, "
           f"{summary.events:,} events, every stream complete and every checksum right; written "
           f"{header.get('created_at')} from {header.get('source')} (stopped before {header.get('stopped_before')}"
-          f"{_coalesced_note(header)}); checked in {time.perf_counter() - started:.2f}s")
+          f"{_coalesced_note(header, summary.coalesced)}); file sha256 {file_sha256}; checked in "
+          f"{time.perf_counter() - started:.2f}s")
     return 0
 
 
@@ -192,9 +249,13 @@ def cmd_db_import(context: Context, args: argparse.Namespace) -> int:
     return 1 if result.conflicts else 0
 
 
-def _coalesced_note(header: dict[str, Any]) -> str:
+def _coalesced_note(header: dict[str, Any], count: int) -> str:
+    """What ``verify`` says of coalescing: how many heartbeats the file leaves out (counted from its gaps), and
+    the cutoff this archive coalesced at, if it did (an earlier archive's are in sessions it re-archived)."""
     before = header.get("coalesced_heartbeats_before")
-    return f"; heartbeats before {before} coalesced" if before else ""
+    if before:
+        return f"; heartbeats before {before} coalesced, {count:,} left out in all"
+    return f"; {count:,} heartbeats coalesced by an earlier archive" if count else ""
 
 
 def _iso(epoch: float | None) -> str:

@@ -40,6 +40,13 @@ class SqlRetention:
     def stream_lengths(self, ids: Sequence[str]) -> dict[str, int]:
         return _stream_lengths(self.store.db, self.store, ids)
 
+    def check_writable(self) -> None:
+        """A write that changes nothing, in a write transaction: a read-only store (a read-only file or mount, a
+        read-only server) raises its own error here, before ``db archive`` writes a file it could not use.
+        ``BEGIN IMMEDIATE`` alone succeeds on a read-only SQLite file; a ``DELETE`` matching no row does not."""
+        with self.store.write_transaction() as cursor:
+            cursor.execute("DELETE FROM archived_sessions WHERE 1 = 0")
+
     def remove(self, records: Sequence[ArchivedRecord], lengths: Mapping[str, int]) -> None:
         store = self.store
         snapshots = _snapshots_table(store)
