@@ -106,9 +106,10 @@ def test_a_fuse_shorter_than_the_floor_is_refused_wherever_it_is_asked_for(cli, 
         assert result.returncode == 2 and "below the 250ms floor" in result.stderr
     sid = cli.launch("sleep", "30")
     assert "below the 250ms floor" in cli("fuse", "set", sid, "--ttl", "1ms", check=False).stderr
-    monkeypatch.setenv("AGENTLEDGER_FUSE_TTL", "1ms")
+    monkeypatch.setenv("AGENTLEDGER_FUSE_TTL", "1ms")  # refused where the configuration is read
     result = cli("launch", "--", "true", check=False)
-    assert result.returncode == 2 and "fuse_ttl 1ms is below the 250ms floor" in result.stderr
+    assert result.returncode == 2 and "AGENTLEDGER_FUSE_TTL: 1ms is below the 250ms floor" in result.stderr
+    monkeypatch.delenv("AGENTLEDGER_FUSE_TTL")
     assert [s["id"] for s in cli.json_lines("list", "--all")] == [sid]  # nothing else was launched
     cli("stop", sid)
 

@@ -91,6 +91,7 @@ def test_file_values_environment_wins_and_each_source_is_named(cli, home, monkey
     ('db = "mysql://localhost/ledger"\n', "line 1: db: unsupported store 'mysql'"),
     ('reconcile_interval = "-5s"\n', "line 1: reconcile_interval: invalid duration '-5s'"),
     ("reconcile_interval = -5\n", "line 1: reconcile_interval: -5: must be greater than zero"),
+    ('fuse_ttl = "100ms"\n', "line 1: fuse_ttl: 100ms is below the 250ms floor"),
     ('metrics_addr = "localhost"\n', "line 1: metrics_addr: 'localhost': expected HOST:PORT"),
     ('[webhooks.router]\nurl = "http://127.0.0.1:1/x"\nevents = ["session.ended"]\n', "unknown event type 'session.ended'"),
 ])
@@ -130,6 +131,13 @@ def test_a_bad_variable_is_one_line_and_nothing_starts(cli, monkeypatch, variabl
         assert result.stderr.count("\n") == 1 and "hunter2" not in result.stderr
     monkeypatch.delenv(variable)
     assert cli.json_lines("list", "--all") == []
+
+
+def test_a_bad_file_value_is_refused_even_where_the_environment_overrides_it(cli, home, monkeypatch):
+    write_config(home, 'autostart_daemon = "maybe"\n')
+    monkeypatch.setenv("AGENTLEDGER_AUTOSTART_DAEMON", "0")
+    result = cli("list", check=False)
+    assert result.returncode == 2 and "line 1: autostart_daemon: 'maybe'" in result.stderr
 
 
 def test_a_secret_in_a_file_others_can_read_is_a_warning(cli, home):

@@ -547,6 +547,25 @@ def test_an_unreadable_event_is_reported_and_a_write_to_its_session_is_refused_a
 
 
 @pytest.mark.sqlite_only
+def test_history_shows_an_unreadable_event_in_the_middle_and_the_events_after_it(cli, home):
+    from agentledger.application.clock import utc_now
+    from agentledger.infrastructure.settings import store_location
+    from agentledger.infrastructure.store import open_store
+
+    bad = _ledger_with_sessions(1)[0]
+    store = open_store(store_location())
+    for _ in range(2):
+        store.ledger.change(UUID(bad), lambda s: s.heartbeat(source="test", now=utc_now()))
+    store.close()
+    _corrupt_event(home, bad, state=b"\xff not JSON")  # version 2 of 4
+    rows = cli.json_lines("history", bad)
+    assert [(r["version"], r["type"]) for r in rows if r["version"]] == [
+        (1, "Launched"), (2, "FuseSet"), (3, "Heartbeat"), (4, "Heartbeat")]
+    assert rows[1]["summary"].startswith("UNREADABLE")
+    assert "UNREADABLE" in cli("history", bad, "--tail", "3").stdout
+
+
+@pytest.mark.sqlite_only
 def test_a_read_model_schema_newer_than_the_code_is_refused_and_left_alone(cli, home):
     sid = _ledger_with_sessions()[0]
     db = sqlite3.connect(home / "ledger.db")

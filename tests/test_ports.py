@@ -103,6 +103,17 @@ def test_the_read_models_compare_with_a_rebuild_of_the_log(store, spawn):
     assert [(m.table, m.live_rows, m.rebuilt_rows, m.differing) for m in mismatches] == [("sessions", 1, 1, [sid])]
 
 
+def test_a_damaged_document_is_named_by_its_session(store, spawn):
+    """``session_documents`` does not begin with its session's id: a mismatch names the session all the same."""
+    sid = record(store, dead_identity(spawn)).hex
+    store.ledger.change(UUID(sid), lambda s: s.record_stop(reason="reconciled", decided_by={}, evidence={}))
+    store.read_models.catch_up()
+    with store.write_transaction() as cursor:
+        cursor.execute("DELETE FROM session_documents WHERE session_id = ?", (sid,))
+    _, mismatches = store.read_models.compare_with_rebuild()
+    assert [(m.table, m.differing) for m in mismatches] == [("session_documents", [sid])]
+
+
 # -- the webhook outbox -------------------------------------------------------------------------------
 
 

@@ -267,6 +267,16 @@ def test_a_session_that_cannot_be_loaded_fails_alone(store, spawn):
     fresh.close()
 
 
+def test_reconcile_exits_1_when_a_session_could_not_be_judged(cli, store, spawn):
+    broken, fine = record(store, dead_identity(spawn)), record(store, dead_identity(spawn))
+    catch_up(store)
+    store.db.execute(f"UPDATE {store.events_table} SET topic = 'gone.module:Vanished' WHERE originator_id = ?"
+                     " AND originator_version = 2", (broken.hex,))
+    result = cli("reconcile", "--mass-stop-share", "1", check=False)
+    assert result.returncode == 1 and "1 failed" in result.stdout and "1 stopped" in result.stdout, result.stdout
+    assert cli.json("status", fine.hex)["status"] == "stopped"  # the others were judged all the same
+
+
 def _supervised(store, identity, supervisor_pid: int, sid: UUID | None = None) -> UUID:
     """A session whose PID is ``identity``'s, whose supervisor is ``supervisor_pid``, its fuse lapsed 6 s ago."""
     from datetime import timedelta

@@ -99,6 +99,15 @@ def replay_state(entries: list[LogEntry]) -> Any | None:
     """
     aggregate = None
     for entry in entries:
-        if entry.event is not None:
-            aggregate = entry.event.mutate(aggregate)
+        aggregate = apply_readable(aggregate, entry)
+    return aggregate
+
+
+def apply_readable(aggregate: Any | None, entry: LogEntry) -> Any | None:
+    """``entry``'s event applied to ``aggregate``; an unreadable one passed over, its version counted, so that
+    the readable events after it apply (the library refuses an event whose version is not the next)."""
+    if entry.event is not None:
+        return entry.event.mutate(aggregate)
+    if aggregate is not None and entry.version == aggregate.version + 1:
+        aggregate.version = entry.version
     return aggregate

@@ -198,7 +198,14 @@ class Reconciler:
         try:
             return self._act(UUID(first_look.session_id), dry_run=dry_run, guard_note=note)
         except Exception as error:  # reported per session (and logged by the daemon), never swallowed
-            return Judged(first_look, Outcome.FAILED, error=f"{type(error).__name__}: {error}")
+            return Judged(first_look, Outcome.FAILED, error=self._describe(error))
+
+    def _describe(self, error: Exception) -> str:
+        """One line: a store's fault in its words (read-only, full, locked, ...), else the error as it is."""
+        fault = self.store.ledger.classify_fault(error)
+        if fault is None:
+            return f"{type(error).__name__}: {error}"
+        return f"the store is {fault.state}: {(str(error).strip().splitlines() or [type(error).__name__])[0]}"
 
     def _act(self, session_id: UUID, *, dry_run: bool, guard_note: dict[str, Any] | None) -> Judged:
         """Load, probe after loading, decide, compare-and-set; on a lost race, judge again."""

@@ -306,7 +306,7 @@ def cmd_verify(context: Context, args: argparse.Namespace) -> int:
     for v in report.violations:
         where = f"position {v.position}, session {v.session_id[:12]} v{v.version}: " if v.session_id else ""
         out.write(f"VIOLATION {v.kind}: {where}{v.detail}\n")
-    out.write("ok: every check passed\n" if report.ok else f"{len(report.violations)} violations\n")
+    out.write("ok: every check passed\n" if report.ok else f"{counted(len(report.violations), 'violation')}\n")
     return 0 if report.ok else FOUND_PROBLEMS
 
 

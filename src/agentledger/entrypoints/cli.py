@@ -710,7 +710,7 @@ def _history_window(store: Store, session_id: Any, *, tail: int | None, since: i
     if since is not None:
         after = max((v for v, p in store.event_positions(hex_id).items() if p <= since), default=0)
     if tail is not None:
-        after = max(after, store.ledger.session(session_id).version - tail)
+        after = max(after, _last_version(store, session_id) - tail)
     entries = session_log(store.ledger, session_id, store.event_positions(hex_id, after), after_version=after or None)
     if not after:
         return None, entries
@@ -718,6 +718,15 @@ def _history_window(store: Store, session_id: Any, *, tail: int | None, since: i
         return store.ledger.session_at(session_id, after), entries
     except Exception:  # noqa: BLE001 - an event it cannot read before the window: the readable ones, replayed
         return replay_state(session_log(store.ledger, session_id, {}, upto_version=after)), entries
+
+
+def _last_version(store: Store, session_id: Any) -> int:
+    """The session's last version: the aggregate's (from its snapshot on), or, where an event of it cannot be
+    read (the aggregate cannot be made), the last stored version."""
+    try:
+        return int(store.ledger.session(session_id).version)
+    except Exception:  # noqa: BLE001 - an unreadable event: history shows it as such, from the stored versions
+        return max(store.event_positions(session_id.hex), default=0)
 
 
 def _within(at: str, records: list[dict[str, Any]], *, open_end: bool) -> bool:

@@ -102,9 +102,10 @@ def cmd_reconcile(context: Context, args: argparse.Namespace) -> int:
         report = reconciler.run_pass(dry_run=args.dry_run, confirm=args.confirm)
     finally:
         reconciler.close()
+    failed = 1 if any(j.outcome == Outcome.FAILED for j in report.judged) else 0  # the others were judged
     if args.json:
         write_json(report.as_json())
-        return 0
+        return failed
     took = ((report.finished_at or report.started_at) - report.started_at).total_seconds()
     counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.counts.items())) or "nothing to judge"
     sessions = counted(len(report.judged), "session")
@@ -128,7 +129,7 @@ def cmd_reconcile(context: Context, args: argparse.Namespace) -> int:
         released = guard["released"]
         print(f"mass-stop guard released ({released['how']}): {len(released['confirmed'])} confirmed, "
               f"{len(released['cleared'])} seen alive again")
-    return 0
+    return failed
 
 
 # -- daemon -----------------------------------------------------------------------

@@ -105,6 +105,18 @@ def _duration(value: Any) -> float:
         raise ValueError(str(error)) from None
 
 
+def _fuse_ttl(value: Any) -> float:
+    """A duration, not below the fuse's floor (``domain/fuse.py``: ``MIN_TTL``), checked where it is written."""
+    from agentledger.domain.errors import UsageError
+    from agentledger.domain.fuse import check_ttl
+
+    ttl = _duration(value)
+    try:
+        return check_ttl(ttl, "fuse_ttl")
+    except UsageError as error:
+        raise ValueError(str(error).removeprefix("fuse_ttl ")) from None
+
+
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("expected a non-empty string")
@@ -223,7 +235,7 @@ class Key:
 KEYS: dict[str, Key] = {
     "db": Key(_store_url, "AGENTLEDGER_DB", "store URL: sqlite:///PATH or postgresql://USER[:PW]@HOST[:PORT]/DB"),
     "reconcile_interval": Key(_duration, "AGENTLEDGER_RECONCILE_INTERVAL", "time between the daemon's passes"),
-    "fuse_ttl": Key(_duration, "AGENTLEDGER_FUSE_TTL", "default fuse lifetime for launch"),
+    "fuse_ttl": Key(_fuse_ttl, "AGENTLEDGER_FUSE_TTL", "default fuse lifetime for launch"),
     "host_heartbeat": Key(_duration, "AGENTLEDGER_HOST_HEARTBEAT", "how often a daemon records its host alive"),
     "metrics_addr": Key(_metrics_addr, "AGENTLEDGER_METRICS_ADDR", "daemon's /metrics and /healthz, HOST:PORT or off"),
     "console_addr": Key(_metrics_addr, "AGENTLEDGER_CONSOLE_ADDR",
@@ -274,15 +286,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     for key, spec in KEYS.items():
         raw_env = (env.get(spec.env) or "").strip() if spec.env else ""
-        if raw_env:
-            found[key] = _parse(spec, raw_env, spec.env)
-            sources[key] = f"env {spec.env}"
-        elif key in values:
+        if key in values:  # checked even where the environment overrides it: the file is wrong all the same
             where = f"{path}, line {lines.line_of(key)}"
             found[key] = _parse(spec, values[key], f"{where}: {key}")
             sources[key] = where
         else:
             sources[key] = "default"
+        if raw_env:
+            found[key] = _parse(spec, raw_env, spec.env)
+            sources[key] = f"env {spec.env}"
 
     webhooks = _webhooks(values.get("webhooks", {}), env, path, lines, sources)
     found["repositories"] = _repositories(values.get("repositories", {}), path, lines, sources)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from agentledger.application.log import LogEntry
+from agentledger.application.log import LogEntry, apply_readable
 from agentledger.domain.durations import format_clock, format_duration
 from agentledger.domain.evidence import Evidence
 from agentledger.domain.fuse import session_status
@@ -36,6 +36,7 @@ def history_records(entries: list[LogEntry], now: datetime, start: Session | Non
         event = entry.event
         if event is None:
             records.append(_unreadable(entry, status))
+            session = apply_readable(session, entry)  # its version passed over: the events after it apply
             continue
         at = event.timestamp
         was_live = session is not None and session.fuse_is_live(at)
