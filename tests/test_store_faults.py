@@ -116,6 +116,25 @@ def test_a_read_only_store_loses_no_exit(cli, home, tmp_path):
     recorded_exit(cli, sid, went_at)
 
 
+@pytest.mark.sqlite_only
+def test_a_launch_on_a_read_only_store_starts_nothing(cli, home, tmp_path):
+    """Without a directory lock to take first, the store's refusal comes before the supervisor starts the
+    command, not after (it would have run, then been killed for want of a record)."""
+    cli("list")  # the store made
+    ran = tmp_path / "ran"
+    files = [str(home / name) for name in ("ledger.db", "ledger.db-wal") if (home / name).exists()]
+    frozen = subprocess.run(["chattr", "+i", *files], capture_output=True, text=True)
+    if frozen.returncode != 0:
+        no_real_fault(f"cannot make the store immutable ({frozen.stderr.strip()})")
+    try:
+        result = cli("launch", "--no-lock", "--", "touch", str(ran), check=False)
+    finally:
+        subprocess.run(["chattr", "-i", *files], check=True)
+    assert result.returncode == 1 and "the store is read-only" in result.stderr and result.stderr.count("\n") == 1, (
+        result.stderr)
+    assert not list((home / "logs").glob("*.supervisor.log")) and not ran.exists()  # no supervisor was started
+
+
 @pytest.mark.postgres_only
 def test_a_read_only_server_loses_no_exit(cli, monkeypatch, tmp_path):
     import psycopg

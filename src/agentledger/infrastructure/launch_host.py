@@ -71,14 +71,20 @@ class LocalLaunchHost:
         return os_user()
 
     def start_supervisor(self, spec: LaunchSpec) -> dict[str, Any]:
-        url = self.store().location.connect_url  # creates the store here, not in the supervisor
-        env = dict(os.environ, AGENTLEDGER_HOME=str(self.home), AGENTLEDGER_DB=url)
+        env = dict(os.environ, AGENTLEDGER_HOME=str(self.home), AGENTLEDGER_DB=self._writable_store_url())
         return start_supervisor(spec, env, self.home / "logs" / f"{spec.session_id}.supervisor.log")
 
     def start_supervisors(self, specs: Sequence[LaunchSpec]) -> list[dict[str, Any]]:
-        url = self.store().location.connect_url
-        env = dict(os.environ, AGENTLEDGER_HOME=str(self.home), AGENTLEDGER_DB=url)
+        env = dict(os.environ, AGENTLEDGER_HOME=str(self.home), AGENTLEDGER_DB=self._writable_store_url())
         return start_supervisors(specs, env, self.home / "logs")
+
+    def _writable_store_url(self) -> str:
+        """The store's URL for the supervisors, once it is seen to take writes: created here, not in a supervisor,
+        and a read-only one refused before anything starts (a supervisor starts the command, then records it:
+        on a store that refuses the record, the command would have run for nothing)."""
+        store = self.store()
+        store.retention.check_writable()
+        return store.location.connect_url
 
     def ensure_reconciler(self) -> str | None:
         """The first call looks (and starts a daemon if need be); later ones, from the same launch, say nothing."""
