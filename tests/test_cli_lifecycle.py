@@ -37,7 +37,7 @@ def test_stop_ends_the_process_group_and_records_the_user(cli):
     assert len(group) == 3
     result = cli("stop", sid[:10], "--reason", "done testing")
     assert "sent SIGTERM" in result.stdout
-    assert not any(psutil.pid_exists(p) and _pgid(p) == pid for p in group)
+    assert not any(_runs_in_group(p, pid) for p in group)  # ended (init may not have reaped the orphans yet)
     status = cli.json("status", sid)
     assert (status["status"], status["stop_reason"], status["signal"]) == ("stopped", "user", "SIGTERM")
     history = cli.json_lines("history", sid)
@@ -47,6 +47,14 @@ def test_stop_ends_the_process_group_and_records_the_user(cli):
     assert [r["position"] for r in history] == sorted(r["position"] for r in history)
     again = cli("stop", sid)
     assert again.returncode == 0 and "already stopped" in again.stderr and again.stdout == ""
+
+
+def _runs_in_group(pid: int, group: int) -> bool:
+    """Is ``pid`` a process of ``group`` that has not ended (a zombie has)?"""
+    try:
+        return _pgid(pid) == group and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _pgid(pid: int) -> int | None:
@@ -92,6 +100,23 @@ def test_stop_records_it_when_no_supervisor_is_left(cli):
     out = cli.json("stop", sid, "--grace", "1h")
     assert out["recorded_by"] == "cli" and out["stop_reason"] == "user" and out["signals_sent"] == ["SIGTERM"]
     assert not running(status["pid"])
+
+
+def test_stop_continues_a_stopped_process_so_that_sigterm_ends_it(cli):
+    import signal
+
+    sid = cli.launch("sleep", "600")
+    os.kill(cli.json("status", sid)["pid"], signal.SIGSTOP)
+    out = cli.json("stop", sid, "--grace", "1h")  # SIGCONT after SIGTERM: not the grace period, then SIGKILL
+    assert out["signals_sent"] == ["SIGTERM"] and out["signal"] == "SIGTERM"
+
+
+def test_the_reason_given_is_the_stops_note_when_sigkill_follows(cli):
+    sid = cli.launch("sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done")
+    wait_for(lambda: "ready" in cli("logs", sid, "--output").stdout)
+    out = cli.json("stop", sid, "--grace", "500ms", "--reason", "ignores TERM")
+    assert out["signals_sent"] == ["SIGTERM", "SIGKILL"]
+    assert cli.json("status", sid)["stop_note"] == "ignores TERM (grace period ended)"
 
 
 def test_heartbeats_extend_the_fuse_while_the_process_lives(cli):

@@ -260,6 +260,7 @@ def test_reconcile_prints_each_decision(cli, store, spawn):
     alive = record(store, dead_identity(spawn), fuse_ttl=3600, lapsed=False)
     dry = cli("reconcile", "--dry-run").stdout
     assert dry.startswith("dry run: host") and "would stop" in dry and "fuse live until" in dry
+    assert "1 kept, 1 would stop" in dry.splitlines()[0]  # the summary says what each would do, too
     assert cli.json("status", dead.hex)["status"] == "unwatched"
     out = cli("reconcile").stdout.splitlines()
     assert "1 kept" in out[0] and "1 stopped" in out[0]

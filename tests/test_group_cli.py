@@ -116,6 +116,8 @@ def test_list_by_adapter_and_stop_a_whole_group(cli, records: Path, monkeypatch:
     assert len(result.stdout.splitlines()) == 2 and all(line.startswith("stopped ") for line in result.stdout.splitlines())
     assert stopped(cli, ids) and cli.json("status", other)["status"] == "running"
     assert "nothing to do" in cli("stop", "--group", "g1").stderr
+    typo = cli("stop", "--group", "g2", check=False)  # a group no session ever had: a typo, not "nothing to do"
+    assert typo.returncode == 2 and "no session was ever launched with --group 'g2'" in typo.stderr
     both = cli("stop", other, "--group", "g1", check=False)
     assert both.returncode == 2 and "a session ID or --group G (not both)" in both.stderr
     cli("stop", other)

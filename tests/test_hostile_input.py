@@ -457,6 +457,14 @@ def test_a_store_that_is_a_directory_is_named_as_one(cli, home):
         assert f"the store {home / 'ledger.db'} is a directory" in result.stderr, command
 
 
+@pytest.mark.parametrize("name", ["", "   ", "x" * 201])
+def test_a_name_no_command_could_use_is_refused(capsys, home, name):
+    for command in (["launch", "--name", name, "--", "true"], ["launch", "--group", name, "--", "true"]):
+        code, out, err = run(capsys, *command)
+        assert_one_clear_line(code, err, expected_code=2)
+        assert "--name" in err or "--group" in err
+
+
 def test_argv_that_is_not_utf8_is_a_usage_error_not_an_unstorable_event(capsys, home):
     code, out, err = run(capsys, "list", "--group", "b\udcff")
     assert_one_clear_line(code, err, expected_code=2)
@@ -676,10 +684,12 @@ def test_names_prompts_notes_and_argv_are_shown_escaped_by_list_status_why_and_h
         decided_by={"component": "cli", "host": "h", "pid": 1, "user": "me"}))
     store.close()
 
-    for command in (("list", "--all"), ("status", sid.hex), ("why", sid.hex), ("history", sid.hex)):
+    for command in (("list", "--all"), ("list", "--all", "--format", "{name} {command}"), ("status", sid.hex),
+                    ("why", sid.hex), ("history", sid.hex)):
         result = cli(*command)
         assert _escape_free(result.stdout + result.stderr), (command, result.stdout)
         assert "evil\\x1b[31m" in result.stdout, (command, result.stdout)
+    assert len(cli("list", "--all", "--format", "{name}").stdout.splitlines()) == 1  # one line per session
     assert "\\u202eright" in cli("status", sid.hex).stdout
     as_json = cli.json("status", sid.hex)  # JSON escapes them itself, and keeps the text as recorded
     assert as_json["name"] == EVIL and as_json["stop_note"] == EVIL

@@ -69,7 +69,7 @@ def stop_session(
             if machine.session_group_exists(identity) and first != signal.SIGKILL:
                 _request_and_signal(
                     ledger, machine, session_id, identity, signal.SIGKILL, 0.0,
-                    "grace period ended", requester, outcome,
+                    f"{note} (grace period ended)" if note else "grace period ended", requester, outcome,
                 )
             _wait_until_done(ledger, machine, session_id, identity, AFTER_KILL_WAIT)
     else:
@@ -107,6 +107,7 @@ def _request_and_signal(
         return  # ended on its own meanwhile: nothing to signal
     if machine.signal_session_group(identity, signum):
         outcome.signals_sent.append(name)
+        _continue(machine, identity, signum)
 
 
 def _end_leftovers(machine: Machine, identity: ProcessIdentity, first: int, grace: float,
@@ -117,14 +118,22 @@ def _end_leftovers(machine: Machine, identity: ProcessIdentity, first: int, grac
     Nothing is appended: the session's stop is recorded already, and these are processes it left behind, not a
     stop of it. The group is signalled only while its number is not another process's PID (as for any stop).
     """
-    if not machine.signal_session_group(identity, first):
-        return
+    if not machine.session_group_exists(identity) or not machine.signal_session_group(identity, first):
+        return  # nothing left, or only processes that ended and wait for init to reap them
     outcome.signals_sent.append(signal_name(first))
+    _continue(machine, identity, first)
     if _wait_until_group_gone(machine, identity, grace) or first == signal.SIGKILL:
         return
     if machine.signal_session_group(identity, signal.SIGKILL):
         outcome.signals_sent.append(signal_name(signal.SIGKILL))
         _wait_until_group_gone(machine, identity, AFTER_KILL_WAIT)
+
+
+def _continue(machine: Machine, identity: ProcessIdentity, sent: int) -> None:
+    """After SIGTERM, SIGCONT, as ``kill`` and systemd do: a stopped process (SIGSTOP, Ctrl-Z) acts on SIGTERM
+    only once it runs again, and would otherwise wait out the grace period for SIGKILL."""
+    if sent != signal.SIGKILL:
+        machine.signal_session_group(identity, signal.SIGCONT)
 
 
 def _wait_until_group_gone(machine: Machine, identity: ProcessIdentity, timeout: float) -> bool:

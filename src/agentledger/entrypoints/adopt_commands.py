@@ -39,9 +39,9 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--fuse-ttl", type=types.duration, default=None, metavar="DURATION",
                    help=f"also set a fuse, at least {format_duration(MIN_TTL)}; then something must heartbeat "
                         "('agentledger heartbeat ID') or it lapses (default: no fuse)")
-    p.add_argument("--name", metavar="NAME",
+    p.add_argument("--name", type=types.name, metavar="NAME",
                    help="a name for people; commands taking an ID accept it too (default: none)")
-    p.add_argument("--group", metavar="G",
+    p.add_argument("--group", type=types.name, metavar="G",
                    help="group the sessions belong to ('list --group G' shows them; default: none)")
     p.add_argument("--label", type=types.label, action="append", default=[], metavar="KEY=VALUE",
                    help="label the sessions (repeatable); 'list --filter label=KEY=VALUE' selects by it")

@@ -81,6 +81,21 @@ def duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+#: The longest session name (or group): a name is for people to type and read, and every table sizes a column
+#: to the longest one it shows.
+NAME_MAX = 200
+
+
+def name(text: str) -> str:
+    """A session's name or group: some text that is not only blanks (a name no command could be given back),
+    at most :data:`NAME_MAX` characters."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"invalid name {text!r} (it needs a character that is not a blank)")
+    if len(text) > NAME_MAX:
+        raise argparse.ArgumentTypeError(f"a name of {len(text)} characters is too long (at most {NAME_MAX})")
+    return text
+
+
 def label(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:

@@ -384,9 +384,13 @@ def cmd_stop(context: Context, args: argparse.Namespace) -> int:
         raise UsageError("stop needs a session ID or --group G (not both)")
     if args.group is None:
         return _stop_one(context, args, context.resolve(args.session))
-    from agentledger.projections.queries import list_sessions
+    from agentledger.projections.queries import count_sessions, list_sessions
 
-    rows = list_sessions(context.fresh_db(), include_stopped=False, status=None, now=now_epoch(), group=args.group)
+    db = context.fresh_db()
+    rows = list_sessions(db, include_stopped=False, status=None, now=now_epoch(), group=args.group)
+    if not rows and not count_sessions(db, include_stopped=True, status=None, now=now_epoch(), group=args.group):
+        raise UsageError(f"no session was ever launched with --group {args.group!r} (a typo? 'agentledger list "
+                         "--all' shows the groups)")
     if not rows:
         print(f"no session of group {args.group!r} is running; nothing to do", file=sys.stderr)
     for row in reversed(rows):  # oldest first
@@ -524,7 +528,7 @@ def cmd_fuses(context: Context, args: argparse.Namespace) -> int:
 def cmd_list(context: Context, args: argparse.Namespace) -> int:
     """Sessions newest first. ``--json``, ``-q`` and ``--format`` stream them as they are read; the table,
     which sizes its columns to every row, holds them."""
-    from agentledger.entrypoints.render import table, write_byte_lines, write_json_lines, write_lines
+    from agentledger.entrypoints.render import escape, table, write_byte_lines, write_json_lines, write_lines
     from agentledger.projections.listing import formatter, lifted, parse_filters, select
     from agentledger.projections.queries import count_sessions, iter_sessions, session_json, session_json_lines
 
@@ -551,7 +555,7 @@ def cmd_list(context: Context, args: argparse.Namespace) -> int:
         print(sum(1 for _ in rows))
         return 0
     if args.quiet or line is not None:
-        write_lines(f"{row['id'] if line is None else line(row, now)}\n" for row in rows)
+        write_lines(f"{row['id'] if line is None else escape(line(row, now))}\n" for row in rows)  # one line each
         return 0
     if args.json:
         write_json_lines(session_json(r, now) for r in rows)

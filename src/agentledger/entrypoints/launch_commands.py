@@ -143,9 +143,9 @@ def add_run_options(p: argparse.ArgumentParser, group_default: str = "none") -> 
     p.add_argument("--unset-env", action="append", default=[], type=types.variable_name, metavar="NAME",
                    help="do not pass the variable NAME on to the agent (repeatable; added to unset_env in the "
                         "configuration), e.g. ANTHROPIC_API_KEY so that Claude Code uses its own login")
-    p.add_argument("--name", metavar="NAME", help="a name for people; commands taking an ID accept it too "
+    p.add_argument("--name", type=types.name, metavar="NAME", help="a name for people; commands taking an ID accept it too "
                                                     f"(default: {group_default})")
-    p.add_argument("--group", metavar="G", help=f"group this session belongs to ('list --group G' shows them; default: "
+    p.add_argument("--group", type=types.name, metavar="G", help=f"group this session belongs to ('list --group G' shows them; default: "
                                    f"{group_default})")
     p.add_argument("--label", type=types.label, action="append", default=[], metavar="KEY=VALUE",
                    help="label the session (repeatable); 'list --filter label=KEY=VALUE' selects by it")

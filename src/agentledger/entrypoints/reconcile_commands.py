@@ -87,6 +87,8 @@ def _policy(args: argparse.Namespace) -> ReconcilePolicy:
 
 
 def cmd_reconcile(context: Context, args: argparse.Namespace) -> int:
+    from collections import Counter
+
     from agentledger.application.reconciling import Outcome, Reconciler
     from agentledger.entrypoints.render import table, write_json
     from agentledger.infrastructure.config import home_dir
@@ -107,7 +109,9 @@ def cmd_reconcile(context: Context, args: argparse.Namespace) -> int:
         write_json(report.as_json())
         return failed
     took = ((report.finished_at or report.started_at) - report.started_at).total_seconds()
-    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.counts.items())) or "nothing to judge"
+    said = Counter(f"would {j.decision.action.value}" if j.outcome == Outcome.WOULD else j.outcome
+                   for j in report.judged)  # a dry run's outcomes by what each would do: "1 would stop"
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(said.items())) or "nothing to judge"
     sessions = counted(len(report.judged), "session")
     for sid in report.from_spool:
         print(f"{sid[:12]}: stopped with the exit its supervisor saw and spooled while the store was away")

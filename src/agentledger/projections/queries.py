@@ -411,9 +411,11 @@ def host_json(row: Row, now: float) -> dict[str, Any]:
 def list_fuses(db: Queryable, *, include_ended: bool) -> list[Row]:
     """Fuses set, live or lapsed (also once the lapse is recorded), or every fuse with ``include_ended``."""
     where = "" if include_ended else "WHERE f.state IN ('set', 'expired')"
-    return db.execute(
-        "SELECT f.*, s.name AS session_name, s.status AS session_status FROM fuses f"
-        f" JOIN sessions s ON s.id = f.session_id {where} ORDER BY f.set_at DESC"
+    return db.execute(  # with what current_status reads of the session: its status is derived, as list's is
+        "SELECT f.*, s.name AS session_name, s.status, s.fuse_state, s.fuse_expires_at,"
+        f" h.daemon_last_seen + {SILENT_AFTER_BEATS} * h.heartbeat_every AS host_silent_from FROM fuses f"
+        f" JOIN sessions s ON s.id = f.session_id LEFT JOIN hosts h ON h.host_name = s.host {where}"
+        " ORDER BY f.set_at DESC"
     ).fetchall()
 
 
@@ -496,7 +498,7 @@ def fuse_json(row: Row, now: float) -> dict[str, Any]:
     return {
         "session_id": row["session_id"],
         "session_name": row["session_name"],
-        "session_status": row["session_status"],
+        "session_status": current_status(row, now),
         "state": row["state"],
         "live": fuse_live(row["state"], row["expires_at"], now),
         "ttl_seconds": row["ttl"],
