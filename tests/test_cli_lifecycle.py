@@ -236,6 +236,8 @@ def test_a_supervisor_told_to_terminate_passes_it_on_and_records_the_exit(cli):
     stopped = wait_for(lambda: (s := cli.json("status", sid))["status"] == "stopped" and s)
     assert (stopped["stop_reason"], stopped["signal"], stopped["stopped_by"]) == ("signalled", "SIGTERM", "supervisor")
     assert not psutil.pid_exists(status["pid"])
+    why = cli("why", sid).stdout  # who sent it: from outside, to the supervisor, which passed it on
+    assert "was sent SIGTERM from outside agentledger" in why and "nobody here sent" not in why
 
 
 def test_the_session_outlives_the_terminal_that_launched_it(cli, tmp_path):

@@ -21,11 +21,13 @@ from agentledger.domain.session import Session
 
 def record_observed_exit(session: Session, observed: ObservedExit, *, pid: int | None, decided_by: dict[str, Any],
                          from_spool: FromSpool | None = None, summary: str | None = None,
-                         exited_at: datetime | None = None) -> None:
+                         exited_at: datetime | None = None, forwarded: str | None = None) -> None:
     """The ``Stopped`` for an exit a supervisor saw with ``waitpid``, with what the session looked like.
 
     ``summary`` (the final error message of a failed run's output) is the note,
     unless a stop request gave one; it is kept in the evidence either way.
+    ``forwarded``: the signal the supervisor was sent and passed on to the
+    group, if it was (``why`` then says who sent the signal that ended it).
     """
     now = utc_now()
     requests = session.stop_requests
@@ -46,5 +48,6 @@ def record_observed_exit(session: Session, observed: ObservedExit, *, pid: int |
             returncode=observed.returncode,
             output_summary=summary or None,
             from_spool=from_spool,
+            forwarded_signal=forwarded,
         ).as_dict(),
     )

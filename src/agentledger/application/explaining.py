@@ -237,6 +237,11 @@ def _why_stopped(stop: dict[str, Any]) -> str:
     if reason == StopReason.EXITED:
         return f"The process exited by itself with {status}; its supervisor {where} saw the exit and recorded it."
     if reason == StopReason.SIGNALLED:
+        forwarded = Evidence.from_dict(stop["evidence"]).forwarded_signal
+        if forwarded:
+            return (f"The process was ended by {stop['signal'] or 'a signal'}: its supervisor {where} was sent "
+                    f"{forwarded} from outside agentledger (a shutdown, a service manager, a kill), passed it on "
+                    "to the process group, saw the process end and recorded it.")
         return (f"The process was killed by {stop['signal'] or 'a signal'}, which nobody here sent; "
                 f"its supervisor {where} saw it end and recorded it.")
     if reason == StopReason.SPAWN_FAILED:

@@ -75,6 +75,7 @@ class Evidence:
     returncode: int | None = None
     output_summary: str | None = None  # the final error message of a failed run's output
     from_spool: FromSpool | None = None
+    forwarded_signal: str | None = None  # a signal the supervisor was sent itself and passed on to the group
     # HOST_GONE
     host: str | None = None
     reason: str | None = None
@@ -118,6 +119,7 @@ class Evidence:
             pid=recorded.get("pid"),
             returncode=recorded.get("returncode"),
             output_summary=recorded.get("output_summary"),
+            forwarded_signal=recorded.get("forwarded_signal"),
             from_spool=None if spooled_by is None else FromSpool(recorded.get("spooled_at"), spooled_by),
             host=recorded.get("host"),
             reason=recorded.get("reason"),
@@ -154,7 +156,7 @@ def _reaped(e: Evidence) -> dict[str, Any]:
         "fuse": e.fuse,
         "last_heartbeat_at": e.last_heartbeat_at,
         "decided_on_version": e.decided_on_version,
-    } | _if_any(output_summary=e.output_summary) | (
+    } | _if_any(output_summary=e.output_summary, forwarded_signal=e.forwarded_signal) | (
         {} if spool is None else {"spooled_at": spool.spooled_at, "recorded_from_spool_by": spool.recorded_by}
     )
 

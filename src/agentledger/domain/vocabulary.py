@@ -9,7 +9,7 @@ class StopReason(StrEnum):
     """Why a session stopped. Closed: a stop with any other reason is refused."""
 
     EXITED = "exited"  # the process ended by itself with an exit code
-    SIGNALLED = "signalled"  # the process was killed by a signal nobody here sent
+    SIGNALLED = "signalled"  # killed by a signal nobody here sent (or its supervisor was sent and passed on)
     USER = "user"  # a person asked (``agentledger stop``)
     SPAWN_FAILED = "spawn-failed"  # the binary could not be started at all
     SETUP_FAILED = "setup-failed"  # its --on-create command failed: the agent was never started

@@ -80,6 +80,7 @@ class Supervisor:
         self._spooled: tuple[str | None] | None = None  # (its summary,) once the exit is spooled
         self._exited_at: datetime | None = None  # when the process was seen to end
         self.waiting_since: datetime | None = None  # since when the store refuses this supervisor's writes
+        self.forwarded: str | None = None  # a termination signal it was sent and passed on to the group
 
     def run(self) -> int:
         if self.spec.on_create and not self._set_up():
@@ -240,6 +241,7 @@ class Supervisor:
         """A supervisor told to terminate passes it on, then still records the real exit."""
 
         def forward(signum: int, _frame: Any) -> None:
+            self.forwarded = signal_name(signum)  # recorded with the exit: why says who ended it
             signal_group(pgid, signum)
 
         signal.signal(signal.SIGTERM, forward)
@@ -393,7 +395,7 @@ class Supervisor:
                 self.ledger.change(
                     self.session_id,
                     lambda s: record_observed_exit(s, observed, pid=pid, decided_by=decided_by, summary=summary,
-                                                   exited_at=exited_at))
+                                                   exited_at=exited_at, forwarded=self.forwarded))
                 break
             except SessionAlreadyStopped:
                 break
