@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -262,6 +263,29 @@ def test_a_target_used_after_its_copy_is_refused(cli, store, spawn, target_url):
         target.close()
     result = cli("db", "copy", "--to", target_url, check=False)
     assert result.returncode == 1 and "not a copy of this ledger" in result.stderr
+
+
+def test_this_ledger_under_another_spelling_of_its_url_is_refused(cli, spawn, target_url, monkeypatch):
+    ledger = open_target(target_url)
+    try:
+        record(ledger, dead_identity(spawn))
+    finally:
+        ledger.close()
+    monkeypatch.setenv("AGENTLEDGER_DB", target_url)
+    assert "127.0.0.1" in target_url
+    result = cli("db", "copy", "--to", target_url.replace("127.0.0.1", "localhost"), check=False)
+    assert result.returncode == 2 and "this very ledger" in result.stderr and "the same store as" in result.stderr
+
+
+def test_a_sqlite_file_of_another_database_is_refused_and_left_as_it_was(cli, store, spawn, tmp_path):
+    record(store, dead_identity(spawn))
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE foo (x)")
+    result = cli("db", "copy", "--to", f"sqlite:///{other}", check=False)
+    assert result.returncode == 1 and "holds tables of another database (foo)" in result.stderr
+    with sqlite3.connect(other) as db:
+        assert [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["foo"]
 
 
 def test_bad_urls_and_the_same_store_are_usage_errors(cli, home):

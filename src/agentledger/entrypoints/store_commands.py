@@ -47,9 +47,11 @@ def cmd_db_copy(context: Context, args: argparse.Namespace) -> int:
         raise UsageError("--batch-size must be at least 1")
     if same_store(configured_location(), target_location):
         raise UsageError(f"--to names this very ledger ({target_location.url}): copy into another store")
+    _refuse_foreign_file(target_location)
     source = context.store
     target = open_store(target_location)
     try:
+        _refuse_same_ledger(source, target)
         summary = copy_ledger(source, target, batch_size=args.batch_size, progress=_reporter())
     finally:
         target.close()
@@ -71,6 +73,41 @@ def cmd_db_copy(context: Context, args: argparse.Namespace) -> int:
           "(log positions on the target may be numbered differently)")
     print(f"done in {format_duration(summary.seconds)}")
     return 0
+
+
+def _refuse_foreign_file(location: Any) -> None:
+    """A SQLite file that holds tables but no ledger's is someone else's database: refused before a ledger's
+    tables are made in it (a copy goes into an empty store, or resumes one it left)."""
+    import sqlite3
+
+    from agentledger.application.errors import LedgerError
+
+    path = getattr(location, "path", None)
+    if path is None or location.kind != "sqlite" or not path.exists() or not path.stat().st_size:
+        return
+    try:
+        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as error:
+        raise LedgerError(f"the target {path} is not an SQLite database ({error}): copy into an empty store") from None
+    if tables and not tables & {"stored_events", "alembic_version", "ledger_identity"}:  # a ledger's, any age
+        raise LedgerError(f"the target {path} holds tables of another database ({', '.join(sorted(tables)[:3])}"
+                          f"{', ...' if len(tables) > 3 else ''}): copy into an empty store")
+
+
+def _refuse_same_ledger(source: Any, target: Any) -> None:
+    """The target is this very ledger under another spelling of its location (``localhost`` for
+    ``127.0.0.1``, a symbolic link to the file): the same store id."""
+    from agentledger.application.errors import UsageError
+    from agentledger.infrastructure.store_identity import store_id_of
+
+    mine = store_id_of(source)
+    if mine is not None and mine == store_id_of(target):
+        raise UsageError(f"--to names this very ledger ({target.location.url}, the same store as "
+                         f"{source.location.url}): copy into another store")
 
 
 def _target_location(url: str) -> Any:
