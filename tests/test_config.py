@@ -133,6 +133,12 @@ def test_a_bad_variable_is_one_line_and_nothing_starts(cli, monkeypatch, variabl
     assert cli.json_lines("list", "--all") == []
 
 
+def test_config_show_writes_flags_as_toml_does(cli, home):
+    write_config(home, "auto_lock = false\n")
+    rows = {line.split()[0]: line.split()[1] for line in cli("config", "show").stdout.splitlines()[3:] if line.strip()}
+    assert rows["auto_lock"] == "false" and rows["autostart_daemon"] in ("true", "false")  # not Python's False
+
+
 def test_a_bad_file_value_is_refused_even_where_the_environment_overrides_it(cli, home, monkeypatch):
     write_config(home, 'autostart_daemon = "maybe"\n')
     monkeypatch.setenv("AGENTLEDGER_AUTOSTART_DAEMON", "0")

@@ -435,6 +435,8 @@ def test_commands_that_start_processes_refuse_bad_values_before_they_start_anyth
     (["db", "archive", "verify", "a", "b"],
      "agentledger db archive verify: error: unrecognized arguments: b (see 'agentledger db archive verify --help')"),
     (["adopt", "99999999999"], "invalid PID '99999999999' (a whole number from 1 to 4194304)"),
+    (["timeline", "x", "--out", ""], "argument -o/--out: a file name is needed"),
+    (["launch", "--wait-timeout", "1s", "--", "true"], "--wait-timeout is for --wait"),
 ])
 def test_an_argument_no_parser_takes_is_refused_by_its_command(capsys, home, argv, words):
     code, out, err = run(capsys, *argv)

@@ -96,6 +96,14 @@ def name(text: str) -> str:
     return text
 
 
+def file_name(text: str) -> str:
+    """A file to write: not empty (an empty name would be the current directory, or a default the user did not
+    ask for)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a file name is needed")
+    return text
+
+
 def label(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:

@@ -49,6 +49,9 @@ def cmd_config(context: Context, args: argparse.Namespace) -> int:
 
 
 def _text(value: Any) -> str:
+    """A value as the file writes it: ``true``/``false`` as TOML spells them, a list joined, none as ``-``."""
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return ", ".join(value) if isinstance(value, list) else str(value)

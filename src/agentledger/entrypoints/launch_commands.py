@@ -162,6 +162,8 @@ def cmd_launch(context: Context, args: argparse.Namespace) -> int:
     from agentledger.application.errors import UsageError
 
     _agent_after_worktree(args)
+    if args.wait_timeout is not None and not args.wait:
+        raise UsageError("--wait-timeout is for --wait (launch waits for nothing without it)")
     argv = args.argv
     agent = None
     if argv and argv[0] in registry.agent_names():

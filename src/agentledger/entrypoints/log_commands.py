@@ -43,7 +43,7 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
 
     p = command("timeline", "draw a session's process, fuse, heartbeats and stop on one time axis (an HTML file)")
     p.add_argument("session", metavar="ID", help=types.SESSION_HELP)
-    p.add_argument("-o", "--out", required=True, metavar="FILE.html",
+    p.add_argument("-o", "--out", required=True, type=types.file_name, metavar="FILE.html",
                    help="where to write the page (self-contained: no scripts, nothing fetched)")
     p.set_defaults(handler=cmd_timeline)
 

@@ -49,13 +49,10 @@ def parse_moment(text: str, now: datetime) -> Moment:
     """``@POSITION``, ``-DURATION`` (before ``now``) or an ISO 8601 time."""
     cleaned = text.strip()
     if cleaned.startswith("@"):
-        try:
-            position = int(cleaned[1:])
-        except ValueError:
-            position = -1
-        if not 0 <= position < 2**63:  # a position SQLite can store
+        digits = cleaned[1:]
+        if not (digits.isascii() and digits.isdigit()):
             raise UsageError(f"invalid --as-of {text!r}: @ takes a log position, a whole number >= 0")
-        return Moment(position=position)
+        return Moment(position=min(int(digits), 2**63 - 1))  # past any log: "past the end" once the log is read
     if cleaned.startswith("-"):
         try:
             return Moment(at=now.astimezone(timezone.utc) - timedelta(seconds=parse_duration(cleaned[1:])))
