@@ -116,7 +116,7 @@ def test_a_fuse_shorter_than_the_floor_is_refused_wherever_it_is_asked_for(cli, 
 
 def test_a_negative_duration_is_named_as_such_not_a_missing_argument(cli) -> None:
     result = cli("launch", "--fuse-ttl", "-5s", "--", "true", check=False)
-    assert result.returncode == 2 and "argument --fuse-ttl: '-5s' is negative; it takes a value >= 0" in result.stderr
+    assert result.returncode == 2 and "argument --fuse-ttl: '-5s' is negative; it takes a duration > 0" in result.stderr
     assert "expected one argument" in cli("launch", "--fuse-ttl", check=False).stderr  # a missing one still is
 
 

@@ -28,7 +28,7 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         from agentledger.entrypoints.render import escape
 
-        message = _negative_value(_suggesting(message))
+        message = _negative_value(_suggesting(message), self)
         sys.stderr.write(f"{self.prog}: error: {escape(message)} (see '{self.prog} --help')\n")
         raise SystemExit(2)
 
@@ -42,8 +42,9 @@ def remember(argv: list[str]) -> list[str]:
     return argv
 
 
-def _negative_value(message: str) -> str:
-    """``--fuse-ttl -5s``: argparse takes ``-5s`` for an option and says "expected one argument"; say what it is."""
+def _negative_value(message: str, parser: argparse.ArgumentParser) -> str:
+    """``--fuse-ttl -5s``: argparse takes ``-5s`` for an option and says "expected one argument"; say what it is,
+    and what the option takes (a DURATION is more than zero; counts and the like may be zero)."""
     import re
 
     found = re.fullmatch(r"argument (--[\w-]+)(?:/[^:]*)?: expected one argument", message) or re.fullmatch(
@@ -53,7 +54,9 @@ def _negative_value(message: str) -> str:
     option = found.group(1)
     for before, value in zip(_given, _given[1:]):
         if before == option and re.match(r"-[\d.]", value):
-            return f"argument {option}: {value!r} is negative; it takes a value >= 0"
+            action = parser._option_string_actions.get(option)  # noqa: SLF001 - argparse's own table of options
+            takes = "a duration > 0" if action is not None and action.type is duration else "a value >= 0"
+            return f"argument {option}: {value!r} is negative; it takes {takes}"
     return message
 
 
