@@ -107,6 +107,20 @@ def test_a_killed_agent_is_shown_gone_not_as_a_process(cli) -> None:
     assert cli.json("status", sid)["processes"] == []
 
 
+def test_a_stopped_process_is_shown_alive_but_stopped(cli) -> None:
+    sid = cli.launch("sleep", "600")
+    started = cli.json("status", sid)
+    os.kill(started["pid"], signal.SIGSTOP)
+    os.kill(started["supervisor_pid"], signal.SIGSTOP)
+    try:
+        text = cli("status", sid).stdout
+    finally:
+        os.kill(started["supervisor_pid"], signal.SIGCONT)
+    assert line_of(text, "Process").startswith("Process         alive but stopped (SIGSTOP")
+    assert line_of(text, "Supervisor").startswith(f"Supervisor      PID {started['supervisor_pid']}, alive but stopped")
+    cli("stop", sid)
+
+
 def test_what_a_stopped_sessions_group_left_running_is_shown_and_stop_ends_it(cli) -> None:
     sid = cli.launch("sh", "-c", "sleep 600 & exec true")  # the background sleep stays in the agent's group
     stopped = wait_for(lambda: (s := cli.json("status", sid))["status"] == "stopped" and s)

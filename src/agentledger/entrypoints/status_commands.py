@@ -380,7 +380,8 @@ def _supervisor_json(row: Any, state: str, supervisor: ProcessUse | None) -> dic
 def _supervisor_text(row: Any, state: str, supervisor: ProcessUse | None) -> str:
     pid = row["supervisor_pid"]
     if state == "alive" and supervisor is not None:
-        return f"PID {pid}, alive: {memory(supervisor.rss)} memory, CPU {cpu_time(supervisor.cpu_seconds)}"
+        return (f"PID {pid}, alive{_STOPPED_WORDS if supervisor.stopped else ''}: {memory(supervisor.rss)} memory, "
+                f"CPU {cpu_time(supervisor.cpu_seconds)}")
     return {
         "none": "none: adopted, nothing supervises it" if row["source"] == "adopted" else "none recorded",
         "rebooted": f"PID {pid} is gone: this host has rebooted since",
@@ -388,6 +389,10 @@ def _supervisor_text(row: Any, state: str, supervisor: ProcessUse | None) -> str
         "ended": f"PID {pid} has ended (not yet reaped)",
         "reused": f"PID {pid} is now another process",
     }[state]
+
+
+#: What a stopped process (SIGSTOP, Ctrl-Z) is said to be: alive, doing nothing (``stop`` sends SIGCONT).
+_STOPPED_WORDS = " but stopped (SIGSTOP or a tracer: it does nothing until it gets SIGCONT)"
 
 
 def _agent_text(row: Any, probe: Any, drawn: list[tuple[str, ProcessUse]]) -> str:
@@ -398,7 +403,8 @@ def _agent_text(row: Any, probe: Any, drawn: list[tuple[str, ProcessUse]]) -> st
     if probe.liveness is Liveness.ALIVE:
         mine = _subtree(pid, [p for _, p in drawn])
         total = sum(p.rss or 0 for p in mine)
-        return f"alive: {len(mine)} process{'es' if len(mine) != 1 else ''}, {memory(total)} memory"
+        stopped = _STOPPED_WORDS if any(p.pid == pid and p.stopped for p in mine) else ""
+        return f"alive{stopped}: {len(mine)} process{'es' if len(mine) != 1 else ''}, {memory(total)} memory"
     return {
         Liveness.NO_SUCH_PROCESS: f"PID {pid} is gone",
         Liveness.PID_REUSED: f"PID {pid} is now another process",

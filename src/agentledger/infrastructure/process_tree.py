@@ -26,6 +26,11 @@ class ProcessUse:
     cmdline: tuple[str, ...]  # empty for a zombie or a kernel thread: ``name`` stands in
     name: str
     zombie: bool
+    stopped: bool = False  # stopped by a signal (SIGSTOP, Ctrl-Z) or a tracer: it runs again only on SIGCONT
+
+
+#: psutil's states of a process that will not run until it gets SIGCONT (or its tracer lets it go).
+_STOPPED = (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
 
 
 def look(pid: int) -> ProcessUse | None:
@@ -70,9 +75,10 @@ def _use(process: psutil.Process) -> ProcessUse | None:
     try:
         with process.oneshot():
             started, ppid, name = process.create_time(), process.ppid(), process.name()
-            zombie = process.status() == psutil.STATUS_ZOMBIE
+            state = process.status()
             return ProcessUse(pid=process.pid, ppid=ppid, started_at=started, rss=_rss(process),
-                              cpu_seconds=_cpu_seconds(process), cmdline=_cmdline(process), name=name, zombie=zombie)
+                              cpu_seconds=_cpu_seconds(process), cmdline=_cmdline(process), name=name,
+                              zombie=state == psutil.STATUS_ZOMBIE, stopped=state in _STOPPED)
     except (psutil.Error, OSError):  # it has gone (or not even its start can be read): left out
         return None
 
