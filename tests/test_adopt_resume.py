@@ -201,7 +201,8 @@ def test_adopt_all_takes_each_agent_once_and_a_wrapper_with_its_child_is_one_age
 
 @pytest.mark.sqlite_only
 @pytest.mark.parametrize("args, message", [
-    (["999999999"], "no process 999999999"),
+    (["999999999"], "invalid PID '999999999' (a whole number from 1 to 4194304)"),
+    (["4194303"], "no process 4194303"),
     (["0"], "invalid PID"),
     (["abc"], "invalid PID"),
     ([], "one of the arguments"),

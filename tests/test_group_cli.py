@@ -123,6 +123,21 @@ def test_list_by_adapter_and_stop_a_whole_group(cli, records: Path, monkeypatch:
     cli("stop", other)
 
 
+def test_a_group_is_signalled_together_not_one_grace_period_after_another(cli, tmp_path: Path) -> None:
+    """Every session gets SIGTERM before any gets SIGKILL: N sessions that ignore SIGTERM take one grace period."""
+    stubborn = "trap '' TERM; echo ready; while :; do sleep 0.1; done"
+    ids = [cli.launch("sh", "-c", stubborn, options=("--cwd", str(tmp_path), "--no-lock", "--group", "slow"))
+           for _ in range(3)]
+    wait_for(lambda: all("ready" in cli("logs", sid, "--output").stdout for sid in ids))
+    result = cli("stop", "--group", "slow", "--grace", "500ms", "--reason", "done")
+    assert len(result.stdout.splitlines()) == 3 and "sent SIGTERM, then SIGKILL" in result.stdout
+    requests = [(e["position"], e["fields"]["signal"]) for e in cli.json_lines("events")
+                if e["type"] == "StopRequested" and e["session_id"] in ids]
+    assert sorted(signal for _, signal in requests) == ["SIGKILL"] * 3 + ["SIGTERM"] * 3
+    assert max(p for p, signal in requests if signal == "SIGTERM") < min(p for p, signal in requests if signal == "SIGKILL")
+    assert {cli.json("status", sid)["stop_note"] for sid in ids} == {"done (grace period ended)"}
+
+
 def test_three_agents_in_one_group_get_three_worktrees_and_compare_shows_their_changes(
         cli, records: Path, repo: Path, home: Path) -> None:
     (repo / ".gitignore").write_text(".env\n")  # the usual case: a copied file git ignores (not in the diff)

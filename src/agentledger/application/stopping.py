@@ -49,48 +49,105 @@ class StopOutcome:
 def stop_session(
     ledger: Ledger, session_id: UUID, *, machine: Machine, force: bool, grace: float, note: str | None
 ) -> StopOutcome:
-    session = ledger.session(session_id)
-    first = signal.SIGKILL if force else signal.SIGTERM
-    if session.is_stopped:
-        outcome = StopOutcome(session=session, already_stopped=True)
-        if session.host == machine.host and session.pid is not None:
-            _end_leftovers(machine, session.identity, first, grace, outcome)
-        return outcome
-    if session.host != machine.host:
-        raise LedgerError(
-            f"session {session_id.hex[:12]} runs on host {session.host!r}; stop it from there"
-        )
-    identity = session.identity
-    outcome = StopOutcome(session=session)
-    requester = machine.user()
-    if machine.probe(identity).alive:
-        _request_and_signal(ledger, machine, session_id, identity, first, grace, note, requester, outcome)
-        if not _wait_until_done(ledger, machine, session_id, identity, grace):
-            if machine.session_group_exists(identity) and first != signal.SIGKILL:
-                _request_and_signal(
-                    ledger, machine, session_id, identity, signal.SIGKILL, 0.0,
-                    f"{note} (grace period ended)" if note else "grace period ended", requester, outcome,
-                )
-            _wait_until_done(ledger, machine, session_id, identity, AFTER_KILL_WAIT)
-    else:
-        # Nothing to signal. A live supervisor is recording the exit right now.
-        _wait_until_done(ledger, machine, session_id, identity, 2.0)
-    final = ledger.session(session_id)
-    if not final.is_stopped:
-        probe = machine.probe(identity)
-        if probe.alive:
-            raise LedgerError(f"session {session_id.hex[:12]}: process {identity.pid} survived SIGKILL")
-        if machine.supervisor_alive(final.supervisor_pid, session_id.hex):
-            raise LedgerError(
-                f"session {session_id.hex[:12]}: the process is gone but its supervisor has not "
-                "recorded the stop yet; check again with 'agentledger status'"
-            )
-        _record_stop_without_supervisor(ledger, machine, session_id, probe, note, outcome)
-        final = ledger.session(session_id)
-    else:
-        outcome.recorded_by = outcome.recorded_by or final.stopped_by
-    outcome.session = final
+    """Stop one session (the module's docstring says how); its stop is in the log when this returns."""
+    [outcome] = stop_sessions(ledger, [session_id], machine=machine, force=force, grace=grace, note=note)
+    if isinstance(outcome, LedgerError):
+        raise outcome
     return outcome
+
+
+def stop_sessions(
+    ledger: Ledger, session_ids: list[UUID], *, machine: Machine, force: bool, grace: float, note: str | None
+) -> list[StopOutcome | LedgerError]:
+    """Stop several sessions together (``stop --group``): each is signalled, then all are waited for at once, so
+    that N sessions that ignore SIGTERM take one grace period, not N. Each one's outcome, in order: its stop, or
+    why it could not be made sure of. A session on another host is refused before anything is signalled."""
+    stops = [_Stop(ledger, session_id, machine, force=force, grace=grace, note=note) for session_id in session_ids]
+    for stop in stops:
+        stop.begin()
+    _wait_all(stops)
+    for stop in stops:
+        stop.escalate()
+    _wait_all(stops)
+    return [stop.finish() for stop in stops]
+
+
+class _Stop:
+    """One session's stop, in the steps :func:`stop_sessions` takes for all of them in turn."""
+
+    def __init__(self, ledger: Ledger, session_id: UUID, machine: Machine, *, force: bool, grace: float,
+                 note: str | None) -> None:
+        self.ledger, self.session_id, self.machine = ledger, session_id, machine
+        self.first = signal.SIGKILL if force else signal.SIGTERM
+        self.grace, self.note = grace, note
+        session = ledger.session(session_id)
+        if not session.is_stopped and session.host != machine.host:
+            raise LedgerError(f"session {session_id.hex[:12]} runs on host {session.host!r}; stop it from there")
+        self.session, self.identity = session, session.identity
+        self.outcome = StopOutcome(session=session, already_stopped=session.is_stopped)
+        self.requester = machine.user()
+        self.signalled = False
+        self.deadline: float | None = None  # while waiting for the stop: until when
+
+    def begin(self) -> None:
+        """Signal the group (``first``), or, already stopped, end what it left running; then wait for the stop."""
+        if self.outcome.already_stopped:
+            if self.session.host == self.machine.host and self.session.pid is not None:
+                _end_leftovers(self.machine, self.identity, self.first, self.grace, self.outcome)
+            return
+        if self.machine.probe(self.identity).alive:
+            _request_and_signal(self.ledger, self.machine, self.session_id, self.identity, self.first, self.grace,
+                                self.note, self.requester, self.outcome)
+            self.signalled = True
+            self.deadline = time.monotonic() + self.grace
+        else:  # nothing to signal: a live supervisor is recording the exit right now
+            self.deadline = time.monotonic() + 2.0
+
+    def done(self) -> bool:
+        """Waited for enough: the stop is in the log and the group gone, or no supervisor is left to record it
+        (:func:`_stop_done`), or its time is up."""
+        if self.deadline is None:
+            return True
+        if time.monotonic() >= self.deadline or _stop_done(self.ledger, self.machine, self.session_id, self.identity):
+            self.deadline = None
+        return self.deadline is None
+
+    def escalate(self) -> None:
+        """After the grace period: SIGKILL if the group outlived SIGTERM; then wait a little for the record."""
+        if not self.signalled or _stop_done(self.ledger, self.machine, self.session_id, self.identity):
+            return
+        if self.machine.session_group_exists(self.identity) and self.first != signal.SIGKILL:
+            _request_and_signal(self.ledger, self.machine, self.session_id, self.identity, signal.SIGKILL, 0.0,
+                                f"{self.note} (grace period ended)" if self.note else "grace period ended",
+                                self.requester, self.outcome)
+        self.deadline = time.monotonic() + AFTER_KILL_WAIT
+
+    def finish(self) -> StopOutcome | LedgerError:
+        """The stop as recorded; recorded here if no supervisor is left to do it and the process is gone."""
+        outcome = self.outcome
+        if outcome.already_stopped:
+            return outcome
+        final = self.ledger.session(self.session_id)
+        if not final.is_stopped:
+            probe = self.machine.probe(self.identity)
+            short = self.session_id.hex[:12]
+            if probe.alive:
+                return LedgerError(f"session {short}: process {self.identity.pid} survived SIGKILL")
+            if self.machine.supervisor_alive(final.supervisor_pid, self.session_id.hex):
+                return LedgerError(f"session {short}: the process is gone but its supervisor has not recorded the "
+                                   "stop yet; check again with 'agentledger status'")
+            _record_stop_without_supervisor(self.ledger, self.machine, self.session_id, probe, self.note, outcome)
+            final = self.ledger.session(self.session_id)
+        else:
+            outcome.recorded_by = outcome.recorded_by or final.stopped_by
+        outcome.session = final
+        return outcome
+
+
+def _wait_all(stops: list[_Stop]) -> None:
+    """Poll every stop still waiting until each is done or out of time."""
+    while not all([stop.done() for stop in stops]):  # a list: every one is asked each round
+        time.sleep(POLL_INTERVAL)
 
 
 def _request_and_signal(
@@ -140,17 +197,14 @@ def _wait_until_group_gone(machine: Machine, identity: ProcessIdentity, timeout:
     return _wait(lambda: not machine.session_group_exists(identity), timeout)
 
 
-def _wait_until_done(ledger: Ledger, machine: Machine, session_id: UUID, identity: ProcessIdentity, timeout: float) -> bool:
-    """Wait until the whole process group is gone and ``Stopped`` is in the log, or no supervisor is left to
-    record it (killed, or none: adopted), which the caller then does: a stop of a session whose supervisor died
-    returns as soon as its processes have ended, not after the grace period."""
-    def done() -> bool:
-        if machine.session_group_exists(identity):
-            return False
-        session = ledger.session(session_id)
-        return session.is_stopped or not machine.supervisor_alive(session.supervisor_pid, session_id.hex)
-
-    return _wait(done, timeout)
+def _stop_done(ledger: Ledger, machine: Machine, session_id: UUID, identity: ProcessIdentity) -> bool:
+    """The whole process group is gone and ``Stopped`` is in the log, or no supervisor is left to record it
+    (killed, or none: adopted), which the stop then does: a stop of a session whose supervisor died ends as soon
+    as its processes have ended, not after the grace period."""
+    if machine.session_group_exists(identity):
+        return False
+    session = ledger.session(session_id)
+    return session.is_stopped or not machine.supervisor_alive(session.supervisor_pid, session_id.hex)
 
 
 def _wait(condition: Callable[[], bool], timeout: float) -> bool:

@@ -393,9 +393,34 @@ def cmd_stop(context: Context, args: argparse.Namespace) -> int:
                          "--all' shows the groups)")
     if not rows:
         print(f"no session of group {args.group!r} is running; nothing to do", file=sys.stderr)
-    for row in reversed(rows):  # oldest first
-        _stop_one(context, args, row["id"])
-    return 0
+    return _stop_group(context, args, [row["id"] for row in reversed(rows)])  # oldest first
+
+
+def _stop_group(context: Context, args: argparse.Namespace, session_hexes: list[str]) -> int:
+    """Every session signalled, then all waited for together (``stopping.stop_sessions``); each reported; exit 1
+    if the stop of one could not be made sure of (the others are stopped all the same)."""
+    from uuid import UUID
+
+    from agentledger.application.errors import LedgerError
+    from agentledger.application.stopping import stop_sessions
+    from agentledger.entrypoints.render import escape
+
+    session_ids = [UUID(hex_id) for hex_id in session_hexes]
+    try:
+        outcomes = stop_sessions(context.store.ledger, session_ids, machine=context.machine, force=args.force,
+                                 grace=args.grace, note=args.reason)
+    except KeyboardInterrupt:
+        for session_id in session_ids:
+            _stop_interrupted(context, session_id)
+        return 130
+    failed = 0
+    for session_id, outcome in zip(session_ids, outcomes, strict=True):
+        if isinstance(outcome, LedgerError):
+            sys.stderr.write(f"agentledger: {escape(str(outcome))}\n")
+            failed = 1
+        else:
+            _report_stop(args, session_id, outcome)
+    return failed
 
 
 def _stop_interrupted(context: Context, session_id: Any) -> int:
@@ -426,6 +451,12 @@ def _stop_one(context: Context, args: argparse.Namespace, session_hex: str) -> i
         )
     except KeyboardInterrupt:
         return _stop_interrupted(context, session_id)
+    _report_stop(args, session_id, outcome)
+    return 0
+
+
+def _report_stop(args: argparse.Namespace, session_id: Any, outcome: Any) -> None:
+    """One stop as ``stop`` prints it: a JSON object, or a line (on stderr if there was nothing to do)."""
     stop = outcome.session.stop
     assert stop is not None  # stop_session returns once the stop is in the log
     if args.json:
@@ -454,7 +485,6 @@ def _stop_one(context: Context, args: argparse.Namespace, session_hex: str) -> i
         recorder = {"supervisor": "its supervisor", "cli": "this command"}.get(outcome.recorded_by or "",
                                                                                outcome.recorded_by or "someone")
         print(f"stopped {session_id.hex[:12]}: {sent}; {ended}; recorded by {recorder}")
-    return 0
 
 
 def cmd_heartbeat(context: Context, args: argparse.Namespace) -> int:
