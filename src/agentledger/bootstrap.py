@@ -152,6 +152,13 @@ def schema_revision(location: Location) -> str | None:
     return store_schema_revision(location)
 
 
+def foreign_tables(location: Location) -> list[str]:
+    """The tables of an SQLite file that is another database's, not a ledger's (``db copy`` refuses it)."""
+    from agentledger.infrastructure.store import foreign_tables as tables_of
+
+    return tables_of(location)
+
+
 def archive_files() -> ArchiveFiles:
     """Archive files on disk, new ones under the home's ``archive/`` by default (``db archive``, ``db import``)."""
     from agentledger.infrastructure.archive_files import ArchiveFileSystem

@@ -60,7 +60,7 @@ from agentledger.application.archive_format import (
     WrittenSession,
     coalesce_heartbeats,
 )
-from agentledger.application.errors import AlreadyStored, LedgerError, StoreError
+from agentledger.application.errors import AlreadyStored, LedgerError, StoreError, StoreFault
 from agentledger.application.ports import ArchivedRecord
 from agentledger.domain.stop_hooks import stop_hook_id
 from agentledger.domain.workspace import workspace_id
@@ -186,8 +186,7 @@ def _remove(store: Store, files: ArchiveFiles, target: str, records: list[Archiv
         fault = _fault(store, error)
         if fault is None:
             raise
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise StoreError(f"the store is {fault}: {first}; {note}") from error
+        raise StoreError(f"{fault.describe(error)}; {note}") from error
 
 
 def _settle_file(store: Store, files: ArchiveFiles, target: str, lengths: dict[str, int]) -> str:
@@ -207,13 +206,12 @@ def _settle_file(store: Store, files: ArchiveFiles, target: str, lengths: dict[s
     return f"the new archive {target} was deleted (the store kept every session of it)"
 
 
-def _fault(store: Store, error: Exception) -> str | None:
-    """How the store's classifier names ``error`` (``full``, ``read-only``, ...), None if it is not the store's."""
+def _fault(store: Store, error: Exception) -> StoreFault | None:
+    """How the store's classifier reads ``error`` (full, read-only, ...), None if it is not the store's."""
     try:
-        fault = store.ledger.classify_fault(error)
+        return store.ledger.classify_fault(error)
     except Exception:  # noqa: BLE001 - no ledger to ask: not a fault it can name
         return None
-    return None if fault is None else fault.state
 
 
 def _write_sessions(store: Store, writer: ArchiveWriter, sessions: Sequence[Row],

@@ -50,6 +50,12 @@ class StoreFault(StrEnum):
         """What follows "the store is" in a message: ``full``, ``read-only``, ``failing with I/O errors``."""
         return "failing with I/O errors" if self is StoreFault.IO else self.value
 
+    def describe(self, error: BaseException) -> str:
+        """The one line for ``error``, the store's, read as this fault: ``the store is read-only: attempt to
+        write a readonly database`` (the driver's first line: its others are details)."""
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return f"the store is {self.state}: {first}"
+
 
 #: Reads a store's error as one of the faults above, or None for an error that is not the store's (a bug);
 #: the store's own (``infrastructure/store_faults.classify``) is handed to the service layer with the store.

@@ -203,9 +203,7 @@ class Reconciler:
     def _describe(self, error: Exception) -> str:
         """One line: a store's fault in its words (read-only, full, locked, ...), else the error as it is."""
         fault = self.store.ledger.classify_fault(error)
-        if fault is None:
-            return f"{type(error).__name__}: {error}"
-        return f"the store is {fault.state}: {(str(error).strip().splitlines() or [type(error).__name__])[0]}"
+        return f"{type(error).__name__}: {error}" if fault is None else fault.describe(error)
 
     def _act(self, session_id: UUID, *, dry_run: bool, guard_note: dict[str, Any] | None) -> Judged:
         """Load, probe after loading, decide, compare-and-set; on a lost race, judge again."""

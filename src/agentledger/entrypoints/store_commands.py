@@ -76,25 +76,20 @@ def cmd_db_copy(context: Context, args: argparse.Namespace) -> int:
 
 
 def _refuse_foreign_file(location: Any) -> None:
-    """A SQLite file that holds tables but no ledger's is someone else's database: refused before a ledger's
-    tables are made in it (a copy goes into an empty store, or resumes one it left)."""
+    """A SQLite file of another database is refused before a ledger's tables are made in it (a copy goes into
+    an empty store, or resumes one it left)."""
     import sqlite3
 
     from agentledger.application.errors import LedgerError
+    from agentledger.bootstrap import foreign_tables
 
-    path = getattr(location, "path", None)
-    if path is None or location.kind != "sqlite" or not path.exists() or not path.stat().st_size:
-        return
     try:
-        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
-        try:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        finally:
-            db.close()
+        tables = foreign_tables(location)
     except sqlite3.DatabaseError as error:
-        raise LedgerError(f"the target {path} is not an SQLite database ({error}): copy into an empty store") from None
-    if tables and not tables & {"stored_events", "alembic_version", "ledger_identity"}:  # a ledger's, any age
-        raise LedgerError(f"the target {path} holds tables of another database ({', '.join(sorted(tables)[:3])}"
+        raise LedgerError(f"the target {location.path} is not an SQLite database ({error}): copy into an empty "
+                          "store") from None
+    if tables:
+        raise LedgerError(f"the target {location.path} holds tables of another database ({', '.join(tables[:3])}"
                           f"{', ...' if len(tables) > 3 else ''}): copy into an empty store")
 
 

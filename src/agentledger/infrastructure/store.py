@@ -224,6 +224,20 @@ def peek_read_models(location: StoreLocation | PostgresLocation) -> Iterator[Rea
         db.close()
 
 
+def foreign_tables(location: StoreLocation | PostgresLocation) -> list[str]:
+    """The tables of an SQLite file that holds tables but no ledger's (someone else's database), sorted; none for
+    a ledger of any age, an empty or missing file, or a PostgreSQL schema (the copy's own checks see to those).
+    Read without creating anything. Raises ``sqlite3.DatabaseError`` for a file that is not SQLite."""
+    if location.kind != "sqlite" or not location.path.exists() or not location.path.stat().st_size:
+        return []
+    db = sqlite3.connect(f"{location.path.absolute().as_uri()}?mode=ro", uri=True)
+    try:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        db.close()
+    return [] if tables & {SqliteStore.events_table, "alembic_version", "ledger_identity"} else sorted(tables)
+
+
 def is_ready(path: Path) -> bool:
     """Does the file hold the event tables and the read-model schema this code expects?"""
     return schema_revision(path, also_require="stored_events") == SCHEMA_HEAD

@@ -111,8 +111,7 @@ def translate(error: BaseException) -> BaseException:
         return _caused(LedgerError(f"{error.strerror or error}: {error.filename}"), error)
     fault = classify(error)
     if fault is not None:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return _caused(StoreError(f"the store is {fault.state}: {first}"), error)
+        return _caused(StoreError(fault.describe(error)), error)
     if isinstance(error, sqlite3.DatabaseError) or type(error).__module__.startswith("eventsourcing"):
         return _caused(StoreError(f"store error: {error}"), error)
     if isinstance(error, OSError):
