@@ -286,15 +286,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     for key, spec in KEYS.items():
         raw_env = (env.get(spec.env) or "").strip() if spec.env else ""
-        if key in values:  # checked even where the environment overrides it: the file is wrong all the same
+        if raw_env:
+            found[key] = _parse(spec, raw_env, spec.env)
+            sources[key] = f"env {spec.env}"
+        elif key in values:
             where = f"{path}, line {lines.line_of(key)}"
             found[key] = _parse(spec, values[key], f"{where}: {key}")
             sources[key] = where
         else:
             sources[key] = "default"
-        if raw_env:
-            found[key] = _parse(spec, raw_env, spec.env)
-            sources[key] = f"env {spec.env}"
 
     webhooks = _webhooks(values.get("webhooks", {}), env, path, lines, sources)
     found["repositories"] = _repositories(values.get("repositories", {}), path, lines, sources)
